@@ -1,0 +1,70 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
+import { configSchema, type AppConfig } from "./schema.js";
+
+export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
+
+/** A config problem, worded so the operator knows which field to fix. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function describe(err: z.ZodError, source: string): string {
+  const lines = err.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+  return `invalid config ${source}:\n${lines.join("\n")}`;
+}
+
+/** Validate an already-parsed config object (tests build configs in code). */
+export function parseConfig(raw: unknown, source = "(inline)"): AppConfig {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError(describe(r.error, source));
+  return r.data;
+}
+
+/** Environment overrides named in the README; applied after the file is validated, then validated again. */
+export function applyEnv(cfg: AppConfig, env: NodeJS.ProcessEnv): AppConfig {
+  const out = structuredClone(cfg);
+  if (env.LLM_MODEL) out.llm.model = env.LLM_MODEL;
+  if (env.HOST) out.server.host = env.HOST;
+  if (env.PORT !== undefined && env.PORT !== "") {
+    const port = Number(env.PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid environment: PORT must be an integer 0-65535, got "${env.PORT}"`);
+    out.server.port = port;
+  }
+  return parseConfig(out, "after environment overrides");
+}
+
+export function loadConfigFile(path: string): AppConfig {
+  const full = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(full, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${full}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${full} is not valid YAML: ${(e as Error).message}`);
+  }
+  return parseConfig(raw, full);
+}
+
+/** `--config path` wins over `CONFIG`, which wins over the checked-in default. */
+export function configPathFrom(argv: string[], env: NodeJS.ProcessEnv): string {
+  const i = argv.indexOf("--config");
+  if (i >= 0) {
+    const p = argv[i + 1];
+    if (!p) throw new ConfigError("--config needs a file path");
+    return p;
+  }
+  const eq = argv.find((a) => a.startsWith("--config="));
+  if (eq) return eq.slice("--config=".length);
+  return env.CONFIG || DEFAULT_CONFIG_PATH;
+}

@@ -1,0 +1,163 @@
+import { isSupportedCountry, type CountryCode } from "libphonenumber-js/max";
+import { z } from "zod";
+import { bargeInConfigSchema, ttsSchema, vadSchema } from "../aiflow/actions.js";
+
+/** The single checked-in config file, validated at start-up. Types are derived from this schema. */
+
+export const LANGUAGES = ["de-DE", "en-US"] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+const countryCode = z
+  .string()
+  .refine((c) => isSupportedCountry(c), (c) => ({ message: `"${c}" is not a supported two-letter country code (e.g. DE)` }))
+  .transform((c) => c as CountryCode);
+const NUMBER_TYPES = [
+  "MOBILE",
+  "FIXED_LINE",
+  "FIXED_LINE_OR_MOBILE",
+  "PREMIUM_RATE",
+  "TOLL_FREE",
+  "SHARED_COST",
+  "VOIP",
+  "PERSONAL_NUMBER",
+  "PAGER",
+  "UAN",
+  "VOICEMAIL",
+] as const;
+
+const stepLlmOverride = z
+  .object({
+    model: z.string().min(1).optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    maxTokens: z.number().int().positive().optional(),
+  })
+  .strict();
+
+const placeholderName = /^[a-z][a-z0-9_]*$/;
+
+export const smsSlotSchema = z
+  .object({
+    description: z.string().min(1),
+    /** The model picks one key; the SMS gets the configured text. The model never writes SMS text itself. */
+    options: z.record(z.string().regex(placeholderName, "option keys are lower_snake_case"), z.string().min(1)).refine(
+      (o) => Object.keys(o).length > 0,
+      "a slot needs at least one option",
+    ),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    language: z.enum(LANGUAGES),
+    homeCountry: countryCode.default("DE"),
+    business: z
+      .object({
+        name: z.string().min(1),
+        purpose: z.string().min(1),
+        /** What the agent may tell callers; also what it offers verbally when an SMS cannot be sent. */
+        facts: z.string().default(""),
+      })
+      .strict(),
+    greeting: z.string().min(1),
+    llm: z
+      .object({
+        model: z.string().min(1),
+        temperature: z.number().min(0).max(2).default(0.2),
+        maxTokens: z.number().int().positive().default(300),
+        timeoutMs: z.number().int().positive().default(10000),
+        maxRetries: z.number().int().min(0).max(5).default(1),
+        /** Strict function schemas; switch off for servers that reject `strict` (some vLLM / Ollama builds). */
+        strictTools: z.boolean().default(true),
+        /** Set for Azure OpenAI deployments that need an `api-version` query parameter. */
+        azureApiVersion: z.string().min(1).optional(),
+        steps: z.record(z.string(), stepLlmOverride).default({}),
+      })
+      .strict(),
+    consent: z
+      .object({
+        /** The exact question spoken; `{number}` is replaced by the number read back in digit groups. */
+        question: z.string().min(1).refine((q) => q.includes("{number}"), "the consent question must name the number: include {number}"),
+      })
+      .strict(),
+    sms: z
+      .object({
+        /** SMS body. `{business_name}` and the declared slots are the only placeholders. */
+        template: z.string().min(1),
+        slots: z.record(z.string().regex(placeholderName, "slot names are lower_snake_case"), smsSlotSchema).default({}),
+        maxPerCall: z.number().int().min(1).max(10).default(1),
+        /** One extra send after an sms_failed with a transient reason (smsc_unavailable, unknown). */
+        retryTransientFailures: z.boolean().default(true),
+      })
+      .strict(),
+    recipients: z
+      .object({
+        allowedCountries: z.array(countryCode).min(1),
+        allowedNumberTypes: z.array(z.enum(NUMBER_TYPES)).min(1).default(["MOBILE"]),
+        blockedNumbers: z.array(z.string().regex(/^[1-9]\d{6,14}$/, "blocked numbers are E.164 digits without +")).default([]),
+        /** SMS to one recipient across all calls. */
+        perRecipient: z
+          .object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) })
+          .strict()
+          .default({ max: 3, windowSeconds: 86400 }),
+      })
+      .strict(),
+    speech: z
+      .object({
+        tts: ttsSchema.optional(),
+        bargeIn: bargeInConfigSchema.optional(),
+        vad: vadSchema.optional(),
+        userInputTimeoutSeconds: z.number().positive().max(60).default(8),
+      })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        maxLlmRequestsPerTurn: z.number().int().min(1).max(10).default(3),
+        maxInputTimeouts: z.number().int().min(0).max(10).default(2),
+        historyMessages: z.number().int().min(4).max(500).default(40),
+        sessionTtlSeconds: z.number().int().min(60).default(3600),
+        /** An identical event within this window with nothing in between is a redelivery. */
+        duplicateWindowSeconds: z.number().int().min(0).default(30),
+      })
+      .strict()
+      .default({}),
+    server: z
+      .object({
+        port: z.number().int().min(0).max(65535).default(8080),
+        host: z.string().min(1).default("0.0.0.0"),
+        apiTokenHeader: z.string().min(1).default("X-API-TOKEN"),
+        maxBodyBytes: z.number().int().min(1024).max(10_000_000).default(65536),
+      })
+      .strict()
+      .default({}),
+    ledger: z
+      .object({
+        path: z.string().min(1).default("data/consent-ledger.jsonl"),
+        /** `hashed` stores a SHA-256 of the number instead of the number (data minimisation). */
+        numbers: z.enum(["full", "hashed"]).default("full"),
+      })
+      .strict()
+      .default({}),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const allowed = new Set(["business_name", ...Object.keys(cfg.sms.slots)]);
+    for (const m of cfg.sms.template.matchAll(/\{([^}]*)\}/g)) {
+      if (!allowed.has(m[1]!)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ["sms", "template"],
+          message: `placeholder {${m[1]}} is neither {business_name} nor a declared slot in sms.slots`,
+        });
+      }
+    }
+    for (const m of cfg.consent.question.matchAll(/\{([^}]*)\}/g)) {
+      if (m[1] !== "number" && m[1] !== "business_name") {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["consent", "question"], message: `unknown placeholder {${m[1]}}; use {number} or {business_name}` });
+      }
+    }
+  });
+
+export type AppConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

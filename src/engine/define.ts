@@ -1,0 +1,70 @@
+import type { z } from "zod";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { AppConfig } from "../config/schema.js";
+import type { CallState } from "./state.js";
+import type { TurnContext } from "./turnContext.js";
+
+/**
+ * A tool: one declaration with a zod argument schema and an implementation. Its JSON
+ * schema is derived from `parameters`; its description lives in prompts/tools.md.
+ * `parameters` may depend on config (e.g. the SMS slots the model may choose from).
+ */
+export interface ToolDef<P extends z.ZodRawShape = z.ZodRawShape> {
+  name: string;
+  parameters: (config: AppConfig) => z.ZodObject<P>;
+  /** Returns the text the model sees as the tool result. */
+  execute(ctx: TurnContext, args: z.infer<z.ZodObject<P>>): Promise<string> | string;
+}
+
+export function defineTool<P extends z.ZodRawShape>(tool: ToolDef<P>): ToolDef {
+  return tool as unknown as ToolDef;
+}
+
+interface StepBase {
+  name: string;
+  /** Spoken or done when the step is entered: a fixed line, no LLM round trip. */
+  onEnter?: (ctx: TurnContext) => Promise<void> | void;
+}
+
+/** A step answered by one LLM request with the step's own prompt and only its tools. */
+export interface LlmStep extends StepBase {
+  kind: "llm";
+  /** File name (without .md) under prompts/<language>/. */
+  prompt: string;
+  tools: ToolDef[];
+}
+
+/** A step that runs code only, with no LLM request (e.g. the send itself). */
+export interface CodeStep extends StepBase {
+  kind: "code";
+  run: (ctx: TurnContext) => Promise<void> | void;
+}
+
+export type StepDef = LlmStep | CodeStep;
+
+export function defineStep<S extends StepDef>(step: S): S {
+  return step;
+}
+
+/** Flow-specific reaction to an event the engine does not handle generically. Returns true if handled. */
+export type EventHook = (ctx: TurnContext, event: AiFlowEvent) => Promise<boolean> | boolean;
+
+export interface FlowDef {
+  name: string;
+  initialStep: string;
+  steps: StepDef[];
+  /** Values for `{placeholders}` in step prompts, computed from state. */
+  promptValues: (state: CallState, config: AppConfig) => Record<string, string>;
+  /** Events the flow handles itself (dtmf_received, sms_failed, …). */
+  hooks: Partial<Record<AiFlowEvent["type"], EventHook>>;
+}
+
+export function defineFlow(flow: FlowDef): FlowDef {
+  const names = new Set<string>();
+  for (const s of flow.steps) {
+    if (names.has(s.name)) throw new Error(`flow ${flow.name}: duplicate step name ${s.name}`);
+    names.add(s.name);
+  }
+  if (!names.has(flow.initialStep)) throw new Error(`flow ${flow.name}: initial step ${flow.initialStep} is not defined`);
+  return flow;
+}

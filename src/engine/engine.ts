@@ -1,0 +1,430 @@
+import { randomUUID } from "node:crypto";
+import type { AiFlowAction } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { ChatModel, ModelToolCall } from "../llm/chatModel.js";
+import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
+import { normalizeAiFlowNumber } from "../phone/number.js";
+import type { SessionStore } from "../store/sessionStore.js";
+import type { FlowDef, LlmStep, StepDef, ToolDef } from "./define.js";
+import { repairToolPairing, trimHistory } from "./history.js";
+import type { CallState } from "./state.js";
+import { TurnContext, type TurnServices } from "./turnContext.js";
+import type { TurnRecord } from "./turnRecord.js";
+import { checkModelUtterance } from "../guards/claims.js";
+
+export interface EngineDeps extends TurnServices {
+  flow: FlowDef;
+  model: ChatModel;
+  store: SessionStore;
+}
+
+/** Upper bound on step transitions in one turn, so a mis-wired flow cannot spin forever. */
+const MAX_TRANSITIONS_PER_TURN = 10;
+
+/**
+ * Runs a flow: one AI Flow event in, the ordered actions (and a record of why) out.
+ * Knows steps, tools and the gate, but nothing about SMS: that is all in the flow definition.
+ */
+export class Engine {
+  private readonly steps = new Map<string, StepDef>();
+  private readonly transitionsThisTurn = new WeakMap<TurnContext, number>();
+
+  constructor(private readonly deps: EngineDeps) {
+    for (const s of deps.flow.steps) this.steps.set(s.name, s);
+    // Fail at start-up, not mid-call, when a prompt, tool description or line is missing.
+    for (const s of deps.flow.steps) {
+      if (s.kind === "llm") {
+        deps.prompts.stepPrompt(s.prompt);
+        for (const t of s.tools) deps.prompts.toolDescription(t.name);
+      }
+    }
+  }
+
+  get flow(): FlowDef {
+    return this.deps.flow;
+  }
+
+  /** Handle one event. `eventKey` identifies the delivery (hash of the raw body) for duplicate detection. */
+  async handle(event: AiFlowEvent, eventKey: string = JSON.stringify(event)): Promise<TurnRecord> {
+    const sessionId = event.session.id;
+    return this.deps.store.withLock(sessionId, () => this.handleLocked(event, eventKey));
+  }
+
+  private async handleLocked(event: AiFlowEvent, eventKey: string): Promise<TurnRecord> {
+    const started = performance.now();
+    const { store, config, now } = this.deps;
+    const sessionId = event.session.id;
+    const record: TurnRecord = {
+      sessionId,
+      event: event.type,
+      stepBefore: "",
+      stepAfter: "",
+      actions: [],
+      toolCalls: [],
+      guardDecisions: [],
+      llmRequests: [],
+      timings: { totalMs: 0, modelMs: 0, engineMs: 0 },
+      duplicate: false,
+    };
+    const finish = (): TurnRecord => {
+      record.timings.totalMs = performance.now() - started;
+      record.timings.modelMs = record.llmRequests.reduce((a, r) => a + r.ms, 0);
+      record.timings.engineMs = Math.max(0, record.timings.totalMs - record.timings.modelMs);
+      return record;
+    };
+
+    if (event.type === "session_end") {
+      await store.delete(sessionId);
+      return finish();
+    }
+
+    let state = await store.get(sessionId);
+    const isNew = !state;
+    if (!state) state = this.newState(event);
+    record.stepBefore = state.step;
+
+    const last = state.lastEvent;
+    if (last && last.key === eventKey && now() - last.at <= config.limits.duplicateWindowSeconds * 1000) {
+      // A redelivery: answer as before, but a side effect never happens twice.
+      record.duplicate = true;
+      record.actions = last.actions.filter((a) => a.type !== "send_sms");
+      if (record.actions.length !== last.actions.length) {
+        record.guardDecisions.push({ subject: "send_sms", allowed: false, reason: "duplicate_event", detail: "redelivered event; SMS already handled" });
+      }
+      record.stepAfter = state.step;
+      return finish();
+    }
+
+    const ctx = new TurnContext(state, event, this.deps, record, {
+      gotoStep: (c, step) => this.enterStep(c, step),
+      invokeTool: (c, tool, args) => this.invokeToolFromCode(c, tool, args),
+    });
+
+    try {
+      await this.collectingEnters(ctx, () => this.dispatch(ctx, event, isNew));
+    } catch (e) {
+      // A bug must not cost the caller the call: keep what was said, repair history, apologize.
+      ctx.log.error({ sessionId, step: state.step, err: (e as Error).stack ?? String(e) }, "turn failed");
+      ctx.guard({ subject: "turn", allowed: false, reason: "internal_error", detail: (e as Error).message });
+      ctx.endToolBatch();
+      state.history = repairToolPairing(state.history, this.deps.prompts.note("tool_failed", { tool: "tool" }));
+      ctx.say("fallback");
+    }
+
+    const { allowed, decisions } = await this.deps.gate.review(
+      ctx.outgoing.filter((a) => !ctx.approved.has(a)),
+      ctx,
+    );
+    record.guardDecisions.push(...decisions);
+    const allowedSet = new Set(allowed);
+    record.actions = ctx.outgoing.filter((a) => ctx.approved.has(a) || allowedSet.has(a));
+
+    state.lastEvent = { key: eventKey, at: now(), actions: record.actions };
+    state.history = trimHistory(state.history, config.limits.historyMessages);
+    state.updatedAt = now();
+    await store.set(state, config.limits.sessionTtlSeconds);
+    record.stepAfter = state.step;
+    return finish();
+  }
+
+  private newState(event: AiFlowEvent): CallState {
+    const s = event.session;
+    const direction = s.direction ?? "inbound";
+    // The remote party: the caller on inbound calls, the callee on outbound ones.
+    const remote = direction === "outbound" ? s.to_phone_number : s.from_phone_number;
+    const t = this.deps.now();
+    return {
+      sessionId: s.id,
+      accountId: s.account_id,
+      direction,
+      callerNumber: normalizeAiFlowNumber(remote),
+      language: this.deps.config.language,
+      step: this.deps.flow.initialStep,
+      turn: 0,
+      history: [],
+      sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
+      dtmf: "",
+      inputTimeouts: 0,
+      pendingHangup: false,
+      createdAt: t,
+      updatedAt: t,
+    };
+  }
+
+  private async dispatch(ctx: TurnContext, event: AiFlowEvent, isNew: boolean): Promise<void> {
+    const { state } = ctx;
+    if (state.pendingHangup && event.type !== "assistant_speak" && event.type !== "user_speech_started") {
+      // The goodbye was said; whatever comes next (speech ended, silence, speech) ends the call.
+      state.pendingHangup = false;
+      ctx.hangupNow();
+      return;
+    }
+    const hook = this.deps.flow.hooks[event.type];
+    if (hook && (await hook(ctx, event))) return;
+
+    switch (event.type) {
+      case "session_start":
+        if (isNew) ctx.speak(this.greeting());
+        else ctx.say("welcome_back");
+        return;
+      case "user_speak":
+        await this.callerTurn(ctx, event.text, event.barged_in);
+        return;
+      case "user_input_timeout":
+        this.inputTimeout(ctx);
+        return;
+      default:
+        // assistant_speak, assistant_speech_ended, user_speech_started, dtmf outside a hook: nothing to say.
+        return;
+    }
+  }
+
+  private greeting(): string {
+    const c = this.deps.config;
+    return c.greeting.replaceAll("{business_name}", c.business.name);
+  }
+
+  private inputTimeout(ctx: TurnContext): void {
+    const { state, config } = ctx;
+    state.inputTimeouts++;
+    if (state.inputTimeouts > config.limits.maxInputTimeouts) {
+      ctx.goodbye("timeout_goodbye");
+      return;
+    }
+    const lastLine = [...state.history].reverse().find((m) => m.role === "assistant" && m.content)?.content ?? "";
+    ctx.speak(this.deps.prompts.line("timeout_reprompt", { last_line: lastLine ?? "" }));
+  }
+
+  /** The caller cut the last line short: tell the model it may not have been heard. */
+  private markInterrupted(state: CallState): void {
+    const mark = " " + this.deps.prompts.note("interrupted_mark");
+    for (let i = state.history.length - 1; i >= 0; i--) {
+      const m = state.history[i]!;
+      if (m.role === "assistant" && m.content) {
+        if (!m.content.endsWith(mark)) m.content += mark;
+        return;
+      }
+      if (m.role === "user") return;
+    }
+  }
+
+  /** The caller said something: mark an interrupted line, then run the current step. */
+  async callerTurn(ctx: TurnContext, text: string, bargedIn: boolean): Promise<void> {
+    const { state } = ctx;
+    if (bargedIn) this.markInterrupted(state);
+    state.turn++;
+    state.inputTimeouts = 0;
+    ctx.pushHistory({ role: "user", content: text });
+    await this.runStep(ctx);
+  }
+
+  /** Run the current step's LLM request(s) until something is said, within the per-turn cap. */
+  async runStep(ctx: TurnContext): Promise<void> {
+    const { config } = this.deps;
+    const cap = config.limits.maxLlmRequestsPerTurn;
+    for (let i = 0; i < cap; i++) {
+      const step = this.steps.get(ctx.state.step);
+      if (!step || step.kind !== "llm") {
+        ctx.log.error({ sessionId: ctx.sessionId, step: ctx.state.step }, "current step is not an LLM step");
+        break;
+      }
+      const outcome = await this.oneRequest(ctx, step);
+      if (outcome === "done") return;
+      if (outcome === "model_failed") {
+        ctx.say("model_unavailable");
+        return;
+      }
+    }
+    if (ctx.speechCount === 0) {
+      ctx.guard({ subject: "llm", allowed: false, reason: "request_cap_reached", detail: `${cap} requests without an answer` });
+      ctx.say("fallback");
+    }
+  }
+
+  /** One model request for the step; returns whether the turn has its answer. */
+  private async oneRequest(ctx: TurnContext, step: LlmStep): Promise<"done" | "again" | "model_failed"> {
+    const { config, prompts, model } = this.deps;
+    const override = config.llm.steps[step.name] ?? {};
+    const modelName = override.model ?? config.llm.model;
+    const strict = config.llm.strictTools;
+    const tools = step.tools.map((t) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(config), strict));
+    const values = { ...this.deps.flow.promptValues(ctx.state, config) };
+    const system = [prompts.persona, prompts.stepPrompt(step.prompt), ...ctx.corrections]
+      .map((p) => p.replace(/\{([a-z_][a-z0-9_]*)\}/g, (m, k: string) => values[k] ?? m))
+      .join("\n\n");
+    const t0 = performance.now();
+    let response;
+    try {
+      response = await model.complete({
+        model: modelName,
+        temperature: override.temperature ?? config.llm.temperature,
+        maxTokens: override.maxTokens ?? config.llm.maxTokens,
+        system,
+        messages: ctx.state.history,
+        tools,
+      });
+    } catch (e) {
+      ctx.record.llmRequests.push({ step: step.name, model: modelName, tools: tools.map((t) => t.name), ms: performance.now() - t0, promptTokens: 0, completionTokens: 0, error: (e as Error).message });
+      ctx.log.error({ sessionId: ctx.sessionId, step: step.name, err: (e as Error).message }, "model request failed");
+      return "model_failed";
+    }
+    ctx.record.llmRequests.push({
+      step: step.name,
+      model: response.model,
+      tools: tools.map((t) => t.name),
+      ms: performance.now() - t0,
+      promptTokens: response.usage.promptTokens,
+      completionTokens: response.usage.completionTokens,
+    });
+
+    const calls = response.toolCalls.map((c) => ({ ...c, id: c.id || `call_${randomUUID()}` }));
+    let text = response.text.trim();
+    if (text) {
+      const verdict = checkModelUtterance(text, ctx.state, ctx.state.language);
+      if (!verdict.allowed) {
+        ctx.guard(verdict);
+        ctx.corrections.push(prompts.note(verdict.reason));
+        text = "";
+      }
+    }
+    ctx.pushHistory({
+      role: "assistant",
+      content: text || null,
+      ...(calls.length ? { tool_calls: calls.map((c) => ({ id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } })) } : {}),
+    });
+    if (text) ctx.speak(text, { fromModel: true });
+
+    if (calls.length === 0) return text ? "done" : "again";
+
+    const speechBefore = ctx.speechCount;
+    await this.runToolBatch(ctx, step, calls);
+    return ctx.speechCount > speechBefore ? "done" : "again";
+  }
+
+  /** Execute a batch of tool calls; every call gets a result message, whatever happens. */
+  private async runToolBatch(ctx: TurnContext, step: LlmStep, calls: ModelToolCall[]): Promise<void> {
+    await this.collectingEnters(ctx, () => this.runToolCalls(ctx, step, calls));
+  }
+
+  private async runToolCalls(ctx: TurnContext, step: LlmStep, calls: ModelToolCall[]): Promise<void> {
+    ctx.beginToolBatch();
+    let movedTo: string | undefined;
+    try {
+      for (const call of calls) {
+        let result: string;
+        let ok = false;
+        let parsedArgs: unknown = call.arguments;
+        if (movedTo !== undefined) {
+          result = ctx.note("tool_skipped_after_transition", { tool: call.name, step: movedTo });
+          ctx.guard({ subject: call.name, allowed: false, reason: "batched_after_transition", detail: `flow moved to ${movedTo}` });
+        } else {
+          const r = await this.executeModelToolCall(ctx, step, call);
+          result = r.result;
+          ok = r.ok;
+          parsedArgs = r.args;
+          if (ctx.transitioned) movedTo = ctx.state.step;
+        }
+        ctx.record.toolCalls.push({ name: call.name, arguments: parsedArgs, ok, result, origin: "model" });
+        ctx.pushHistory({ role: "tool", tool_call_id: call.id, content: result });
+      }
+    } finally {
+      ctx.endToolBatch();
+    }
+  }
+
+  private async executeModelToolCall(
+    ctx: TurnContext,
+    step: LlmStep,
+    call: ModelToolCall,
+  ): Promise<{ ok: boolean; result: string; args: unknown }> {
+    const tool = step.tools.find((t) => t.name === call.name);
+    if (!tool) {
+      const exists = this.deps.flow.steps.some((s) => s.kind === "llm" && s.tools.some((t) => t.name === call.name));
+      const reason = exists ? "tool_not_offered" : "unknown_tool";
+      ctx.guard({ subject: call.name, allowed: false, reason, detail: `step ${step.name}` });
+      return { ok: false, result: ctx.note(reason, { tool: call.name, tools: step.tools.map((t) => t.name).join(", ") || "none" }), args: call.arguments };
+    }
+    let raw: unknown;
+    try {
+      raw = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
+    } catch {
+      ctx.guard({ subject: call.name, allowed: false, reason: "invalid_json" });
+      return { ok: false, result: ctx.note("invalid_json", { tool: call.name }), args: call.arguments };
+    }
+    const parsed = tool.parameters(this.deps.config).safeParse(nullsToUndefined(raw));
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "arguments"}: ${i.message}`).join("; ");
+      ctx.guard({ subject: call.name, allowed: false, reason: "invalid_arguments", detail: problems });
+      return { ok: false, result: ctx.note("invalid_arguments", { tool: call.name, problems }), args: raw };
+    }
+    return this.executeTool(ctx, tool, parsed.data, raw);
+  }
+
+  private async executeTool(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>, rawArgs: unknown) {
+    try {
+      const result = await tool.execute(ctx, args);
+      return { ok: true, result, args: rawArgs };
+    } catch (e) {
+      ctx.log.error({ sessionId: ctx.sessionId, tool: tool.name, err: (e as Error).message }, "tool failed");
+      return { ok: false, result: ctx.note("tool_failed", { tool: tool.name }), args: rawArgs };
+    }
+  }
+
+  /** Steps entered while code runs; their onEnter / code runs once that code is done. */
+  private readonly pendingEnters = new WeakMap<TurnContext, string[]>();
+
+  /** Change step now; the new step's onEnter / code runs after the current tool batch or hook. */
+  private enterStep(ctx: TurnContext, stepName: string): void {
+    if (!this.steps.has(stepName)) throw new Error(`flow ${this.deps.flow.name} has no step ${stepName}`);
+    ctx.state.step = stepName;
+    const pending = this.pendingEnters.get(ctx);
+    if (!pending) throw new Error("gotoStep called outside engine-run code");
+    pending.push(stepName);
+  }
+
+  /** Run `work` collecting the step changes it makes, then enter them (each scope enters its own). */
+  private async collectingEnters<T>(ctx: TurnContext, work: () => Promise<T>): Promise<T> {
+    const outer = this.pendingEnters.get(ctx);
+    const pending: string[] = [];
+    this.pendingEnters.set(ctx, pending);
+    let result: T;
+    try {
+      result = await work();
+    } finally {
+      if (outer) this.pendingEnters.set(ctx, outer);
+      else this.pendingEnters.delete(ctx);
+    }
+    for (const s of pending) await this.runEnter(ctx, s);
+    return result;
+  }
+
+  private async runEnter(ctx: TurnContext, stepName: string): Promise<void> {
+    // A later transition in the same batch wins; only the step we are in gets entered.
+    if (ctx.state.step !== stepName) return;
+    const n = (this.transitionsThisTurn.get(ctx) ?? 0) + 1;
+    this.transitionsThisTurn.set(ctx, n);
+    if (n > MAX_TRANSITIONS_PER_TURN) throw new Error(`more than ${MAX_TRANSITIONS_PER_TURN} step transitions in one turn`);
+    const step = this.steps.get(stepName)!;
+    await this.collectingEnters(ctx, async () => {
+      await step.onEnter?.(ctx);
+      if (step.kind === "code") await step.run(ctx);
+    });
+  }
+
+  /** A tool run by code (code steps, hooks) appears in history as a call/result pair like a model's. */
+  private async invokeToolFromCode(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>): Promise<string> {
+    const id = `code_${randomUUID()}`;
+    ctx.pushHistory({ role: "assistant", content: null, tool_calls: [{ id, type: "function", function: { name: tool.name, arguments: JSON.stringify(args) } }] });
+    return this.collectingEnters(ctx, async () => {
+      ctx.beginToolBatch();
+      try {
+        const r = await this.executeTool(ctx, tool, args, args);
+        ctx.record.toolCalls.push({ name: tool.name, arguments: args, ok: r.ok, result: r.result, origin: "code" });
+        ctx.pushHistory({ role: "tool", tool_call_id: id, content: r.result });
+        return r.result;
+      } finally {
+        ctx.endToolBatch();
+      }
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Language } from "../config/schema.js";
+import { fillTemplate, readSections } from "./markdownSections.js";
+
+/**
+ * Everything the model reads and every fixed line the caller hears, loaded from prompts/.
+ * Loaded once at start-up; a missing file or section is a start-up error, not a mid-call one.
+ */
+export class PromptLibrary {
+  private readonly stepPrompts = new Map<string, string>();
+  readonly persona: string;
+  private readonly lines: Record<string, string>;
+  private readonly toolDescriptions: Record<string, string>;
+  private readonly notes: Record<string, string>;
+
+  constructor(
+    readonly dir: string,
+    readonly language: Language,
+  ) {
+    const langDir = join(dir, language);
+    if (!existsSync(langDir)) throw new Error(`no prompts for language ${language}: ${langDir} does not exist`);
+    this.persona = readFileSync(join(langDir, "persona.md"), "utf8").trim();
+    this.lines = readSections(join(langDir, "lines.md"));
+    this.toolDescriptions = readSections(join(dir, "tools.md"));
+    this.notes = readSections(join(dir, "model-notes.md"));
+  }
+
+  stepPrompt(name: string): string {
+    let p = this.stepPrompts.get(name);
+    if (p === undefined) {
+      p = readFileSync(join(this.dir, this.language, `${name}.md`), "utf8").trim();
+      this.stepPrompts.set(name, p);
+    }
+    return p;
+  }
+
+  /** A fixed line the caller hears, in the call's language. */
+  line(key: string, values: Record<string, string | number> = {}): string {
+    const t = this.lines[key];
+    if (t === undefined) throw new Error(`prompts/${this.language}/lines.md has no section "## ${key}"`);
+    return fillTemplate(t, values, `lines.md#${key}`);
+  }
+
+  /** A note only the model reads (tool results, call facts). */
+  note(key: string, values: Record<string, string | number> = {}): string {
+    const t = this.notes[key];
+    if (t === undefined) throw new Error(`prompts/model-notes.md has no section "## ${key}"`);
+    return fillTemplate(t, values, `model-notes.md#${key}`);
+  }
+
+  toolDescription(name: string): string {
+    const d = this.toolDescriptions[name];
+    if (d === undefined) throw new Error(`prompts/tools.md has no description "## ${name}"`);
+    return d;
+  }
+
+  hasLine(key: string): boolean {
+    return key in this.lines;
+  }
+  lineKeys(): string[] {
+    return Object.keys(this.lines);
+  }
+  noteKeys(): string[] {
+    return Object.keys(this.notes);
+  }
+}

@@ -1,0 +1,76 @@
+import type { AiFlowAction } from "../aiflow/actions.js";
+import type { SmsFailureReason } from "../aiflow/events.js";
+import type { Language } from "../config/schema.js";
+
+/**
+ * Everything the service knows about one call. Plain JSON (no classes, no Dates) so a
+ * store can serialize it: memory today, Redis when several instances share calls.
+ */
+
+export interface ToolCallMessage {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+export type HistoryMessage =
+  | { role: "user"; content: string }
+  | { role: "assistant"; content: string | null; tool_calls?: ToolCallMessage[] }
+  | { role: "tool"; tool_call_id: string; content: string };
+
+/** The consent question as it was put to the caller, and their answer. */
+export interface ConsentState {
+  /** AI Flow format number the question named. */
+  number: string;
+  /** Exact wording spoken. */
+  question: string;
+  askedTurn: number;
+  askedAt: string;
+  /** The caller barged into the question, so it may not have been heard in full. */
+  interrupted: boolean;
+  answer?: { consented: boolean; reply: string; turn: number; at: string };
+}
+
+export interface SentSms {
+  number: string;
+  message: string;
+  at: string;
+  turn: number;
+  failed?: SmsFailureReason;
+}
+
+export interface SmsState {
+  /** The recipient currently under discussion (AI Flow format); changing it voids consent. */
+  number?: string;
+  /** Slot keys the model chose when the flow started; the SMS text is rendered from config. */
+  slots: Record<string, string>;
+  consent?: ConsentState;
+  /** Final for the call: no re-asking, no send. */
+  declined: boolean;
+  sent: SentSms[];
+  /** Extra sends allowed after transient failures (at most one retry per call). */
+  retryAllowance: number;
+}
+
+export interface CallState {
+  sessionId: string;
+  accountId?: string;
+  direction: "inbound" | "outbound";
+  /** The remote party's number (AI Flow format), if it is a usable number. */
+  callerNumber?: string;
+  language: Language;
+  step: string;
+  /** Where exit_flow returns to. */
+  returnStep?: string;
+  /** Caller turns so far (spoken answers and keyed-in numbers). */
+  turn: number;
+  history: HistoryMessage[];
+  sms: SmsState;
+  dtmf: string;
+  inputTimeouts: number;
+  /** Set after a goodbye: hang up once the goodbye has been played. */
+  pendingHangup: boolean;
+  lastEvent?: { key: string; at: number; actions: AiFlowAction[] };
+  createdAt: number;
+  updatedAt: number;
+}

@@ -1,0 +1,176 @@
+import type { Logger } from "pino";
+import { actions, type AiFlowAction, type SpeakOptions } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { AppConfig } from "../config/schema.js";
+import type { ConsentLedger, LedgerRecordInput } from "../ledger/ledger.js";
+import type { RateLimiter } from "../store/rateLimiter.js";
+import type { ToolDef } from "./define.js";
+import type { PromptLibrary } from "./promptLibrary.js";
+import type { CallState, HistoryMessage } from "./state.js";
+import type { GuardDecision, TurnRecord } from "./turnRecord.js";
+
+/** Checks actions before they leave; see guards/. */
+export interface ActionGate {
+  review(actions: AiFlowAction[], ctx: TurnContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+}
+
+/** The services a turn may use, shared by all calls. */
+export interface TurnServices {
+  config: AppConfig;
+  prompts: PromptLibrary;
+  gate: ActionGate;
+  ledger: ConsentLedger;
+  limiter: RateLimiter;
+  log: Logger;
+  now: () => number;
+}
+
+/** Engine callbacks a context needs; kept as an interface so the context stays a plain holder. */
+export interface TurnEngineHooks {
+  gotoStep(ctx: TurnContext, step: string): void;
+  invokeTool(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>): Promise<string>;
+}
+
+/**
+ * What a tool, step or hook sees during one turn: the call's state, the event, and the
+ * only ways to act (speak a line, change step, emit an action through the gate).
+ */
+export class TurnContext {
+  readonly outgoing: AiFlowAction[] = [];
+  /** Actions the gate already approved this turn; the boundary check lets these through once. */
+  readonly approved = new WeakSet<AiFlowAction>();
+  /** Assistant lines waiting to be appended to history once the current tool batch has its results. */
+  private pendingLines: string[] = [];
+  private inToolBatch = false;
+  speechCount = 0;
+  /** Notes added to the system prompt for the rest of this turn (e.g. after a refused false claim). */
+  readonly corrections: string[] = [];
+  /** Step transitions requested during the current tool batch. */
+  transitioned = false;
+
+  constructor(
+    readonly state: CallState,
+    readonly event: AiFlowEvent,
+    readonly services: TurnServices,
+    readonly record: TurnRecord,
+    private readonly engine: TurnEngineHooks,
+  ) {}
+
+  get config(): AppConfig {
+    return this.services.config;
+  }
+  get prompts(): PromptLibrary {
+    return this.services.prompts;
+  }
+  get log(): Logger {
+    return this.services.log;
+  }
+  get sessionId(): string {
+    return this.state.sessionId;
+  }
+  /** What the caller said (or keyed) in this turn. */
+  get userText(): string {
+    const e = this.event;
+    if (e.type === "user_speak") return e.text;
+    if (e.type === "dtmf_received") return `[DTMF] ${this.state.dtmf}`;
+    return "";
+  }
+  nowIso(): string {
+    return new Date(this.services.now()).toISOString();
+  }
+
+  private speakOptions(expectAnswer: boolean): SpeakOptions {
+    const s = this.config.speech;
+    return {
+      ...(s.tts ? { tts: s.tts } : {}),
+      ...(s.bargeIn ? { barge_in: s.bargeIn } : {}),
+      ...(s.vad ? { vad: s.vad } : {}),
+      ...(expectAnswer ? { user_input_timeout_seconds: s.userInputTimeoutSeconds } : {}),
+    };
+  }
+
+  /** Speak text to the caller and remember it in the conversation history. */
+  speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean } = {}): void {
+    const clean = text.trim();
+    if (!clean) return;
+    this.outgoing.push(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
+    this.speechCount++;
+    // Model text is already part of the model's own assistant message.
+    if (!opts.fromModel) {
+      if (this.inToolBatch) this.pendingLines.push(clean);
+      else this.pushHistory({ role: "assistant", content: clean });
+    }
+  }
+
+  /** Speak a fixed line from prompts/<language>/lines.md. */
+  say(key: string, values: Record<string, string | number> = {}, opts: { expectAnswer?: boolean } = {}): string {
+    const text = this.prompts.line(key, values);
+    this.speak(text, opts);
+    return text;
+  }
+
+  note(key: string, values: Record<string, string | number> = {}): string {
+    return this.prompts.note(key, values);
+  }
+
+  pushHistory(msg: HistoryMessage): void {
+    this.state.history.push(msg);
+  }
+
+  beginToolBatch(): void {
+    this.inToolBatch = true;
+    this.transitioned = false;
+  }
+  endToolBatch(): void {
+    this.inToolBatch = false;
+    for (const line of this.pendingLines) this.pushHistory({ role: "assistant", content: line });
+    this.pendingLines = [];
+  }
+
+  gotoStep(step: string): void {
+    this.transitioned = true;
+    this.engine.gotoStep(this, step);
+  }
+
+  /** Leave the current sub-flow and return to the step that entered it. */
+  exitFlow(): void {
+    const back = this.state.returnStep;
+    this.state.returnStep = undefined;
+    this.gotoStep(back ?? "main");
+  }
+
+  /** Say goodbye, then hang up once it has been played (or on the next event). */
+  goodbye(key: string): void {
+    this.say(key, {}, { expectAnswer: false });
+    this.state.pendingHangup = true;
+  }
+
+  hangupNow(): void {
+    this.outgoing.push(actions.hangup(this.sessionId));
+  }
+
+  /** Run a tool from code (code steps, hooks); recorded in history as a tool call like any other. */
+  invokeTool(tool: ToolDef, args: Record<string, unknown> = {}): Promise<string> {
+    return this.engine.invokeTool(this, tool, args);
+  }
+
+  /** Emit an action through the gate now, so the caller of this knows whether it will leave. */
+  async emitChecked(action: AiFlowAction): Promise<GuardDecision> {
+    const { allowed, decisions } = await this.services.gate.review([action], this);
+    this.record.guardDecisions.push(...decisions);
+    for (const a of allowed) {
+      this.approved.add(a);
+      this.outgoing.push(a);
+    }
+    return decisions[0] ?? { subject: action.type, allowed: allowed.length > 0, reason: "ok" };
+  }
+
+  guard(decision: GuardDecision): void {
+    this.record.guardDecisions.push(decision);
+    if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
+  }
+
+  async ledger(rec: Omit<LedgerRecordInput, "callId" | "at">): Promise<void> {
+    await this.services.ledger.append({ ...rec, callId: this.sessionId, at: this.nowIso() });
+  }
+}

@@ -1,0 +1,44 @@
+import type { AiFlowAction } from "../aiflow/actions.js";
+
+/** One caller turn as tests, evals and logs see it: event in, an ordered record out. */
+
+export interface GuardDecision {
+  /** What was checked: an action type, a tool name, or a model utterance. */
+  subject: string;
+  allowed: boolean;
+  reason: string;
+  detail?: string;
+}
+
+export interface ToolCallRecord {
+  name: string;
+  arguments: unknown;
+  ok: boolean;
+  result: string;
+  /** "model" when the model asked for it, "code" when a code step or hook ran it. */
+  origin: "model" | "code";
+}
+
+export interface LlmRequestRecord {
+  step: string;
+  model: string;
+  tools: string[];
+  ms: number;
+  promptTokens: number;
+  completionTokens: number;
+  error?: string;
+}
+
+export interface TurnRecord {
+  sessionId: string;
+  event: string;
+  stepBefore: string;
+  stepAfter: string;
+  actions: AiFlowAction[];
+  toolCalls: ToolCallRecord[];
+  guardDecisions: GuardDecision[];
+  llmRequests: LlmRequestRecord[];
+  timings: { totalMs: number; modelMs: number; engineMs: number };
+  /** The event was a redelivery of the previous one and was answered from the cache. */
+  duplicate: boolean;
+}

@@ -1,0 +1,18 @@
+import type { TurnContext } from "../engine/turnContext.js";
+import { speakable } from "./numbers.js";
+
+/**
+ * Put the configured consent question, naming the current number, to the caller and
+ * remember exactly what was asked and in which turn. A new question replaces any earlier one.
+ */
+export async function askConsentQuestion(ctx: TurnContext): Promise<void> {
+  const { state, config } = ctx;
+  const number = state.sms.number;
+  if (!number) throw new Error("askConsentQuestion without a number");
+  const question = config.consent.question
+    .replaceAll("{number}", speakable(number, config.homeCountry))
+    .replaceAll("{business_name}", config.business.name);
+  await ctx.ledger({ kind: "consent_asked", number, question });
+  ctx.speak(question);
+  state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), interrupted: false };
+}

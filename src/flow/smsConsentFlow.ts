@@ -1,0 +1,154 @@
+import type { AppConfig } from "../config/schema.js";
+import { defineFlow, defineStep, type EventHook } from "../engine/define.js";
+import type { CallState } from "../engine/state.js";
+import type { TurnContext } from "../engine/turnContext.js";
+import { normalizeAiFlowNumber, maskNumber } from "../phone/number.js";
+import { cancelSms, collectPhoneNumber, endCall, recordConsent, sendConfirmationSms, startSmsFlow } from "../../tools/index.js";
+import { askConsentQuestion } from "./consentQuestion.js";
+import { speakable } from "./numbers.js";
+import { NUMBER_STEPS, STEP } from "./stepNames.js";
+
+/**
+ * The shipped flow: the PolyAI SMS consent-and-send recipe mapped onto AI Flow.
+ *   main ──start_sms_flow──▶ confirm_consent (caller's own number) or collect_number
+ *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
+ *   record_consent(false) / cancel_sms ──▶ back (final for the call)
+ *   sms_failed (transient) ──▶ sms_retry ──send_confirmation_sms──▶ back
+ */
+
+const TRANSIENT_FAILURES = new Set(["smsc_unavailable", "unknown"]);
+const MAX_DTMF_DIGITS = 20;
+
+const main = defineStep({ name: STEP.main, kind: "llm", prompt: "main", tools: [startSmsFlow, endCall] });
+
+const collectNumber = defineStep({
+  name: STEP.collectNumber,
+  kind: "llm",
+  prompt: "collect_number",
+  tools: [collectPhoneNumber, cancelSms],
+  onEnter: (ctx) => void ctx.say("ask_number"),
+});
+
+const confirmConsent = defineStep({
+  name: STEP.confirmConsent,
+  kind: "llm",
+  prompt: "confirm_consent",
+  tools: [recordConsent, collectPhoneNumber],
+  onEnter: (ctx) => askConsentQuestion(ctx),
+});
+
+/** The send needs no LLM request of its own: consent was just recorded, so code sends. */
+const sendSms = defineStep({
+  name: STEP.sendSms,
+  kind: "code",
+  run: async (ctx) => {
+    await ctx.invokeTool(sendConfirmationSms);
+  },
+});
+
+const smsRetry = defineStep({
+  name: STEP.smsRetry,
+  kind: "llm",
+  prompt: "sms_retry",
+  tools: [sendConfirmationSms, collectPhoneNumber, cancelSms],
+  onEnter: (ctx) => void ctx.say("sms_failed_retry_offer"),
+});
+
+/** A barge-in into the consent question means it may not have been heard: it does not count. */
+const onUserSpeak: EventHook = (ctx, event) => {
+  const consent = ctx.state.sms.consent;
+  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
+    consent.interrupted = true;
+  }
+  return false; // the engine still runs the caller turn
+};
+
+/** Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. */
+const onDtmf: EventHook = async (ctx, event) => {
+  if (event.type !== "dtmf_received") return false;
+  const { state } = ctx;
+  if (!NUMBER_STEPS.includes(state.step)) {
+    ctx.log.debug({ sessionId: ctx.sessionId, step: state.step }, "dtmf outside number entry ignored");
+    return true;
+  }
+  for (const key of event.digit) {
+    if (key === "*") state.dtmf = "";
+    else if (key === "#") {
+      const keyed = state.dtmf;
+      state.dtmf = "";
+      state.turn++;
+      state.inputTimeouts = 0;
+      ctx.pushHistory({ role: "user", content: ctx.prompts.note("dtmf_entry", { digits: keyed || "(none)" }) });
+      if (keyed.length === 0) ctx.say("number_invalid");
+      else await ctx.invokeTool(collectPhoneNumber, { phone_number: keyed });
+      return true;
+    } else if (state.dtmf.length < MAX_DTMF_DIGITS) state.dtmf += key;
+  }
+  return true;
+};
+
+/** sipgate could not send: one retry for transient reasons, an apology and the spoken alternative otherwise. */
+const onSmsFailed: EventHook = async (ctx, event) => {
+  if (event.type !== "sms_failed") return false;
+  const { state, config } = ctx;
+  const recipient = normalizeAiFlowNumber(event.recipient);
+  const sent = [...state.sms.sent].reverse().find((s) => !s.failed && (!recipient || s.number === recipient));
+  if (sent) sent.failed = event.reason;
+  await ctx.ledger({ kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: event.message });
+  const transient = TRANSIENT_FAILURES.has(event.reason);
+  const logFields = { sessionId: ctx.sessionId, recipient: maskNumber(event.recipient), reason: event.reason, detail: event.message };
+  if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
+  else ctx.log.warn(logFields, "SMS failed: transient");
+  if (!sent) ctx.log.warn(logFields, "sms_failed for an SMS this call did not send");
+
+  const canRetry = transient && sent && config.sms.retryTransientFailures && state.sms.retryAllowance === 0 && !state.sms.declined;
+  if (canRetry) {
+    state.sms.retryAllowance = 1;
+    if (!state.returnStep) state.returnStep = state.step === STEP.smsRetry ? STEP.main : state.step;
+    ctx.gotoStep(STEP.smsRetry);
+    return true;
+  }
+  ctx.say(transient ? "sms_failed_final" : "sms_failed_account");
+  return true;
+};
+
+function smsStatus(state: CallState, config: AppConfig): string {
+  const last = state.sms.sent[state.sms.sent.length - 1];
+  if (!last) return "none sent in this call";
+  const to = speakable(last.number, config.homeCountry);
+  return last.failed ? `sending to ${to} FAILED (${last.failed})` : `sent to ${to}; delivery is not confirmed`;
+}
+
+function consentStatus(state: CallState): string {
+  const c = state.sms.consent;
+  if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
+  if (!c) return "not asked";
+  if (!c.answer) return c.interrupted ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  return c.answer.consented ? "given" : "declined";
+}
+
+function promptValues(state: CallState, config: AppConfig): Record<string, string> {
+  const options = Object.entries(config.sms.slots)
+    .map(([slot, s]) => `- ${slot} (${s.description}): ${Object.keys(s.options).join(", ")}`)
+    .join("\n");
+  return {
+    business_name: config.business.name,
+    business_purpose: config.business.purpose,
+    business_facts: config.business.facts,
+    caller_number: state.callerNumber ? speakable(state.callerNumber, config.homeCountry) : "unknown",
+    sms_number: state.sms.number ? speakable(state.sms.number, config.homeCountry) : "none yet",
+    sms_status: smsStatus(state, config),
+    consent_status: consentStatus(state),
+    sms_options: options || "- (no options: the SMS text is fixed)",
+  };
+}
+
+export const smsConsentFlow = defineFlow({
+  name: "sms_consent",
+  initialStep: STEP.main,
+  steps: [main, collectNumber, confirmConsent, sendSms, smsRetry],
+  promptValues,
+  hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
+});
+
+export type { TurnContext };

@@ -1,0 +1,11 @@
+/** Step names of the shipped flow; tools refer to steps by these names only. */
+export const STEP = {
+  main: "main",
+  collectNumber: "collect_number",
+  confirmConsent: "confirm_consent",
+  sendSms: "send_sms",
+  smsRetry: "sms_retry",
+} as const;
+
+/** Steps where the caller is giving or confirming a number (keypad entry counts here). */
+export const NUMBER_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent, STEP.smsRetry];

@@ -1,0 +1,31 @@
+import type { CallState } from "../engine/state.js";
+
+/**
+ * When is there valid consent to text the current number? One pure function, used by the
+ * send tool (to tell the model) and by the action gate (to decide), so they cannot disagree.
+ */
+export type ConsentProblem =
+  | "declined"
+  | "no_number"
+  | "not_asked"
+  | "number_changed"
+  | "not_answered"
+  | "same_turn"
+  | "question_interrupted";
+
+export type ConsentVerdict = { valid: true; number: string } | { valid: false; reason: ConsentProblem };
+
+export function consentVerdict(state: CallState, number: string | undefined = state.sms.number): ConsentVerdict {
+  const { sms } = state;
+  if (sms.declined) return { valid: false, reason: "declined" };
+  if (!number || !sms.number) return { valid: false, reason: "no_number" };
+  const c = sms.consent;
+  if (!c) return { valid: false, reason: "not_asked" };
+  // The question must have named exactly this number, and it must still be the number in play.
+  if (c.number !== number || sms.number !== number) return { valid: false, reason: "number_changed" };
+  if (c.interrupted) return { valid: false, reason: "question_interrupted" };
+  if (!c.answer) return { valid: false, reason: "not_answered" };
+  if (!c.answer.consented) return { valid: false, reason: "declined" };
+  if (c.answer.turn <= c.askedTurn) return { valid: false, reason: "same_turn" };
+  return { valid: true, number };
+}

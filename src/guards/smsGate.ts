@@ -1,0 +1,92 @@
+import { actionSchema, type AiFlowAction, type SendSmsAction } from "../aiflow/actions.js";
+import type { ActionGate, TurnContext } from "../engine/turnContext.js";
+import type { GuardDecision } from "../engine/turnRecord.js";
+import { maskNumber, parseAiFlowNumber } from "../phone/number.js";
+import { checkRecipient } from "../phone/policy.js";
+import { consentVerdict } from "./consentRules.js";
+import { renderSmsText, SmsSlotError } from "./smsText.js";
+
+/**
+ * The one gate every outgoing action passes. It re-derives every SMS rule from state and
+ * config, independent of what the tool that built the action believed, so neither a tool
+ * bug nor a lying model can send an SMS without recorded consent for exactly that number.
+ */
+export class SmsActionGate implements ActionGate {
+  async review(actions: AiFlowAction[], ctx: TurnContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }> {
+    const allowed: AiFlowAction[] = [];
+    const decisions: GuardDecision[] = [];
+    for (const action of actions) {
+      const valid = actionSchema.safeParse(action);
+      if (!valid.success) {
+        decisions.push(this.refuse(ctx, action.type, "invalid_action", valid.error.issues.map((i) => i.message).join("; ")));
+        continue;
+      }
+      if (action.type !== "send_sms") {
+        allowed.push(action);
+        continue;
+      }
+      const decision = await this.reviewSend(action, ctx);
+      decisions.push(decision);
+      if (decision.allowed) allowed.push(action);
+    }
+    return { allowed, decisions };
+  }
+
+  private refuse(ctx: TurnContext, subject: string, reason: string, detail?: string): GuardDecision {
+    const d: GuardDecision = { subject, allowed: false, reason, ...(detail ? { detail } : {}) };
+    ctx.log.warn({ sessionId: ctx.sessionId, step: ctx.state.step, guard: d }, "action refused");
+    return d;
+  }
+
+  private async reviewSend(action: SendSmsAction, ctx: TurnContext): Promise<GuardDecision> {
+    const { state, config } = ctx;
+    const { sms } = state;
+    const n = action.phone_number;
+    const refuse = (reason: string, detail?: string) => this.refuse(ctx, "send_sms", reason, detail);
+
+    const consent = consentVerdict(state, n);
+    if (!consent.valid) return refuse(`consent_${consent.reason}`, `recipient ${maskNumber(n)}`);
+
+    const delivered = sms.sent.filter((s) => !s.failed).length;
+    if (delivered >= config.sms.maxPerCall || sms.sent.length >= config.sms.maxPerCall + sms.retryAllowance) {
+      return refuse("sms_limit_per_call", `${sms.sent.length} sent, limit ${config.sms.maxPerCall}`);
+    }
+
+    let expected: string;
+    try {
+      expected = renderSmsText(config, sms.slots);
+    } catch (e) {
+      return refuse("template_slots_invalid", e instanceof SmsSlotError ? e.message : String(e));
+    }
+    if (action.message !== expected) return refuse("message_not_from_template");
+
+    const policy = checkRecipient(parseAiFlowNumber(n), config.recipients);
+    if (!policy.ok) return refuse(`recipient_${policy.reason}`, policy.detail);
+
+    const { max, windowSeconds } = config.recipients.perRecipient;
+    if (!(await ctx.services.limiter.hit(`sms:recipient:${n}`, max, windowSeconds * 1000))) {
+      return refuse("recipient_rate_limited", `more than ${max} SMS in ${windowSeconds}s`);
+    }
+
+    // Evidence first: the send leaves only once the record is durable.
+    const c = sms.consent!;
+    try {
+      await ctx.ledger({
+        kind: "sms_sent",
+        number: n,
+        question: c.question,
+        reply: c.answer!.reply,
+        consentAskedAt: c.askedAt,
+        consentAnsweredAt: c.answer!.at,
+        message: action.message,
+        outcome: "sent",
+        model: config.llm.model,
+      });
+    } catch (e) {
+      return refuse("ledger_unavailable", (e as Error).message);
+    }
+    sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn });
+    ctx.log.info({ sessionId: ctx.sessionId, recipient: maskNumber(n) }, "send_sms approved");
+    return { subject: "send_sms", allowed: true, reason: "consent_recorded" };
+  }
+}

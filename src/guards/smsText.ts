@@ -1,0 +1,26 @@
+import type { AppConfig } from "../config/schema.js";
+
+export class SmsSlotError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SmsSlotError";
+  }
+}
+
+/**
+ * The SMS body is the configured template with `{business_name}` and the declared slots
+ * filled from configured option texts. Slot values are option keys chosen by the model,
+ * never free text, so the model cannot write what the SMS says.
+ */
+export function renderSmsText(config: AppConfig, slots: Record<string, string>): string {
+  return config.sms.template.replace(/\{([^}]*)\}/g, (_, name: string) => {
+    if (name === "business_name") return config.business.name;
+    const slot = config.sms.slots[name];
+    if (!slot) throw new SmsSlotError(`template placeholder {${name}} is not a declared slot`);
+    const key = slots[name];
+    if (key === undefined) throw new SmsSlotError(`slot ${name} has no value`);
+    const text = slot.options[key];
+    if (text === undefined) throw new SmsSlotError(`slot ${name} has no option ${key}`);
+    return text;
+  });
+}

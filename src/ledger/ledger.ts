@@ -1,0 +1,41 @@
+/**
+ * The consent ledger: evidence that every SMS was wanted. Append-only; `append` resolves
+ * only once the record is durable, and the send_sms action is released only after that.
+ */
+
+export type LedgerKind =
+  | "consent_asked"
+  | "consent_given"
+  | "consent_declined"
+  | "sms_sent"
+  | "sms_failed"
+  | "sms_cancelled";
+
+export interface LedgerRecordInput {
+  kind: LedgerKind;
+  callId: string;
+  /** UTC, ISO 8601. */
+  at: string;
+  /** AI Flow format; stored hashed when the config says so. */
+  number?: string;
+  /** The exact consent question spoken. */
+  question?: string;
+  /** The caller's words in reply. */
+  reply?: string;
+  outcome?: string;
+  model?: string;
+  message?: string;
+  /** For sms_sent: when the question was asked and answered. */
+  consentAskedAt?: string;
+  consentAnsweredAt?: string;
+  detail?: string;
+}
+
+export interface LedgerRecord extends LedgerRecordInput {
+  seq: number;
+}
+
+export interface ConsentLedger {
+  append(rec: LedgerRecordInput): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,13 @@
+import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "./ledger.js";
+
+/** For tests and evals: keeps records in memory; can be told to fail to test fail-closed sends. */
+export class MemoryLedger implements ConsentLedger {
+  readonly records: LedgerRecord[] = [];
+  failWrites = false;
+
+  async append(rec: LedgerRecordInput): Promise<void> {
+    if (this.failWrites) throw new Error("ledger unavailable (simulated)");
+    this.records.push({ seq: this.records.length + 1, ...rec });
+  }
+  async close(): Promise<void> {}
+}

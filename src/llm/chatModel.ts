@@ -1,0 +1,48 @@
+import type { HistoryMessage } from "../engine/state.js";
+
+/** A tool as the model sees it: the JSON schema is derived from the tool's zod schema. */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+  strict: boolean;
+}
+
+export interface ChatRequest {
+  model: string;
+  temperature: number;
+  maxTokens: number;
+  system: string;
+  messages: HistoryMessage[];
+  tools: ToolSpec[];
+  signal?: AbortSignal;
+}
+
+export interface ModelToolCall {
+  id: string;
+  name: string;
+  /** Raw JSON text as the model sent it; may be broken. */
+  arguments: string;
+}
+
+export interface ChatResponse {
+  text: string;
+  toolCalls: ModelToolCall[];
+  usage: { promptTokens: number; completionTokens: number };
+  model: string;
+}
+
+/** Anything that answers a chat request with text and/or tool calls (OpenAI-compatible server, scripted model). */
+export interface ChatModel {
+  complete(req: ChatRequest): Promise<ChatResponse>;
+}
+
+export class ModelError extends Error {
+  constructor(
+    message: string,
+    readonly causeError?: unknown,
+  ) {
+    super(message);
+    this.name = "ModelError";
+  }
+}

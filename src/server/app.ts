@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { AiFlowAction } from "../aiflow/actions.js";
+import { InvalidEventError, parseEvent } from "../aiflow/events.js";
+import type { AppConfig } from "../config/schema.js";
+import type { Engine } from "../engine/engine.js";
+import type { SessionStore } from "../store/sessionStore.js";
+import { maskNumber } from "../phone/number.js";
+import { tokenMatches } from "./auth.js";
+
+export interface AppDeps {
+  config: AppConfig;
+  engine: Engine;
+  store: SessionStore;
+  /** When set, every request must carry it in the configured header. */
+  apiToken?: string;
+  logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
+}
+
+/** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */
+function clientErrorMessage(code: string | undefined, maxBodyBytes: number): string | undefined {
+  switch (code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return "body is not valid JSON";
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return `body exceeds ${maxBodyBytes} bytes`;
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return "content-type must be application/json";
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return "content-length does not match the body";
+    default:
+      return undefined;
+  }
+}
+
+/** Builds the HTTP app from its dependencies; tests build the same app with test doubles. */
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const { config, engine, store } = deps;
+  const loggerOption = deps.logger ?? { level: config.logLevel };
+  const app = Fastify({
+    ...(typeof (loggerOption as FastifyBaseLogger).child === "function"
+      ? { loggerInstance: loggerOption as FastifyBaseLogger }
+      : { logger: loggerOption as FastifyServerOptions["logger"] }),
+    bodyLimit: config.server.maxBodyBytes,
+    // sipgate's JSON bodies: reject prototype-poisoning keys rather than silently keep them.
+    onProtoPoisoning: "error",
+    onConstructorPoisoning: "error",
+  });
+
+  const headerName = config.server.apiTokenHeader.toLowerCase();
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    const message = clientErrorMessage(err.code, config.server.maxBodyBytes);
+    if (message || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
+      req.log.info({ code: err.code }, `bad request: ${message ?? err.message}`);
+      return reply.code(400).send({ error: `Invalid request: ${message ?? err.message}` });
+    }
+    // Never a 500 to sipgate: answering 204 keeps the call alive; the error is logged for us.
+    req.log.error({ err }, "unhandled error while answering a webhook");
+    return reply.code(204).send();
+  });
+
+  if (deps.apiToken) {
+    const expected = deps.apiToken;
+    app.addHook("onRequest", async (req, reply) => {
+      if (req.url === "/healthz") return;
+      const given = req.headers[headerName];
+      if (!tokenMatches(Array.isArray(given) ? given[0] : given, expected)) {
+        req.log.warn("rejected request with a missing or wrong API token");
+        return reply.code(401).send({ error: "Unauthorized" });
+      }
+    });
+  }
+
+  app.get("/healthz", async () => ({ status: "ok", activeCalls: await store.size() }));
+
+  app.post("/webhook", async (req, reply) => {
+    let parsed;
+    try {
+      parsed = parseEvent(req.body);
+    } catch (e) {
+      if (e instanceof InvalidEventError) return reply.code(400).send({ error: e.message });
+      throw e;
+    }
+    if (parsed.kind === "unknown") {
+      req.log.info({ eventType: parsed.type, sessionId: parsed.sessionId }, "unknown event type ignored");
+      return reply.code(204).send();
+    }
+    const event = parsed.event;
+    const key = createHash("sha256").update(JSON.stringify(req.body)).digest("hex");
+    const turn = await engine.handle(event, key);
+    req.log.info(
+      {
+        sessionId: turn.sessionId,
+        event: turn.event,
+        step: turn.stepAfter,
+        stepBefore: turn.stepBefore,
+        caller: maskNumber(event.session.from_phone_number),
+        actions: turn.actions.map(describeAction),
+        refusals: turn.guardDecisions.filter((d) => !d.allowed).map((d) => `${d.subject}:${d.reason}`),
+        toolCalls: turn.toolCalls.map((t) => `${t.name}${t.ok ? "" : "!"}`),
+        duplicate: turn.duplicate || undefined,
+        modelMs: Math.round(turn.timings.modelMs),
+        engineMs: Math.round(turn.timings.engineMs * 10) / 10,
+        llmRequests: turn.llmRequests.length,
+        promptTokens: turn.llmRequests.reduce((a, r) => a + r.promptTokens, 0),
+        completionTokens: turn.llmRequests.reduce((a, r) => a + r.completionTokens, 0),
+      },
+      "event handled",
+    );
+    return respond(reply, turn.actions);
+  });
+
+  return app;
+}
+
+function respond(reply: { code(c: number): { send(b?: unknown): unknown } }, actions: AiFlowAction[]) {
+  if (actions.length === 0) return reply.code(204).send();
+  return reply.code(200).send(actions.length === 1 ? actions[0] : actions);
+}
+
+/** For logs: what an action did, without message bodies or full numbers. */
+function describeAction(a: AiFlowAction): string {
+  if (a.type === "send_sms") return `send_sms(${maskNumber(a.phone_number)})`;
+  if (a.type === "transfer") return `transfer(${maskNumber(a.target_phone_number)})`;
+  return a.type;
+}

@@ -1,0 +1,138 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * A local OpenAI-compatible Chat Completions server over real HTTP. Tests script what the
+ * "model" answers, including misbehaviour (wrong tools, broken JSON, HTTP errors, slowness),
+ * and inspect every request the service made.
+ */
+
+export interface ChatBody {
+  model: string;
+  messages: Array<{ role: string; content: string | null; tool_calls?: Array<{ id: string; function: { name: string; arguments: string } }>; tool_call_id?: string }>;
+  tools?: Array<{ type: string; function: { name: string; description: string; parameters: Record<string, unknown>; strict?: boolean } }>;
+  temperature?: number;
+  max_tokens?: number;
+  [k: string]: unknown;
+}
+
+export interface ScriptedToolCall {
+  name: string;
+  /** An object is JSON-encoded; a string is sent as is (so it can be broken JSON). */
+  arguments?: string | Record<string, unknown>;
+  id?: string;
+}
+
+export type ScriptedReply =
+  | { kind: "message"; text?: string; toolCalls?: ScriptedToolCall[]; delayMs?: number }
+  | { kind: "http_error"; status: number; body?: unknown; delayMs?: number }
+  /** Accept the request and never answer before the client times out. */
+  | { kind: "hang" };
+
+export type ReplyFn = (body: ChatBody, index: number) => ScriptedReply | Promise<ScriptedReply>;
+
+export const reply = {
+  text: (text: string, delayMs?: number): ScriptedReply => ({ kind: "message", text, delayMs }),
+  tool: (name: string, args: string | Record<string, unknown> = {}, text?: string): ScriptedReply => ({
+    kind: "message",
+    text,
+    toolCalls: [{ name, arguments: args }],
+  }),
+  tools: (...calls: ScriptedToolCall[]): ScriptedReply => ({ kind: "message", toolCalls: calls }),
+  error: (status: number, delayMs?: number): ScriptedReply => ({ kind: "http_error", status, delayMs }),
+  empty: (): ScriptedReply => ({ kind: "message", text: "" }),
+  hang: (): ScriptedReply => ({ kind: "hang" }),
+};
+
+export class FakeOpenAIServer {
+  readonly requests: ChatBody[] = [];
+  private queue: ScriptedReply[] = [];
+  private fallback: ReplyFn = () => reply.text("Wie kann ich helfen?");
+  private server?: Server;
+  private readonly open = new Set<ServerResponse>();
+  baseURL = "";
+
+  /** Replies used in order, one per request; after that the fallback answers. */
+  enqueue(...replies: ScriptedReply[]): this {
+    this.queue.push(...replies);
+    return this;
+  }
+
+  /** Answer every request not covered by the queue. */
+  onRequest(fn: ReplyFn): this {
+    this.fallback = fn;
+    return this;
+  }
+
+  reset(): void {
+    this.queue = [];
+    this.requests.length = 0;
+    this.fallback = () => reply.text("Wie kann ich helfen?");
+  }
+
+  /** Tool names offered in request i. */
+  toolsOffered(i: number): string[] {
+    return (this.requests[i]?.tools ?? []).map((t) => t.function.name);
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    const { port } = this.server.address() as AddressInfo;
+    this.baseURL = `http://127.0.0.1:${port}/v1`;
+    return this.baseURL;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.open) res.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+      res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
+      return;
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatBody;
+    const index = this.requests.length;
+    this.requests.push(body);
+    const scripted = this.queue.length ? this.queue.shift()! : await this.fallback(body, index);
+    if (scripted.kind === "hang") {
+      this.open.add(res);
+      res.on("close", () => this.open.delete(res));
+      return;
+    }
+    if (scripted.delayMs) await new Promise((r) => setTimeout(r, scripted.delayMs));
+    if (scripted.kind === "http_error") {
+      res.writeHead(scripted.status, { "content-type": "application/json" });
+      res.end(JSON.stringify(scripted.body ?? { error: { message: `scripted HTTP ${scripted.status}`, type: "server_error" } }));
+      return;
+    }
+    const toolCalls = (scripted.toolCalls ?? []).map((c, i) => ({
+      id: c.id ?? `call_${index}_${i}`,
+      type: "function",
+      function: { name: c.name, arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments ?? {}) },
+    }));
+    const promptTokens = JSON.stringify(body.messages).length + JSON.stringify(body.tools ?? []).length;
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        id: `chatcmpl-${index}`,
+        object: "chat.completion",
+        created: Math.floor(Date.now() / 1000),
+        model: body.model,
+        choices: [
+          {
+            index: 0,
+            finish_reason: toolCalls.length ? "tool_calls" : "stop",
+            message: { role: "assistant", content: scripted.text ?? null, ...(toolCalls.length ? { tool_calls: toolCalls } : {}) },
+          },
+        ],
+        // Rough token count (4 chars per token) so tests can see usage flowing through.
+        usage: { prompt_tokens: Math.ceil(promptTokens / 4), completion_tokens: 5, total_tokens: Math.ceil(promptTokens / 4) + 5 },
+      }),
+    );
+  }
+}

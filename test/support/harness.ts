@@ -1,0 +1,90 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { pino } from "pino";
+import { parseConfig } from "../../src/config/load.js";
+import type { AppConfig, ConfigInput } from "../../src/config/schema.js";
+import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
+import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
+import { createService, type Service } from "../../src/service.js";
+import type { AiFlowAction } from "../../src/aiflow/actions.js";
+import { FakeOpenAIServer } from "./fakeOpenAI.js";
+
+/** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
+export function testConfig(patch: Record<string, unknown> = {}, file = "config/agent.yaml"): AppConfig {
+  const base = parseYaml(readFileSync(file, "utf8")) as ConfigInput;
+  const merged = deepMerge(base as Record<string, unknown>, {
+    llm: { maxRetries: 0, timeoutMs: 2000 },
+    logLevel: "silent",
+    ...patch,
+  });
+  return parseConfig(merged, "test config");
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && prev && typeof prev === "object" && !Array.isArray(prev)
+        ? deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+export interface TestService extends Service {
+  fake: FakeOpenAIServer;
+  memoryLedger: MemoryLedger;
+  clock: { now: number; advance(ms: number): void };
+  /** POST an event to /webhook through the real Fastify app. */
+  post(event: unknown, headers?: Record<string, string>): Promise<{ status: number; body: unknown; actions: AiFlowAction[] }>;
+}
+
+/** The real service (Fastify, engine, gate, openai client) against a local fake model server. */
+export async function startTestService(opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer } = {}): Promise<TestService> {
+  const fake = opts.fake ?? new FakeOpenAIServer();
+  if (!fake.baseURL) await fake.start();
+  const config = opts.config ?? testConfig();
+  const memoryLedger = new MemoryLedger();
+  const clock = {
+    now: Date.UTC(2026, 10, 23, 9, 0, 0),
+    advance(ms: number) {
+      this.now += ms;
+    },
+  };
+  const model = new OpenAIChatModel({ apiKey: "test-key", baseURL: fake.baseURL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries });
+  const service = createService({
+    config,
+    model,
+    apiToken: opts.apiToken,
+    ledger: memoryLedger,
+    logger: pino({ level: "silent" }),
+    now: () => clock.now,
+  });
+  const post: TestService["post"] = async (event, headers = {}) => {
+    const res = await service.app.inject({
+      method: "POST",
+      url: "/webhook",
+      headers: { "content-type": "application/json", ...headers },
+      payload: typeof event === "string" ? event : JSON.stringify(event),
+    });
+    const body = res.body ? (JSON.parse(res.body) as unknown) : undefined;
+    const actions = res.statusCode === 200 ? ((Array.isArray(body) ? body : [body]) as AiFlowAction[]) : [];
+    return { status: res.statusCode, body, actions };
+  };
+  return {
+    ...service,
+    fake,
+    memoryLedger,
+    clock,
+    post,
+    async close() {
+      await service.close();
+      await fake.close();
+    },
+  };
+}
+
+export const spoken = (actions: AiFlowAction[]): string[] =>
+  actions.filter((a): a is Extract<AiFlowAction, { type: "speak" }> => a.type === "speak").map((a) => a.text ?? "");
+export const smsActions = (actions: AiFlowAction[]) => actions.filter((a): a is Extract<AiFlowAction, { type: "send_sms" }> => a.type === "send_sms");

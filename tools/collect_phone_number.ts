@@ -1,0 +1,46 @@
+import { z } from "zod";
+import { defineTool } from "../src/engine/define.js";
+import { speakable } from "../src/flow/numbers.js";
+import { STEP } from "../src/flow/stepNames.js";
+import { maskNumber, parseCallerNumber } from "../src/phone/number.js";
+import { checkRecipient, type RecipientRefusal } from "../src/phone/policy.js";
+
+const REFUSAL_LINE: Record<RecipientRefusal, string> = {
+  invalid_number: "number_invalid",
+  country_not_allowed: "number_country_not_allowed",
+  number_type_not_allowed: "number_type_not_allowed",
+  number_blocked: "number_blocked",
+};
+
+export const collectPhoneNumber = defineTool({
+  name: "collect_phone_number",
+  parameters: () =>
+    z.object({
+      phone_number: z
+        .string()
+        .min(1)
+        .max(80)
+        .describe("The number exactly as the caller said or keyed it, e.g. '0151 1234 5678' or 'plus 49 151 ...'. Digits or spoken digit words."),
+    }),
+  execute(ctx, { phone_number }) {
+    const { state, config } = ctx;
+    if (state.sms.declined) return ctx.note("sms_declined_earlier");
+    const parsed = parseCallerNumber(phone_number, config.homeCountry);
+    const verdict = checkRecipient(parsed, config.recipients);
+    if (!verdict.ok) {
+      ctx.guard({ subject: "collect_phone_number", allowed: false, reason: `recipient_${verdict.reason}`, detail: verdict.detail });
+      ctx.say(REFUSAL_LINE[verdict.reason]);
+      return ctx.note("number_refused", { reason: verdict.detail });
+    }
+    const number = parsed!.aiflow;
+    if (state.sms.number && state.sms.number !== number) {
+      ctx.log.info({ sessionId: ctx.sessionId, from: maskNumber(state.sms.number), to: maskNumber(number) }, "number changed; earlier consent void");
+    }
+    // Any (re)collected number needs its own consent question, even the same digits again.
+    state.sms.number = number;
+    state.sms.consent = undefined;
+    state.dtmf = "";
+    ctx.gotoStep(STEP.confirmConsent);
+    return ctx.note("number_noted", { number: speakable(number, config.homeCountry) });
+  },
+});

@@ -1,0 +1,52 @@
+import { z } from "zod";
+import { defineTool } from "../src/engine/define.js";
+import { askConsentQuestion } from "../src/flow/consentQuestion.js";
+import { STEP } from "../src/flow/stepNames.js";
+
+export const recordConsent = defineTool({
+  name: "record_consent",
+  parameters: () =>
+    z.object({
+      consented: z.boolean().describe("true only if the caller clearly agreed to receive the SMS at the number read back; false if they declined"),
+    }),
+  async execute(ctx, { consented }) {
+    const { state } = ctx;
+    const sms = state.sms;
+    if (sms.declined) return ctx.note("sms_declined_earlier");
+    const c = sms.consent;
+    if (!c || c.number !== sms.number) {
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_not_asked" });
+      await askConsentQuestion(ctx);
+      return ctx.note("consent_not_asked_yet");
+    }
+    if (c.answer) return ctx.note("consent_already_recorded");
+    if (state.turn <= c.askedTurn) {
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_same_turn" });
+      return ctx.note("consent_same_turn");
+    }
+    if (c.interrupted) {
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_interrupted" });
+      await askConsentQuestion(ctx);
+      return ctx.note("consent_question_interrupted");
+    }
+    const answer = { consented, reply: ctx.userText, turn: state.turn, at: ctx.nowIso() };
+    // Evidence before state: if the ledger cannot write, consent is not recorded.
+    await ctx.ledger({
+      kind: consented ? "consent_given" : "consent_declined",
+      number: c.number,
+      question: c.question,
+      reply: answer.reply,
+      outcome: consented ? "given" : "declined",
+      model: ctx.config.llm.model,
+    });
+    c.answer = answer;
+    if (consented) {
+      ctx.gotoStep(STEP.sendSms);
+      return ctx.note("consent_given");
+    }
+    sms.declined = true;
+    ctx.say("sms_declined");
+    ctx.exitFlow();
+    return ctx.note("consent_declined");
+  },
+});

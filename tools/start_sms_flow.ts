@@ -1,0 +1,37 @@
+import { z } from "zod";
+import { defineTool } from "../src/engine/define.js";
+import type { AppConfig } from "../src/config/schema.js";
+import { ownNumberCandidate, speakable } from "../src/flow/numbers.js";
+import { STEP } from "../src/flow/stepNames.js";
+
+/** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
+function slotParameters(config: AppConfig) {
+  const shape: Record<string, z.ZodTypeAny> = {};
+  for (const [name, slot] of Object.entries(config.sms.slots)) {
+    const keys = Object.keys(slot.options) as [string, ...string[]];
+    shape[name] = z.enum(keys).describe(slot.description);
+  }
+  return z.object(shape);
+}
+
+export const startSmsFlow = defineTool({
+  name: "start_sms_flow",
+  parameters: slotParameters,
+  execute(ctx, slots) {
+    const { state, config } = ctx;
+    if (state.sms.declined) return ctx.note("sms_declined_earlier");
+    if (state.sms.sent.filter((s) => !s.failed).length >= config.sms.maxPerCall) return ctx.note("sms_already_sent");
+    state.sms.slots = slots as Record<string, string>;
+    state.returnStep = state.step;
+    const own = ownNumberCandidate(ctx);
+    if (own) {
+      // Offer the caller's own number as the default: the consent question names it.
+      state.sms.number = own;
+      state.sms.consent = undefined;
+      ctx.gotoStep(STEP.confirmConsent);
+      return ctx.note("sms_flow_started_own_number", { number: speakable(own, config.homeCountry) });
+    }
+    ctx.gotoStep(STEP.collectNumber);
+    return ctx.note("sms_flow_started");
+  },
+});
