@@ -18,6 +18,13 @@ export interface EngineDeps extends TurnServices {
   store: SessionStore;
 }
 
+/**
+ * Event types where an identical body right after the same body means a redelivery. Not
+ * dtmf_received (a caller keys "7" twice for "77") nor user_input_timeout (silence repeats),
+ * whose identical repeats are real; a redelivery of those has no side effect to guard.
+ */
+const REDELIVERY_CHECKED = new Set<AiFlowEvent["type"]>(["session_start", "user_speak", "sms_failed"]);
+
 /** Upper bound on step transitions in one turn, so a mis-wired flow cannot spin forever. */
 const MAX_TRANSITIONS_PER_TURN = 10;
 
@@ -84,7 +91,7 @@ export class Engine {
     record.stepBefore = state.step;
 
     const last = state.lastEvent;
-    if (last && last.key === eventKey && now() - last.at <= config.limits.duplicateWindowSeconds * 1000) {
+    if (last && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= config.limits.duplicateWindowSeconds * 1000) {
       // A redelivery: answer as before, but a side effect never happens twice.
       record.duplicate = true;
       record.actions = last.actions.filter((a) => a.type !== "send_sms");
