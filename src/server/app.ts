@@ -48,6 +48,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     onConstructorPoisoning: "error",
   });
 
+  // Events are JSON only; anything else is a sender error, reported as such.
+  app.removeContentTypeParser("text/plain");
+
   const headerName = config.server.apiTokenHeader.toLowerCase();
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
