@@ -107,7 +107,7 @@ describe("number change voids earlier consent; sms_failed with a wrong number ne
   it("the caller gives a corrected number: the consent for the old one is void and a new question is asked", async () => {
     svc.fake.enqueue(reply.tool("collect_phone_number", { phone_number: OTHER_MOBILE_SPOKEN }));
     const r = await svc.post(ev.speak(id, `Die Nummer war falsch, nehmen Sie ${OTHER_MOBILE_SPOKEN}.`));
-    expect(svc.fake.toolsOffered(0)).toEqual(["send_confirmation_sms", "collect_phone_number", "cancel_sms"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["send_confirmation_sms", "collect_phone_number", "ask_for_other_number", "cancel_sms"]);
     expect(spoken(r.actions)[0]).toMatch(/Darf ich .* 0 1 7 0, 1 2 3, 4 5, 6 7/);
     expect(smsActions(r.actions)).toHaveLength(0);
     const s = (await svc.store.get(id))!;

@@ -37,7 +37,7 @@ describe("happy path with the caller's own number", () => {
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const r = await svc.post(ev.speak(id, "Ja, gerne."));
     expect(svc.fake.requests).toHaveLength(1);
-    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number"]);
     expect(r.actions.map((a) => a.type)).toEqual(["send_sms", "speak"]);
     expect(r.actions[0]).toEqual({
       type: "send_sms",

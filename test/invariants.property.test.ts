@@ -36,6 +36,8 @@ const TOOL_NAMES = ["start_sms_flow", "collect_phone_number", "record_consent", 
 const SENT_CLAIM = "Ich habe Ihnen die SMS geschickt.";
 const DELIVERY_CLAIMS = ["Die SMS ist bei Ihnen angekommen.", "Die SMS wurde zugestellt."];
 const LIES = [SENT_CLAIM, ...DELIVERY_CLAIMS];
+/** Every number in NUMBERS that may receive an SMS, in AI Flow format. */
+const KNOWN_NUMBERS = ["4915112345678", "491701234567", "436641234567"];
 
 const toolCall: fc.Arbitrary<ScriptedToolCall> = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom("address", "opening_hours", "booking_link", "free text!").map((info) => ({ name: "start_sms_flow", arguments: { info } })) },
@@ -102,24 +104,27 @@ function checkInvariants(id: string, observed: Observed[]): void {
   const allowedTexts = new Set(
     Object.keys(config.sms.slots.info!.options).map((k) => renderSmsText(config, { info: k })),
   );
-  let lastQuestion: { number: string; index: number } | undefined;
-  let answeredAfterQuestion = false;
+  /** The last line the caller heard before the current event (a timeout re-prompt repeats it). */
+  let lastLine: string | undefined;
+  /** Number whose consent question the caller answered, in the turn the first send to it left. */
+  let consentedNumber: string | undefined;
   let declined = false;
   let sends = 0;
-  let transientFailuresAfterSend = 0;
   let failedSends = 0;
+  let transientFailureFor: string | undefined;
   let lastSentTo: string | undefined;
   const ledger = svc.memoryLedger.records.filter((r) => r.callId === id);
+  const questionNumber = (line: string | undefined) =>
+    line === undefined ? undefined : KNOWN_NUMBERS.find((n) => line === questionFor(n) || line.endsWith(" " + questionFor(n)));
 
-  observed.forEach((o, index) => {
+  observed.forEach((o) => {
     const type = o.event.type;
-    // A caller turn after the question, not one that barged into it.
-    if (type === "user_speak" && lastQuestion && lastQuestion.index < index && !(o.event.barged_in === true && lastQuestion.index === index - 1)) {
-      answeredAfterQuestion = true;
-    }
+    // What the caller is answering in this event: the consent question only if it was the last line heard,
+    // and only if they did not cut into it.
+    const answering = type === "user_speak" && o.event.barged_in !== true ? questionNumber(lastLine) : undefined;
     if (type === "sms_failed" && sends > failedSends && o.event.recipient === lastSentTo) {
       failedSends++;
-      if (o.event.reason === "smsc_unavailable" || o.event.reason === "unknown") transientFailuresAfterSend++;
+      if (o.event.reason === "smsc_unavailable" || o.event.reason === "unknown") transientFailureFor = lastSentTo;
     }
 
     for (const a of o.actions) {
@@ -128,26 +133,27 @@ function checkInvariants(id: string, observed: Observed[]): void {
         // Invariant 7: never a claim of delivery; "sent" only while a send stands (not failed).
         for (const lie of DELIVERY_CLAIMS) expect(a.text).not.toBe(lie);
         if (sends === failedSends) expect(a.text, "claimed a send that did not happen").not.toBe(SENT_CLAIM);
-        for (const n of ["4915112345678", "491701234567", "436641234567"]) {
-          if (a.text === questionFor(n)) {
-            lastQuestion = { number: n, index };
-            answeredAfterQuestion = false;
-            // Invariant 2: declined is final, no re-asking.
-            expect(declined, "consent asked again after a decline").toBe(false);
-          }
+        const asked = questionNumber(a.text);
+        if (asked) {
+          // Invariant 2: declined is final, no re-asking.
+          expect(declined, "consent asked again after a decline").toBe(false);
+          // A question for another number voids consent given for the old one.
+          if (asked !== consentedNumber) consentedNumber = undefined;
         }
       }
       if (a.type === "send_sms") {
         sends++;
+        const isRetry = transientFailureFor === a.phone_number && consentedNumber === a.phone_number;
+        // Invariant 1: consent for exactly this number, given in answer to the question itself, in a later turn.
+        if (!isRetry) expect(answering, `send_sms to ${a.phone_number} not in answer to its consent question`).toBe(a.phone_number);
+        if (isRetry) transientFailureFor = undefined;
+        consentedNumber = a.phone_number;
         lastSentTo = a.phone_number;
-        // Invariant 1: consent for exactly this number, answered in a later caller turn.
-        expect(lastQuestion, "send_sms without any consent question").toBeDefined();
-        expect(a.phone_number).toBe(lastQuestion!.number);
-        expect(answeredAfterQuestion, "send_sms without an answer after the question").toBe(true);
         expect(type).toBe("user_speak");
         expect(declined, "send_sms after a decline").toBe(false);
         // Invariant 3: at most one per call (+ one retry after a transient failure).
-        expect(sends).toBeLessThanOrEqual(MAX_PER_CALL + Math.min(1, transientFailuresAfterSend));
+        expect(sends).toBeLessThanOrEqual(MAX_PER_CALL + 1);
+        if (sends > MAX_PER_CALL) expect(isRetry, "a second SMS that is not the one retry").toBe(true);
         // Invariant 4: text from the template only.
         expect(allowedTexts.has(a.message), `SMS text not from template: ${a.message}`).toBe(true);
         // Invariant 5: recipient policy.
@@ -156,6 +162,8 @@ function checkInvariants(id: string, observed: Observed[]): void {
         expect(o.ledgerDown, "send_sms while the ledger was failing").toBe(false);
       }
     }
+    const spokenNow = o.actions.filter((a) => a.type === "speak");
+    if (spokenNow.length) lastLine = (spokenNow.at(-1) as { text: string }).text;
     // Anything after the event that recorded a decline must neither ask nor send.
     if (o.ledgerKinds.includes("consent_declined") || o.ledgerKinds.includes("sms_cancelled")) declined = true;
   });

@@ -24,12 +24,19 @@ export const recordConsent = defineTool({
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_same_turn" });
       return ctx.note("consent_same_turn");
     }
+    if (state.spokenBeforeTurn !== c.spokenIndex) {
+      // Something else was said after the question (a refusal line, a welcome back, …):
+      // the caller's words answer that, not the question. Ask the exact question again.
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_not_last" });
+      await askConsentQuestion(ctx);
+      return ctx.note("consent_question_repeated");
+    }
     if (c.interrupted) {
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_interrupted" });
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_interrupted");
     }
-    const answer = { consented, reply: ctx.userText, turn: state.turn, at: ctx.nowIso() };
+    const answer = { consented, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
     // Evidence before state: if the ledger cannot write, consent is not recorded.
     await ctx.ledger({
       kind: consented ? "consent_given" : "consent_declined",

@@ -152,6 +152,11 @@ export const configSchema = z
         });
       }
     }
+    for (const m of cfg.greeting.matchAll(/\{([^}]*)\}/g)) {
+      if (m[1] !== "business_name") {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["greeting"], message: `unknown placeholder {${m[1]}}; only {business_name} is filled` });
+      }
+    }
     for (const m of cfg.consent.question.matchAll(/\{([^}]*)\}/g)) {
       if (m[1] !== "number" && m[1] !== "business_name") {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["consent", "question"], message: `unknown placeholder {${m[1]}}; use {number} or {business_name}` });

@@ -32,6 +32,8 @@ export interface LlmStep extends StepBase {
   /** File name (without .md) under prompts/<language>/. */
   prompt: string;
   tools: ToolDef[];
+  /** Runs after the model answered with text only (no tool call), e.g. to repeat a fixed question. */
+  afterModelText?: (ctx: TurnContext) => Promise<void> | void;
 }
 
 /** A step that runs code only, with no LLM request (e.g. the send itself). */

@@ -148,6 +148,8 @@ export class Engine {
       language: this.deps.config.language,
       step: this.deps.flow.initialStep,
       turn: 0,
+      spoken: 0,
+      spokenBeforeTurn: 0,
       history: [],
       sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
       dtmf: "",
@@ -199,7 +201,8 @@ export class Engine {
       return;
     }
     const lastLine = [...state.history].reverse().find((m) => m.role === "assistant" && m.content)?.content ?? "";
-    ctx.speak(this.deps.prompts.line("timeout_reprompt", { last_line: lastLine ?? "" }));
+    // The same question again: still the line the caller is answering.
+    ctx.speak(this.deps.prompts.line("timeout_reprompt", { last_line: lastLine ?? "" }), { repeat: true });
   }
 
   /** The caller cut the last line short: tell the model it may not have been heard. */
@@ -219,9 +222,7 @@ export class Engine {
   async callerTurn(ctx: TurnContext, text: string, bargedIn: boolean): Promise<void> {
     const { state } = ctx;
     if (bargedIn) this.markInterrupted(state);
-    state.turn++;
-    state.inputTimeouts = 0;
-    ctx.pushHistory({ role: "user", content: text });
+    ctx.beginCallerTurn(text);
     await this.runStep(ctx);
   }
 
@@ -301,7 +302,11 @@ export class Engine {
     });
     if (text) ctx.speak(text, { fromModel: true });
 
-    if (calls.length === 0) return text ? "done" : "again";
+    if (calls.length === 0) {
+      if (!text) return "again";
+      await this.collectingEnters(ctx, async () => step.afterModelText?.(ctx));
+      return "done";
+    }
 
     const speechBefore = ctx.speechCount;
     await this.runToolBatch(ctx, step, calls);

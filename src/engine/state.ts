@@ -26,9 +26,11 @@ export interface ConsentState {
   question: string;
   askedTurn: number;
   askedAt: string;
+  /** `CallState.spoken` right after the question: it was the caller's last line heard iff this equals `spokenBeforeTurn` of the answer. */
+  spokenIndex: number;
   /** The caller barged into the question, so it may not have been heard in full. */
   interrupted: boolean;
-  answer?: { consented: boolean; reply: string; turn: number; at: string };
+  answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
 }
 
 export interface SentSms {
@@ -64,6 +66,10 @@ export interface CallState {
   returnStep?: string;
   /** Caller turns so far (spoken answers and keyed-in numbers). */
   turn: number;
+  /** Lines spoken to the caller so far (a repeated line does not count again). */
+  spoken: number;
+  /** `spoken` when the current caller turn began: tells what the caller was answering. */
+  spokenBeforeTurn: number;
   history: HistoryMessage[];
   sms: SmsState;
   dtmf: string;

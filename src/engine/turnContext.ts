@@ -90,11 +90,12 @@ export class TurnContext {
   }
 
   /** Speak text to the caller and remember it in the conversation history. */
-  speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean } = {}): void {
+  speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean } = {}): void {
     const clean = text.trim();
     if (!clean) return;
     this.outgoing.push(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
     this.speechCount++;
+    if (!opts.repeat) this.state.spoken++;
     // Model text is already part of the model's own assistant message.
     if (!opts.fromModel) {
       if (this.inToolBatch) this.pendingLines.push(clean);
@@ -111,6 +112,15 @@ export class TurnContext {
 
   note(key: string, values: Record<string, string | number> = {}): string {
     return this.prompts.note(key, values);
+  }
+
+  /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
+  beginCallerTurn(historyText: string): void {
+    const { state } = this;
+    state.spokenBeforeTurn = state.spoken;
+    state.turn++;
+    state.inputTimeouts = 0;
+    this.pushHistory({ role: "user", content: historyText });
   }
 
   pushHistory(msg: HistoryMessage): void {

@@ -14,5 +14,5 @@ export async function askConsentQuestion(ctx: TurnContext): Promise<void> {
     .replaceAll("{business_name}", config.business.name);
   await ctx.ledger({ kind: "consent_asked", number, question });
   ctx.speak(question);
-  state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), interrupted: false };
+  state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), spokenIndex: state.spoken, interrupted: false };
 }

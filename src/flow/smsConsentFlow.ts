@@ -3,7 +3,7 @@ import { defineFlow, defineStep, type EventHook } from "../engine/define.js";
 import type { CallState } from "../engine/state.js";
 import type { TurnContext } from "../engine/turnContext.js";
 import { normalizeAiFlowNumber, maskNumber } from "../phone/number.js";
-import { cancelSms, collectPhoneNumber, endCall, recordConsent, sendConfirmationSms, startSmsFlow } from "../../tools/index.js";
+import { askForOtherNumber, cancelSms, collectPhoneNumber, endCall, recordConsent, sendConfirmationSms, startSmsFlow } from "../../tools/index.js";
 import { askConsentQuestion } from "./consentQuestion.js";
 import { speakable } from "./numbers.js";
 import { NUMBER_STEPS, STEP } from "./stepNames.js";
@@ -33,8 +33,11 @@ const confirmConsent = defineStep({
   name: STEP.confirmConsent,
   kind: "llm",
   prompt: "confirm_consent",
-  tools: [recordConsent, collectPhoneNumber],
+  tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
   onEnter: (ctx) => askConsentQuestion(ctx),
+  // After the model explains (an unclear answer), the exact question is asked again: only an
+  // answer to the configured wording counts as consent.
+  afterModelText: (ctx) => askConsentQuestion(ctx),
 });
 
 /** The send needs no LLM request of its own: consent was just recorded, so code sends. */
@@ -50,7 +53,7 @@ const smsRetry = defineStep({
   name: STEP.smsRetry,
   kind: "llm",
   prompt: "sms_retry",
-  tools: [sendConfirmationSms, collectPhoneNumber, cancelSms],
+  tools: [sendConfirmationSms, collectPhoneNumber, askForOtherNumber, cancelSms],
   onEnter: (ctx) => void ctx.say("sms_failed_retry_offer"),
 });
 
@@ -76,9 +79,7 @@ const onDtmf: EventHook = async (ctx, event) => {
     else if (key === "#") {
       const keyed = state.dtmf;
       state.dtmf = "";
-      state.turn++;
-      state.inputTimeouts = 0;
-      ctx.pushHistory({ role: "user", content: ctx.prompts.note("dtmf_entry", { digits: keyed || "(none)" }) });
+      ctx.beginCallerTurn(ctx.prompts.note("dtmf_entry", { digits: keyed || "(none)" }));
       if (keyed.length === 0) ctx.say("number_invalid");
       else await ctx.invokeTool(collectPhoneNumber, { phone_number: keyed });
       return true;

@@ -11,6 +11,7 @@ export type ConsentProblem =
   | "number_changed"
   | "not_answered"
   | "same_turn"
+  | "question_not_last"
   | "question_interrupted";
 
 export type ConsentVerdict = { valid: true; number: string } | { valid: false; reason: ConsentProblem };
@@ -27,5 +28,7 @@ export function consentVerdict(state: CallState, number: string | undefined = st
   if (!c.answer) return { valid: false, reason: "not_answered" };
   if (!c.answer.consented) return { valid: false, reason: "declined" };
   if (c.answer.turn <= c.askedTurn) return { valid: false, reason: "same_turn" };
+  // The answer must reply to the question itself, not to a line said after it.
+  if (c.answer.spokenBeforeAnswer !== c.spokenIndex) return { valid: false, reason: "question_not_last" };
   return { valid: true, number };
 }

@@ -6,14 +6,21 @@
 
 const DIGIT_WORDS: Record<string, string> = {
   // German
-  null: "0", eins: "1", ein: "1", eine: "1", zwei: "2", zwo: "2", drei: "3", vier: "4", "fünf": "5", fuenf: "5",
+  // Not "ein"/"eine": those are articles ("ich habe eine Handynummer"); callers say "eins" for the digit.
+  null: "0", eins: "1", zwei: "2", zwo: "2", drei: "3", vier: "4", "fünf": "5", fuenf: "5",
   sechs: "6", sieben: "7", acht: "8", neun: "9",
   // English
-  zero: "0", oh: "0", o: "0", one: "1", two: "2", three: "3", four: "4", five: "5", six: "6", seven: "7",
+  zero: "0", one: "1", two: "2", three: "3", four: "4", five: "5", six: "6", seven: "7",
   eight: "8", nine: "9",
 };
 const REPEAT_WORDS: Record<string, number> = { doppel: 2, double: 2, triple: 3, "dreifach": 3 };
 const PLUS_WORDS = new Set(["plus", "+"]);
+/** "oh" is zero only next to other digits ("oh seven nine …"), not as an interjection ("Oh, my number is …"). */
+const ZERO_LETTER_WORDS = new Set(["oh", "o"]);
+
+function isDigitToken(token: string | undefined): boolean {
+  return token !== undefined && (/^\d+$/.test(token) || DIGIT_WORDS[token] !== undefined || ZERO_LETTER_WORDS.has(token) || REPEAT_WORDS[token] !== undefined);
+}
 
 export function spokenToDialString(input: string): string {
   const tokens = input
@@ -24,7 +31,7 @@ export function spokenToDialString(input: string): string {
     .filter(Boolean);
   let out = "";
   let repeat = 1;
-  for (const token of tokens) {
+  for (const [i, token] of tokens.entries()) {
     if (PLUS_WORDS.has(token)) {
       if (out.length === 0) out = "+";
       continue;
@@ -36,6 +43,7 @@ export function spokenToDialString(input: string): string {
     let digits: string | undefined;
     if (/^\d+$/.test(token)) digits = token;
     else if (DIGIT_WORDS[token] !== undefined) digits = DIGIT_WORDS[token];
+    else if (ZERO_LETTER_WORDS.has(token) && (isDigitToken(tokens[i + 1]) || isDigitToken(tokens[i - 1]))) digits = "0";
     else {
       // German compound "doppelnull", "doppeleins"
       const compound = /^(doppel|double)(.+)$/.exec(token);

@@ -1,0 +1,305 @@
+import { describe, expect, it } from "vitest";
+import { InvalidEventError, SMS_FAILURE_REASONS, parseEvent, type AiFlowEvent } from "../src/aiflow/events.js";
+
+/**
+ * The event fixtures of §6 of /work/shared/reference/ai-flow-protocol.md, copied verbatim
+ * (one JSON document per entry, parsed in the test so the text stays byte-for-byte the same).
+ */
+const REFERENCE_EVENT_FIXTURES: readonly string[] = [
+  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
+  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f71","account_id":"account-123","phone_number":"+491234567890","from_phone_number":"+499876543210","to_phone_number":"+491234567890"}}`,
+  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f72","account_id":"1234567","phone_number":"4915790000687","direction":"outbound","from_phone_number":"4921155660","to_phone_number":"4915790000687"}}`,
+  `{"type":"user_speak","text":"Ja, schicken Sie mir bitte eine SMS.","barged_in":false,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
+  `{"type":"user_speak","text":"Moment, stopp","barged_in":true,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+  `{"type":"user_speak","transcript":"hello","session":{"id":"legacy-1","account_id":"account-123","phone_number":"+491234567890"}}`,
+  `{"type":"dtmf_received","digit":"#","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
+  `{"type":"assistant_speak","text":"Darf ich Ihnen die Bestätigung per SMS senden?","duration_ms":2300,"speech_started_at":1764000000123,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+  `{"type":"assistant_speech_ended","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+  `{"type":"user_input_timeout","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
+  `{"type":"user_speech_started","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+  `{"type":"sms_failed","recipient":"4915112345678","reason":"insufficient_balance","message":"Account balance too low to send SMS","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
+  `{"type":"session_end","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+  `{"type":"some_future_event","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
+];
+
+/** §6 negative fixture: no type → 400. */
+const REFERENCE_NEGATIVE_FIXTURE = `{"session":{"id":"x"}}`;
+
+const SID = "6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70";
+const session = { id: "s-1", account_id: "1234567", phone_number: "4921112345678" };
+
+/** Parse and insist on a known event (fails the test with a clear message otherwise). */
+function known(body: unknown): AiFlowEvent {
+  const r = parseEvent(body);
+  if (r.kind !== "event") throw new Error(`expected a known event, got unknown type ${r.type}`);
+  return r.event;
+}
+
+/** Call parseEvent and return the InvalidEventError it throws. */
+function invalid(body: unknown): InvalidEventError {
+  try {
+    parseEvent(body);
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidEventError);
+    return e as InvalidEventError;
+  }
+  throw new Error(`expected parseEvent to throw for ${JSON.stringify(body)}`);
+}
+
+describe("parseEvent: every §6 fixture of the protocol reference", () => {
+  it("has all 14 event fixtures", () => {
+    expect(REFERENCE_EVENT_FIXTURES).toHaveLength(14);
+  });
+
+  it.each(REFERENCE_EVENT_FIXTURES.map((json, i) => [i, json] as const))("fixture #%i parses without throwing", (_i, json) => {
+    const body = JSON.parse(json) as { type: string; session: { id: string } };
+    const r = parseEvent(body);
+    if (r.kind === "event") {
+      expect(r.event.session.id).toBe(body.session.id);
+    } else {
+      expect(r).toEqual({ kind: "unknown", type: body.type, sessionId: body.session.id });
+    }
+  });
+
+  it("#0 session_start (current shape) keeps the full session", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[0]!));
+    expect(e).toEqual({
+      type: "session_start",
+      session: {
+        id: SID,
+        account_id: "1234567",
+        phone_number: "4921112345678",
+        direction: "inbound",
+        from_phone_number: "4915112345678",
+        to_phone_number: "4921112345678",
+      },
+    });
+  });
+
+  it("#1 session_start (older shape): '+'-prefixed numbers and a missing direction are accepted", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[1]!));
+    expect(e.type).toBe("session_start");
+    expect(e.session.id).toBe("6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f71");
+    expect(e.session.direction).toBeUndefined();
+    expect(e.session.from_phone_number).toBe("+499876543210");
+    expect(e.session.phone_number).toBe("+491234567890");
+  });
+
+  it("#2 session_start outbound", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[2]!));
+    expect(e.type).toBe("session_start");
+    expect(e.session.direction).toBe("outbound");
+    expect(e.session.to_phone_number).toBe("4915790000687");
+  });
+
+  it("#3 user_speak with barged_in false", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[3]!));
+    expect(e).toMatchObject({ type: "user_speak", text: "Ja, schicken Sie mir bitte eine SMS.", barged_in: false });
+  });
+
+  it("#4 user_speak with barged_in true and a trimmed session", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[4]!));
+    expect(e).toMatchObject({ type: "user_speak", text: "Moment, stopp", barged_in: true });
+    expect(e.session.from_phone_number).toBeUndefined();
+  });
+
+  it("#5 legacy user_speak with `transcript` maps to text, barged_in defaults to false", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[5]!));
+    expect(e).toEqual({
+      type: "user_speak",
+      text: "hello",
+      barged_in: false,
+      session: { id: "legacy-1", account_id: "account-123", phone_number: "+491234567890" },
+    });
+  });
+
+  it("#6 dtmf_received", () => {
+    expect(known(JSON.parse(REFERENCE_EVENT_FIXTURES[6]!))).toMatchObject({ type: "dtmf_received", digit: "#" });
+  });
+
+  it("#7 assistant_speak keeps text and duration_ms", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[7]!));
+    expect(e).toMatchObject({ type: "assistant_speak", text: "Darf ich Ihnen die Bestätigung per SMS senden?", duration_ms: 2300 });
+  });
+
+  it.each([
+    [8, "assistant_speech_ended"],
+    [9, "user_input_timeout"],
+    [10, "user_speech_started"],
+    [12, "session_end"],
+  ] as const)("#%i %s has no extra fields after normalization", (i, type) => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[i]!));
+    expect(Object.keys(e).sort()).toEqual(["session", "type"]);
+    expect(e.type).toBe(type);
+    expect(e.session.id).toBe(SID);
+  });
+
+  it("#11 sms_failed keeps recipient, reason and message", () => {
+    const e = known(JSON.parse(REFERENCE_EVENT_FIXTURES[11]!));
+    expect(e).toMatchObject({
+      type: "sms_failed",
+      recipient: "4915112345678",
+      reason: "insufficient_balance",
+      message: "Account balance too low to send SMS",
+    });
+  });
+
+  it("#13 an unknown type gives kind 'unknown' with the session id", () => {
+    expect(parseEvent(JSON.parse(REFERENCE_EVENT_FIXTURES[13]!))).toEqual({ kind: "unknown", type: "some_future_event", sessionId: SID });
+  });
+
+  it("negative fixture {session:{id:'x'}} throws InvalidEventError naming `type`", () => {
+    const err = invalid(JSON.parse(REFERENCE_NEGATIVE_FIXTURE));
+    expect(err.name).toBe("InvalidEventError");
+    expect(err.message).toMatch(/\btype\b/);
+  });
+});
+
+describe("parseEvent: legacy shapes", () => {
+  it("`transcript` is used when `text` is missing", () => {
+    expect(known({ type: "user_speak", transcript: "ja bitte", session })).toMatchObject({ type: "user_speak", text: "ja bitte" });
+  });
+
+  it("`text` wins over `transcript` when both are present", () => {
+    expect(known({ type: "user_speak", text: "neu", transcript: "alt", session })).toMatchObject({ text: "neu" });
+  });
+
+  it("an empty text is still a valid user_speak", () => {
+    expect(known({ type: "user_speak", text: "", session })).toMatchObject({ type: "user_speak", text: "", barged_in: false });
+  });
+
+  it("user_barge_in becomes user_speak with barged_in true", () => {
+    expect(known({ type: "user_barge_in", text: "Stopp", session })).toEqual({ type: "user_speak", session, text: "Stopp", barged_in: true });
+  });
+
+  it("user_barge_in with the legacy `transcript` field", () => {
+    expect(known({ type: "user_barge_in", transcript: "Halt", session })).toEqual({ type: "user_speak", session, text: "Halt", barged_in: true });
+  });
+
+  it("user_barge_in without any text gives an empty text", () => {
+    expect(known({ type: "user_barge_in", session })).toEqual({ type: "user_speak", session, text: "", barged_in: true });
+  });
+
+  it("`digits` maps to digit", () => {
+    expect(known({ type: "dtmf_received", digits: "5", session })).toEqual({ type: "dtmf_received", session, digit: "5" });
+  });
+
+  it("`digits` with several keys is passed on as one digit string", () => {
+    expect(known({ type: "dtmf_received", digits: "0151#", session })).toMatchObject({ digit: "0151#" });
+  });
+
+  it.each(["0", "9", "*", "#"])("single digit %s is accepted", (digit) => {
+    expect(known({ type: "dtmf_received", digit, session })).toMatchObject({ digit });
+  });
+
+  it("'+'-prefixed session numbers and no direction are accepted and kept as sent", () => {
+    const s = { id: "old", account_id: "a", phone_number: "+491234567890", from_phone_number: "+499876543210", to_phone_number: "+491234567890" };
+    const e = known({ type: "session_start", session: s });
+    expect(e.session).toEqual(s);
+  });
+
+  it("a session with only an id is enough", () => {
+    expect(known({ type: "session_end", session: { id: "only-id" } })).toEqual({ type: "session_end", session: { id: "only-id" } });
+  });
+
+  it("unknown extra fields in the session are kept (passthrough)", () => {
+    const e = known({ type: "session_start", session: { id: "x", carrier: "foo" } });
+    expect((e.session as Record<string, unknown>).carrier).toBe("foo");
+  });
+
+  it("sms_failed without message gets an empty message", () => {
+    expect(known({ type: "sms_failed", recipient: "4915112345678", reason: "unknown", session })).toMatchObject({ message: "" });
+  });
+
+  it.each(SMS_FAILURE_REASONS.map((r) => [r]))("sms_failed reason %s is accepted", (reason) => {
+    expect(known({ type: "sms_failed", recipient: "4915112345678", reason, message: "m", session })).toMatchObject({ reason });
+  });
+
+  it("user_speak with barged_in absent gives barged_in false (never undefined)", () => {
+    const e = known({ type: "user_speak", text: "x", session });
+    expect(e.type === "user_speak" && e.barged_in).toBe(false);
+  });
+});
+
+describe("parseEvent: unknown types", () => {
+  it.each(["configure_something", "user_speak with barged_in flag", "timeout", "SESSION_START"])("type %j gives kind unknown", (type) => {
+    expect(parseEvent({ type, session })).toEqual({ kind: "unknown", type, sessionId: "s-1" });
+  });
+
+  it("an unknown type without a session still gives kind unknown, without sessionId", () => {
+    expect(parseEvent({ type: "future" })).toEqual({ kind: "unknown", type: "future", sessionId: undefined });
+  });
+
+  it("an unknown type with a non-object session gives no sessionId", () => {
+    expect(parseEvent({ type: "future", session: 5 })).toMatchObject({ kind: "unknown", type: "future", sessionId: undefined });
+  });
+});
+
+describe("parseEvent: invalid bodies throw InvalidEventError naming the field", () => {
+  it("user_speak without text or transcript names `text`", () => {
+    const err = invalid({ type: "user_speak", session });
+    expect(err.message).toContain("user_speak");
+    expect(err.message).toMatch(/\btext\b/);
+  });
+
+  it("user_speak with a non-string text names `text`", () => {
+    expect(invalid({ type: "user_speak", text: 5, session }).message).toMatch(/\btext\b/);
+  });
+
+  it.each(["x", "12", "", "A"])("dtmf_received with digit %j names `digit`", (digit) => {
+    const err = invalid({ type: "dtmf_received", digit, session });
+    expect(err.message).toMatch(/\bdigit\b/);
+  });
+
+  it("dtmf_received without digit names `digit`", () => {
+    expect(invalid({ type: "dtmf_received", session }).message).toMatch(/\bdigit\b/);
+  });
+
+  it("dtmf_received with bad `digits` names `digits`", () => {
+    expect(invalid({ type: "dtmf_received", digits: "12a", session }).message).toMatch(/\bdigits\b/);
+  });
+
+  it("sms_failed with an unknown reason names `reason`", () => {
+    const err = invalid({ type: "sms_failed", recipient: "4915112345678", reason: "out_of_coffee", message: "m", session });
+    expect(err.message).toMatch(/\breason\b/);
+    expect(err.message).toContain("out_of_coffee");
+  });
+
+  it("sms_failed without recipient names `recipient`", () => {
+    expect(invalid({ type: "sms_failed", reason: "unknown", session }).message).toMatch(/\brecipient\b/);
+  });
+
+  it("a session without id names `session.id`", () => {
+    expect(invalid({ type: "session_start", session: { account_id: "1" } }).message).toContain("session.id");
+  });
+
+  it("a session with an empty id names `session.id`", () => {
+    expect(invalid({ type: "user_speak", text: "x", session: { id: "" } }).message).toContain("session.id");
+  });
+
+  it("a known type without session names `session`", () => {
+    expect(invalid({ type: "session_start" }).message).toMatch(/\bsession\b/);
+  });
+
+  it("a bad direction names `session.direction`", () => {
+    expect(invalid({ type: "session_start", session: { id: "a", direction: "sideways" } }).message).toContain("session.direction");
+  });
+
+  it("a non-string type names `type`", () => {
+    expect(invalid({ type: 5, session }).message).toMatch(/\btype\b/);
+  });
+
+  it.each([
+    ["an array", []],
+    ["an array of events", [{ type: "session_start", session }]],
+    ["null", null],
+    ["a string", "session_start"],
+    ["a number", 42],
+    ["undefined", undefined],
+    ["a boolean", true],
+  ] as const)("%s is rejected as a body that must be a JSON object", (_label, body) => {
+    const err = invalid(body);
+    expect(err.message).toMatch(/body/);
+    expect(err.message).toMatch(/object/);
+  });
+});

@@ -1,0 +1,425 @@
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { z as z4 } from "zod/v4";
+import { zodToJsonSchema } from "zod-to-json-schema";
+import { describe, expect, it } from "vitest";
+import * as toolExports from "../tools/index.js";
+import { LANGUAGES, type AppConfig, type Language } from "../src/config/schema.js";
+import type { LlmStep, ToolDef } from "../src/engine/define.js";
+import { readSections } from "../src/engine/markdownSections.js";
+import { PromptLibrary } from "../src/engine/promptLibrary.js";
+import type { CallState } from "../src/engine/state.js";
+import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
+import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
+import { PROMPTS_DIR } from "../src/service.js";
+import { testConfig } from "./support/harness.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+const exportedTools: ToolDef[] = Object.values(toolExports);
+const llmSteps: LlmStep[] = smsConsentFlow.steps.filter((s): s is LlmStep => s.kind === "llm");
+const stepTools: ToolDef[] = llmSteps.flatMap((s) => s.tools);
+/** Every distinct tool: exported from tools/index.ts or offered by an LLM step. */
+const allTools: ToolDef[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
+
+const configs: Array<[string, AppConfig]> = [
+  ["de-DE", testConfig()],
+  ["en-US", testConfig({}, "config/agent.en-US.yaml")],
+];
+
+interface Expected {
+  keys: string[];
+  check?: (properties: Record<string, Record<string, unknown>>) => void;
+}
+
+const EXPECTED: Record<string, Expected> = {
+  start_sms_flow: {
+    keys: ["info"],
+    check: (p) => {
+      expect(p.info!.type).toBe("string");
+      expect(p.info!.enum).toEqual(["opening_hours", "address", "booking_link"]);
+      expect(p.info!.description).toBe("which information the caller asked for");
+    },
+  },
+  collect_phone_number: {
+    keys: ["phone_number"],
+    check: (p) => {
+      expect(p.phone_number!.type).toBe("string");
+      expect(typeof p.phone_number!.description).toBe("string");
+    },
+  },
+  record_consent: {
+    keys: ["consented"],
+    check: (p) => {
+      expect(p.consented!.type).toBe("boolean");
+      expect(typeof p.consented!.description).toBe("string");
+    },
+  },
+  send_confirmation_sms: { keys: [] },
+  cancel_sms: { keys: [] },
+  ask_for_other_number: { keys: [] },
+  end_call: { keys: [] },
+};
+
+function sorted(xs: Iterable<string>): string[] {
+  return [...xs].sort();
+}
+
+describe("the tool set", () => {
+  it("tools/index.ts exports the seven shipped tools", () => {
+    expect(sorted(exportedTools.map((t) => t.name))).toEqual(sorted(Object.keys(EXPECTED)));
+  });
+
+  it("every tool an LLM step offers is exported from tools/index.ts (same object)", () => {
+    for (const t of stepTools) expect(exportedTools).toContain(t);
+  });
+
+  it("every exported tool is offered by at least one LLM step", () => {
+    for (const t of exportedTools) expect(stepTools.map((s) => s.name)).toContain(t.name);
+  });
+
+  it("no step offers the same tool twice", () => {
+    for (const s of llmSteps) expect(new Set(s.tools.map((t) => t.name)).size).toBe(s.tools.length);
+  });
+
+  it("the flow has the expected LLM steps and tools per step", () => {
+    expect(Object.fromEntries(llmSteps.map((s) => [s.name, s.tools.map((t) => t.name)]))).toEqual({
+      main: ["start_sms_flow", "end_call"],
+      collect_number: ["collect_phone_number", "cancel_sms"],
+      confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
+      sms_retry: ["send_confirmation_sms", "collect_phone_number", "ask_for_other_number", "cancel_sms"],
+    });
+  });
+});
+
+describe.each(configs)("derived JSON schemas (%s config)", (_lang, config) => {
+  describe.each(allTools.map((t) => [t.name, t] as const))("%s", (name, tool) => {
+    const expected = EXPECTED[name];
+
+    it("has an expectation in this test (new tools must be added here)", () => {
+      expect(expected).toBeDefined();
+    });
+
+    it("zod shape has exactly the expected keys", () => {
+      expect(sorted(Object.keys(tool.parameters(config).shape))).toEqual(sorted(expected!.keys));
+    });
+
+    it.each([true, false])("strict=%s: an object schema with exactly the zod shape's properties", (strict) => {
+      const zodSchema = tool.parameters(config);
+      const spec = toolSpec(name, "description", zodSchema, strict);
+      expect(spec.name).toBe(name);
+      expect(spec.strict).toBe(strict);
+      const schema = spec.parameters;
+      expect(schema.type).toBe("object");
+      expect(schema).not.toHaveProperty("$schema");
+      expect(schema).not.toHaveProperty("$ref");
+      expect(schema).not.toHaveProperty("definitions");
+      expect(typeof schema.properties).toBe("object");
+      const properties = schema.properties as Record<string, Record<string, unknown>>;
+      expect(sorted(Object.keys(properties))).toEqual(sorted(Object.keys(zodSchema.shape)));
+      expect(sorted(Object.keys(properties))).toEqual(sorted(expected!.keys));
+      expected!.check?.(properties);
+      // The JSON survives serialization (it is sent over HTTP as is).
+      expect(JSON.parse(JSON.stringify(schema))).toEqual(schema);
+    });
+
+    it("strict: additionalProperties false and every key required", () => {
+      const schema = toolJsonSchema(tool.parameters(config), true);
+      expect(schema.additionalProperties).toBe(false);
+      expect(sorted((schema.required as string[] | undefined) ?? [])).toEqual(sorted(expected!.keys));
+    });
+
+    it("toolJsonSchema and toolSpec agree", () => {
+      for (const strict of [true, false]) {
+        expect(toolSpec(name, "d", tool.parameters(config), strict).parameters).toEqual(toolJsonSchema(tool.parameters(config), strict));
+      }
+    });
+  });
+});
+
+describe("start_sms_flow parameters follow the configured SMS slots", () => {
+  const start = exportedTools.find((t) => t.name === "start_sms_flow")!;
+  const base = testConfig();
+
+  it("two slots give two enum properties, all required in strict mode", () => {
+    const config: AppConfig = {
+      ...base,
+      sms: {
+        ...base.sms,
+        template: "{business_name}: {info} {branch}",
+        slots: {
+          ...base.sms.slots,
+          branch: { description: "which branch", options: { north: "Nord", south: "Süd" } },
+        },
+      },
+    };
+    const schema = toolJsonSchema(start.parameters(config), true);
+    const props = schema.properties as Record<string, { enum?: string[] }>;
+    expect(sorted(Object.keys(props))).toEqual(["branch", "info"]);
+    expect(props.branch!.enum).toEqual(["north", "south"]);
+    expect(sorted(schema.required as string[])).toEqual(["branch", "info"]);
+  });
+
+  it("no slots give an empty object schema", () => {
+    const config: AppConfig = { ...base, sms: { ...base.sms, template: "{business_name}", slots: {} } };
+    const schema = toolJsonSchema(start.parameters(config), true);
+    expect(schema.type).toBe("object");
+    expect(schema.properties).toEqual({});
+  });
+
+  it("the zod schema accepts only the configured option keys", () => {
+    const params = start.parameters(base);
+    expect(params.safeParse({ info: "address" }).success).toBe(true);
+    expect(params.safeParse({ info: "weather" }).success).toBe(false);
+    expect(params.safeParse({}).success).toBe(false);
+  });
+});
+
+describe("the other tools' zod schemas validate model arguments", () => {
+  const byName = (n: string) => exportedTools.find((t) => t.name === n)!;
+  const config = testConfig();
+
+  it("collect_phone_number needs a non-empty string of at most 80 characters", () => {
+    const p = byName("collect_phone_number").parameters(config);
+    expect(p.safeParse({ phone_number: "0151 1234 5678" }).success).toBe(true);
+    expect(p.safeParse({ phone_number: "" }).success).toBe(false);
+    expect(p.safeParse({ phone_number: "1".repeat(81) }).success).toBe(false);
+    expect(p.safeParse({ phone_number: 4915112345678 }).success).toBe(false);
+  });
+
+  it("record_consent needs a boolean, not a string", () => {
+    const p = byName("record_consent").parameters(config);
+    expect(p.safeParse({ consented: true }).success).toBe(true);
+    expect(p.safeParse({ consented: false }).success).toBe(true);
+    expect(p.safeParse({ consented: "yes" }).success).toBe(false);
+    expect(p.safeParse({}).success).toBe(false);
+  });
+});
+
+describe("the zod 4 trap: zod-to-json-schema cannot read zod 4 schemas", () => {
+  const v4 = z4.object({ phone_number: z4.string() });
+
+  it("zod-to-json-schema silently returns a schema without properties for a zod 4 object", () => {
+    for (const target of ["openAi", "jsonSchema7"] as const) {
+      const out = zodToJsonSchema(v4 as unknown as z.ZodTypeAny, { target, $refStrategy: "none" }) as Record<string, unknown>;
+      expect(out.properties).toBeUndefined();
+      expect(out.type).not.toBe("object");
+    }
+  });
+
+  it.each([true, false])("toolJsonSchema refuses a zod 4 object loudly (strict=%s)", (strict) => {
+    expect(() => toolJsonSchema(v4 as unknown as z.ZodObject<z.ZodRawShape>, strict)).toThrow(/zod 3/);
+  });
+
+  it("every shipped tool's parameters are zod 3 objects", () => {
+    for (const [, config] of configs) {
+      for (const t of allTools) expect(t.parameters(config)).toBeInstanceOf(z.ZodObject);
+    }
+  });
+});
+
+describe("strict mode optionals (OpenAI strict function rules)", () => {
+  const params = z.object({ a: z.string().optional(), b: z.number() });
+
+  it("strict: optionals become required and nullable", () => {
+    const s = toolJsonSchema(params, true);
+    expect(sorted(s.required as string[])).toEqual(["a", "b"]);
+    expect((s.properties as Record<string, { type: unknown }>).a!.type).toEqual(["string", "null"]);
+    expect(s.additionalProperties).toBe(false);
+  });
+
+  it("non-strict: optionals stay optional", () => {
+    const s = toolJsonSchema(params, false);
+    expect(s.required).toEqual(["b"]);
+    expect((s.properties as Record<string, { type: unknown }>).a!.type).toBe("string");
+  });
+
+  it("nullsToUndefined turns a strict-mode null into an absent optional the zod schema accepts", () => {
+    const args = { a: null, b: 1 };
+    expect(params.safeParse(args).success).toBe(false);
+    const cleaned = nullsToUndefined(args);
+    expect(cleaned).toEqual({ b: 1 });
+    expect(params.safeParse(cleaned).success).toBe(true);
+  });
+
+  it("nullsToUndefined leaves non-objects alone", () => {
+    expect(nullsToUndefined(null)).toBeNull();
+    expect(nullsToUndefined([1, null])).toEqual([1, null]);
+    expect(nullsToUndefined("x")).toBe("x");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// prompts/ consistency
+
+const libraries = Object.fromEntries(LANGUAGES.map((l) => [l, new PromptLibrary(PROMPTS_DIR, l)])) as Record<Language, PromptLibrary>;
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir)) {
+    const full = join(dir, entry);
+    if (statSync(full).isDirectory()) out.push(...sourceFiles(full));
+    else if (full.endsWith(".ts")) out.push(full);
+  }
+  return out;
+}
+const SOURCES = [...sourceFiles(join(ROOT, "src")), ...sourceFiles(join(ROOT, "tools"))].map((f) => ({ file: f, text: readFileSync(f, "utf8") }));
+
+/** Every match of `re` (global, one capture group) across src/ and tools/, with where it was found. */
+function referenced(re: RegExp): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const { file, text } of SOURCES) {
+    for (const m of text.matchAll(re)) {
+      const where = file.slice(ROOT.length);
+      out.set(m[1]!, [...(out.get(m[1]!) ?? []), where]);
+    }
+  }
+  return out;
+}
+
+/** String literals in the first argument of say(…) / goodbye(…), including `say(cond ? "a" : "b")`. */
+function lineKeysFromCalls(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const { file, text } of SOURCES) {
+    for (const m of text.matchAll(/\b(?:say|goodbye)\(([^,)]*)/g)) {
+      for (const lit of m[1]!.matchAll(/"([a-z_]+)"/g)) out.set(lit[1]!, [...(out.get(lit[1]!) ?? []), file.slice(ROOT.length)]);
+    }
+  }
+  return out;
+}
+
+function placeholders(text: string): string[] {
+  return sorted(new Set([...text.matchAll(/\{([a-z_][a-z0-9_]*)\}/g)].map((m) => m[1]!)));
+}
+
+describe("prompts/ cover every tool, step, line and note the code uses", () => {
+  it("PROMPTS_DIR points at the checked-in prompts/", () => {
+    expect(PROMPTS_DIR.replace(/\/$/, "")).toBe(join(ROOT, "prompts"));
+    expect(existsSync(join(PROMPTS_DIR, "tools.md"))).toBe(true);
+  });
+
+  it.each(allTools.map((t) => [t.name]))("tool %s has a description in prompts/tools.md", (name) => {
+    for (const lang of LANGUAGES) {
+      const d = libraries[lang].toolDescription(name);
+      expect(d.length).toBeGreaterThan(20);
+    }
+  });
+
+  it("prompts/tools.md describes no tool that does not exist", () => {
+    const described = Object.keys(readSections(join(PROMPTS_DIR, "tools.md")));
+    expect(sorted(described)).toEqual(sorted(allTools.map((t) => t.name)));
+  });
+
+  it.each(llmSteps.flatMap((s) => LANGUAGES.map((l) => [s.name, s.prompt, l] as const)))("step %s: prompts/%s/%s.md exists and is not empty", (_step, prompt, lang) => {
+    expect(existsSync(join(PROMPTS_DIR, lang, `${prompt}.md`))).toBe(true);
+    expect(libraries[lang].stepPrompt(prompt).length).toBeGreaterThan(0);
+  });
+
+  it.each(LANGUAGES.map((l) => [l]))("%s: persona.md is not empty", (lang) => {
+    expect(libraries[lang].persona.length).toBeGreaterThan(0);
+  });
+
+  it("both languages' lines.md have the same set of keys", () => {
+    const [a, b] = LANGUAGES.map((l) => sorted(libraries[l].lineKeys()));
+    expect(a!.length).toBeGreaterThan(0);
+    expect(a).toEqual(b);
+  });
+
+  it("each line uses the same placeholders in both languages", () => {
+    const sections = LANGUAGES.map((l) => readSections(join(PROMPTS_DIR, l, "lines.md")));
+    for (const key of Object.keys(sections[0]!)) {
+      expect({ key, placeholders: placeholders(sections[1]![key] ?? "") }).toEqual({ key, placeholders: placeholders(sections[0]![key]!) });
+    }
+  });
+
+  it("no line or note is empty", () => {
+    for (const lang of LANGUAGES) {
+      for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, lang, "lines.md")))) expect({ lang, key, empty: text === "" }).toEqual({ lang, key, empty: false });
+    }
+    for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, "model-notes.md")))) expect({ key, empty: text === "" }).toEqual({ key, empty: false });
+  });
+
+  it('every say("…") / goodbye("…") / line("…") key in src/ and tools/ exists in both lines.md', () => {
+    const keys = referenced(/\b(?:say|goodbye)\(\s*"([a-z_]+)"/g);
+    for (const [k, w] of referenced(/\bline\(\s*"([a-z_]+)"/g)) keys.set(k, w);
+    for (const [k, w] of lineKeysFromCalls()) keys.set(k, w);
+    expect(keys.size).toBeGreaterThan(10);
+    for (const lang of LANGUAGES) {
+      const missing = [...keys].filter(([k]) => !libraries[lang].hasLine(k)).map(([k, where]) => `${k} (${where.join(", ")})`);
+      expect({ lang, missing }).toEqual({ lang, missing: [] });
+    }
+  });
+
+  it("the conditional line keys (say(cond ? a : b)) are found too", () => {
+    const keys = lineKeysFromCalls();
+    expect(keys.has("sms_failed_final")).toBe(true);
+    expect(keys.has("sms_failed_account")).toBe(true);
+  });
+
+  it("line keys chosen through lookup tables in tools/ exist in both lines.md", () => {
+    const collect = readFileSync(join(ROOT, "tools/collect_phone_number.ts"), "utf8");
+    const table = /REFUSAL_LINE[^=]*=\s*\{([^}]*)\}/.exec(collect);
+    expect(table).not.toBeNull();
+    const keys = [...table![1]!.matchAll(/:\s*"([a-z_]+)"/g)].map((m) => m[1]!);
+    const send = readFileSync(join(ROOT, "tools/send_confirmation_sms.ts"), "utf8");
+    const fn = /function refusalLine[\s\S]*?\n\}/.exec(send);
+    expect(fn).not.toBeNull();
+    keys.push(...[...fn![0].matchAll(/return\s+"([a-z_]+)"/g)].map((m) => m[1]!));
+    expect(keys.length).toBeGreaterThanOrEqual(5);
+    for (const lang of LANGUAGES) {
+      expect({ lang, missing: keys.filter((k) => !libraries[lang].hasLine(k)) }).toEqual({ lang, missing: [] });
+    }
+  });
+
+  it('every note("…") key in src/ and tools/ exists in prompts/model-notes.md', () => {
+    const keys = referenced(/\bnote\(\s*"([a-z_]+)"/g);
+    expect(keys.size).toBeGreaterThan(15);
+    const notes = new Set(libraries["de-DE"].noteKeys());
+    const missing = [...keys].filter(([k]) => !notes.has(k)).map(([k, where]) => `${k} (${where.join(", ")})`);
+    expect(missing).toEqual([]);
+  });
+
+  it("notes chosen at run time (guard verdict reasons, tool_not_offered / unknown_tool) exist in model-notes.md", () => {
+    const notes = new Set(libraries["de-DE"].noteKeys());
+    const claims = readFileSync(join(ROOT, "src/guards/claims.ts"), "utf8");
+    const claimReasons = [...claims.matchAll(/allowed:\s*false,\s*reason:\s*"([a-z_]+)"/g)].map((m) => m[1]!);
+    expect(claimReasons.length).toBeGreaterThanOrEqual(2);
+    const engine = readFileSync(join(ROOT, "src/engine/engine.ts"), "utf8");
+    const reasonLine = /const reason = [^;]*;/.exec(engine);
+    expect(reasonLine).not.toBeNull();
+    const toolReasons = [...reasonLine![0].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]!);
+    expect(toolReasons).toEqual(["tool_not_offered", "unknown_tool"]);
+    expect([...claimReasons, ...toolReasons].filter((k) => !notes.has(k))).toEqual([]);
+  });
+
+  it("every {placeholder} in persona.md and the step prompts has a value from the flow's promptValues", () => {
+    for (const [lang, config] of configs) {
+      const state: CallState = {
+        sessionId: "s",
+        direction: "inbound",
+        callerNumber: "4915112345678",
+        language: lang as Language,
+        step: "main",
+        turn: 0,
+        spoken: 0,
+        spokenBeforeTurn: 0,
+        history: [],
+        sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
+        dtmf: "",
+        inputTimeouts: 0,
+        pendingHangup: false,
+        createdAt: 0,
+        updatedAt: 0,
+      };
+      const values = smsConsentFlow.promptValues(state, config);
+      const lib = libraries[lang as Language];
+      const texts = [["persona", lib.persona] as const, ...llmSteps.map((s) => [s.prompt, lib.stepPrompt(s.prompt)] as const)];
+      for (const [where, text] of texts) {
+        const unknown = placeholders(text).filter((p) => !(p in values));
+        expect({ lang, where, unknown }).toEqual({ lang, where, unknown: [] });
+      }
+    }
+  });
+});
