@@ -1,0 +1,183 @@
+import fc from "fast-check";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
+import type { CallState, ConsentState, SentSms } from "../src/engine/state.js";
+import { TurnContext, type TurnServices } from "../src/engine/turnContext.js";
+import type { TurnRecord } from "../src/engine/turnRecord.js";
+import { PromptLibrary } from "../src/engine/promptLibrary.js";
+import { SmsActionGate } from "../src/guards/smsGate.js";
+import { renderSmsText } from "../src/guards/smsText.js";
+import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { PROMPTS_DIR } from "../src/service.js";
+import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
+import { testConfig } from "./support/harness.js";
+
+/**
+ * The action gate on its own, against arbitrary state a buggy tool could leave behind and
+ * arbitrary send_sms actions: it lets an SMS through only when every rule holds.
+ */
+
+const config = testConfig({ sms: { maxPerCall: 1 }, recipients: { perRecipient: { max: 2, windowSeconds: 3600 } } });
+const prompts = new PromptLibrary(PROMPTS_DIR, "de-DE");
+const NUMBERS = ["4915112345678", "491701234567", "499001234567", "493012345678", "447911123456", "436641234567"];
+const GOOD_TEXT = renderSmsText(config, { info: "address" });
+const number = fc.constantFrom(...NUMBERS);
+
+/** Rarely true, so most generated cases are one or two defects away from a valid send. */
+const rarely = fc.noBias(fc.integer({ min: 0, max: 7 })).map((x) => x === 0);
+
+/** A send scenario: a consistent, consented state for `to`, then random defects a buggy tool could cause. */
+const scenario = fc
+  .record({
+    to: number,
+    other: number,
+    noConsent: rarely,
+    consentForOther: rarely,
+    smsNumberOther: rarely,
+    smsNumberUnset: rarely,
+    declined: rarely,
+    notConsented: rarely,
+    noAnswer: rarely,
+    interrupted: rarely,
+    answeredSameTurn: rarely,
+    answeredSomethingElse: rarely,
+    sent: fc.tuple(rarely, fc.array(fc.record({ number, message: fc.constant(GOOD_TEXT), at: fc.constant("t"), turn: fc.nat(5), failed: fc.option(fc.constantFrom("smsc_unavailable" as const, "insufficient_balance" as const), { nil: undefined }) }), { minLength: 1, maxLength: 3 })).map(([has, list]) => (has ? list : [])),
+    retry: fc.integer({ min: 0, max: 1 }),
+    slot: fc.constantFrom("address", "address", "opening_hours"),
+    text: fc.constantFrom(GOOD_TEXT, GOOD_TEXT, GOOD_TEXT, "Gewinnspiel! http://evil.example", renderSmsText(config, { info: "opening_hours" })),
+    ledgerDown: rarely,
+  })
+  .map((g) => {
+    const consentNumber = g.consentForOther ? g.other : g.to;
+    const c: ConsentState | undefined = g.noConsent
+      ? undefined
+      : {
+          number: consentNumber,
+          question: "Darf ich …?",
+          askedTurn: 3,
+          askedAt: "2026-11-23T09:00:00.000Z",
+          spokenIndex: 3,
+          interrupted: g.interrupted,
+          answer: g.noAnswer
+            ? undefined
+            : { consented: !g.notConsented, reply: "Ja", turn: g.answeredSameTurn ? 3 : 4, at: "2026-11-23T09:00:05.000Z", spokenBeforeAnswer: g.answeredSomethingElse ? 4 : 3 },
+        };
+    const smsNumber = g.smsNumberUnset ? undefined : g.smsNumberOther ? g.other : g.to;
+    return { state: stateWith(c, smsNumber, g.declined, g.sent, g.retry, g.slot), to: g.to, text: g.text, ledgerDown: g.ledgerDown };
+  });
+
+function stateWith(c: ConsentState | undefined, smsNumber: string | undefined, declined: boolean, sentList: SentSms[], retryAllowance: number, slot: string): CallState {
+  return {
+    sessionId: "gate",
+    direction: "inbound",
+    language: "de-DE",
+    step: "send_sms",
+    turn: 5,
+    spoken: 5,
+    spokenBeforeTurn: 4,
+    history: [],
+    sms: { number: smsNumber, slots: { info: slot }, consent: c, declined, sent: sentList, retryAllowance },
+    dtmf: "",
+    inputTimeouts: 0,
+    pendingHangup: false,
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): TurnContext {
+  const services: TurnServices = { config, prompts, gate: new SmsActionGate(), ledger, limiter, log: pino({ level: "silent" }), now: () => 0 };
+  const record: TurnRecord = { sessionId: "gate", event: "user_speak", stepBefore: "", stepAfter: "", actions: [], toolCalls: [], guardDecisions: [], llmRequests: [], timings: { totalMs: 0, modelMs: 0, engineMs: 0 }, duplicate: false };
+  return new TurnContext(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, services, record, {
+    gotoStep: () => undefined,
+    invokeTool: async () => "",
+  });
+}
+
+/** The oracle: the rules written out once more, independently of src/guards. */
+function mayLeave(state: CallState, a: Extract<AiFlowAction, { type: "send_sms" }>): boolean {
+  const { sms } = state;
+  const c = sms.consent;
+  const consentOk =
+    !sms.declined &&
+    c !== undefined &&
+    c.answer?.consented === true &&
+    !c.interrupted &&
+    c.number === a.phone_number &&
+    sms.number === a.phone_number &&
+    c.answer.turn > c.askedTurn &&
+    c.answer.spokenBeforeAnswer === c.spokenIndex;
+  const standing = sms.sent.filter((s) => !s.failed).length;
+  const withinLimit = standing < 1 && sms.sent.length < 1 + sms.retryAllowance;
+  const textOk = sms.slots.info !== undefined && a.message === renderSmsText(config, sms.slots);
+  const recipientOk = a.phone_number === "4915112345678" || a.phone_number === "491701234567" || a.phone_number === "436641234567";
+  return consentOk && withinLimit && textOk && recipientOk;
+}
+
+describe("the action gate alone", () => {
+  it("allows a send_sms only when consent, limit, template and recipient policy all hold", async () => {
+    let allowedCount = 0;
+    await fc.assert(
+      fc.asyncProperty(scenario, async (generated) => {
+          // The gate records sends in state: work on a copy so fast-check can replay and shrink the input.
+          const { state, to, text, ledgerDown } = structuredClone(generated);
+          const ledger = new MemoryLedger();
+          ledger.failWrites = ledgerDown;
+          const ctx = contextFor(state, ledger, new MemoryRateLimiter(() => 0));
+          const action = actions.sendSms("gate", to, text);
+          const expected = mayLeave(state, action) && !ledgerDown;
+          const before = state.sms.sent.length;
+          const { allowed, decisions } = await ctx.services.gate.review([action], ctx);
+          expect(allowed.length === 1).toBe(expected);
+          expect(decisions).toHaveLength(1);
+          expect(decisions[0]!.allowed).toBe(expected);
+          if (expected) {
+            allowedCount++;
+            expect(state.sms.sent.length).toBe(before + 1);
+            expect(ledger.records).toEqual([expect.objectContaining({ kind: "sms_sent", number: to, question: "Darf ich …?", reply: "Ja" })]);
+          } else {
+            expect(state.sms.sent.length).toBe(before);
+            expect(ledger.records.filter((r) => r.kind === "sms_sent")).toHaveLength(0);
+          }
+        }),
+      { numRuns: 3000 },
+    );
+    // Not vacuous: a good share of the generated cases were allowed.
+    expect(allowedCount).toBeGreaterThan(100);
+    expect(allowedCount).toBeLessThan(3000);
+  });
+
+  it("two sends in one batch: the second is refused by the per-call limit", async () => {
+    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+    const state = stateWith(c, "4915112345678", false, [], 0, "address");
+    const ctx = contextFor(state, new MemoryLedger(), new MemoryRateLimiter(() => 0));
+    const a = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
+    const b = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
+    const { allowed, decisions } = await ctx.services.gate.review([a, b], ctx);
+    expect(allowed).toEqual([a]);
+    expect(decisions.map((d) => d.reason)).toEqual(["consent_recorded", "sms_limit_per_call"]);
+  });
+
+  it("per-recipient limit across calls", async () => {
+    const limiter = new MemoryRateLimiter(() => 0);
+    const results: boolean[] = [];
+    for (let call = 0; call < 3; call++) {
+      const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+      const ctx = contextFor(stateWith(c, "4915112345678", false, [], 0, "address"), new MemoryLedger(), limiter);
+      const { allowed } = await ctx.services.gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], ctx);
+      results.push(allowed.length === 1);
+    }
+    expect(results).toEqual([true, true, false]);
+  });
+
+  it("a tool that bypasses the gate (pushes send_sms itself) is still stopped at the boundary", async () => {
+    const state = stateWith(undefined, "4915112345678", false, [], 0, "address");
+    const ctx = contextFor(state, new MemoryLedger(), new MemoryRateLimiter(() => 0));
+    const smuggled = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
+    ctx.outgoing.push(smuggled);
+    const { allowed, decisions } = await ctx.services.gate.review(ctx.outgoing.filter((a) => !ctx.approved.has(a)), ctx);
+    expect(allowed).toEqual([]);
+    expect(decisions[0]).toMatchObject({ allowed: false, reason: "consent_not_asked" });
+  });
+});
