@@ -21,6 +21,11 @@ async function main(): Promise<void> {
   });
   const service = createService({ config, model, apiToken: env.AIFLOW_API_TOKEN || undefined });
   const { app, logger } = service;
+  try {
+    await service.ledger.ready();
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message} (set ledger.path in the config)`);
+  }
 
   let closing = false;
   const shutdown = async (signal: string) => {

@@ -17,10 +17,21 @@ export class FileLedger implements ConsentLedger {
     readonly path: string,
     private readonly numbers: "full" | "hashed" = "full",
   ) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.handle = open(path, "a");
-    // Surface an unwritable path at the first append, not as an unhandled rejection.
+    this.handle = (async () => {
+      mkdirSync(dirname(path), { recursive: true });
+      return open(path, "a");
+    })();
+    // An unwritable path surfaces at ready() and at every append, never as an unhandled rejection.
     this.handle.catch(() => undefined);
+  }
+
+  /** Resolves once the file is open for appending; start-up awaits this to fail fast. */
+  async ready(): Promise<void> {
+    try {
+      await this.handle;
+    } catch (e) {
+      throw new Error(`consent ledger ${this.path} is not writable: ${(e as Error).message}`);
+    }
   }
 
   append(rec: LedgerRecordInput): Promise<void> {

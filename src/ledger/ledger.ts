@@ -36,6 +36,8 @@ export interface LedgerRecord extends LedgerRecordInput {
 }
 
 export interface ConsentLedger {
+  /** Resolves when the ledger can take records; start-up fails fast otherwise. */
+  ready(): Promise<void>;
   append(rec: LedgerRecordInput): Promise<void>;
   close(): Promise<void>;
 }

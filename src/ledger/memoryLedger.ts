@@ -9,5 +9,6 @@ export class MemoryLedger implements ConsentLedger {
     if (this.failWrites) throw new Error("ledger unavailable (simulated)");
     this.records.push({ seq: this.records.length + 1, ...rec });
   }
+  async ready(): Promise<void> {}
   async close(): Promise<void> {}
 }

@@ -1,0 +1,144 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { trimHistory, toolPairingProblems, repairToolPairing } from "../src/engine/history.js";
+import type { CallState, HistoryMessage } from "../src/engine/state.js";
+import { FileLedger, hashNumber } from "../src/ledger/fileLedger.js";
+import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
+import { MemorySessionStore } from "../src/store/memorySessionStore.js";
+
+function state(id: string): CallState {
+  return {
+    sessionId: id,
+    direction: "inbound",
+    language: "de-DE",
+    step: "main",
+    turn: 0,
+    spoken: 0,
+    spokenBeforeTurn: 0,
+    history: [],
+    sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
+    dtmf: "",
+    inputTimeouts: 0,
+    pendingHangup: false,
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+describe("MemorySessionStore", () => {
+  it("serializes work per session id, in arrival order, while other sessions run in parallel", async () => {
+    const store = new MemorySessionStore();
+    const log: string[] = [];
+    const slow = (tag: string, ms: number) => async () => {
+      log.push(`start ${tag}`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`end ${tag}`);
+    };
+    await Promise.all([store.withLock("a", slow("a1", 30)), store.withLock("a", slow("a2", 1)), store.withLock("b", slow("b1", 5))]);
+    expect(log.indexOf("end a1")).toBeLessThan(log.indexOf("start a2"));
+    expect(log.indexOf("start b1")).toBeLessThan(log.indexOf("end a1"));
+    await store.close();
+  });
+
+  it("a failing turn does not block the next one", async () => {
+    const store = new MemorySessionStore();
+    await expect(store.withLock("x", async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    await expect(store.withLock("x", async () => 42)).resolves.toBe(42);
+    await store.close();
+  });
+
+  it("returns copies (no shared objects between turns) and expires by TTL", async () => {
+    let now = 1000;
+    const store = new MemorySessionStore(() => now);
+    const s = state("t");
+    await store.set(s, 10);
+    s.step = "changed";
+    expect((await store.get("t"))!.step).toBe("main");
+    expect(await store.size()).toBe(1);
+    now += 10_001;
+    expect(await store.get("t")).toBeUndefined();
+    await store.set(state("u"), 1);
+    now += 1001;
+    store.sweep();
+    expect(await store.size()).toBe(0);
+    await store.close();
+  });
+});
+
+describe("MemoryRateLimiter", () => {
+  it("allows max hits per key in a sliding window", async () => {
+    let now = 0;
+    const l = new MemoryRateLimiter(() => now);
+    expect(await l.hit("k", 2, 1000)).toBe(true);
+    expect(await l.hit("k", 2, 1000)).toBe(true);
+    expect(await l.hit("k", 2, 1000)).toBe(false);
+    expect(await l.hit("other", 2, 1000)).toBe(true);
+    now = 1001;
+    expect(await l.hit("k", 2, 1000)).toBe(true);
+  });
+});
+
+describe("FileLedger", () => {
+  it("appends one JSON line per record, in order, durable when append resolves", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ledger-"));
+    const path = join(dir, "nested", "ledger.jsonl");
+    const ledger = new FileLedger(path);
+    await Promise.all([
+      ledger.append({ kind: "consent_asked", callId: "c1", at: "2026-11-23T09:00:00.000Z", number: "4915112345678", question: "Darf ich?" }),
+      ledger.append({ kind: "consent_given", callId: "c1", at: "2026-11-23T09:00:03.000Z", number: "4915112345678", reply: "Ja" }),
+    ]);
+    // Read right after append resolved, before close: the lines are on disk.
+    const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([
+      expect.objectContaining({ seq: 1, kind: "consent_asked", number: "4915112345678" }),
+      expect.objectContaining({ seq: 2, kind: "consent_given", reply: "Ja" }),
+    ]);
+    await ledger.close();
+  });
+
+  it("stores a hash instead of the number when configured", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "ledger-")), "l.jsonl");
+    const ledger = new FileLedger(path, "hashed");
+    await ledger.append({ kind: "sms_sent", callId: "c", at: "t", number: "4915112345678" });
+    await ledger.close();
+    const text = readFileSync(path, "utf8");
+    expect(text).not.toContain("4915112345678");
+    expect(JSON.parse(text).number).toBe(hashNumber("4915112345678"));
+  });
+
+  it("an unwritable path rejects append (so the gate refuses the send) instead of crashing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "l-"));
+    writeFileSync(join(dir, "a-file"), "x");
+    const ledger = new FileLedger(join(dir, "a-file", "ledger.jsonl"));
+    await expect(ledger.ready()).rejects.toThrow(/not writable/);
+    await expect(ledger.append({ kind: "sms_sent", callId: "c", at: "t" })).rejects.toThrow();
+    await ledger.close();
+  });
+});
+
+describe("history", () => {
+  const toolCall = (id: string) => ({ id, type: "function" as const, function: { name: "x", arguments: "{}" } });
+  const call = (id: string): HistoryMessage => ({ role: "assistant", content: null, tool_calls: [toolCall(id)] });
+  const result = (id: string): HistoryMessage => ({ role: "tool", tool_call_id: id, content: "ok" });
+
+  it("trims only at caller messages, so no tool result loses its call", () => {
+    const h: HistoryMessage[] = [];
+    for (let i = 0; i < 20; i++) h.push({ role: "user", content: `u${i}` }, call(`c${i}`), result(`c${i}`), { role: "assistant", content: `a${i}` });
+    const t = trimHistory(h, 10);
+    expect(t.length).toBeLessThanOrEqual(10);
+    expect(t[0]!.role).toBe("user");
+    expect(toolPairingProblems(t)).toEqual([]);
+    expect(t.at(-1)).toEqual({ role: "assistant", content: "a19" });
+  });
+
+  it("finds and repairs unanswered tool calls", () => {
+    const broken: HistoryMessage[] = [{ role: "user", content: "u" }, { role: "assistant", content: null, tool_calls: [toolCall("a"), toolCall("b")] }, result("a"), { role: "assistant", content: "hi" }];
+    expect(toolPairingProblems(broken)).toEqual(["tool call b at 1 has no result"]);
+    const fixed = repairToolPairing(broken, "failed");
+    expect(toolPairingProblems(fixed)).toEqual([]);
+    expect(fixed[3]).toEqual({ role: "tool", tool_call_id: "b", content: "failed" });
+    expect(toolPairingProblems([result("zz")])).toEqual(["tool result zz at 0 has no matching call"]);
+  });
+});
