@@ -46,6 +46,8 @@ export const reply = {
 
 export class FakeOpenAIServer {
   readonly requests: ChatBody[] = [];
+  /** URL and headers of each request, for checking how a client addresses the server. */
+  readonly calls: Array<{ url: string; headers: Record<string, string | string[] | undefined> }> = [];
   private queue: ScriptedReply[] = [];
   private fallback: ReplyFn = () => reply.text("Wie kann ich helfen?");
   private server?: Server;
@@ -67,6 +69,7 @@ export class FakeOpenAIServer {
   reset(): void {
     this.queue = [];
     this.requests.length = 0;
+    this.calls.length = 0;
     this.fallback = () => reply.text("Wie kann ich helfen?");
   }
 
@@ -91,13 +94,14 @@ export class FakeOpenAIServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+    if (req.method !== "POST" || !req.url?.split("?")[0]!.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
       return;
     }
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatBody;
     const index = this.requests.length;
     this.requests.push(body);
+    this.calls.push({ url: req.url, headers: req.headers });
     const scripted = this.queue.length ? this.queue.shift()! : await this.fallback(body, index);
     if (scripted.kind === "hang") {
       this.open.add(res);
