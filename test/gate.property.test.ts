@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
-import type { CallState, ConsentState, SentSms } from "../src/engine/state.js";
+import { initialCallState, type CallState, type ConsentState, type SentSms } from "../src/engine/state.js";
 import { TurnContext, type TurnServices } from "../src/engine/turnContext.js";
 import type { TurnRecord } from "../src/engine/turnRecord.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
@@ -68,7 +68,7 @@ const scenario = fc
   });
 
 function stateWith(c: ConsentState | undefined, smsNumber: string | undefined, declined: boolean, sentList: SentSms[], retryAllowance: number, slot: string): CallState {
-  return {
+  return initialCallState({
     sessionId: "gate",
     direction: "inbound",
     language: "de-DE",
@@ -76,14 +76,8 @@ function stateWith(c: ConsentState | undefined, smsNumber: string | undefined, d
     turn: 5,
     spoken: 5,
     spokenBeforeTurn: 4,
-    history: [],
     sms: { number: smsNumber, slots: { info: slot }, consent: c, declined, sent: sentList, retryAllowance },
-    dtmf: "",
-    inputTimeouts: 0,
-    pendingHangup: false,
-    createdAt: 0,
-    updatedAt: 0,
-  };
+  });
 }
 
 function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): TurnContext {

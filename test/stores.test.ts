@@ -3,28 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { trimHistory, toolPairingProblems, repairToolPairing } from "../src/engine/history.js";
-import type { CallState, HistoryMessage } from "../src/engine/state.js";
+import { initialCallState, type CallState, type HistoryMessage } from "../src/engine/state.js";
 import { FileLedger, hashNumber } from "../src/ledger/fileLedger.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { MemorySessionStore } from "../src/store/memorySessionStore.js";
 
 function state(id: string): CallState {
-  return {
-    sessionId: id,
-    direction: "inbound",
-    language: "de-DE",
-    step: "main",
-    turn: 0,
-    spoken: 0,
-    spokenBeforeTurn: 0,
-    history: [],
-    sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
-    dtmf: "",
-    inputTimeouts: 0,
-    pendingHangup: false,
-    createdAt: 0,
-    updatedAt: 0,
-  };
+  return initialCallState({ sessionId: id, direction: "inbound", language: "de-DE", step: "main" });
 }
 
 describe("MemorySessionStore", () => {

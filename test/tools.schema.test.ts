@@ -10,7 +10,7 @@ import { LANGUAGES, type AppConfig, type Language } from "../src/config/schema.j
 import type { LlmStep, ToolDef } from "../src/engine/define.js";
 import { readSections } from "../src/engine/markdownSections.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import type { CallState } from "../src/engine/state.js";
+import { initialCallState, type CallState } from "../src/engine/state.js";
 import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
 import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR } from "../src/service.js";
@@ -396,23 +396,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
 
   it("every {placeholder} in persona.md and the step prompts has a value from the flow's promptValues", () => {
     for (const [lang, config] of configs) {
-      const state: CallState = {
-        sessionId: "s",
-        direction: "inbound",
-        callerNumber: "4915112345678",
-        language: lang as Language,
-        step: "main",
-        turn: 0,
-        spoken: 0,
-        spokenBeforeTurn: 0,
-        history: [],
-        sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
-        dtmf: "",
-        inputTimeouts: 0,
-        pendingHangup: false,
-        createdAt: 0,
-        updatedAt: 0,
-      };
+      const state: CallState = initialCallState({ sessionId: "s", direction: "inbound", callerNumber: "4915112345678", language: lang as Language, step: "main" });
       const values = smsConsentFlow.promptValues(state, config);
       const lib = libraries[lang as Language];
       const texts = [["persona", lib.persona] as const, ...llmSteps.map((s) => [s.prompt, lib.stepPrompt(s.prompt)] as const)];

@@ -5,24 +5,7 @@ import { actionSchema } from "../src/aiflow/actions.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { startTestService, testConfig, type TestService } from "./support/harness.js";
-
-/** Every JSON fixture of §6 in the protocol reference, as sipgate would post it. */
-const FIXTURES = [
-  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
-  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f71","account_id":"account-123","phone_number":"+491234567890","from_phone_number":"+499876543210","to_phone_number":"+491234567890"}}`,
-  `{"type":"session_start","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f72","account_id":"1234567","phone_number":"4915790000687","direction":"outbound","from_phone_number":"4921155660","to_phone_number":"4915790000687"}}`,
-  `{"type":"user_speak","text":"Ja, schicken Sie mir bitte eine SMS.","barged_in":false,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
-  `{"type":"user_speak","text":"Moment, stopp","barged_in":true,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-  `{"type":"user_speak","transcript":"hello","session":{"id":"legacy-1","account_id":"account-123","phone_number":"+491234567890"}}`,
-  `{"type":"dtmf_received","digit":"#","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
-  `{"type":"assistant_speak","text":"Darf ich Ihnen die Bestätigung per SMS senden?","duration_ms":2300,"speech_started_at":1764000000123,"session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-  `{"type":"assistant_speech_ended","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-  `{"type":"user_input_timeout","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
-  `{"type":"user_speech_started","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-  `{"type":"sms_failed","recipient":"4915112345678","reason":"insufficient_balance","message":"Account balance too low to send SMS","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678","direction":"inbound","from_phone_number":"4915112345678","to_phone_number":"4921112345678"}}`,
-  `{"type":"session_end","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-  `{"type":"some_future_event","session":{"id":"6f1c2a9e-3b4d-4e8f-9a10-2b3c4d5e6f70","account_id":"1234567","phone_number":"4921112345678"}}`,
-];
+import { REFERENCE_EVENT_FIXTURES } from "./support/fixtures.js";
 
 let svc: TestService;
 beforeAll(async () => {
@@ -34,7 +17,7 @@ afterAll(async () => svc.close());
 describe("protocol fixtures (reference §6)", () => {
   it("every fixture, in order, gets 200 with valid actions or 204, never an error", async () => {
     const statuses: number[] = [];
-    for (const raw of FIXTURES) {
+    for (const raw of REFERENCE_EVENT_FIXTURES) {
       const r = await svc.post(raw);
       statuses.push(r.status);
       expect([200, 204]).toContain(r.status);
@@ -43,7 +26,7 @@ describe("protocol fixtures (reference §6)", () => {
       if (type === "session_end" || type === "some_future_event" || type === "user_speech_started") expect(r.status).toBe(204);
       if (type === "session_start" || type === "user_speak") expect(r.status).toBe(200);
     }
-    expect(statuses).toHaveLength(FIXTURES.length);
+    expect(statuses).toHaveLength(REFERENCE_EVENT_FIXTURES.length);
   });
 
   it("the legacy transcript field reaches the model as the caller's words", async () => {

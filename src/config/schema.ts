@@ -142,26 +142,15 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    const allowed = new Set(["business_name", ...Object.keys(cfg.sms.slots)]);
-    for (const m of cfg.sms.template.matchAll(/\{([^}]*)\}/g)) {
-      if (!allowed.has(m[1]!)) {
-        ctx.addIssue({
-          code: z.ZodIssueCode.custom,
-          path: ["sms", "template"],
-          message: `placeholder {${m[1]}} is neither {business_name} nor a declared slot in sms.slots`,
-        });
+    // Every {placeholder} in a configured text must be one the code fills, or callers hear it verbatim.
+    const check = (text: string, allowed: string[], path: string[], hint: string) => {
+      for (const m of text.matchAll(/\{([^}]*)\}/g)) {
+        if (!allowed.includes(m[1]!)) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `placeholder {${m[1]}} ${hint}` });
       }
-    }
-    for (const m of cfg.greeting.matchAll(/\{([^}]*)\}/g)) {
-      if (m[1] !== "business_name") {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["greeting"], message: `unknown placeholder {${m[1]}}; only {business_name} is filled` });
-      }
-    }
-    for (const m of cfg.consent.question.matchAll(/\{([^}]*)\}/g)) {
-      if (m[1] !== "number" && m[1] !== "business_name") {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["consent", "question"], message: `unknown placeholder {${m[1]}}; use {number} or {business_name}` });
-      }
-    }
+    };
+    check(cfg.sms.template, ["business_name", ...Object.keys(cfg.sms.slots)], ["sms", "template"], "is neither {business_name} nor a declared slot in sms.slots");
+    check(cfg.greeting, ["business_name"], ["greeting"], "is unknown; only {business_name} is filled");
+    check(cfg.consent.question, ["number", "business_name"], ["consent", "question"], "is unknown; use {number} or {business_name}");
   });
 
 export type AppConfig = z.infer<typeof configSchema>;

@@ -7,7 +7,7 @@ import { normalizeAiFlowNumber } from "../phone/number.js";
 import type { SessionStore } from "../store/sessionStore.js";
 import type { FlowDef, LlmStep, StepDef, ToolDef } from "./define.js";
 import { repairToolPairing, trimHistory } from "./history.js";
-import type { CallState } from "./state.js";
+import { initialCallState, type CallState } from "./state.js";
 import { TurnContext, type TurnServices } from "./turnContext.js";
 import type { TurnRecord } from "./turnRecord.js";
 import { checkModelUtterance } from "../guards/claims.js";
@@ -140,24 +140,16 @@ export class Engine {
     // The remote party: the caller on inbound calls, the callee on outbound ones.
     const remote = direction === "outbound" ? s.to_phone_number : s.from_phone_number;
     const t = this.deps.now();
-    return {
+    return initialCallState({
       sessionId: s.id,
       accountId: s.account_id,
       direction,
       callerNumber: normalizeAiFlowNumber(remote),
       language: this.deps.config.language,
       step: this.deps.flow.initialStep,
-      turn: 0,
-      spoken: 0,
-      spokenBeforeTurn: 0,
-      history: [],
-      sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
-      dtmf: "",
-      inputTimeouts: 0,
-      pendingHangup: false,
       createdAt: t,
       updatedAt: t,
-    };
+    });
   }
 
   private async dispatch(ctx: TurnContext, event: AiFlowEvent, isNew: boolean): Promise<void> {

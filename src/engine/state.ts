@@ -54,6 +54,23 @@ export interface SmsState {
   retryAllowance: number;
 }
 
+/** A call's state before anything happened in it. */
+export function initialCallState(init: Pick<CallState, "sessionId" | "direction" | "language" | "step"> & Partial<CallState>): CallState {
+  return {
+    turn: 0,
+    spoken: 0,
+    spokenBeforeTurn: 0,
+    history: [],
+    sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 },
+    dtmf: "",
+    inputTimeouts: 0,
+    pendingHangup: false,
+    createdAt: 0,
+    updatedAt: 0,
+    ...init,
+  };
+}
+
 export interface CallState {
   sessionId: string;
   accountId?: string;
