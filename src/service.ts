@@ -3,6 +3,7 @@ import { pino, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import type { AppConfig } from "./config/schema.js";
 import { Engine } from "./engine/engine.js";
+import type { TurnRecord } from "./engine/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
 import { smsConsentFlow } from "./flow/smsConsentFlow.js";
 import { SmsActionGate } from "./guards/smsGate.js";
@@ -26,6 +27,7 @@ export interface ServiceOptions {
   logger?: Logger;
   now?: () => number;
   promptsDir?: string;
+  onTurn?: (turn: TurnRecord) => void;
 }
 
 export interface Service {
@@ -58,7 +60,7 @@ export function createService(opts: ServiceOptions): Service {
     log: logger,
     now,
   });
-  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger });
+  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn: opts.onTurn });
   return {
     app,
     engine,

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
 import { initialCallState, type CallState, type ConsentState, type SentSms } from "../src/engine/state.js";
 import { TurnContext, type TurnServices } from "../src/engine/turnContext.js";
-import type { TurnRecord } from "../src/engine/turnRecord.js";
+import { emptyTurnRecord } from "../src/engine/turnRecord.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { SmsActionGate } from "../src/guards/smsGate.js";
 import { renderSmsText } from "../src/guards/smsText.js";
@@ -82,7 +82,7 @@ function stateWith(c: ConsentState | undefined, smsNumber: string | undefined, d
 
 function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): TurnContext {
   const services: TurnServices = { config, prompts, gate: new SmsActionGate(), ledger, limiter, log: pino({ level: "silent" }), now: () => 0 };
-  const record: TurnRecord = { sessionId: "gate", event: "user_speak", stepBefore: "", stepAfter: "", actions: [], toolCalls: [], guardDecisions: [], llmRequests: [], timings: { totalMs: 0, modelMs: 0, engineMs: 0 }, duplicate: false };
+  const record = emptyTurnRecord("gate", "user_speak");
   return new TurnContext(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, services, record, {
     gotoStep: () => undefined,
     invokeTool: async () => "",

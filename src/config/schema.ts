@@ -139,6 +139,24 @@ export const configSchema = z
       .strict()
       .default({}),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** USD per million tokens, by model name: evals estimate cost per call from it. */
+    pricing: z
+      .record(z.string(), z.object({ inputPerMillion: z.number().min(0), outputPerMillion: z.number().min(0) }).strict())
+      .default({}),
+    /** Models the eval harness compares (`npm run eval -- --matrix`); each may use its own endpoint. */
+    evalModels: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            model: z.string().min(1),
+            baseURL: z.string().url().optional(),
+            /** Name of the environment variable holding this endpoint's key. */
+            apiKeyEnv: z.string().min(1).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -9,7 +9,7 @@ import type { FlowDef, LlmStep, StepDef, ToolDef } from "./define.js";
 import { repairToolPairing, trimHistory } from "./history.js";
 import { initialCallState, type CallState } from "./state.js";
 import { TurnContext, type TurnServices } from "./turnContext.js";
-import type { TurnRecord } from "./turnRecord.js";
+import { emptyTurnRecord, type TurnRecord } from "./turnRecord.js";
 import { checkModelUtterance } from "../guards/claims.js";
 
 export interface EngineDeps extends TurnServices {
@@ -61,18 +61,7 @@ export class Engine {
     const started = performance.now();
     const { store, config, now } = this.deps;
     const sessionId = event.session.id;
-    const record: TurnRecord = {
-      sessionId,
-      event: event.type,
-      stepBefore: "",
-      stepAfter: "",
-      actions: [],
-      toolCalls: [],
-      guardDecisions: [],
-      llmRequests: [],
-      timings: { totalMs: 0, modelMs: 0, engineMs: 0 },
-      duplicate: false,
-    };
+    const record = emptyTurnRecord(sessionId, event.type);
     const finish = (): TurnRecord => {
       record.timings.totalMs = performance.now() - started;
       record.timings.modelMs = record.llmRequests.reduce((a, r) => a + r.ms, 0);
@@ -192,9 +181,8 @@ export class Engine {
       ctx.goodbye("timeout_goodbye");
       return;
     }
-    const lastLine = [...state.history].reverse().find((m) => m.role === "assistant" && m.content)?.content ?? "";
     // The same question again: still the line the caller is answering.
-    ctx.speak(this.deps.prompts.line("timeout_reprompt", { last_line: lastLine ?? "" }), { repeat: true });
+    ctx.speak(this.deps.prompts.line("timeout_reprompt", { last_line: state.lastLine ?? "" }), { repeat: true });
   }
 
   /** The caller cut the last line short: tell the model it may not have been heard. */
@@ -409,6 +397,7 @@ export class Engine {
     this.transitionsThisTurn.set(ctx, n);
     if (n > MAX_TRANSITIONS_PER_TURN) throw new Error(`more than ${MAX_TRANSITIONS_PER_TURN} step transitions in one turn`);
     const step = this.steps.get(stepName)!;
+    ctx.record.stepsEntered.push(stepName);
     await this.collectingEnters(ctx, async () => {
       await step.onEnter?.(ctx);
       if (step.kind === "code") await step.run(ctx);

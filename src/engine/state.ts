@@ -87,6 +87,8 @@ export interface CallState {
   spoken: number;
   /** `spoken` when the current caller turn began: tells what the caller was answering. */
   spokenBeforeTurn: number;
+  /** The last line spoken that was not a repeat: what a re-prompt after silence repeats. */
+  lastLine?: string;
   history: HistoryMessage[];
   sms: SmsState;
   dtmf: string;

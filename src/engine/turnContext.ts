@@ -95,7 +95,10 @@ export class TurnContext {
     if (!clean) return;
     this.outgoing.push(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
     this.speechCount++;
-    if (!opts.repeat) this.state.spoken++;
+    if (!opts.repeat) {
+      this.state.spoken++;
+      this.state.lastLine = clean;
+    }
     // Model text is already part of the model's own assistant message.
     if (!opts.fromModel) {
       if (this.inToolBatch) this.pendingLines.push(clean);

@@ -34,6 +34,8 @@ export interface TurnRecord {
   event: string;
   stepBefore: string;
   stepAfter: string;
+  /** Every step entered during the turn, in order (code steps included). */
+  stepsEntered: string[];
   actions: AiFlowAction[];
   toolCalls: ToolCallRecord[];
   guardDecisions: GuardDecision[];
@@ -41,4 +43,20 @@ export interface TurnRecord {
   timings: { totalMs: number; modelMs: number; engineMs: number };
   /** The event was a redelivery of the previous one and was answered from the cache. */
   duplicate: boolean;
+}
+
+export function emptyTurnRecord(sessionId: string, event: string): TurnRecord {
+  return {
+    sessionId,
+    event,
+    stepBefore: "",
+    stepAfter: "",
+    stepsEntered: [],
+    actions: [],
+    toolCalls: [],
+    guardDecisions: [],
+    llmRequests: [],
+    timings: { totalMs: 0, modelMs: 0, engineMs: 0 },
+    duplicate: false,
+  };
 }

@@ -25,7 +25,8 @@ function isDigitToken(token: string | undefined): boolean {
 export function spokenToDialString(input: string): string {
   const tokens = input
     .toLowerCase()
-    .replace(/[()./,\-–—_:;]/g, " ")
+    // Keep letters (digit words), digits and "+"; punctuation from speech-to-text ("123456!") separates.
+    .replace(/[^\p{L}\p{N}+]/gu, " ")
     .replace(/\+/g, " + ")
     .split(/\s+/)
     .filter(Boolean);

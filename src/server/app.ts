@@ -4,6 +4,7 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 import { InvalidEventError, parseEvent } from "../aiflow/events.js";
 import type { AppConfig } from "../config/schema.js";
 import type { Engine } from "../engine/engine.js";
+import type { TurnRecord } from "../engine/turnRecord.js";
 import type { SessionStore } from "../store/sessionStore.js";
 import { maskNumber } from "../phone/number.js";
 import { tokenMatches } from "./auth.js";
@@ -15,6 +16,8 @@ export interface AppDeps {
   /** When set, every request must carry it in the configured header. */
   apiToken?: string;
   logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
+  /** Called with every turn's record after it was answered (evals, metrics). */
+  onTurn?: (turn: TurnRecord) => void;
 }
 
 /** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */
@@ -112,6 +115,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       },
       "event handled",
     );
+    deps.onTurn?.(turn);
     return respond(reply, turn.actions);
   });
 
