@@ -99,15 +99,20 @@ describe("number change voids earlier consent; sms_failed with a wrong number ne
     const r = await svc.post(ev.speak(id, "Ja."));
     expect(smsActions(r.actions)).toHaveLength(1);
   });
-  it("a transient failure offers one retry", async () => {
+  it("a transient failure offers one retry: the consent question is asked again", async () => {
     const r = await svc.post(ev.smsFailed(id, "smsc_unavailable"));
-    expect(spoken(r.actions)).toEqual(["Die SMS konnte leider nicht verschickt werden. Soll ich es noch einmal versuchen?"]);
-    expect((await svc.store.get(id))!.step).toBe("sms_retry");
+    expect(spoken(r.actions)).toEqual([
+      "Die SMS konnte leider nicht verschickt werden.",
+      "Darf ich Ihnen die Informationen per SMS an die Nummer 0 1 5 1 1, 2 3 4, 5 6, 7 8 schicken?",
+    ]);
+    const s = (await svc.store.get(id))!;
+    expect(s.step).toBe("confirm_consent");
+    expect(s.sms.consent?.answer).toBeUndefined();
   });
   it("the caller gives a corrected number: the consent for the old one is void and a new question is asked", async () => {
     svc.fake.enqueue(reply.tool("collect_phone_number", { phone_number: OTHER_MOBILE_SPOKEN }));
     const r = await svc.post(ev.speak(id, `Die Nummer war falsch, nehmen Sie ${OTHER_MOBILE_SPOKEN}.`));
-    expect(svc.fake.toolsOffered(0)).toEqual(["send_confirmation_sms", "collect_phone_number", "ask_for_other_number", "cancel_sms"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number"]);
     expect(spoken(r.actions)[0]).toMatch(/Darf ich .* 0 1 7 0, 1 2 3, 4 5, 6 7/);
     expect(smsActions(r.actions)).toHaveLength(0);
     const s = (await svc.store.get(id))!;
@@ -137,7 +142,7 @@ describe("each sms_failed reason", () => {
   }
 
   it.each(["sender_not_allowed", "insufficient_balance", "no_sms_extension"])(
-    "%s: apology, verbal offer, no retry even if the model tries",
+    "%s: apology, verbal offer, an operator alert, and no retry even if the model tries",
     async (reason) => {
       const id = `failed-${reason}`;
       await sentCall(id);
@@ -148,24 +153,24 @@ describe("each sms_failed reason", () => {
       const s = (await svc.store.get(id))!;
       expect(s.sms.sent[0]!.failed).toBe(reason);
       expect(s.step).toBe("main");
-      // A model pushing for another send gets the consent question again, but the gate refuses the second SMS.
-      svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
-      await svc.post(ev.speak(id, "Versuchen Sie es nochmal per SMS."));
-      svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
-      const parsed = parseEvent(ev.speak(id, "Ja."));
+      // A model pushing for another send is refused up front, truthfully (nothing was delivered).
+      svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.text("Ich gebe Ihnen die Adresse gern am Telefon."));
+      const parsed = parseEvent(ev.speak(id, "Versuchen Sie es nochmal per SMS."));
       if (parsed.kind !== "event") throw new Error("fixture did not parse");
       const again = await svc.engine.handle(parsed.event);
       expect(smsActions(again.actions)).toHaveLength(0);
-      expect(spoken(again.actions)[0]).toMatch(/bereits eine SMS/);
-      expect(again.guardDecisions).toContainEqual(expect.objectContaining({ subject: "send_sms", allowed: false, reason: "sms_limit_per_call" }));
+      expect(again.toolCalls[0]).toMatchObject({ name: "start_sms_flow", result: expect.stringMatching(/no further SMS can be sent/) });
+      expect(spoken(again.actions).join(" ")).not.toMatch(/bereits eine SMS/);
+      expect((await svc.store.get(id))!.step).toBe("main");
     },
   );
 
-  it.each(["smsc_unavailable", "unknown"])("%s: one retry is offered and sends once; a second failure ends retries", async (reason) => {
+  it.each(["smsc_unavailable", "unknown"])("%s: one retry after a new yes; a second failure ends retries", async (reason) => {
     const id = `failed-${reason}`;
     await sentCall(id);
-    await svc.post(ev.smsFailed(id, reason));
-    svc.fake.enqueue(reply.tool("send_confirmation_sms"));
+    const offer = await svc.post(ev.smsFailed(id, reason));
+    expect(spoken(offer.actions)[1]).toMatch(/^Darf ich Ihnen/);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const retry = await svc.post(ev.speak(id, "Ja, bitte nochmal."));
     expect(smsActions(retry.actions)).toEqual([expect.objectContaining({ phone_number: CALLER })]);
     const second = await svc.post(ev.smsFailed(id, reason));
@@ -173,17 +178,35 @@ describe("each sms_failed reason", () => {
     expect((await svc.store.get(id))!.step).toBe("main");
     const failures = svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_failed");
     expect(failures).toHaveLength(2);
+    const consents = svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "consent_given");
+    expect(consents).toHaveLength(2);
   });
 
   it("the caller may decline the retry: final, no send", async () => {
     const id = "failed-retry-declined";
     await sentCall(id);
     await svc.post(ev.smsFailed(id, "smsc_unavailable"));
-    svc.fake.enqueue(reply.tool("cancel_sms"));
+    svc.fake.enqueue(reply.tool("record_consent", { consented: false }));
     const r = await svc.post(ev.speak(id, "Nein, lassen Sie nur."));
     expect(smsActions(r.actions)).toHaveLength(0);
     expect(spoken(r.actions)[0]).toMatch(/keine SMS/);
     expect((await svc.store.get(id))!.sms.declined).toBe(true);
+  });
+
+  it("with retries switched off, a transient failure is apologized for once, without 'again'", async () => {
+    const noRetry = await startTestService({ config: testConfig({ sms: { retryTransientFailures: false } }) });
+    try {
+      const id = "failed-no-retry";
+      await noRetry.post(ev.start(id));
+      noRetry.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
+      await noRetry.post(ev.speak(id, "SMS bitte"));
+      noRetry.fake.enqueue(reply.tool("record_consent", { consented: true }));
+      await noRetry.post(ev.speak(id, "Ja"));
+      const r = await noRetry.post(ev.smsFailed(id, "smsc_unavailable"));
+      expect(spoken(r.actions)).toEqual(["Die SMS konnte leider nicht verschickt werden. Ich kann Ihnen die Informationen aber gern direkt am Telefon geben."]);
+    } finally {
+      await noRetry.close();
+    }
   });
 });
 
@@ -210,7 +233,7 @@ describe("barge-in during the consent question", () => {
 });
 
 describe("duplicate delivery of the same event", () => {
-  it("sequential redelivery replays the answer without a second SMS", async () => {
+  it("sequential redelivery of an answer that sent an SMS gets 204: no second SMS, no second 'sent' line", async () => {
     const id = "dup-seq";
     await startSmsFlow(id);
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
@@ -218,8 +241,7 @@ describe("duplicate delivery of the same event", () => {
     const first = await svc.post(yes);
     const second = await svc.post(yes);
     expect(smsActions(first.actions)).toHaveLength(1);
-    expect(smsActions(second.actions)).toHaveLength(0);
-    expect(spoken(second.actions)).toEqual(spoken(first.actions));
+    expect(second.status).toBe(204);
     expect(svc.fake.requests).toHaveLength(2); // start_sms_flow + record_consent; none for the duplicate
     expect(svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_sent")).toHaveLength(1);
   });

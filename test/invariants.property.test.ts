@@ -143,9 +143,10 @@ function checkInvariants(id: string, observed: Observed[]): void {
       }
       if (a.type === "send_sms") {
         sends++;
-        const isRetry = transientFailureFor === a.phone_number && consentedNumber === a.phone_number;
-        // Invariant 1: consent for exactly this number, given in answer to the question itself, in a later turn.
-        if (!isRetry) expect(answering, `send_sms to ${a.phone_number} not in answer to its consent question`).toBe(a.phone_number);
+        const isRetry = sends > MAX_PER_CALL && transientFailureFor !== undefined;
+        // Invariant 1: consent for exactly this number, given in answer to the question itself, in a
+        // later turn; a retry after a failure needs a new answer too.
+        expect(answering, `send_sms to ${a.phone_number} not in answer to its consent question`).toBe(a.phone_number);
         if (isRetry) transientFailureFor = undefined;
         consentedNumber = a.phone_number;
         lastSentTo = a.phone_number;

@@ -76,8 +76,14 @@ describe("the tool set", () => {
     for (const t of stepTools) expect(exportedTools).toContain(t);
   });
 
-  it("every exported tool is offered by at least one LLM step", () => {
-    for (const t of exportedTools) expect(stepTools.map((s) => s.name)).toContain(t.name);
+  it("every exported tool is used by a step: offered to the model, or run by a code step", () => {
+    const used = smsConsentFlow.steps.flatMap((s) => s.tools.map((t) => t.name));
+    for (const t of exportedTools) expect(used).toContain(t.name);
+  });
+
+  it("sending is a code step only: no LLM step offers send_confirmation_sms", () => {
+    expect(stepTools.map((t) => t.name)).not.toContain("send_confirmation_sms");
+    expect(smsConsentFlow.steps.find((s) => s.name === "send_sms")).toMatchObject({ kind: "code" });
   });
 
   it("no step offers the same tool twice", () => {
@@ -89,7 +95,6 @@ describe("the tool set", () => {
       main: ["start_sms_flow", "end_call"],
       collect_number: ["collect_phone_number", "cancel_sms"],
       confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
-      sms_retry: ["send_confirmation_sms", "collect_phone_number", "ask_for_other_number", "cancel_sms"],
     });
   });
 });

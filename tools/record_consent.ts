@@ -36,24 +36,34 @@ export const recordConsent = defineTool({
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_interrupted");
     }
+    if (!ctx.userText.trim()) {
+      // Nothing was understood: silence is not consent, and there is nothing to record as the reply.
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_empty_reply" });
+      await askConsentQuestion(ctx);
+      return ctx.note("consent_question_repeated");
+    }
     const answer = { consented, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
-    // Evidence before state: if the ledger cannot write, consent is not recorded.
-    await ctx.ledger({
-      kind: consented ? "consent_given" : "consent_declined",
+    const evidence = {
+      kind: consented ? ("consent_given" as const) : ("consent_declined" as const),
       number: c.number,
       question: c.question,
       reply: answer.reply,
       outcome: consented ? "given" : "declined",
       model: ctx.config.llm.model,
-    });
-    c.answer = answer;
+    };
     if (consented) {
+      // Evidence before state: if the ledger cannot write, consent is not recorded.
+      await ctx.ledger(evidence);
+      c.answer = answer;
       ctx.gotoStep(STEP.sendSms);
       return ctx.note("consent_given");
     }
+    // A "no" takes effect at once, ledger or not: losing it could lead to a send.
+    c.answer = answer;
     sms.declined = true;
     ctx.say("sms_declined");
     ctx.exitFlow();
+    await ctx.ledger(evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record a decline"));
     return ctx.note("consent_declined");
   },
 });

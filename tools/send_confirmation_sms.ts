@@ -4,10 +4,11 @@ import { defineTool } from "../src/engine/define.js";
 import { consentVerdict } from "../src/guards/consentRules.js";
 import { renderSmsText } from "../src/guards/smsText.js";
 import { speakable } from "../src/flow/numbers.js";
+import { smsBudget } from "../src/guards/smsBudget.js";
 
-/** Which fixed line explains a refused send to the caller. */
-function refusalLine(reason: string): string {
-  if (reason === "sms_limit_per_call") return "sms_refused_limit";
+/** Which fixed line explains a refused send to the caller, truthfully. */
+function refusalLine(reason: string, standing: number): string {
+  if (reason === "sms_limit_per_call") return standing > 0 ? "sms_refused_limit" : "sms_no_more_attempts";
   if (reason === "recipient_rate_limited") return "sms_refused_rate_limited";
   return "sms_not_sent";
 }
@@ -29,7 +30,7 @@ export const sendConfirmationSms = defineTool({
     const decision = await ctx.emitChecked(actions.sendSms(ctx.sessionId, consent.number, text));
     ctx.exitFlow();
     if (!decision.allowed) {
-      ctx.say(refusalLine(decision.reason));
+      ctx.say(refusalLine(decision.reason, smsBudget(state, config).standing));
       return ctx.note("sms_refused", { reason: decision.reason });
     }
     const spoken = speakable(consent.number, config.homeCountry);

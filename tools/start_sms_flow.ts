@@ -2,6 +2,7 @@ import { z } from "zod";
 import { defineTool } from "../src/engine/define.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { ownNumberCandidate, speakable } from "../src/flow/numbers.js";
+import { smsBudget } from "../src/guards/smsBudget.js";
 import { STEP } from "../src/flow/stepNames.js";
 
 /** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
@@ -20,7 +21,8 @@ export const startSmsFlow = defineTool({
   execute(ctx, slots) {
     const { state, config } = ctx;
     if (state.sms.declined) return ctx.note("sms_declined_earlier");
-    if (state.sms.sent.filter((s) => !s.failed).length >= config.sms.maxPerCall) return ctx.note("sms_already_sent");
+    const budget = smsBudget(state, config);
+    if (!budget.canSend) return ctx.note(budget.standing > 0 ? "sms_already_sent" : "sms_no_more_attempts");
     state.sms.slots = slots as Record<string, string>;
     state.returnStep = state.step;
     const own = ownNumberCandidate(ctx);

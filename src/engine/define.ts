@@ -24,6 +24,8 @@ interface StepBase {
   name: string;
   /** Spoken or done when the step is entered: a fixed line, no LLM round trip. */
   onEnter?: (ctx: TurnContext) => Promise<void> | void;
+  /** Replaces the generic "are you still there?" re-prompt after silence in this step. */
+  onTimeout?: (ctx: TurnContext) => Promise<void> | void;
 }
 
 /** A step answered by one LLM request with the step's own prompt and only its tools. */
@@ -39,6 +41,8 @@ export interface LlmStep extends StepBase {
 /** A step that runs code only, with no LLM request (e.g. the send itself). */
 export interface CodeStep extends StepBase {
   kind: "code";
+  /** The tools `run` invokes (for diagrams and for telling "not offered here" from "no such tool"). */
+  tools: ToolDef[];
   run: (ctx: TurnContext) => Promise<void> | void;
 }
 
@@ -59,6 +63,11 @@ export interface FlowDef {
   promptValues: (state: CallState, config: AppConfig) => Record<string, string>;
   /** Events the flow handles itself (dtmf_received, sms_failed, …). */
   hooks: Partial<Record<AiFlowEvent["type"], EventHook>>;
+  /**
+   * Bookkeeping that must happen for an event whatever the call is doing (also while it
+   * hangs up, also for a call no longer known): no speech here. Return values are ignored.
+   */
+  observers?: Partial<Record<AiFlowEvent["type"], EventHook>>;
 }
 
 export function defineFlow(flow: FlowDef): FlowDef {

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { ChatModel, ModelToolCall } from "../llm/chatModel.js";
@@ -78,23 +77,30 @@ export class Engine {
     const isNew = !state;
     if (!state) state = this.newState(event);
     record.stepBefore = state.step;
+    // Events that cannot start a conversation (a late sms_failed after session_end, speech
+    // events of an expired call) get their bookkeeping, but create no call state.
+    const startsCall = event.type === "session_start" || event.type === "user_speak" || event.type === "dtmf_received";
+    if (isNew && !startsCall) {
+      const ctx = this.context(state, event, record);
+      await this.collectingEnters(ctx, () => this.observe(ctx, event));
+      record.stepAfter = state.step;
+      return finish();
+    }
 
     const last = state.lastEvent;
     if (last && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= config.limits.duplicateWindowSeconds * 1000) {
       // A redelivery: answer as before, but a side effect never happens twice.
       record.duplicate = true;
-      record.actions = last.actions.filter((a) => a.type !== "send_sms");
-      if (record.actions.length !== last.actions.length) {
-        record.guardDecisions.push({ subject: "send_sms", allowed: false, reason: "duplicate_event", detail: "redelivered event; SMS already handled" });
-      }
+      // A redelivered answer that sent an SMS is not replayed at all: sending again could
+      // double the SMS, and replaying only its "sent" line could be false if the first answer was lost.
+      const hadSms = last.actions.some((a) => a.type === "send_sms");
+      record.actions = hadSms ? [] : last.actions;
+      if (hadSms) record.guardDecisions.push({ subject: "send_sms", allowed: false, reason: "duplicate_event", detail: "redelivered event; SMS already handled" });
       record.stepAfter = state.step;
       return finish();
     }
 
-    const ctx = new TurnContext(state, event, this.deps, record, {
-      gotoStep: (c, step) => this.enterStep(c, step),
-      invokeTool: (c, tool, args) => this.invokeToolFromCode(c, tool, args),
-    });
+    const ctx = this.context(state, event, record);
 
     try {
       await this.collectingEnters(ctx, () => this.dispatch(ctx, event, isNew));
@@ -123,6 +129,17 @@ export class Engine {
     return finish();
   }
 
+  private context(state: CallState, event: AiFlowEvent, record: TurnRecord): TurnContext {
+    return new TurnContext(state, event, this.deps, record, {
+      gotoStep: (c, step) => this.enterStep(c, step),
+      invokeTool: (c, tool, args) => this.invokeToolFromCode(c, tool, args),
+    });
+  }
+
+  private async observe(ctx: TurnContext, event: AiFlowEvent): Promise<void> {
+    await this.deps.flow.observers?.[event.type]?.(ctx, event);
+  }
+
   private newState(event: AiFlowEvent): CallState {
     const s = event.session;
     const direction = s.direction ?? "inbound";
@@ -143,6 +160,7 @@ export class Engine {
 
   private async dispatch(ctx: TurnContext, event: AiFlowEvent, isNew: boolean): Promise<void> {
     const { state } = ctx;
+    await this.observe(ctx, event);
     if (state.pendingHangup && event.type !== "assistant_speak" && event.type !== "user_speech_started") {
       // The goodbye was said; whatever comes next (speech ended, silence, speech) ends the call.
       state.pendingHangup = false;
@@ -161,7 +179,7 @@ export class Engine {
         await this.callerTurn(ctx, event.text, event.barged_in);
         return;
       case "user_input_timeout":
-        this.inputTimeout(ctx);
+        await this.inputTimeout(ctx);
         return;
       default:
         // assistant_speak, assistant_speech_ended, user_speech_started, dtmf outside a hook: nothing to say.
@@ -174,11 +192,16 @@ export class Engine {
     return c.greeting.replaceAll("{business_name}", c.business.name);
   }
 
-  private inputTimeout(ctx: TurnContext): void {
+  private async inputTimeout(ctx: TurnContext): Promise<void> {
     const { state, config } = ctx;
     state.inputTimeouts++;
     if (state.inputTimeouts > config.limits.maxInputTimeouts) {
       ctx.goodbye("timeout_goodbye");
+      return;
+    }
+    const step = this.steps.get(state.step);
+    if (step?.onTimeout) {
+      await step.onTimeout(ctx);
       return;
     }
     // The same question again: still the line the caller is answering.
@@ -265,7 +288,8 @@ export class Engine {
       completionTokens: response.usage.completionTokens,
     });
 
-    const calls = response.toolCalls.map((c) => ({ ...c, id: c.id || `call_${randomUUID()}` }));
+    // Ids are derived from the position in history, not random, so recorded model exchanges replay exactly.
+    const calls = response.toolCalls.map((c, i) => ({ ...c, id: c.id || `call_${ctx.state.history.length}_${i}` }));
     let text = response.text.trim();
     if (text) {
       const verdict = checkModelUtterance(text, ctx.state, ctx.state.language);
@@ -331,7 +355,7 @@ export class Engine {
   ): Promise<{ ok: boolean; result: string; args: unknown }> {
     const tool = step.tools.find((t) => t.name === call.name);
     if (!tool) {
-      const exists = this.deps.flow.steps.some((s) => s.kind === "llm" && s.tools.some((t) => t.name === call.name));
+      const exists = this.deps.flow.steps.some((s) => s.tools.some((t) => t.name === call.name));
       const reason = exists ? "tool_not_offered" : "unknown_tool";
       ctx.guard({ subject: call.name, allowed: false, reason, detail: `step ${step.name}` });
       return { ok: false, result: ctx.note(reason, { tool: call.name, tools: step.tools.map((t) => t.name).join(", ") || "none" }), args: call.arguments };
@@ -398,6 +422,8 @@ export class Engine {
     if (n > MAX_TRANSITIONS_PER_TURN) throw new Error(`more than ${MAX_TRANSITIONS_PER_TURN} step transitions in one turn`);
     const step = this.steps.get(stepName)!;
     ctx.record.stepsEntered.push(stepName);
+    // Keys pressed in an earlier step never prefix a number keyed in this one.
+    ctx.state.dtmf = "";
     await this.collectingEnters(ctx, async () => {
       await step.onEnter?.(ctx);
       if (step.kind === "code") await step.run(ctx);
@@ -406,7 +432,7 @@ export class Engine {
 
   /** A tool run by code (code steps, hooks) appears in history as a call/result pair like a model's. */
   private async invokeToolFromCode(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>): Promise<string> {
-    const id = `code_${randomUUID()}`;
+    const id = `code_${ctx.state.history.length}`;
     ctx.pushHistory({ role: "assistant", content: null, tool_calls: [{ id, type: "function", function: { name: tool.name, arguments: JSON.stringify(args) } }] });
     return this.collectingEnters(ctx, async () => {
       ctx.beginToolBatch();

@@ -52,6 +52,8 @@ export interface SmsState {
   sent: SentSms[];
   /** Extra sends allowed after transient failures (at most one retry per call). */
   retryAllowance: number;
+  /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
+  lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean };
 }
 
 /** A call's state before anything happened in it. */

@@ -120,6 +120,7 @@ export class TurnContext {
   /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
   beginCallerTurn(historyText: string): void {
     const { state } = this;
+    if (this.event.type === "user_speak") state.dtmf = "";
     state.spokenBeforeTurn = state.spoken;
     state.turn++;
     state.inputTimeouts = 0;

@@ -13,7 +13,7 @@ import { NUMBER_STEPS, STEP } from "./stepNames.js";
  *   main ──start_sms_flow──▶ confirm_consent (caller's own number) or collect_number
  *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
  *   record_consent(false) / cancel_sms ──▶ back (final for the call)
- *   sms_failed (transient) ──▶ sms_retry ──send_confirmation_sms──▶ back
+ *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
  */
 
 const TRANSIENT_FAILURES = new Set(["smsc_unavailable", "unknown"]);
@@ -35,6 +35,11 @@ const confirmConsent = defineStep({
   prompt: "confirm_consent",
   tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
   onEnter: (ctx) => askConsentQuestion(ctx),
+  // Silence after the question: ask the exact question again, so the answer is to that wording.
+  onTimeout: async (ctx) => {
+    ctx.say("timeout_prefix", {}, { expectAnswer: false });
+    await askConsentQuestion(ctx);
+  },
   // After the model explains (an unclear answer), the exact question is asked again: only an
   // answer to the configured wording counts as consent.
   afterModelText: (ctx) => askConsentQuestion(ctx),
@@ -44,17 +49,10 @@ const confirmConsent = defineStep({
 const sendSms = defineStep({
   name: STEP.sendSms,
   kind: "code",
+  tools: [sendConfirmationSms],
   run: async (ctx) => {
     await ctx.invokeTool(sendConfirmationSms);
   },
-});
-
-const smsRetry = defineStep({
-  name: STEP.smsRetry,
-  kind: "llm",
-  prompt: "sms_retry",
-  tools: [sendConfirmationSms, collectPhoneNumber, askForOtherNumber, cancelSms],
-  onEnter: (ctx) => void ctx.say("sms_failed_retry_offer"),
 });
 
 /** A barge-in into the consent question means it may not have been heard: it does not count. */
@@ -88,28 +86,57 @@ const onDtmf: EventHook = async (ctx, event) => {
   return true;
 };
 
-/** sipgate could not send: one retry for transient reasons, an apology and the spoken alternative otherwise. */
-const onSmsFailed: EventHook = async (ctx, event) => {
+/**
+ * Bookkeeping for sms_failed, run for every such event, even while the call is hanging up:
+ * mark the SMS failed, write the ledger, alert on account problems.
+ */
+const recordSmsFailure: EventHook = async (ctx, event) => {
   if (event.type !== "sms_failed") return false;
   const { state, config } = ctx;
   const recipient = normalizeAiFlowNumber(event.recipient);
-  const sent = [...state.sms.sent].reverse().find((s) => !s.failed && (!recipient || s.number === recipient));
-  if (sent) sent.failed = event.reason;
-  await ctx.ledger({ kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: event.message });
-  const transient = TRANSIENT_FAILURES.has(event.reason);
   const logFields = { sessionId: ctx.sessionId, recipient: maskNumber(event.recipient), reason: event.reason, detail: event.message };
+  const sent = [...state.sms.sent].reverse().find((s) => !s.failed && (!recipient || s.number === recipient));
+  const transient = TRANSIENT_FAILURES.has(event.reason);
+  if (!sent) {
+    const already = state.sms.sent.some((s) => s.number === recipient && s.failed === event.reason);
+    state.sms.lastFailure = { reason: event.reason, matched: false, wasRetry: false, canRetry: false };
+    if (already) {
+      ctx.log.info(logFields, "sms_failed repeated for an SMS already marked failed");
+      return false;
+    }
+    ctx.log.warn(logFields, "sms_failed for an SMS this call did not send");
+    await ctx.ledger({ kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: `unmatched: ${event.message}` });
+    return false;
+  }
+  sent.failed = event.reason;
+  const wasRetry = state.sms.sent.indexOf(sent) >= config.sms.maxPerCall;
+  const canRetry = transient && config.sms.retryTransientFailures && state.sms.retryAllowance === 0 && !state.sms.declined;
+  state.sms.lastFailure = { reason: event.reason, matched: true, wasRetry, canRetry };
   if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
   else ctx.log.warn(logFields, "SMS failed: transient");
-  if (!sent) ctx.log.warn(logFields, "sms_failed for an SMS this call did not send");
+  await ctx.ledger({ kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
+  return false;
+};
 
-  const canRetry = transient && sent && config.sms.retryTransientFailures && state.sms.retryAllowance === 0 && !state.sms.declined;
-  if (canRetry) {
+/** What the caller hears about a failed SMS: one retry (with a new yes) for transient reasons, else the spoken alternative. */
+const onSmsFailed: EventHook = async (ctx, event) => {
+  if (event.type !== "sms_failed") return false;
+  const { state } = ctx;
+  const failure = state.sms.lastFailure;
+  state.sms.lastFailure = undefined;
+  // Nothing of ours failed (another recipient, a repeat): the caller hears nothing.
+  if (!failure?.matched) return true;
+  if (failure.canRetry) {
+    // The retry is a new send: the caller is asked the consent question again.
     state.sms.retryAllowance = 1;
-    if (!state.returnStep) state.returnStep = state.step === STEP.smsRetry ? STEP.main : state.step;
-    ctx.gotoStep(STEP.smsRetry);
+    state.sms.consent = undefined;
+    if (!state.returnStep) state.returnStep = state.step === STEP.confirmConsent ? STEP.main : state.step;
+    ctx.say("sms_failed_notice", {}, { expectAnswer: false });
+    ctx.gotoStep(STEP.confirmConsent);
     return true;
   }
-  ctx.say(transient ? "sms_failed_final" : "sms_failed_account");
+  if (!TRANSIENT_FAILURES.has(failure.reason)) ctx.say("sms_failed_account");
+  else ctx.say(failure.wasRetry ? "sms_failed_final" : "sms_failed_no_retry");
   return true;
 };
 
@@ -147,8 +174,9 @@ function promptValues(state: CallState, config: AppConfig): Record<string, strin
 export const smsConsentFlow = defineFlow({
   name: "sms_consent",
   initialStep: STEP.main,
-  steps: [main, collectNumber, confirmConsent, sendSms, smsRetry],
+  steps: [main, collectNumber, confirmConsent, sendSms],
   promptValues,
+  observers: { sms_failed: recordSmsFailure },
   hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
 });
 

@@ -4,8 +4,7 @@ export const STEP = {
   collectNumber: "collect_number",
   confirmConsent: "confirm_consent",
   sendSms: "send_sms",
-  smsRetry: "sms_retry",
 } as const;
 
 /** Steps where the caller is giving or confirming a number (keypad entry counts here). */
-export const NUMBER_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent, STEP.smsRetry];
+export const NUMBER_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent];

@@ -27,6 +27,7 @@ export function consentVerdict(state: CallState, number: string | undefined = st
   if (c.interrupted) return { valid: false, reason: "question_interrupted" };
   if (!c.answer) return { valid: false, reason: "not_answered" };
   if (!c.answer.consented) return { valid: false, reason: "declined" };
+  if (!c.answer.reply.trim()) return { valid: false, reason: "not_answered" };
   if (c.answer.turn <= c.askedTurn) return { valid: false, reason: "same_turn" };
   // The answer must reply to the question itself, not to a line said after it.
   if (c.answer.spokenBeforeAnswer !== c.spokenIndex) return { valid: false, reason: "question_not_last" };

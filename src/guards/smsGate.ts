@@ -3,6 +3,7 @@ import type { ActionGate, TurnContext } from "../engine/turnContext.js";
 import type { GuardDecision } from "../engine/turnRecord.js";
 import { maskNumber, parseAiFlowNumber } from "../phone/number.js";
 import { checkRecipient } from "../phone/policy.js";
+import { smsBudget } from "./smsBudget.js";
 import { consentVerdict } from "./consentRules.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
 
@@ -47,10 +48,7 @@ export class SmsActionGate implements ActionGate {
     const consent = consentVerdict(state, n);
     if (!consent.valid) return refuse(`consent_${consent.reason}`, `recipient ${maskNumber(n)}`);
 
-    const delivered = sms.sent.filter((s) => !s.failed).length;
-    if (delivered >= config.sms.maxPerCall || sms.sent.length >= config.sms.maxPerCall + sms.retryAllowance) {
-      return refuse("sms_limit_per_call", `${sms.sent.length} sent, limit ${config.sms.maxPerCall}`);
-    }
+    if (!smsBudget(state, config).canSend) return refuse("sms_limit_per_call", `${sms.sent.length} sent, limit ${config.sms.maxPerCall}`);
 
     let expected: string;
     try {

@@ -115,7 +115,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       },
       "event handled",
     );
-    deps.onTurn?.(turn);
+    try {
+      deps.onTurn?.(turn);
+    } catch (e) {
+      // An observer's bug must not cost the caller the answer (it may carry a send_sms already on record).
+      req.log.error({ err: e }, "onTurn observer failed");
+    }
     return respond(reply, turn.actions);
   });
 
