@@ -4,6 +4,7 @@ import { STEP } from "../src/flow/stepNames.js";
 
 export const askForOtherNumber = defineTool({
   name: "ask_for_other_number",
+  transitions: ["collect_number"],
   parameters: () => z.object({}),
   execute(ctx) {
     const { sms } = ctx.state;

@@ -3,6 +3,7 @@ import { defineTool } from "../src/engine/define.js";
 
 export const cancelSms = defineTool({
   name: "cancel_sms",
+  transitions: ["exit"],
   parameters: () => z.object({}),
   async execute(ctx) {
     const { sms } = ctx.state;

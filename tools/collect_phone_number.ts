@@ -14,6 +14,7 @@ const REFUSAL_LINE: Record<RecipientRefusal, string> = {
 
 export const collectPhoneNumber = defineTool({
   name: "collect_phone_number",
+  transitions: ["confirm_consent"],
   parameters: () =>
     z.object({
       phone_number: z

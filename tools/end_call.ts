@@ -3,6 +3,7 @@ import { defineTool } from "../src/engine/define.js";
 
 export const endCall = defineTool({
   name: "end_call",
+  transitions: [],
   parameters: () => z.object({}),
   execute(ctx) {
     ctx.goodbye("goodbye");

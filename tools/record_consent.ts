@@ -5,6 +5,7 @@ import { STEP } from "../src/flow/stepNames.js";
 
 export const recordConsent = defineTool({
   name: "record_consent",
+  transitions: ["send_sms", "exit"],
   parameters: () =>
     z.object({
       consented: z.boolean().describe("true only if the caller clearly agreed to receive the SMS at the number read back; false if they declined"),
@@ -49,7 +50,7 @@ export const recordConsent = defineTool({
       question: c.question,
       reply: answer.reply,
       outcome: consented ? "given" : "declined",
-      model: ctx.config.llm.model,
+      model: ctx.modelUsed ?? ctx.config.llm.model,
     };
     if (consented) {
       // Evidence before state: if the ledger cannot write, consent is not recorded.

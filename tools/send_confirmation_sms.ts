@@ -15,6 +15,7 @@ function refusalLine(reason: string, standing: number): string {
 
 export const sendConfirmationSms = defineTool({
   name: "send_confirmation_sms",
+  transitions: ["exit"],
   parameters: () => z.object({}),
   async execute(ctx) {
     const { state, config } = ctx;

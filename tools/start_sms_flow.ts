@@ -17,6 +17,7 @@ function slotParameters(config: AppConfig) {
 
 export const startSmsFlow = defineTool({
   name: "start_sms_flow",
+  transitions: ["confirm_consent", "collect_number"],
   parameters: slotParameters,
   execute(ctx, slots) {
     const { state, config } = ctx;

@@ -11,6 +11,12 @@ import type { TurnContext } from "./turnContext.js";
  */
 export interface ToolDef<P extends z.ZodRawShape = z.ZodRawShape> {
   name: string;
+  /**
+   * Steps this tool may move the flow to; "exit" is exit_flow (back to the step that entered
+   * the sub-flow). The engine refuses any other transition, so the flow diagram drawn from
+   * these declarations cannot drift from what the code does.
+   */
+  transitions: string[];
   parameters: (config: AppConfig) => z.ZodObject<P>;
   /** Returns the text the model sees as the tool result. */
   execute(ctx: TurnContext, args: z.infer<z.ZodObject<P>>): Promise<string> | string;
@@ -63,6 +69,8 @@ export interface FlowDef {
   promptValues: (state: CallState, config: AppConfig) => Record<string, string>;
   /** Events the flow handles itself (dtmf_received, sms_failed, …). */
   hooks: Partial<Record<AiFlowEvent["type"], EventHook>>;
+  /** Steps a hook may move the flow to, by event type (for the diagram; enforced like tool transitions). */
+  hookTransitions: Partial<Record<AiFlowEvent["type"], string[]>>;
   /**
    * Bookkeeping that must happen for an event whatever the call is doing (also while it
    * hangs up, also for a call no longer known): no speech here. Return values are ignored.
@@ -77,5 +85,7 @@ export function defineFlow(flow: FlowDef): FlowDef {
     names.add(s.name);
   }
   if (!names.has(flow.initialStep)) throw new Error(`flow ${flow.name}: initial step ${flow.initialStep} is not defined`);
+  const targets = [...flow.steps.flatMap((s) => s.tools.flatMap((t) => t.transitions)), ...Object.values(flow.hookTransitions).flat()];
+  for (const t of targets) if (t !== "exit" && !names.has(t!)) throw new Error(`flow ${flow.name}: a transition names unknown step ${t}`);
   return flow;
 }

@@ -168,7 +168,14 @@ export class Engine {
       return;
     }
     const hook = this.deps.flow.hooks[event.type];
-    if (hook && (await hook(ctx, event))) return;
+    if (hook) {
+      ctx.allowedTransitions = { by: `${event.type} hook`, targets: this.deps.flow.hookTransitions[event.type] ?? [] };
+      try {
+        if (await hook(ctx, event)) return;
+      } finally {
+        ctx.allowedTransitions = undefined;
+      }
+    }
 
     switch (event.type) {
       case "session_start":
@@ -279,6 +286,7 @@ export class Engine {
       ctx.log.error({ sessionId: ctx.sessionId, step: step.name, err: (e as Error).message }, "model request failed");
       return "model_failed";
     }
+    ctx.modelUsed = response.model;
     ctx.record.llmRequests.push({
       step: step.name,
       model: response.model,
@@ -377,12 +385,16 @@ export class Engine {
   }
 
   private async executeTool(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>, rawArgs: unknown) {
+    const outer = ctx.allowedTransitions;
+    ctx.allowedTransitions = { by: `tool ${tool.name}`, targets: tool.transitions };
     try {
       const result = await tool.execute(ctx, args);
       return { ok: true, result, args: rawArgs };
     } catch (e) {
       ctx.log.error({ sessionId: ctx.sessionId, tool: tool.name, err: (e as Error).message }, "tool failed");
       return { ok: false, result: ctx.note("tool_failed", { tool: tool.name }), args: rawArgs };
+    } finally {
+      ctx.allowedTransitions = outer;
     }
   }
 

@@ -45,6 +45,10 @@ export class TurnContext {
   speechCount = 0;
   /** Notes added to the system prompt for the rest of this turn (e.g. after a refused false claim). */
   readonly corrections: string[] = [];
+  /** What may change the step right now: a tool's or hook's declared transitions (undefined: engine code). */
+  allowedTransitions?: { by: string; targets: string[] };
+  /** The model that produced this turn's latest answer (for the evidence record). */
+  modelUsed?: string;
   /** Step transitions requested during the current tool batch. */
   transitioned = false;
 
@@ -142,15 +146,25 @@ export class TurnContext {
   }
 
   gotoStep(step: string): void {
+    this.checkTransition(step);
     this.transitioned = true;
     this.engine.gotoStep(this, step);
   }
 
   /** Leave the current sub-flow and return to the step that entered it. */
   exitFlow(): void {
+    this.checkTransition("exit");
     const back = this.state.returnStep;
     this.state.returnStep = undefined;
-    this.gotoStep(back ?? "main");
+    this.transitioned = true;
+    this.engine.gotoStep(this, back ?? "main");
+  }
+
+  private checkTransition(target: string): void {
+    const allowed = this.allowedTransitions;
+    if (allowed && !allowed.targets.includes(target)) {
+      throw new Error(`${allowed.by} moved the flow to "${target}", which it does not declare in its transitions`);
+    }
   }
 
   /** Say goodbye, then hang up once it has been played (or on the next event). */

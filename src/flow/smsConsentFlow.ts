@@ -177,6 +177,7 @@ export const smsConsentFlow = defineFlow({
   steps: [main, collectNumber, confirmConsent, sendSms],
   promptValues,
   observers: { sms_failed: recordSmsFailure },
+  hookTransitions: { sms_failed: [STEP.confirmConsent] },
   hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
 });
 

@@ -78,7 +78,7 @@ export class SmsActionGate implements ActionGate {
         consentAnsweredAt: c.answer!.at,
         message: action.message,
         outcome: "sent",
-        model: config.llm.model,
+        model: ctx.modelUsed ?? config.llm.model,
       });
     } catch (e) {
       return refuse("ledger_unavailable", (e as Error).message);

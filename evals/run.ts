@@ -1,0 +1,213 @@
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../src/config/load.js";
+import type { AppConfig, Language } from "../src/config/schema.js";
+import type { ChatModel } from "../src/llm/chatModel.js";
+import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
+import { ReplayModel, RecordingModel } from "./harness/cassette.js";
+import { summarizeModel, summarizeScenarios } from "./harness/metrics.js";
+import { ScriptedPersonaModel } from "./harness/personaCaller.js";
+import { consoleReport, writeReports, type RunReport } from "./harness/report.js";
+import { runTrial, type TrialResult } from "./harness/runTrial.js";
+import { ScenarioError, loadScenarios, type Scenario } from "./harness/scenario.js";
+import { ScriptedModel } from "../src/llm/scriptedModel.js";
+
+/**
+ * `npm run eval`: every scenario × model × prompt variant × trial through the real service.
+ * Exit code 1 when a hard expectation fails, a consent violation happens, a self-check
+ * scenario passes, or the harness itself errs (cassette miss); 2 for bad usage.
+ */
+
+const USAGE = `usage: npm run eval -- [options]
+  --offline            built-in scripted model (no network); models: scripted, scripted-reckless
+  --models a,b         model names (online: llm.model on OPENAI_BASE_URL / OPENAI_API_KEY)
+  --matrix             the models listed under evalModels in the config (own base URL / key variable each)
+  --prompts d1,d2      prompt folders to compare (default: prompts/)
+  --trials n           runs per scenario (default 1); reports pass^k for k <= n
+  --record dir         store every model exchange in cassettes in dir
+  --replay dir         answer only from cassettes in dir (no network); a miss fails the run
+  --filter text        only scenarios whose id or tags contain text
+  --scenarios dir      scenario folder (default evals/scenarios)
+  --out dir            where report.json, junit.xml and report.html go (default .eval-out)
+  --config path        base config (default CONFIG or config/agent.yaml)`;
+
+interface ModelEntry {
+  name: string;
+  model: string;
+  make: () => ChatModel;
+}
+
+function fail(message: string): never {
+  console.error(`eval: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        offline: { type: "boolean", default: false },
+        models: { type: "string" },
+        matrix: { type: "boolean", default: false },
+        prompts: { type: "string" },
+        trials: { type: "string", default: "1" },
+        record: { type: "string" },
+        replay: { type: "string" },
+        filter: { type: "string" },
+        scenarios: { type: "string", default: "evals/scenarios" },
+        out: { type: "string", default: ".eval-out" },
+        config: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const trials = Number(args.trials);
+  if (!Number.isInteger(trials) || trials < 1 || trials > 100) fail(`--trials must be a whole number from 1 to 100, got "${args.trials}"`);
+  if (args.record && args.replay) fail("--record and --replay exclude each other");
+
+  const basePath = args.config ?? configPathFrom([], process.env);
+  const base = applyEnv(loadConfigFile(basePath), process.env);
+  const configs = new Map<Language, AppConfig>([[base.language, base]]);
+  const configFor = (lang: Language): AppConfig => {
+    let c = configs.get(lang);
+    if (!c) {
+      const sibling = basePath.replace(/agent(\.[a-zA-Z-]+)?\.yaml$/, `agent.${lang}.yaml`);
+      if (!existsSync(sibling)) throw new ConfigError(`no config for ${lang}: expected ${sibling}`);
+      c = applyEnv(loadConfigFile(sibling), process.env);
+      configs.set(lang, c);
+    }
+    return c;
+  };
+
+  let scenarios: Scenario[] = loadScenarios(args.scenarios!);
+  if (args.filter) scenarios = scenarios.filter((s) => s.id.includes(args.filter!) || s.tags.some((t) => t.includes(args.filter!)));
+  if (scenarios.length === 0) fail(`no scenarios match "${args.filter ?? ""}" in ${args.scenarios}`);
+
+  const models = modelEntries(args, base);
+  const promptDirs = args.prompts ? args.prompts.split(",").map((p) => p.trim()).filter(Boolean) : [undefined];
+  for (const d of promptDirs) if (d && !existsSync(d)) fail(`prompt folder ${d} does not exist`);
+
+  const startedAt = new Date().toISOString();
+  const results: TrialResult[] = [];
+  const total = models.length * promptDirs.length * scenarios.length * trials;
+  const progress = new Progress(total);
+  const recorders: RecordingModel[] = [];
+  for (const entry of models) {
+    for (const promptsDir of promptDirs) {
+      const column = promptsDir ? `${entry.name}@${promptsDir.replace(/\/$/, "").split("/").pop()}` : entry.name;
+      let model = entry.make();
+      let harnessErrors: (() => string[]) | undefined;
+      if (args.record) {
+        const rec = new RecordingModel(model, args.record, column);
+        recorders.push(rec);
+        model = rec;
+      } else if (args.replay) {
+        const replay = new ReplayModel(args.replay, column);
+        let seen = 0;
+        harnessErrors = () => replay.misses.slice(seen, (seen = replay.misses.length)).map((m) => m.message);
+        model = replay;
+      }
+      const callerModel = args.offline || args.replay ? new ScriptedPersonaModel() : entry.make();
+      for (const scenario of scenarios) {
+        const config = { ...configFor(scenario.language), llm: { ...configFor(scenario.language).llm, model: entry.model } };
+        for (let trial = 1; trial <= trials; trial++) {
+          const r = await runTrial(scenario, { config, model, modelName: column, trial, promptsDir, harnessErrors, callerModel });
+          results.push(r);
+          progress.tick(r, scenario.expectFailure);
+        }
+      }
+    }
+  }
+  progress.done();
+  for (const rec of recorders) console.error(`cassette written: ${rec.save()}`);
+
+  const expectFailure = new Set(scenarios.filter((s) => s.expectFailure).map((s) => s.id));
+  const scenarioSummaries = summarizeScenarios(results, (id) => expectFailure.has(id));
+  const columns = [...new Set(results.map((r) => r.model))];
+  const modelSummaries = columns.map((m) => summarizeModel(m, results, scenarioSummaries, trials));
+  const problems: string[] = [];
+  for (const s of scenarioSummaries) if (s.expectFailure && !s.selfCheckOk) problems.push(`self-check ${s.scenario} [${s.model}] did not fail: the harness is not judging`);
+  for (const m of modelSummaries) {
+    if (m.consentViolations > 0) problems.push(`${m.model}: ${m.consentViolations} consent violation(s) (gate: 0)`);
+    if (m.harnessErrors > 0) problems.push(`${m.model}: ${m.harnessErrors} trial(s) hit a harness error (see report)`);
+  }
+  for (const r of results) if (r.error) problems.push(`${r.scenario} [${r.model}] #${r.trial}: ${r.error}`);
+  const failedGraded = scenarioSummaries.filter((s) => !s.expectFailure && s.passes < s.trials);
+  const report: RunReport = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    options: { offline: args.offline, models: columns, trials, prompts: args.prompts ?? "prompts", record: args.record, replay: args.replay, filter: args.filter },
+    models: modelSummaries,
+    scenarios: scenarioSummaries,
+    trials: results,
+    ok: problems.length === 0 && failedGraded.length === 0,
+    problems,
+  };
+  const files = writeReports(report, args.out!);
+  console.log(consoleReport(report));
+  console.log(`reports: ${files.json}, ${files.junit}, ${files.html}`);
+  return report.ok ? 0 : 1;
+}
+
+function modelEntries(args: { offline?: boolean; models?: string; matrix?: boolean; replay?: string }, base: AppConfig): ModelEntry[] {
+  const names = args.models ? args.models.split(",").map((m) => m.trim()).filter(Boolean) : [];
+  if (args.offline) {
+    const offline = names.length ? names : ["scripted"];
+    return offline.map((name) => {
+      if (name !== "scripted" && name !== "scripted-reckless") fail(`offline models are scripted and scripted-reckless, not "${name}"`);
+      return { name, model: name, make: () => new ScriptedModel(name === "scripted" ? "careful" : "reckless") };
+    });
+  }
+  const env = process.env;
+  const openai = (baseURL: string | undefined, apiKey: string | undefined) => () =>
+    new OpenAIChatModel({ apiKey: apiKey || "unused", baseURL, timeoutMs: base.llm.timeoutMs, maxRetries: base.llm.maxRetries, azureApiVersion: base.llm.azureApiVersion });
+  if (args.matrix) {
+    if (base.evalModels.length === 0) fail("--matrix needs evalModels in the config");
+    return base.evalModels.map((m) => ({ name: m.name, model: m.model, make: openai(m.baseURL ?? env.OPENAI_BASE_URL, m.apiKeyEnv ? env[m.apiKeyEnv] : env.OPENAI_API_KEY) }));
+  }
+  if (!args.replay && !env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) fail("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline / --replay");
+  const list = names.length ? names : [base.llm.model];
+  return list.map((name) => ({ name, model: name, make: openai(env.OPENAI_BASE_URL, env.OPENAI_API_KEY) }));
+}
+
+/** A live progress line on a terminal; one line per trial otherwise (CI logs). */
+class Progress {
+  private n = 0;
+  private failures = 0;
+  private readonly tty = process.stderr.isTTY;
+  constructor(private readonly total: number) {}
+
+  tick(r: TrialResult, expectFailure: boolean): void {
+    this.n++;
+    const ok = expectFailure ? !r.passed && !r.error : r.passed;
+    if (!ok) this.failures++;
+    const width = 24;
+    const filled = Math.round((this.n / this.total) * width);
+    const bar = `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${this.n}/${this.total}, ${this.failures} failed`;
+    if (this.tty) process.stderr.write(`\r${bar} ${ok ? "✓" : "✗"} ${r.scenario} (${r.model})`.padEnd(110));
+    else process.stderr.write(`${bar} ${ok ? "ok  " : "FAIL"} ${r.scenario} (${r.model}) #${r.trial}\n`);
+  }
+  done(): void {
+    if (this.tty) process.stderr.write("\n");
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof ScenarioError || e instanceof ConfigError) {
+      console.error(`eval: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(e);
+    process.exit(1);
+  },
+);

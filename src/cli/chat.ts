@@ -1,0 +1,123 @@
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import type { AiFlowAction } from "../aiflow/actions.js";
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
+import type { TurnRecord } from "../engine/turnRecord.js";
+import { MemoryLedger } from "../ledger/memoryLedger.js";
+import type { ChatModel } from "../llm/chatModel.js";
+import { OpenAIChatModel } from "../llm/openaiChatModel.js";
+import { ScriptedModel } from "../llm/scriptedModel.js";
+import { createService } from "../service.js";
+
+/**
+ * `npm run chat`: be the caller. Each line you type is a user_speak event; the agent's
+ * actions are printed as a caller would experience them. Commands start with "/".
+ */
+
+const HELP = `commands:
+  /dtmf 0170…#        press keys (one dtmf_received event each)
+  /silence            the caller says nothing (user_input_timeout)
+  /barge <text>       interrupt the agent's last line
+  /sms_failed <reason>  sipgate reports the SMS failed (sender_not_allowed, insufficient_balance,
+                      no_sms_extension, smsc_unavailable, unknown)
+  /state              the call's state (step, number, consent, SMS)
+  /ledger             the consent ledger so far
+  /hangup, /quit      end the call`;
+
+const dim = (s: string) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s);
+
+async function main(): Promise<void> {
+  const { values: args } = parseArgs({
+    options: {
+      offline: { type: "boolean", default: false },
+      config: { type: "string" },
+      from: { type: "string", default: "4915112345678" },
+      verbose: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  const config = applyEnv(loadConfigFile(args.config ?? configPathFrom([], process.env)), process.env);
+  let model: ChatModel;
+  if (args.offline) model = new ScriptedModel();
+  else {
+    if (!process.env.OPENAI_API_KEY && !process.env.OPENAI_BASE_URL) throw new ConfigError("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline");
+    model = new OpenAIChatModel({ apiKey: process.env.OPENAI_API_KEY || "unused", baseURL: process.env.OPENAI_BASE_URL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries, azureApiVersion: config.llm.azureApiVersion });
+  }
+  const ledger = new MemoryLedger();
+  const seen: { turn?: TurnRecord } = {};
+  const service = createService({ config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t) });
+  const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };
+  let ended = false;
+
+  const send = async (event: Record<string, unknown>, quiet = false): Promise<void> => {
+    seen.turn = undefined;
+    const res = await service.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify({ ...event, session }) });
+    if (res.statusCode >= 400) {
+      console.log(dim(`  (webhook answered ${res.statusCode}: ${res.body})`));
+      return;
+    }
+    const actions: AiFlowAction[] = res.statusCode === 204 ? [] : ([] as AiFlowAction[]).concat(res.json());
+    // Set by onTurn during the inject above (TypeScript cannot see that).
+    const last = seen.turn as TurnRecord | undefined;
+    if (last && (args.verbose || last.toolCalls.length || last.guardDecisions.some((d) => !d.allowed))) {
+      for (const c of last.toolCalls) console.log(dim(`  🛠 ${c.name}(${JSON.stringify(c.arguments)})${c.ok ? "" : " ✗"}`));
+      for (const d of last.guardDecisions.filter((x) => !x.allowed)) console.log(dim(`  ⛔ ${d.subject}: ${d.reason}${d.detail ? ` (${d.detail})` : ""}`));
+    }
+    for (const a of actions) {
+      if (a.type === "speak") console.log(`agent: ${a.text ?? a.ssml}`);
+      else if (a.type === "send_sms") console.log(`  ✉ SMS sent to +${a.phone_number}: "${a.message}"`);
+      else if (a.type === "hangup") {
+        console.log("  ☎ the agent hung up");
+        ended = true;
+      } else console.log(`  ${a.type}`);
+    }
+    if (last && (!quiet || args.verbose)) console.log(dim(`  [step ${last.stepAfter}, ${last.llmRequests.length} model request(s), ${Math.round(last.timings.modelMs)} ms model, ${last.timings.engineMs.toFixed(1)} ms engine]`));
+  };
+  // sipgate reports the end of each played line; that is when a goodbye turns into a hangup.
+  const played = () => send({ type: "assistant_speech_ended" }, true);
+
+  console.log(dim(`caller ${args.from} → ${config.business.name} (${args.offline ? "scripted model" : config.llm.model}). /help for commands.`));
+  await send({ type: "session_start" });
+  const tty = Boolean(process.stdin.isTTY);
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: "you: ", terminal: tty });
+  const prompt = () => (tty ? rl.prompt() : undefined);
+  prompt();
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (!line) {
+      prompt();
+      continue;
+    }
+    if (!tty) console.log(`you: ${line}`);
+    const [cmd, ...rest] = line.split(/\s+/);
+    const arg = rest.join(" ");
+    if (cmd === "/quit" || cmd === "/hangup") {
+      await send({ type: "session_end" });
+      break;
+    } else if (cmd === "/help") console.log(HELP);
+    else if (cmd === "/dtmf") for (const digit of arg.replace(/\s/g, "")) await send({ type: "dtmf_received", digit });
+    else if (cmd === "/silence") await send({ type: "user_input_timeout" });
+    else if (cmd === "/barge") await send({ type: "user_speak", text: arg, barged_in: true });
+    else if (cmd === "/sms_failed") await send({ type: "sms_failed", recipient: args.from, reason: arg || "unknown", message: "from npm run chat" });
+    else if (cmd === "/state") {
+      const s = await service.store.get(session.id);
+      console.log(s ? JSON.stringify({ step: s.step, turn: s.turn, number: s.sms.number, consent: s.sms.consent, declined: s.sms.declined, sent: s.sms.sent }, null, 2) : "(no call state)");
+    } else if (cmd === "/ledger") for (const r of ledger.records) console.log(JSON.stringify(r));
+    else if (cmd?.startsWith("/")) console.log(`unknown command ${cmd}\n${HELP}`);
+    else {
+      await played();
+      if (!ended) await send({ type: "user_speak", text: line, barged_in: false });
+    }
+    if (!ended && !line.startsWith("/barge")) await played();
+    if (ended) break;
+    prompt();
+  }
+  rl.close();
+  await service.close();
+}
+
+main().catch((e) => {
+  console.error(e instanceof ConfigError ? `chat: ${e.message}` : e);
+  process.exit(1);
+});
