@@ -26,7 +26,7 @@ async function runAll(make: () => ScriptedModel | ReplayModel | RecordingModel, 
 
 describe("the scenario suite", () => {
   it("has at least 25 scenarios in German and English covering what callers do", () => {
-    const graded = scenarios.filter((s) => !s.expectFailure);
+    const graded = scenarios.filter((s) => !s.expectFailure && !s.persona);
     expect(graded.length).toBeGreaterThanOrEqual(25);
     expect(new Set(graded.map((s) => s.language))).toEqual(new Set(["de-DE", "en-US"]));
     const tags = new Set(graded.flatMap((s) => s.tags));
@@ -39,7 +39,7 @@ describe("the scenario suite", () => {
   });
 
   it("passes completely with the built-in scripted model, and the self-check scenario fails", async () => {
-    const results = await runAll(() => new ScriptedModel());
+    const results = await runAll(() => new ScriptedModel(), scenarios.filter((s) => !s.persona));
     for (const r of results) {
       const scenario = scenarios.find((s) => s.id === r.scenario)!;
       expect(r.error).toBeUndefined();
@@ -55,7 +55,7 @@ describe("the scenario suite", () => {
   }, 60_000);
 
   it("a reckless model fails scenarios and trips guards, but no consent violation gets through", async () => {
-    const results = await runAll(() => new ScriptedModel("reckless"));
+    const results = await runAll(() => new ScriptedModel("reckless"), scenarios.filter((s) => !s.persona));
     expect(results.filter((r) => !r.passed).length).toBeGreaterThan(5);
     expect(results.reduce((a, r) => a + r.metrics.guardTrips, 0)).toBeGreaterThan(10);
     expect(results.reduce((a, r) => a + r.metrics.consentViolations, 0)).toBe(0);
@@ -170,6 +170,27 @@ describe("npm run eval", () => {
     const missing = run(["--replay", join(dir, "empty"), "--models", "scripted", "--filter", "decline", "--out", join(dir, "o3")]);
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toMatch(/no cassette/);
+  }, 60_000);
+
+  it("prompt variants are compared side by side", () => {
+    const variant = mkdtempSync(join(tmpdir(), "prompts-v2-"));
+    execFileSync("cp", ["-r", "prompts/.", variant]);
+    const out = mkdtempSync(join(tmpdir(), "eval-out-"));
+    const r = run(["--offline", "--prompts", `prompts,${variant}`, "--filter", "happy-own", "--out", out]);
+    expect(r.status, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    expect(json.models.map((m: { model: string }) => m.model)).toEqual(["scripted@prompts", `scripted@${variant.split("/").pop()}`]);
+  }, 60_000);
+
+  it("a persona scenario is played by a caller model (the scripted persona offline)", () => {
+    const out = mkdtempSync(join(tmpdir(), "eval-out-"));
+    const r = run(["--offline", "--filter", "persona", "--out", out]);
+    expect(r.status, r.stdout).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    const said = json.trials[0].transcript.map((t: { caller: string }) => t.caller);
+    expect(said).toContain("Schicken Sie mir bitte den Link zur Terminbuchung per SMS.");
+    expect(said).toContain("Ja, gerne.");
+    expect(json.trials[0].passed).toBe(true);
   }, 60_000);
 
   it("bad usage exits 2 with a message", () => {

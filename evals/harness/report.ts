@@ -45,6 +45,7 @@ export function consoleReport(r: RunReport): string {
   row("caller turns / call", (m) => m.avgCallerTurns.toFixed(1));
   row("LLM requests / turn", (m) => m.llmRequestsPerCallerTurn.toFixed(2));
   row("prompt tok / request", (m) => m.avgPromptTokensPerRequest.toFixed(0));
+  row("tokens / call", (m) => m.avgTokensPerCall.toFixed(0));
   row("cost / call (USD)", (m) => m.avgCostPerCallUsd.toFixed(5));
   const steps = [...new Set(r.models.flatMap((m) => Object.keys(m.latencyByStep)))].sort();
   for (const s of steps) row(`p50/p95 ms ${s}`, (m) => (m.latencyByStep[s] ? `${m.latencyByStep[s]!.p50.toFixed(0)}/${m.latencyByStep[s]!.p95.toFixed(0)}` : "-"));
