@@ -135,6 +135,8 @@ export const configSchema = z
         path: z.string().min(1).default("data/consent-ledger.jsonl"),
         /** `hashed` stores a SHA-256 of the number instead of the number (data minimisation). */
         numbers: z.enum(["full", "hashed"]).default("full"),
+        /** How long records are kept; German UWG §7a documentation is commonly kept 5 years. */
+        retentionDays: z.number().int().min(1).default(1826),
       })
       .strict()
       .default({}),
