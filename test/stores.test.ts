@@ -56,12 +56,26 @@ describe("MemoryRateLimiter", () => {
   it("allows max hits per key in a sliding window", async () => {
     let now = 0;
     const l = new MemoryRateLimiter(() => now);
-    expect(await l.hit("k", 2, 1000)).toBe(true);
-    expect(await l.hit("k", 2, 1000)).toBe(true);
-    expect(await l.hit("k", 2, 1000)).toBe(false);
-    expect(await l.hit("other", 2, 1000)).toBe(true);
+    const k = (key: string) => [{ key, max: 2, windowMs: 1000 }];
+    expect(await l.acquire(k("k"))).toEqual({ ok: true });
+    expect(await l.acquire(k("k"))).toEqual({ ok: true });
+    expect(await l.acquire(k("k"))).toEqual({ ok: false, key: "k" });
+    expect(await l.acquire(k("other"))).toEqual({ ok: true });
     now = 1001;
-    expect(await l.hit("k", 2, 1000)).toBe(true);
+    expect(await l.acquire(k("k"))).toEqual({ ok: true });
+  });
+
+  it("is all-or-nothing across windows: a full window counts nothing in the others", async () => {
+    const l = new MemoryRateLimiter(() => 0);
+    const both = [
+      { key: "a", max: 5, windowMs: 1000 },
+      { key: "b", max: 1, windowMs: 1000 },
+    ];
+    expect(await l.acquire(both)).toEqual({ ok: true });
+    for (let i = 0; i < 3; i++) expect(await l.acquire(both)).toEqual({ ok: false, key: "b" });
+    // "a" was counted once, not four times.
+    for (let i = 0; i < 4; i++) expect(await l.acquire([both[0]!])).toEqual({ ok: true });
+    expect(await l.acquire([both[0]!])).toEqual({ ok: false, key: "a" });
   });
 });
 

@@ -10,6 +10,7 @@ import { smsBudget } from "../src/guards/smsBudget.js";
 function refusalLine(reason: string, standing: number): string {
   if (reason === "sms_limit_per_call") return standing > 0 ? "sms_refused_limit" : "sms_no_more_attempts";
   if (reason === "recipient_rate_limited") return "sms_refused_rate_limited";
+  if (reason.endsWith("_rate_limited") || reason === "rate_limiter_unavailable") return "sms_refused_busy";
   return "sms_not_sent";
 }
 

@@ -101,6 +101,20 @@ export const configSchema = z
           .default({ max: 3, windowSeconds: 86400 }),
       })
       .strict(),
+    /** SMS pumping protection: windows shared by all calls (and instances, with Redis). */
+    abuse: z
+      .object({
+        perCaller: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 3, windowSeconds: 86400 }),
+        /** Destinations sharing a number range: the number without its last `prefixDigits` digits. */
+        perPrefix: z
+          .object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1), prefixDigits: z.number().int().min(1).max(8).default(3) })
+          .strict()
+          .default({ max: 10, windowSeconds: 3600, prefixDigits: 3 }),
+        perCountry: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 500, windowSeconds: 3600 }),
+        global: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 2000, windowSeconds: 3600 }),
+      })
+      .strict()
+      .default({}),
     speech: z
       .object({
         tts: ttsSchema.optional(),

@@ -5,6 +5,7 @@ import { maskNumber, parseAiFlowNumber } from "../phone/number.js";
 import { checkRecipient } from "../phone/policy.js";
 import { smsBudget } from "./smsBudget.js";
 import { consentVerdict } from "./consentRules.js";
+import { abuseLimits } from "./abuseLimits.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
 
 /**
@@ -58,12 +59,20 @@ export class SmsActionGate implements ActionGate {
     }
     if (action.message !== expected) return refuse("message_not_from_template");
 
-    const policy = checkRecipient(parseAiFlowNumber(n), config.recipients);
+    const parsed = parseAiFlowNumber(n);
+    const policy = checkRecipient(parsed, config.recipients);
     if (!policy.ok) return refuse(`recipient_${policy.reason}`, policy.detail);
 
-    const { max, windowSeconds } = config.recipients.perRecipient;
-    if (!(await ctx.services.limiter.hit(`sms:recipient:${n}`, max, windowSeconds * 1000))) {
-      return refuse("recipient_rate_limited", `more than ${max} SMS in ${windowSeconds}s`);
+    const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
+    let acquired;
+    try {
+      acquired = await ctx.services.limiter.acquire(limits.map((l) => l.spec));
+    } catch (e) {
+      return refuse("rate_limiter_unavailable", (e as Error).message);
+    }
+    if (!acquired.ok) {
+      const hit = limits.find((l) => l.spec.key === acquired.key)!;
+      return refuse(`${hit.kind}_rate_limited`, `more than ${hit.spec.max} SMS in ${hit.spec.windowMs / 1000}s`);
     }
 
     // Evidence first: the send leaves only once the record is durable.

@@ -1,22 +1,74 @@
-/** Counts events per key in a sliding window; shared across calls (and, with Redis, instances). */
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { StoreUnavailableError } from "./sessionStore.js";
+
+/** One sliding-window limit: at most `max` hits under `key` within `windowMs`. */
+export interface LimitSpec {
+  key: string;
+  max: number;
+  windowMs: number;
+}
+
+export type AcquireResult = { ok: true } | { ok: false; key: string };
+
+/**
+ * Counts SMS against several windows at once, shared across calls (and, with Redis, across
+ * instances). `acquire` is all-or-nothing: if any window is full nothing is counted, so a
+ * refusal by one limit does not use up the others.
+ */
 export interface RateLimiter {
-  /** Records one hit if under `max` in the window; returns whether it was allowed. */
-  hit(key: string, max: number, windowMs: number): Promise<boolean>;
+  acquire(limits: LimitSpec[]): Promise<AcquireResult>;
 }
 
 export class MemoryRateLimiter implements RateLimiter {
   private readonly hits = new Map<string, number[]>();
   constructor(private readonly now: () => number = Date.now) {}
 
-  async hit(key: string, max: number, windowMs: number): Promise<boolean> {
+  async acquire(limits: LimitSpec[]): Promise<AcquireResult> {
     const t = this.now();
-    const recent = (this.hits.get(key) ?? []).filter((at) => at > t - windowMs);
-    if (recent.length >= max) {
-      this.hits.set(key, recent);
-      return false;
+    const windows = limits.map((l) => (this.hits.get(l.key) ?? []).filter((at) => at > t - l.windowMs));
+    limits.forEach((l, i) => this.hits.set(l.key, windows[i]!));
+    const full = limits.findIndex((l, i) => windows[i]!.length >= l.max);
+    if (full >= 0) return { ok: false, key: limits[full]!.key };
+    windows.forEach((w) => w.push(t));
+    return { ok: true };
+  }
+}
+
+// Check every window, then count in every window, atomically (one script run in Redis).
+const ACQUIRE = `
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+for i, key in ipairs(KEYS) do
+  local max = tonumber(ARGV[1 + i * 2])
+  local window = tonumber(ARGV[2 + i * 2])
+  redis.call("ZREMRANGEBYSCORE", key, "-inf", now - window)
+  if redis.call("ZCARD", key) >= max then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call("ZADD", key, now, member)
+  redis.call("PEXPIRE", key, tonumber(ARGV[2 + i * 2]))
+end
+return 0`;
+
+export class RedisRateLimiter implements RateLimiter {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix = "aiflow:limit:",
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async acquire(limits: LimitSpec[]): Promise<AcquireResult> {
+    if (limits.length === 0) return { ok: true };
+    const args: (string | number)[] = [this.now(), randomUUID()];
+    for (const l of limits) args.push(l.max, l.windowMs);
+    let full: number;
+    try {
+      full = Number(await this.redis.eval(ACQUIRE, limits.length, ...limits.map((l) => this.prefix + l.key), ...args));
+    } catch (e) {
+      // Fail closed: no shared count, no SMS.
+      throw new StoreUnavailableError(`Redis rate limiter: ${(e as Error).message}`);
     }
-    recent.push(t);
-    this.hits.set(key, recent);
-    return true;
+    return full === 0 ? { ok: true } : { ok: false, key: limits[full - 1]!.key };
   }
 }

@@ -13,3 +13,11 @@ export interface SessionStore {
   size(): Promise<number>;
   close(): Promise<void>;
 }
+
+/** The store could not be reached: the event cannot be processed safely (no state, no send). */
+export class StoreUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreUnavailableError";
+  }
+}

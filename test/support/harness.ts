@@ -12,11 +12,17 @@ import { FakeOpenAIServer } from "./fakeOpenAI.js";
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
 export function testConfig(patch: Record<string, unknown> = {}, file = "config/agent.yaml"): AppConfig {
   const base = parseYaml(readFileSync(file, "utf8")) as ConfigInput;
-  const merged = deepMerge(base as Record<string, unknown>, {
-    llm: { maxRetries: 0, timeoutMs: 2000 },
-    logLevel: "silent",
-    ...patch,
-  });
+  // Tests reuse a few numbers across many calls: the shared abuse windows are wide open
+  // unless a test sets them (the limits have tests of their own).
+  const open = { max: 1_000_000, windowSeconds: 60 };
+  const merged = deepMerge(
+    deepMerge(base as Record<string, unknown>, {
+      llm: { maxRetries: 0, timeoutMs: 2000 },
+      logLevel: "silent",
+      abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
+    }),
+    patch,
+  );
   return parseConfig(merged, "test config");
 }
 

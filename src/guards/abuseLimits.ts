@@ -1,0 +1,21 @@
+import type { AppConfig } from "../config/schema.js";
+import type { LimitSpec } from "../store/rateLimiter.js";
+
+export type LimitKind = "recipient" | "caller" | "prefix" | "country" | "global";
+
+/**
+ * The windows one SMS counts against: its recipient, the caller asking for it, the number
+ * range (toll-fraud rings cycle through neighbouring numbers), the destination country, and
+ * everything together. Refused when any one is full.
+ */
+export function abuseLimits(config: AppConfig, recipient: string, country: string, caller: string | undefined): Array<{ kind: LimitKind; spec: LimitSpec }> {
+  const a = config.abuse;
+  const win = (w: { max: number; windowSeconds: number }) => ({ max: w.max, windowMs: w.windowSeconds * 1000 });
+  return [
+    { kind: "recipient", spec: { key: `sms:to:${recipient}`, ...win(config.recipients.perRecipient) } },
+    { kind: "caller", spec: { key: `sms:from:${caller ?? "anonymous"}`, ...win(a.perCaller) } },
+    { kind: "prefix", spec: { key: `sms:range:${recipient.slice(0, -a.perPrefix.prefixDigits)}`, ...win(a.perPrefix) } },
+    { kind: "country", spec: { key: `sms:country:${country}`, ...win(a.perCountry) } },
+    { kind: "global", spec: { key: "sms:global", ...win(a.global) } },
+  ];
+}
