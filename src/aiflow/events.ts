@@ -139,7 +139,8 @@ export function parseEvent(body: unknown): ParsedEvent {
   const env = envelope.safeParse(body);
   if (!env.success) throw new InvalidEventError(`Invalid event: ${describeZodError(env.error)}`);
   const type = env.data.type;
-  const schema = (knownEventSchemas as Record<string, z.ZodTypeAny>)[type];
+  // Own keys only: a type named "toString" or "__proto__" is an unknown type, not a prototype member.
+  const schema = Object.hasOwn(knownEventSchemas, type) ? (knownEventSchemas as Record<string, z.ZodTypeAny>)[type] : undefined;
   if (!schema) {
     const session = (body as { session?: { id?: unknown } }).session;
     return { kind: "unknown", type, sessionId: typeof session?.id === "string" ? session.id : undefined };

@@ -1,0 +1,188 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { TurnRecord } from "../engine/turnRecord.js";
+
+/**
+ * Prometheus metrics for the voice agent, on a registry of their own (never prom-client's
+ * global one, so several services in one process, e.g. in tests, do not collide).
+ *
+ * Sources:
+ * - `observeTurn` (from the app's `onTurn` observer): events, turn timings, model requests,
+ *   tokens, sent SMS (`send_sms` actions that left), guard refusals and refused SMS.
+ * - `observeLedger` (from `MeteredLedger`, after a durable append): consent asked/given/declined
+ *   and `sms_failed` by reason. Consent is counted from the ledger because the ledger is the
+ *   evidence: a consent that was not durably recorded did not happen.
+ * - `observeModelFallback` / `observeModelError`: for a model wrapper that switches models or
+ *   absorbs a failed request the TurnRecord never shows. Errors that reach the engine are already
+ *   in `turn.llmRequests` (with `error`) and counted by `observeTurn`; do not report them twice.
+ *
+ * Label values that come from outside the code (a tool name the model invented, the model name
+ * the server reports) are bounded: after `maxLabelValues` distinct values of one label, further
+ * values are reported as "other".
+ */
+
+/** Seconds; voice turns: a fixed line in a few ms, a model round trip in 0.3–3 s, a timeout at 10 s. */
+export const VOICE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10];
+
+export const CONSENT_OUTCOMES = { consent_asked: "asked", consent_given: "given", consent_declined: "declined" } as const;
+
+export interface MetricsOptions {
+  /** prom-client's default Node process metrics on the same registry (default true). */
+  defaultMetrics?: boolean;
+  /** Read at every scrape for `aiflow_active_calls`, e.g. `() => store.size()`. */
+  activeCalls?: () => number | Promise<number>;
+  /** Distinct values per label before further ones are reported as "other" (default 50). */
+  maxLabelValues?: number;
+}
+
+const OVERFLOW = "other";
+const MAX_LABEL_LENGTH = 64;
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly maxLabelValues: number;
+  private readonly seen = new Map<string, Set<string>>();
+  private activeCallsProvider?: () => number | Promise<number>;
+
+  private readonly events: Counter<"type">;
+  private readonly turnSeconds: Histogram<"type">;
+  private readonly modelSeconds: Histogram<"type">;
+  private readonly engineSeconds: Histogram<"type">;
+  private readonly modelRequests: Counter<"model" | "outcome">;
+  private readonly modelFallbacks: Counter<"from" | "to">;
+  private readonly tokens: Counter<"kind">;
+  private readonly smsSent: Counter;
+  private readonly smsRefused: Counter<"reason">;
+  private readonly smsFailed: Counter<"reason">;
+  private readonly consent: Counter<"outcome">;
+  private readonly guardRefusals: Counter<"subject" | "reason">;
+  private readonly activeCalls: Gauge;
+
+  constructor(opts: MetricsOptions = {}) {
+    this.maxLabelValues = opts.maxLabelValues ?? 50;
+    this.activeCallsProvider = opts.activeCalls;
+    const registers = [this.registry];
+
+    this.events = new Counter({ name: "aiflow_events_total", help: "AI Flow events handled by the engine, by event type.", labelNames: ["type"], registers });
+    this.turnSeconds = new Histogram({ name: "aiflow_turn_duration_seconds", help: "Time to answer one event (model plus engine), by event type.", labelNames: ["type"], buckets: VOICE_BUCKETS, registers });
+    this.modelSeconds = new Histogram({ name: "aiflow_turn_model_seconds", help: "Time spent waiting for the model within one turn (0 when no request was made), by event type.", labelNames: ["type"], buckets: VOICE_BUCKETS, registers });
+    this.engineSeconds = new Histogram({ name: "aiflow_turn_engine_seconds", help: "Time spent outside model requests within one turn (store, tools, gate, ledger), by event type.", labelNames: ["type"], buckets: VOICE_BUCKETS, registers });
+    this.modelRequests = new Counter({ name: "aiflow_model_requests_total", help: "Chat model requests by model and outcome (ok|error).", labelNames: ["model", "outcome"], registers });
+    this.modelFallbacks = new Counter({ name: "aiflow_model_fallbacks_total", help: "Switches from one model to a fallback model.", labelNames: ["from", "to"], registers });
+    this.tokens = new Counter({ name: "aiflow_tokens_total", help: "Model tokens used, by kind (prompt|completion).", labelNames: ["kind"], registers });
+    this.smsSent = new Counter({ name: "aiflow_sms_sent_total", help: "send_sms actions returned to AI Flow (sent, not delivered).", registers });
+    this.smsRefused = new Counter({ name: "aiflow_sms_refused_total", help: "send_sms actions refused by the action gate, by reason.", labelNames: ["reason"], registers });
+    this.smsFailed = new Counter({ name: "aiflow_sms_failed_total", help: "sms_failed reports recorded in the ledger, by reason.", labelNames: ["reason"], registers });
+    this.consent = new Counter({ name: "aiflow_consent_total", help: "Consent ledger records by outcome (asked|given|declined).", labelNames: ["outcome"], registers });
+    this.guardRefusals = new Counter({ name: "aiflow_guard_refusals_total", help: "Guard decisions that refused something, by subject (action, tool, utterance) and reason.", labelNames: ["subject", "reason"], registers });
+    const self = this;
+    this.activeCalls = new Gauge({
+      name: "aiflow_active_calls",
+      help: "Calls with state in the session store.",
+      registers,
+      async collect() {
+        const provider = self.activeCallsProvider;
+        if (!provider) return;
+        try {
+          const n = await provider();
+          if (Number.isFinite(n)) this.set(n);
+        } catch {
+          // A store that cannot answer must not fail the whole scrape; the last value stays.
+        }
+      },
+    });
+
+    // Series that dashboards expect to exist before the first event.
+    for (const outcome of Object.values(CONSENT_OUTCOMES)) this.consent.inc({ outcome }, 0);
+    for (const kind of ["prompt", "completion"]) this.tokens.inc({ kind }, 0);
+    this.activeCalls.set(0);
+
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for GET /metrics. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  setActiveCalls(n: number): void {
+    this.activeCalls.set(n);
+  }
+
+  /** Read the active call count at every scrape (e.g. `() => store.size()`). */
+  setActiveCallsProvider(provider: (() => number | Promise<number>) | undefined): void {
+    this.activeCallsProvider = provider;
+  }
+
+  /** Everything one answered event tells: call it from the app's `onTurn` observer. */
+  observeTurn(turn: TurnRecord): void {
+    const type = this.label("type", turn.event);
+    this.events.inc({ type });
+    this.turnSeconds.observe({ type }, seconds(turn.timings.totalMs));
+    this.modelSeconds.observe({ type }, seconds(turn.timings.modelMs));
+    this.engineSeconds.observe({ type }, seconds(turn.timings.engineMs));
+
+    let promptTokens = 0;
+    let completionTokens = 0;
+    for (const r of turn.llmRequests) {
+      this.modelRequests.inc({ model: this.label("model", r.model), outcome: r.error !== undefined ? "error" : "ok" });
+      promptTokens += count(r.promptTokens);
+      completionTokens += count(r.completionTokens);
+    }
+    if (promptTokens > 0) this.tokens.inc({ kind: "prompt" }, promptTokens);
+    if (completionTokens > 0) this.tokens.inc({ kind: "completion" }, completionTokens);
+
+    const sent = turn.actions.filter((a) => a.type === "send_sms").length;
+    if (sent > 0) this.smsSent.inc(sent);
+
+    for (const d of turn.guardDecisions) {
+      if (d.allowed) continue;
+      const reason = this.label("reason", d.reason);
+      // An unknown tool's name is whatever the model made up: one series for all of them.
+      const subject = d.reason === "unknown_tool" ? "_unknown_tool" : this.label("subject", d.subject);
+      this.guardRefusals.inc({ subject, reason });
+      if (d.subject === "send_sms") this.smsRefused.inc({ reason });
+    }
+  }
+
+  /** A ledger record was durably written (see MeteredLedger). */
+  observeLedger(kind: string, outcome?: string): void {
+    if (kind in CONSENT_OUTCOMES) {
+      this.consent.inc({ outcome: CONSENT_OUTCOMES[kind as keyof typeof CONSENT_OUTCOMES] });
+    } else if (kind === "sms_failed") {
+      this.smsFailed.inc({ reason: this.label("sms_failed_reason", outcome ?? "unknown") });
+    }
+    // sms_sent is counted from the actions that left (observeTurn); sms_cancelled has no metric.
+  }
+
+  observeModelFallback(from: string, to: string): void {
+    this.modelFallbacks.inc({ from: this.label("model", from), to: this.label("model", to) });
+  }
+
+  /** A model request failed where the TurnRecord cannot see it (e.g. inside a fallback wrapper). */
+  observeModelError(model: string): void {
+    this.modelRequests.inc({ model: this.label("model", model), outcome: "error" });
+  }
+
+  /** Bounds a label's distinct values; empty values become "unknown". */
+  private label(name: string, value: string): string {
+    const v = (value || "unknown").slice(0, MAX_LABEL_LENGTH);
+    let values = this.seen.get(name);
+    if (!values) this.seen.set(name, (values = new Set()));
+    if (values.has(v)) return v;
+    if (values.size >= this.maxLabelValues) return OVERFLOW;
+    values.add(v);
+    return v;
+  }
+}
+
+function seconds(ms: number): number {
+  return Number.isFinite(ms) && ms > 0 ? ms / 1000 : 0;
+}
+
+function count(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
