@@ -11,6 +11,8 @@ import { FileLedger } from "./ledger/fileLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
+import { Metrics } from "./metrics/metrics.js";
+import { MeteredLedger } from "./metrics/meteredLedger.js";
 import { MemoryRateLimiter, type RateLimiter } from "./store/rateLimiter.js";
 import { MemorySessionStore } from "./store/memorySessionStore.js";
 import type { SessionStore } from "./store/sessionStore.js";
@@ -28,6 +30,9 @@ export interface ServiceOptions {
   now?: () => number;
   promptsDir?: string;
   onTurn?: (turn: TurnRecord) => void;
+  metrics?: Metrics;
+  /** Closed with the service (e.g. the Redis connection behind store and limiter). */
+  closeAlso?: Array<() => Promise<unknown>>;
 }
 
 export interface Service {
@@ -36,6 +41,7 @@ export interface Service {
   store: SessionStore;
   ledger: ConsentLedger;
   logger: Logger;
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -45,7 +51,10 @@ export function createService(opts: ServiceOptions): Service {
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
   const store = opts.store ?? new MemorySessionStore(now);
-  const ledger = opts.ledger ?? new FileLedger(config.ledger.path, config.ledger.numbers);
+  const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
+  metrics.setActiveCallsProvider(() => store.size());
+  // Counted only once durably recorded.
+  const ledger = new MeteredLedger(opts.ledger ?? new FileLedger(config.ledger.path, config.ledger.numbers), metrics);
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const engine = new Engine({
@@ -60,17 +69,24 @@ export function createService(opts: ServiceOptions): Service {
     log: logger,
     now,
   });
-  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn: opts.onTurn });
+  const onTurn = (turn: TurnRecord) => {
+    metrics.observeTurn(turn);
+    opts.onTurn?.(turn);
+  };
+  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn, metrics });
   return {
     app,
     engine,
     store,
     ledger,
     logger,
+    metrics,
     async close() {
+      // Fastify stops taking requests and waits for the ones in flight: turns finish first.
       await app.close();
       await store.close();
       await ledger.close();
+      for (const c of opts.closeAlso ?? []) await c();
     },
   };
 }

@@ -71,6 +71,36 @@ export const configSchema = z
         /** Set for Azure OpenAI deployments that need an `api-version` query parameter. */
         azureApiVersion: z.string().min(1).optional(),
         steps: z.record(z.string(), stepLlmOverride).default({}),
+        /** Tried in order when the primary model fails (after its retries) or its circuit is open. */
+        fallbacks: z
+          .array(
+            z
+              .object({
+                model: z.string().min(1),
+                baseURL: z.string().url().optional(),
+                /** Name of the environment variable with this endpoint's key (default OPENAI_API_KEY). */
+                apiKeyEnv: z.string().min(1).optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+        backoffInitialMs: z.number().int().min(0).default(250),
+        backoffMaxMs: z.number().int().min(0).default(2000),
+        circuitBreaker: z
+          .object({ failureThreshold: z.number().int().min(1).default(3), cooldownMs: z.number().int().min(0).default(30_000) })
+          .strict()
+          .default({}),
+        /** When every model failed: apologize and go on, or apologize and transfer to a person. */
+        onAllModelsFailed: z
+          .object({
+            action: z.enum(["apologize", "transfer"]).default("apologize"),
+            transferTo: z.string().regex(/^[1-9]\d{6,14}$/, "E.164 digits without +").optional(),
+            callerIdName: z.string().min(1).default("Hotline"),
+            timeoutSeconds: z.number().int().min(5).max(120).default(30),
+          })
+          .strict()
+          .refine((o) => o.action !== "transfer" || o.transferTo !== undefined, { message: "transfer needs transferTo", path: ["transferTo"] })
+          .default({}),
       })
       .strict(),
     consent: z
@@ -121,6 +151,8 @@ export const configSchema = z
         bargeIn: bargeInConfigSchema.optional(),
         vad: vadSchema.optional(),
         userInputTimeoutSeconds: z.number().positive().max(60).default(8),
+        /** WebSocket only: a holding line ("Einen Moment bitte") when the model said nothing after this long; 0 = never. */
+        fillerAfterMs: z.number().int().min(0).default(1200),
       })
       .strict()
       .default({}),
@@ -141,6 +173,8 @@ export const configSchema = z
         host: z.string().min(1).default("0.0.0.0"),
         apiTokenHeader: z.string().min(1).default("X-API-TOKEN"),
         maxBodyBytes: z.number().int().min(1024).max(10_000_000).default(65536),
+        /** Path of the WebSocket transport on the same port. */
+        wsPath: z.string().startsWith("/").default("/ws"),
       })
       .strict()
       .default({}),

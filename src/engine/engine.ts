@@ -1,15 +1,28 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
+import { actions } from "../aiflow/actions.js";
 import type { ChatModel, ModelToolCall } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
 import { normalizeAiFlowNumber } from "../phone/number.js";
-import type { SessionStore } from "../store/sessionStore.js";
+import { StoreUnavailableError, type SessionStore } from "../store/sessionStore.js";
+import { LockTimeoutError } from "../store/redisSessionStore.js";
 import type { FlowDef, LlmStep, StepDef, ToolDef } from "./define.js";
 import { repairToolPairing, trimHistory } from "./history.js";
 import { initialCallState, type CallState } from "./state.js";
 import { TurnContext, type TurnServices } from "./turnContext.js";
-import { emptyTurnRecord, type TurnRecord } from "./turnRecord.js";
+import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "./turnRecord.js";
+
+/** How a streaming transport (WebSocket) takes part in a turn. */
+export interface TurnStream {
+  /** Receives each action the moment it may leave. */
+  sink?: (action: AiFlowAction) => void;
+  /** Aborted when the caller starts speaking: generation stops. */
+  signal?: AbortSignal;
+  /** Called when the turn actually starts (after earlier events of the call finished). */
+  onStart?: () => void;
+}
 import { checkModelUtterance } from "../guards/claims.js";
+import { StreamedSpeech } from "./streamedSpeech.js";
 
 export interface EngineDeps extends TurnServices {
   flow: FlowDef;
@@ -51,12 +64,33 @@ export class Engine {
   }
 
   /** Handle one event. `eventKey` identifies the delivery (hash of the raw body) for duplicate detection. */
-  async handle(event: AiFlowEvent, eventKey: string = JSON.stringify(event)): Promise<TurnRecord> {
+  async handle(event: AiFlowEvent, eventKey: string = JSON.stringify(event), stream: TurnStream = {}): Promise<TurnRecord> {
     const sessionId = event.session.id;
-    return this.deps.store.withLock(sessionId, () => this.handleLocked(event, eventKey));
+    try {
+      return await this.deps.store.withLock(sessionId, () => this.handleLocked(event, eventKey, stream));
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError) && !(e instanceof LockTimeoutError)) throw e;
+      return this.degraded(event, e);
+    }
   }
 
-  private async handleLocked(event: AiFlowEvent, eventKey: string): Promise<TurnRecord> {
+  /**
+   * The shared store is down (or the call stayed busy too long): nothing can be decided safely,
+   * so no state changes and no SMS; the caller hears an apology and the call goes on.
+   */
+  private degraded(event: AiFlowEvent, e: Error): TurnRecord {
+    const record = emptyTurnRecord(event.session.id, event.type);
+    record.guardDecisions.push({ subject: "turn", allowed: false, reason: e instanceof LockTimeoutError ? "call_busy" : "store_unavailable", detail: e.message });
+    this.deps.log.error({ sessionId: event.session.id, event: event.type, err: e.message }, "event not processed: store unavailable");
+    const speaks = event.type === "user_speak" || event.type === "session_start" || event.type === "user_input_timeout";
+    if (speaks && e instanceof StoreUnavailableError) {
+      record.actions = [actions.speak(event.session.id, this.deps.prompts.line("store_unavailable"))];
+    }
+    return record;
+  }
+
+  private async handleLocked(event: AiFlowEvent, eventKey: string, stream: TurnStream): Promise<TurnRecord> {
+    stream.onStart?.();
     const started = performance.now();
     const { store, config, now } = this.deps;
     const sessionId = event.session.id;
@@ -81,7 +115,7 @@ export class Engine {
     // events of an expired call) get their bookkeeping, but create no call state.
     const startsCall = event.type === "session_start" || event.type === "user_speak" || event.type === "dtmf_received";
     if (isNew && !startsCall) {
-      const ctx = this.context(state, event, record);
+      const ctx = this.context(state, event, record, stream);
       await this.collectingEnters(ctx, () => this.observe(ctx, event));
       record.stepAfter = state.step;
       return finish();
@@ -100,7 +134,7 @@ export class Engine {
       return finish();
     }
 
-    const ctx = this.context(state, event, record);
+    const ctx = this.context(state, event, record, stream);
 
     try {
       await this.collectingEnters(ctx, () => this.dispatch(ctx, event, isNew));
@@ -120,6 +154,8 @@ export class Engine {
     record.guardDecisions.push(...decisions);
     const allowedSet = new Set(allowed);
     record.actions = ctx.outgoing.filter((a) => ctx.approved.has(a) || allowedSet.has(a));
+    // A streaming transport already has most actions; it gets the rest now, in order.
+    if (stream.sink) for (const a of record.actions) if (!ctx.pushed.has(a)) stream.sink(a);
 
     state.lastEvent = { key: eventKey, at: now(), actions: record.actions };
     state.history = trimHistory(state.history, config.limits.historyMessages);
@@ -129,11 +165,19 @@ export class Engine {
     return finish();
   }
 
-  private context(state: CallState, event: AiFlowEvent, record: TurnRecord): TurnContext {
-    return new TurnContext(state, event, this.deps, record, {
-      gotoStep: (c, step) => this.enterStep(c, step),
-      invokeTool: (c, tool, args) => this.invokeToolFromCode(c, tool, args),
-    });
+  private context(state: CallState, event: AiFlowEvent, record: TurnRecord, stream: TurnStream = {}): TurnContext {
+    return new TurnContext(
+      state,
+      event,
+      this.deps,
+      record,
+      {
+        gotoStep: (c, step) => this.enterStep(c, step),
+        invokeTool: (c, tool, args) => this.invokeToolFromCode(c, tool, args),
+      },
+      stream.sink,
+      stream.signal,
+    );
   }
 
   private async observe(ctx: TurnContext, event: AiFlowEvent): Promise<void> {
@@ -238,29 +282,55 @@ export class Engine {
 
   /** Run the current step's LLM request(s) until something is said, within the per-turn cap. */
   async runStep(ctx: TurnContext): Promise<void> {
+    const fillerAfter = this.deps.config.speech.fillerAfterMs;
+    // Streaming only: a holding line when the model is slow to say anything.
+    const filler = ctx.sink && fillerAfter > 0 ? setTimeout(() => ctx.speechCount === 0 && ctx.filler(this.deps.prompts.line("filler")), fillerAfter) : undefined;
+    try {
+      await this.runStepRequests(ctx);
+    } finally {
+      clearTimeout(filler);
+    }
+  }
+
+  private async runStepRequests(ctx: TurnContext): Promise<void> {
     const { config } = this.deps;
     const cap = config.limits.maxLlmRequestsPerTurn;
     for (let i = 0; i < cap; i++) {
+      if (ctx.signal?.aborted) return;
       const step = this.steps.get(ctx.state.step);
       if (!step || step.kind !== "llm") {
         ctx.log.error({ sessionId: ctx.sessionId, step: ctx.state.step }, "current step is not an LLM step");
         break;
       }
       const outcome = await this.oneRequest(ctx, step);
-      if (outcome === "done") return;
+      if (outcome === "done" || outcome === "cancelled") return;
       if (outcome === "model_failed") {
-        ctx.say("model_unavailable");
+        this.allModelsFailed(ctx);
         return;
       }
     }
-    if (ctx.speechCount === 0) {
+    if (ctx.speechCount === 0 && !ctx.signal?.aborted) {
       ctx.guard({ subject: "llm", allowed: false, reason: "request_cap_reached", detail: `${cap} requests without an answer` });
       ctx.say("fallback");
     }
   }
 
+  /** Never silence: an apology, and by config a transfer to a person (sipgate returns the call if nobody answers). */
+  private allModelsFailed(ctx: TurnContext): void {
+    const policy = this.deps.config.llm.onAllModelsFailed;
+    const flowNumber = normalizeAiFlowNumber(ctx.event.session.phone_number) ?? normalizeAiFlowNumber(ctx.event.session.to_phone_number);
+    if (policy.action === "transfer" && policy.transferTo && flowNumber) {
+      ctx.say("model_unavailable_transfer", {}, { expectAnswer: false });
+      ctx.emit(
+        actions.transfer(ctx.sessionId, { target_phone_number: policy.transferTo, caller_id_name: policy.callerIdName, caller_id_number: flowNumber, timeout: policy.timeoutSeconds }),
+      );
+      return;
+    }
+    ctx.say("model_unavailable");
+  }
+
   /** One model request for the step; returns whether the turn has its answer. */
-  private async oneRequest(ctx: TurnContext, step: LlmStep): Promise<"done" | "again" | "model_failed"> {
+  private async oneRequest(ctx: TurnContext, step: LlmStep): Promise<"done" | "again" | "model_failed" | "cancelled"> {
     const { config, prompts, model } = this.deps;
     const override = config.llm.steps[step.name] ?? {};
     const modelName = override.model ?? config.llm.model;
@@ -270,20 +340,44 @@ export class Engine {
     const system = [prompts.persona, prompts.stepPrompt(step.prompt), ...ctx.corrections]
       .map((p) => p.replace(/\{([a-z_][a-z0-9_]*)\}/g, (m, k: string) => values[k] ?? m))
       .join("\n\n");
+    const request = {
+      model: modelName,
+      temperature: override.temperature ?? config.llm.temperature,
+      maxTokens: override.maxTokens ?? config.llm.maxTokens,
+      system,
+      messages: ctx.state.history,
+      tools,
+      signal: ctx.signal,
+    };
+    const refuse = (verdict: GuardDecision) => {
+      ctx.guard(verdict);
+      ctx.corrections.push(prompts.note(verdict.reason));
+    };
+    // Streaming transports speak sentence by sentence while the model is still writing.
+    const streamed =
+      ctx.sink && model.stream
+        ? new StreamedSpeech((s) => checkModelUtterance(s, ctx.state, ctx.state.language), (s) => ctx.speak(s, { fromModel: true }), refuse)
+        : undefined;
     const t0 = performance.now();
     let response;
     try {
-      response = await model.complete({
-        model: modelName,
-        temperature: override.temperature ?? config.llm.temperature,
-        maxTokens: override.maxTokens ?? config.llm.maxTokens,
-        system,
-        messages: ctx.state.history,
-        tools,
-      });
+      response = streamed && model.stream ? await model.stream(request, (d) => streamed.push(d)) : await model.complete(request);
+      streamed?.finish();
     } catch (e) {
-      ctx.record.llmRequests.push({ step: step.name, model: modelName, tools: tools.map((t) => t.name), ms: performance.now() - t0, promptTokens: 0, completionTokens: 0, error: (e as Error).message });
+      const ms = performance.now() - t0;
+      if (ctx.signal?.aborted) {
+        // The caller started speaking: keep what they heard, drop the rest of the answer.
+        ctx.record.llmRequests.push({ step: step.name, model: modelName, tools: tools.map((t) => t.name), ms, promptTokens: 0, completionTokens: 0, error: "cancelled by the caller" });
+        if (streamed?.text) ctx.pushHistory({ role: "assistant", content: `${streamed.text} ${prompts.note("interrupted_mark")}` });
+        return "cancelled";
+      }
+      ctx.record.llmRequests.push({ step: step.name, model: modelName, tools: tools.map((t) => t.name), ms, promptTokens: 0, completionTokens: 0, error: (e as Error).message });
       ctx.log.error({ sessionId: ctx.sessionId, step: step.name, err: (e as Error).message }, "model request failed");
+      if (streamed?.text) {
+        // Part of the answer was already spoken; it stays in the conversation as said.
+        ctx.pushHistory({ role: "assistant", content: streamed.text });
+        return "done";
+      }
       return "model_failed";
     }
     ctx.modelUsed = response.model;
@@ -298,13 +392,16 @@ export class Engine {
 
     // Ids are derived from the position in history, not random, so recorded model exchanges replay exactly.
     const calls = response.toolCalls.map((c, i) => ({ ...c, id: c.id || `call_${ctx.state.history.length}_${i}` }));
-    let text = response.text.trim();
-    if (text) {
-      const verdict = checkModelUtterance(text, ctx.state, ctx.state.language);
-      if (!verdict.allowed) {
-        ctx.guard(verdict);
-        ctx.corrections.push(prompts.note(verdict.reason));
-        text = "";
+    let text: string;
+    if (streamed) text = streamed.text;
+    else {
+      text = response.text.trim();
+      if (text) {
+        const verdict = checkModelUtterance(text, ctx.state, ctx.state.language);
+        if (!verdict.allowed) {
+          refuse(verdict);
+          text = "";
+        }
       }
     }
     ctx.pushHistory({
@@ -312,7 +409,7 @@ export class Engine {
       content: text || null,
       ...(calls.length ? { tool_calls: calls.map((c) => ({ id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } })) } : {}),
     });
-    if (text) ctx.speak(text, { fromModel: true });
+    if (text && !streamed) ctx.speak(text, { fromModel: true });
 
     if (calls.length === 0) {
       if (!text) return "again";

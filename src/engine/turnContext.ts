@@ -52,13 +52,38 @@ export class TurnContext {
   /** Step transitions requested during the current tool batch. */
   transitioned = false;
 
+  /** Actions already handed to a streaming transport (WebSocket) before the turn ended. */
+  readonly pushed = new WeakSet<AiFlowAction>();
+
   constructor(
     readonly state: CallState,
     readonly event: AiFlowEvent,
     readonly services: TurnServices,
     readonly record: TurnRecord,
     private readonly engine: TurnEngineHooks,
+    /** Streaming transports get actions the moment they exist. */
+    readonly sink?: (action: AiFlowAction) => void,
+    /** Aborted when the caller starts speaking: stop generating. */
+    readonly signal?: AbortSignal,
   ) {}
+
+  /**
+   * Queue an action; a streaming transport gets it at once, except a send_sms the gate has not
+   * approved yet (the boundary review decides on that one at the end of the turn).
+   */
+  private out(action: AiFlowAction, approved = false): void {
+    this.outgoing.push(action);
+    if (approved) this.approved.add(action);
+    if (this.sink && (action.type !== "send_sms" || approved)) {
+      this.pushed.add(action);
+      this.sink(action);
+    }
+  }
+
+  /** A holding line while the model is slow ("Einen Moment bitte"): spoken, but not part of the conversation. */
+  filler(text: string): void {
+    this.out(actions.speak(this.sessionId, text, this.speakOptions(false)));
+  }
 
   get config(): AppConfig {
     return this.services.config;
@@ -97,7 +122,7 @@ export class TurnContext {
   speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean } = {}): void {
     const clean = text.trim();
     if (!clean) return;
-    this.outgoing.push(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
+    this.out(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
     this.speechCount++;
     if (!opts.repeat) {
       this.state.spoken++;
@@ -174,7 +199,12 @@ export class TurnContext {
   }
 
   hangupNow(): void {
-    this.outgoing.push(actions.hangup(this.sessionId));
+    this.out(actions.hangup(this.sessionId));
+  }
+
+  /** Queue an action built with the typed builders; it still passes the gate at the boundary. */
+  emit(action: AiFlowAction): void {
+    this.out(action);
   }
 
   /** Run a tool from code (code steps, hooks); recorded in history as a tool call like any other. */
@@ -186,10 +216,7 @@ export class TurnContext {
   async emitChecked(action: AiFlowAction): Promise<GuardDecision> {
     const { allowed, decisions } = await this.services.gate.review([action], this);
     this.record.guardDecisions.push(...decisions);
-    for (const a of allowed) {
-      this.approved.add(a);
-      this.outgoing.push(a);
-    }
+    for (const a of allowed) this.out(a, true);
     return decisions[0] ?? { subject: action.type, allowed: allowed.length > 0, reason: "ok" };
   }
 

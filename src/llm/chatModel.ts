@@ -35,6 +35,11 @@ export interface ChatResponse {
 /** Anything that answers a chat request with text and/or tool calls (OpenAI-compatible server, scripted model). */
 export interface ChatModel {
   complete(req: ChatRequest): Promise<ChatResponse>;
+  /**
+   * The same request, with the text passed to `onText` piece by piece as it is generated
+   * (WebSocket transport: speech starts after the first sentence). Optional.
+   */
+  stream?(req: ChatRequest, onText: (delta: string) => void): Promise<ChatResponse>;
 }
 
 export class ModelError extends Error {

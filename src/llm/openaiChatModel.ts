@@ -21,24 +21,55 @@ export class OpenAIChatModel implements ChatModel {
       : new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries });
   }
 
-  async complete(req: ChatRequest): Promise<ChatResponse> {
+  private body(req: ChatRequest) {
     const messages: ChatCompletionMessageParam[] = [{ role: "system", content: req.system }, ...(req.messages as ChatCompletionMessageParam[])];
     const tools: ChatCompletionTool[] = req.tools.map((t) => ({
       type: "function",
       function: { name: t.name, description: t.description, parameters: t.parameters, ...(t.strict ? { strict: true } : {}) },
     }));
+    return {
+      model: req.model,
+      temperature: req.temperature,
+      max_tokens: req.maxTokens,
+      messages,
+      ...(tools.length ? { tools, tool_choice: "auto" as const } : {}),
+    };
+  }
+
+  async stream(req: ChatRequest, onText: (delta: string) => void): Promise<ChatResponse> {
+    let text = "";
+    let model = req.model;
+    const calls = new Map<number, { id: string; name: string; arguments: string }>();
+    let usage = { promptTokens: 0, completionTokens: 0 };
+    try {
+      const stream = await this.client.chat.completions.create({ ...this.body(req), stream: true, stream_options: { include_usage: true } }, { signal: req.signal });
+      for await (const chunk of stream) {
+        model = chunk.model ?? model;
+        if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens ?? 0, completionTokens: chunk.usage.completion_tokens ?? 0 };
+        const delta = chunk.choices?.[0]?.delta;
+        if (!delta) continue;
+        if (typeof delta.content === "string" && delta.content) {
+          text += delta.content;
+          onText(delta.content);
+        }
+        for (const tc of delta.tool_calls ?? []) {
+          const c = calls.get(tc.index) ?? { id: "", name: "", arguments: "" };
+          if (tc.id) c.id = tc.id;
+          if (tc.function?.name) c.name += tc.function.name;
+          if (tc.function?.arguments) c.arguments += tc.function.arguments;
+          calls.set(tc.index, c);
+        }
+      }
+    } catch (e) {
+      throw new ModelError(`model stream failed: ${(e as Error).message}`, e);
+    }
+    return { text, toolCalls: [...calls.entries()].sort(([a], [b]) => a - b).map(([, c]) => c), usage, model };
+  }
+
+  async complete(req: ChatRequest): Promise<ChatResponse> {
     let completion;
     try {
-      completion = await this.client.chat.completions.create(
-        {
-          model: req.model,
-          temperature: req.temperature,
-          max_tokens: req.maxTokens,
-          messages,
-          ...(tools.length ? { tools, tool_choice: "auto" as const } : {}),
-        },
-        { signal: req.signal },
-      );
+      completion = await this.client.chat.completions.create(this.body(req), { signal: req.signal });
     } catch (e) {
       throw new ModelError(`model request failed: ${(e as Error).message}`, e);
     }

@@ -8,6 +8,7 @@ import type { TurnRecord } from "../engine/turnRecord.js";
 import type { SessionStore } from "../store/sessionStore.js";
 import { maskNumber } from "../phone/number.js";
 import { tokenMatches } from "./auth.js";
+import { attachWebSocket } from "./websocket.js";
 
 export interface AppDeps {
   config: AppConfig;
@@ -18,6 +19,8 @@ export interface AppDeps {
   logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
   /** Called with every turn's record after it was answered (evals, metrics). */
   onTurn?: (turn: TurnRecord) => void;
+  /** Served at GET /metrics in Prometheus text format. */
+  metrics?: { render(): Promise<string>; contentType: string };
 }
 
 /** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */
@@ -53,6 +56,15 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   // Events are JSON only; anything else is a sender error, reported as such.
   app.removeContentTypeParser("text/plain");
+  // Keep the raw body: redelivery is recognised by a hash of exactly what sipgate sent
+  // (re-serialising a parsed body can fail on very deep nesting). Parsing stays Fastify's own,
+  // with its prototype-poisoning protection.
+  const jsonParser = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
+    (req as unknown as { rawBody: string }).rawBody = body as string;
+    jsonParser(req, body as string, done);
+  });
 
   const headerName = config.server.apiTokenHeader.toLowerCase();
 
@@ -70,7 +82,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   if (deps.apiToken) {
     const expected = deps.apiToken;
     app.addHook("onRequest", async (req, reply) => {
-      if (req.url === "/healthz") return;
+      // Health checks and Prometheus scrapes come from the platform, not from sipgate.
+      if (req.url === "/healthz" || req.url === "/metrics") return;
       const given = req.headers[headerName];
       if (!tokenMatches(Array.isArray(given) ? given[0] : given, expected)) {
         req.log.warn("rejected request with a missing or wrong API token");
@@ -79,7 +92,21 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     });
   }
 
-  app.get("/healthz", async () => ({ status: "ok", activeCalls: await store.size() }));
+  app.get("/healthz", async (_req, reply) => {
+    try {
+      return { status: "ok", activeCalls: await store.size() };
+    } catch (e) {
+      // The store (Redis) is down: this instance cannot take calls safely.
+      return reply.code(503).send({ status: "unavailable", error: (e as Error).message });
+    }
+  });
+
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  }
+
+  attachWebSocket(app, { config, engine, apiToken: deps.apiToken, onTurn: deps.onTurn });
 
   app.post("/webhook", async (req, reply) => {
     let parsed;
@@ -94,7 +121,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       return reply.code(204).send();
     }
     const event = parsed.event;
-    const key = createHash("sha256").update(JSON.stringify(req.body)).digest("hex");
+    const key = createHash("sha256").update((req as unknown as { rawBody: string }).rawBody).digest("hex");
     const turn = await engine.handle(event, key);
     req.log.info(
       {

@@ -24,7 +24,15 @@ export interface ScriptedToolCall {
 }
 
 export type ScriptedReply =
-  | { kind: "message"; text?: string; toolCalls?: ScriptedToolCall[]; delayMs?: number }
+  | {
+      kind: "message";
+      text?: string;
+      toolCalls?: ScriptedToolCall[];
+      delayMs?: number;
+      /** When the client streams: time to the first token, and between tokens (one token a word). */
+      ttftMs?: number;
+      tokenDelayMs?: number;
+    }
   | { kind: "http_error"; status: number; body?: unknown; delayMs?: number }
   /** Accept the request and never answer before the client times out. */
   | { kind: "hang" };
@@ -48,6 +56,10 @@ export class FakeOpenAIServer {
   readonly requests: ChatBody[] = [];
   /** URL and headers of each request, for checking how a client addresses the server. */
   readonly calls: Array<{ url: string; headers: Record<string, string | string[] | undefined> }> = [];
+  /** Streams the client hung up on before they finished (cancelled generations). */
+  streamsAborted = 0;
+  /** When each stream finished writing, by request index (ms since epoch). */
+  readonly streamEnds: Record<number, number> = {};
   private queue: ScriptedReply[] = [];
   private fallback: ReplyFn = () => reply.text("Wie kann ich helfen?");
   private server?: Server;
@@ -91,6 +103,41 @@ export class FakeOpenAIServer {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
+  /** Server-sent events in the Chat Completions streaming format: one word a chunk, tool calls at the end. */
+  private async stream(
+    res: ServerResponse,
+    body: ChatBody,
+    index: number,
+    scripted: Extract<ScriptedReply, { kind: "message" }>,
+    toolCalls: Array<{ id: string; type: string; function: { name: string; arguments: string } }>,
+    promptTokens: number,
+  ): Promise<void> {
+    let closed = false;
+    res.on("close", () => {
+      if (!res.writableEnded) {
+        closed = true;
+        this.streamsAborted++;
+      }
+    });
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null, extra: Record<string, unknown> = {}) =>
+      `data: ${JSON.stringify({ id: `chatcmpl-${index}`, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: body.model, choices: [{ index: 0, delta, finish_reason: finish }], ...extra })}\n\n`;
+    const wait = (ms: number | undefined) => (ms ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
+    await wait(scripted.ttftMs);
+    const words = (scripted.text ?? "").split(/(?<=\s)/).filter(Boolean);
+    for (const [i, w] of words.entries()) {
+      if (closed) return;
+      res.write(chunk(i === 0 ? { role: "assistant", content: w } : { content: w }));
+      await wait(scripted.tokenDelayMs);
+    }
+    if (closed) return;
+    if (toolCalls.length) res.write(chunk({ tool_calls: toolCalls.map((c, i) => ({ index: i, ...c })) }));
+    res.write(chunk({}, toolCalls.length ? "tool_calls" : "stop"));
+    res.write(`data: ${JSON.stringify({ id: `chatcmpl-${index}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: words.length, total_tokens: promptTokens + words.length } })}\n\n`);
+    res.end("data: [DONE]\n\n");
+    this.streamEnds[index] = Date.now();
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -120,6 +167,10 @@ export class FakeOpenAIServer {
       function: { name: c.name, arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments ?? {}) },
     }));
     const promptTokens = JSON.stringify(body.messages).length + JSON.stringify(body.tools ?? []).length;
+    if (body.stream === true) {
+      await this.stream(res, body, index, scripted, toolCalls, Math.ceil(promptTokens / 4));
+      return;
+    }
     res.writeHead(200, { "content-type": "application/json" });
     res.end(
       JSON.stringify({

@@ -1,0 +1,138 @@
+import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
+
+/** One model endpoint the resilient model may use, in order of preference. */
+export interface ModelRoute {
+  /** Label for logs and metrics (e.g. "primary", "fallback-1"). */
+  name: string;
+  model: ChatModel;
+  /** Model name sent to this endpoint (a fallback may be another model). */
+  modelName?: string;
+}
+
+export interface ResilienceOptions {
+  /** Per attempt: a request slower than this is aborted and counts as a failure. */
+  timeoutMs: number;
+  /** Retries per route on 429 / 5xx / timeouts / network errors, before falling back. */
+  retries: number;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** Consecutive failures that open a route's circuit; it is skipped until `cooldownMs` passed. */
+  breakerThreshold: number;
+  breakerCooldownMs: number;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  onFallback?: (from: string, to: string, reason: string) => void;
+  onError?: (route: string, reason: string) => void;
+}
+
+interface Breaker {
+  failures: number;
+  openUntil: number;
+}
+
+/** Whether another attempt could succeed: rate limits, server errors, timeouts, lost connections. */
+export function isRetryable(e: unknown): boolean {
+  const cause = e instanceof ModelError ? e.causeError : e;
+  const status = (cause as { status?: number } | undefined)?.status;
+  if (typeof status === "number") return status === 408 || status === 409 || status === 429 || status >= 500;
+  const name = (cause as { name?: string } | undefined)?.name ?? "";
+  return /Timeout|Connection|Abort/i.test(name) || /timed? ?out|ECONN|socket|network|aborted/i.test(String((cause as Error | undefined)?.message ?? ""));
+}
+
+/**
+ * Timeouts, retries with backoff (250 ms doubling to 2 s by default), a fallback list and a
+ * circuit breaker per route, so a dead provider costs one fast skip instead of a timeout on
+ * every call. Throws ModelError only when every route failed: the engine then apologizes (or
+ * transfers, by config) and the call goes on.
+ */
+export class ResilientModel implements ChatModel {
+  private readonly breakers = new Map<string, Breaker>();
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    private readonly routes: ModelRoute[],
+    private readonly opts: ResilienceOptions,
+  ) {
+    if (routes.length === 0) throw new Error("ResilientModel needs at least one route");
+    this.now = opts.now ?? Date.now;
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  /** Routes whose circuit is open right now (for health and tests). */
+  openCircuits(): string[] {
+    const t = this.now();
+    return this.routes.filter((r) => (this.breakers.get(r.name)?.openUntil ?? 0) > t).map((r) => r.name);
+  }
+
+  complete(req: ChatRequest): Promise<ChatResponse> {
+    return this.run(req, (route, r) => route.model.complete(r));
+  }
+
+  /**
+   * Streaming with the same retries and fallbacks, as long as nothing was said yet: once text
+   * has reached the caller, a failure is final for this request (repeating would double speech).
+   */
+  stream(req: ChatRequest, onText: (delta: string) => void): Promise<ChatResponse> {
+    let started = false;
+    const forward = (d: string) => {
+      started = true;
+      onText(d);
+    };
+    return this.run(req, (route, r) => (route.model.stream ? route.model.stream(r, forward) : route.model.complete(r).then((res) => (res.text && forward(res.text), res))), () => started);
+  }
+
+  private async run(req: ChatRequest, call: (route: ModelRoute, req: ChatRequest) => Promise<ChatResponse>, committed: () => boolean = () => false): Promise<ChatResponse> {
+    const errors: string[] = [];
+    let previous: string | undefined;
+    for (const route of this.routes) {
+      const breaker = this.breakers.get(route.name) ?? { failures: 0, openUntil: 0 };
+      this.breakers.set(route.name, breaker);
+      if (breaker.openUntil > this.now()) {
+        errors.push(`${route.name}: circuit open`);
+        continue;
+      }
+      if (previous) this.opts.onFallback?.(previous, route.name, errors.at(-1) ?? "");
+      previous = route.name;
+      let delay = this.opts.backoffInitialMs;
+      for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+        try {
+          const res = await this.attempt(route, req, call);
+          breaker.failures = 0;
+          return res;
+        } catch (e) {
+          if (req.signal?.aborted) throw e;
+          if (committed()) throw new ModelError(`model failed mid-answer: ${(e as Error).message}`, e);
+          const reason = (e as Error).message;
+          this.opts.onError?.(route.name, reason);
+          errors.push(`${route.name}: ${reason}`);
+          breaker.failures++;
+          if (breaker.failures >= this.opts.breakerThreshold) {
+            breaker.openUntil = this.now() + this.opts.breakerCooldownMs;
+            break;
+          }
+          if (!isRetryable(e) || attempt === this.opts.retries) break;
+          await this.sleep(delay);
+          delay = Math.min(delay * 2, this.opts.backoffMaxMs);
+        }
+      }
+    }
+    throw new ModelError(`every model failed: ${errors.join("; ")}`);
+  }
+
+  private async attempt(route: ModelRoute, req: ChatRequest, call: (route: ModelRoute, req: ChatRequest) => Promise<ChatResponse>): Promise<ChatResponse> {
+    const controller = new AbortController();
+    const onOuterAbort = () => controller.abort();
+    req.signal?.addEventListener("abort", onOuterAbort);
+    const timer = setTimeout(() => controller.abort(), this.opts.timeoutMs);
+    try {
+      return await call(route, { ...req, model: route.modelName ?? req.model, signal: controller.signal });
+    } catch (e) {
+      if (controller.signal.aborted && !req.signal?.aborted) throw new ModelError(`timed out after ${this.opts.timeoutMs} ms`, Object.assign(new Error("timeout"), { name: "TimeoutError" }));
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener("abort", onOuterAbort);
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import { createHash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { AiFlowAction } from "../aiflow/actions.js";
+import { InvalidEventError, parseEvent } from "../aiflow/events.js";
+import type { AppConfig } from "../config/schema.js";
+import type { Engine } from "../engine/engine.js";
+import type { TurnRecord } from "../engine/turnRecord.js";
+import { tokenMatches } from "./auth.js";
+
+export interface WebSocketDeps {
+  config: AppConfig;
+  engine: Engine;
+  apiToken?: string;
+  onTurn?: (turn: TurnRecord) => void;
+}
+
+/**
+ * The WebSocket transport (sipgate connects to us, one connection per call in practice, but
+ * several sessions on one socket work too). Same events, same engine as the webhook; actions
+ * are pushed the moment they exist, model speech sentence by sentence, and a caller who starts
+ * speaking (user_speech_started, or a barge-in) cancels the generation in progress.
+ */
+export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void {
+  const { config, engine } = deps;
+  const log: FastifyBaseLogger = app.log;
+  // sipgate's own example disables compression; frames are small JSON.
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: config.server.maxBodyBytes });
+  const headerName = config.server.apiTokenHeader.toLowerCase();
+  const inFlight = new Set<Promise<unknown>>();
+
+  const reject = (socket: Duplex, status: string) => {
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  };
+
+  app.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (path !== config.server.wsPath) return reject(socket, "404 Not Found");
+    if (deps.apiToken) {
+      const given = req.headers[headerName];
+      if (!tokenMatches(Array.isArray(given) ? given[0] : given, deps.apiToken)) {
+        log.warn("rejected WebSocket upgrade with a missing or wrong API token");
+        return reject(socket, "401 Unauthorized");
+      }
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
+  });
+
+  function serve(ws: WebSocket): void {
+    /** The turn currently running per session, so the caller's voice can cancel it. */
+    const running = new Map<string, AbortController>();
+    const send = (payload: AiFlowAction | { error: string }) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(payload));
+    };
+
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      if (isBinary) return send({ error: "Invalid frame: events are JSON text frames" });
+      const text = data.toString("utf8");
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return send({ error: "Invalid frame: not valid JSON" });
+      }
+      let parsed;
+      try {
+        parsed = parseEvent(body);
+      } catch (e) {
+        if (e instanceof InvalidEventError) return send({ error: e.message });
+        throw e;
+      }
+      if (parsed.kind === "unknown") {
+        log.info({ eventType: parsed.type, sessionId: parsed.sessionId }, "unknown event type ignored");
+        return;
+      }
+      const event = parsed.event;
+      const sid = event.session.id;
+      // The caller started talking: stop generating, keep tool calls and results paired.
+      if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) running.get(sid)?.abort();
+      if (event.type === "user_speech_started") return; // nothing to answer (sipgate ignores it)
+
+      const controller = new AbortController();
+      const key = createHash("sha256").update(text).digest("hex");
+      const turn = engine
+        .handle(event, key, {
+          sink: send,
+          signal: controller.signal,
+          onStart: () => running.set(sid, controller),
+        })
+        .then((record) => {
+          deps.onTurn?.(record);
+          log.info(
+            { sessionId: sid, event: record.event, step: record.stepAfter, transport: "ws", actions: record.actions.map((a) => a.type), refusals: record.guardDecisions.filter((d) => !d.allowed).map((d) => `${d.subject}:${d.reason}`), modelMs: Math.round(record.timings.modelMs) },
+            "event handled",
+          );
+        })
+        .catch((e: Error) => log.error({ sessionId: sid, err: e.stack ?? e.message }, "WebSocket event failed"))
+        .finally(() => {
+          if (running.get(sid) === controller) running.delete(sid);
+          inFlight.delete(turn);
+        });
+      inFlight.add(turn);
+    });
+
+    ws.on("close", () => {
+      for (const c of running.values()) c.abort();
+    });
+    ws.on("error", (e) => log.warn({ err: e.message }, "WebSocket error"));
+  }
+
+  // Graceful shutdown: finish the turns in flight, then say goodbye to the sockets.
+  app.addHook("preClose", async () => {
+    await Promise.allSettled([...inFlight]);
+    for (const c of wss.clients) c.close(1001, "server shutting down");
+    await new Promise<void>((r) => wss.close(() => r()));
+  });
+}

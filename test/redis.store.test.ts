@@ -1,0 +1,160 @@
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { initialCallState } from "../src/engine/state.js";
+import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
+import { createService } from "../src/service.js";
+import { RedisRateLimiter } from "../src/store/rateLimiter.js";
+import { LockTimeoutError, RedisSessionStore } from "../src/store/redisSessionStore.js";
+import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
+import { ev } from "./support/events.js";
+import { smsActions, spoken, testConfig } from "./support/harness.js";
+import { PrivateRedis, connectRedis, freePort, uniquePrefix } from "./support/redis.js";
+import type { Redis } from "ioredis";
+
+let a: Redis;
+let b: Redis;
+beforeAll(async () => {
+  a = await connectRedis();
+  b = await connectRedis();
+});
+afterAll(async () => {
+  a.disconnect();
+  b.disconnect();
+});
+
+const state = (id: string) => initialCallState({ sessionId: id, direction: "inbound", language: "de-DE", step: "main" });
+
+describe("RedisSessionStore", () => {
+  it("stores, expires and counts calls", async () => {
+    const store = new RedisSessionStore(a, { prefix: uniquePrefix() });
+    await store.set({ ...state("r1"), turn: 4 }, 60);
+    expect((await store.get("r1"))!.turn).toBe(4);
+    expect(await store.size()).toBe(1);
+    await store.set(state("r2"), 1);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await store.get("r2")).toBeUndefined();
+    expect(await store.size()).toBe(1);
+    await store.delete("r1");
+    expect(await store.get("r1")).toBeUndefined();
+    expect(await store.size()).toBe(0);
+  });
+
+  it("one call's events run one at a time across two instances (two connections)", async () => {
+    const prefix = uniquePrefix();
+    const s1 = new RedisSessionStore(a, { prefix });
+    const s2 = new RedisSessionStore(b, { prefix });
+    const log: string[] = [];
+    const work = (tag: string, ms: number) => async () => {
+      log.push(`start ${tag}`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`end ${tag}`);
+    };
+    await Promise.all([s1.withLock("c", work("1", 150)), new Promise((r) => setTimeout(r, 20)).then(() => s2.withLock("c", work("2", 10)))]);
+    expect(log).toEqual(["start 1", "end 1", "start 2", "end 2"]);
+  });
+
+  it("the wait for a busy call is bounded", async () => {
+    const prefix = uniquePrefix();
+    const s1 = new RedisSessionStore(a, { prefix });
+    const s2 = new RedisSessionStore(b, { prefix, lockWaitMs: 100 });
+    const holder = s1.withLock("busy", () => new Promise((r) => setTimeout(r, 400)));
+    await new Promise((r) => setTimeout(r, 20));
+    await expect(s2.withLock("busy", async () => "never")).rejects.toBeInstanceOf(LockTimeoutError);
+    await holder;
+  });
+
+  it("a lock left by a dead instance expires, and the call goes on elsewhere", async () => {
+    const prefix = uniquePrefix();
+    await a.set(`${prefix}lock:orphan`, "dead-instance-token", "PX", 300);
+    const s = new RedisSessionStore(b, { prefix, lockWaitMs: 2000 });
+    const t0 = Date.now();
+    await s.withLock("orphan", async () => undefined);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+  });
+
+  it("a slow turn keeps its lock alive past the lock TTL", async () => {
+    const prefix = uniquePrefix();
+    const s1 = new RedisSessionStore(a, { prefix, lockTtlMs: 300 });
+    const s2 = new RedisSessionStore(b, { prefix, lockTtlMs: 300, lockWaitMs: 3000 });
+    const log: string[] = [];
+    const first = s1.withLock("slow", async () => {
+      await new Promise((r) => setTimeout(r, 900));
+      log.push("first done");
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    await s2.withLock("slow", async () => void log.push("second ran"));
+    await first;
+    expect(log).toEqual(["first done", "second ran"]);
+  });
+});
+
+describe("RedisRateLimiter", () => {
+  it("shares windows across instances and is all-or-nothing", async () => {
+    const prefix = uniquePrefix();
+    const l1 = new RedisRateLimiter(a, prefix);
+    const l2 = new RedisRateLimiter(b, prefix);
+    const specs = [
+      { key: "to:1", max: 2, windowMs: 10_000 },
+      { key: "global", max: 10, windowMs: 10_000 },
+    ];
+    expect(await l1.acquire(specs)).toEqual({ ok: true });
+    expect(await l2.acquire(specs)).toEqual({ ok: true });
+    expect(await l1.acquire(specs)).toEqual({ ok: false, key: "to:1" });
+    // The refused attempt did not count in the global window.
+    expect(await a.zcard(`${prefix}global`)).toBe(2);
+  });
+});
+
+describe("a Redis restart mid-call", () => {
+  it("while Redis is down the caller hears an apology and no SMS leaves; afterwards the call goes on", async () => {
+    const server = new PrivateRedis(await freePort());
+    await server.start();
+    const fake = new FakeOpenAIServer();
+    await fake.start();
+    const { Redis } = await import("ioredis");
+    const redis = new Redis(server.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 100 });
+    redis.on("error", () => undefined); // reconnect noise while the server is down on purpose
+    await new Promise((r) => redis.once("ready", r));
+    const prefix = uniquePrefix();
+    const config = testConfig();
+    const svc = createService({
+      config,
+      model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),
+      ledger: new MemoryLedger(),
+      logger: pino({ level: "silent" }),
+      store: new RedisSessionStore(redis, { prefix }),
+      limiter: new RedisRateLimiter(redis, `${prefix}limit:`),
+    });
+    const post = async (e: unknown) => {
+      const r = await svc.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(e) });
+      return { status: r.statusCode, actions: r.statusCode === 200 ? [].concat(r.json()) : [] };
+    };
+    try {
+      const id = "redis-restart";
+      await post(ev.start(id));
+      fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
+      expect(spoken((await post(ev.speak(id, "SMS bitte"))).actions)[0]).toMatch(/^Darf ich/);
+
+      await server.stop();
+      fake.enqueue(reply.tool("record_consent", { consented: true }));
+      const during = await post(ev.speak(id, "Ja."));
+      expect(during.status).toBe(200);
+      expect(smsActions(during.actions)).toHaveLength(0);
+      expect(spoken(during.actions)).toEqual(["Entschuldigung, ich habe gerade eine technische Störung. Bitte sagen Sie das gleich noch einmal."]);
+      expect((await svc.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(503);
+
+      await server.start();
+      for (let i = 0; i < 50 && redis.status !== "ready"; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await svc.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+      // The state survived (AOF); the caller repeats the answer and the call goes on.
+      const after = await post(ev.speak(id, "Ja, gerne."));
+      expect(smsActions(after.actions)).toHaveLength(1);
+    } finally {
+      await svc.close();
+      redis.disconnect();
+      await server.stop();
+      await fake.close();
+    }
+  }, 30_000);
+});
