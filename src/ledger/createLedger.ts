@@ -1,0 +1,22 @@
+import type { AppConfig } from "../config/schema.js";
+import { FileLedger } from "./fileLedger.js";
+import type { ConsentLedger } from "./ledger.js";
+import { PostgresLedger } from "./postgresLedger.js";
+
+/**
+ * The production ledger: PostgreSQL when `DATABASE_URL` is set (table `LEDGER_TABLE`, default
+ * `consent_ledger`), else the JSON Lines file at `ledger.path`. `ledger.numbers` applies to both.
+ * Nothing connects or opens here beyond what the constructors do; call `ready()` to fail fast.
+ */
+export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv): ConsentLedger {
+  const url = env.DATABASE_URL?.trim();
+  if (url) return new PostgresLedger({ connectionString: url, numbers: config.ledger.numbers, table: env.LEDGER_TABLE?.trim() || undefined });
+  return new FileLedger(config.ledger.path, config.ledger.numbers);
+}
+
+/** One line for logs and start-up messages: where the evidence goes (no password). */
+export function describeLedger(ledger: ConsentLedger): string {
+  if (ledger instanceof PostgresLedger) return `PostgreSQL table ${ledger.table}`;
+  if (ledger instanceof FileLedger) return `file ${ledger.path}`;
+  return "custom ledger";
+}
