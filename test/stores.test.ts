@@ -141,3 +141,20 @@ describe("history", () => {
     expect(toolPairingProblems([result("zz")])).toEqual(["tool result zz at 0 has no matching call"]);
   });
 });
+
+describe("FileLedger after a crash", () => {
+  it("continues the sequence and never glues a record onto a torn line", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "ledger-")), "l.jsonl");
+    writeFileSync(path, '{"seq":1,"kind":"consent_asked","callId":"c","at":"t"}\n{"seq":2,"kind":"consent_gi');
+    const ledger = new FileLedger(path);
+    await ledger.append({ kind: "consent_given", callId: "c", at: "t2" });
+    await ledger.close();
+    const lines = readFileSync(path, "utf8").split("\n");
+    expect(lines[1]).toBe('{"seq":2,"kind":"consent_gi');
+    expect(JSON.parse(lines[2]!)).toMatchObject({ seq: 2, kind: "consent_given" });
+    const again = new FileLedger(path);
+    await again.append({ kind: "sms_sent", callId: "c", at: "t3" });
+    await again.close();
+    expect(JSON.parse(readFileSync(path, "utf8").trim().split("\n").at(-1)!)).toMatchObject({ seq: 3, kind: "sms_sent" });
+  });
+});

@@ -68,6 +68,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   const headerName = config.server.apiTokenHeader.toLowerCase();
 
+  // Graceful shutdown: requests in flight finish, and their keep-alive connections close with
+  // them, so closing does not wait for idle sockets to time out.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_req, reply) => {
+    if (closing) reply.header("connection", "close");
+  });
+
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const message = clientErrorMessage(err.code, config.server.maxBodyBytes);
     if (message || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
