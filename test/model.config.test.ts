@@ -39,6 +39,15 @@ describe("model selection through config", () => {
     expect(sys1.content).not.toMatch(/\{[a-z_]+\}/);
   });
 
+  it("the consent step's request carries only its own part of the call (question and answer)", () => {
+    const [main, consent] = svc.fake.requests;
+    expect(main!.messages.some((m) => m.role === "assistant" && /^Guten Tag/.test(m.content ?? ""))).toBe(true);
+    const history = consent!.messages.slice(1);
+    expect(history.map((m) => m.role)).toEqual(["assistant", "user"]);
+    expect(history[0]!.content).toMatch(/^Darf ich Ihnen/);
+    expect(history[1]!.content).toBe("Ja");
+  });
+
   it("strict function schemas by default", () => {
     const tool = svc.fake.requests[0]!.tools!.find((t) => t.function.name === "start_sms_flow")!;
     expect(tool.function.strict).toBe(true);

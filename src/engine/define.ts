@@ -40,6 +40,12 @@ export interface LlmStep extends StepBase {
   /** File name (without .md) under prompts/<language>/. */
   prompt: string;
   tools: ToolDef[];
+  /**
+   * What history the step's request carries: the whole call ("call", default), or only what
+   * was said since the step was entered ("step": a consent question and its answer need no more,
+   * and a short prompt is faster and cheaper).
+   */
+  context?: "call" | "step";
   /** Runs after the model answered with text only (no tool call), e.g. to repeat a fixed question. */
   afterModelText?: (ctx: TurnContext) => Promise<void> | void;
 }

@@ -158,7 +158,9 @@ export class Engine {
     if (stream.sink) for (const a of record.actions) if (!ctx.pushed.has(a)) stream.sink(a);
 
     state.lastEvent = { key: eventKey, at: now(), actions: record.actions };
+    const before = state.history.length;
     state.history = trimHistory(state.history, config.limits.historyMessages);
+    if (state.stepHistoryStart !== undefined) state.stepHistoryStart = Math.max(0, state.stepHistoryStart - (before - state.history.length));
     state.updatedAt = now();
     await store.set(state, config.limits.sessionTtlSeconds);
     record.stepAfter = state.step;
@@ -335,7 +337,7 @@ export class Engine {
     const override = config.llm.steps[step.name] ?? {};
     const modelName = override.model ?? config.llm.model;
     const strict = config.llm.strictTools;
-    const tools = step.tools.map((t) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(config), strict));
+    const tools = this.toolSpecs(step, strict);
     const values = { ...this.deps.flow.promptValues(ctx.state, config) };
     const system = [prompts.persona, prompts.stepPrompt(step.prompt), ...ctx.corrections]
       .map((p) => p.replace(/\{([a-z_][a-z0-9_]*)\}/g, (m, k: string) => values[k] ?? m))
@@ -345,7 +347,7 @@ export class Engine {
       temperature: override.temperature ?? config.llm.temperature,
       maxTokens: override.maxTokens ?? config.llm.maxTokens,
       system,
-      messages: ctx.state.history,
+      messages: step.context === "step" ? ctx.state.history.slice(ctx.state.stepHistoryStart ?? 0) : ctx.state.history,
       tools,
       signal: ctx.signal,
     };
@@ -388,6 +390,7 @@ export class Engine {
       ms: performance.now() - t0,
       promptTokens: response.usage.promptTokens,
       completionTokens: response.usage.completionTokens,
+      callHistoryChars: JSON.stringify(ctx.state.history).length,
     });
 
     // Ids are derived from the position in history, not random, so recorded model exchanges replay exactly.
@@ -495,6 +498,19 @@ export class Engine {
     }
   }
 
+  /** Tool JSON schemas depend only on config, which does not change: derive them once per step. */
+  private readonly specCache = new Map<string, ReturnType<typeof toolSpec>[]>();
+  private toolSpecs(step: LlmStep, strict: boolean): ReturnType<typeof toolSpec>[] {
+    const key = `${step.name}:${strict}`;
+    let specs = this.specCache.get(key);
+    if (!specs) {
+      const { prompts, config } = this.deps;
+      specs = step.tools.map((t) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(config), strict));
+      this.specCache.set(key, specs);
+    }
+    return specs;
+  }
+
   /** Steps entered while code runs; their onEnter / code runs once that code is done. */
   private readonly pendingEnters = new WeakMap<TurnContext, string[]>();
 
@@ -531,6 +547,7 @@ export class Engine {
     if (n > MAX_TRANSITIONS_PER_TURN) throw new Error(`more than ${MAX_TRANSITIONS_PER_TURN} step transitions in one turn`);
     const step = this.steps.get(stepName)!;
     ctx.record.stepsEntered.push(stepName);
+    ctx.state.stepHistoryStart = ctx.state.history.length;
     // Keys pressed in an earlier step never prefix a number keyed in this one.
     ctx.state.dtmf = "";
     await this.collectingEnters(ctx, async () => {

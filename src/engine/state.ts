@@ -89,6 +89,8 @@ export interface CallState {
   spoken: number;
   /** `spoken` when the current caller turn began: tells what the caller was answering. */
   spokenBeforeTurn: number;
+  /** History index where the current step began (for steps that only see their own part). */
+  stepHistoryStart?: number;
   /** The last line spoken that was not a repeat: what a re-prompt after silence repeats. */
   lastLine?: string;
   history: HistoryMessage[];

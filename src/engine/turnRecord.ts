@@ -26,6 +26,8 @@ export interface LlmRequestRecord {
   ms: number;
   promptTokens: number;
   completionTokens: number;
+  /** Size of the whole call's history at this request, sent or not (benchmarks compare prompt designs with it). */
+  callHistoryChars?: number;
   error?: string;
 }
 

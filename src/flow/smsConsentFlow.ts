@@ -26,6 +26,7 @@ const collectNumber = defineStep({
   kind: "llm",
   prompt: "collect_number",
   tools: [collectPhoneNumber, cancelSms],
+  context: "step",
   onEnter: (ctx) => void ctx.say("ask_number"),
 });
 
@@ -34,6 +35,8 @@ const confirmConsent = defineStep({
   kind: "llm",
   prompt: "confirm_consent",
   tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
+  // The question and the answer are all the model needs; the call facts are in the prompt.
+  context: "step",
   onEnter: (ctx) => askConsentQuestion(ctx),
   // Silence after the question: ask the exact question again, so the answer is to that wording.
   onTimeout: async (ctx) => {

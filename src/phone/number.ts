@@ -41,11 +41,19 @@ export function parseCallerNumber(input: string, defaultCountry: CountryCode): P
   };
 }
 
+/** Numbers already parsed (every turn reads the caller's and the SMS number back): bounded, oldest out first. */
+const parsedCache = new Map<string, ParsedNumber | undefined>();
+const PARSED_CACHE_MAX = 10_000;
+
 /** Parse a number that is already in AI Flow format (session numbers, send_sms recipients). */
 export function parseAiFlowNumber(aiflow: string): ParsedNumber | undefined {
   const digits = normalizeAiFlowNumber(aiflow);
   if (!digits) return undefined;
-  return parseCallerNumber("+" + digits, "DE");
+  if (parsedCache.has(digits)) return parsedCache.get(digits);
+  const parsed = parseCallerNumber("+" + digits, "DE");
+  if (parsedCache.size >= PARSED_CACHE_MAX) parsedCache.delete(parsedCache.keys().next().value!);
+  parsedCache.set(digits, parsed);
+  return parsed;
 }
 
 /**

@@ -26,8 +26,20 @@ export class MemoryRateLimiter implements RateLimiter {
 
   async acquire(limits: LimitSpec[]): Promise<AcquireResult> {
     const t = this.now();
-    const windows = limits.map((l) => (this.hits.get(l.key) ?? []).filter((at) => at > t - l.windowMs));
-    limits.forEach((l, i) => this.hits.set(l.key, windows[i]!));
+    const windows = limits.map((l) => {
+      const hits = this.hits.get(l.key) ?? [];
+      // Hits are appended in time order: drop the expired prefix (binary search, one splice).
+      let lo = 0;
+      let hi = hits.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (hits[mid]! > t - l.windowMs) hi = mid;
+        else lo = mid + 1;
+      }
+      if (lo > 0) hits.splice(0, lo);
+      this.hits.set(l.key, hits);
+      return hits;
+    });
     const full = limits.findIndex((l, i) => windows[i]!.length >= l.max);
     if (full >= 0) return { ok: false, key: limits[full]!.key };
     windows.forEach((w) => w.push(t));

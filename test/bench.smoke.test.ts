@@ -1,0 +1,27 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+/** `npm run bench` end to end at minimum size: every part runs and reports (numbers are for bench/results.md, not asserted). */
+describe("npm run bench", () => {
+  it("measures (a) to (d) and writes results.md and results.json", () => {
+    const out = mkdtempSync(join(tmpdir(), "bench-"));
+    const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_OUT: out },
+      encoding: "utf8",
+      timeout: 180_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(json.webhook.agentRps).toBeGreaterThan(0);
+    expect(json.webhook.ceilingRps).toBeGreaterThan(0);
+    expect(json.roundTrips.happyPath.callerTurns).toBeGreaterThan(10);
+    expect(json.firstSpeech.samples.length).toBeGreaterThanOrEqual(5);
+    expect(json.memory.calls).toBe(300);
+    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory"]);
+    const md = readFileSync(join(out, "results.md"), "utf8");
+    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call"]) expect(md).toContain(row);
+  }, 200_000);
+});
