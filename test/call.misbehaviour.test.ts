@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { parseEvent } from "../src/aiflow/events.js";
 import { toolPairingProblems } from "../src/engine/history.js";
 import type { TurnRecord } from "../src/engine/turnRecord.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { engineTurn, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 
 /** A model that misbehaves on purpose: every case must end with a valid answer and no unconsented SMS. */
 
@@ -15,11 +14,7 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-async function turn(event: unknown): Promise<TurnRecord> {
-  const p = parseEvent(event);
-  if (p.kind !== "event") throw new Error("not an event");
-  return svc.engine.handle(p.event);
-}
+const turn = (event: unknown): Promise<TurnRecord> => engineTurn(svc, event);
 
 async function inConsentStep(id: string) {
   await svc.post(ev.start(id));

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { parseEvent } from "../src/aiflow/events.js";
 import type { TurnRecord } from "../src/engine/turnRecord.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
-import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { engineTurn, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 
 /**
  * Findings of an adversarial review, kept as regression tests: each describes what must
@@ -19,11 +18,7 @@ beforeEach(() => svc.fake.reset());
 
 const OTHER_MOBILE = "491701234567";
 
-async function turn(event: unknown): Promise<TurnRecord> {
-  const p = parseEvent(event);
-  if (p.kind !== "event") throw new Error("not an event");
-  return svc.engine.handle(p.event);
-}
+const turn = (event: unknown): Promise<TurnRecord> => engineTurn(svc, event);
 
 /** Greeting, then start_sms_flow: the consent question for the caller's own number has been asked. */
 async function inConsentStep(id: string) {

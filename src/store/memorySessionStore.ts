@@ -1,4 +1,5 @@
 import type { CallState } from "../engine/state.js";
+import { KeyedQueue } from "./keyedQueue.js";
 import type { SessionStore } from "./sessionStore.js";
 
 /**
@@ -7,7 +8,7 @@ import type { SessionStore } from "./sessionStore.js";
  */
 export class MemorySessionStore implements SessionStore {
   private readonly data = new Map<string, { json: string; expiresAt: number }>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly queue = new KeyedQueue();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -18,16 +19,8 @@ export class MemorySessionStore implements SessionStore {
     this.sweeper.unref();
   }
 
-  async withLock<T>(sessionId: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(sessionId) ?? Promise.resolve();
-    const run = previous.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.locks.set(sessionId, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(sessionId) === tail) this.locks.delete(sessionId);
-    }
+  withLock<T>(sessionId: string, work: () => Promise<T>): Promise<T> {
+    return this.queue.run(sessionId, work);
   }
 
   async get(sessionId: string): Promise<CallState | undefined> {

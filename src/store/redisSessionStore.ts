@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { CallState } from "../engine/state.js";
+import { KeyedQueue } from "./keyedQueue.js";
 import { StoreUnavailableError, type SessionStore } from "./sessionStore.js";
 
 export interface RedisStoreOptions {
@@ -33,7 +34,7 @@ export class RedisSessionStore implements SessionStore {
   private readonly prefix: string;
   private readonly lockTtlMs: number;
   private readonly lockWaitMs: number;
-  private readonly local = new Map<string, Promise<unknown>>();
+  private readonly local = new KeyedQueue();
 
   constructor(
     private readonly redis: Redis,
@@ -63,19 +64,8 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 
-  async withLock<T>(sessionId: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.local.get(sessionId) ?? Promise.resolve();
-    const run = previous.then(
-      () => this.locked(sessionId, work),
-      () => this.locked(sessionId, work),
-    );
-    const tail = run.catch(() => undefined);
-    this.local.set(sessionId, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.local.get(sessionId) === tail) this.local.delete(sessionId);
-    }
+  withLock<T>(sessionId: string, work: () => Promise<T>): Promise<T> {
+    return this.local.run(sessionId, () => this.locked(sessionId, work));
   }
 
   private async locked<T>(sessionId: string, work: () => Promise<T>): Promise<T> {

@@ -7,6 +7,8 @@ import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
 import { createService, type Service } from "../../src/service.js";
 import type { AiFlowAction } from "../../src/aiflow/actions.js";
+import { parseEvent } from "../../src/aiflow/events.js";
+import type { TurnRecord } from "../../src/engine/turnRecord.js";
 import { FakeOpenAIServer } from "./fakeOpenAI.js";
 
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
@@ -89,6 +91,13 @@ export async function startTestService(opts: { config?: AppConfig; apiToken?: st
       await fake.close();
     },
   };
+}
+
+/** One event straight into the engine, for tests that assert on the turn record (guard decisions, tool calls). */
+export async function engineTurn(svc: Service, event: unknown): Promise<TurnRecord> {
+  const p = parseEvent(event);
+  if (p.kind !== "event") throw new Error(`not a known event: ${JSON.stringify(event)}`);
+  return svc.engine.handle(p.event);
 }
 
 export const spoken = (actions: AiFlowAction[]): string[] =>
