@@ -75,11 +75,11 @@ describe("RedisSessionStore", () => {
 
   it("a slow turn keeps its lock alive past the lock TTL", async () => {
     const prefix = uniquePrefix();
-    const s1 = new RedisSessionStore(a, { prefix, lockTtlMs: 300 });
-    const s2 = new RedisSessionStore(b, { prefix, lockTtlMs: 300, lockWaitMs: 3000 });
+    const s1 = new RedisSessionStore(a, { prefix, lockTtlMs: 600 });
+    const s2 = new RedisSessionStore(b, { prefix, lockTtlMs: 600, lockWaitMs: 5000 });
     const log: string[] = [];
     const first = s1.withLock("slow", async () => {
-      await new Promise((r) => setTimeout(r, 900));
+      await new Promise((r) => setTimeout(r, 1800));
       log.push("first done");
     });
     await new Promise((r) => setTimeout(r, 50));

@@ -45,6 +45,7 @@ export class PrivateRedis {
     this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", this.dir], { stdio: "ignore" });
     for (let i = 0; i < 100; i++) {
       const r = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      r.on("error", () => undefined); // refused while the server is still starting
       try {
         await r.connect();
         await r.ping();
