@@ -6,8 +6,8 @@ import type { AppConfig } from "../config/schema.js";
 import type { Engine } from "../engine/engine.js";
 import type { TurnRecord } from "../engine/turnRecord.js";
 import type { SessionStore } from "../store/sessionStore.js";
-import { maskNumber } from "../phone/number.js";
 import { tokenMatches } from "./auth.js";
+import { turnLogFields } from "./turnLog.js";
 import { attachWebSocket } from "./websocket.js";
 
 export interface AppDeps {
@@ -133,25 +133,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const event = parsed.event;
     const key = createHash("sha256").update((req as unknown as { rawBody: string }).rawBody).digest("hex");
     const turn = await engine.handle(event, key);
-    req.log.info(
-      {
-        sessionId: turn.sessionId,
-        event: turn.event,
-        step: turn.stepAfter,
-        stepBefore: turn.stepBefore,
-        caller: maskNumber(event.session.from_phone_number),
-        actions: turn.actions.map(describeAction),
-        refusals: turn.guardDecisions.filter((d) => !d.allowed).map((d) => `${d.subject}:${d.reason}`),
-        toolCalls: turn.toolCalls.map((t) => `${t.name}${t.ok ? "" : "!"}`),
-        duplicate: turn.duplicate || undefined,
-        modelMs: Math.round(turn.timings.modelMs),
-        engineMs: Math.round(turn.timings.engineMs * 10) / 10,
-        llmRequests: turn.llmRequests.length,
-        promptTokens: turn.llmRequests.reduce((a, r) => a + r.promptTokens, 0),
-        completionTokens: turn.llmRequests.reduce((a, r) => a + r.completionTokens, 0),
-      },
-      "event handled",
-    );
+    req.log.info(turnLogFields(turn, event, "http"), "event handled");
     try {
       deps.onTurn?.(turn);
     } catch (e) {
@@ -167,11 +149,4 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 function respond(reply: { code(c: number): { send(b?: unknown): unknown } }, actions: AiFlowAction[]) {
   if (actions.length === 0) return reply.code(204).send();
   return reply.code(200).send(actions.length === 1 ? actions[0] : actions);
-}
-
-/** For logs: what an action did, without message bodies or full numbers. */
-function describeAction(a: AiFlowAction): string {
-  if (a.type === "send_sms") return `send_sms(${maskNumber(a.phone_number)})`;
-  if (a.type === "transfer") return `transfer(${maskNumber(a.target_phone_number)})`;
-  return a.type;
 }

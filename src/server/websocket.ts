@@ -9,6 +9,7 @@ import type { AppConfig } from "../config/schema.js";
 import type { Engine } from "../engine/engine.js";
 import type { TurnRecord } from "../engine/turnRecord.js";
 import { tokenMatches } from "./auth.js";
+import { turnLogFields } from "./turnLog.js";
 
 export interface WebSocketDeps {
   config: AppConfig;
@@ -90,11 +91,8 @@ export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void
           onStart: () => running.set(sid, controller),
         })
         .then((record) => {
+          log.info(turnLogFields(record, event, "ws"), "event handled");
           deps.onTurn?.(record);
-          log.info(
-            { sessionId: sid, event: record.event, step: record.stepAfter, transport: "ws", actions: record.actions.map((a) => a.type), refusals: record.guardDecisions.filter((d) => !d.allowed).map((d) => `${d.subject}:${d.reason}`), modelMs: Math.round(record.timings.modelMs) },
-            "event handled",
-          );
         })
         .catch((e: Error) => log.error({ sessionId: sid, err: e.stack ?? e.message }, "WebSocket event failed"))
         .finally(() => {
