@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../src/config/load.js";
 import type { AppConfig, Language } from "../src/config/schema.js";
 import type { ChatModel } from "../src/llm/chatModel.js";
-import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
+import { createModel } from "../src/llm/createModel.js";
 import { ReplayModel, RecordingModel } from "./harness/cassette.js";
 import { summarizeModel, summarizeScenarios } from "./harness/metrics.js";
 import { ScriptedPersonaModel } from "./harness/personaCaller.js";
@@ -167,8 +167,10 @@ function modelEntries(args: { offline?: boolean; models?: string; matrix?: boole
     });
   }
   const env = process.env;
+  // The production model client (timeouts, retries, circuit breaker), but without fallbacks:
+  // a failing model must show in its own column, not be hidden by another one.
   const openai = (baseURL: string | undefined, apiKey: string | undefined) => () =>
-    new OpenAIChatModel({ apiKey: apiKey || "unused", baseURL, timeoutMs: base.llm.timeoutMs, maxRetries: base.llm.maxRetries, azureApiVersion: base.llm.azureApiVersion });
+    createModel({ ...base, llm: { ...base.llm, fallbacks: [] } }, { OPENAI_BASE_URL: baseURL, OPENAI_API_KEY: apiKey });
   if (args.matrix) {
     if (base.evalModels.length === 0) fail("--matrix needs evalModels in the config");
     return base.evalModels.map((m) => ({ name: m.name, model: m.model, make: openai(m.baseURL ?? env.OPENAI_BASE_URL, m.apiKeyEnv ? env[m.apiKeyEnv] : env.OPENAI_API_KEY) }));

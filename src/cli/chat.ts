@@ -6,7 +6,7 @@ import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config
 import type { TurnRecord } from "../engine/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import { OpenAIChatModel } from "../llm/openaiChatModel.js";
+import { createModel } from "../llm/createModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
 import { createService } from "../service.js";
 
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   if (args.offline) model = new ScriptedModel();
   else {
     if (!process.env.OPENAI_API_KEY && !process.env.OPENAI_BASE_URL) throw new ConfigError("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline");
-    model = new OpenAIChatModel({ apiKey: process.env.OPENAI_API_KEY || "unused", baseURL: process.env.OPENAI_BASE_URL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries, azureApiVersion: config.llm.azureApiVersion });
+    model = createModel(config, process.env);
   }
   const ledger = new MemoryLedger();
   const seen: { turn?: TurnRecord } = {};
