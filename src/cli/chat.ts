@@ -2,12 +2,14 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import type { AiFlowAction } from "../aiflow/actions.js";
+import { SMS_FAILURE_REASONS, type SmsFailureReason } from "../aiflow/events.js";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
 import type { TurnRecord } from "../engine/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
 import type { ChatModel } from "../llm/chatModel.js";
 import { createModel } from "../llm/createModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
+import { parseCallerNumber } from "../phone/number.js";
 import { createService } from "../service.js";
 
 /**
@@ -19,24 +21,54 @@ const HELP = `commands:
   /dtmf 0170…#        press keys (one dtmf_received event each)
   /silence            the caller says nothing (user_input_timeout)
   /barge <text>       interrupt the agent's last line
-  /sms_failed <reason>  sipgate reports the SMS failed (sender_not_allowed, insufficient_balance,
-                      no_sms_extension, smsc_unavailable, unknown)
+  /sms_failed [reason] [number]
+                      sipgate reports that an SMS failed
+                      reason: ${SMS_FAILURE_REASONS.join(", ")} (default unknown)
+                      number: whom it was for (default: the last SMS sent in this chat, else --from)
   /state              the call's state (step, number, consent, SMS)
   /ledger             the consent ledger so far
   /hangup, /quit      end the call`;
 
+const USAGE = `usage: npm run chat -- [options]
+  Be the caller: each line you type is a user_speak event; lines starting with / are commands.
+
+options:
+  --offline           built-in scripted model (no network); otherwise the configured model
+                      (OPENAI_API_KEY / OPENAI_BASE_URL, LLM_MODEL)
+  --config path       config file (default CONFIG or config/agent.yaml)
+  --from number       the caller's number (default 4915112345678)
+  --verbose           show every turn's tool calls, step and timings
+  --help              this text
+
+${HELP}`;
+
+/** Exit code for bad usage (unknown flag, stray argument), the same as `npm run eval` uses. */
+const EXIT_USAGE = 2;
+
 const dim = (s: string) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s);
 
 async function main(): Promise<void> {
-  const { values: args } = parseArgs({
-    options: {
-      offline: { type: "boolean", default: false },
-      config: { type: "string" },
-      from: { type: "string", default: "4915112345678" },
-      verbose: { type: "boolean", default: false },
-    },
-    strict: true,
-  });
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        offline: { type: "boolean", default: false },
+        config: { type: "string" },
+        from: { type: "string", default: "4915112345678" },
+        verbose: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    // node:util's message names the flag ("Unknown option '--x'"); the stack would only hide it.
+    console.error(`chat: ${(e as Error).message}; npm run chat -- --help for usage`);
+    process.exit(EXIT_USAGE);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
   const config = applyEnv(loadConfigFile(args.config ?? configPathFrom([], process.env)), process.env);
   let model: ChatModel;
   if (args.offline) model = new ScriptedModel();
@@ -49,6 +81,8 @@ async function main(): Promise<void> {
   const service = createService({ config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t) });
   const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };
   let ended = false;
+  // sms_failed names the recipient of the SMS that failed; a chat fakes it for the last one sent.
+  let lastSmsRecipient: string | undefined;
 
   const send = async (event: Record<string, unknown>, quiet = false): Promise<void> => {
     seen.turn = undefined;
@@ -66,7 +100,10 @@ async function main(): Promise<void> {
     }
     for (const a of actions) {
       if (a.type === "speak") console.log(`agent: ${a.text ?? a.ssml}`);
-      else if (a.type === "send_sms") console.log(`  ✉ SMS sent to +${a.phone_number}: "${a.message}"`);
+      else if (a.type === "send_sms") {
+        lastSmsRecipient = a.phone_number;
+        console.log(`  ✉ SMS sent to +${a.phone_number}: "${a.message}"`);
+      }
       else if (a.type === "hangup") {
         console.log("  ☎ the agent hung up");
         ended = true;
@@ -99,7 +136,11 @@ async function main(): Promise<void> {
     else if (cmd === "/dtmf") for (const digit of arg.replace(/\s/g, "")) await send({ type: "dtmf_received", digit });
     else if (cmd === "/silence") await send({ type: "user_input_timeout" });
     else if (cmd === "/barge") await send({ type: "user_speak", text: arg, barged_in: true });
-    else if (cmd === "/sms_failed") await send({ type: "sms_failed", recipient: args.from, reason: arg || "unknown", message: "from npm run chat" });
+    else if (cmd === "/sms_failed") {
+      const failure = smsFailure(rest, lastSmsRecipient ?? args.from!, config.homeCountry);
+      if ("error" in failure) console.log(failure.error);
+      else await send({ type: "sms_failed", ...failure, message: "from npm run chat" });
+    }
     else if (cmd === "/state") {
       const s = await service.store.get(session.id);
       console.log(s ? JSON.stringify({ step: s.step, turn: s.turn, number: s.sms.number, consent: s.sms.consent, declined: s.sms.declined, sent: s.sms.sent }, null, 2) : "(no call state)");
@@ -115,6 +156,18 @@ async function main(): Promise<void> {
   }
   rl.close();
   await service.close();
+}
+
+/** `/sms_failed [reason] [number]`: the event's fields, or a line saying what is wrong. */
+function smsFailure(words: string[], defaultRecipient: string, homeCountry: Parameters<typeof parseCallerNumber>[1]): { reason: SmsFailureReason; recipient: string } | { error: string } {
+  const [reason = "unknown", ...numberWords] = words;
+  if (!(SMS_FAILURE_REASONS as readonly string[]).includes(reason)) return { error: `unknown sms_failed reason "${reason}"; one of ${SMS_FAILURE_REASONS.join(", ")}` };
+  if (numberWords.length === 0) return { reason: reason as SmsFailureReason, recipient: defaultRecipient };
+  const text = numberWords.join(" ");
+  // Digits in AI Flow format (4917…) would read as a national number without their "+".
+  const number = parseCallerNumber(/^[1-9]\d{6,14}$/.test(text) ? `+${text}` : text, homeCountry);
+  if (!number) return { error: `"${text}" is not a phone number` };
+  return { reason: reason as SmsFailureReason, recipient: number.aiflow };
 }
 
 main().catch((e) => {
