@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 import autocannon from "autocannon";
 import { pino } from "pino";
 import { WebSocket } from "ws";
@@ -19,11 +18,13 @@ import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
 import { FakeOpenAIServer } from "../test/support/fakeOpenAI.js";
+import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
  * each timing a median of several runs (these machines are shared and noisy).
- * Writes bench/results.md and bench/results.json.
+ * Writes results.md and results.json to bench/out/; `--update` overwrites the checked-in
+ * bench/results.md and bench/results.json (see outputs.ts).
  */
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -267,6 +268,12 @@ async function benchMemory() {
 
 // ---------------------------------------------------------------- report
 async function main() {
+  // Decided before the minute of measuring, so a mistyped flag fails at once.
+  const output = benchOutput(process.argv.slice(2), process.env);
+  if (!output) {
+    console.log(BENCH_USAGE);
+    return;
+  }
   const started = Date.now();
   log("(d) memory per live call");
   const memory = await benchMemory();
@@ -286,9 +293,8 @@ async function main() {
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
   const results = { machine, targets, webhook, roundTrips, firstSpeech, memory };
-  const out = process.env.BENCH_OUT ?? "bench";
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, "results.json"), JSON.stringify(results, null, 2));
+  mkdirSync(output.dir, { recursive: true });
+  writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
   const ok = (m: boolean) => (m ? "met" : "**missed**");
   const md = `# Benchmark results
@@ -314,13 +320,18 @@ How each row is measured:
 - (c) a local model server streaming at a set time to first token and ${firstSpeech.tokenMs} ms a word; measured from sending \`user_speak\` to receiving the first \`speak\` frame.
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
 `;
-  writeFileSync(join(out, "results.md"), md);
+  writeFileSync(output.md, md);
   console.log(md);
+  log(`written: ${output.md}, ${output.json}${output.checkedIn ? "" : " (npm run bench -- --update writes the checked-in bench/results.*)"}`);
 }
 
 main().then(
   () => process.exit(0),
   (e) => {
+    if (e instanceof BenchUsageError) {
+      console.error(`bench: ${e.message}\n\n${BENCH_USAGE}`);
+      process.exit(2);
+    }
     console.error(e);
     process.exit(1);
   },

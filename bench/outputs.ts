@@ -1,0 +1,40 @@
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+/**
+ * Where `npm run bench` writes. The checked-in bench/results.{md,json} are the figures the README
+ * quotes; an ordinary run (another machine, a quick check) must not overwrite them, so it goes to
+ * the ignored bench/out/ unless `--update` says this run is the new reference.
+ */
+
+export const BENCH_USAGE = `usage: npm run bench -- [--update]
+  (no flag)    write results.md and results.json to bench/out/ (ignored by git)
+  --update     overwrite the checked-in bench/results.md and bench/results.json
+  --help       this text
+environment: BENCH_OUT=dir writes there instead (not with --update); BENCH_RUNS, BENCH_SECONDS, BENCH_CALLS size the run`;
+
+export class BenchUsageError extends Error {
+  override name = "BenchUsageError";
+}
+
+export interface BenchOutput {
+  dir: string;
+  json: string;
+  md: string;
+  /** The run replaces the checked-in reference figures. */
+  checkedIn: boolean;
+}
+
+/** The output paths for these command-line arguments and environment, or undefined for --help. */
+export function benchOutput(argv: string[], env: Record<string, string | undefined>): BenchOutput | undefined {
+  let values;
+  try {
+    values = parseArgs({ args: argv, options: { update: { type: "boolean", default: false }, help: { type: "boolean", default: false } }, strict: true }).values;
+  } catch (e) {
+    throw new BenchUsageError((e as Error).message);
+  }
+  if (values.help) return undefined;
+  if (values.update && env.BENCH_OUT) throw new BenchUsageError(`--update writes the checked-in bench/ files; BENCH_OUT=${env.BENCH_OUT} asks for another folder: use one of them`);
+  const dir = values.update ? "bench" : env.BENCH_OUT || join("bench", "out");
+  return { dir, json: join(dir, "results.json"), md: join(dir, "results.md"), checkedIn: values.update };
+}
