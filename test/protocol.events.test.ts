@@ -215,42 +215,131 @@ describe("parseEvent: unknown types", () => {
   });
 });
 
+describe("parseEvent: tolerant reading (a field the service can do without never costs the turn)", () => {
+  const full = { ...session, direction: "inbound", from_phone_number: "4915112345678", to_phone_number: "4921112345678" };
+
+  it.each([
+    ["account_id", 42],
+    ["account_id", null],
+    ["phone_number", null],
+    ["phone_number", { n: 1 }],
+    ["direction", null],
+    ["direction", "sideways"],
+    ["direction", 1],
+    ["from_phone_number", null],
+    ["from_phone_number", false],
+    ["to_phone_number", null],
+    ["to_phone_number", []],
+  ] as const)("session.%s = %j is read as absent (or coerced), the event is kept", (field, value) => {
+    const e = known({ type: "session_start", session: { ...full, [field]: value } });
+    expect(e.type).toBe("session_start");
+    expect(e.session.id).toBe("s-1");
+    const read = (e.session as Record<string, unknown>)[field];
+    if (field === "account_id" && value === 42) expect(read).toBe("42");
+    else expect(read).toBeUndefined();
+  });
+
+  it("an account id sent as a number is read as its decimal string", () => {
+    expect(known({ type: "session_start", session: { id: "n", account_id: 1234567 } }).session.account_id).toBe("1234567");
+  });
+
+  it("numbers sent as JSON integers are read as their digits; other numbers count as absent", () => {
+    const e = known({ type: "session_start", session: { id: "n", from_phone_number: 4915112345678, to_phone_number: -5, phone_number: 49.5 } });
+    expect(e.session.from_phone_number).toBe("4915112345678");
+    expect(e.session.to_phone_number).toBeUndefined();
+    expect(e.session.phone_number).toBeUndefined();
+  });
+
+  it("direction is read case-insensitively", () => {
+    expect(known({ type: "session_start", session: { id: "d", direction: " Outbound " } }).session.direction).toBe("outbound");
+  });
+
+  it.each([
+    ["text null", { text: null }, ""],
+    ["text a number", { text: 5 }, ""],
+    ["text missing", {}, ""],
+    ["text null, transcript given", { text: null, transcript: "ja" }, "ja"],
+    ["transcript an object", { transcript: { a: 1 } }, ""],
+  ] as const)("user_speak with %s reads as text %j", (_label, fields, text) => {
+    expect(known({ type: "user_speak", ...fields, session })).toEqual({ type: "user_speak", session, text, barged_in: false });
+  });
+
+  it.each([null, "yes", 1, {}])("user_speak with barged_in %j reads as not barged in", (barged_in) => {
+    expect(known({ type: "user_speak", text: "hallo", barged_in, session })).toMatchObject({ text: "hallo", barged_in: false });
+  });
+
+  it.each(["A", "B", "C", "D"])("DTMF key %s of the fourth column is accepted", (digit) => {
+    expect(known({ type: "dtmf_received", digit, session })).toMatchObject({ digit });
+  });
+
+  it("a key sent as a JSON number is that key", () => {
+    expect(known({ type: "dtmf_received", digit: 7, session })).toMatchObject({ digit: "7" });
+  });
+
+  it.each([
+    ["digit missing", {}],
+    ["digit null", { digit: null }],
+    ["digit empty", { digit: "" }],
+    ["digit x", { digit: "x" }],
+    ["digit lower-case a", { digit: "a" }],
+    ["digit 10 as a number", { digit: 10 }],
+    ["digits with a letter", { digits: "12x" }],
+    ["digits as a number (leading zeros lost)", { digits: 151 }],
+  ] as const)("dtmf_received with %s is no key press: an empty digit", (_label, fields) => {
+    expect(known({ type: "dtmf_received", ...fields, session })).toEqual({ type: "dtmf_received", session, digit: "" });
+  });
+
+  it("assistant_speak with ill-typed text, duration and start time keeps the event", () => {
+    const e = known({ type: "assistant_speak", text: 5, ssml: null, duration_ms: "2300", speech_started_at: null, session });
+    expect(e).toEqual({ type: "assistant_speak", session, text: undefined, duration_ms: undefined });
+  });
+
+  it("assistant_speak with a negative duration reads as no duration", () => {
+    expect(known({ type: "assistant_speak", text: "x", duration_ms: -1, session })).toMatchObject({ text: "x", duration_ms: undefined });
+  });
+
+  it("sms_failed with an undocumented reason is handled as unknown, the raw value kept", () => {
+    const e = known({ type: "sms_failed", recipient: "4915112345678", reason: "out_of_coffee", message: "m", session });
+    expect(e).toMatchObject({ type: "sms_failed", reason: "unknown", rawReason: "out_of_coffee", message: "m" });
+  });
+
+  it("sms_failed with a non-string reason keeps it as text, bounded in length", () => {
+    expect(known({ type: "sms_failed", recipient: "4915112345678", reason: { code: 7 }, session })).toMatchObject({ reason: "unknown", rawReason: '{"code":7}' });
+    const long = known({ type: "sms_failed", recipient: "4915112345678", reason: "x".repeat(5000), session });
+    expect(long.type === "sms_failed" && long.rawReason).toHaveLength(200);
+  });
+
+  it("sms_failed without reason (or null) is unknown with no raw value", () => {
+    for (const reason of [undefined, null]) {
+      const e = known({ type: "sms_failed", recipient: "4915112345678", reason, session });
+      expect(e).toMatchObject({ reason: "unknown" });
+      expect(e.type === "sms_failed" && e.rawReason).toBeUndefined();
+    }
+  });
+
+  it("a documented reason carries no raw value", () => {
+    const e = known({ type: "sms_failed", recipient: "4915112345678", reason: "smsc_unavailable", session });
+    expect(e.type === "sms_failed" && e.rawReason).toBeUndefined();
+  });
+
+  it.each([
+    ["missing", {}, ""],
+    ["null", { recipient: null }, ""],
+    ["an object", { recipient: {} }, ""],
+    ["a JSON integer", { recipient: 4915112345678 }, "4915112345678"],
+  ] as const)("sms_failed with recipient %s still reports the failure (recipient %j)", (_label, fields, recipient) => {
+    expect(known({ type: "sms_failed", ...fields, reason: "unknown", message: null, session })).toMatchObject({ type: "sms_failed", recipient, reason: "unknown", message: "" });
+  });
+});
+
 describe("parseEvent: invalid bodies throw InvalidEventError naming the field", () => {
-  it("user_speak without text or transcript names `text`", () => {
-    const err = invalid({ type: "user_speak", session });
-    expect(err.message).toContain("user_speak");
-    expect(err.message).toMatch(/\btext\b/);
-  });
-
-  it("user_speak with a non-string text names `text`", () => {
-    expect(invalid({ type: "user_speak", text: 5, session }).message).toMatch(/\btext\b/);
-  });
-
-  it.each(["x", "12", "", "A"])("dtmf_received with digit %j names `digit`", (digit) => {
-    const err = invalid({ type: "dtmf_received", digit, session });
-    expect(err.message).toMatch(/\bdigit\b/);
-  });
-
-  it("dtmf_received without digit names `digit`", () => {
-    expect(invalid({ type: "dtmf_received", session }).message).toMatch(/\bdigit\b/);
-  });
-
-  it("dtmf_received with bad `digits` names `digits`", () => {
-    expect(invalid({ type: "dtmf_received", digits: "12a", session }).message).toMatch(/\bdigits\b/);
-  });
-
-  it("sms_failed with an unknown reason names `reason`", () => {
-    const err = invalid({ type: "sms_failed", recipient: "4915112345678", reason: "out_of_coffee", message: "m", session });
-    expect(err.message).toMatch(/\breason\b/);
-    expect(err.message).toContain("out_of_coffee");
-  });
-
-  it("sms_failed without recipient names `recipient`", () => {
-    expect(invalid({ type: "sms_failed", reason: "unknown", session }).message).toMatch(/\brecipient\b/);
-  });
-
   it("a session without id names `session.id`", () => {
     expect(invalid({ type: "session_start", session: { account_id: "1" } }).message).toContain("session.id");
+  });
+
+  it("a session id of the wrong type names `session.id`", () => {
+    expect(invalid({ type: "user_speak", text: "x", session: { id: 5 } }).message).toContain("session.id");
+    expect(invalid({ type: "user_speak", text: "x", session: { id: null } }).message).toContain("session.id");
   });
 
   it("a session with an empty id names `session.id`", () => {
@@ -261,12 +350,16 @@ describe("parseEvent: invalid bodies throw InvalidEventError naming the field", 
     expect(invalid({ type: "session_start" }).message).toMatch(/\bsession\b/);
   });
 
-  it("a bad direction names `session.direction`", () => {
-    expect(invalid({ type: "session_start", session: { id: "a", direction: "sideways" } }).message).toContain("session.direction");
+  it.each([null, "s-1", 5, []])("a known type with session %j names `session`", (bad) => {
+    expect(invalid({ type: "sms_failed", reason: "unknown", session: bad }).message).toMatch(/\bsession\b/);
   });
 
   it("a non-string type names `type`", () => {
     expect(invalid({ type: 5, session }).message).toMatch(/\btype\b/);
+  });
+
+  it("a null type names `type`", () => {
+    expect(invalid({ type: null, session }).message).toMatch(/\btype\b/);
   });
 
   it.each([

@@ -67,7 +67,10 @@ const onUserSpeak: EventHook = (ctx, event) => {
   return false; // the engine still runs the caller turn
 };
 
-/** Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. */
+/**
+ * Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. The A-D keys of
+ * DTMF's fourth column are no part of any phone number: they are skipped, not typed.
+ */
 const onDtmf: EventHook = async (ctx, event) => {
   if (event.type !== "dtmf_received") return false;
   const { state } = ctx;
@@ -76,6 +79,7 @@ const onDtmf: EventHook = async (ctx, event) => {
     return true;
   }
   for (const key of event.digit) {
+    if (key >= "A" && key <= "D") continue;
     if (key === "*") state.dtmf = "";
     else if (key === "#") {
       const keyed = state.dtmf;
@@ -97,7 +101,8 @@ const recordSmsFailure: EventHook = async (ctx, event) => {
   if (event.type !== "sms_failed") return false;
   const { state, config } = ctx;
   const recipient = normalizeAiFlowNumber(event.recipient);
-  const logFields = { sessionId: ctx.sessionId, recipient: maskNumber(event.recipient), reason: event.reason, detail: event.message };
+  // rawReason: what sipgate sent when it is none of the documented reasons (handled as "unknown").
+  const logFields = { sessionId: ctx.sessionId, recipient: maskNumber(event.recipient), reason: event.reason, rawReason: event.rawReason, detail: event.message };
   const sent = [...state.sms.sent].reverse().find((s) => !s.failed && (!recipient || s.number === recipient));
   const transient = TRANSIENT_FAILURES.has(event.reason);
   if (!sent) {
