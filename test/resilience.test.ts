@@ -1,5 +1,17 @@
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createNetServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  BadRequestError,
+  InternalServerError,
+  RateLimitError,
+} from "openai";
 import { ModelError } from "../src/llm/chatModel.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ResilientModel, isRetryable } from "../src/llm/resilientModel.js";
@@ -110,7 +122,177 @@ describe("ResilientModel", () => {
   it("classifies errors", () => {
     expect(isRetryable(new ModelError("x", Object.assign(new Error("x"), { status: 429 })))).toBe(true);
     expect(isRetryable(new ModelError("x", Object.assign(new Error("x"), { status: 401 })))).toBe(false);
-    expect(isRetryable(new ModelError("x", Object.assign(new Error("Connection error."), { name: "APIConnectionError" })))).toBe(true);
+  });
+
+  it("classifies the openai client's errors by class", () => {
+    const headers = new Headers();
+    const wrapped = (e: unknown) => isRetryable(new ModelError("model request failed", e));
+    // Connection errors have no status and the plain name "Error": only their class tells.
+    expect(new APIConnectionError({ message: undefined }).name).toBe("Error");
+    expect(wrapped(new APIConnectionError({ message: undefined, cause: new TypeError("fetch failed") }))).toBe(true);
+    expect(wrapped(new APIConnectionTimeoutError())).toBe(true);
+    expect(wrapped(new RateLimitError(429, undefined, undefined, headers))).toBe(true);
+    expect(wrapped(new InternalServerError(503, undefined, undefined, headers))).toBe(true);
+    expect(wrapped(APIError.generate(408, undefined, undefined, headers))).toBe(true);
+    expect(wrapped(new BadRequestError(400, undefined, undefined, headers))).toBe(false);
+    expect(wrapped(new AuthenticationError(401, undefined, undefined, headers))).toBe(false);
+    expect(wrapped(new APIUserAbortError())).toBe(false);
+  });
+
+  it("classifies socket errors by code, also a few causes down; not by message", () => {
+    const cut = Object.assign(new TypeError("terminated"), { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) });
+    expect(isRetryable(new ModelError("model stream failed: terminated", cut))).toBe(true);
+    expect(isRetryable(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }))).toBe(true);
+    expect(isRetryable(new ModelError("x", new Error("Connection error.")))).toBe(false);
+    expect(isRetryable(new ModelError("model answered without choices"))).toBe(false);
+  });
+});
+
+/**
+ * A model endpoint that fails below HTTP, through the real openai client: the TCP connection is
+ * accepted and then dropped (after the request arrived, or at once with a reset), or nothing
+ * listens on the port at all. Each must cost what a 5xx costs: retries, then the fallback, and
+ * the circuit breaker counts it.
+ */
+type FailureKind = "503" | "dropped" | "reset" | "refused" | "cut mid-stream";
+
+interface FailingEndpoint {
+  baseURL: string;
+  /** Attempts that reached the endpoint: HTTP requests, or TCP connections where no HTTP is spoken (0 for a refused port). */
+  arrived(): number;
+  close(): Promise<void>;
+}
+
+async function failingEndpoint(kind: FailureKind): Promise<FailingEndpoint> {
+  let arrived = 0;
+  let server: Server;
+  if (kind === "503" || kind === "cut mid-stream") {
+    server = createHttpServer((req, res) => {
+      arrived++;
+      req.resume();
+      req.on("end", () => {
+        if (kind === "503") {
+          res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "overloaded" } }));
+          return;
+        }
+        // The stream starts (headers and a role-only chunk, no words yet), then the connection dies.
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(`data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { role: "assistant" } }] })}\n\n`);
+        setTimeout(() => res.socket?.destroy(), 10);
+      });
+    });
+  } else {
+    server = createNetServer((socket) => {
+      arrived++;
+      if (kind === "reset") socket.resetAndDestroy();
+      // Read the request, then close without a byte of answer (a crashed or restarting server).
+      else socket.once("data", () => socket.destroy());
+    });
+  }
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  if (kind === "refused") await new Promise((resolve) => server.close(resolve));
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    arrived: () => arrived,
+    close: () => (kind === "refused" ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()))),
+  };
+}
+
+describe("connection failures get the same retries, fallback and circuit breaker as a 5xx", () => {
+  function overFailing(endpoint: FailingEndpoint, opts: Partial<ConstructorParameters<typeof ResilientModel>[1]>, clock = { now: 0 }) {
+    const sleeps: number[] = [];
+    const fallbacks: string[] = [];
+    const errors: string[] = [];
+    const model = new ResilientModel(
+      [
+        // maxRetries 0 as in production: retries are the wrapper's job, so each attempt is one request.
+        { name: "flaky", model: new OpenAIChatModel({ apiKey: "k", baseURL: endpoint.baseURL, timeoutMs: 10_000, maxRetries: 0 }) },
+        { name: "backup", model: client(backup), modelName: "backup-model" },
+      ],
+      {
+        timeoutMs: 5000,
+        retries: 2,
+        backoffInitialMs: 250,
+        backoffMaxMs: 2000,
+        breakerThreshold: 100,
+        breakerCooldownMs: 30_000,
+        now: () => clock.now,
+        sleep: async (ms) => void sleeps.push(ms),
+        onFallback: (from, to) => fallbacks.push(`${from}->${to}`),
+        onError: (route, reason) => route === "flaky" && errors.push(reason),
+        ...opts,
+      },
+    );
+    return { model, sleeps, fallbacks, errors };
+  }
+
+  const KINDS: FailureKind[] = ["503", "dropped", "reset", "refused"];
+
+  it.each(KINDS)("%s: retries+1 attempts with backoff, then the fallback answers", async (kind) => {
+    const endpoint = await failingEndpoint(kind);
+    try {
+      backup.enqueue(reply.text("from backup"));
+      const { model, sleeps, fallbacks, errors } = overFailing(endpoint, { retries: 2 });
+      expect((await model.complete(req)).text).toBe("from backup");
+      expect(errors).toHaveLength(3);
+      if (kind !== "refused") expect(endpoint.arrived()).toBe(3);
+      expect(sleeps).toEqual([250, 500]);
+      expect(fallbacks).toEqual(["flaky->backup"]);
+      expect(backup.requests).toHaveLength(1);
+      expect(backup.requests[0]!.model).toBe("backup-model");
+    } finally {
+      await endpoint.close();
+    }
+  });
+
+  it.each([...KINDS, "cut mid-stream"] as FailureKind[])("%s while streaming: retried before any words, then the fallback's words", async (kind) => {
+    const endpoint = await failingEndpoint(kind);
+    try {
+      backup.enqueue(reply.text("gestreamte Antwort"));
+      const { model, sleeps, fallbacks, errors } = overFailing(endpoint, { retries: 1 });
+      const heard: string[] = [];
+      const res = await model.stream(req, (d) => heard.push(d));
+      expect(res.text).toBe("gestreamte Antwort");
+      expect(heard.join("")).toBe("gestreamte Antwort");
+      expect(errors).toHaveLength(2);
+      if (kind !== "refused") expect(endpoint.arrived()).toBe(2);
+      expect(sleeps).toEqual([250]);
+      expect(fallbacks).toEqual(["flaky->backup"]);
+    } finally {
+      await endpoint.close();
+    }
+  });
+
+  it.each(KINDS)("%s: the breaker opens after the threshold and the dead endpoint is skipped until the cooldown passed", async (kind) => {
+    const endpoint = await failingEndpoint(kind);
+    const clock = { now: 0 };
+    try {
+      backup.onRequest(() => reply.text("backup"));
+      // 2 attempts per call, threshold 4: the second call's last failure opens the circuit.
+      const { model, errors, fallbacks } = overFailing(endpoint, { retries: 1, breakerThreshold: 4, breakerCooldownMs: 10_000 }, clock);
+      await model.complete(req);
+      expect(model.openCircuits()).toEqual([]);
+      await model.complete(req);
+      expect(errors).toHaveLength(4);
+      expect(model.openCircuits()).toEqual(["flaky"]);
+      const arrivedWhenOpened = endpoint.arrived();
+      if (kind !== "refused") expect(arrivedWhenOpened).toBe(4);
+
+      // Open: no attempt at all, straight to the fallback.
+      expect((await model.complete(req)).text).toBe("backup");
+      expect(errors).toHaveLength(4);
+      expect(endpoint.arrived()).toBe(arrivedWhenOpened);
+      expect(backup.requests).toHaveLength(3);
+      expect(fallbacks).toEqual(["flaky->backup", "flaky->backup"]); // the open circuit is skipped, not a fallback
+
+      // After the cooldown the endpoint is tried again.
+      clock.now += 10_001;
+      await model.complete(req);
+      expect(errors.length).toBeGreaterThan(4);
+    } finally {
+      await endpoint.close();
+    }
   });
 });
 

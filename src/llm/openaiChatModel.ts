@@ -1,4 +1,4 @@
-import OpenAI, { AzureOpenAI } from "openai";
+import OpenAI, { APIConnectionError, APIError, AzureOpenAI, InternalServerError, RateLimitError } from "openai";
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
 import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
 
@@ -9,6 +9,23 @@ export interface OpenAIModelOptions {
   maxRetries: number;
   /** Azure OpenAI: `api-version` query parameter; the base URL is the resource endpoint. */
   azureApiVersion?: string;
+}
+
+/**
+ * Whether an error of the openai client means another attempt could succeed; undefined when it
+ * is not one of the client's errors. Asked by class, not by name or message: a refused, reset or
+ * dropped connection is an APIConnectionError whose `name` is plain "Error", whose message is
+ * "Connection error." and which has no status, so checks on those fields miss it (the socket
+ * error is two `cause`s down). APIConnectionTimeoutError is a subclass. A user abort
+ * (APIUserAbortError) is not retried here: the resilient wrapper turns its own timeout into a
+ * retryable error before asking.
+ */
+export function isTransientOpenAIError(e: unknown): boolean | undefined {
+  if (e instanceof APIConnectionError) return true;
+  if (e instanceof RateLimitError || e instanceof InternalServerError) return true;
+  // 408 request timeout and 409 conflict (a lock on the provider's side) are worth a second try.
+  if (e instanceof APIError) return e.status === 408 || e.status === 409;
+  return undefined;
 }
 
 /** Chat Completions over any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, Ollama, vLLM, …). */

@@ -1,4 +1,5 @@
 import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
+import { isTransientOpenAIError } from "./openaiChatModel.js";
 
 /** One model endpoint the resilient model may use, in order of preference. */
 export interface ModelRoute {
@@ -30,13 +31,46 @@ interface Breaker {
   openUntil: number;
 }
 
+/**
+ * Network failures below any HTTP answer (Node's socket errors and undici's), by code: a body
+ * cut off mid-stream surfaces as a bare `TypeError: terminated` with one of these as its cause.
+ */
+const NETWORK_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+]);
+
+function networkErrorCode(e: unknown): string | undefined {
+  // The code sits a few `cause`s down (e.g. TypeError "terminated" → SocketError); bounded against cycles.
+  for (let cur = e, depth = 0; cur && typeof cur === "object" && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === "string" && NETWORK_ERROR_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
 /** Whether another attempt could succeed: rate limits, server errors, timeouts, lost connections. */
 export function isRetryable(e: unknown): boolean {
   const cause = e instanceof ModelError ? e.causeError : e;
-  const status = (cause as { status?: number } | undefined)?.status;
+  const byClient = isTransientOpenAIError(cause);
+  if (byClient !== undefined) return byClient;
+  // Other ChatModel implementations may carry an HTTP status of their own.
+  const status = (cause as { status?: unknown } | undefined)?.status;
   if (typeof status === "number") return status === 408 || status === 409 || status === 429 || status >= 500;
-  const name = (cause as { name?: string } | undefined)?.name ?? "";
-  return /Timeout|Connection|Abort/i.test(name) || /timed? ?out|ECONN|socket|network|aborted/i.test(String((cause as Error | undefined)?.message ?? ""));
+  // This wrapper's own per-attempt timeout (see attempt()).
+  if ((cause as { name?: unknown } | undefined)?.name === "TimeoutError") return true;
+  return networkErrorCode(cause) !== undefined;
 }
 
 /**
