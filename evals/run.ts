@@ -4,7 +4,8 @@ import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../src/co
 import type { AppConfig, Language } from "../src/config/schema.js";
 import type { ChatModel } from "../src/llm/chatModel.js";
 import { createModel } from "../src/llm/createModel.js";
-import { ReplayModel, RecordingModel } from "./harness/cassette.js";
+import { NoCassetteError, ReplayModel, RecordingModel, personaCallerCassette } from "./harness/cassette.js";
+import { EndpointWatch } from "./harness/endpointWatch.js";
 import { summarizeModel, summarizeScenarios } from "./harness/metrics.js";
 import { ScriptedPersonaModel } from "./harness/personaCaller.js";
 import { consoleReport, writeReports, type RunReport } from "./harness/report.js";
@@ -15,13 +16,15 @@ import { ScriptedModel } from "../src/llm/scriptedModel.js";
 /**
  * `npm run eval`: every scenario × model × prompt variant × trial through the real service.
  * Exit code 1 when a hard expectation fails, a consent violation happens, a self-check
- * scenario passes, or the harness itself errs (cassette miss); 2 for bad usage.
+ * scenario passes, or the harness itself errs (cassette miss); 2 for bad usage, and when a
+ * model's endpoint never answered at all (EXIT_UNREACHABLE): that is a setup problem to fix
+ * before any score means something, not a 0% pass rate.
  */
 
 const USAGE = `usage: npm run eval -- [options]
   --offline            built-in scripted model (no network); models: scripted, scripted-reckless
   --models a,b         model names (online: llm.model on OPENAI_BASE_URL / OPENAI_API_KEY)
-  --matrix             the models listed under evalModels in the config (own base URL / key variable each)
+  --matrix             the models listed under evalModels in the config (own baseURL, apiKeyEnv, strictTools each)
   --prompts d1,d2      prompt folders to compare (default: prompts/)
   --trials n           runs per scenario (default 1); reports pass^k for k <= n
   --record dir         store every model exchange in cassettes in dir
@@ -34,8 +37,19 @@ const USAGE = `usage: npm run eval -- [options]
 interface ModelEntry {
   name: string;
   model: string;
-  make: () => ChatModel;
+  /** Where an online model is reached, for the "unreachable" message; offline models have none. */
+  endpoint?: string;
+  /** Overrides llm.strictTools for this model (local servers that reject `strict`). */
+  strictTools?: boolean;
+  /** A fresh client; with a watch, its failures and answers are counted. */
+  make: (watch?: EndpointWatch) => ChatModel;
 }
+
+/** The openai client's own default, shown when neither the entry nor OPENAI_BASE_URL names one. */
+const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
+
+/** Same code as bad usage: the run could not measure the model at all. */
+const EXIT_UNREACHABLE = 2;
 
 function fail(message: string): never {
   console.error(`eval: ${message}\n\n${USAGE}`);
@@ -100,29 +114,59 @@ async function main(): Promise<number> {
   const total = models.length * promptDirs.length * scenarios.length * trials;
   const progress = new Progress(total);
   const recorders: RecordingModel[] = [];
+  const personas = scenarios.some((s) => s.persona);
   for (const entry of models) {
     for (const promptsDir of promptDirs) {
       const column = promptsDir ? `${entry.name}@${promptsDir.replace(/\/$/, "").split("/").pop()}` : entry.name;
-      let model = entry.make();
-      let harnessErrors: (() => string[]) | undefined;
+      const watch = entry.endpoint ? new EndpointWatch() : undefined;
+      let model = entry.make(watch);
+      // The model that plays a persona scenario's caller is recorded and replayed like the agent's:
+      // a replay with another caller (the offline persona) would ask the agent other things and miss.
+      let callerModel: ChatModel | undefined;
+      const replays: ReplayModel[] = [];
       if (args.record) {
         const rec = new RecordingModel(model, args.record, column);
         recorders.push(rec);
         model = rec;
+        if (personas) {
+          const callerRec = new RecordingModel(args.offline ? new ScriptedPersonaModel() : entry.make(), args.record, personaCallerCassette(column));
+          recorders.push(callerRec);
+          callerModel = callerRec;
+        }
       } else if (args.replay) {
         const replay = new ReplayModel(args.replay, column);
-        let seen = 0;
-        harnessErrors = () => replay.misses.slice(seen, (seen = replay.misses.length)).map((m) => m.message);
+        replays.push(replay);
         model = replay;
-      }
-      const callerModel = args.offline || args.replay ? new ScriptedPersonaModel() : entry.make();
+        if (personas) {
+          const callerReplay = new ReplayModel(args.replay, personaCallerCassette(column));
+          replays.push(callerReplay);
+          callerModel = callerReplay;
+        }
+      } else if (personas) callerModel = args.offline ? new ScriptedPersonaModel() : entry.make();
+      // Each trial reports only the misses that happened during it.
+      const seen = new Map<ReplayModel, number>();
+      const harnessErrors = replays.length
+        ? () =>
+            replays.flatMap((r) => {
+              const from = seen.get(r) ?? 0;
+              seen.set(r, r.misses.length);
+              return r.misses.slice(from).map((m) => m.message);
+            })
+        : undefined;
       for (const scenario of scenarios) {
-        const config = { ...configFor(scenario.language), llm: { ...configFor(scenario.language).llm, model: entry.model } };
+        const langConfig = configFor(scenario.language);
+        const config = { ...langConfig, llm: { ...langConfig.llm, model: entry.model, strictTools: entry.strictTools ?? langConfig.llm.strictTools } };
         for (let trial = 1; trial <= trials; trial++) {
           const r = await runTrial(scenario, { config, model, modelName: column, trial, promptsDir, harnessErrors, callerModel });
           results.push(r);
           progress.tick(r, scenario.expectFailure);
         }
+      }
+      const unreachable = watch?.unreachable();
+      if (unreachable) {
+        progress.done();
+        console.error(`eval: model ${entry.model} at ${entry.endpoint} is unreachable (${unreachable})`);
+        return EXIT_UNREACHABLE;
       }
     }
   }
@@ -169,15 +213,23 @@ function modelEntries(args: { offline?: boolean; models?: string; matrix?: boole
   const env = process.env;
   // The production model client (timeouts, retries, circuit breaker), but without fallbacks:
   // a failing model must show in its own column, not be hidden by another one.
-  const openai = (baseURL: string | undefined, apiKey: string | undefined) => () =>
-    createModel({ ...base, llm: { ...base.llm, fallbacks: [] } }, { OPENAI_BASE_URL: baseURL, OPENAI_API_KEY: apiKey });
+  const online = (name: string, model: string, baseURL: string | undefined, apiKey: string | undefined, strictTools?: boolean): ModelEntry => ({
+    name,
+    model,
+    strictTools,
+    endpoint: baseURL || OPENAI_DEFAULT_BASE_URL,
+    make: (watch) => {
+      const client = createModel({ ...base, llm: { ...base.llm, fallbacks: [] } }, { OPENAI_BASE_URL: baseURL, OPENAI_API_KEY: apiKey }, watch ? { onError: watch.onError } : {});
+      return watch ? watch.wrap(client) : client;
+    },
+  });
   if (args.matrix) {
     if (base.evalModels.length === 0) fail("--matrix needs evalModels in the config");
-    return base.evalModels.map((m) => ({ name: m.name, model: m.model, make: openai(m.baseURL ?? env.OPENAI_BASE_URL, m.apiKeyEnv ? env[m.apiKeyEnv] : env.OPENAI_API_KEY) }));
+    return base.evalModels.map((m) => online(m.name, m.model, m.baseURL ?? env.OPENAI_BASE_URL, m.apiKeyEnv ? env[m.apiKeyEnv] : env.OPENAI_API_KEY, m.strictTools));
   }
   if (!args.replay && !env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) fail("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline / --replay");
   const list = names.length ? names : [base.llm.model];
-  return list.map((name) => ({ name, model: name, make: openai(env.OPENAI_BASE_URL, env.OPENAI_API_KEY) }));
+  return list.map((name) => online(name, name, env.OPENAI_BASE_URL, env.OPENAI_API_KEY));
 }
 
 /** A live progress line on a terminal; one line per trial otherwise (CI logs). */
@@ -208,6 +260,11 @@ main().then(
     if (e instanceof ScenarioError || e instanceof ConfigError) {
       console.error(`eval: ${e.message}`);
       process.exit(2);
+    }
+    // A replay without its cassette: one line naming the file, as a miss would be (exit 1).
+    if (e instanceof NoCassetteError) {
+      console.error(`eval: ${e.message}`);
+      process.exit(1);
     }
     console.error(e);
     process.exit(1);

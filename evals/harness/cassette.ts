@@ -21,6 +21,19 @@ export class CassetteMissError extends Error {
   }
 }
 
+/** The replay dir has no cassette for this model: a wrong dir or a run never recorded, not a harness crash. */
+export class NoCassetteError extends Error {
+  override name = "NoCassetteError";
+}
+
+/**
+ * The cassette of the model that plays a persona scenario's caller, next to the agent model's.
+ * Without it a replay cannot know what the recorded caller said, and would have to make it up.
+ */
+export function personaCallerCassette(modelName: string): string {
+  return `${modelName}.persona-caller`;
+}
+
 function cassetteFile(dir: string, modelName: string): string {
   return join(dir, `${modelName.replace(/[^a-zA-Z0-9._-]/g, "_")}.json`);
 }
@@ -57,7 +70,7 @@ export class ReplayModel implements ChatModel {
   readonly misses: CassetteMissError[] = [];
   constructor(dir: string, modelName: string) {
     this.file = cassetteFile(dir, modelName);
-    if (!existsSync(this.file)) throw new Error(`no cassette for model ${modelName}: ${this.file} does not exist; record one with --record ${dir}`);
+    if (!existsSync(this.file)) throw new NoCassetteError(`no cassette for model ${modelName}: ${this.file} does not exist; record one with --record ${dir}`);
     this.entries = JSON.parse(readFileSync(this.file, "utf8")) as Record<string, ChatResponse>;
   }
 

@@ -203,6 +203,7 @@ export const configSchema = z
             baseURL: z.string().url().optional(),
             /** Name of the environment variable holding this endpoint's key. */
             apiKeyEnv: z.string().min(1).optional(),
+            strictTools: z.boolean().optional(), // overrides llm.strictTools for this model: local servers (Ollama, some vLLM builds) reject `strict`
           })
           .strict(),
       )
