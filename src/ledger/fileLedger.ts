@@ -1,8 +1,29 @@
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { mkdir, open, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { ConsentLedger, LedgerRecordInput } from "./ledger.js";
+
+/**
+ * The ledger holds phone numbers and what callers said: only its owner may read it. The modes
+ * are given at creation (umask can only narrow them); an existing file is tightened at start-up.
+ */
+export const LEDGER_FILE_MODE = 0o600;
+export const LEDGER_DIR_MODE = 0o700;
+
+const octal = (mode: number) => "0" + (mode & 0o7777).toString(8);
+
+/** The ledger file is open to others and this process cannot change that: start-up must stop. */
+export class LedgerPermissionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LedgerPermissionError";
+  }
+}
+
+export interface FileLedgerOptions {
+  /** One line about a permission fix or risk found at start-up (default: console.warn). */
+  notice?: (line: string) => void;
+}
 
 /**
  * JSON Lines file, one record per line, fsync'd before `append` resolves. Writes are
@@ -13,19 +34,62 @@ export class FileLedger implements ConsentLedger {
   private handle: Promise<FileHandle>;
   private chain: Promise<unknown> = Promise.resolve();
   private seq = 0;
+  private readonly notice: (line: string) => void;
 
   constructor(
     readonly path: string,
     private readonly numbers: "full" | "hashed" = "full",
+    opts: FileLedgerOptions = {},
   ) {
+    this.notice = opts.notice ?? ((line) => console.warn(line));
     this.handle = (async () => {
-      mkdirSync(dirname(path), { recursive: true });
-      const fh = await open(path, "a+");
-      await this.resume(fh);
+      await this.prepareFolder(dirname(path));
+      const fh = await open(path, "a+", LEDGER_FILE_MODE);
+      try {
+        await this.makePrivate(fh);
+        await this.resume(fh);
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
       return fh;
     })();
     // An unwritable path surfaces at ready() and at every append, never as an unhandled rejection.
     this.handle.catch(() => undefined);
+  }
+
+  /**
+   * Folders the service creates are private (0700). An existing folder is left as it is: it may
+   * be shared (the project folder, /var/lib, /tmp), and changing it could break other programs;
+   * the file's own 0600 keeps its contents private. Only a folder that others may write into
+   * without the sticky bit gets one warning: there anyone can delete or replace the evidence.
+   */
+  private async prepareFolder(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: LEDGER_DIR_MODE });
+    const { mode } = await stat(dir);
+    const sticky = (mode & 0o1000) !== 0;
+    if ((mode & 0o022) !== 0 && !sticky) {
+      this.notice(`consent ledger folder ${dir} is writable by group or others (mode ${octal(mode)}, no sticky bit): they can delete or replace ${this.path}; chmod go-w it, or move ledger.path`);
+    }
+  }
+
+  /**
+   * An existing file wider than 0600 (e.g. 0644 from before this check) is tightened, and said
+   * so once. If that fails (the file belongs to someone else) the service refuses to start:
+   * writing callers' numbers into a file others can read is not an option.
+   */
+  private async makePrivate(fh: FileHandle): Promise<void> {
+    const { mode, uid } = await fh.stat();
+    if ((mode & 0o7777 & ~LEDGER_FILE_MODE) === 0) return;
+    try {
+      await fh.chmod(LEDGER_FILE_MODE);
+    } catch (e) {
+      const owner = typeof process.getuid === "function" && uid !== process.getuid() ? `; it belongs to uid ${uid}, not to this process` : "";
+      throw new LedgerPermissionError(
+        `consent ledger ${this.path} has mode ${octal(mode)}, wider than ${octal(LEDGER_FILE_MODE)}, and cannot be made private (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}${owner}): chmod 600 it as its owner`,
+      );
+    }
+    this.notice(`consent ledger ${this.path} had mode ${octal(mode)}; tightened to ${octal(LEDGER_FILE_MODE)} (it holds phone numbers and callers' words)`);
   }
 
   /**
@@ -70,6 +134,7 @@ export class FileLedger implements ConsentLedger {
     try {
       await this.handle;
     } catch (e) {
+      if (e instanceof LedgerPermissionError) throw e;
       throw new Error(`consent ledger ${this.path} is not writable: ${(e as Error).message}`);
     }
   }
