@@ -82,7 +82,7 @@ describe("English (en-US)", () => {
     const id = "en-1";
     const us = { from: "12125550123" };
     const hello = await svc.post(ev.start(id, us));
-    expect(spoken(hello.actions)[0]).toMatch(/^Hello, this is the phone assistant of Muster Dental/);
+    expect(spoken(hello.actions)[0]).toMatch(/^Hello, you're speaking with the AI assistant of Muster Dental/);
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "opening_hours" }));
     const ask = await svc.post(ev.speak(id, "Can you text me the opening hours?", false, us));
     expect(svc.fake.requests[0]!.messages[0]!.content).toContain("Answer in English");

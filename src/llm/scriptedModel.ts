@@ -17,6 +17,8 @@ const GOODBYE = /\b(tschüss|tschüs|auf wiederhören|wiederhören|ciao|bye|good
 const OTHER_NUMBER = /\b(andere[nr]? nummer|other number|different number|another number)\b/i;
 const OWN_NUMBER = /\b(meine eigene|eigene nummer|meine nummer|diese nummer|my own|my number|this number)\b/i;
 const ARRIVED = /\b(angekommen|erhalten|arrived|received|got it)\b/i;
+/** "Bin ich mit einem Menschen verbunden?", "Sind Sie ein Roboter?", "Am I talking to a real person?" */
+const ASKS_IF_HUMAN = /\b(mensch(en)?|echte[nr]? person|roboter|maschine|computer|bot|ki|human|real person|robot|machine|an ai)\b/i;
 const DIGIT_WORDS = /\b(null|eins|zwei|zwo|drei|vier|fünf|sechs|sieben|acht|neun|zero|one|two|three|four|five|six|seven|eight|nine)\b/gi;
 
 function hasNumber(text: string): boolean {
@@ -54,6 +56,13 @@ export class ScriptedModel implements ChatModel {
     if (last?.role === "tool") {
       if (this.mode === "reckless") return text("Die SMS ist bei Ihnen angekommen.", "The text has been delivered to you.");
       return text("Entschuldigung, das hat nicht geklappt. Kann ich Ihnen anders helfen?", "Sorry, that did not work. Can I help you another way?");
+    }
+
+    // The persona tells every step to answer this truthfully and quotes the answer (a "> " line); a
+    // model that can only follow keyword rules says that quote, so the wording stays in prompts/.
+    if (ASKS_IF_HUMAN.test(userText)) {
+      const answer = /^\s*> (.+)$/m.exec(req.system)?.[1];
+      if (answer) return this.reply(answer, []);
     }
 
     if (tools.has("start_sms_flow")) {
