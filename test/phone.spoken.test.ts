@@ -95,6 +95,7 @@ describe("a correction within one utterance", () => {
     // nothing to correct: a correction word before any digit, or no digits after it
     ["Nein, meine Nummer ist 0151 1234 5678", "015112345678"],
     ["No, my number is oh one five one", "0151"],
+    ["plus, nein, null eins fünf eins", "0151"],
     ["0151 1234 5678, nein, das ist die richtige", "015112345678"],
   ])("%j → %j", (input, expected) => {
     expect(spokenToDialString(input)).toBe(expected);

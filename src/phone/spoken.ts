@@ -179,6 +179,8 @@ export function spokenToDialString(input: string): string {
       if (number !== "" || part.replace("+", "") !== "") {
         endPart();
         corrected = true;
+      } else {
+        part = ""; // a "plus" the caller took back ("plus, nein, null eins …")
       }
       repeat = 1;
       continue;
