@@ -1,29 +1,112 @@
+import type { AddressInfo } from "node:net";
+import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "./config/load.js";
+import type { AppConfig } from "./config/schema.js";
 import { createLedger, describeLedger } from "./ledger/createLedger.js";
+import type { ConsentLedger } from "./ledger/ledger.js";
+import { MemoryLedger } from "./ledger/memoryLedger.js";
+import type { ChatModel } from "./llm/chatModel.js";
 import { createModel } from "./llm/createModel.js";
+import { ScriptedModel } from "./llm/scriptedModel.js";
 import { Metrics } from "./metrics/metrics.js";
+import { exposureProblem } from "./server/exposure.js";
 import { createService } from "./service.js";
 import { MemorySessionStore } from "./store/memorySessionStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisSessionStore } from "./store/redisSessionStore.js";
 
+const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
+
+Serves the sipgate AI Flow webhook (POST /webhook, WebSocket /ws, GET /healthz, GET /metrics)
+until SIGTERM or SIGINT, then finishes the requests in flight and exits 0.
+
+Options:
+  --config PATH   config file (default: config/agent.yaml in the package; CONFIG=PATH does the same)
+  --offline       demo: the built-in scripted model instead of an LLM, no API key needed; memory
+                  store and ledger; listens on 127.0.0.1 unless HOST is set (same as LLM_MODEL=scripted)
+  -h, --help      this text
+
+Environment (wins over the config file):
+  OPENAI_API_KEY, OPENAI_BASE_URL  the model endpoint; at least one is needed (not with --offline)
+  LLM_MODEL                        overrides llm.model ("scripted" = --offline)
+  PORT, HOST                       override server.port, server.host
+  AIFLOW_API_TOKEN                 shared secret every request must carry (server.apiTokenHeader);
+                                   required on a non-loopback HOST unless server.allowNoToken: true
+  LOG_LEVEL                        overrides logLevel: fatal, error, warn, info, debug, trace, silent
+  CONFIG                           config file path (--config wins)
+  REDIS_URL, REDIS_PREFIX          call state, locks and SMS limits in Redis, shared by instances
+  DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
+`;
+
+interface Options {
+  help: boolean;
+  offline: boolean;
+  config?: string;
+}
+
+function readOptions(argv: string[]): Options {
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: { help: { type: "boolean", short: "h", default: false }, offline: { type: "boolean", default: false }, config: { type: "string" } },
+      strict: true,
+      allowPositionals: false,
+    });
+    return { help: values.help, offline: values.offline, config: values.config };
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message} (npm start -- --help lists the options)`);
+  }
+}
+
+/** The messages Node gives for a failed listen are not actionable; these name what to change. */
+function listenProblem(e: unknown, config: AppConfig): string | undefined {
+  const { port, host } = config.server;
+  switch ((e as NodeJS.ErrnoException).code) {
+    case "EADDRINUSE":
+      return `port ${port} on ${host} is already in use (set PORT or server.port)`;
+    case "EACCES":
+      return `no permission to listen on port ${port} on ${host} (ports below 1024 need privileges; set PORT or server.port)`;
+    case "EADDRNOTAVAIL":
+    case "ENOTFOUND":
+      return `cannot listen on ${host}: not an address of this machine (set HOST or server.host)`;
+    default:
+      return undefined;
+  }
+}
+
 /** `npm start`: load and check config, then serve the webhook until SIGTERM / SIGINT. */
 async function main(): Promise<void> {
   const env = process.env;
-  const config = applyEnv(loadConfigFile(configPathFrom(process.argv.slice(2), env)), env);
-  if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
+  const opts = readOptions(process.argv.slice(2));
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const config = applyEnv(loadConfigFile(configPathFrom(opts.config === undefined ? [] : ["--config", opts.config], env)), env);
+  const demo = opts.offline || config.llm.model === "scripted";
+  if (demo) {
+    config.llm.model = "scripted";
+    // A demo answers anyone who can reach it; keep it on this machine unless asked otherwise.
+    if (!env.HOST) config.server.host = "127.0.0.1";
+  } else if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
     throw new ConfigError(
-      "no model endpoint: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama, vLLM or Azure OpenAI)",
+      "no model endpoint: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama, vLLM or Azure OpenAI), or try the demo with --offline",
     );
   }
+  const apiToken = env.AIFLOW_API_TOKEN || undefined;
+  const exposed = exposureProblem({ host: config.server.host, hasToken: Boolean(apiToken), allowNoToken: config.server.allowNoToken });
+  if (exposed) throw new ConfigError(exposed);
+
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
-  const model = createModel(config, env, { onFallback: (from, to) => metrics.observeModelFallback(from, to) });
+  const model: ChatModel = demo ? new ScriptedModel() : createModel(config, env, { onFallback: (from, to) => metrics.observeModelFallback(from, to) });
 
-  // REDIS_URL: call state, per-call locks and SMS limits shared by every instance.
-  const redis = env.REDIS_URL
-    ? new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true })
+  // REDIS_URL: call state, per-call locks and SMS limits shared by every instance. A demo keeps
+  // everything in memory, so its test calls never count against real SMS limits or the real ledger.
+  const redisUrl = demo ? undefined : env.REDIS_URL;
+  const redis = redisUrl
+    ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true })
     : undefined;
   if (redis) {
     // Connection errors surface as failed commands (fail closed) and in /healthz; log them once each.
@@ -39,7 +122,7 @@ async function main(): Promise<void> {
       throw new ConfigError(`cannot reach Redis at REDIS_URL: ${(e as Error).message}`);
     }
   }
-  const ledger = createLedger(config, env);
+  const ledger: ConsentLedger = demo ? new MemoryLedger() : createLedger(config, env);
   try {
     await ledger.ready();
   } catch (e) {
@@ -48,13 +131,14 @@ async function main(): Promise<void> {
   const service = createService({
     config,
     model,
-    apiToken: env.AIFLOW_API_TOKEN || undefined,
+    apiToken,
     ledger,
     metrics,
     // REDIS_PREFIX separates several deployments (or test runs) on one Redis.
     store: redis ? new RedisSessionStore(redis, { prefix: env.REDIS_PREFIX || "aiflow:", lockTtlMs: config.llm.timeoutMs * 4 + 5000 }) : new MemorySessionStore(),
     limiter: redis ? new RedisRateLimiter(redis, `${env.REDIS_PREFIX || "aiflow:"}limit:`) : new MemoryRateLimiter(),
     closeAlso: redis ? [() => redis.quit()] : [],
+    healthInfo: demo ? { demo: true, model: "scripted" } : undefined,
   });
   const { app, logger } = service;
 
@@ -69,19 +153,32 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  await app.listen({ port: config.server.port, host: config.server.host });
-  logger.info(
-    {
-      model: config.llm.model,
-      fallbacks: config.llm.fallbacks.map((f) => f.model),
-      language: config.language,
-      auth: Boolean(env.AIFLOW_API_TOKEN),
-      endpoint: env.OPENAI_BASE_URL ?? "api.openai.com",
-      store: redis ? "redis" : "memory",
-      ledger: describeLedger(ledger),
-    },
-    "sipgate AI Flow agent ready: POST /webhook",
-  );
+  try {
+    await app.listen({ port: config.server.port, host: config.server.host });
+  } catch (e) {
+    const problem = listenProblem(e, config);
+    throw problem ? new ConfigError(problem) : e;
+  }
+  // Under `npm start` the server lives as long as npm does. npm forwards SIGTERM and SIGINT (the
+  // start script execs node), but a SIGKILL to npm would leave this process holding the port.
+  if (env.npm_lifecycle_event === "start") {
+    const parent = process.ppid;
+    setInterval(() => process.ppid !== parent && void shutdown("npm start exited"), 500).unref();
+  }
+  const address = app.server.address() as AddressInfo;
+  const ready = {
+    url: `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}/webhook`,
+    model: config.llm.model,
+    fallbacks: demo ? [] : config.llm.fallbacks.map((f) => f.model),
+    language: config.language,
+    auth: Boolean(apiToken),
+    endpoint: demo ? "none (built-in scripted model)" : (env.OPENAI_BASE_URL ?? "api.openai.com"),
+    store: redis ? "redis" : "memory",
+    ledger: demo ? "memory (demo: nothing is kept)" : describeLedger(ledger),
+  };
+  // Loud on purpose: a demo answers like the real service but no LLM is behind it.
+  if (demo) logger.warn({ ...ready, demo: true }, "DEMO MODE: scripted model, not a real LLM; sipgate AI Flow agent ready: POST /webhook");
+  else logger.info(ready, "sipgate AI Flow agent ready: POST /webhook");
 }
 
 main().catch((e) => {

@@ -1,7 +1,8 @@
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import type { AppConfig } from "./config/schema.js";
+import { packageRoot } from "./config/paths.js";
 import { Engine } from "./engine/engine.js";
 import type { TurnRecord } from "./engine/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
@@ -17,7 +18,8 @@ import { MemoryRateLimiter, type RateLimiter } from "./store/rateLimiter.js";
 import { MemorySessionStore } from "./store/memorySessionStore.js";
 import type { SessionStore } from "./store/sessionStore.js";
 
-export const PROMPTS_DIR = fileURLToPath(new URL("../prompts", import.meta.url));
+// From the package root, not this file: the same code runs from src/ and from dist/src/.
+export const PROMPTS_DIR = join(packageRoot(), "prompts");
 
 export interface ServiceOptions {
   config: AppConfig;
@@ -31,6 +33,8 @@ export interface ServiceOptions {
   promptsDir?: string;
   onTurn?: (turn: TurnRecord) => void;
   metrics?: Metrics;
+  /** Extra fields for GET /healthz. */
+  healthInfo?: Record<string, unknown>;
   /** Closed with the service (e.g. the Redis connection behind store and limiter). */
   closeAlso?: Array<() => Promise<unknown>>;
 }
@@ -73,7 +77,7 @@ export function createService(opts: ServiceOptions): Service {
     metrics.observeTurn(turn);
     opts.onTurn?.(turn);
   };
-  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn, metrics });
+  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn, metrics, healthInfo: opts.healthInfo });
   return {
     app,
     engine,

@@ -58,7 +58,7 @@ describe("the checked-in configs load", () => {
     expect(cfg.llm).toMatchObject({ maxTokens: 300, timeoutMs: 10000, maxRetries: 1, steps: {} });
     expect(cfg.recipients.blockedNumbers).toEqual([]);
     expect(cfg.recipients.perRecipient).toEqual({ max: 3, windowSeconds: 86400 });
-    expect(cfg.server).toEqual({ port: 8080, host: "0.0.0.0", apiTokenHeader: "X-API-TOKEN", maxBodyBytes: 65536, wsPath: "/ws" });
+    expect(cfg.server).toEqual({ port: 8080, host: "0.0.0.0", apiTokenHeader: "X-API-TOKEN", allowNoToken: false, maxBodyBytes: 65536, wsPath: "/ws" });
     expect(cfg.limits.maxLlmRequestsPerTurn).toBe(3);
     expect(cfg.ledger).toEqual({ path: "data/consent-ledger.jsonl", numbers: "full", retentionDays: 1826 });
     expect(cfg.abuse.perPrefix).toEqual({ max: 10, windowSeconds: 3600, prefixDigits: 3 });
@@ -233,6 +233,20 @@ describe("applyEnv", () => {
     expect(cfg.server.host).toBe("0.0.0.0");
   });
 
+  it("LOG_LEVEL overrides logLevel from the file", () => {
+    expect(base().logLevel).toBe("info");
+    expect(applyEnv(base(), { LOG_LEVEL: "debug" }).logLevel).toBe("debug");
+    expect(applyEnv(base(), { LOG_LEVEL: "silent" }).logLevel).toBe("silent");
+    expect(applyEnv(base(), { LOG_LEVEL: "" }).logLevel).toBe("info");
+  });
+
+  it.each([["verbose"], ["INFO"], ["warning"]])("LOG_LEVEL %j → ConfigError naming LOG_LEVEL and the levels", (level) => {
+    expect(() => applyEnv(base(), { LOG_LEVEL: level })).toThrow(ConfigError);
+    expect(() => applyEnv(base(), { LOG_LEVEL: level })).toThrow(
+      `invalid environment: LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${level}"`,
+    );
+  });
+
   it.each([["abc"], ["80.5"], ["-1"], ["65536"], ["70000"]])('PORT %j → ConfigError mentioning PORT', (port) => {
     let err: unknown;
     try {
@@ -259,13 +273,13 @@ describe("configPathFrom", () => {
     expect(configPathFrom(["node", "main.ts"], { CONFIG: "env.yaml" })).toBe("env.yaml");
   });
 
-  it("default", () => {
-    expect(configPathFrom(["node", "main.ts"], {})).toBe("config/agent.yaml");
+  it("default: config/agent.yaml in the package, whatever the working directory", () => {
+    expect(configPathFrom(["node", "main.ts"], {})).toBe(DE_FILE);
     expect(DEFAULT_CONFIG_PATH).toBe("config/agent.yaml");
   });
 
   it("empty CONFIG falls back to the default", () => {
-    expect(configPathFrom([], { CONFIG: "" })).toBe(DEFAULT_CONFIG_PATH);
+    expect(configPathFrom([], { CONFIG: "" })).toBe(DE_FILE);
   });
 
   it("--config wins over CONFIG", () => {

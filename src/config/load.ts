@@ -1,10 +1,14 @@
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { packageRoot } from "./paths.js";
 import { configSchema, type AppConfig } from "./schema.js";
 
+/** The checked-in config, relative to the package root (not the working directory). */
 export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
+
+const LOG_LEVELS: readonly string[] = configSchema.innerType().shape.logLevel.removeDefault().options;
 
 /** A config problem, worded so the operator knows which field to fix. */
 export class ConfigError extends Error {
@@ -31,6 +35,11 @@ export function applyEnv(cfg: AppConfig, env: NodeJS.ProcessEnv): AppConfig {
   const out = structuredClone(cfg);
   if (env.LLM_MODEL) out.llm.model = env.LLM_MODEL;
   if (env.HOST) out.server.host = env.HOST;
+  if (env.LOG_LEVEL) {
+    // Checked here so the message names the variable, not the config field it overrides.
+    if (!LOG_LEVELS.includes(env.LOG_LEVEL)) throw new ConfigError(`invalid environment: LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${env.LOG_LEVEL}"`);
+    out.logLevel = env.LOG_LEVEL as AppConfig["logLevel"];
+  }
   if (env.PORT !== undefined && env.PORT !== "") {
     const port = Number(env.PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid environment: PORT must be an integer 0-65535, got "${env.PORT}"`);
@@ -56,7 +65,11 @@ export function loadConfigFile(path: string): AppConfig {
   return parseConfig(raw, full);
 }
 
-/** `--config path` wins over `CONFIG`, which wins over the checked-in default. */
+/**
+ * `--config path` wins over `CONFIG`, which wins over the checked-in default. A given path is
+ * relative to the working directory; the default is found from the package root, so the service
+ * starts with its own config from any directory.
+ */
 export function configPathFrom(argv: string[], env: NodeJS.ProcessEnv): string {
   const i = argv.indexOf("--config");
   if (i >= 0) {
@@ -66,5 +79,5 @@ export function configPathFrom(argv: string[], env: NodeJS.ProcessEnv): string {
   }
   const eq = argv.find((a) => a.startsWith("--config="));
   if (eq) return eq.slice("--config=".length);
-  return env.CONFIG || DEFAULT_CONFIG_PATH;
+  return env.CONFIG || join(packageRoot(), DEFAULT_CONFIG_PATH);
 }

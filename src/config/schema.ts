@@ -172,6 +172,8 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         host: z.string().min(1).default("0.0.0.0"),
         apiTokenHeader: z.string().min(1).default("X-API-TOKEN"),
+        /** Serve a non-loopback address without AIFLOW_API_TOKEN: anyone who can reach the port can then drive calls and SMS. */
+        allowNoToken: z.boolean().default(false),
         maxBodyBytes: z.number().int().min(1024).max(10_000_000).default(65536),
         /** Path of the WebSocket transport on the same port. */
         wsPath: z.string().startsWith("/").default("/ws"),

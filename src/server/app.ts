@@ -21,6 +21,8 @@ export interface AppDeps {
   onTurn?: (turn: TurnRecord) => void;
   /** Served at GET /metrics in Prometheus text format. */
   metrics?: { render(): Promise<string>; contentType: string };
+  /** Extra fields for GET /healthz (demo mode says so there). */
+  healthInfo?: Record<string, unknown>;
 }
 
 /** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */
@@ -104,7 +106,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.get("/healthz", async (_req, reply) => {
     try {
-      return { status: "ok", activeCalls: await store.size() };
+      return { status: "ok", activeCalls: await store.size(), ...deps.healthInfo };
     } catch (e) {
       // The store (Redis) is down: this instance cannot take calls safely.
       return reply.code(503).send({ status: "unavailable", error: (e as Error).message });
