@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { packageRoot } from "./paths.js";
+import { disclosureProblems } from "./disclosure.js";
 import { configSchema, type AppConfig } from "./schema.js";
 
 /** The checked-in config, relative to the package root (not the working directory). */
@@ -27,6 +28,9 @@ function describe(err: z.ZodError, source: string): string {
 export function parseConfig(raw: unknown, source = "(inline)"): AppConfig {
   const r = configSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(describe(r.error, source));
+  // Here rather than in the schema: the rule reads its terms from prompts/, and every entry point parses through here.
+  const undisclosed = disclosureProblems(r.data);
+  if (undisclosed.length > 0) throw new ConfigError(`invalid config ${source}:\n${undisclosed.map((p) => `  ${p.path}: ${p.message}`).join("\n")}`);
   return r.data;
 }
 

@@ -59,6 +59,14 @@ export const configSchema = z
       })
       .strict(),
     greeting: z.string().min(1),
+    /**
+     * Callers must hear that they speak with an AI (EU AI Act Art. 50). `line` is spoken before a
+     * greeting that does not say so itself; the rule is in src/config/disclosure.ts.
+     */
+    disclosure: z
+      .object({ line: z.string().min(1).optional() })
+      .strict()
+      .default({}),
     llm: z
       .object({
         model: z.string().min(1),
@@ -221,6 +229,7 @@ export const configSchema = z
     };
     check(cfg.sms.template, ["business_name", ...Object.keys(cfg.sms.slots)], ["sms", "template"], "is neither {business_name} nor a declared slot in sms.slots");
     check(cfg.greeting, ["business_name"], ["greeting"], "is unknown; only {business_name} is filled");
+    if (cfg.disclosure.line) check(cfg.disclosure.line, ["business_name"], ["disclosure", "line"], "is unknown; only {business_name} is filled");
     check(cfg.consent.question, ["number", "business_name"], ["consent", "question"], "is unknown; use {number} or {business_name}");
   });
 
