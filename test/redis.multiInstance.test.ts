@@ -1,13 +1,18 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
+import { portAccepts, waitGone } from "./support/processes.js";
 import { REDIS_URL, connectRedis, freePort, uniquePrefix } from "./support/redis.js";
+import { MAIN, ROOT, baseEnv, buildDist, startProcess, stopAll, type RunningProcess } from "./support/serverProcess.js";
 
-/** Two real server processes (npm start) sharing one Redis, as behind a load balancer. */
+/**
+ * Two real server processes sharing one Redis, as behind a load balancer. Each is the compiled
+ * server itself (`node dist/src/main.js`, what `npm start` execs), so the pid the test kills is
+ * the instance, not a wrapper around it.
+ */
 
 const fake = new FakeOpenAIServer();
 const prefix = uniquePrefix();
@@ -15,27 +20,20 @@ const dir = mkdtempSync(join(tmpdir(), "multi-"));
 const configPath = join(dir, "agent.yaml");
 
 interface Instance {
-  proc: ChildProcess;
+  proc: RunningProcess;
+  pid: number;
+  port: number;
   base: string;
-  exited: Promise<number | null>;
 }
 
-async function startInstance(name: string): Promise<Instance> {
+async function startInstance(): Promise<Instance> {
   const port = await freePort();
-  const proc = spawn(join("node_modules", ".bin", "tsx"), ["src/main.ts"], {
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? "/tmp", OPENAI_BASE_URL: fake.baseURL, PORT: String(port), HOST: "127.0.0.1", REDIS_URL, REDIS_PREFIX: prefix, CONFIG: configPath },
-    stdio: ["ignore", "pipe", "pipe"],
+  const proc = startProcess(process.execPath, [MAIN], {
+    env: baseEnv({ OPENAI_BASE_URL: fake.baseURL, PORT: String(port), HOST: "127.0.0.1", REDIS_URL, REDIS_PREFIX: prefix, CONFIG: configPath }),
   });
-  let out = "";
-  proc.stdout!.on("data", (c) => (out += c));
-  proc.stderr!.on("data", (c) => (out += c));
-  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
-  for (let i = 0; i < 200 && !out.includes("POST /webhook"); i++) {
-    if (proc.exitCode !== null) throw new Error(`instance ${name} exited: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!out.includes("POST /webhook")) throw new Error(`instance ${name} did not start: ${out}`);
-  return { proc, base: `http://127.0.0.1:${port}`, exited };
+  await proc.waitFor(/agent ready: POST \/webhook/);
+  expect(proc.serverPid()).toBe(proc.child.pid);
+  return { proc, pid: proc.child.pid!, port, base: `http://127.0.0.1:${port}` };
 }
 
 async function post(i: Instance, event: unknown): Promise<{ status: number; actions: Array<{ type: string; [k: string]: unknown }> }> {
@@ -48,8 +46,9 @@ let A: Instance;
 let B: Instance;
 beforeAll(async () => {
   (await connectRedis()).disconnect(); // fail early and clearly without Redis
+  buildDist();
   await fake.start();
-  const cfg = readFileSync("config/agent.yaml", "utf8").replace("path: data/consent-ledger.jsonl", `path: ${join(dir, "ledger.jsonl")}`);
+  const cfg = readFileSync(join(ROOT, "config/agent.yaml"), "utf8").replace("path: data/consent-ledger.jsonl", `path: ${join(dir, "ledger.jsonl")}`);
   writeFileSync(configPath, cfg);
   fake.onRequest((body) => {
     const last = body.messages.at(-1)?.content ?? "";
@@ -58,17 +57,24 @@ beforeAll(async () => {
     if (tools.includes("record_consent") && /^Ja/.test(String(last))) return reply.tool("record_consent", { consented: true });
     return reply.text("Wie kann ich helfen?");
   });
-  [A, B] = await Promise.all([startInstance("A"), startInstance("B")]);
+  [A, B] = await Promise.all([startInstance(), startInstance()]);
 }, 60_000);
 
 afterAll(async () => {
-  for (const i of [A, B]) if (i && i.proc.exitCode === null) i.proc.kill("SIGTERM");
-  await Promise.all([A?.exited, B?.exited]);
-  await fake.close();
-  const redis = await connectRedis();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
+  try {
+    // B (still alive) shuts down gracefully; anything left after that is killed and awaited.
+    if (B) {
+      B.proc.child.kill("SIGTERM");
+      expect((await B.proc.exited).code).toBe(0);
+    }
+  } finally {
+    await stopAll();
+    await fake.close();
+    const redis = await connectRedis();
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  }
 });
 
 const sms = (r: { actions: Array<{ type: string }> }) => r.actions.filter((a) => a.type === "send_sms");
@@ -98,8 +104,12 @@ describe("two instances on one Redis", () => {
     await post(A, ev.start(id));
     const q = await post(A, ev.speak(id, "Die Adresse bitte per SMS."));
     expect(String(q.actions[0]!.text)).toMatch(/^Darf ich/);
-    A.proc.kill("SIGKILL");
-    await A.exited;
+    A.proc.child.kill("SIGKILL");
+    expect((await A.proc.exited).signal).toBe("SIGKILL");
+    // The instance itself is gone, not only a wrapper: no such process, nothing on its port.
+    expect(await waitGone(A.pid)).toBe(true);
+    expect(() => process.kill(A.pid, 0)).toThrow(expect.objectContaining({ code: "ESRCH" }));
+    expect(await portAccepts(A.port)).toBe(false);
     const yes = await post(B, ev.speak(id, "Ja, bitte."));
     expect(sms(yes)).toHaveLength(1);
     const ledger = readFileSync(join(dir, "ledger.jsonl"), "utf8");

@@ -3,9 +3,14 @@ import pg from "pg";
 
 /**
  * PostgreSQL for the ledger tests. Never DATABASE_URL (that may be a real ledger): the tests use
- * TEST_DATABASE_URL or the local test server, and a fresh table per run so runs never collide.
+ * TEST_DATABASE_URL, which test/support/globalSetup.ts sets to a private cluster it starts unless
+ * it is given, and a fresh table per run so runs never collide.
  */
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
+export const TEST_DATABASE_URL =
+  process.env.TEST_DATABASE_URL ||
+  (() => {
+    throw new Error("TEST_DATABASE_URL is not set: run the tests through vitest (npm test), whose globalSetup starts a private PostgreSQL");
+  })();
 
 /** A table name no other run uses: ledger_test_<pid>_<time>_<random>. */
 export function uniqueTable(tag = "t"): string {
@@ -33,8 +38,7 @@ async function probe(): Promise<void> {
     const why = err.message || err.errors?.map((x) => x.message).join("; ") || err.code || String(e);
     throw new Error(
       `PostgreSQL is not reachable at ${TEST_DATABASE_URL} (${why}). The ledger tests need it: ` +
-        `start PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) with a database "test" (.ci/run or the CI services), ` +
-        `or set TEST_DATABASE_URL.`,
+        `check TEST_DATABASE_URL, or unset it to let the tests start their own.`,
     );
   } finally {
     await client.end().catch(() => undefined);

@@ -1,12 +1,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 
-/** The machine's Redis (CI's .ci/run starts it when it is not running). */
-export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+/**
+ * The test run's Redis: TEST_REDIS_URL, set by test/support/globalSetup.ts to a private
+ * redis-server it starts (or given by whoever runs the tests). Never the machine's own Redis.
+ */
+export const REDIS_URL = process.env.TEST_REDIS_URL || notSet();
+
+function notSet(): never {
+  throw new Error("TEST_REDIS_URL is not set: run the tests through vitest (npm test), whose globalSetup starts a private Redis");
+}
 
 export function uniquePrefix(): string {
   return `test:${process.pid}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`;
@@ -18,18 +24,12 @@ export async function connectRedis(url = REDIS_URL): Promise<Redis> {
   try {
     await r.connect();
   } catch (e) {
-    throw new Error(`Redis is not reachable at ${url} (${(e as Error).message}); start it: redis-server --daemonize yes --port 6379`);
+    throw new Error(`Redis is not reachable at ${url} (${(e as Error).message}); check TEST_REDIS_URL, or unset it to let the tests start their own`);
   }
   return r;
 }
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from "./processes.js";
 
 /** A private redis-server (AOF on, so state survives a restart) that a test may stop and start. */
 export class PrivateRedis {
