@@ -336,4 +336,18 @@ describe("the caller never hears silence when every model fails", () => {
       await svc.close();
     }
   });
+
+  it("on an outbound call the transfer shows the flow's own number (from_phone_number), not the customer's", async () => {
+    const svc = await serviceWith({ llm: { maxRetries: 0, fallbacks: [], onAllModelsFailed: { action: "transfer", transferTo: "4921112345600", callerIdName: "Praxis" } } });
+    try {
+      // sipgate's outbound shape: the customer is in to_phone_number and phone_number.
+      const out = { from: "4921112345678", to: "4915112345678", direction: "outbound" as const };
+      const session = { id: "all-fail-out", account_id: "1", phone_number: "4915112345678", direction: "outbound", from_phone_number: out.from, to_phone_number: out.to };
+      await post(svc, { type: "session_start", session });
+      const r = await post(svc, { type: "user_speak", text: "Hallo?", session });
+      expect(r.actions[1]).toMatchObject({ type: "transfer", caller_id_number: "4921112345678" });
+    } finally {
+      await svc.close();
+    }
+  });
 });

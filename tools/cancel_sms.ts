@@ -1,19 +1,17 @@
 import { z } from "zod";
 import { defineTool } from "../src/engine/define.js";
+import { endSmsFlow } from "../src/flow/endSmsFlow.js";
 
 export const cancelSms = defineTool({
   name: "cancel_sms",
   transitions: ["exit"],
   parameters: () => z.object({}),
+  // Like a declined consent: final for the call, and never dropped from a batch.
+  withdraws: () => true,
   async execute(ctx) {
     const { sms } = ctx.state;
-    // Like a declined consent, this is final for the call (no re-asking), and it holds even if the ledger is down.
-    sms.declined = true;
-    ctx.say("sms_cancelled");
-    ctx.exitFlow();
-    await ctx
-      .ledger({ kind: "sms_cancelled", number: sms.number, reply: ctx.userText, outcome: "cancelled" })
-      .catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record a cancellation"));
+    if (sms.declined) return ctx.note("sms_declined_earlier");
+    await endSmsFlow(ctx, "sms_cancelled", { kind: "sms_cancelled", number: sms.number, reply: ctx.userText, outcome: "cancelled" });
     return ctx.note("sms_cancelled");
   },
 });

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../src/engine/define.js";
 import { askConsentQuestion } from "../src/flow/consentQuestion.js";
+import { endSmsFlow } from "../src/flow/endSmsFlow.js";
 import { STEP } from "../src/flow/stepNames.js";
 
 export const recordConsent = defineTool({
@@ -10,11 +11,27 @@ export const recordConsent = defineTool({
     z.object({
       consented: z.boolean().describe("true only if the caller clearly agreed to receive the SMS at the number read back; false if they declined"),
     }),
+  // A "no" runs even when an earlier call in the same batch moved the flow: dropping it could let a send through.
+  withdraws: ({ consented }) => consented === false,
   async execute(ctx, { consented }) {
     const { state } = ctx;
     const sms = state.sms;
     if (sms.declined) return ctx.note("sms_declined_earlier");
     const c = sms.consent;
+    if (!consented) {
+      // Asymmetry: a "no" is final whatever the state of the question (see endSmsFlow).
+      if (c && !c.answer) c.answer = { consented: false, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
+      await endSmsFlow(ctx, "sms_declined", {
+        kind: "consent_declined",
+        number: c?.number ?? sms.number,
+        question: c?.question,
+        reply: ctx.userText,
+        outcome: "declined",
+        model: ctx.modelUsed ?? ctx.config.llm.model,
+      });
+      return ctx.note("consent_declined");
+    }
+    // Every check below guards a "yes": each one can only turn it into the question asked again.
     if (!c || c.number !== sms.number) {
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_not_asked" });
       await askConsentQuestion(ctx);
@@ -43,28 +60,18 @@ export const recordConsent = defineTool({
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_repeated");
     }
-    const answer = { consented, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
-    const evidence = {
-      kind: consented ? ("consent_given" as const) : ("consent_declined" as const),
+    const answer = { consented: true, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
+    // Evidence before state: if the ledger cannot write, consent is not recorded.
+    await ctx.ledger({
+      kind: "consent_given",
       number: c.number,
       question: c.question,
       reply: answer.reply,
-      outcome: consented ? "given" : "declined",
+      outcome: "given",
       model: ctx.modelUsed ?? ctx.config.llm.model,
-    };
-    if (consented) {
-      // Evidence before state: if the ledger cannot write, consent is not recorded.
-      await ctx.ledger(evidence);
-      c.answer = answer;
-      ctx.gotoStep(STEP.sendSms);
-      return ctx.note("consent_given");
-    }
-    // A "no" takes effect at once, ledger or not: losing it could lead to a send.
+    });
     c.answer = answer;
-    sms.declined = true;
-    ctx.say("sms_declined");
-    ctx.exitFlow();
-    await ctx.ledger(evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record a decline"));
-    return ctx.note("consent_declined");
+    ctx.gotoStep(STEP.sendSms);
+    return ctx.note("consent_given");
   },
 });

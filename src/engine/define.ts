@@ -18,6 +18,12 @@ export interface ToolDef<P extends z.ZodRawShape = z.ZodRawShape> {
    */
   transitions: string[];
   parameters: (config: AppConfig) => z.ZodObject<P>;
+  /**
+   * True for a call that only takes something back (the caller's "no"). Such a call runs even
+   * after an earlier call in the same batch moved the flow: skipping it, as other calls are,
+   * could turn a "no" into a later "yes".
+   */
+  withdraws?: (args: z.infer<z.ZodObject<P>>) => boolean;
   /** Returns the text the model sees as the tool result. */
   execute(ctx: TurnContext, args: z.infer<z.ZodObject<P>>): Promise<string> | string;
 }

@@ -1,6 +1,8 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import { actions } from "../aiflow/actions.js";
+import { flowOwnNumber } from "../aiflow/sessionNumbers.js";
+import { openingLine } from "../config/disclosure.js";
 import type { ChatModel, ModelToolCall } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
 import { normalizeAiFlowNumber } from "../phone/number.js";
@@ -144,7 +146,8 @@ export class Engine {
       ctx.guard({ subject: "turn", allowed: false, reason: "internal_error", detail: (e as Error).message });
       ctx.endToolBatch();
       state.history = repairToolPairing(state.history, this.deps.prompts.note("tool_failed", { tool: "tool" }));
-      ctx.say("fallback");
+      // After hangup there is nobody to apologize to (a failing sms_failed bookkeeping, say).
+      if (!state.ended) ctx.say("fallback");
     }
 
     const { allowed, decisions } = await this.deps.gate.review(
@@ -207,6 +210,11 @@ export class Engine {
   private async dispatch(ctx: TurnContext, event: AiFlowEvent, isNew: boolean): Promise<void> {
     const { state } = ctx;
     await this.observe(ctx, event);
+    // After hangup the call is over: bookkeeping (observers) still runs, nothing is said or asked.
+    if (state.ended) {
+      ctx.log.debug({ sessionId: ctx.sessionId, event: event.type }, "event after hangup ignored");
+      return;
+    }
     if (state.pendingHangup && event.type !== "assistant_speak" && event.type !== "user_speech_started") {
       // The goodbye was said; whatever comes next (speech ended, silence, speech) ends the call.
       state.pendingHangup = false;
@@ -241,8 +249,7 @@ export class Engine {
   }
 
   private greeting(): string {
-    const c = this.deps.config;
-    return c.greeting.replaceAll("{business_name}", c.business.name);
+    return openingLine(this.deps.config);
   }
 
   private async inputTimeout(ctx: TurnContext): Promise<void> {
@@ -320,7 +327,8 @@ export class Engine {
   /** Never silence: an apology, and by config a transfer to a person (sipgate returns the call if nobody answers). */
   private allModelsFailed(ctx: TurnContext): void {
     const policy = this.deps.config.llm.onAllModelsFailed;
-    const flowNumber = normalizeAiFlowNumber(ctx.event.session.phone_number) ?? normalizeAiFlowNumber(ctx.event.session.to_phone_number);
+    // The flow's own number: on outbound calls the customer is in to_phone_number / phone_number.
+    const flowNumber = flowOwnNumber(ctx.event.session);
     if (policy.action === "transfer" && policy.transferTo && flowNumber) {
       ctx.say("model_unavailable_transfer", {}, { expectAnswer: false });
       ctx.emit(
@@ -438,7 +446,7 @@ export class Engine {
         let result: string;
         let ok = false;
         let parsedArgs: unknown = call.arguments;
-        if (movedTo !== undefined) {
+        if (movedTo !== undefined && !this.isWithdrawal(step, call)) {
           result = ctx.note("tool_skipped_after_transition", { tool: call.name, step: movedTo });
           ctx.guard({ subject: call.name, allowed: false, reason: "batched_after_transition", detail: `flow moved to ${movedTo}` });
         } else {
@@ -454,6 +462,20 @@ export class Engine {
     } finally {
       ctx.endToolBatch();
     }
+  }
+
+  /** A well-formed call, offered in this step, of a tool that declares it takes something back. */
+  private isWithdrawal(step: LlmStep, call: ModelToolCall): boolean {
+    const tool = step.tools.find((t) => t.name === call.name);
+    if (!tool?.withdraws) return false;
+    let raw: unknown;
+    try {
+      raw = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
+    } catch {
+      return false;
+    }
+    const parsed = tool.parameters(this.deps.config).safeParse(nullsToUndefined(raw));
+    return parsed.success && tool.withdraws(parsed.data);
   }
 
   private async executeModelToolCall(

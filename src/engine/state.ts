@@ -99,6 +99,8 @@ export interface CallState {
   inputTimeouts: number;
   /** Set after a goodbye: hang up once the goodbye has been played. */
   pendingHangup: boolean;
+  /** The hangup action left: later caller events get no answer and cause no model request. */
+  ended?: boolean;
   lastEvent?: { key: string; at: number; actions: AiFlowAction[] };
   createdAt: number;
   updatedAt: number;

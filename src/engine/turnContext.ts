@@ -200,6 +200,7 @@ export class TurnContext {
 
   hangupNow(): void {
     this.out(actions.hangup(this.sessionId));
+    this.state.ended = true;
   }
 
   /** Queue an action built with the typed builders; it still passes the gate at the boundary. */

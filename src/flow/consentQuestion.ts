@@ -9,6 +9,11 @@ export async function askConsentQuestion(ctx: TurnContext): Promise<void> {
   const { state, config } = ctx;
   const number = state.sms.number;
   if (!number) throw new Error("askConsentQuestion without a number");
+  // Defence in depth: after a "no" the question is never put again, whoever asks for it.
+  if (state.sms.declined) {
+    ctx.guard({ subject: "consent_question", allowed: false, reason: "declined" });
+    return;
+  }
   const question = config.consent.question
     .replaceAll("{number}", speakable(number, config.homeCountry))
     .replaceAll("{business_name}", config.business.name);

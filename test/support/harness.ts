@@ -49,7 +49,9 @@ export interface TestService extends Service {
 }
 
 /** The real service (Fastify, engine, gate, openai client) against a local fake model server. */
-export async function startTestService(opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer } = {}): Promise<TestService> {
+export async function startTestService(
+  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void } = {},
+): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
   if (!fake.baseURL) await fake.start();
   const config = opts.config ?? testConfig();
@@ -68,6 +70,7 @@ export async function startTestService(opts: { config?: AppConfig; apiToken?: st
     ledger: memoryLedger,
     logger: pino({ level: "silent" }),
     now: () => clock.now,
+    onTurn: opts.onTurn,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({

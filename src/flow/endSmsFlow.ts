@@ -1,0 +1,22 @@
+import type { LedgerRecordInput } from "../ledger/ledger.js";
+import type { TurnContext } from "../engine/turnContext.js";
+
+/**
+ * The caller said no (a declined consent, a cancelled SMS): the SMS flow ends for the whole call.
+ *
+ * A "no" needs no proof. The checks that protect a "yes" (same turn as the question, question
+ * interrupted or not the last line heard, empty reply, not asked for this number) exist to stop
+ * a wrong send; none of them may turn a "no" into a re-ask. So this runs whatever the consent
+ * state, takes effect before the ledger is written, and holds when the ledger is down: losing a
+ * "no" could lead to a send, losing its record only costs evidence.
+ */
+export async function endSmsFlow(
+  ctx: TurnContext,
+  line: "sms_declined" | "sms_cancelled",
+  evidence: Omit<LedgerRecordInput, "callId" | "at">,
+): Promise<void> {
+  ctx.state.sms.declined = true;
+  ctx.say(line);
+  ctx.exitFlow();
+  await ctx.ledger(evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
+}
