@@ -1,0 +1,377 @@
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { AiFlowAction } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { CallState } from "../engine/state.js";
+import {
+  StoreUnavailableError,
+  type Arrival,
+  type CallStore,
+  type Collected,
+  type CollectRequest,
+  type CommitRequest,
+  type CommitResult,
+  type Progress,
+  type QueuedEvent,
+  type Transport,
+} from "./callStore.js";
+
+export interface RedisCallStoreOptions {
+  /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tags). */
+  prefix?: string;
+  /**
+   * Least lifetime of a call's queue, counters and holding record, refreshed on every write
+   * (default one hour, as the memory store's idle TTL): nothing of a call lives forever.
+   */
+  idleTtlMs?: number;
+}
+
+/**
+ * Layout version of the keys and of what they hold. A release that changes either uses a new
+ * version (v3, ...) and never reads keys of another version: calls running during a rolling
+ * upgrade stay with the instances of their own release, and old keys expire by their TTLs.
+ */
+const LAYOUT = "v2";
+
+/**
+ * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
+ * call's keys live in one Redis Cluster slot and a script may touch all of them.
+ */
+const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease"] as const;
+
+/*
+ * Values, written so that Lua never has to re-encode JSON (cjson turns [] into {} and rounds
+ * numbers to 14 digits): Lua reads only a small header, the JSON after it is opaque.
+ *   state      string  CallState JSON, PX = the commit's TTL
+ *   queue      list    "<seq>:<attempts>:<JSON {key, event, via}>", oldest first
+ *   seq        string  last arrival number (INCR)
+ *   processed  string  highest seq taken off the queue
+ *   outbox     list    "<seq>:<via>:<JSON actions>", in commit order
+ *   hold       hash    outstanding (1 or absent), count, droppedThrough (absent fields are 0)
+ *   lease      string  the holder's token, PX = the lease TTL
+ * The index zset `<prefix>v2:calls` (member call id, score = state expiry in ms) counts live
+ * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
+ */
+
+/** Shared by every script: KEYS as in KEY_NAMES. */
+const LUA_HELPERS = `
+local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+-- Make key expire no sooner than ms from now (a missing key stays missing).
+local function extend(key, ms)
+  local t = redis.call('pttl', key)
+  if t ~= -2 and t < ms then redis.call('pexpire', key, ms) end
+end
+local function droppedThrough()
+  return tonumber(redis.call('hget', K_HOLD, 'droppedThrough') or '0') or 0
+end
+local function holds(token)
+  return redis.call('get', K_LEASE) == token
+end
+`;
+
+/** ARGV: holdingFollowUp ("1"/"0"), body JSON, idle ms. Returns the seq, or 0: collect only. */
+const ARRIVE = `
+if ARGV[1] == '1' and redis.call('hget', K_HOLD, 'outstanding') == '1' then return 0 end
+local seq = redis.call('incr', K_SEQ)
+redis.call('rpush', K_QUEUE, seq .. ':0:' .. ARGV[2])
+local idle = tonumber(ARGV[3])
+extend(K_SEQ, idle)
+extend(K_QUEUE, idle)
+extend(K_PROCESSED, idle)
+return seq
+`;
+
+/** ARGV: token, ttl ms. Returns 1 when taken (or already ours: refreshed), else 0. */
+const ACQUIRE = `
+local cur = redis.call('get', K_LEASE)
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('set', K_LEASE, ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/** ARGV: token, ttl ms. Returns {held 1/0, droppedThrough}. */
+const RENEW = `
+local dt = droppedThrough()
+if not holds(ARGV[1]) then return {0, dt} end
+redis.call('pexpire', K_LEASE, ARGV[2])
+return {1, dt}
+`;
+
+/** ARGV: token. Compare-and-delete. */
+const RELEASE = `
+if holds(ARGV[1]) then redis.call('del', K_LEASE) end
+return 0
+`;
+
+/** ARGV: token. Returns {held 1/0, droppedThrough, head element with its attempts counted (if any)}. */
+const NEXT = `
+local dt = droppedThrough()
+if not holds(ARGV[1]) then return {0, dt} end
+local head = redis.call('lindex', K_QUEUE, 0)
+if not head then return {1, dt} end
+local seq, attempts, body = string.match(head, '^(%d+):(%d+):(.*)$')
+local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. body
+redis.call('lset', K_QUEUE, 0, el)
+return {1, dt, el}
+`;
+
+/**
+ * ARGV: token, seq, droppable ("1"/"0"), has state ("1"/"0"), state JSON, ttl ms, outbox
+ * element ("" for none), idle ms. Returns {"lease_lost"} | {"bad_head", head seq or ""} |
+ * {"dropped"} | {"committed", 1 with state / 0 ended}.
+ */
+const COMMIT = `
+if not holds(ARGV[1]) then return {'lease_lost'} end
+local seq = tonumber(ARGV[2])
+local head = redis.call('lindex', K_QUEUE, 0)
+local headSeq = head and string.match(head, '^(%d+):')
+if not headSeq or tonumber(headSeq) ~= seq then return {'bad_head', headSeq or ''} end
+local ttl = tonumber(ARGV[6])
+local idle = math.max(ttl, tonumber(ARGV[8]))
+redis.call('lpop', K_QUEUE)
+redis.call('set', K_PROCESSED, ARGV[2])
+extend(K_PROCESSED, idle)
+extend(K_QUEUE, idle)
+extend(K_SEQ, idle)
+if ARGV[3] == '1' and seq <= droppedThrough() then return {'dropped'} end
+if ARGV[4] == '0' then
+  redis.call('del', K_STATE, K_OUTBOX)
+  -- The holding record goes, except how far answers gave up (later queued turns stay dropped).
+  redis.call('hdel', K_HOLD, 'outstanding', 'count')
+  return {'committed', 0}
+end
+redis.call('set', K_STATE, ARGV[5], 'PX', ttl)
+if ARGV[7] ~= '' then redis.call('rpush', K_OUTBOX, ARGV[7]) end
+if redis.call('exists', K_OUTBOX) == 1 then redis.call('pexpire', K_OUTBOX, ttl) end
+extend(K_HOLD, idle)
+return {'committed', 1}
+`;
+
+/** Returns {processed, queued, ready http, ready ws}. */
+const PROGRESS = `
+local ready = { http = 0, ws = 0 }
+for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+  local via = string.match(e, '^%d+:(%a+):')
+  if ready[via] then ready[via] = ready[via] + 1 end
+end
+return {tonumber(redis.call('get', K_PROCESSED) or '0'), tonumber(redis.call('get', K_SEQ) or '0'), ready.http, ready.ws}
+`;
+
+/**
+ * ARGV: via, own seq ("" for none), collecting ("1"/"0"), mayHold ("1"/"0"), maxHoldingLines,
+ * idle ms. Returns {"actions", element...} | {"hold", count} | {"give_up", droppedThrough} | {"nothing"}.
+ * The same decisions as MemoryCallStore.collect, in the same order.
+ */
+const COLLECT = `
+local via, own, collecting, mayHold = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
+local maxLines, idle = tonumber(ARGV[5]), tonumber(ARGV[6])
+local taken = {}
+for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+  local s, v = string.match(e, '^(%d+):(%a+):')
+  if v == via and (collecting or tonumber(s) == own) then taken[#taken + 1] = e end
+end
+if #taken > 0 then
+  -- LREM keeps the outbox's TTL; equal elements are interchangeable.
+  for _, e in ipairs(taken) do redis.call('lrem', K_OUTBOX, 1, e) end
+  if collecting then redis.call('hdel', K_HOLD, 'outstanding', 'count') end
+  local reply = {'actions'}
+  for _, e in ipairs(taken) do reply[#reply + 1] = e end
+  return reply
+end
+local pending = tonumber(redis.call('get', K_PROCESSED) or '0') < tonumber(redis.call('get', K_SEQ) or '0')
+if not pending and collecting then redis.call('hdel', K_HOLD, 'outstanding', 'count') end
+if not mayHold or not pending then return {'nothing'} end
+local count = redis.call('hincrby', K_HOLD, 'count', 1)
+if count <= maxLines then
+  redis.call('hset', K_HOLD, 'outstanding', '1')
+  extend(K_HOLD, idle)
+  return {'hold', count}
+end
+local last = tonumber(redis.call('get', K_SEQ) or '0')
+redis.call('hdel', K_HOLD, 'outstanding', 'count')
+redis.call('hset', K_HOLD, 'droppedThrough', last)
+extend(K_HOLD, idle)
+return {'give_up', last}
+`;
+
+class Script {
+  readonly lua: string;
+  readonly sha: string;
+  constructor(body: string) {
+    this.lua = LUA_HELPERS + body;
+    this.sha = createHash("sha1").update(this.lua).digest("hex");
+  }
+}
+
+const SCRIPTS = {
+  arrive: new Script(ARRIVE),
+  acquire: new Script(ACQUIRE),
+  renew: new Script(RENEW),
+  release: new Script(RELEASE),
+  next: new Script(NEXT),
+  commit: new Script(COMMIT),
+  progress: new Script(PROGRESS),
+  collect: new Script(COLLECT),
+};
+
+/** The store answered with something no script of this version returns. */
+class CorruptReplyError extends Error {}
+
+/**
+ * Call store shared by every instance (see callStore.ts for the model). Every method that reads
+ * and then writes is one Lua script, so each is atomic exactly as MemoryCallStore's synchronous
+ * methods are; the semantics are the same (the contract tests in test/callStore.contract.ts
+ * run against both).
+ */
+export class RedisCallStore implements CallStore {
+  readonly shared = true;
+  private readonly prefix: string;
+  private readonly idleTtlMs: number;
+
+  constructor(
+    private readonly redis: Redis,
+    opts: RedisCallStoreOptions = {},
+  ) {
+    this.prefix = opts.prefix ?? "aiflow:";
+    this.idleTtlMs = opts.idleTtlMs ?? 3_600_000;
+  }
+
+  /** The call's keys, in KEY_NAMES order (exposed for tests and operators). */
+  keys(callId: string): string[] {
+    return KEY_NAMES.map((k) => this.key(callId, k));
+  }
+  private key(callId: string, name: (typeof KEY_NAMES)[number]): string {
+    return `${this.prefix}${LAYOUT}:call:{${callId}}:${name}`;
+  }
+  private get index() {
+    return `${this.prefix}${LAYOUT}:calls`;
+  }
+
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (e) {
+      throw new StoreUnavailableError(`Redis: ${(e as Error).message}`);
+    }
+  }
+
+  /** EVALSHA, falling back to EVAL (which caches the script) after a restart or on a new server. */
+  private run(script: Script, callId: string, args: Array<string | number>): Promise<unknown> {
+    return this.guard(async () => {
+      const keys = this.keys(callId);
+      try {
+        return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
+      } catch (e) {
+        if (!String((e as Error).message).startsWith("NOSCRIPT")) throw e;
+        return await this.redis.eval(script.lua, keys.length, ...keys, ...args);
+      }
+    });
+  }
+
+  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
+    const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
+    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs]));
+    return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
+  }
+
+  async acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean> {
+    return Number(await this.run(SCRIPTS.acquire, callId, [token, ms(ttlMs)])) === 1;
+  }
+
+  async renewLease(callId: string, token: string, ttlMs: number): Promise<{ held: boolean; droppedThrough: number }> {
+    const [held, droppedThrough] = (await this.run(SCRIPTS.renew, callId, [token, ms(ttlMs)])) as [number, number];
+    return { held: held === 1, droppedThrough: Number(droppedThrough) };
+  }
+
+  async releaseLease(callId: string, token: string): Promise<void> {
+    await this.run(SCRIPTS.release, callId, [token]);
+  }
+
+  async nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }> {
+    const [held, droppedThrough, el] = (await this.run(SCRIPTS.next, callId, [token])) as [number, number, string?];
+    if (held !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
+    return { event: el === undefined ? undefined : parseQueued(el), droppedThrough: Number(droppedThrough), held: true };
+  }
+
+  async commit(callId: string, token: string, c: CommitRequest): Promise<CommitResult> {
+    const ttlMs = ms(c.ttlSeconds * 1000);
+    const entry = c.state !== null && c.entry && c.entry.actions.length ? `${c.entry.seq}:${c.entry.via}:${JSON.stringify(c.entry.actions)}` : "";
+    const args = [token, c.seq, c.droppable ? "1" : "0", c.state === null ? "0" : "1", c.state === null ? "" : JSON.stringify(c.state), ttlMs, entry, this.idleTtlMs];
+    const expiresAt = Date.now() + ttlMs;
+    const [result, detail] = (await this.run(SCRIPTS.commit, callId, args)) as [string, string | number | undefined];
+    switch (result) {
+      case "lease_lost":
+      case "dropped":
+        return result;
+      case "bad_head":
+        // A programming error of the caller, not an unavailable store.
+        throw new Error(`commit of event ${c.seq} for call ${callId}, but the queue head is ${detail === "" ? undefined : detail}`);
+      case "committed":
+        // The index lives in another cluster slot, so it cannot be in the script. It only counts
+        // calls (size()): the commit stands even if this update fails, and a stale member ends
+        // with its score.
+        await (detail === 1 ? this.redis.zadd(this.index, expiresAt, callId) : this.redis.zrem(this.index, callId)).catch(() => undefined);
+        return "committed";
+      default:
+        throw new StoreUnavailableError(`Redis: unexpected commit reply ${String(result)}`);
+    }
+  }
+
+  async progress(callId: string): Promise<Progress> {
+    const [processed, queued, http, ws] = (await this.run(SCRIPTS.progress, callId, [])) as number[];
+    return { processed: Number(processed), queued: Number(queued), ready: { http: Number(http), ws: Number(ws) } };
+  }
+
+  async collect(callId: string, r: CollectRequest): Promise<Collected> {
+    const args = [r.via, r.seq ?? "", r.collecting ? "1" : "0", r.mayHold ? "1" : "0", r.maxHoldingLines, this.idleTtlMs];
+    const [kind, ...rest] = (await this.run(SCRIPTS.collect, callId, args)) as [string, ...Array<string | number>];
+    switch (kind) {
+      case "actions": {
+        const entries = (rest as string[]).map(parseOutbox).sort((a, b) => a.seq - b.seq);
+        return { kind: "actions", actions: entries.flatMap((e) => e.actions) };
+      }
+      case "hold":
+        return { kind: "hold", count: Number(rest[0]) };
+      case "give_up":
+        return { kind: "give_up", droppedThrough: Number(rest[0]) };
+      case "nothing":
+        return { kind: "nothing" };
+      default:
+        throw new StoreUnavailableError(`Redis: unexpected collect reply ${String(kind)}`);
+    }
+  }
+
+  async get(callId: string): Promise<CallState | undefined> {
+    const json = await this.guard(() => this.redis.get(this.key(callId, "state")));
+    return json ? (JSON.parse(json) as CallState) : undefined;
+  }
+
+  async size(): Promise<number> {
+    return this.guard(async () => {
+      await this.redis.zremrangebyscore(this.index, 0, Date.now());
+      return this.redis.zcard(this.index);
+    });
+  }
+
+  async close(): Promise<void> {
+    // The connection is shared (limiter too): its owner quits it.
+  }
+}
+
+/** A TTL Redis accepts: whole milliseconds, at least 1 (0 or less would be an error there). */
+function ms(n: number): number {
+  return Math.max(1, Math.ceil(n));
+}
+
+function parseQueued(el: string): QueuedEvent {
+  const m = /^(\d+):(\d+):/.exec(el);
+  if (!m) throw new CorruptReplyError(`queue element ${el.slice(0, 40)}`);
+  const body = JSON.parse(el.slice(m[0].length)) as { key: string; event: AiFlowEvent; via: Transport };
+  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]) };
+}
+
+function parseOutbox(el: string): { seq: number; actions: AiFlowAction[] } {
+  const m = /^(\d+):([a-z]+):/.exec(el);
+  if (!m) throw new CorruptReplyError(`outbox element ${el.slice(0, 40)}`);
+  return { seq: Number(m[1]), actions: JSON.parse(el.slice(m[0].length)) as AiFlowAction[] };
+}
