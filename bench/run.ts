@@ -207,7 +207,7 @@ async function benchFirstSpeech() {
   const ideal = TTFT + (firstSentenceWords - 1) * TOKEN;
   const base = openLimits(loadConfigFile("config/agent.yaml"));
   const service = createService({
-    config: parseConfig({ ...base, speech: { ...base.speech, fillerAfterMs: 0 } }),
+    config: parseConfig({ ...base, speech: { ...base.speech, streamSentences: true } }),
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
     ledger: new MemoryLedger(),
     logger: pino({ level: "silent" }),
@@ -246,7 +246,7 @@ async function benchMemory() {
   const service = createService({ config: openLimits(loadConfigFile("config/agent.yaml")), model: new ScriptedModel(), ledger: new MemoryLedger(), logger: pino({ level: "silent" }) });
   const handle = async (e: unknown) => {
     const p = parseEvent(e);
-    if (p.kind === "event") await service.engine.handle(p.event);
+    if (p.kind === "event") await service.pipeline.process(p.event);
   };
   // Warm up code paths before measuring.
   for (let i = 0; i < 50; i++) await handle({ type: "session_start", session: { id: `warm-${i}`, from_phone_number: "4915112345678" } });

@@ -4,6 +4,7 @@ import { loadConfigFile, parseConfig } from "../src/config/load.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { createService } from "../src/service.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 /**
  * The two servers of bench (a), each run as its own process: `bare` is a Fastify route that
@@ -25,6 +26,8 @@ if (kind === "bare") {
   const config = parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } });
   const engineMs: number[] = [];
   const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
     config,
     model: new ScriptedModel(),
     ledger: new MemoryLedger(),

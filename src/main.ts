@@ -12,9 +12,9 @@ import { ScriptedModel } from "./llm/scriptedModel.js";
 import { Metrics } from "./metrics/metrics.js";
 import { exposureProblem } from "./server/exposure.js";
 import { createService } from "./service.js";
-import { MemorySessionStore } from "./store/memorySessionStore.js";
+import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
-import { RedisSessionStore } from "./store/redisSessionStore.js";
+import { RedisCallStore } from "./store/redisCallStore.js";
 
 const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
 
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
     ledger,
     metrics,
     // REDIS_PREFIX separates several deployments (or test runs) on one Redis.
-    store: redis ? new RedisSessionStore(redis, { prefix: env.REDIS_PREFIX || "aiflow:", lockTtlMs: config.llm.timeoutMs * 4 + 5000 }) : new MemorySessionStore(),
+    store: redis ? new RedisCallStore(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : new MemoryCallStore(Date.now, config.limits.sessionTtlSeconds * 1000),
     limiter: redis ? new RedisRateLimiter(redis, `${env.REDIS_PREFIX || "aiflow:"}limit:`) : new MemoryRateLimiter(),
     closeAlso: redis ? [() => redis.quit()] : [],
     healthInfo: demo ? { demo: true, model: "scripted" } : undefined,

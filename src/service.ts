@@ -15,8 +15,11 @@ import { buildApp } from "./server/app.js";
 import { Metrics } from "./metrics/metrics.js";
 import { MeteredLedger } from "./metrics/meteredLedger.js";
 import { MemoryRateLimiter, type RateLimiter } from "./store/rateLimiter.js";
-import { MemorySessionStore } from "./store/memorySessionStore.js";
-import type { SessionStore } from "./store/sessionStore.js";
+import { MemoryCallStore } from "./store/memoryCallStore.js";
+import type { CallStore } from "./store/callStore.js";
+import { CallPipeline } from "./engine/callPipeline.js";
+import { systemClock, type Clock } from "./engine/clock.js";
+import { turnLogFields } from "./server/turnLog.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -26,10 +29,12 @@ export interface ServiceOptions {
   model: ChatModel;
   apiToken?: string;
   ledger?: ConsentLedger;
-  store?: SessionStore;
+  store?: CallStore;
   limiter?: RateLimiter;
   logger?: Logger;
   now?: () => number;
+  /** Answer deadlines (server.answerWithinMs); tests and evals pass a manual clock. */
+  clock?: Clock;
   promptsDir?: string;
   onTurn?: (turn: TurnRecord) => void;
   metrics?: Metrics;
@@ -42,7 +47,8 @@ export interface ServiceOptions {
 export interface Service {
   app: FastifyInstance;
   engine: Engine;
-  store: SessionStore;
+  pipeline: CallPipeline;
+  store: CallStore;
   ledger: ConsentLedger;
   logger: Logger;
   metrics: Metrics;
@@ -54,7 +60,7 @@ export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  const store = opts.store ?? new MemorySessionStore(now);
+  const store = opts.store ?? new MemoryCallStore(now, config.limits.sessionTtlSeconds * 1000);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   // Counted only once durably recorded.
@@ -66,21 +72,38 @@ export function createService(opts: ServiceOptions): Service {
     prompts,
     flow: smsConsentFlow,
     model: opts.model,
-    store,
     ledger,
     limiter,
     gate: new SmsActionGate(),
     log: logger,
     now,
   });
-  const onTurn = (turn: TurnRecord) => {
-    metrics.observeTurn(turn);
-    opts.onTurn?.(turn);
-  };
-  const app = buildApp({ config, engine, store, apiToken: opts.apiToken, logger, onTurn, metrics, healthInfo: opts.healthInfo });
+  const pipeline = new CallPipeline({
+    engine,
+    store,
+    config,
+    prompts,
+    ledger,
+    log: logger,
+    clock: opts.clock ?? systemClock,
+    // One "event handled" line per committed turn, the same for both transports.
+    onTurn: (turn, event, via) => {
+      logger.info(turnLogFields(turn, event, via), "event handled");
+      metrics.observeTurn(turn);
+      try {
+        opts.onTurn?.(turn);
+      } catch (e) {
+        // An observer's bug must not cost the caller the answer (it may carry a send_sms already on record).
+        logger.error({ err: e }, "onTurn observer failed");
+      }
+    },
+    onAnswer: (kind) => metrics.observeAnswer(kind),
+  });
+  const app = buildApp({ config, pipeline, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo });
   return {
     app,
     engine,
+    pipeline,
     store,
     ledger,
     logger,
@@ -88,6 +111,8 @@ export function createService(opts: ServiceOptions): Service {
     async close() {
       // Fastify stops taking requests and waits for the ones in flight: turns finish first.
       await app.close();
+      // Turns that missed their deadline still run in the background: they finish and commit first.
+      await pipeline.drain();
       await store.close();
       await ledger.close();
       for (const c of opts.closeAlso ?? []) await c();

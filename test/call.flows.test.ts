@@ -157,7 +157,7 @@ describe("each sms_failed reason", () => {
       svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.text("Ich gebe Ihnen die Adresse gern am Telefon."));
       const parsed = parseEvent(ev.speak(id, "Versuchen Sie es nochmal per SMS."));
       if (parsed.kind !== "event") throw new Error("fixture did not parse");
-      const again = await svc.engine.handle(parsed.event);
+      const again = await svc.pipeline.process(parsed.event);
       expect(smsActions(again.actions)).toHaveLength(0);
       expect(again.toolCalls[0]).toMatchObject({ name: "start_sms_flow", result: expect.stringMatching(/no further SMS can be sent/) });
       expect(spoken(again.actions).join(" ")).not.toMatch(/bereits eine SMS/);

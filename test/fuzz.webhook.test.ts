@@ -10,6 +10,7 @@ import { createService, type Service } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, FLOW_NUMBER } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 /**
  * Malformed-input fuzz of POST /webhook through the real app (Fastify, parser, engine, gate,
@@ -354,6 +355,8 @@ function startFuzzService(fake: FakeOpenAIServer) {
   });
   const config = testConfig();
   const service: Service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
     config,
     model: new OpenAIChatModel({ apiKey: "test-key", baseURL: fake.baseURL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries }),
     apiToken: TOKEN,

@@ -12,6 +12,7 @@ import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { createService } from "../src/service.js";
 import { ev } from "./support/events.js";
 import { TEST_DATABASE_URL, dropTable, requirePostgres, sql, uniqueTable } from "./support/postgres.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 const NUMBER = "4915112345678";
 const UNREACHABLE = "postgres://postgres@127.0.0.1:1/test";
@@ -199,7 +200,9 @@ describe("createLedger", () => {
 describe("the service with a PostgreSQL ledger that fails", () => {
   const config = loadConfigFile("config/agent.yaml");
   const call = async (ledgerUnderTest: PostgresLedger, id: string, beforeYes?: () => Promise<void>) => {
-    const service = createService({ config, model: new ScriptedModel(), ledger: ledgerUnderTest, logger: pino({ level: "silent" }) });
+    const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(), config, model: new ScriptedModel(), ledger: ledgerUnderTest, logger: pino({ level: "silent" }) });
     const answers: unknown[] = [];
     const post = async (e: object) => {
       const res = await service.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(e) });

@@ -7,6 +7,7 @@ import { createService } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 describe("logs", () => {
   it("one structured line per event, refusals with reasons, and phone numbers masked to the last 3 digits", async () => {
@@ -21,6 +22,8 @@ describe("logs", () => {
     await fake.start();
     const config = testConfig({ logLevel: "info" });
     const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
       config,
       model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),
       ledger: new MemoryLedger(),

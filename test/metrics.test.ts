@@ -12,6 +12,7 @@ import { createService, type Service } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 /**
  * The metrics as production would wire them: the real service (Fastify, engine, gate, openai
@@ -75,6 +76,8 @@ async function startMetered(fake: FakeOpenAIServer, config: AppConfig): Promise<
   const turns: TurnRecord[] = [];
   const clock = { now: Date.UTC(2026, 10, 23, 9, 0, 0) };
   const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
     config,
     model: new OpenAIChatModel({ apiKey: "test-key", baseURL: fake.baseURL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries }),
     ledger: new MeteredLedger(memory, metrics),

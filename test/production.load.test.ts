@@ -9,6 +9,7 @@ import { createService, type Service } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { spoken, smsActions, testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 /**
  * Many concurrent calls through both transports, on loopback, bounded in count and time:
@@ -35,6 +36,8 @@ beforeAll(async () => {
   await fake.start();
   scriptModel();
   svc = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
     config: testConfig(),
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
     ledger: new MemoryLedger(),
@@ -105,6 +108,8 @@ describe("graceful shutdown", () => {
     const local = new FakeOpenAIServer();
     await local.start();
     const s = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
       config: testConfig(),
       model: new OpenAIChatModel({ apiKey: "k", baseURL: local.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
       ledger: new MemoryLedger(),
@@ -142,6 +147,8 @@ describe("SMS abuse limits", () => {
       return reply.tool("record_consent", { consented: true });
     });
     const s = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
       config: testConfig({ abuse }),
       model: new OpenAIChatModel({ apiKey: "k", baseURL: local.baseURL, timeoutMs: 5000, maxRetries: 0 }),
       ledger: new MemoryLedger(),

@@ -1,16 +1,16 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { initialCallState } from "../src/engine/state.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { createService } from "../src/service.js";
 import { RedisRateLimiter } from "../src/store/rateLimiter.js";
-import { LockTimeoutError, RedisSessionStore } from "../src/store/redisSessionStore.js";
+import { RedisCallStore } from "../src/store/redisCallStore.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, spoken, testConfig } from "./support/harness.js";
 import { PrivateRedis, connectRedis, freePort, uniquePrefix } from "./support/redis.js";
 import type { Redis } from "ioredis";
+import { ManualClock } from "../src/engine/clock.js";
 
 let a: Redis;
 let b: Redis;
@@ -23,71 +23,6 @@ afterAll(async () => {
   b.disconnect();
 });
 
-const state = (id: string) => initialCallState({ sessionId: id, direction: "inbound", language: "de-DE", step: "main" });
-
-describe("RedisSessionStore", () => {
-  it("stores, expires and counts calls", async () => {
-    const store = new RedisSessionStore(a, { prefix: uniquePrefix() });
-    await store.set({ ...state("r1"), turn: 4 }, 60);
-    expect((await store.get("r1"))!.turn).toBe(4);
-    expect(await store.size()).toBe(1);
-    await store.set(state("r2"), 1);
-    await new Promise((r) => setTimeout(r, 1100));
-    expect(await store.get("r2")).toBeUndefined();
-    expect(await store.size()).toBe(1);
-    await store.delete("r1");
-    expect(await store.get("r1")).toBeUndefined();
-    expect(await store.size()).toBe(0);
-  });
-
-  it("one call's events run one at a time across two instances (two connections)", async () => {
-    const prefix = uniquePrefix();
-    const s1 = new RedisSessionStore(a, { prefix });
-    const s2 = new RedisSessionStore(b, { prefix });
-    const log: string[] = [];
-    const work = (tag: string, ms: number) => async () => {
-      log.push(`start ${tag}`);
-      await new Promise((r) => setTimeout(r, ms));
-      log.push(`end ${tag}`);
-    };
-    await Promise.all([s1.withLock("c", work("1", 150)), new Promise((r) => setTimeout(r, 20)).then(() => s2.withLock("c", work("2", 10)))]);
-    expect(log).toEqual(["start 1", "end 1", "start 2", "end 2"]);
-  });
-
-  it("the wait for a busy call is bounded", async () => {
-    const prefix = uniquePrefix();
-    const s1 = new RedisSessionStore(a, { prefix });
-    const s2 = new RedisSessionStore(b, { prefix, lockWaitMs: 100 });
-    const holder = s1.withLock("busy", () => new Promise((r) => setTimeout(r, 400)));
-    await new Promise((r) => setTimeout(r, 20));
-    await expect(s2.withLock("busy", async () => "never")).rejects.toBeInstanceOf(LockTimeoutError);
-    await holder;
-  });
-
-  it("a lock left by a dead instance expires, and the call goes on elsewhere", async () => {
-    const prefix = uniquePrefix();
-    await a.set(`${prefix}lock:orphan`, "dead-instance-token", "PX", 300);
-    const s = new RedisSessionStore(b, { prefix, lockWaitMs: 2000 });
-    const t0 = Date.now();
-    await s.withLock("orphan", async () => undefined);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
-  });
-
-  it("a slow turn keeps its lock alive past the lock TTL", async () => {
-    const prefix = uniquePrefix();
-    const s1 = new RedisSessionStore(a, { prefix, lockTtlMs: 600 });
-    const s2 = new RedisSessionStore(b, { prefix, lockTtlMs: 600, lockWaitMs: 5000 });
-    const log: string[] = [];
-    const first = s1.withLock("slow", async () => {
-      await new Promise((r) => setTimeout(r, 1800));
-      log.push("first done");
-    });
-    await new Promise((r) => setTimeout(r, 50));
-    await s2.withLock("slow", async () => void log.push("second ran"));
-    await first;
-    expect(log).toEqual(["first done", "second ran"]);
-  });
-});
 
 describe("RedisRateLimiter", () => {
   it("shares windows across instances and is all-or-nothing", async () => {
@@ -119,11 +54,13 @@ describe("a Redis restart mid-call", () => {
     const prefix = uniquePrefix();
     const config = testConfig();
     const svc = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
       config,
       model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),
       ledger: new MemoryLedger(),
       logger: pino({ level: "silent" }),
-      store: new RedisSessionStore(redis, { prefix }),
+      store: new RedisCallStore(redis, { prefix }),
       limiter: new RedisRateLimiter(redis, `${prefix}limit:`),
     });
     const post = async (e: unknown) => {

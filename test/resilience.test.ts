@@ -21,6 +21,7 @@ import { createService } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { spoken, testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 const primary = new FakeOpenAIServer();
 const backup = new FakeOpenAIServer();
@@ -302,7 +303,9 @@ describe("the caller never hears silence when every model fails", () => {
     backup.onRequest(() => reply.error(500));
     const config = testConfig({ llm: { maxRetries: 1, backoffInitialMs: 1, backoffMaxMs: 2, fallbacks: [{ model: "backup-model", baseURL: backup.baseURL }] }, ...patch });
     const model = createModel(config, { OPENAI_BASE_URL: primary.baseURL, OPENAI_API_KEY: "k" });
-    return createService({ config, model, ledger: new MemoryLedger(), logger: pino({ level: "silent" }) });
+    return createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(), config, model, ledger: new MemoryLedger(), logger: pino({ level: "silent" }) });
   }
   const post = async (svc: Awaited<ReturnType<typeof serviceWith>>, e: unknown) => {
     const r = await svc.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(e) });

@@ -6,48 +6,31 @@ import { trimHistory, toolPairingProblems, repairToolPairing } from "../src/engi
 import { initialCallState, type CallState, type HistoryMessage } from "../src/engine/state.js";
 import { FileLedger, hashNumber } from "../src/ledger/fileLedger.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
-import { MemorySessionStore } from "../src/store/memorySessionStore.js";
+import { MemoryCallStore } from "../src/store/memoryCallStore.js";
+import type { AiFlowEvent } from "../src/aiflow/events.js";
 
 function state(id: string): CallState {
   return initialCallState({ sessionId: id, direction: "inbound", language: "de-DE", step: "main" });
 }
 
-describe("MemorySessionStore", () => {
-  it("serializes work per session id, in arrival order, while other sessions run in parallel", async () => {
-    const store = new MemorySessionStore();
-    const log: string[] = [];
-    const slow = (tag: string, ms: number) => async () => {
-      log.push(`start ${tag}`);
-      await new Promise((r) => setTimeout(r, ms));
-      log.push(`end ${tag}`);
-    };
-    await Promise.all([store.withLock("a", slow("a1", 30)), store.withLock("a", slow("a2", 1)), store.withLock("b", slow("b1", 5))]);
-    expect(log.indexOf("end a1")).toBeLessThan(log.indexOf("start a2"));
-    expect(log.indexOf("start b1")).toBeLessThan(log.indexOf("end a1"));
-    await store.close();
-  });
-
-  it("a failing turn does not block the next one", async () => {
-    const store = new MemorySessionStore();
-    await expect(store.withLock("x", async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
-    await expect(store.withLock("x", async () => 42)).resolves.toBe(42);
-    await store.close();
-  });
-
-  it("returns copies (no shared objects between turns) and expires by TTL", async () => {
+describe("MemoryCallStore", () => {
+  it("returns copies (no shared objects between turns), expires by TTL and sweeps idle calls", async () => {
     let now = 1000;
-    const store = new MemorySessionStore(() => now);
+    const store = new MemoryCallStore(() => now, 60_000);
+    await store.arrive("t", { key: "k", event: { type: "session_start", session: { id: "t" } } as AiFlowEvent, via: "http", holdingFollowUp: false });
+    await store.acquireLease("t", "A", 5000);
+    await store.nextEvent("t", "A");
     const s = state("t");
-    await store.set(s, 10);
+    await store.commit("t", "A", { seq: 1, state: s, ttlSeconds: 10, droppable: false });
     s.step = "changed";
     expect((await store.get("t"))!.step).toBe("main");
     expect(await store.size()).toBe(1);
     now += 10_001;
     expect(await store.get("t")).toBeUndefined();
-    await store.set(state("u"), 1);
-    now += 1001;
+    await store.releaseLease("t", "A");
     store.sweep();
     expect(await store.size()).toBe(0);
+    expect(await store.progress("t")).toEqual({ processed: 0, queued: 0, ready: { http: 0, ws: 0 } });
     await store.close();
   });
 });

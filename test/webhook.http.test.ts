@@ -13,6 +13,7 @@ import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev, session } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { REFERENCE_EVENT_FIXTURES } from "./support/fixtures.js";
+import { ManualClock } from "../src/engine/clock.js";
 
 let svc: TestService;
 beforeAll(async () => {
@@ -216,6 +217,8 @@ describe("sms_failed with an undocumented reason", () => {
       },
     });
     service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
       config,
       model: new OpenAIChatModel({ apiKey: "test-key", baseURL: fake.baseURL, timeoutMs: config.llm.timeoutMs, maxRetries: config.llm.maxRetries }),
       ledger: new MeteredLedger(memory, metrics),

@@ -9,21 +9,39 @@ import { createService, type Service } from "../src/service.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
+import { ManualClock } from "../src/engine/clock.js";
+import { Writable } from "node:stream";
+
+/** The deadline timer is armed once the turn is queued; advance only then. */
+async function waitForTimer() {
+  for (let i = 0; i < 200 && clock.pending === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(clock.pending).toBeGreaterThan(0);
+}
 
 /** The WebSocket transport with a real `ws` client, as sipgate connects. */
 
 const fake = new FakeOpenAIServer();
+/** Sentence streaming on (a setting, off by default); the deadline moves only when a test advances it. */
 let svc: Service;
 let url: string;
+const clock = new ManualClock();
+const logLines: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
   await fake.start();
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split("\n").filter(Boolean)) logLines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
   svc = createService({
-    config: testConfig({ speech: { fillerAfterMs: 400 } }),
+    config: testConfig({ speech: { streamSentences: true } }),
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
     ledger: new MemoryLedger(),
-    logger: pino({ level: "silent" }),
+    logger: pino({ level: "info" }, sink),
     apiToken: "ws-token",
+    clock,
   });
   await svc.app.listen({ port: 0, host: "127.0.0.1" });
   url = `ws://127.0.0.1:${(svc.app.server.address() as AddressInfo).port}/ws`;
@@ -39,8 +57,8 @@ interface Frame {
   data: { type?: string; text?: string; error?: string; [k: string]: unknown };
 }
 
-async function connect(headers: Record<string, string> = { "x-api-token": "ws-token" }) {
-  const ws = new WebSocket(url, { headers, perMessageDeflate: false });
+async function connect(headers: Record<string, string> = { "x-api-token": "ws-token" }, at = url) {
+  const ws = new WebSocket(at, { headers, perMessageDeflate: false });
   const frames: Frame[] = [];
   ws.on("message", (d) => frames.push({ at: Date.now(), data: JSON.parse(d.toString()) }));
   await new Promise<void>((resolve, reject) => {
@@ -67,15 +85,35 @@ describe("WebSocket transport", () => {
     await expect(new Promise((_, reject) => wrongPath.once("error", reject))).rejects.toThrow(/404/);
   });
 
-  it("answers events with pushed actions; bad frames get an error frame, not a dropped socket", async () => {
+  it("accepts the token as a query parameter too, and never logs it", async () => {
+    const c = await connect({}, `${url}?token=ws-token`);
+    c.send(ev.start("ws-query"));
+    await c.waitFor((f) => speaks(f).length === 1);
+    c.ws.close();
+    await expect(connect({}, `${url}?token=wrong-secret`)).rejects.toThrow(/401/);
+    expect(JSON.stringify(logLines)).not.toContain("ws-token");
+    expect(JSON.stringify(logLines)).not.toContain("wrong-secret");
+  });
+
+  it("answers events with pushed actions; bad frames are logged, never answered, and the socket stays open", async () => {
     const c = await connect();
     c.send(ev.start("ws-1"));
     await c.waitFor((f) => speaks(f).length === 1);
     expect(speaks(c.frames)[0]).toMatch(/^Guten Tag/);
+    const before = logLines.length;
     c.ws.send("{not json");
     c.ws.send(JSON.stringify({ session: { id: "x" } }));
-    await c.waitFor((f) => f.filter((x) => x.data.error).length === 2);
-    expect(c.frames.filter((x) => x.data.error).map((x) => x.data.error)).toEqual(["Invalid frame: not valid JSON", "Invalid event: type: missing type field"]);
+    c.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    for (let i = 0; i < 100 && logLines.length < before + 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logLines.slice(before).map((l) => l.msg)).toEqual([
+      "WebSocket: frame ignored, not valid JSON",
+      "WebSocket: frame ignored, not a valid event",
+      "WebSocket: binary frame ignored (events are JSON text frames)",
+    ]);
+    // Nothing but actions ever goes to sipgate; the next event is answered as usual.
+    c.send(ev.speak("ws-1", "Hallo"));
+    await c.waitFor((f) => speaks(f).length === 2);
+    expect(c.frames.every((f) => typeof f.data.type === "string" && f.data.error === undefined)).toBe(true);
     expect(c.ws.readyState).toBe(WebSocket.OPEN);
     c.ws.close();
   });
@@ -98,14 +136,26 @@ describe("WebSocket transport", () => {
     c.ws.close();
   });
 
-  it("a slow model gets a filler line first", async () => {
+  it("a model slower than the deadline: a holding line, then the answer when it is ready", async () => {
     const c = await connect();
-    c.send(ev.start("ws-filler"));
+    c.send(ev.start("ws-holding"));
     await c.waitFor((f) => speaks(f).length === 1);
-    fake.enqueue({ kind: "message", text: "Die Adresse ist Musterstraße 1.", ttftMs: 900 });
-    c.send(ev.speak("ws-filler", "Wo sind Sie?"));
+    const gate = fake.block();
+    fake.enqueue({ kind: "message", text: "Die Adresse ist Musterstraße 1." });
+    c.send(ev.speak("ws-holding", "Wo sind Sie?"));
+    await gate.arrived;
+    await waitForTimer();
+    clock.advance(800);
+    await c.waitFor((f) => speaks(f).length === 2);
+    expect(speaks(c.frames)[1]).toBe("Einen Moment bitte.");
+    // The socket's holding line arms no input timeout: its silence is not the caller's.
+    expect(c.frames[1]!.data.user_input_timeout_seconds).toBeUndefined();
+    gate.release();
     await c.waitFor((f) => speaks(f).length === 3);
-    expect(speaks(c.frames).slice(1)).toEqual(["Einen Moment bitte.", "Die Adresse ist Musterstraße 1."]);
+    expect(speaks(c.frames)[2]).toBe("Die Adresse ist Musterstraße 1.");
+    // Not part of the conversation: the model never sees it.
+    const state = await svc.store.get("ws-holding");
+    expect(JSON.stringify(state!.history)).not.toContain("Einen Moment");
     c.ws.close();
   });
 

@@ -10,6 +10,7 @@ import { parseCallerNumber } from "../../src/phone/number.js";
 import { createService } from "../../src/service.js";
 import { personaLine } from "./personaCaller.js";
 import type { CallerRule, Expectation, Scenario } from "./scenario.js";
+import { ManualClock } from "../../src/engine/clock.js";
 
 /** What the scripted caller did in one step, and what the agent answered. */
 export interface TranscriptEntry {
@@ -70,6 +71,8 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
   const ledger = new MemoryLedger();
   let lastTurn: TurnRecord | undefined;
   const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(),
     config: opts.config,
     model: opts.model,
     ledger,

@@ -41,7 +41,9 @@ export const sessionSchema = z
     from_phone_number: tolerant(phoneNumber),
     to_phone_number: tolerant(phoneNumber),
   })
-  .passthrough();
+  // Fields the service does not know are dropped here: an event is queued and stored (Redis)
+  // until its turn, and a sender's 5000-level extra field must not travel with it.
+  .strip();
 export type Session = z.infer<typeof sessionSchema>;
 
 const base = { session: sessionSchema };

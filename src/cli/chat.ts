@@ -11,6 +11,7 @@ import { createModel } from "../llm/createModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
 import { parseCallerNumber } from "../phone/number.js";
 import { createService } from "../service.js";
+import { ManualClock } from "../engine/clock.js";
 
 /**
  * `npm run chat`: be the caller. Each line you type is a user_speak event; the agent's
@@ -78,7 +79,9 @@ async function main(): Promise<void> {
   }
   const ledger = new MemoryLedger();
   const seen: { turn?: TurnRecord } = {};
-  const service = createService({ config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t) });
+  const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(), config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t) });
   const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };
   let ended = false;
   // sms_failed names the recipient of the SMS that failed; a chat fakes it for the last one sent.

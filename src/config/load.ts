@@ -25,7 +25,16 @@ function describe(err: z.ZodError, source: string): string {
 }
 
 /** Validate an already-parsed config object (tests build configs in code). */
+/** Settings that were replaced: a config still using one is told what to use instead. */
+const REPLACED: Array<{ path: [string, string]; use: string }> = [
+  { path: ["speech", "fillerAfterMs"], use: "server.answerWithinMs (one deadline for webhook and WebSocket)" },
+];
+
 export function parseConfig(raw: unknown, source = "(inline)"): AppConfig {
+  for (const { path, use } of REPLACED) {
+    const section = (raw as Record<string, unknown> | null | undefined)?.[path[0]];
+    if (section && typeof section === "object" && path[1] in section) throw new ConfigError(`invalid config ${source}:\n  ${path.join(".")}: was replaced by ${use}`);
+  }
   const r = configSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(describe(r.error, source));
   // Here rather than in the schema: the rule reads its terms from prompts/, and every entry point parses through here.

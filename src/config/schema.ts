@@ -159,8 +159,12 @@ export const configSchema = z
         bargeIn: bargeInConfigSchema.optional(),
         vad: vadSchema.optional(),
         userInputTimeoutSeconds: z.number().positive().max(60).default(8),
-        /** WebSocket only: a holding line ("Einen Moment bitte") when the model said nothing after this long; 0 = never. */
-        fillerAfterMs: z.number().int().min(0).default(1200),
+        /**
+         * WebSocket: speak the model's answer sentence by sentence while it is still written. Off by
+         * default: nothing documents that sipgate queues `speak` actions sent one after another (if a
+         * new one replaced the one playing, callers would hear fragments). Confirm on a real call first.
+         */
+        streamSentences: z.boolean().default(false),
       })
       .strict()
       .default({}),
@@ -185,6 +189,18 @@ export const configSchema = z
         maxBodyBytes: z.number().int().min(1024).max(10_000_000).default(65536),
         /** Path of the WebSocket transport on the same port. */
         wsPath: z.string().startsWith("/").default("/ws"),
+        /**
+         * sipgate asks for an answer within a second. A turn not done by then answers with a holding
+         * line; its actions follow with the call's next event (HTTP) or are pushed when ready (WebSocket).
+         * 0 = off: every answer waits for its turn (evals, local debugging; never in production).
+         */
+        answerWithinMs: z.number().int().min(0).max(10_000).default(800),
+        /** Holding lines in a row before the caller hears an apology and the late result is dropped. */
+        maxHoldingLines: z.number().int().min(0).max(10).default(2),
+        /** `user_input_timeout_seconds` a holding line arms, so a late answer is collected even without `assistant_speech_ended`. */
+        holdingTimeoutSeconds: z.number().positive().max(30).default(2),
+        /** A call's lease: how long an instance that stopped renewing it (died, stalled) blocks the call. */
+        leaseMs: z.number().int().min(300).max(60_000).default(3000),
       })
       .strict()
       .default({}),

@@ -6,8 +6,6 @@ import { openingLine } from "../config/disclosure.js";
 import type { ChatModel, ModelToolCall } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
 import { normalizeAiFlowNumber } from "../phone/number.js";
-import { StoreUnavailableError, type SessionStore } from "../store/sessionStore.js";
-import { LockTimeoutError } from "../store/redisSessionStore.js";
 import type { FlowDef, LlmStep, StepDef, ToolDef } from "./define.js";
 import { repairToolPairing, trimHistory } from "./history.js";
 import { initialCallState, type CallState } from "./state.js";
@@ -16,12 +14,17 @@ import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "./turnReco
 
 /** How a streaming transport (WebSocket) takes part in a turn. */
 export interface TurnStream {
-  /** Receives each action the moment it may leave. */
+  /** Receives each spoken line the moment it may leave (model speech sentence by sentence). */
   sink?: (action: AiFlowAction) => void;
-  /** Aborted when the caller starts speaking: generation stops. */
+  /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: generation stops. */
   signal?: AbortSignal;
-  /** Called when the turn actually starts (after earlier events of the call finished). */
-  onStart?: () => void;
+}
+
+/** A turn's result: the record, and what the pipeline commits. */
+export interface TurnOutcome {
+  record: TurnRecord;
+  /** save: the new state; delete: the call ended; keep: state unchanged (nothing happened to it). */
+  next: { kind: "save"; state: CallState } | { kind: "delete" } | { kind: "keep" };
 }
 import { checkModelUtterance } from "../guards/claims.js";
 import { StreamedSpeech } from "./streamedSpeech.js";
@@ -29,7 +32,6 @@ import { StreamedSpeech } from "./streamedSpeech.js";
 export interface EngineDeps extends TurnServices {
   flow: FlowDef;
   model: ChatModel;
-  store: SessionStore;
 }
 
 /**
@@ -65,53 +67,27 @@ export class Engine {
     return this.deps.flow;
   }
 
-  /** Handle one event. `eventKey` identifies the delivery (hash of the raw body) for duplicate detection. */
-  async handle(event: AiFlowEvent, eventKey: string = JSON.stringify(event), stream: TurnStream = {}): Promise<TurnRecord> {
-    const sessionId = event.session.id;
-    try {
-      return await this.deps.store.withLock(sessionId, () => this.handleLocked(event, eventKey, stream));
-    } catch (e) {
-      if (!(e instanceof StoreUnavailableError) && !(e instanceof LockTimeoutError)) throw e;
-      return this.degraded(event, e);
-    }
-  }
-
   /**
-   * The shared store is down (or the call stayed busy too long): nothing can be decided safely,
-   * so no state changes and no SMS; the caller hears an apology and the call goes on.
+   * One event's turn on the call's state as last committed (undefined: no call yet). Knows no
+   * store, lock or transport: the call pipeline loads, commits and delivers. Mutates and returns
+   * the state; `next` says what to commit.
    */
-  private degraded(event: AiFlowEvent, e: Error): TurnRecord {
-    const record = emptyTurnRecord(event.session.id, event.type);
-    record.guardDecisions.push({ subject: "turn", allowed: false, reason: e instanceof LockTimeoutError ? "call_busy" : "store_unavailable", detail: e.message });
-    this.deps.log.error({ sessionId: event.session.id, event: event.type, err: e.message }, "event not processed: store unavailable");
-    const speaks = event.type === "user_speak" || event.type === "session_start" || event.type === "user_input_timeout";
-    if (speaks && e instanceof StoreUnavailableError) {
-      record.actions = [actions.speak(event.session.id, this.deps.prompts.line("store_unavailable"))];
-    }
-    return record;
-  }
-
-  private async handleLocked(event: AiFlowEvent, eventKey: string, stream: TurnStream): Promise<TurnRecord> {
-    stream.onStart?.();
+  async runTurn(current: CallState | undefined, event: AiFlowEvent, eventKey: string = JSON.stringify(event), stream: TurnStream = {}): Promise<TurnOutcome> {
     const started = performance.now();
-    const { store, config, now } = this.deps;
+    const { config, now } = this.deps;
     const sessionId = event.session.id;
     const record = emptyTurnRecord(sessionId, event.type);
-    const finish = (): TurnRecord => {
+    const finish = (next: TurnOutcome["next"]): TurnOutcome => {
       record.timings.totalMs = performance.now() - started;
       record.timings.modelMs = record.llmRequests.reduce((a, r) => a + r.ms, 0);
       record.timings.engineMs = Math.max(0, record.timings.totalMs - record.timings.modelMs);
-      return record;
+      return { record, next };
     };
 
-    if (event.type === "session_end") {
-      await store.delete(sessionId);
-      return finish();
-    }
+    if (event.type === "session_end") return finish({ kind: "delete" });
 
-    let state = await store.get(sessionId);
-    const isNew = !state;
-    if (!state) state = this.newState(event);
+    const isNew = !current;
+    const state = current ?? this.newState(event);
     record.stepBefore = state.step;
     // Events that cannot start a conversation (a late sms_failed after session_end, speech
     // events of an expired call) get their bookkeeping, but create no call state.
@@ -120,7 +96,7 @@ export class Engine {
       const ctx = this.context(state, event, record, stream);
       await this.collectingEnters(ctx, () => this.observe(ctx, event));
       record.stepAfter = state.step;
-      return finish();
+      return finish({ kind: "keep" });
     }
 
     const last = state.lastEvent;
@@ -133,7 +109,7 @@ export class Engine {
       record.actions = hadSms ? [] : last.actions;
       if (hadSms) record.guardDecisions.push({ subject: "send_sms", allowed: false, reason: "duplicate_event", detail: "redelivered event; SMS already handled" });
       record.stepAfter = state.step;
-      return finish();
+      return finish({ kind: "keep" });
     }
 
     const ctx = this.context(state, event, record, stream);
@@ -157,17 +133,14 @@ export class Engine {
     record.guardDecisions.push(...decisions);
     const allowedSet = new Set(allowed);
     record.actions = ctx.outgoing.filter((a) => ctx.approved.has(a) || allowedSet.has(a));
-    // A streaming transport already has most actions; it gets the rest now, in order.
-    if (stream.sink) for (const a of record.actions) if (!ctx.pushed.has(a)) stream.sink(a);
 
     state.lastEvent = { key: eventKey, at: now(), actions: record.actions };
     const before = state.history.length;
     state.history = trimHistory(state.history, config.limits.historyMessages);
     if (state.stepHistoryStart !== undefined) state.stepHistoryStart = Math.max(0, state.stepHistoryStart - (before - state.history.length));
     state.updatedAt = now();
-    await store.set(state, config.limits.sessionTtlSeconds);
     record.stepAfter = state.step;
-    return finish();
+    return finish({ kind: "save", state });
   }
 
   private context(state: CallState, event: AiFlowEvent, record: TurnRecord, stream: TurnStream = {}): TurnContext {
@@ -291,14 +264,7 @@ export class Engine {
 
   /** Run the current step's LLM request(s) until something is said, within the per-turn cap. */
   async runStep(ctx: TurnContext): Promise<void> {
-    const fillerAfter = this.deps.config.speech.fillerAfterMs;
-    // Streaming only: a holding line when the model is slow to say anything.
-    const filler = ctx.sink && fillerAfter > 0 ? setTimeout(() => ctx.speechCount === 0 && ctx.filler(this.deps.prompts.line("filler")), fillerAfter) : undefined;
-    try {
-      await this.runStepRequests(ctx);
-    } finally {
-      clearTimeout(filler);
-    }
+    await this.runStepRequests(ctx);
   }
 
   private async runStepRequests(ctx: TurnContext): Promise<void> {

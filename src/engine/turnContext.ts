@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { actions, type AiFlowAction, type SpeakOptions } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
+import { speakOptions } from "./speech.js";
 import type { AppConfig } from "../config/schema.js";
 import type { ConsentLedger, LedgerRecordInput } from "../ledger/ledger.js";
 import type { RateLimiter } from "../store/rateLimiter.js";
@@ -68,22 +69,20 @@ export class TurnContext {
   ) {}
 
   /**
-   * Queue an action; a streaming transport gets it at once, except a send_sms the gate has not
-   * approved yet (the boundary review decides on that one at the end of the turn).
+   * Queue an action. A streaming transport gets the model's speech at once, sentence by
+   * sentence; everything else (fixed lines, a send_sms above all) leaves only after the turn's
+   * result is committed, and once one action waits, all later ones wait too, so the order the
+   * caller hears is the order of the turn, and no "sent" line can precede its send_sms.
    */
-  private out(action: AiFlowAction, approved = false): void {
+  private out(action: AiFlowAction, approved = false, modelSpeech = false): void {
     this.outgoing.push(action);
     if (approved) this.approved.add(action);
-    if (this.sink && (action.type !== "send_sms" || approved)) {
+    if (this.sink && modelSpeech && !this.heldBack) {
       this.pushed.add(action);
       this.sink(action);
-    }
+    } else this.heldBack = true;
   }
-
-  /** A holding line while the model is slow ("Einen Moment bitte"): spoken, but not part of the conversation. */
-  filler(text: string): void {
-    this.out(actions.speak(this.sessionId, text, this.speakOptions(false)));
-  }
+  private heldBack = false;
 
   get config(): AppConfig {
     return this.services.config;
@@ -109,20 +108,14 @@ export class TurnContext {
   }
 
   private speakOptions(expectAnswer: boolean): SpeakOptions {
-    const s = this.config.speech;
-    return {
-      ...(s.tts ? { tts: s.tts } : {}),
-      ...(s.bargeIn ? { barge_in: s.bargeIn } : {}),
-      ...(s.vad ? { vad: s.vad } : {}),
-      ...(expectAnswer ? { user_input_timeout_seconds: s.userInputTimeoutSeconds } : {}),
-    };
+    return speakOptions(this.config.speech, expectAnswer ? this.config.speech.userInputTimeoutSeconds : undefined);
   }
 
   /** Speak text to the caller and remember it in the conversation history. */
   speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean } = {}): void {
     const clean = text.trim();
     if (!clean) return;
-    this.out(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)));
+    this.out(actions.speak(this.sessionId, clean, this.speakOptions(opts.expectAnswer ?? true)), false, opts.fromModel ?? false);
     this.speechCount++;
     if (!opts.repeat) {
       this.state.spoken++;

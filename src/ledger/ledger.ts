@@ -9,7 +9,9 @@ export type LedgerKind =
   | "consent_declined"
   | "sms_sent"
   | "sms_failed"
-  | "sms_cancelled";
+  | "sms_cancelled"
+  /** A send_sms that was approved (and recorded as sms_sent) but never left: its turn's answer was dropped. */
+  | "sms_withdrawn";
 
 export interface LedgerRecordInput {
   kind: LedgerKind;

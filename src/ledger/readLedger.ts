@@ -13,7 +13,7 @@ import type { LedgerRecord } from "./ledger.js";
  * that is not a record is reported with its line number and never silently dropped.
  */
 
-const KINDS = ["consent_asked", "consent_given", "consent_declined", "sms_sent", "sms_failed", "sms_cancelled"] as const;
+const KINDS = ["consent_asked", "consent_given", "consent_declined", "sms_sent", "sms_failed", "sms_cancelled", "sms_withdrawn"] as const;
 
 const optionalText = z.string().optional();
 const recordSchema = z

@@ -56,6 +56,7 @@ export class Metrics {
   private readonly consent: Counter<"outcome">;
   private readonly guardRefusals: Counter<"subject" | "reason">;
   private readonly activeCalls: Gauge;
+  private readonly answers: Counter<"kind">;
 
   constructor(opts: MetricsOptions = {}) {
     this.maxLabelValues = opts.maxLabelValues ?? 50;
@@ -74,6 +75,7 @@ export class Metrics {
     this.smsFailed = new Counter({ name: "aiflow_sms_failed_total", help: "sms_failed reports recorded in the ledger, by reason.", labelNames: ["reason"], registers });
     this.consent = new Counter({ name: "aiflow_consent_total", help: "Consent ledger records by outcome (asked|given|declined).", labelNames: ["outcome"], registers });
     this.guardRefusals = new Counter({ name: "aiflow_guard_refusals_total", help: "Guard decisions that refused something, by subject (action, tool, utterance) and reason.", labelNames: ["subject", "reason"], registers });
+    this.answers = new Counter({ name: "aiflow_answers_total", help: "Answers to events by kind: actions, holding (a turn missed the deadline), gave_up (apology after the last holding line), nothing, store_unavailable.", labelNames: ["kind"], registers });
     const self = this;
     this.activeCalls = new Gauge({
       name: "aiflow_active_calls",
@@ -115,6 +117,11 @@ export class Metrics {
   /** Read the active call count at every scrape (e.g. `() => store.size()`). */
   setActiveCallsProvider(provider: (() => number | Promise<number>) | undefined): void {
     this.activeCallsProvider = provider;
+  }
+
+  /** How an event was answered (see CallPipeline): holding lines and give-ups show a model slower than the deadline. */
+  observeAnswer(kind: "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable"): void {
+    this.answers.inc({ kind });
   }
 
   /** Everything one answered event tells: call it from the app's `onTurn` observer. */

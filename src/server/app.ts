@@ -3,22 +3,18 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { AiFlowAction } from "../aiflow/actions.js";
 import { InvalidEventError, parseEvent } from "../aiflow/events.js";
 import type { AppConfig } from "../config/schema.js";
-import type { Engine } from "../engine/engine.js";
-import type { TurnRecord } from "../engine/turnRecord.js";
-import type { SessionStore } from "../store/sessionStore.js";
+import type { CallPipeline } from "../engine/callPipeline.js";
+import type { CallStore } from "../store/callStore.js";
 import { tokenMatches } from "./auth.js";
-import { turnLogFields } from "./turnLog.js";
 import { attachWebSocket } from "./websocket.js";
 
 export interface AppDeps {
   config: AppConfig;
-  engine: Engine;
-  store: SessionStore;
+  pipeline: CallPipeline;
+  store: CallStore;
   /** When set, every request must carry it in the configured header. */
   apiToken?: string;
   logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
-  /** Called with every turn's record after it was answered (evals, metrics). */
-  onTurn?: (turn: TurnRecord) => void;
   /** Served at GET /metrics in Prometheus text format. */
   metrics?: { render(): Promise<string>; contentType: string };
   /** Extra fields for GET /healthz (demo mode says so there). */
@@ -44,7 +40,7 @@ function clientErrorMessage(code: string | undefined, maxBodyBytes: number): str
 
 /** Builds the HTTP app from its dependencies; tests build the same app with test doubles. */
 export function buildApp(deps: AppDeps): FastifyInstance {
-  const { config, engine, store } = deps;
+  const { config, pipeline, store } = deps;
   const loggerOption = deps.logger ?? { level: config.logLevel };
   const app = Fastify({
     ...(typeof (loggerOption as FastifyBaseLogger).child === "function"
@@ -118,7 +114,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
   }
 
-  attachWebSocket(app, { config, engine, apiToken: deps.apiToken, onTurn: deps.onTurn });
+  attachWebSocket(app, { config, pipeline, apiToken: deps.apiToken });
 
   app.post("/webhook", async (req, reply) => {
     let parsed;
@@ -134,15 +130,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
     const event = parsed.event;
     const key = createHash("sha256").update((req as unknown as { rawBody: string }).rawBody).digest("hex");
-    const turn = await engine.handle(event, key);
-    req.log.info(turnLogFields(turn, event, "http"), "event handled");
-    try {
-      deps.onTurn?.(turn);
-    } catch (e) {
-      // An observer's bug must not cost the caller the answer (it may carry a send_sms already on record).
-      req.log.error({ err: e }, "onTurn observer failed");
-    }
-    return respond(reply, turn.actions);
+    // Within server.answerWithinMs: the turn's actions, or a holding line while it finishes in the background.
+    const answer = await pipeline.answerHttp(event, key);
+    req.log.debug({ sessionId: event.session.id, event: event.type, answer: answer.kind, actions: answer.actions.length }, "answered");
+    return respond(reply, answer.actions);
   });
 
   return app;

@@ -6,26 +6,37 @@ import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import { InvalidEventError, parseEvent } from "../aiflow/events.js";
 import type { AppConfig } from "../config/schema.js";
-import type { Engine } from "../engine/engine.js";
-import type { TurnRecord } from "../engine/turnRecord.js";
+import type { CallPipeline } from "../engine/callPipeline.js";
 import { tokenMatches } from "./auth.js";
-import { turnLogFields } from "./turnLog.js";
 
 export interface WebSocketDeps {
   config: AppConfig;
-  engine: Engine;
+  pipeline: CallPipeline;
   apiToken?: string;
-  onTurn?: (turn: TurnRecord) => void;
+}
+
+/**
+ * The shared secret on the upgrade: the configured header, or a `token` query parameter (sipgate
+ * documents no headers for the WebSocket upgrade, so a URL like wss://host/ws?token=… must work).
+ */
+export function upgradeToken(req: IncomingMessage, headerName: string): string | undefined {
+  const given = req.headers[headerName];
+  const header = Array.isArray(given) ? given[0] : given;
+  if (header !== undefined) return header;
+  const query = (req.url ?? "").split("?")[1];
+  return query === undefined ? undefined : (new URLSearchParams(query).get("token") ?? undefined);
 }
 
 /**
  * The WebSocket transport (sipgate connects to us, one connection per call in practice, but
- * several sessions on one socket work too). Same events, same engine as the webhook; actions
- * are pushed the moment they exist, model speech sentence by sentence, and a caller who starts
- * speaking (user_speech_started, or a barge-in) cancels the generation in progress.
+ * several sessions on one socket work too). Same events, same pipeline as the webhook: a
+ * holding line at the deadline when nothing was said yet, the answer pushed when it is ready,
+ * speech sentence by sentence only when `speech.streamSentences` is on. A caller who starts
+ * speaking (user_speech_started, or a barge-in) cancels the generation in progress. Nothing
+ * but actions is ever sent to sipgate: a bad frame is logged, not answered.
  */
 export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void {
-  const { config, engine } = deps;
+  const { config, pipeline } = deps;
   const log: FastifyBaseLogger = app.log;
   // sipgate's own example disables compression; frames are small JSON.
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: config.server.maxBodyBytes });
@@ -37,14 +48,12 @@ export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void
   };
 
   app.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // The path only: the query may carry the token, which never reaches a log line.
     const path = (req.url ?? "").split("?")[0];
     if (path !== config.server.wsPath) return reject(socket, "404 Not Found");
-    if (deps.apiToken) {
-      const given = req.headers[headerName];
-      if (!tokenMatches(Array.isArray(given) ? given[0] : given, deps.apiToken)) {
-        log.warn("rejected WebSocket upgrade with a missing or wrong API token");
-        return reject(socket, "401 Unauthorized");
-      }
+    if (deps.apiToken && !tokenMatches(upgradeToken(req, headerName), deps.apiToken)) {
+      log.warn({ path }, "rejected WebSocket upgrade with a missing or wrong API token");
+      return reject(socket, "401 Unauthorized");
     }
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
   });
@@ -52,24 +61,24 @@ export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void
   function serve(ws: WebSocket): void {
     /** The turn currently running per session, so the caller's voice can cancel it. */
     const running = new Map<string, AbortController>();
-    const send = (payload: AiFlowAction | { error: string }) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(payload));
+    const push = (action: AiFlowAction) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(action));
     };
 
     ws.on("message", (data: RawData, isBinary: boolean) => {
-      if (isBinary) return send({ error: "Invalid frame: events are JSON text frames" });
+      if (isBinary) return void log.warn("WebSocket: binary frame ignored (events are JSON text frames)");
       const text = data.toString("utf8");
       let body: unknown;
       try {
         body = JSON.parse(text);
       } catch {
-        return send({ error: "Invalid frame: not valid JSON" });
+        return void log.warn({ bytes: text.length }, "WebSocket: frame ignored, not valid JSON");
       }
       let parsed;
       try {
         parsed = parseEvent(body);
       } catch (e) {
-        if (e instanceof InvalidEventError) return send({ error: e.message });
+        if (e instanceof InvalidEventError) return void log.warn({ err: e.message }, "WebSocket: frame ignored, not a valid event");
         throw e;
       }
       if (parsed.kind === "unknown") {
@@ -83,17 +92,10 @@ export function attachWebSocket(app: FastifyInstance, deps: WebSocketDeps): void
       if (event.type === "user_speech_started") return; // nothing to answer (sipgate ignores it)
 
       const controller = new AbortController();
+      running.set(sid, controller);
       const key = createHash("sha256").update(text).digest("hex");
-      const turn = engine
-        .handle(event, key, {
-          sink: send,
-          signal: controller.signal,
-          onStart: () => running.set(sid, controller),
-        })
-        .then((record) => {
-          log.info(turnLogFields(record, event, "ws"), "event handled");
-          deps.onTurn?.(record);
-        })
+      const turn = pipeline
+        .handleWs(event, key, push, controller.signal)
         .catch((e: Error) => log.error({ sessionId: sid, err: e.stack ?? e.message }, "WebSocket event failed"))
         .finally(() => {
           if (running.get(sid) === controller) running.delete(sid);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { StoreUnavailableError } from "./sessionStore.js";
+import { StoreUnavailableError } from "./callStore.js";
 
 /** One sliding-window limit: at most `max` hits under `key` within `windowMs`. */
 export interface LimitSpec {

@@ -61,6 +61,7 @@ export class FakeOpenAIServer {
   /** When each stream finished writing, by request index (ms since epoch). */
   readonly streamEnds: Record<number, number> = {};
   private queue: ScriptedReply[] = [];
+  private gates: Array<{ arrive: () => void; released: Promise<void> }> = [];
   private fallback: ReplyFn = () => reply.text("Wie kann ich helfen?");
   private server?: Server;
   private readonly open = new Set<ServerResponse>();
@@ -72,6 +73,19 @@ export class FakeOpenAIServer {
     return this;
   }
 
+  /**
+   * Hold the next request until the test releases it: a model exactly as slow as the test
+   * says, with no sleeps. `arrived` resolves once the request is in and held.
+   */
+  block(): { arrived: Promise<void>; release: () => void } {
+    let arrive!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((r) => (arrive = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.gates.push({ arrive, released });
+    return { arrived, release };
+  }
+
   /** Answer every request not covered by the queue. */
   onRequest(fn: ReplyFn): this {
     this.fallback = fn;
@@ -80,6 +94,7 @@ export class FakeOpenAIServer {
 
   reset(): void {
     this.queue = [];
+    this.gates = [];
     this.requests.length = 0;
     this.calls.length = 0;
     this.fallback = () => reply.text("Wie kann ich helfen?");
@@ -149,6 +164,11 @@ export class FakeOpenAIServer {
     const index = this.requests.length;
     this.requests.push(body);
     this.calls.push({ url: req.url, headers: req.headers });
+    const gate = this.gates.shift();
+    if (gate) {
+      gate.arrive();
+      await gate.released;
+    }
     const scripted = this.queue.length ? this.queue.shift()! : await this.fallback(body, index);
     if (scripted.kind === "hang") {
       this.open.add(res);

@@ -10,6 +10,8 @@ import type { AiFlowAction } from "../../src/aiflow/actions.js";
 import { parseEvent } from "../../src/aiflow/events.js";
 import type { TurnRecord } from "../../src/engine/turnRecord.js";
 import { FakeOpenAIServer } from "./fakeOpenAI.js";
+import { ManualClock } from "../../src/engine/clock.js";
+import type { CallStore } from "../../src/store/callStore.js";
 
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
 export function testConfig(patch: Record<string, unknown> = {}, file = "config/agent.yaml"): AppConfig {
@@ -44,18 +46,21 @@ export interface TestService extends Service {
   fake: FakeOpenAIServer;
   memoryLedger: MemoryLedger;
   clock: { now: number; advance(ms: number): void };
+  /** Drives server.answerWithinMs: a holding line comes only when a test advances it. */
+  deadlineClock: ManualClock;
   /** POST an event to /webhook through the real Fastify app. */
   post(event: unknown, headers?: Record<string, string>): Promise<{ status: number; body: unknown; actions: AiFlowAction[] }>;
 }
 
 /** The real service (Fastify, engine, gate, openai client) against a local fake model server. */
 export async function startTestService(
-  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void } = {},
+  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void; deadlineClock?: ManualClock; store?: CallStore } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
   if (!fake.baseURL) await fake.start();
   const config = opts.config ?? testConfig();
   const memoryLedger = new MemoryLedger();
+  const deadlineClock = opts.deadlineClock ?? new ManualClock();
   const clock = {
     now: Date.UTC(2026, 10, 23, 9, 0, 0),
     advance(ms: number) {
@@ -71,6 +76,9 @@ export async function startTestService(
     logger: pino({ level: "silent" }),
     now: () => clock.now,
     onTurn: opts.onTurn,
+    // Answer deadlines move only when a test advances this clock: no answer depends on machine speed.
+    clock: deadlineClock,
+    store: opts.store,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({
@@ -88,6 +96,7 @@ export async function startTestService(
     fake,
     memoryLedger,
     clock,
+    deadlineClock,
     post,
     async close() {
       await service.close();
@@ -100,7 +109,7 @@ export async function startTestService(
 export async function engineTurn(svc: Service, event: unknown): Promise<TurnRecord> {
   const p = parseEvent(event);
   if (p.kind !== "event") throw new Error(`not a known event: ${JSON.stringify(event)}`);
-  return svc.engine.handle(p.event);
+  return svc.pipeline.process(p.event);
 }
 
 export const spoken = (actions: AiFlowAction[]): string[] =>

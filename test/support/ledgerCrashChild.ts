@@ -14,6 +14,7 @@ import { createLedger } from "../../src/ledger/createLedger.js";
 import { ScriptedModel } from "../../src/llm/scriptedModel.js";
 import { createService } from "../../src/service.js";
 import { ev } from "./events.js";
+import { ManualClock } from "../../src/engine/clock.js";
 
 const [ledgerPath, sessionId = "crash-call"] = process.argv.slice(2);
 if (!ledgerPath) {
@@ -25,7 +26,9 @@ const base = loadConfigFile("config/agent.yaml");
 const config = { ...base, ledger: { ...base.ledger, path: ledgerPath } };
 const ledger = createLedger(config, process.env);
 await ledger.ready();
-const service = createService({ config, model: new ScriptedModel(), ledger, logger: pino({ level: "silent" }) });
+const service = createService({
+    // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
+    clock: new ManualClock(), config, model: new ScriptedModel(), ledger, logger: pino({ level: "silent" }) });
 
 async function post(event: Record<string, unknown>): Promise<unknown> {
   const res = await service.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(event) });

@@ -1,0 +1,401 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { actions as build, type AiFlowAction } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { AppConfig } from "../config/schema.js";
+import type { ConsentLedger } from "../ledger/ledger.js";
+import { COLLECTING, CONVERSATIONAL, HOLDING_FOLLOW_UPS, StoreUnavailableError, type CallStore, type QueuedEvent, type Transport } from "../store/callStore.js";
+import type { Clock } from "./clock.js";
+import type { Engine } from "./engine.js";
+import type { PromptLibrary } from "./promptLibrary.js";
+import { speakOptions } from "./speech.js";
+import { emptyTurnRecord, type TurnRecord } from "./turnRecord.js";
+
+/** A turn that killed its instance this often is skipped, so one poisonous event cannot take down every instance in turn. */
+const MAX_ATTEMPTS = 3;
+/** How long an instance keeps trying to get a queued event processed (taking over a dead holder's lease). */
+const MAX_WATCH_MS = 10 * 60_000;
+
+export interface PipelineDeps {
+  engine: Engine;
+  store: CallStore;
+  config: AppConfig;
+  prompts: PromptLibrary;
+  ledger: ConsentLedger;
+  log: Logger;
+  /** Deadlines only (answers within `server.answerWithinMs`); leases and polling use real time. */
+  clock: Clock;
+  /** Every committed turn (metrics, evals, the log line). */
+  onTurn?: (turn: TurnRecord, event: AiFlowEvent, via: Transport) => void;
+  /** How an answer was made, for metrics: a holding line, giving up, or a store outage. */
+  onAnswer?: (kind: AnswerKind) => void;
+  /** How often a shared store is asked whether another instance finished an event. */
+  pollMs?: number;
+}
+
+export type AnswerKind = "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable";
+
+export interface Answer {
+  kind: AnswerKind;
+  actions: AiFlowAction[];
+}
+
+/** What a WebSocket lends the turn of an event that arrived on it. */
+interface LocalStream {
+  sink?: (a: AiFlowAction) => void;
+  signal?: AbortSignal;
+  /** Actions already pushed by the sink: not delivered again after the commit. */
+  pushed: WeakSet<AiFlowAction>;
+  /** The turn record, for callers that want it (tests, evals, bench). */
+  record?: TurnRecord;
+}
+
+/**
+ * How a turn meets the transports. Every event is queued for its call; whichever instance holds
+ * the call's lease runs the turns in order and commits each one, fenced, to the shared store;
+ * answers are collected from the call's outbox. So an answer never waits longer than the
+ * deadline: a slow turn gets a holding line and its actions leave with the call's next event
+ * (HTTP) or are pushed when ready (WebSocket); each action leaves exactly once, and an
+ * instance that dies mid-turn costs the call at most one lease.
+ */
+export class CallPipeline {
+  private readonly pumps = new Map<string, Promise<void>>();
+  private readonly rekick = new Set<string>();
+  private readonly streams = new Map<string, LocalStream>();
+  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly watchers = new Set<Promise<void>>();
+  private closing = false;
+  /** Calls whose socket just got a holding line: its assistant_speech_ended is not the flow's business. */
+  private readonly wsHolding = new Set<string>();
+  private readonly pollMs: number;
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.pollMs = deps.pollMs ?? 20;
+  }
+
+  private get server() {
+    return this.deps.config.server;
+  }
+
+  /** The webhook: one event in, its answer within the deadline. */
+  async answerHttp(event: AiFlowEvent, key: string): Promise<Answer> {
+    const callId = event.session.id;
+    const { clock } = this.deps;
+    const deadline = this.server.answerWithinMs > 0 ? clock.now() + this.server.answerWithinMs : undefined;
+    try {
+      const arrival = await this.deps.store.arrive(callId, { key, event, via: "http", holdingFollowUp: HOLDING_FOLLOW_UPS.has(event.type) });
+      const seq = arrival.kind === "queued" ? arrival.seq : undefined;
+      if (seq !== undefined) this.startProcessing(callId, seq);
+      await this.waitUntil(
+        callId,
+        async () => {
+          const p = await this.deps.store.progress(callId);
+          // A queued event waits for its own turn; a holding line's follow-up for anything to collect.
+          return seq !== undefined ? p.processed >= seq : p.ready.http > 0 || p.processed >= p.queued;
+        },
+        deadline,
+      );
+      const collecting = COLLECTING.has(event.type);
+      const collected = await this.deps.store.collect(callId, {
+        via: "http",
+        seq,
+        collecting,
+        // The end of the holding line's speech is no reason for another one: its short input timeout comes next.
+        mayHold: collecting && event.type !== "assistant_speech_ended",
+        maxHoldingLines: this.server.maxHoldingLines,
+      });
+      switch (collected.kind) {
+        case "actions":
+          return this.answered("actions", collected.actions);
+        case "hold":
+          this.deps.log.info({ sessionId: callId, event: event.type, holdingLine: collected.count }, "turn not done within the deadline: holding line");
+          return this.answered("holding", [this.holdingLine(callId, this.server.holdingTimeoutSeconds)]);
+        case "give_up":
+          this.deps.log.warn({ sessionId: callId, event: event.type, droppedThrough: collected.droppedThrough }, "turn still not done after the last holding line: apology, late result dropped");
+          return this.answered("gave_up", [build.speak(callId, this.deps.prompts.line("holding_gave_up"), speakOptions(this.deps.config.speech, this.deps.config.speech.userInputTimeoutSeconds))]);
+        case "nothing":
+          return this.answered("nothing", []);
+      }
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      return this.storeUnavailable(event, e);
+    }
+  }
+
+  /**
+   * The WebSocket: the event's turn runs with the socket's sink (speech may stream); a holding
+   * line is pushed at the deadline if nothing was said yet, the actions when the turn is committed.
+   */
+  async handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => void, signal?: AbortSignal): Promise<void> {
+    const callId = event.session.id;
+    const { clock, store } = this.deps;
+    const deadline = this.server.answerWithinMs > 0 ? clock.now() + this.server.answerWithinMs : undefined;
+    if (event.type === "assistant_speech_ended" && this.wsHolding.delete(callId)) return;
+    try {
+      const arrival = await store.arrive(callId, { key, event, via: "ws", holdingFollowUp: false });
+      if (arrival.kind !== "queued") return;
+      const seq = arrival.seq;
+      let spoke = false;
+      const pushed = new WeakSet<AiFlowAction>();
+      const stream: LocalStream = {
+        pushed,
+        signal,
+        sink: this.deps.config.speech.streamSentences
+          ? (a) => {
+              spoke = true;
+              pushed.add(a);
+              push(a);
+            }
+          : undefined,
+      };
+      this.streams.set(streamKey(callId, seq), stream);
+      try {
+        this.startProcessing(callId, seq);
+        const done = async () => (await store.progress(callId)).processed >= seq;
+        if (!(await this.waitUntil(callId, done, deadline)) && !spoke && !signal?.aborted) {
+          // No input timeout on the socket's holding line: its silence must not reach the flow.
+          push(this.holdingLine(callId));
+          this.wsHolding.add(callId);
+          this.deps.onAnswer?.("holding");
+        }
+        await this.waitUntil(callId, done, undefined, signal);
+        const collected = await store.collect(callId, { via: "ws", seq, collecting: false, mayHold: false, maxHoldingLines: 0 });
+        if (collected.kind === "actions") for (const a of collected.actions) push(a);
+      } finally {
+        this.streams.delete(streamKey(callId, seq));
+      }
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      for (const a of this.storeUnavailable(event, e).actions) push(a);
+    }
+  }
+
+  /**
+   * One event, waited for without a deadline: what tests, evals and benchmarks use to look at a
+   * turn's record. The event's own actions are taken from the outbox like any answer.
+   */
+  async process(event: AiFlowEvent, key: string = JSON.stringify(event)): Promise<TurnRecord> {
+    const callId = event.session.id;
+    const { store } = this.deps;
+    try {
+      const arrival = await store.arrive(callId, { key, event, via: "http", holdingFollowUp: false });
+      if (arrival.kind !== "queued") throw new Error("unreachable: process() never collects");
+      const seq = arrival.seq;
+      const stream: LocalStream = { pushed: new WeakSet() };
+      this.streams.set(streamKey(callId, seq), stream);
+      try {
+        this.startProcessing(callId, seq);
+        await this.waitUntil(callId, async () => (await store.progress(callId)).processed >= seq, undefined);
+        await store.collect(callId, { via: "http", seq, collecting: false, mayHold: false, maxHoldingLines: 0 });
+        return stream.record ?? emptyTurnRecord(callId, event.type);
+      } finally {
+        this.streams.delete(streamKey(callId, seq));
+      }
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      const record = emptyTurnRecord(callId, event.type);
+      record.actions = this.storeUnavailable(event, e).actions;
+      record.guardDecisions.push({ subject: "turn", allowed: false, reason: "store_unavailable", detail: e.message });
+      return record;
+    }
+  }
+
+  /** Graceful shutdown: turns still running in the background finish before the store closes. */
+  async drain(): Promise<void> {
+    this.closing = true;
+    while (this.pumps.size > 0 || this.watchers.size > 0) await Promise.allSettled([...this.pumps.values(), ...this.watchers]);
+  }
+
+  private answered(kind: AnswerKind, actions: AiFlowAction[]): Answer {
+    this.deps.onAnswer?.(kind);
+    return { kind, actions };
+  }
+
+  /** Not part of the conversation: not in history, not the line a re-prompt repeats, not "a line after the question". */
+  private holdingLine(callId: string, inputTimeoutSeconds?: number): AiFlowAction {
+    return build.speak(callId, this.deps.prompts.line("holding"), speakOptions(this.deps.config.speech, inputTimeoutSeconds));
+  }
+
+  /** Nothing can be decided without the store: an apology for events the caller waits on, no state, no SMS. */
+  private storeUnavailable(event: AiFlowEvent, e: Error): Answer {
+    this.deps.log.error({ sessionId: event.session.id, event: event.type, err: e.message }, "event not processed: store unavailable");
+    const speaks = event.type === "user_speak" || event.type === "session_start" || event.type === "user_input_timeout";
+    return this.answered("store_unavailable", speaks ? [build.speak(event.session.id, this.deps.prompts.line("store_unavailable"), speakOptions(this.deps.config.speech))] : []);
+  }
+
+  /**
+   * Get the call's queue worked off: here, if the lease is free; otherwise by its holder. Until
+   * the event is done this instance keeps asking, so a holder that died (its lease ran out)
+   * is replaced by the next instance that has an event of the call waiting.
+   */
+  private startProcessing(callId: string, seq: number): void {
+    void this.kick(callId);
+    if (!this.deps.store.shared) return;
+    const watcher = (async () => {
+      const started = Date.now();
+      const retryEvery = Math.max(this.pollMs, Math.floor(this.server.leaseMs / 4));
+      while (!this.closing && Date.now() - started < MAX_WATCH_MS) {
+        try {
+          if ((await this.deps.store.progress(callId)).processed >= seq) return;
+        } catch {
+          // The store is down: try again; answers meanwhile apologize.
+        }
+        await new Promise((r) => setTimeout(r, retryEvery));
+        void this.kick(callId);
+      }
+    })();
+    this.watchers.add(watcher);
+    void watcher.finally(() => this.watchers.delete(watcher));
+  }
+
+  /** One pump per call and instance; a kick while it runs makes it look once more before it stops. */
+  private kick(callId: string): Promise<void> {
+    const running = this.pumps.get(callId);
+    if (running) {
+      this.rekick.add(callId);
+      return running;
+    }
+    const pump = this.pump(callId)
+      .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.stack ?? e.message }, "call pump failed"))
+      .finally(() => {
+        this.pumps.delete(callId);
+        this.notify(callId);
+        if (this.rekick.delete(callId)) void this.kick(callId);
+      });
+    this.pumps.set(callId, pump);
+    return pump;
+  }
+
+  private async pump(callId: string): Promise<void> {
+    const { store, log } = this.deps;
+    const leaseMs = this.server.leaseMs;
+    const token = randomUUID();
+    if (!(await store.acquireLease(callId, token, leaseMs))) return;
+    const lost = new AbortController();
+    /** Aborts the running turn when an answer gave up on it (its result would be dropped anyway). */
+    let current: { seq: number; droppable: boolean; giveUp: AbortController } | undefined;
+    const renew = setInterval(() => {
+      store
+        .renewLease(callId, token, leaseMs)
+        .then((r) => {
+          if (!r.held) {
+            log.error({ sessionId: callId }, "lease lost mid-turn: the turn is aborted and writes nothing");
+            lost.abort();
+          } else if (current?.droppable && r.droppedThrough >= current.seq) current.giveUp.abort();
+        })
+        .catch((e: Error) => {
+          // Not swallowed: without a renewal this instance cannot know it still owns the call.
+          log.error({ sessionId: callId, err: e.message }, "lease renewal failed: the turn is aborted");
+          lost.abort();
+        });
+    }, Math.max(50, Math.floor(leaseMs / 3)));
+    try {
+      while (!lost.signal.aborted) {
+        const next = await store.nextEvent(callId, token);
+        if (!next.held || !next.event) break;
+        const giveUp = new AbortController();
+        current = { seq: next.event.seq, droppable: CONVERSATIONAL.has(next.event.event.type), giveUp };
+        const outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, AbortSignal.any([lost.signal, giveUp.signal]));
+        current = undefined;
+        this.notify(callId);
+        if (outcome === "lease_lost") break;
+      }
+    } finally {
+      clearInterval(renew);
+      await store.releaseLease(callId, token).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "lease release failed (it expires)"));
+    }
+  }
+
+  private async runQueued(callId: string, token: string, q: QueuedEvent, droppedThrough: number, abort: AbortSignal): Promise<"committed" | "dropped" | "lease_lost"> {
+    const { store, engine, config, log } = this.deps;
+    const droppable = CONVERSATIONAL.has(q.event.type);
+    const ttlSeconds = config.limits.sessionTtlSeconds;
+    if (q.attempts > MAX_ATTEMPTS) {
+      log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn did not finish in several attempts");
+      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+    }
+    if (droppable && q.seq <= droppedThrough) {
+      // The caller already heard the apology for this one: it is not run at all.
+      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: true });
+    }
+    const local = this.streams.get(streamKey(callId, q.seq));
+    const signal = local?.signal ? AbortSignal.any([abort, local.signal]) : abort;
+    const current = await store.get(callId);
+    let outcome: Awaited<ReturnType<Engine["runTurn"]>>;
+    try {
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal });
+    } catch (e) {
+      // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
+      log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
+      const record = emptyTurnRecord(callId, q.event.type);
+      record.guardDecisions.push({ subject: "turn", allowed: false, reason: "internal_error", detail: (e as Error).message });
+      if (CONVERSATIONAL.has(q.event.type) || q.event.type === "session_start") record.actions = [build.speak(callId, this.deps.prompts.line("fallback"), speakOptions(config.speech, config.speech.userInputTimeoutSeconds))];
+      outcome = { record, next: { kind: "keep" } };
+    }
+    const { record, next } = outcome;
+    // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again.
+    const deliver = q.via === "ws" && record.duplicate ? [] : record.actions.filter((a) => !local?.pushed.has(a));
+    // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
+    const result = await store.commit(callId, token, {
+      seq: q.seq,
+      state: next.kind === "save" ? next.state : next.kind === "delete" ? null : undefined,
+      ttlSeconds,
+      entry: { seq: q.seq, via: q.via, actions: deliver },
+      droppable,
+    });
+    if (local) local.record = record;
+    if (result === "committed") this.deps.onTurn?.(record, q.event, q.via);
+    else await this.withdrawn(callId, record, result);
+    return result;
+  }
+
+  /** A turn whose result never left: any SMS it approved was not sent, and the ledger says so. */
+  private async withdrawn(callId: string, record: TurnRecord, why: "dropped" | "lease_lost"): Promise<void> {
+    const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
+    this.deps.log.warn({ sessionId: callId, event: record.event, why }, "turn result not delivered");
+    for (const a of record.actions) {
+      if (a.type !== "send_sms") continue;
+      await this.deps.ledger
+        .append({ kind: "sms_withdrawn", callId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail })
+        .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "ledger could not record a withdrawn SMS"));
+    }
+  }
+
+  private notify(callId: string): void {
+    for (const l of this.listeners.get(callId) ?? []) l();
+  }
+
+  /**
+   * Wait until `ready()` or the deadline (undefined: no deadline). Local progress wakes the wait
+   * at once; another instance's progress is seen by polling a shared store.
+   */
+  private async waitUntil(callId: string, ready: () => Promise<boolean>, deadline: number | undefined, signal?: AbortSignal): Promise<boolean> {
+    const { clock, store } = this.deps;
+    for (;;) {
+      if (await ready()) return true;
+      if (signal?.aborted) return false;
+      if (deadline !== undefined && clock.now() >= deadline) return false;
+      const wake = new AbortController();
+      const onProgress = () => wake.abort();
+      let set = this.listeners.get(callId);
+      if (!set) this.listeners.set(callId, (set = new Set()));
+      set.add(onProgress);
+      signal?.addEventListener("abort", onProgress, { once: true });
+      try {
+        const waits: Array<Promise<unknown>> = [new Promise((r) => wake.signal.addEventListener("abort", r, { once: true }))];
+        if (deadline !== undefined) waits.push(clock.sleep(deadline - clock.now(), wake.signal));
+        if (store.shared) waits.push(new Promise((r) => setTimeout(r, this.pollMs)));
+        await Promise.race(waits);
+      } finally {
+        wake.abort();
+        set.delete(onProgress);
+        if (set.size === 0) this.listeners.delete(callId);
+        signal?.removeEventListener("abort", onProgress);
+      }
+    }
+  }
+}
+
+function streamKey(callId: string, seq: number): string {
+  return `${callId}\u0000${seq}`;
+}

@@ -1,0 +1,130 @@
+import type { AiFlowAction } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import type { CallState } from "../engine/state.js";
+
+/**
+ * Where a call lives between events, shared by every instance that may receive its events
+ * (memory for one instance, Redis for several).
+ *
+ * A turn is decoupled from the transport answer that asked for it:
+ *   - every event of a call is queued in arrival order (`arrive`) and processed one at a time
+ *     by whichever instance holds the call's lease (a short lease, renewed while a turn runs);
+ *   - the lease holder writes the turn's result with one fenced `commit`: new state, the
+ *     actions into the call's outbox, the event off the queue, all or nothing, and nothing at
+ *     all when its lease was lost (so two instances can never both act for one call);
+ *   - any instance answers an event from the outbox (`collect`), without waiting for the
+ *     lease: the actions of a turn that missed its deadline leave with the call's next
+ *     collecting event, each exactly once.
+ */
+
+export type Transport = "http" | "ws";
+
+/** An event waiting in its call's queue. */
+export interface QueuedEvent {
+  /** Per-call arrival number, from 1. */
+  seq: number;
+  /** Identifies the delivery (hash of the raw body): redelivery detection. */
+  key: string;
+  event: AiFlowEvent;
+  via: Transport;
+  /** Times a lease holder took it up: a turn that kills its instance is not retried forever. */
+  attempts: number;
+}
+
+/** Actions of one processed event, waiting to be collected by an answer. */
+export interface OutboxEntry {
+  seq: number;
+  via: Transport;
+  actions: AiFlowAction[];
+}
+
+export type Arrival =
+  /** Queued for processing with this number. */
+  | { kind: "queued"; seq: number }
+  /**
+   * Not queued: a timeout or speech-ended event caused by a holding line. It only collects
+   * what is ready; to the conversation it never happened (it is not caller silence).
+   */
+  | { kind: "collect" };
+
+export interface CollectRequest {
+  via: Transport;
+  /** The answering event's own number (undefined for a collect-only event). */
+  seq?: number;
+  /** True for events whose answer may carry earlier turns' late actions (not assistant_speak). */
+  collecting: boolean;
+  /** True when nothing ready may be answered with a holding line (else: nothing). */
+  mayHold: boolean;
+  maxHoldingLines: number;
+}
+
+export type Collected =
+  | { kind: "actions"; actions: AiFlowAction[] }
+  /** Nothing ready yet: the caller hears holding line number `count`. */
+  | { kind: "hold"; count: number }
+  /** Still nothing after the last holding line: apologize; conversational turns through `droppedThrough` are dropped. */
+  | { kind: "give_up"; droppedThrough: number }
+  | { kind: "nothing" };
+
+export interface CommitRequest {
+  seq: number;
+  /** New state; null: the call ended (session_end), its state, outbox and holding record go; undefined: state unchanged. */
+  state: CallState | null | undefined;
+  ttlSeconds: number;
+  /** Actions to put in the outbox (none: nothing to deliver). */
+  entry?: OutboxEntry;
+  /** A conversational turn: dropped instead of committed if an answer gave up on it meanwhile. */
+  droppable: boolean;
+}
+
+export type CommitResult = "committed" | "dropped" | "lease_lost";
+
+export interface Progress {
+  /** Highest seq taken off the queue (processed, dropped or skipped). */
+  processed: number;
+  /** Highest seq queued. */
+  queued: number;
+  /** Outbox entries waiting, by transport. */
+  ready: Record<Transport, number>;
+}
+
+export interface CallStore {
+  /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
+  arrive(callId: string, e: { key: string; event: AiFlowEvent; via: Transport; holdingFollowUp: boolean }): Promise<Arrival>;
+  /** Take the call's lease with `token` if nobody holds it. */
+  acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean>;
+  /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */
+  renewLease(callId: string, token: string, ttlMs: number): Promise<{ held: boolean; droppedThrough: number }>;
+  releaseLease(callId: string, token: string): Promise<void>;
+  /** The oldest queued event (its attempts counted), if `token` holds the lease. */
+  nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }>;
+  /** Fenced: only while `token` holds the lease. */
+  commit(callId: string, token: string, c: CommitRequest): Promise<CommitResult>;
+  progress(callId: string): Promise<Progress>;
+  /** Answer an event from the outbox, or decide on a holding line / giving up. Atomic. */
+  collect(callId: string, r: CollectRequest): Promise<Collected>;
+  /** The call's state as last committed (read-only; tests, health). */
+  get(callId: string): Promise<CallState | undefined>;
+  /** Number of live calls (for health and metrics). */
+  size(): Promise<number>;
+  /** True when every instance shares this store (then others' progress must be polled). */
+  readonly shared: boolean;
+  close(): Promise<void>;
+}
+
+/** The store could not be reached: the event cannot be processed safely (no state, no send). */
+export class StoreUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/** Event types a holding line's own follow-up can be: collected, never queued as caller silence. */
+export const HOLDING_FOLLOW_UPS: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_input_timeout", "assistant_speech_ended"]);
+
+/** Conversational events: the caller said, keyed or did not say something. Their late answers can be dropped. */
+export const CONVERSATIONAL: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout"]);
+
+/** Events whose HTTP answer may carry earlier turns' late actions: never assistant_speak (the holding line is still playing). */
+export const COLLECTING: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout", "assistant_speech_ended"]);

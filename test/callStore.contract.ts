@@ -1,0 +1,143 @@
+import { describe, expect, it } from "vitest";
+import type { AiFlowAction } from "../src/aiflow/actions.js";
+import type { AiFlowEvent } from "../src/aiflow/events.js";
+import { initialCallState, type CallState } from "../src/engine/state.js";
+import type { CallStore, CollectRequest } from "../src/store/callStore.js";
+
+/**
+ * The CallStore contract, run against every implementation (memory, Redis): queue order,
+ * lease fencing, atomic commit, outbox collection exactly once, holding lines and giving up.
+ */
+
+const session = (id: string) => ({ id, account_id: "1", phone_number: "4921112345678", direction: "inbound" as const, from_phone_number: "4915112345678", to_phone_number: "4921112345678" });
+const speak = (id: string, text: string): AiFlowEvent => ({ type: "user_speak", text, barged_in: false, session: session(id) }) as AiFlowEvent;
+const timeout = (id: string): AiFlowEvent => ({ type: "user_input_timeout", session: session(id) }) as AiFlowEvent;
+const say = (id: string, text: string): AiFlowAction => ({ type: "speak", session_id: id, text });
+const state = (id: string, turn = 0): CallState => ({ ...initialCallState({ sessionId: id, direction: "inbound", language: "de-DE", step: "main" }), turn });
+const http = (seq: number | undefined, o: Partial<CollectRequest> = {}): CollectRequest => ({ via: "http", seq, collecting: true, mayHold: true, maxHoldingLines: 2, ...o });
+
+export function callStoreContract(name: string, make: () => Promise<{ store: CallStore; id: () => string; close?: () => Promise<void> }>) {
+  describe(`CallStore contract: ${name}`, () => {
+    it("queues a call's events in arrival order and hands them to the lease holder one by one", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      expect(await store.arrive(c, { key: "k1", event: speak(c, "eins"), via: "http", holdingFollowUp: false })).toEqual({ kind: "queued", seq: 1 });
+      expect(await store.arrive(c, { key: "k2", event: speak(c, "zwei"), via: "http", holdingFollowUp: false })).toEqual({ kind: "queued", seq: 2 });
+      expect(await store.nextEvent(c, "nobody")).toMatchObject({ held: false });
+      expect(await store.acquireLease(c, "A", 5000)).toBe(true);
+      expect(await store.acquireLease(c, "B", 5000)).toBe(false);
+      const first = await store.nextEvent(c, "A");
+      expect(first.event).toMatchObject({ seq: 1, key: "k1", via: "http", attempts: 1, event: { type: "user_speak", text: "eins" } });
+      expect(await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "a1")] }, droppable: true })).toBe("committed");
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2 });
+      expect(await store.progress(c)).toEqual({ processed: 1, queued: 2, ready: { http: 1, ws: 0 } });
+      expect((await store.get(c))!.turn).toBe(1);
+      await store.releaseLease(c, "A");
+      expect(await store.acquireLease(c, "B", 5000)).toBe(true);
+      // Taken up twice: once by A, once by B (a turn that kills its instance is counted).
+      expect((await store.nextEvent(c, "B")).event).toMatchObject({ seq: 2, attempts: 2 });
+      await close?.();
+    });
+
+    it("fences: a holder whose lease expired or was taken commits nothing", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      expect(await store.acquireLease(c, "A", 150)).toBe(true);
+      await store.nextEvent(c, "A");
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await store.renewLease(c, "A", 150)).toMatchObject({ held: false });
+      expect(await store.acquireLease(c, "B", 5000)).toBe(true);
+      expect(await store.commit(c, "A", { seq: 1, state: state(c, 9), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "stale")] }, droppable: true })).toBe("lease_lost");
+      expect(await store.get(c)).toBeUndefined();
+      expect((await store.progress(c)).ready.http).toBe(0);
+      // The event is still there for the new holder.
+      expect((await store.nextEvent(c, "B")).event).toMatchObject({ seq: 1 });
+      expect(await store.renewLease(c, "B", 5000)).toMatchObject({ held: true });
+      await close?.();
+    });
+
+    it("collects the outbox exactly once, in order; a non-collecting event takes only its own actions", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      for (const n of [1, 2, 3]) {
+        await store.arrive(c, { key: `k${n}`, event: speak(c, `${n}`), via: "http", holdingFollowUp: false });
+        await store.nextEvent(c, "A");
+        await store.commit(c, "A", { seq: n, state: state(c, n), ttlSeconds: 60, entry: { seq: n, via: "http", actions: [say(c, `a${n}`)] }, droppable: true });
+      }
+      expect(await store.collect(c, http(2, { collecting: false, mayHold: false }))).toEqual({ kind: "actions", actions: [say(c, "a2")] });
+      const both = await Promise.all([store.collect(c, http(undefined)), store.collect(c, http(undefined))]);
+      const delivered = both.filter((x) => x.kind === "actions");
+      expect(delivered).toEqual([{ kind: "actions", actions: [say(c, "a1"), say(c, "a3")] }]);
+      expect(both.filter((x) => x.kind === "nothing")).toHaveLength(1);
+      await close?.();
+    });
+
+    it("holding lines while a turn runs, then giving up drops the late result; a holding line's follow-ups only collect", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const a = await store.arrive(c, { key: "k1", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      expect(await store.collect(c, http(1))).toEqual({ kind: "hold", count: 1 });
+      expect(await store.arrive(c, { key: "t", event: timeout(c), via: "http", holdingFollowUp: true })).toEqual({ kind: "collect" });
+      expect(await store.collect(c, http(undefined, { mayHold: false }))).toEqual({ kind: "nothing" });
+      expect(await store.collect(c, http(undefined))).toEqual({ kind: "hold", count: 2 });
+      expect(await store.collect(c, http(undefined))).toEqual({ kind: "give_up", droppedThrough: 1 });
+      // The turn finishes late: dropped, not delivered.
+      await store.acquireLease(c, "A", 5000);
+      expect((await store.nextEvent(c, "A")).droppedThrough).toBe(1);
+      expect(await store.commit(c, "A", { seq: (a as { seq: number }).seq, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "late")] }, droppable: true })).toBe("dropped");
+      expect(await store.get(c)).toBeUndefined();
+      expect(await store.progress(c)).toMatchObject({ processed: 1, queued: 1, ready: { http: 0, ws: 0 } });
+      // After giving up, a timeout is real silence again: it is queued.
+      expect(await store.arrive(c, { key: "t2", event: timeout(c), via: "http", holdingFollowUp: true })).toEqual({ kind: "queued", seq: 2 });
+      await close?.();
+    });
+
+    it("a late answer ready at the next event is delivered, and the holding count starts again", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k1", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      expect(await store.collect(c, http(1))).toEqual({ kind: "hold", count: 1 });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      expect(await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "answer")] }, droppable: true })).toBe("committed");
+      expect(await store.arrive(c, { key: "e", event: timeout(c), via: "http", holdingFollowUp: true })).toEqual({ kind: "collect" });
+      expect(await store.collect(c, http(undefined))).toEqual({ kind: "actions", actions: [say(c, "answer")] });
+      // Not outstanding any more: the next timeout is the caller's silence.
+      expect(await store.arrive(c, { key: "e2", event: timeout(c), via: "http", holdingFollowUp: true })).toEqual({ kind: "queued", seq: 2 });
+      expect(await store.collect(c, http(2))).toEqual({ kind: "hold", count: 1 });
+      await close?.();
+    });
+
+    it("session end removes state and outbox; the queue goes on for later events", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      await store.arrive(c, { key: "k1", event: speak(c, "x"), via: "ws", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "ws", actions: [say(c, "x")] }, droppable: true });
+      expect(await store.size()).toBeGreaterThanOrEqual(1);
+      await store.arrive(c, { key: "k2", event: { type: "session_end", session: session(c) } as AiFlowEvent, via: "ws", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      expect(await store.commit(c, "A", { seq: 2, state: null, ttlSeconds: 60, droppable: false })).toBe("committed");
+      expect(await store.get(c)).toBeUndefined();
+      expect(await store.progress(c)).toMatchObject({ processed: 2, queued: 2, ready: { http: 0, ws: 0 } });
+      expect(await store.arrive(c, { key: "k3", event: speak(c, "late"), via: "ws", holdingFollowUp: false })).toEqual({ kind: "queued", seq: 3 });
+      await close?.();
+    });
+
+    it("state expires with its TTL", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      await store.arrive(c, { key: "k1", event: speak(c, "x"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 1, droppable: true });
+      expect(await store.get(c)).toBeDefined();
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await store.get(c)).toBeUndefined();
+      await close?.();
+    });
+  });
+}
