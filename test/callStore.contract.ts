@@ -127,6 +127,21 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await close?.();
     });
 
+    it("a commit without state leaves the state as it was and still delivers its actions", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      await store.arrive(c, { key: "k1", event: speak(c, "x"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 7), ttlSeconds: 60, droppable: true });
+      await store.arrive(c, { key: "k2", event: speak(c, "y"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      expect(await store.commit(c, "A", { seq: 2, state: undefined, ttlSeconds: 60, entry: { seq: 2, via: "http", actions: [say(c, "replayed")] }, droppable: true })).toBe("committed");
+      expect((await store.get(c))!.turn).toBe(7);
+      expect(await store.collect(c, http(2))).toEqual({ kind: "actions", actions: [say(c, "replayed")] });
+      await close?.();
+    });
+
     it("state expires with its TTL", async () => {
       const { store, id, close } = await make();
       const c = id();

@@ -116,7 +116,7 @@ return {1, dt, el}
 `;
 
 /**
- * ARGV: token, seq, droppable ("1"/"0"), has state ("1"/"0"), state JSON, ttl ms, outbox
+ * ARGV: token, seq, droppable ("1"/"0"), state mode ("1" write, "0" call ended, "2" unchanged), state JSON, ttl ms, outbox
  * element ("" for none), idle ms. Returns {"lease_lost"} | {"bad_head", head seq or ""} |
  * {"dropped"} | {"committed", 1 with state / 0 ended}.
  */
@@ -140,7 +140,8 @@ if ARGV[4] == '0' then
   redis.call('hdel', K_HOLD, 'outstanding', 'count')
   return {'committed', 0}
 end
-redis.call('set', K_STATE, ARGV[5], 'PX', ttl)
+-- "2": state unchanged (nothing happened to the call); its TTL is not extended either.
+if ARGV[4] == '1' then redis.call('set', K_STATE, ARGV[5], 'PX', ttl) end
 if ARGV[7] ~= '' then redis.call('rpush', K_OUTBOX, ARGV[7]) end
 if redis.call('exists', K_OUTBOX) == 1 then redis.call('pexpire', K_OUTBOX, ttl) end
 extend(K_HOLD, idle)
@@ -296,7 +297,8 @@ export class RedisCallStore implements CallStore {
   async commit(callId: string, token: string, c: CommitRequest): Promise<CommitResult> {
     const ttlMs = ms(c.ttlSeconds * 1000);
     const entry = c.state !== null && c.entry && c.entry.actions.length ? `${c.entry.seq}:${c.entry.via}:${JSON.stringify(c.entry.actions)}` : "";
-    const args = [token, c.seq, c.droppable ? "1" : "0", c.state === null ? "0" : "1", c.state === null ? "" : JSON.stringify(c.state), ttlMs, entry, this.idleTtlMs];
+    const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
+    const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs];
     const expiresAt = Date.now() + ttlMs;
     const [result, detail] = (await this.run(SCRIPTS.commit, callId, args)) as [string, string | number | undefined];
     switch (result) {
@@ -310,7 +312,7 @@ export class RedisCallStore implements CallStore {
         // The index lives in another cluster slot, so it cannot be in the script. It only counts
         // calls (size()): the commit stands even if this update fails, and a stale member ends
         // with its score.
-        await (detail === 1 ? this.redis.zadd(this.index, expiresAt, callId) : this.redis.zrem(this.index, callId)).catch(() => undefined);
+        if (stateMode !== "2") await (detail === 1 ? this.redis.zadd(this.index, expiresAt, callId) : this.redis.zrem(this.index, callId)).catch(() => undefined);
         return "committed";
       default:
         throw new StoreUnavailableError(`Redis: unexpected commit reply ${String(result)}`);
