@@ -11,7 +11,7 @@ export const BENCH_USAGE = `usage: npm run bench -- [--update]
   (no flag)    write results.md and results.json to bench/out/ (ignored by git)
   --update     overwrite the checked-in bench/results.md and bench/results.json
   --help       this text
-environment: BENCH_OUT=dir writes there instead (not with --update); BENCH_RUNS, BENCH_SECONDS, BENCH_CALLS size the run`;
+environment: BENCH_OUT=dir writes there instead (not with --update); BENCH_RUNS, BENCH_SECONDS, BENCH_CALLS, BENCH_DEADLINE_CALLS size the run`;
 
 export class BenchUsageError extends Error {
   override name = "BenchUsageError";

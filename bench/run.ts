@@ -3,21 +3,19 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import autocannon from "autocannon";
 import { pino } from "pino";
-import { WebSocket } from "ws";
 import { loadScenarios } from "../evals/harness/scenario.js";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
+import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { initialCallState } from "../src/engine/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
-import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
-import { FakeOpenAIServer } from "../test/support/fakeOpenAI.js";
+import { WS_ANSWER, deadlineScenario, openLimits, wsSpeech, type DeadlineResult, type WsSpeechResult } from "./deadline.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 
 /**
@@ -31,10 +29,6 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const CONNECTIONS = 20;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
-const openLimits = (base: AppConfig): AppConfig => {
-  const open = { max: 1e9, windowSeconds: 60 };
-  return parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } });
-};
 const log = (s: string) => process.stderr.write(s + "\n");
 
 // ---------------------------------------------------------------- (a) webhook overhead
@@ -196,46 +190,35 @@ async function benchRoundTrips() {
 }
 
 // ---------------------------------------------------------------- (c) time to first speech (WebSocket)
+const TTFT = 300;
+const TOKEN = 25;
+const SLOW_TTFT = 1000;
+const wsSamples = () => Math.max(5, RUNS * 3);
+
+/** Sentence streaming on (speech.streamSentences): the first sentence leaves while the model still writes. */
 async function benchFirstSpeech() {
-  const fake = new FakeOpenAIServer();
-  await fake.start();
-  const TTFT = 300;
-  const TOKEN = 25;
-  const answer = "Wir haben Montag bis Freitag geöffnet. Dienstags auch am Nachmittag von 15 bis 18 Uhr. Kann ich sonst noch helfen?";
-  fake.onRequest(() => ({ kind: "message", text: answer, ttftMs: TTFT, tokenDelayMs: TOKEN }));
-  const firstSentenceWords = answer.split(". ")[0]!.split(" ").length;
+  const streamed = await wsSpeech({ ttftMs: TTFT, tokenMs: TOKEN, streamSentences: true, samples: wsSamples() });
+  const firstSentenceWords = WS_ANSWER.split(". ")[0]!.split(" ").length;
   const ideal = TTFT + (firstSentenceWords - 1) * TOKEN;
-  const base = openLimits(loadConfigFile("config/agent.yaml"));
-  const service = createService({
-    config: parseConfig({ ...base, speech: { ...base.speech, streamSentences: true } }),
-    model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
-    ledger: new MemoryLedger(),
-    logger: pino({ level: "silent" }),
-  });
-  await service.app.listen({ port: 0, host: "127.0.0.1" });
-  const url = `ws://127.0.0.1:${(service.app.server.address() as AddressInfo).port}/ws`;
-  const samples: number[] = [];
-  try {
-    for (let i = 0; i < Math.max(5, RUNS * 3); i++) {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
-      await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
-      const id = `ttfs-${i}`;
-      const session = { id, account_id: "b", phone_number: "4921112345678", from_phone_number: "4915112345678", to_phone_number: "4921112345678" };
-      const speaks: number[] = [];
-      ws.on("message", (d) => JSON.parse(String(d)).type === "speak" && speaks.push(Date.now()));
-      ws.send(JSON.stringify({ type: "session_start", session }));
-      while (speaks.length < 1) await new Promise((r) => setTimeout(r, 5));
-      const sent = Date.now();
-      ws.send(JSON.stringify({ type: "user_speak", text: "Wann haben Sie geöffnet?", session }));
-      while (speaks.length < 2) await new Promise((r) => setTimeout(r, 1));
-      samples.push(speaks[1]! - sent);
-      ws.close();
-    }
-  } finally {
-    await service.close();
-    await fake.close();
+  const samples = streamed.samples.map((s) => s.firstSpeakMs);
+  return { result: { ttftMs: TTFT, tokenMs: TOKEN, idealMs: ideal, firstSpeechMs: median(samples), ratio: median(samples) / ideal, samples }, streamed };
+}
+
+// ---------------------------------------------------------------- (e) answer deadline
+const DEADLINE_CALLS = Number(process.env.BENCH_DEADLINE_CALLS ?? 20);
+const DEADLINE_MODELS_MS = [3000, 300];
+
+/** Whole calls over the webhook against a slow and a quick model; first speech over the WebSocket with streaming off and on. */
+async function benchDeadline(streamedAt300: WsSpeechResult) {
+  const webhook: DeadlineResult[] = [];
+  for (const modelMs of DEADLINE_MODELS_MS) {
+    log(`(e) webhook, model ${modelMs} ms per request, ${DEADLINE_CALLS} calls`);
+    webhook.push(await deadlineScenario({ modelMs, calls: DEADLINE_CALLS, concurrency: 5, speechMs: 300 }));
   }
-  return { ttftMs: TTFT, tokenMs: TOKEN, idealMs: ideal, firstSpeechMs: median(samples), ratio: median(samples) / ideal, samples };
+  log("(e) WebSocket, streaming off and on");
+  const websocket: WsSpeechResult[] = [streamedAt300];
+  for (const [ttftMs, streamSentences] of [[TTFT, false], [SLOW_TTFT, true], [SLOW_TTFT, false]] as const) websocket.push(await wsSpeech({ ttftMs, tokenMs: TOKEN, streamSentences, samples: wsSamples() }));
+  return { webhook, websocket };
 }
 
 // ---------------------------------------------------------------- (d) memory per live call
@@ -267,6 +250,23 @@ async function benchMemory() {
 }
 
 // ---------------------------------------------------------------- report
+function deadlineRows(d: Awaited<ReturnType<typeof benchDeadline>>): string {
+  const f = (x: number, digits = 0) => x.toFixed(digits);
+  const secs = (ms: number) => (ms >= 1000 ? `${f(ms / 1000, 1)} s` : `${ms} ms`);
+  const rows: string[] = [];
+  for (const r of d.webhook) {
+    const m = `model ${secs(r.modelMs)} per request`;
+    rows.push(`| (e) webhook answer time p50 / p99, ${m} | ${f(r.http.p50Ms)} / ${f(r.http.p99Ms)} ms (max ${f(r.http.maxMs)} ms; ${r.http.n} requests) | previously: the whole turn, ≈ model time: ${f(r.previousAnswer.p50Ms)} / ${f(r.previousAnswer.p99Ms)} ms | ${f(r.http.p99Ms / r.previousAnswer.p99Ms, 2)}× | | |`);
+    rows.push(`| (e) SMS request or consent to the real answer at sipgate p50 / p99, ${m} | ${f(r.answerReached.p50Ms)} / ${f(r.answerReached.p99Ms)} ms | previously: the same, with the webhook held open | | | |`);
+    const problems = r.problems.length ? `; ${r.problems.slice(0, 3).join("; ")}${r.problems.length > 3 ? "; …" : ""}` : "";
+    rows.push(`| (e) holding lines / apologies / calls completed with one SMS to the caller, ${m} | ${r.holdingLines} / ${r.apologies} / ${r.completedCalls} of ${r.calls}${r.repeats ? ` (${r.repeats} repeated after an apology)` : ""}${r.unexpectedModelRequests ? `, ${r.unexpectedModelRequests} unexpected model requests` : ""}${problems} | | | | |`);
+  }
+  for (const w of d.websocket) {
+    rows.push(`| (e) WebSocket, TTFT ${w.ttftMs} ms, streaming ${w.streamSentences ? "on" : "off"}: first speak frame / first answer frame / whole answer | ${w.firstSpeakMs} / ${w.firstAnswerMs} / ${w.fullAnswerMs} ms (holding line first in ${w.holdingLines} of ${w.samples.length}) | whole generation: ${w.generationMs} ms | | | |`);
+  }
+  return rows.join("\n");
+}
+
 async function main() {
   // Decided before the minute of measuring, so a mistyped flag fails at once.
   const output = benchOutput(process.argv.slice(2), process.env);
@@ -280,9 +280,11 @@ async function main() {
   log("(b) LLM round trips and prompt size");
   const roundTrips = await benchRoundTrips();
   log("(c) time to first speech over WebSocket");
-  const firstSpeech = await benchFirstSpeech();
+  const { result: firstSpeech, streamed } = await benchFirstSpeech();
   log("(a) webhook overhead");
   const webhook = await benchWebhook();
+  log("(e) answer deadline");
+  const deadline = await benchDeadline(streamed);
   const targets = {
     webhookThroughput: { value: webhook.throughputRatio, target: "≥ 0.5× the bare route", met: webhook.throughputRatio >= 0.5 },
     engineP99: { value: webhook.engineP99Ms, target: "< 5 ms", met: webhook.engineP99Ms < 5 },
@@ -292,7 +294,7 @@ async function main() {
     memory: { value: memory.callsPerGiB, target: "≥ 10,000 calls per GiB", met: memory.callsPerGiB >= 10_000 },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory };
+  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -313,12 +315,14 @@ Every figure is compared with a baseline measured in the same run.
 | (b) prompt tokens per request, eval suite | ${f(roundTrips.suite.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.suite.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.suite.tokenRatio, 3)}× | ≤ 0.5× | ${ok(targets.promptTokens.met)} |
 | (c) time to first speech over WebSocket | ${f(firstSpeech.firstSpeechMs, 0)} ms | ideal (TTFT ${firstSpeech.ttftMs} ms + first sentence): ${firstSpeech.idealMs} ms | ${f(firstSpeech.ratio)}× | ≤ 1.1× | ${ok(targets.firstSpeech.met)} |
 | (d) memory per live call (memory store) | ${memory.bytesPerCall} bytes | | ${memory.callsPerGiB} calls/GiB | ≥ 10,000 calls/GiB | ${ok(targets.memory.met)} |
+${deadlineRows(deadline)}
 
 How each row is measured:
 - (a) \`autocannon\` (same client workload for both) against two child processes on loopback: a bare Fastify route answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
 - (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine, tokens estimated at 4 characters a token for both designs. The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, and a second completion after every tool call (the send included).
 - (c) a local model server streaming at a set time to first token and ${firstSpeech.tokenMs} ms a word; measured from sending \`user_speak\` to receiving the first \`speak\` frame.
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
+- (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
 `;
   writeFileSync(output.md, md);
   console.log(md);
