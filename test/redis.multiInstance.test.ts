@@ -48,7 +48,10 @@ beforeAll(async () => {
   (await connectRedis()).disconnect(); // fail early and clearly without Redis
   buildDist();
   await fake.start();
-  const cfg = readFileSync(join(ROOT, "config/agent.yaml"), "utf8").replace("path: data/consent-ledger.jsonl", `path: ${join(dir, "ledger.jsonl")}`);
+  const cfg = readFileSync(join(ROOT, "config/agent.yaml"), "utf8")
+    .replace("path: data/consent-ledger.jsonl", `path: ${join(dir, "ledger.jsonl")}`)
+    // A short lease, so the takeover after a kill is quick; the answer deadline stays the default 800 ms.
+    .replace("maxBodyBytes: 65536", "maxBodyBytes: 65536\n  leaseMs: 1000");
   writeFileSync(configPath, cfg);
   fake.onRequest((body) => {
     const last = body.messages.at(-1)?.content ?? "";
@@ -115,4 +118,47 @@ describe("two instances on one Redis", () => {
     const ledger = readFileSync(join(dir, "ledger.jsonl"), "utf8");
     expect(ledger).toMatch(/"kind":"sms_sent".*"callId":"multi-kill"/);
   });
+
+  it("an instance killed mid-turn: the next events on the other are answered within the deadline and the call goes on to its SMS", async () => {
+    const C = await startInstance();
+    const id = "multi-kill-mid-turn";
+    // A caller of its own: the SMS limits are shared through Redis with the calls above.
+    const caller = { from: "4915199887766" };
+    await post(C, ev.start(id, caller));
+    const q = await post(C, ev.speak(id, "Die Adresse bitte per SMS.", false, caller));
+    expect(String(q.actions[0]!.text)).toMatch(/^Darf ich/);
+    // The caller says yes; C's model request is in flight (held by the model server) when C dies.
+    const gate = fake.block();
+    const lost = post(C, ev.speak(id, "Ja, gerne.", false, caller)).catch((e: Error) => e);
+    try {
+      await gate.arrived;
+      C.proc.child.kill("SIGKILL");
+      expect((await C.proc.exited).signal).toBe("SIGKILL");
+      expect(await waitGone(C.pid)).toBe(true);
+      expect(await portAccepts(C.port)).toBe(false);
+      expect(await lost).toBeInstanceOf(Error);
+      // sipgate goes on with the call on B: every event is answered within the deadline (800 ms;
+      // the bound below leaves room for a loaded machine, the old design took 10 s), and once
+      // C's lease has run out B runs the interrupted turn again: the "Ja, gerne." is not lost.
+      const answers: Array<{ event: string; ms: number; actions: Array<{ type: string; [k: string]: unknown }> }> = [];
+      for (let i = 0; i < 12 && !answers.some((a) => sms(a).length); i++) {
+        const event = i % 2 === 0 ? ev.timeout(id) : ev.speechEnded(id);
+        const t0 = Date.now();
+        const r = await post(B, event);
+        answers.push({ event: event.type, ms: Date.now() - t0, actions: r.actions });
+        expect([200, 204]).toContain(r.status);
+      }
+      for (const a of answers) expect(a.ms, JSON.stringify(answers)).toBeLessThan(2000);
+      const sent = answers.flatMap((a) => sms(a));
+      expect(sent, JSON.stringify(answers)).toEqual([expect.objectContaining({ phone_number: caller.from })]);
+      // The send's spoken confirmation comes with it; a holding line is the only other thing said.
+      const said = answers.flatMap((a) => a.actions.filter((x) => x.type === "speak").map((x) => String(x.text)));
+      expect(said.some((t) => /abgeschickt/.test(t))).toBe(true);
+      expect(said.every((t) => /abgeschickt|^Einen Moment bitte\.$|^Sind Sie noch da\?/.test(t)), JSON.stringify(said)).toBe(true);
+      const ledger = readFileSync(join(dir, "ledger.jsonl"), "utf8").split("\n").filter((l) => l.includes(`"callId":"${id}"`));
+      expect(ledger.filter((l) => l.includes('"kind":"sms_sent"'))).toHaveLength(1);
+    } finally {
+      gate.release();
+    }
+  }, 60_000);
 });

@@ -323,7 +323,8 @@ export class CallPipeline {
     const current = await store.get(callId);
     let outcome: Awaited<ReturnType<Engine["runTurn"]>>;
     try {
-      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal });
+      const stillOwner = async () => !signal.aborted && (await store.renewLease(callId, token, config.server.leaseMs)).held;
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");

@@ -18,6 +18,8 @@ export interface TurnStream {
   sink?: (action: AiFlowAction) => void;
   /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: generation stops. */
   signal?: AbortSignal;
+  /** Asked before an irreversible step: does this instance still hold the call's lease? */
+  stillOwner?: () => Promise<boolean>;
 }
 
 /** A turn's result: the record, and what the pipeline commits. */
@@ -155,6 +157,7 @@ export class Engine {
       },
       stream.sink,
       stream.signal,
+      stream.stillOwner,
     );
   }
 

@@ -64,9 +64,19 @@ export class TurnContext {
     private readonly engine: TurnEngineHooks,
     /** Streaming transports get actions the moment they exist. */
     readonly sink?: (action: AiFlowAction) => void,
-    /** Aborted when the caller starts speaking: stop generating. */
+    /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
     readonly signal?: AbortSignal,
+    private readonly ownership?: () => Promise<boolean>,
   ) {}
+
+  /**
+   * Whether this instance still owns the call, asked right before an irreversible step (an SMS
+   * approved). False once the turn was aborted or another instance holds the call's lease.
+   */
+  async stillOwner(): Promise<boolean> {
+    if (this.signal?.aborted) return false;
+    return this.ownership ? this.ownership() : true;
+  }
 
   /**
    * Queue an action. A streaming transport gets the model's speech at once, sentence by

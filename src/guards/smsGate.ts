@@ -63,6 +63,10 @@ export class SmsActionGate implements ActionGate {
     const policy = checkRecipient(parsed, config.recipients);
     if (!policy.ok) return refuse(`recipient_${policy.reason}`, policy.detail);
 
+    // This instance must still own the call: a turn that lost its lease (stalled, partitioned)
+    // will commit nothing, so it must neither count against limits nor record a send.
+    if (!(await ctx.stillOwner())) return refuse("lease_lost", "another instance took the call over");
+
     const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
     let acquired;
     try {
