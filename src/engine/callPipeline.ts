@@ -295,7 +295,16 @@ export class CallPipeline {
         if (!next.held || !next.event) break;
         const giveUp = new AbortController();
         current = { seq: next.event.seq, droppable: CONVERSATIONAL.has(next.event.event.type), giveUp };
-        const outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, AbortSignal.any([lost.signal, giveUp.signal]));
+        // One controller per turn, aborted by the lease's loss (not AbortSignal.any, which Node 20
+        // keeps alive for as long as the long-lived source signal lives: memory per event).
+        const onLost = () => giveUp.abort();
+        lost.signal.addEventListener("abort", onLost, { once: true });
+        let outcome: Awaited<ReturnType<CallPipeline["runQueued"]>>;
+        try {
+          outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, giveUp.signal);
+        } finally {
+          lost.signal.removeEventListener("abort", onLost);
+        }
         current = undefined;
         this.notify(callId);
         if (outcome === "lease_lost") break;
@@ -319,7 +328,7 @@ export class CallPipeline {
       return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: true });
     }
     const local = this.streams.get(streamKey(callId, q.seq));
-    const signal = local?.signal ? AbortSignal.any([abort, local.signal]) : abort;
+    const signal = local?.signal ? eitherSignal(abort, local.signal) : abort;
     const current = await store.get(callId);
     let outcome: Awaited<ReturnType<Engine["runTurn"]>>;
     try {
@@ -395,6 +404,16 @@ export class CallPipeline {
       }
     }
   }
+}
+
+/** Aborted when either is; the listeners go with the turn (AbortSignal.any would keep it alive). */
+function eitherSignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  const both = new AbortController();
+  if (a.aborted || b.aborted) both.abort();
+  const abort = () => both.abort();
+  a.addEventListener("abort", abort, { once: true });
+  b.addEventListener("abort", abort, { once: true });
+  return both.signal;
 }
 
 function streamKey(callId: string, seq: number): string {
