@@ -129,19 +129,22 @@ describe("asked whether a human is on the line, the agent says truthfully that i
     ["de-DE", "Sind Sie ein Roboter?", /KI-Assistenz/],
     ["en-US", "Am I talking to a real person?", /^No, you're speaking with an AI assistant\./],
     ["en-US", "Is this a bot?", /AI assistant/],
-  ] as const)("%s persona: the instruction and its example answer; the scripted model says it for %j", async (language: Language, question, answer) => {
-    const persona = new PromptLibrary(PROMPTS_DIR, language).persona;
+  ] as const)("%s: the persona forbids posing as a human, the main step quotes the truthful answer; the scripted model says it for %j", async (language: Language, question, answer) => {
+    const prompts = new PromptLibrary(PROMPTS_DIR, language);
+    const persona = prompts.persona;
     expect(persona).toMatch(language === "de-DE" ? /Du bist eine KI, kein Mensch/ : /You are an AI, not a human/);
+    // The system prompt of the step that answers questions: persona + main step prompt.
+    const system = `${persona}\n\n${prompts.stepPrompt("main")}`;
     const reply = await new ScriptedModel().complete({
       model: "scripted",
       temperature: 0,
       maxTokens: 100,
-      system: persona,
+      system,
       messages: [{ role: "user", content: question }],
       tools: [],
     });
     expect(reply.toolCalls).toEqual([]);
     expect(reply.text).toMatch(answer);
-    expect(persona).toContain(reply.text);
+    expect(prompts.stepPrompt("main")).toContain(reply.text);
   });
 });

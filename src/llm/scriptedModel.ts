@@ -58,7 +58,7 @@ export class ScriptedModel implements ChatModel {
       return text("Entschuldigung, das hat nicht geklappt. Kann ich Ihnen anders helfen?", "Sorry, that did not work. Can I help you another way?");
     }
 
-    // The persona tells every step to answer this truthfully and quotes the answer (a "> " line); a
+    // The persona forbids posing as a human; the main step quotes the truthful answer (a "> " line); a
     // model that can only follow keyword rules says that quote, so the wording stays in prompts/.
     if (ASKS_IF_HUMAN.test(userText)) {
       const answer = /^\s*> (.+)$/m.exec(req.system)?.[1];
