@@ -7,11 +7,12 @@ import { loadScenarios } from "../evals/harness/scenario.js";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
 import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
-import { initialCallState } from "../src/engine/state.js";
+import { initialCallState } from "../src/tasks/sms/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
+import { smsConsentFlow } from "../src/agents/reception/flow.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
@@ -137,9 +138,11 @@ async function benchRoundTrips() {
   const stepOverhead = (lang: string) => {
     const config = configs[lang]!;
     const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
-    const values = smsConsentFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), config);
+    // Tool schemas and prompt values read only the config; the ledger and limits are not touched here.
+    const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() };
+    const values = smsConsentFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), services);
     const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
-    const spec = (t: (typeof smsConsentFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(config), true);
+    const spec = (t: (typeof smsConsentFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services), true);
     const llmSteps = smsConsentFlow.steps.filter((s) => s.kind === "llm");
     const allTools = smsConsentFlow.steps.flatMap((s) => s.tools).filter((t, i, a) => a.findIndex((x) => x.name === t.name) === i);
     const monolith = estimate([fill(prompts.persona), ...llmSteps.map((s) => fill(prompts.stepPrompt(s.prompt))), allTools.map(spec)]);

@@ -4,10 +4,13 @@ import type { FastifyInstance } from "fastify";
 import type { AppConfig } from "./config/schema.js";
 import { packageRoot } from "./config/paths.js";
 import { Engine } from "./engine/engine.js";
-import type { TurnRecord } from "./engine/turnRecord.js";
+import type { TurnRecord } from "./core/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
-import { smsConsentFlow } from "./flow/smsConsentFlow.js";
-import { SmsActionGate } from "./guards/smsGate.js";
+import { smsConsentFlow } from "./agents/reception/flow.js";
+import type { SmsSlice } from "./tasks/sms/state.js";
+import type { SmsFlowTypes } from "./tasks/sms/types.js";
+import type { EngineOptions } from "./engine/options.js";
+import { openingLine } from "./config/disclosure.js";
 import { FileLedger } from "./ledger/fileLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import type { ChatModel } from "./llm/chatModel.js";
@@ -29,7 +32,7 @@ export interface ServiceOptions {
   model: ChatModel;
   apiToken?: string;
   ledger?: ConsentLedger;
-  store?: CallStore;
+  store?: CallStore<SmsSlice>;
   limiter?: RateLimiter;
   logger?: Logger;
   now?: () => number;
@@ -46,13 +49,26 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
-  engine: Engine;
-  pipeline: CallPipeline;
-  store: CallStore;
+  engine: Engine<SmsFlowTypes>;
+  pipeline: CallPipeline<SmsFlowTypes>;
+  store: CallStore<SmsSlice>;
   ledger: ConsentLedger;
   logger: Logger;
   metrics: Metrics;
   close(): Promise<void>;
+}
+
+/** What the engine needs of the app config, and nothing of any flow. */
+export function engineOptions(config: AppConfig): EngineOptions {
+  const { llm, limits, speech, server } = config;
+  return {
+    language: config.language,
+    openingLine: openingLine(config),
+    llm: { model: llm.model, temperature: llm.temperature, maxTokens: llm.maxTokens, strictTools: llm.strictTools, steps: llm.steps, onAllModelsFailed: llm.onAllModelsFailed },
+    limits,
+    speech,
+    answer: { withinMs: server.answerWithinMs, maxHoldingLines: server.maxHoldingLines, holdingTimeoutSeconds: server.holdingTimeoutSeconds, leaseMs: server.leaseMs },
+  };
 }
 
 /** The composition root: one place that wires config, model, stores, ledger, engine and HTTP. */
@@ -60,30 +76,28 @@ export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  const store = opts.store ?? new MemoryCallStore(now, config.limits.sessionTtlSeconds * 1000);
+  const store: CallStore<SmsSlice> = opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   // Counted only once durably recorded.
   const ledger = new MeteredLedger(opts.ledger ?? new FileLedger(config.ledger.path, config.ledger.numbers), metrics);
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
-  const engine = new Engine({
-    config,
-    prompts,
+  const options = engineOptions(config);
+  const engine = new Engine<SmsFlowTypes>({
     flow: smsConsentFlow,
+    services: { config, ledger, limiter },
+    options,
+    prompts,
     model: opts.model,
-    ledger,
-    limiter,
-    gate: new SmsActionGate(),
     log: logger,
     now,
   });
-  const pipeline = new CallPipeline({
+  const pipeline = new CallPipeline<SmsFlowTypes>({
     engine,
     store,
-    config,
+    options,
     prompts,
-    ledger,
     log: logger,
     clock: opts.clock ?? systemClock,
     // One "event handled" line per committed turn, the same for both transports.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { toolPairingProblems } from "../src/engine/history.js";
-import type { TurnRecord } from "../src/engine/turnRecord.js";
+import type { TurnRecord } from "../src/core/turnRecord.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { engineTurn, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";

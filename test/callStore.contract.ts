@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import type { AiFlowEvent } from "../src/aiflow/events.js";
-import { initialCallState, type CallState } from "../src/engine/state.js";
+import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
 import type { CallStore, CollectRequest } from "../src/store/callStore.js";
 
 /**

@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import type { AiFlowEvent } from "../src/aiflow/events.js";
-import { initialCallState, type CallState } from "../src/engine/state.js";
+import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
 import { StoreUnavailableError, type CollectRequest } from "../src/store/callStore.js";
 import { RedisCallStore } from "../src/store/redisCallStore.js";
 import { callStoreContract } from "./callStore.contract.js";

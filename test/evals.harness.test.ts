@@ -10,8 +10,8 @@ import { ScenarioError, loadScenarios, type Scenario } from "../evals/harness/sc
 import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
-import { mermaidDiagram } from "../src/flow/diagram.js";
-import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
+import { mermaidDiagram } from "../src/engine/diagram.js";
+import { smsConsentFlow } from "../src/agents/reception/flow.js";
 
 const scenarios = loadScenarios("evals/scenarios");
 const configs: Record<string, AppConfig> = { "de-DE": loadConfigFile("config/agent.yaml"), "en-US": loadConfigFile("config/agent.en-US.yaml") };

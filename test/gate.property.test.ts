@@ -2,14 +2,15 @@ import fc from "fast-check";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
-import { initialCallState, type CallState, type ConsentState, type SentSms } from "../src/engine/state.js";
-import { TurnContext, type TurnServices } from "../src/engine/turnContext.js";
-import { emptyTurnRecord } from "../src/engine/turnRecord.js";
+import { initialCallState, type SmsCallState as CallState, type ConsentState, type SentSms } from "../src/tasks/sms/state.js";
+import { Turn } from "../src/engine/turnContext.js";
+import type { SmsFlowTypes } from "../src/tasks/sms/types.js";
+import { emptyTurnRecord } from "../src/core/turnRecord.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import { SmsActionGate } from "../src/guards/smsGate.js";
-import { renderSmsText } from "../src/guards/smsText.js";
+import { SmsActionGate } from "../src/tasks/sms/smsGate.js";
+import { renderSmsText } from "../src/tasks/sms/smsText.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
-import { PROMPTS_DIR } from "../src/service.js";
+import { PROMPTS_DIR, engineOptions } from "../src/service.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { testConfig } from "./support/harness.js";
 
@@ -68,25 +69,22 @@ const scenario = fc
   });
 
 function stateWith(c: ConsentState | undefined, smsNumber: string | undefined, declined: boolean, sentList: SentSms[], retryAllowance: number, slot: string): CallState {
-  return initialCallState({
-    sessionId: "gate",
-    direction: "inbound",
-    language: "de-DE",
-    step: "send_sms",
-    turn: 5,
-    spoken: 5,
-    spokenBeforeTurn: 4,
+  return {
+    ...initialCallState({ sessionId: "gate", direction: "inbound", language: "de-DE", step: "send_sms", turn: 5, spoken: 5, spokenBeforeTurn: 4 }),
     sms: { number: smsNumber, slots: { info: slot }, consent: c, declined, sent: sentList, retryAllowance },
-  });
+  };
 }
 
-function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): TurnContext {
-  const services: TurnServices = { config, prompts, gate: new SmsActionGate(), ledger, limiter, log: pino({ level: "silent" }), now: () => 0 };
+const gate = new SmsActionGate();
+
+/** A turn on its own: the gate's only way to see state, services and the ledger. */
+function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): Turn<SmsFlowTypes> {
   const record = emptyTurnRecord("gate", "user_speak");
-  return new TurnContext(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, services, record, {
-    gotoStep: () => undefined,
+  const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config, ledger, limiter }, engineOptions(config), prompts, pino({ level: "silent" }), record, () => 0, {
     invokeTool: async () => "",
+    review: (actions) => gate.review(actions, turn),
   });
+  return turn;
 }
 
 /** The oracle: the rules written out once more, independently of src/guards. */
@@ -122,7 +120,7 @@ describe("the action gate alone", () => {
           const action = actions.sendSms("gate", to, text);
           const expected = mayLeave(state, action) && !ledgerDown;
           const before = state.sms.sent.length;
-          const { allowed, decisions } = await ctx.services.gate.review([action], ctx);
+          const { allowed, decisions } = await gate.review([action], ctx);
           expect(allowed.length === 1).toBe(expected);
           expect(decisions).toHaveLength(1);
           expect(decisions[0]!.allowed).toBe(expected);
@@ -148,7 +146,7 @@ describe("the action gate alone", () => {
     const ctx = contextFor(state, new MemoryLedger(), new MemoryRateLimiter(() => 0));
     const a = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
     const b = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
-    const { allowed, decisions } = await ctx.services.gate.review([a, b], ctx);
+    const { allowed, decisions } = await gate.review([a, b], ctx);
     expect(allowed).toEqual([a]);
     expect(decisions.map((d) => d.reason)).toEqual(["consent_recorded", "sms_limit_per_call"]);
   });
@@ -159,7 +157,7 @@ describe("the action gate alone", () => {
     for (let call = 0; call < 3; call++) {
       const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
       const ctx = contextFor(stateWith(c, "4915112345678", false, [], 0, "address"), new MemoryLedger(), limiter);
-      const { allowed } = await ctx.services.gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], ctx);
+      const { allowed } = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], ctx);
       results.push(allowed.length === 1);
     }
     expect(results).toEqual([true, true, false]);
@@ -169,8 +167,8 @@ describe("the action gate alone", () => {
     const state = stateWith(undefined, "4915112345678", false, [], 0, "address");
     const ctx = contextFor(state, new MemoryLedger(), new MemoryRateLimiter(() => 0));
     const smuggled = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
-    ctx.outgoing.push(smuggled);
-    const { allowed, decisions } = await ctx.services.gate.review(ctx.outgoing.filter((a) => !ctx.approved.has(a)), ctx);
+    ctx.emit(smuggled);
+    const { allowed, decisions } = await gate.review(ctx.outgoing.filter((a) => !ctx.isApproved(a)), ctx);
     expect(allowed).toEqual([]);
     expect(decisions[0]).toMatchObject({ allowed: false, reason: "consent_not_asked" });
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { TurnRecord } from "../src/engine/turnRecord.js";
+import type { TurnRecord } from "../src/core/turnRecord.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { engineTurn, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";

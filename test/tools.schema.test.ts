@@ -1,28 +1,41 @@
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { z as z4 } from "zod/v4";
 import { zodToJsonSchema } from "zod-to-json-schema";
 import { describe, expect, it } from "vitest";
-import * as toolExports from "../tools/index.js";
 import { LANGUAGES, type AppConfig, type Language } from "../src/config/schema.js";
 import type { LlmStep, ToolDef } from "../src/engine/define.js";
+import { Engine } from "../src/engine/engine.js";
+import { FlowDefinitionError } from "../src/engine/errors.js";
+import { ENGINE_LINES, ENGINE_NOTES } from "../src/engine/keys.js";
+import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { ScriptedModel } from "../src/llm/scriptedModel.js";
+import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
+import type { SmsFlowTypes, SmsServices } from "../src/tasks/sms/types.js";
+import { engineOptions } from "../src/service.js";
+import { pino } from "pino";
 import { readSections } from "../src/engine/markdownSections.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import { initialCallState, type CallState } from "../src/engine/state.js";
-import { smsConsentFlow } from "../src/flow/smsConsentFlow.js";
+import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
+import { smsConsentFlow } from "../src/agents/reception/flow.js";
 import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import { testConfig } from "./support/harness.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-const exportedTools: ToolDef[] = Object.values(toolExports);
-const llmSteps: LlmStep[] = smsConsentFlow.steps.filter((s): s is LlmStep => s.kind === "llm");
-const stepTools: ToolDef[] = llmSteps.flatMap((s) => s.tools);
-/** Every distinct tool: exported from tools/index.ts or offered by an LLM step. */
-const allTools: ToolDef[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
+/** Every tool file under tools/ (one tool per file), loaded as the flow would. */
+function toolFiles(dir = join(ROOT, "tools")): string[] {
+  return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : f.endsWith(".ts") ? [join(dir, f)] : []));
+}
+const exportedTools: ToolDef<SmsFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<SmsFlowTypes>[]))).flat();
+const llmSteps: LlmStep<SmsFlowTypes>[] = smsConsentFlow.steps.filter((s): s is LlmStep<SmsFlowTypes> => s.kind === "llm");
+const stepTools: ToolDef<SmsFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
+/** Every distinct tool: a file in tools/ or offered by an LLM step. */
+const allTools: ToolDef<SmsFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
+const servicesFor = (config: AppConfig): SmsServices => ({ config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() });
 
 const configs: Array<[string, AppConfig]> = [
   ["de-DE", testConfig()],
@@ -68,11 +81,12 @@ function sorted(xs: Iterable<string>): string[] {
 }
 
 describe("the tool set", () => {
-  it("tools/index.ts exports the seven shipped tools", () => {
+  it("tools/ holds the seven shipped tools, one file each", () => {
     expect(sorted(exportedTools.map((t) => t.name))).toEqual(sorted(Object.keys(EXPECTED)));
+    expect(toolFiles()).toHaveLength(exportedTools.length);
   });
 
-  it("every tool an LLM step offers is exported from tools/index.ts (same object)", () => {
+  it("every tool an LLM step offers is a tool file's export (same object)", () => {
     for (const t of stepTools) expect(exportedTools).toContain(t);
   });
 
@@ -108,11 +122,11 @@ describe.each(configs)("derived JSON schemas (%s config)", (_lang, config) => {
     });
 
     it("zod shape has exactly the expected keys", () => {
-      expect(sorted(Object.keys(tool.parameters(config).shape))).toEqual(sorted(expected!.keys));
+      expect(sorted(Object.keys(tool.parameters(servicesFor(config)).shape))).toEqual(sorted(expected!.keys));
     });
 
     it.each([true, false])("strict=%s: an object schema with exactly the zod shape's properties", (strict) => {
-      const zodSchema = tool.parameters(config);
+      const zodSchema = tool.parameters(servicesFor(config));
       const spec = toolSpec(name, "description", zodSchema, strict);
       expect(spec.name).toBe(name);
       expect(spec.strict).toBe(strict);
@@ -131,14 +145,14 @@ describe.each(configs)("derived JSON schemas (%s config)", (_lang, config) => {
     });
 
     it("strict: additionalProperties false and every key required", () => {
-      const schema = toolJsonSchema(tool.parameters(config), true);
+      const schema = toolJsonSchema(tool.parameters(servicesFor(config)), true);
       expect(schema.additionalProperties).toBe(false);
       expect(sorted((schema.required as string[] | undefined) ?? [])).toEqual(sorted(expected!.keys));
     });
 
     it("toolJsonSchema and toolSpec agree", () => {
       for (const strict of [true, false]) {
-        expect(toolSpec(name, "d", tool.parameters(config), strict).parameters).toEqual(toolJsonSchema(tool.parameters(config), strict));
+        expect(toolSpec(name, "d", tool.parameters(servicesFor(config)), strict).parameters).toEqual(toolJsonSchema(tool.parameters(servicesFor(config)), strict));
       }
     });
   });
@@ -160,7 +174,7 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
         },
       },
     };
-    const schema = toolJsonSchema(start.parameters(config), true);
+    const schema = toolJsonSchema(start.parameters(servicesFor(config)), true);
     const props = schema.properties as Record<string, { enum?: string[] }>;
     expect(sorted(Object.keys(props))).toEqual(["branch", "info"]);
     expect(props.branch!.enum).toEqual(["north", "south"]);
@@ -169,13 +183,13 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
 
   it("no slots give an empty object schema", () => {
     const config: AppConfig = { ...base, sms: { ...base.sms, template: "{business_name}", slots: {} } };
-    const schema = toolJsonSchema(start.parameters(config), true);
+    const schema = toolJsonSchema(start.parameters(servicesFor(config)), true);
     expect(schema.type).toBe("object");
     expect(schema.properties).toEqual({});
   });
 
   it("the zod schema accepts only the configured option keys", () => {
-    const params = start.parameters(base);
+    const params = start.parameters(servicesFor(base));
     expect(params.safeParse({ info: "address" }).success).toBe(true);
     expect(params.safeParse({ info: "weather" }).success).toBe(false);
     expect(params.safeParse({}).success).toBe(false);
@@ -187,7 +201,7 @@ describe("the other tools' zod schemas validate model arguments", () => {
   const config = testConfig();
 
   it("collect_phone_number needs a non-empty string of at most 80 characters", () => {
-    const p = byName("collect_phone_number").parameters(config);
+    const p = byName("collect_phone_number").parameters(servicesFor(config));
     expect(p.safeParse({ phone_number: "0151 1234 5678" }).success).toBe(true);
     expect(p.safeParse({ phone_number: "" }).success).toBe(false);
     expect(p.safeParse({ phone_number: "1".repeat(81) }).success).toBe(false);
@@ -195,7 +209,7 @@ describe("the other tools' zod schemas validate model arguments", () => {
   });
 
   it("record_consent needs a boolean, not a string", () => {
-    const p = byName("record_consent").parameters(config);
+    const p = byName("record_consent").parameters(servicesFor(config));
     expect(p.safeParse({ consented: true }).success).toBe(true);
     expect(p.safeParse({ consented: false }).success).toBe(true);
     expect(p.safeParse({ consented: "yes" }).success).toBe(false);
@@ -220,7 +234,7 @@ describe("the zod 4 trap: zod-to-json-schema cannot read zod 4 schemas", () => {
 
   it("every shipped tool's parameters are zod 3 objects", () => {
     for (const [, config] of configs) {
-      for (const t of allTools) expect(t.parameters(config)).toBeInstanceOf(z.ZodObject);
+      for (const t of allTools) expect(t.parameters(servicesFor(config))).toBeInstanceOf(z.ZodObject);
     }
   });
 });
@@ -260,40 +274,6 @@ describe("strict mode optionals (OpenAI strict function rules)", () => {
 // prompts/ consistency
 
 const libraries = Object.fromEntries(LANGUAGES.map((l) => [l, new PromptLibrary(PROMPTS_DIR, l)])) as Record<Language, PromptLibrary>;
-
-function sourceFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir)) {
-    const full = join(dir, entry);
-    if (statSync(full).isDirectory()) out.push(...sourceFiles(full));
-    else if (full.endsWith(".ts")) out.push(full);
-  }
-  return out;
-}
-const SOURCES = [...sourceFiles(join(ROOT, "src")), ...sourceFiles(join(ROOT, "tools"))].map((f) => ({ file: f, text: readFileSync(f, "utf8") }));
-
-/** Every match of `re` (global, one capture group) across src/ and tools/, with where it was found. */
-function referenced(re: RegExp): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const { file, text } of SOURCES) {
-    for (const m of text.matchAll(re)) {
-      const where = file.slice(ROOT.length);
-      out.set(m[1]!, [...(out.get(m[1]!) ?? []), where]);
-    }
-  }
-  return out;
-}
-
-/** String literals in the first argument of say(…) / goodbye(…), including `say(cond ? "a" : "b")`. */
-function lineKeysFromCalls(): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const { file, text } of SOURCES) {
-    for (const m of text.matchAll(/\b(?:say|goodbye)\(([^,)]*)/g)) {
-      for (const lit of m[1]!.matchAll(/"([a-z_]+)"/g)) out.set(lit[1]!, [...(out.get(lit[1]!) ?? []), file.slice(ROOT.length)]);
-    }
-  }
-  return out;
-}
 
 function placeholders(text: string): string[] {
   return sorted(new Set([...text.matchAll(/\{([a-z_][a-z0-9_]*)\}/g)].map((m) => m[1]!)));
@@ -346,63 +326,41 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
     for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, "model-notes.md")))) expect({ key, empty: text === "" }).toEqual({ key, empty: false });
   });
 
-  it('every say("…") / goodbye("…") / line("…") key in src/ and tools/ exists in both lines.md', () => {
-    const keys = referenced(/\b(?:say|goodbye)\(\s*"([a-z_]+)"/g);
-    for (const [k, w] of referenced(/\bline\(\s*"([a-z_]+)"/g)) keys.set(k, w);
-    for (const [k, w] of lineKeysFromCalls()) keys.set(k, w);
-    expect(keys.size).toBeGreaterThan(10);
-    for (const lang of LANGUAGES) {
-      const missing = [...keys].filter(([k]) => !libraries[lang].hasLine(k)).map(([k, where]) => `${k} (${where.join(", ")})`);
-      expect({ lang, missing }).toEqual({ lang, missing: [] });
-    }
+  // Line and note keys are typed (a typo is a compile error) and listed by the engine and the flow;
+  // the engine refuses to start when one is missing. These check the lists against prompts/ both ways.
+  it("every line key the engine or the flow declares exists in both lines.md, and every line there is declared", () => {
+    const declared = sorted(new Set([...ENGINE_LINES, ...smsConsentFlow.lines]));
+    for (const lang of LANGUAGES) expect({ lang, keys: sorted(libraries[lang].lineKeys()) }).toEqual({ lang, keys: declared });
   });
 
-  it("the conditional line keys (say(cond ? a : b)) are found too", () => {
-    const keys = lineKeysFromCalls();
-    expect(keys.has("sms_failed_final")).toBe(true);
-    expect(keys.has("sms_failed_account")).toBe(true);
+  it("every note key the engine or the flow declares exists in model-notes.md, and every note there is declared", () => {
+    expect(sorted(libraries["de-DE"].noteKeys())).toEqual(sorted(new Set([...ENGINE_NOTES, ...smsConsentFlow.notes])));
   });
 
-  it("line keys chosen through lookup tables in tools/ exist in both lines.md", () => {
-    const collect = readFileSync(join(ROOT, "tools/collect_phone_number.ts"), "utf8");
-    const table = /REFUSAL_LINE[^=]*=\s*\{([^}]*)\}/.exec(collect);
-    expect(table).not.toBeNull();
-    const keys = [...table![1]!.matchAll(/:\s*"([a-z_]+)"/g)].map((m) => m[1]!);
-    const send = readFileSync(join(ROOT, "tools/send_confirmation_sms.ts"), "utf8");
-    const fn = /function refusalLine[\s\S]*?\n\}/.exec(send);
-    expect(fn).not.toBeNull();
-    keys.push(...[...fn![0].matchAll(/return\s+"([a-z_]+)"/g)].map((m) => m[1]!));
-    expect(keys.length).toBeGreaterThanOrEqual(5);
-    for (const lang of LANGUAGES) {
-      expect({ lang, missing: keys.filter((k) => !libraries[lang].hasLine(k)) }).toEqual({ lang, missing: [] });
-    }
-  });
-
-  it('every note("…") key in src/ and tools/ exists in prompts/model-notes.md', () => {
-    const keys = referenced(/\bnote\(\s*"([a-z_]+)"/g);
-    expect(keys.size).toBeGreaterThan(15);
-    const notes = new Set(libraries["de-DE"].noteKeys());
-    const missing = [...keys].filter(([k]) => !notes.has(k)).map(([k, where]) => `${k} (${where.join(", ")})`);
-    expect(missing).toEqual([]);
-  });
-
-  it("notes chosen at run time (guard verdict reasons, tool_not_offered / unknown_tool) exist in model-notes.md", () => {
-    const notes = new Set(libraries["de-DE"].noteKeys());
-    const claims = readFileSync(join(ROOT, "src/guards/claims.ts"), "utf8");
-    const claimReasons = [...claims.matchAll(/allowed:\s*false,\s*reason:\s*"([a-z_]+)"/g)].map((m) => m[1]!);
-    expect(claimReasons.length).toBeGreaterThanOrEqual(2);
-    const engine = readFileSync(join(ROOT, "src/engine/engine.ts"), "utf8");
-    const reasonLine = /const reason = [^;]*;/.exec(engine);
-    expect(reasonLine).not.toBeNull();
-    const toolReasons = [...reasonLine![0].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]!);
-    expect(toolReasons).toEqual(["tool_not_offered", "unknown_tool"]);
-    expect([...claimReasons, ...toolReasons].filter((k) => !notes.has(k))).toEqual([]);
+  it("a flow that declares a line prompts/ does not have stops at start-up, naming it", () => {
+    const broken = { ...smsConsentFlow, lines: [...smsConsentFlow.lines, "no_such_line" as never] };
+    const config = testConfig();
+    expect(
+      () =>
+        new Engine({
+          flow: broken,
+          services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() },
+          options: engineOptions(config),
+          prompts: libraries["de-DE"],
+          model: new ScriptedModel(),
+          log: pino({ level: "silent" }),
+          now: Date.now,
+        }),
+    ).toThrow(FlowDefinitionError);
+    expect(() =>
+      new Engine({ flow: broken, services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() }, options: engineOptions(config), prompts: libraries["de-DE"], model: new ScriptedModel(), log: pino({ level: "silent" }), now: Date.now }),
+    ).toThrow(/line no_such_line/);
   });
 
   it("every {placeholder} in persona.md and the step prompts has a value from the flow's promptValues", () => {
     for (const [lang, config] of configs) {
       const state: CallState = initialCallState({ sessionId: "s", direction: "inbound", callerNumber: "4915112345678", language: lang as Language, step: "main" });
-      const values = smsConsentFlow.promptValues(state, config);
+      const values = smsConsentFlow.promptValues(state, servicesFor(config));
       const lib = libraries[lang as Language];
       const texts = [["persona", lib.persona] as const, ...llmSteps.map((s) => [s.prompt, lib.stepPrompt(s.prompt)] as const)];
       for (const [where, text] of texts) {

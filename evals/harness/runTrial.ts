@@ -1,9 +1,9 @@
 import { pino } from "pino";
 import type { AiFlowAction } from "../../src/aiflow/actions.js";
 import type { AppConfig } from "../../src/config/schema.js";
-import { initialCallState } from "../../src/engine/state.js";
-import type { TurnRecord } from "../../src/engine/turnRecord.js";
-import { checkModelUtterance } from "../../src/guards/claims.js";
+import { initialCallState } from "../../src/tasks/sms/state.js";
+import type { TurnRecord } from "../../src/core/turnRecord.js";
+import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import type { ChatModel } from "../../src/llm/chatModel.js";
 import { parseCallerNumber } from "../../src/phone/number.js";

@@ -1,4 +1,3 @@
-import { normalizeAiFlowNumber } from "../phone/number.js";
 import type { Session } from "./events.js";
 
 /**
@@ -27,4 +26,14 @@ export function flowOwnNumber(session: SessionNumbers): string | undefined {
 export function remotePartyNumber(session: SessionNumbers): string | undefined {
   if (session.direction === "outbound") return normalizeAiFlowNumber(session.to_phone_number) ?? normalizeAiFlowNumber(session.phone_number);
   return normalizeAiFlowNumber(session.from_phone_number);
+}
+
+/**
+ * The wire format of numbers: E.164 digits without "+". Strips a leading "+" (sipgate's older
+ * payloads) and anything that is not a digit; undefined when what is left is no such number.
+ */
+export function normalizeAiFlowNumber(raw: string | undefined | null): string | undefined {
+  if (!raw) return undefined;
+  const digits = raw.replace(/^\+/, "").replace(/[^\d]/g, "");
+  return /^[1-9]\d{6,14}$/.test(digits) ? digits : undefined;
 }

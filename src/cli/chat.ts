@@ -4,7 +4,7 @@ import { pino } from "pino";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import { SMS_FAILURE_REASONS, type SmsFailureReason } from "../aiflow/events.js";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
-import type { TurnRecord } from "../engine/turnRecord.js";
+import type { TurnRecord } from "../core/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
 import type { ChatModel } from "../llm/chatModel.js";
 import { createModel } from "../llm/createModel.js";

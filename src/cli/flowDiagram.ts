@@ -1,5 +1,5 @@
-import { smsConsentFlow } from "../flow/smsConsentFlow.js";
-import { mermaidDiagram } from "../flow/diagram.js";
+import { smsConsentFlow } from "../agents/reception/flow.js";
+import { mermaidDiagram } from "../engine/diagram.js";
 
 /** `npm run flow:diagram`: the shipped flow as a Mermaid diagram, generated from its definition. */
 console.log(mermaidDiagram(smsConsentFlow));

@@ -4,8 +4,8 @@ import { bargeInConfigSchema, ttsSchema, vadSchema } from "../aiflow/actions.js"
 
 /** The single checked-in config file, validated at start-up. Types are derived from this schema. */
 
-export const LANGUAGES = ["de-DE", "en-US"] as const;
-export type Language = (typeof LANGUAGES)[number];
+import { LANGUAGES, type Language } from "../core/callState.js";
+export { LANGUAGES, type Language };
 
 const countryCode = z
   .string()

@@ -2,26 +2,25 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { actions as build, type AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { AppConfig } from "../config/schema.js";
-import type { ConsentLedger } from "../ledger/ledger.js";
 import { COLLECTING, CONVERSATIONAL, HOLDING_FOLLOW_UPS, StoreUnavailableError, type CallStore, type QueuedEvent, type Transport } from "../store/callStore.js";
 import type { Clock } from "./clock.js";
 import type { Engine } from "./engine.js";
+import type { FlowTypes } from "./define.js";
+import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { speakOptions } from "./speech.js";
-import { emptyTurnRecord, type TurnRecord } from "./turnRecord.js";
+import { emptyTurnRecord, type TurnRecord } from "../core/turnRecord.js";
 
 /** A turn that killed its instance this often is skipped, so one poisonous event cannot take down every instance in turn. */
 const MAX_ATTEMPTS = 3;
 /** How long an instance keeps trying to get a queued event processed (taking over a dead holder's lease). */
 const MAX_WATCH_MS = 10 * 60_000;
 
-export interface PipelineDeps {
-  engine: Engine;
-  store: CallStore;
-  config: AppConfig;
+export interface PipelineDeps<F extends FlowTypes = FlowTypes> {
+  engine: Engine<F>;
+  store: CallStore<F["state"]>;
+  options: EngineOptions;
   prompts: PromptLibrary;
-  ledger: ConsentLedger;
   log: Logger;
   /** Deadlines only (answers within `server.answerWithinMs`); leases and polling use real time. */
   clock: Clock;
@@ -58,7 +57,13 @@ interface LocalStream {
  * (HTTP) or are pushed when ready (WebSocket); each action leaves exactly once, and an
  * instance that dies mid-turn costs the call at most one lease.
  */
-export class CallPipeline {
+/** What a transport needs of the pipeline: an answer for a webhook event, pushes for a socket's. */
+export interface CallAnswerer {
+  answerHttp(event: AiFlowEvent, key: string): Promise<Answer>;
+  handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => void, signal?: AbortSignal): Promise<void>;
+}
+
+export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswerer {
   private readonly pumps = new Map<string, Promise<void>>();
   private readonly rekick = new Set<string>();
   private readonly streams = new Map<string, LocalStream>();
@@ -69,19 +74,19 @@ export class CallPipeline {
   private readonly wsHolding = new Set<string>();
   private readonly pollMs: number;
 
-  constructor(private readonly deps: PipelineDeps) {
+  constructor(private readonly deps: PipelineDeps<F>) {
     this.pollMs = deps.pollMs ?? 20;
   }
 
-  private get server() {
-    return this.deps.config.server;
+  private get answer() {
+    return this.deps.options.answer;
   }
 
   /** The webhook: one event in, its answer within the deadline. */
   async answerHttp(event: AiFlowEvent, key: string): Promise<Answer> {
     const callId = event.session.id;
     const { clock } = this.deps;
-    const deadline = this.server.answerWithinMs > 0 ? clock.now() + this.server.answerWithinMs : undefined;
+    const deadline = this.answer.withinMs > 0 ? clock.now() + this.answer.withinMs : undefined;
     try {
       const arrival = await this.deps.store.arrive(callId, { key, event, via: "http", holdingFollowUp: HOLDING_FOLLOW_UPS.has(event.type) });
       const seq = arrival.kind === "queued" ? arrival.seq : undefined;
@@ -102,17 +107,17 @@ export class CallPipeline {
         collecting,
         // The end of the holding line's speech is no reason for another one: its short input timeout comes next.
         mayHold: collecting && event.type !== "assistant_speech_ended",
-        maxHoldingLines: this.server.maxHoldingLines,
+        maxHoldingLines: this.answer.maxHoldingLines,
       });
       switch (collected.kind) {
         case "actions":
           return this.answered("actions", collected.actions);
         case "hold":
           this.deps.log.info({ sessionId: callId, event: event.type, holdingLine: collected.count }, "turn not done within the deadline: holding line");
-          return this.answered("holding", [this.holdingLine(callId, this.server.holdingTimeoutSeconds)]);
+          return this.answered("holding", [this.holdingLine(callId, this.answer.holdingTimeoutSeconds)]);
         case "give_up":
           this.deps.log.warn({ sessionId: callId, event: event.type, droppedThrough: collected.droppedThrough }, "turn still not done after the last holding line: apology, late result dropped");
-          return this.answered("gave_up", [build.speak(callId, this.deps.prompts.line("holding_gave_up"), speakOptions(this.deps.config.speech, this.deps.config.speech.userInputTimeoutSeconds))]);
+          return this.answered("gave_up", [build.speak(callId, this.deps.prompts.line("holding_gave_up"), speakOptions(this.deps.options.speech, this.deps.options.speech.userInputTimeoutSeconds))]);
         case "nothing":
           return this.answered("nothing", []);
       }
@@ -129,7 +134,7 @@ export class CallPipeline {
   async handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => void, signal?: AbortSignal): Promise<void> {
     const callId = event.session.id;
     const { clock, store } = this.deps;
-    const deadline = this.server.answerWithinMs > 0 ? clock.now() + this.server.answerWithinMs : undefined;
+    const deadline = this.answer.withinMs > 0 ? clock.now() + this.answer.withinMs : undefined;
     if (event.type === "assistant_speech_ended" && this.wsHolding.delete(callId)) return;
     try {
       const arrival = await store.arrive(callId, { key, event, via: "ws", holdingFollowUp: false });
@@ -140,7 +145,7 @@ export class CallPipeline {
       const stream: LocalStream = {
         pushed,
         signal,
-        sink: this.deps.config.speech.streamSentences
+        sink: this.deps.options.speech.streamSentences
           ? (a) => {
               spoke = true;
               pushed.add(a);
@@ -213,14 +218,14 @@ export class CallPipeline {
 
   /** Not part of the conversation: not in history, not the line a re-prompt repeats, not "a line after the question". */
   private holdingLine(callId: string, inputTimeoutSeconds?: number): AiFlowAction {
-    return build.speak(callId, this.deps.prompts.line("holding"), speakOptions(this.deps.config.speech, inputTimeoutSeconds));
+    return build.speak(callId, this.deps.prompts.line("holding"), speakOptions(this.deps.options.speech, inputTimeoutSeconds));
   }
 
   /** Nothing can be decided without the store: an apology for events the caller waits on, no state, no SMS. */
   private storeUnavailable(event: AiFlowEvent, e: Error): Answer {
     this.deps.log.error({ sessionId: event.session.id, event: event.type, err: e.message }, "event not processed: store unavailable");
     const speaks = event.type === "user_speak" || event.type === "session_start" || event.type === "user_input_timeout";
-    return this.answered("store_unavailable", speaks ? [build.speak(event.session.id, this.deps.prompts.line("store_unavailable"), speakOptions(this.deps.config.speech))] : []);
+    return this.answered("store_unavailable", speaks ? [build.speak(event.session.id, this.deps.prompts.line("store_unavailable"), speakOptions(this.deps.options.speech))] : []);
   }
 
   /**
@@ -233,7 +238,7 @@ export class CallPipeline {
     if (!this.deps.store.shared) return;
     const watcher = (async () => {
       const started = Date.now();
-      const retryEvery = Math.max(this.pollMs, Math.floor(this.server.leaseMs / 4));
+      const retryEvery = Math.max(this.pollMs, Math.floor(this.answer.leaseMs / 4));
       while (!this.closing && Date.now() - started < MAX_WATCH_MS) {
         try {
           if ((await this.deps.store.progress(callId)).processed >= seq) return;
@@ -268,7 +273,7 @@ export class CallPipeline {
 
   private async pump(callId: string): Promise<void> {
     const { store, log } = this.deps;
-    const leaseMs = this.server.leaseMs;
+    const leaseMs = this.answer.leaseMs;
     const token = randomUUID();
     if (!(await store.acquireLease(callId, token, leaseMs))) return;
     const lost = new AbortController();
@@ -299,7 +304,7 @@ export class CallPipeline {
         // keeps alive for as long as the long-lived source signal lives: memory per event).
         const onLost = () => giveUp.abort();
         lost.signal.addEventListener("abort", onLost, { once: true });
-        let outcome: Awaited<ReturnType<CallPipeline["runQueued"]>>;
+        let outcome: Awaited<ReturnType<CallPipeline<F>["runQueued"]>>;
         try {
           outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, giveUp.signal);
         } finally {
@@ -316,9 +321,9 @@ export class CallPipeline {
   }
 
   private async runQueued(callId: string, token: string, q: QueuedEvent, droppedThrough: number, abort: AbortSignal): Promise<"committed" | "dropped" | "lease_lost"> {
-    const { store, engine, config, log } = this.deps;
+    const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
-    const ttlSeconds = config.limits.sessionTtlSeconds;
+    const ttlSeconds = options.limits.sessionTtlSeconds;
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn did not finish in several attempts");
       return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
@@ -330,16 +335,16 @@ export class CallPipeline {
     const local = this.streams.get(streamKey(callId, q.seq));
     const signal = local?.signal ? eitherSignal(abort, local.signal) : abort;
     const current = await store.get(callId);
-    let outcome: Awaited<ReturnType<Engine["runTurn"]>>;
+    let outcome: Awaited<ReturnType<Engine<F>["runTurn"]>>;
     try {
-      const stillOwner = async () => !signal.aborted && (await store.renewLease(callId, token, config.server.leaseMs)).held;
+      const stillOwner = async () => !signal.aborted && (await store.renewLease(callId, token, options.answer.leaseMs)).held;
       outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
       const record = emptyTurnRecord(callId, q.event.type);
       record.guardDecisions.push({ subject: "turn", allowed: false, reason: "internal_error", detail: (e as Error).message });
-      if (CONVERSATIONAL.has(q.event.type) || q.event.type === "session_start") record.actions = [build.speak(callId, this.deps.prompts.line("fallback"), speakOptions(config.speech, config.speech.userInputTimeoutSeconds))];
+      if (CONVERSATIONAL.has(q.event.type) || q.event.type === "session_start") record.actions = [build.speak(callId, this.deps.prompts.line("fallback"), speakOptions(options.speech, options.speech.userInputTimeoutSeconds))];
       outcome = { record, next: { kind: "keep" } };
     }
     const { record, next } = outcome;
@@ -359,16 +364,10 @@ export class CallPipeline {
     return result;
   }
 
-  /** A turn whose result never left: any SMS it approved was not sent, and the ledger says so. */
+  /** A turn whose result never left: the flow records what that means (an SMS approved but never sent). */
   private async withdrawn(callId: string, record: TurnRecord, why: "dropped" | "lease_lost"): Promise<void> {
-    const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
     this.deps.log.warn({ sessionId: callId, event: record.event, why }, "turn result not delivered");
-    for (const a of record.actions) {
-      if (a.type !== "send_sms") continue;
-      await this.deps.ledger
-        .append({ kind: "sms_withdrawn", callId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail })
-        .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "ledger could not record a withdrawn SMS"));
-    }
+    await this.deps.engine.undelivered(record, why).catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "recording an undelivered turn failed"));
   }
 
   private notify(callId: string): void {

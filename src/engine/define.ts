@@ -1,103 +1,155 @@
 import type { z } from "zod";
+import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { AppConfig } from "../config/schema.js";
-import type { CallState } from "./state.js";
+import type { CallState } from "../core/callState.js";
+import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
+import { FlowDefinitionError } from "./errors.js";
 import type { TurnContext } from "./turnContext.js";
 
 /**
- * A tool: one declaration with a zod argument schema and an implementation. Its JSON
- * schema is derived from `parameters`; its description lives in prompts/tools.md.
- * `parameters` may depend on config (e.g. the SMS slots the model may choose from).
+ * How a flow is declared: steps are data, tools are one declaration each, and everything a
+ * flow's policy needs (its slice of state, its services, its gate, its check on model text) it
+ * brings itself. The engine that runs it knows no flow.
  */
-export interface ToolDef<P extends z.ZodRawShape = z.ZodRawShape> {
+
+/** The types one flow brings, so tools, hooks and the gate are checked against them at compile time. */
+export interface FlowTypes {
+  /** The flow's slice of call state (the SMS task: `{ sms }`). */
+  state: object;
+  /** What its tools, hooks and gate use: config, ledger, limits… */
+  services: object;
+  /** Keys of prompts/<lang>/lines.md the flow speaks: a typo is a compile error. */
+  lines: string;
+  /** Keys of prompts/model-notes.md its tools answer with. */
+  notes: string;
+  /** Reason codes of its guard decisions. */
+  reasons: string;
+}
+
+/** A step name, or "exit": back to the step that entered the sub-flow. */
+export type Transition = string;
+
+/**
+ * What a tool returns: the text the model sees, and where the flow goes next. The transition is
+ * the tool's result, applied by the engine after the call (checked against `transitions`), not
+ * a side effect a later call could overwrite.
+ */
+export type ToolOutcome = string | { result: string; next?: Transition };
+
+/**
+ * A tool: one declaration with a zod argument schema and an implementation. Its JSON schema is
+ * derived from `parameters`; its description lives in prompts/tools.md. `parameters` may depend
+ * on the flow's services (e.g. the SMS slots the model may choose from).
+ */
+export interface ToolDef<F extends FlowTypes = FlowTypes, P extends z.ZodRawShape = z.ZodRawShape> {
   name: string;
-  /**
-   * Steps this tool may move the flow to; "exit" is exit_flow (back to the step that entered
-   * the sub-flow). The engine refuses any other transition, so the flow diagram drawn from
-   * these declarations cannot drift from what the code does.
-   */
-  transitions: string[];
-  parameters: (config: AppConfig) => z.ZodObject<P>;
+  /** Steps this tool may move the flow to ("exit": back); any other is refused, so the diagram drawn from these cannot drift. */
+  transitions: Transition[];
+  parameters: (services: F["services"]) => z.ZodObject<P>;
   /**
    * True for a call that only takes something back (the caller's "no"). Such a call runs even
    * after an earlier call in the same batch moved the flow: skipping it, as other calls are,
    * could turn a "no" into a later "yes".
    */
   withdraws?: (args: z.infer<z.ZodObject<P>>) => boolean;
-  /** Returns the text the model sees as the tool result. */
-  execute(ctx: TurnContext, args: z.infer<z.ZodObject<P>>): Promise<string> | string;
+  execute(ctx: TurnContext<F>, args: z.infer<z.ZodObject<P>>): Promise<ToolOutcome> | ToolOutcome;
 }
 
-export function defineTool<P extends z.ZodRawShape>(tool: ToolDef<P>): ToolDef {
-  return tool as unknown as ToolDef;
+/** Declare a tool of flow types `F` (curried, so `P` is inferred from `parameters`). */
+export function defineTool<F extends FlowTypes>() {
+  return <P extends z.ZodRawShape>(tool: ToolDef<F, P>): ToolDef<F> => tool as unknown as ToolDef<F>;
 }
 
-interface StepBase {
+interface StepBase<F extends FlowTypes> {
   name: string;
   /** Spoken or done when the step is entered: a fixed line, no LLM round trip. */
-  onEnter?: (ctx: TurnContext) => Promise<void> | void;
+  onEnter?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** Replaces the generic "are you still there?" re-prompt after silence in this step. */
-  onTimeout?: (ctx: TurnContext) => Promise<void> | void;
+  onTimeout?: (ctx: TurnContext<F>) => Promise<void> | void;
 }
 
 /** A step answered by one LLM request with the step's own prompt and only its tools. */
-export interface LlmStep extends StepBase {
+export interface LlmStep<F extends FlowTypes = FlowTypes> extends StepBase<F> {
   kind: "llm";
   /** File name (without .md) under prompts/<language>/. */
   prompt: string;
-  tools: ToolDef[];
-  /**
-   * What history the step's request carries: the whole call ("call", default), or only what
-   * was said since the step was entered ("step": a consent question and its answer need no more,
-   * and a short prompt is faster and cheaper).
-   */
+  tools: ToolDef<F>[];
+  /** History the request carries: the whole call ("call", default), or only what was said since the step was entered ("step"). */
   context?: "call" | "step";
   /** Runs after the model answered with text only (no tool call), e.g. to repeat a fixed question. */
-  afterModelText?: (ctx: TurnContext) => Promise<void> | void;
+  afterModelText?: (ctx: TurnContext<F>) => Promise<void> | void;
 }
 
 /** A step that runs code only, with no LLM request (e.g. the send itself). */
-export interface CodeStep extends StepBase {
+export interface CodeStep<F extends FlowTypes = FlowTypes> extends StepBase<F> {
   kind: "code";
   /** The tools `run` invokes (for diagrams and for telling "not offered here" from "no such tool"). */
-  tools: ToolDef[];
-  run: (ctx: TurnContext) => Promise<void> | void;
+  tools: ToolDef<F>[];
+  run: (ctx: TurnContext<F>) => Promise<void> | void;
 }
 
-export type StepDef = LlmStep | CodeStep;
+export type StepDef<F extends FlowTypes = FlowTypes> = LlmStep<F> | CodeStep<F>;
 
-export function defineStep<S extends StepDef>(step: S): S {
-  return step;
+/** What an event hook did: handled the event (the engine does nothing more), and where the flow goes. */
+export type HookOutcome = boolean | { handled: boolean; next?: Transition };
+
+/** Bookkeeping for an event, whatever the call is doing: no speech, no transition. */
+export type Observer<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, event: AiFlowEvent) => Promise<void> | void;
+
+/** Flow-specific reaction to an event the engine does not handle generically. */
+export type EventHook<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, event: AiFlowEvent) => Promise<HookOutcome> | HookOutcome;
+
+/** The flow's verdict on text the model wants to say (e.g. no false claim that an SMS arrived). */
+export type ModelTextVerdict<F extends FlowTypes> = { allowed: true } | { allowed: false; decision: GuardDecision<F["reasons"]>; correction: F["notes"] };
+
+/** Checks every action before it leaves; the flow's own policy (the SMS gate). */
+export interface ActionGate<F extends FlowTypes = FlowTypes> {
+  review(actions: AiFlowAction[], ctx: TurnContext<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
 }
 
-/** Flow-specific reaction to an event the engine does not handle generically. Returns true if handled. */
-export type EventHook = (ctx: TurnContext, event: AiFlowEvent) => Promise<boolean> | boolean;
-
-export interface FlowDef {
+export interface FlowDef<F extends FlowTypes = FlowTypes> {
   name: string;
   initialStep: string;
-  steps: StepDef[];
+  steps: StepDef<F>[];
+  /** The flow's slice of a new call's state. */
+  initialState: () => F["state"];
+  /** Every line and note key the flow uses: checked against prompts/ at start-up. */
+  lines: readonly F["lines"][];
+  notes: readonly F["notes"][];
   /** Values for `{placeholders}` in step prompts, computed from state. */
-  promptValues: (state: CallState, config: AppConfig) => Record<string, string>;
+  promptValues: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
   /** Events the flow handles itself (dtmf_received, sms_failed, …). */
-  hooks: Partial<Record<AiFlowEvent["type"], EventHook>>;
+  hooks: Partial<Record<AiFlowEvent["type"], EventHook<F>>>;
   /** Steps a hook may move the flow to, by event type (for the diagram; enforced like tool transitions). */
-  hookTransitions: Partial<Record<AiFlowEvent["type"], string[]>>;
+  hookTransitions: Partial<Record<AiFlowEvent["type"], Transition[]>>;
   /**
-   * Bookkeeping that must happen for an event whatever the call is doing (also while it
-   * hangs up, also for a call no longer known): no speech here. Return values are ignored.
+   * Bookkeeping that must happen for an event whatever the call is doing (also while it hangs
+   * up, also after hangup, also for a call no longer known): no speech here.
    */
-  observers?: Partial<Record<AiFlowEvent["type"], EventHook>>;
+  observers?: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
+  /** The gate every outgoing action passes; without one, actions are only schema-checked. */
+  gate?: ActionGate<F>;
+  /** The check on the model's text before it is spoken. */
+  checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
+  /** Action types a redelivered event never gets again (a second send_sms could double the SMS). */
+  neverReplay: readonly AiFlowAction["type"][];
+  /** A committed turn's actions that never left (its answer was dropped, or its instance lost the call): the flow's evidence. */
+  onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
 }
 
-export function defineFlow(flow: FlowDef): FlowDef {
+export function defineStep<F extends FlowTypes>() {
+  return <S extends StepDef<F>>(step: S): S => step;
+}
+
+/** Checks the flow's shape at definition time: unique steps, a known initial step, declared transitions that exist. */
+export function defineFlow<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
   const names = new Set<string>();
   for (const s of flow.steps) {
-    if (names.has(s.name)) throw new Error(`flow ${flow.name}: duplicate step name ${s.name}`);
+    if (names.has(s.name)) throw new FlowDefinitionError(`flow ${flow.name}: duplicate step name ${s.name}`);
     names.add(s.name);
   }
-  if (!names.has(flow.initialStep)) throw new Error(`flow ${flow.name}: initial step ${flow.initialStep} is not defined`);
+  if (!names.has(flow.initialStep)) throw new FlowDefinitionError(`flow ${flow.name}: initial step ${flow.initialStep} is not defined`);
   const targets = [...flow.steps.flatMap((s) => s.tools.flatMap((t) => t.transitions)), ...Object.values(flow.hookTransitions).flat()];
-  for (const t of targets) if (t !== "exit" && !names.has(t!)) throw new Error(`flow ${flow.name}: a transition names unknown step ${t}`);
+  for (const t of targets) if (t !== "exit" && !names.has(t!)) throw new FlowDefinitionError(`flow ${flow.name}: a transition names unknown step ${t}`);
   return flow;
 }

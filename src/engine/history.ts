@@ -1,4 +1,4 @@
-import type { HistoryMessage } from "./state.js";
+import type { HistoryMessage } from "../core/callState.js";
 
 /**
  * Keep at most `max` messages, cutting only at a caller message so that no tool result

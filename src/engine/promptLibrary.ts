@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Language } from "../config/schema.js";
+import type { Language } from "../core/callState.js";
 import { fillTemplate, readSections } from "./markdownSections.js";
 
 /**
@@ -57,6 +57,9 @@ export class PromptLibrary {
 
   hasLine(key: string): boolean {
     return key in this.lines;
+  }
+  hasNote(key: string): boolean {
+    return key in this.notes;
   }
   lineKeys(): string[] {
     return Object.keys(this.lines);

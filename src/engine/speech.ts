@@ -1,8 +1,8 @@
 import type { SpeakOptions } from "../aiflow/actions.js";
-import type { AppConfig } from "../config/schema.js";
+import type { EngineOptions } from "./options.js";
 
 /** The options every `speak` carries (voice, barge-in, VAD), plus the input timeout when an answer is expected. */
-export function speakOptions(speech: AppConfig["speech"], inputTimeoutSeconds?: number): SpeakOptions {
+export function speakOptions(speech: EngineOptions["speech"], inputTimeoutSeconds?: number): SpeakOptions {
   return {
     ...(speech.tts ? { tts: speech.tts } : {}),
     ...(speech.bargeIn ? { barge_in: speech.bargeIn } : {}),

@@ -1,4 +1,4 @@
-import type { GuardDecision } from "./turnRecord.js";
+import type { GuardDecision } from "../core/turnRecord.js";
 
 /**
  * Turns streamed model text into spoken sentences: each complete sentence is checked (no

@@ -1,112 +1,109 @@
 import type { Logger } from "pino";
 import { actions, type AiFlowAction, type SpeakOptions } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import { speakOptions } from "./speech.js";
-import type { AppConfig } from "../config/schema.js";
-import type { ConsentLedger, LedgerRecordInput } from "../ledger/ledger.js";
-import type { RateLimiter } from "../store/rateLimiter.js";
-import type { ToolDef } from "./define.js";
+import type { CallState, HistoryMessage } from "../core/callState.js";
+import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
+import type { FlowTypes, ToolDef } from "./define.js";
+import type { EngineLineKey, EngineNoteKey, EngineReason } from "./keys.js";
+import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
-import type { CallState, HistoryMessage } from "./state.js";
-import type { GuardDecision, TurnRecord } from "./turnRecord.js";
+import { speakOptions } from "./speech.js";
 
-/** Checks actions before they leave; see guards/. */
-export interface ActionGate {
-  review(actions: AiFlowAction[], ctx: TurnContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+type Values = Record<string, string | number>;
+
+/**
+ * What a tool, step, hook or gate sees during one turn: the call's state, the event, the flow's
+ * services, and the only ways to act (speak a line, emit an action through the gate, run a
+ * tool). It cannot approve its own action or change the step: transitions are what tools and
+ * hooks return.
+ */
+export interface TurnContext<F extends FlowTypes = FlowTypes> {
+  readonly state: CallState<F["state"]>;
+  readonly event: AiFlowEvent;
+  readonly services: F["services"];
+  readonly options: EngineOptions;
+  readonly prompts: PromptLibrary;
+  readonly log: Logger;
+  readonly record: TurnRecord;
+  readonly sessionId: string;
+  /** What the caller said (or keyed) in this turn. */
+  readonly userText: string;
+  /** The model that produced this turn's latest answer (for evidence records). */
+  readonly modelUsed: string | undefined;
+  nowIso(): string;
+  /** Speak text to the caller and remember it in the conversation history. */
+  speak(text: string, opts?: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean }): void;
+  /** Speak a fixed line from prompts/<language>/lines.md. */
+  say(key: EngineLineKey | F["lines"], values?: Values, opts?: { expectAnswer?: boolean }): string;
+  /** A note only the model reads (tool results), from prompts/model-notes.md. */
+  note(key: EngineNoteKey | F["notes"], values?: Values): string;
+  /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
+  beginCallerTurn(historyText: string): void;
+  guard(decision: GuardDecision<EngineReason | F["reasons"]>): void;
+  /** Queue an action built with the typed builders; it passes the flow's gate at the end of the turn. */
+  emit(action: AiFlowAction): void;
+  /** Put an action through the gate now, so the caller of this knows whether it will leave. */
+  emitChecked(action: AiFlowAction): Promise<GuardDecision>;
+  /** Say goodbye, then hang up once it has been played (or on the next event). */
+  goodbye(key: EngineLineKey | F["lines"]): void;
+  hangupNow(): void;
+  /** Run a tool from code (code steps, hooks): in history as a call/result pair like a model's; its transition applies. */
+  invokeTool(tool: ToolDef<F>, args?: Record<string, unknown>): Promise<string>;
+  /** Whether this instance still owns the call, asked right before an irreversible step (an SMS approved). */
+  stillOwner(): Promise<boolean>;
 }
 
-/** The services a turn may use, shared by all calls. */
-export interface TurnServices {
-  config: AppConfig;
-  prompts: PromptLibrary;
-  gate: ActionGate;
-  ledger: ConsentLedger;
-  limiter: RateLimiter;
-  log: Logger;
-  now: () => number;
-}
-
-/** Engine callbacks a context needs; kept as an interface so the context stays a plain holder. */
-export interface TurnEngineHooks {
-  gotoStep(ctx: TurnContext, step: string): void;
-  invokeTool(ctx: TurnContext, tool: ToolDef, args: Record<string, unknown>): Promise<string>;
+/** What the engine lends a turn: how to run a tool from code, and the gate. */
+export interface TurnEngine<F extends FlowTypes> {
+  invokeTool(turn: Turn<F>, tool: ToolDef<F>, args: Record<string, unknown>): Promise<string>;
+  review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
 }
 
 /**
- * What a tool, step or hook sees during one turn: the call's state, the event, and the
- * only ways to act (speak a line, change step, emit an action through the gate).
+ * One turn: everything that lives only while one event is handled (actions queued, actions the
+ * gate approved, lines waiting for a tool batch to finish, steps entered, corrections for the
+ * model). A new one per event; nothing of it is kept on the long-lived engine.
  */
-export class TurnContext {
+export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   readonly outgoing: AiFlowAction[] = [];
-  /** Actions the gate already approved this turn; the boundary check lets these through once. */
-  readonly approved = new WeakSet<AiFlowAction>();
+  /** Actions the gate already approved this turn: the boundary review lets these through. Private: no tool approves its own action. */
+  readonly #approved = new WeakSet<AiFlowAction>();
+  /** Actions handed to a streaming transport before the turn ended. */
+  readonly pushed = new WeakSet<AiFlowAction>();
   /** Assistant lines waiting to be appended to history once the current tool batch has its results. */
   private pendingLines: string[] = [];
   private inToolBatch = false;
+  /** Once one action waits for the commit, all later ones wait too: the caller hears the turn's order. */
+  private heldBack = false;
   speechCount = 0;
-  /** Notes added to the system prompt for the rest of this turn (e.g. after a refused false claim). */
+  /** Notes added to the system prompt for the rest of this turn (after a refused false claim, say). */
   readonly corrections: string[] = [];
-  /** What may change the step right now: a tool's or hook's declared transitions (undefined: engine code). */
-  allowedTransitions?: { by: string; targets: string[] };
-  /** The model that produced this turn's latest answer (for the evidence record). */
-  modelUsed?: string;
-  /** Step transitions requested during the current tool batch. */
-  transitioned = false;
-
-  /** Actions already handed to a streaming transport (WebSocket) before the turn ended. */
-  readonly pushed = new WeakSet<AiFlowAction>();
+  /** Steps entered while code ran; each scope enters its own when it finishes. */
+  readonly enterScopes: string[][] = [];
+  /** Step transitions this turn (a mis-wired flow cannot spin forever). */
+  transitions = 0;
+  modelUsed: string | undefined;
 
   constructor(
-    readonly state: CallState,
+    readonly state: CallState<F["state"]>,
     readonly event: AiFlowEvent,
-    readonly services: TurnServices,
+    readonly services: F["services"],
+    readonly options: EngineOptions,
+    readonly prompts: PromptLibrary,
+    readonly log: Logger,
     readonly record: TurnRecord,
-    private readonly engine: TurnEngineHooks,
-    /** Streaming transports get actions the moment they exist. */
+    private readonly now: () => number,
+    private readonly engine: TurnEngine<F>,
+    /** Streaming transports get the model's speech the moment it exists. */
     readonly sink?: (action: AiFlowAction) => void,
     /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
     readonly signal?: AbortSignal,
     private readonly ownership?: () => Promise<boolean>,
   ) {}
 
-  /**
-   * Whether this instance still owns the call, asked right before an irreversible step (an SMS
-   * approved). False once the turn was aborted or another instance holds the call's lease.
-   */
-  async stillOwner(): Promise<boolean> {
-    if (this.signal?.aborted) return false;
-    return this.ownership ? this.ownership() : true;
-  }
-
-  /**
-   * Queue an action. A streaming transport gets the model's speech at once, sentence by
-   * sentence; everything else (fixed lines, a send_sms above all) leaves only after the turn's
-   * result is committed, and once one action waits, all later ones wait too, so the order the
-   * caller hears is the order of the turn, and no "sent" line can precede its send_sms.
-   */
-  private out(action: AiFlowAction, approved = false, modelSpeech = false): void {
-    this.outgoing.push(action);
-    if (approved) this.approved.add(action);
-    if (this.sink && modelSpeech && !this.heldBack) {
-      this.pushed.add(action);
-      this.sink(action);
-    } else this.heldBack = true;
-  }
-  private heldBack = false;
-
-  get config(): AppConfig {
-    return this.services.config;
-  }
-  get prompts(): PromptLibrary {
-    return this.services.prompts;
-  }
-  get log(): Logger {
-    return this.services.log;
-  }
   get sessionId(): string {
     return this.state.sessionId;
   }
-  /** What the caller said (or keyed) in this turn. */
   get userText(): string {
     const e = this.event;
     if (e.type === "user_speak") return e.text;
@@ -114,14 +111,32 @@ export class TurnContext {
     return "";
   }
   nowIso(): string {
-    return new Date(this.services.now()).toISOString();
+    return new Date(this.now()).toISOString();
+  }
+  isApproved(action: AiFlowAction): boolean {
+    return this.#approved.has(action);
+  }
+
+  /**
+   * Queue an action. A streaming transport gets the model's speech at once, sentence by
+   * sentence; everything else (fixed lines, a send_sms above all) leaves only after the turn's
+   * result is committed, so the order the caller hears is the order of the turn, and no "sent"
+   * line can precede its send_sms.
+   */
+  private out(action: AiFlowAction, approved = false, modelSpeech = false): void {
+    this.outgoing.push(action);
+    if (approved) this.#approved.add(action);
+    if (this.sink && modelSpeech && !this.heldBack) {
+      this.pushed.add(action);
+      this.sink(action);
+    } else this.heldBack = true;
   }
 
   private speakOptions(expectAnswer: boolean): SpeakOptions {
-    return speakOptions(this.config.speech, expectAnswer ? this.config.speech.userInputTimeoutSeconds : undefined);
+    const s = this.options.speech;
+    return speakOptions(s, expectAnswer ? s.userInputTimeoutSeconds : undefined);
   }
 
-  /** Speak text to the caller and remember it in the conversation history. */
   speak(text: string, opts: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean } = {}): void {
     const clean = text.trim();
     if (!clean) return;
@@ -138,18 +153,16 @@ export class TurnContext {
     }
   }
 
-  /** Speak a fixed line from prompts/<language>/lines.md. */
-  say(key: string, values: Record<string, string | number> = {}, opts: { expectAnswer?: boolean } = {}): string {
+  say(key: EngineLineKey | F["lines"], values: Values = {}, opts: { expectAnswer?: boolean } = {}): string {
     const text = this.prompts.line(key, values);
     this.speak(text, opts);
     return text;
   }
 
-  note(key: string, values: Record<string, string | number> = {}): string {
+  note(key: EngineNoteKey | F["notes"], values: Values = {}): string {
     return this.prompts.note(key, values);
   }
 
-  /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
   beginCallerTurn(historyText: string): void {
     const { state } = this;
     if (this.event.type === "user_speak") state.dtmf = "";
@@ -165,7 +178,6 @@ export class TurnContext {
 
   beginToolBatch(): void {
     this.inToolBatch = true;
-    this.transitioned = false;
   }
   endToolBatch(): void {
     this.inToolBatch = false;
@@ -173,30 +185,7 @@ export class TurnContext {
     this.pendingLines = [];
   }
 
-  gotoStep(step: string): void {
-    this.checkTransition(step);
-    this.transitioned = true;
-    this.engine.gotoStep(this, step);
-  }
-
-  /** Leave the current sub-flow and return to the step that entered it. */
-  exitFlow(): void {
-    this.checkTransition("exit");
-    const back = this.state.returnStep;
-    this.state.returnStep = undefined;
-    this.transitioned = true;
-    this.engine.gotoStep(this, back ?? "main");
-  }
-
-  private checkTransition(target: string): void {
-    const allowed = this.allowedTransitions;
-    if (allowed && !allowed.targets.includes(target)) {
-      throw new Error(`${allowed.by} moved the flow to "${target}", which it does not declare in its transitions`);
-    }
-  }
-
-  /** Say goodbye, then hang up once it has been played (or on the next event). */
-  goodbye(key: string): void {
+  goodbye(key: EngineLineKey | F["lines"]): void {
     this.say(key, {}, { expectAnswer: false });
     this.state.pendingHangup = true;
   }
@@ -206,30 +195,28 @@ export class TurnContext {
     this.state.ended = true;
   }
 
-  /** Queue an action built with the typed builders; it still passes the gate at the boundary. */
   emit(action: AiFlowAction): void {
     this.out(action);
   }
 
-  /** Run a tool from code (code steps, hooks); recorded in history as a tool call like any other. */
-  invokeTool(tool: ToolDef, args: Record<string, unknown> = {}): Promise<string> {
+  invokeTool(tool: ToolDef<F>, args: Record<string, unknown> = {}): Promise<string> {
     return this.engine.invokeTool(this, tool, args);
   }
 
-  /** Emit an action through the gate now, so the caller of this knows whether it will leave. */
   async emitChecked(action: AiFlowAction): Promise<GuardDecision> {
-    const { allowed, decisions } = await this.services.gate.review([action], this);
+    const { allowed, decisions } = await this.engine.review([action], this);
     this.record.guardDecisions.push(...decisions);
     for (const a of allowed) this.out(a, true);
     return decisions[0] ?? { subject: action.type, allowed: allowed.length > 0, reason: "ok" };
   }
 
-  guard(decision: GuardDecision): void {
+  guard(decision: GuardDecision<EngineReason | F["reasons"]>): void {
     this.record.guardDecisions.push(decision);
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
   }
 
-  async ledger(rec: Omit<LedgerRecordInput, "callId" | "at">): Promise<void> {
-    await this.services.ledger.append({ ...rec, callId: this.sessionId, at: this.nowIso() });
+  async stillOwner(): Promise<boolean> {
+    if (this.signal?.aborted) return false;
+    return this.ownership ? this.ownership() : true;
   }
 }

@@ -1,4 +1,5 @@
-import type { HistoryMessage } from "../engine/state.js";
+import type { HistoryMessage } from "../core/callState.js";
+import { AgentError } from "../core/errors.js";
 
 /** A tool as the model sees it: the JSON schema is derived from the tool's zod schema. */
 export interface ToolSpec {
@@ -42,12 +43,12 @@ export interface ChatModel {
   stream?(req: ChatRequest, onText: (delta: string) => void): Promise<ChatResponse>;
 }
 
-export class ModelError extends Error {
+/** No model could answer (after retries and fallbacks, or for good): the caller hears an apology. */
+export class ModelError extends AgentError {
   constructor(
     message: string,
     readonly causeError?: unknown,
   ) {
-    super(message);
-    this.name = "ModelError";
+    super(message, { cause: causeError });
   }
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { TurnRecord } from "../engine/turnRecord.js";
+import type { TurnRecord } from "../core/turnRecord.js";
 
 /**
  * Prometheus metrics for the voice agent, on a registry of their own (never prom-client's

@@ -1,4 +1,5 @@
 import { parsePhoneNumberFromString, type CountryCode, type NumberType } from "libphonenumber-js/max";
+import { normalizeAiFlowNumber } from "../aiflow/sessionNumbers.js";
 import { spokenToDialString } from "./spoken.js";
 
 /** A number we could parse, in every form the service needs. */
@@ -14,12 +15,8 @@ export interface ParsedNumber {
   international: string;
 }
 
-/** Strip a leading "+" (sipgate's older payloads) and anything that is not a digit. */
-export function normalizeAiFlowNumber(raw: string | undefined | null): string | undefined {
-  if (!raw) return undefined;
-  const digits = raw.replace(/^\+/, "").replace(/[^\d]/g, "");
-  return /^[1-9]\d{6,14}$/.test(digits) ? digits : undefined;
-}
+// The wire format belongs to the protocol layer; phone code builds on it.
+export { normalizeAiFlowNumber };
 
 /**
  * Parse a caller-given number. `defaultCountry` applies to national formats ("0151 …").

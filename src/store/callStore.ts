@@ -1,6 +1,6 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { CallState } from "../engine/state.js";
+import type { CallState } from "../core/callState.js";
 
 /**
  * Where a call lives between events, shared by every instance that may receive its events
@@ -66,10 +66,10 @@ export type Collected =
   | { kind: "give_up"; droppedThrough: number }
   | { kind: "nothing" };
 
-export interface CommitRequest {
+export interface CommitRequest<S extends object = object> {
   seq: number;
   /** New state; null: the call ended (session_end), its state, outbox and holding record go; undefined: state unchanged. */
-  state: CallState | null | undefined;
+  state: CallState<S> | null | undefined;
   ttlSeconds: number;
   /** Actions to put in the outbox (none: nothing to deliver). */
   entry?: OutboxEntry;
@@ -88,7 +88,8 @@ export interface Progress {
   ready: Record<Transport, number>;
 }
 
-export interface CallStore {
+/** `S`: the flows' slice of call state, carried through untouched. */
+export interface CallStore<S extends object = object> {
   /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
   arrive(callId: string, e: { key: string; event: AiFlowEvent; via: Transport; holdingFollowUp: boolean }): Promise<Arrival>;
   /** Take the call's lease with `token` if nobody holds it. */
@@ -99,12 +100,12 @@ export interface CallStore {
   /** The oldest queued event (its attempts counted), if `token` holds the lease. */
   nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }>;
   /** Fenced: only while `token` holds the lease. */
-  commit(callId: string, token: string, c: CommitRequest): Promise<CommitResult>;
+  commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult>;
   progress(callId: string): Promise<Progress>;
   /** Answer an event from the outbox, or decide on a holding line / giving up. Atomic. */
   collect(callId: string, r: CollectRequest): Promise<Collected>;
   /** The call's state as last committed (read-only; tests, health). */
-  get(callId: string): Promise<CallState | undefined>;
+  get(callId: string): Promise<CallState<S> | undefined>;
   /** Number of live calls (for health and metrics). */
   size(): Promise<number>;
   /** True when every instance shares this store (then others' progress must be polled). */

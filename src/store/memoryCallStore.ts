@@ -1,5 +1,5 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
-import type { CallState } from "../engine/state.js";
+import type { CallState } from "../core/callState.js";
 import type { Arrival, CallStore, Collected, CollectRequest, CommitRequest, CommitResult, OutboxEntry, Progress, QueuedEvent, Transport } from "./callStore.js";
 
 interface Hold {
@@ -25,7 +25,7 @@ interface Call {
  * Single-instance call store. Every method runs to completion without awaiting, so each is
  * atomic like the Redis store's scripts; the semantics are the same (see callStore.ts).
  */
-export class MemoryCallStore implements CallStore {
+export class MemoryCallStore<S extends object = object> implements CallStore<S> {
   readonly shared = false;
   private readonly calls = new Map<string, Call>();
   private readonly sweeper: NodeJS.Timeout;
@@ -89,7 +89,7 @@ export class MemoryCallStore implements CallStore {
     return { event: head ? structuredClone(head) : undefined, droppedThrough: c.hold.droppedThrough, held: true };
   }
 
-  async commit(callId: string, token: string, r: CommitRequest): Promise<CommitResult> {
+  async commit(callId: string, token: string, r: CommitRequest<S>): Promise<CommitResult> {
     const c = this.call(callId);
     if (!this.holds(c, token)) return "lease_lost";
     const head = c.queue[0];
@@ -140,14 +140,14 @@ export class MemoryCallStore implements CallStore {
     return { kind: "give_up", droppedThrough: c.lastSeq };
   }
 
-  async get(callId: string): Promise<CallState | undefined> {
+  async get(callId: string): Promise<CallState<S> | undefined> {
     const c = this.calls.get(callId);
     if (!c?.stateJson) return undefined;
     if (c.expiresAt <= this.now()) {
       c.stateJson = undefined;
       return undefined;
     }
-    return JSON.parse(c.stateJson) as CallState;
+    return JSON.parse(c.stateJson) as CallState<S>;
   }
 
   async size(): Promise<number> {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { CallState } from "../engine/state.js";
+import type { CallState } from "../core/callState.js";
 import {
   StoreUnavailableError,
   type Arrival,
@@ -224,7 +224,7 @@ class CorruptReplyError extends Error {}
  * methods are; the semantics are the same (the contract tests in test/callStore.contract.ts
  * run against both).
  */
-export class RedisCallStore implements CallStore {
+export class RedisCallStore<S extends object = object> implements CallStore<S> {
   readonly shared = true;
   private readonly prefix: string;
   private readonly idleTtlMs: number;
@@ -294,7 +294,7 @@ export class RedisCallStore implements CallStore {
     return { event: el === undefined ? undefined : parseQueued(el), droppedThrough: Number(droppedThrough), held: true };
   }
 
-  async commit(callId: string, token: string, c: CommitRequest): Promise<CommitResult> {
+  async commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult> {
     const ttlMs = ms(c.ttlSeconds * 1000);
     const entry = c.state !== null && c.entry && c.entry.actions.length ? `${c.entry.seq}:${c.entry.via}:${JSON.stringify(c.entry.actions)}` : "";
     const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
@@ -343,9 +343,9 @@ export class RedisCallStore implements CallStore {
     }
   }
 
-  async get(callId: string): Promise<CallState | undefined> {
+  async get(callId: string): Promise<CallState<S> | undefined> {
     const json = await this.guard(() => this.redis.get(this.key(callId, "state")));
-    return json ? (JSON.parse(json) as CallState) : undefined;
+    return json ? (JSON.parse(json) as CallState<S>) : undefined;
   }
 
   async size(): Promise<number> {

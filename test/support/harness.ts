@@ -8,10 +8,11 @@ import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
 import { createService, type Service } from "../../src/service.js";
 import type { AiFlowAction } from "../../src/aiflow/actions.js";
 import { parseEvent } from "../../src/aiflow/events.js";
-import type { TurnRecord } from "../../src/engine/turnRecord.js";
+import type { TurnRecord } from "../../src/core/turnRecord.js";
 import { FakeOpenAIServer } from "./fakeOpenAI.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { CallStore } from "../../src/store/callStore.js";
+import type { SmsSlice } from "../../src/tasks/sms/state.js";
 
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
 export function testConfig(patch: Record<string, unknown> = {}, file = "config/agent.yaml"): AppConfig {
@@ -54,7 +55,7 @@ export interface TestService extends Service {
 
 /** The real service (Fastify, engine, gate, openai client) against a local fake model server. */
 export async function startTestService(
-  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void; deadlineClock?: ManualClock; store?: CallStore } = {},
+  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void; deadlineClock?: ManualClock; store?: CallStore<SmsSlice> } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
   if (!fake.baseURL) await fake.start();

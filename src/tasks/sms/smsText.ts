@@ -1,4 +1,4 @@
-import type { AppConfig } from "../config/schema.js";
+import type { AppConfig } from "../../config/schema.js";
 
 export class SmsSlotError extends Error {
   constructor(message: string) {

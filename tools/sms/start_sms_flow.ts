@@ -1,12 +1,12 @@
 import { z } from "zod";
-import { defineTool } from "../src/engine/define.js";
-import type { AppConfig } from "../src/config/schema.js";
-import { ownNumberCandidate, speakable } from "../src/flow/numbers.js";
-import { smsBudget } from "../src/guards/smsBudget.js";
-import { STEP } from "../src/flow/stepNames.js";
+import { defineTool } from "../../src/engine/define.js";
+import { ownNumberCandidate, speakable } from "../../src/tasks/sms/numbers.js";
+import { smsBudget } from "../../src/tasks/sms/smsBudget.js";
+import { STEP } from "../../src/tasks/sms/stepNames.js";
+import type { SmsFlowTypes, SmsServices } from "../../src/tasks/sms/types.js";
 
 /** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
-function slotParameters(config: AppConfig) {
+function slotParameters({ config }: SmsServices) {
   const shape: Record<string, z.ZodTypeAny> = {};
   for (const [name, slot] of Object.entries(config.sms.slots)) {
     const keys = Object.keys(slot.options) as [string, ...string[]];
@@ -15,12 +15,13 @@ function slotParameters(config: AppConfig) {
   return z.object(shape);
 }
 
-export const startSmsFlow = defineTool({
+export const startSmsFlow = defineTool<SmsFlowTypes>()({
   name: "start_sms_flow",
-  transitions: ["confirm_consent", "collect_number"],
+  transitions: [STEP.confirmConsent, STEP.collectNumber],
   parameters: slotParameters,
   execute(ctx, slots) {
-    const { state, config } = ctx;
+    const { state } = ctx;
+    const { config } = ctx.services;
     if (state.sms.declined) return ctx.note("sms_declined_earlier");
     const budget = smsBudget(state, config);
     if (!budget.canSend) return ctx.note(budget.standing > 0 ? "sms_already_sent" : "sms_no_more_attempts");
@@ -31,10 +32,8 @@ export const startSmsFlow = defineTool({
       // Offer the caller's own number as the default: the consent question names it.
       state.sms.number = own;
       state.sms.consent = undefined;
-      ctx.gotoStep(STEP.confirmConsent);
-      return ctx.note("sms_flow_started_own_number", { number: speakable(own, config.homeCountry) });
+      return { result: ctx.note("sms_flow_started_own_number", { number: speakable(own, config.homeCountry) }), next: STEP.confirmConsent };
     }
-    ctx.gotoStep(STEP.collectNumber);
-    return ctx.note("sms_flow_started");
+    return { result: ctx.note("sms_flow_started"), next: STEP.collectNumber };
   },
 });

@@ -1,5 +1,5 @@
-import type { LedgerRecordInput } from "../ledger/ledger.js";
-import type { TurnContext } from "../engine/turnContext.js";
+import type { LedgerRecordInput } from "../../ledger/ledger.js";
+import { recordEvidence, type SmsContext } from "./types.js";
 
 /**
  * The caller said no (a declined consent, a cancelled SMS): the SMS flow ends for the whole call.
@@ -11,12 +11,13 @@ import type { TurnContext } from "../engine/turnContext.js";
  * "no" could lead to a send, losing its record only costs evidence.
  */
 export async function endSmsFlow(
-  ctx: TurnContext,
+  ctx: SmsContext,
   line: "sms_declined" | "sms_cancelled",
   evidence: Omit<LedgerRecordInput, "callId" | "at">,
-): Promise<void> {
+): Promise<"exit"> {
   ctx.state.sms.declined = true;
   ctx.say(line);
-  ctx.exitFlow();
-  await ctx.ledger(evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
+  await recordEvidence(ctx, evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
+  // Back to the step that started the SMS flow.
+  return "exit";
 }

@@ -1,12 +1,13 @@
-import type { TurnContext } from "../engine/turnContext.js";
+import { recordEvidence, type SmsContext } from "./types.js";
 import { speakable } from "./numbers.js";
 
 /**
  * Put the configured consent question, naming the current number, to the caller and
  * remember exactly what was asked and in which turn. A new question replaces any earlier one.
  */
-export async function askConsentQuestion(ctx: TurnContext): Promise<void> {
-  const { state, config } = ctx;
+export async function askConsentQuestion(ctx: SmsContext): Promise<void> {
+  const { state } = ctx;
+  const { config } = ctx.services;
   const number = state.sms.number;
   if (!number) throw new Error("askConsentQuestion without a number");
   // Defence in depth: after a "no" the question is never put again, whoever asks for it.
@@ -17,7 +18,7 @@ export async function askConsentQuestion(ctx: TurnContext): Promise<void> {
   const question = config.consent.question
     .replaceAll("{number}", speakable(number, config.homeCountry))
     .replaceAll("{business_name}", config.business.name);
-  await ctx.ledger({ kind: "consent_asked", number, question });
+  await recordEvidence(ctx, { kind: "consent_asked", number, question });
   ctx.speak(question);
   state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), spokenIndex: state.spoken, interrupted: false };
 }

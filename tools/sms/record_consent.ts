@@ -1,12 +1,13 @@
 import { z } from "zod";
-import { defineTool } from "../src/engine/define.js";
-import { askConsentQuestion } from "../src/flow/consentQuestion.js";
-import { endSmsFlow } from "../src/flow/endSmsFlow.js";
-import { STEP } from "../src/flow/stepNames.js";
+import { defineTool } from "../../src/engine/define.js";
+import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
+import { endSmsFlow } from "../../src/tasks/sms/endSmsFlow.js";
+import { STEP } from "../../src/tasks/sms/stepNames.js";
+import { recordEvidence, type SmsFlowTypes } from "../../src/tasks/sms/types.js";
 
-export const recordConsent = defineTool({
+export const recordConsent = defineTool<SmsFlowTypes>()({
   name: "record_consent",
-  transitions: ["send_sms", "exit"],
+  transitions: [STEP.sendSms, "exit"],
   parameters: () =>
     z.object({
       consented: z.boolean().describe("true only if the caller clearly agreed to receive the SMS at the number read back; false if they declined"),
@@ -21,15 +22,15 @@ export const recordConsent = defineTool({
     if (!consented) {
       // Asymmetry: a "no" is final whatever the state of the question (see endSmsFlow).
       if (c && !c.answer) c.answer = { consented: false, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
-      await endSmsFlow(ctx, "sms_declined", {
+      const next = await endSmsFlow(ctx, "sms_declined", {
         kind: "consent_declined",
         number: c?.number ?? sms.number,
         question: c?.question,
         reply: ctx.userText,
         outcome: "declined",
-        model: ctx.modelUsed ?? ctx.config.llm.model,
+        model: ctx.modelUsed ?? ctx.options.llm.model,
       });
-      return ctx.note("consent_declined");
+      return { result: ctx.note("consent_declined"), next };
     }
     // Every check below guards a "yes": each one can only turn it into the question asked again.
     if (!c || c.number !== sms.number) {
@@ -62,16 +63,15 @@ export const recordConsent = defineTool({
     }
     const answer = { consented: true, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
     // Evidence before state: if the ledger cannot write, consent is not recorded.
-    await ctx.ledger({
+    await recordEvidence(ctx, {
       kind: "consent_given",
       number: c.number,
       question: c.question,
       reply: answer.reply,
       outcome: "given",
-      model: ctx.modelUsed ?? ctx.config.llm.model,
+      model: ctx.modelUsed ?? ctx.options.llm.model,
     });
     c.answer = answer;
-    ctx.gotoStep(STEP.sendSms);
-    return ctx.note("consent_given");
+    return { result: ctx.note("consent_given"), next: STEP.sendSms };
   },
 });

@@ -1,12 +1,22 @@
-import type { AppConfig } from "../config/schema.js";
-import { defineFlow, defineStep, type EventHook } from "../engine/define.js";
-import type { CallState } from "../engine/state.js";
-import type { TurnContext } from "../engine/turnContext.js";
-import { normalizeAiFlowNumber, maskNumber } from "../phone/number.js";
-import { askForOtherNumber, cancelSms, collectPhoneNumber, endCall, recordConsent, sendConfirmationSms, startSmsFlow } from "../../tools/index.js";
-import { askConsentQuestion } from "./consentQuestion.js";
-import { speakable } from "./numbers.js";
-import { NUMBER_STEPS, STEP } from "./stepNames.js";
+import type { AppConfig } from "../../config/schema.js";
+import { defineFlow, defineStep, type EventHook, type Observer } from "../../engine/define.js";
+import type { SmsCallState as CallState } from "../../tasks/sms/state.js";
+import { initialSmsSlice } from "../../tasks/sms/state.js";
+import { normalizeAiFlowNumber, maskNumber } from "../../phone/number.js";
+import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
+import { cancelSms } from "../../../tools/sms/cancel_sms.js";
+import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
+import { recordConsent } from "../../../tools/sms/record_consent.js";
+import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
+import { startSmsFlow } from "../../../tools/sms/start_sms_flow.js";
+import { endCall } from "../../../tools/common/end_call.js";
+import { askConsentQuestion } from "../../tasks/sms/consentQuestion.js";
+import { checkModelUtterance } from "../../tasks/sms/claims.js";
+import { speakable } from "../../tasks/sms/numbers.js";
+import { SmsActionGate } from "../../tasks/sms/smsGate.js";
+import { NUMBER_STEPS, STEP } from "../../tasks/sms/stepNames.js";
+import { recordEvidence, SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../../tasks/sms/types.js";
+import type { TurnRecord } from "../../core/turnRecord.js";
 
 /**
  * The shipped flow: the PolyAI SMS consent-and-send recipe mapped onto AI Flow.
@@ -19,9 +29,11 @@ import { NUMBER_STEPS, STEP } from "./stepNames.js";
 const TRANSIENT_FAILURES = new Set(["smsc_unavailable", "unknown"]);
 const MAX_DTMF_DIGITS = 20;
 
-const main = defineStep({ name: STEP.main, kind: "llm", prompt: "main", tools: [startSmsFlow, endCall] });
+const step = defineStep<SmsFlowTypes>();
 
-const collectNumber = defineStep({
+const main = step({ name: STEP.main, kind: "llm", prompt: "main", tools: [startSmsFlow, endCall] });
+
+const collectNumber = step({
   name: STEP.collectNumber,
   kind: "llm",
   prompt: "collect_number",
@@ -30,7 +42,7 @@ const collectNumber = defineStep({
   onEnter: (ctx) => void ctx.say("ask_number"),
 });
 
-const confirmConsent = defineStep({
+const confirmConsent = step({
   name: STEP.confirmConsent,
   kind: "llm",
   prompt: "confirm_consent",
@@ -49,7 +61,7 @@ const confirmConsent = defineStep({
 });
 
 /** The send needs no LLM request of its own: consent was just recorded, so code sends. */
-const sendSms = defineStep({
+const sendSms = step({
   name: STEP.sendSms,
   kind: "code",
   tools: [sendConfirmationSms],
@@ -59,7 +71,7 @@ const sendSms = defineStep({
 });
 
 /** A barge-in into the consent question means it may not have been heard: it does not count. */
-const onUserSpeak: EventHook = (ctx, event) => {
+const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
   const consent = ctx.state.sms.consent;
   if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
     consent.interrupted = true;
@@ -71,7 +83,7 @@ const onUserSpeak: EventHook = (ctx, event) => {
  * Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. The A-D keys of
  * DTMF's fourth column are no part of any phone number: they are skipped, not typed.
  */
-const onDtmf: EventHook = async (ctx, event) => {
+const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
   if (event.type !== "dtmf_received") return false;
   const { state } = ctx;
   if (!NUMBER_STEPS.includes(state.step)) {
@@ -97,9 +109,10 @@ const onDtmf: EventHook = async (ctx, event) => {
  * Bookkeeping for sms_failed, run for every such event, even while the call is hanging up:
  * mark the SMS failed, write the ledger, alert on account problems.
  */
-const recordSmsFailure: EventHook = async (ctx, event) => {
-  if (event.type !== "sms_failed") return false;
-  const { state, config } = ctx;
+const recordSmsFailure: Observer<SmsFlowTypes> = async (ctx, event) => {
+  if (event.type !== "sms_failed") return;
+  const { state } = ctx;
+  const { config } = ctx.services;
   const recipient = normalizeAiFlowNumber(event.recipient);
   // rawReason: what sipgate sent when it is none of the documented reasons (handled as "unknown").
   const logFields = { sessionId: ctx.sessionId, recipient: maskNumber(event.recipient), reason: event.reason, rawReason: event.rawReason, detail: event.message };
@@ -110,11 +123,11 @@ const recordSmsFailure: EventHook = async (ctx, event) => {
     state.sms.lastFailure = { reason: event.reason, matched: false, wasRetry: false, canRetry: false };
     if (already) {
       ctx.log.info(logFields, "sms_failed repeated for an SMS already marked failed");
-      return false;
+      return;
     }
     ctx.log.warn(logFields, "sms_failed for an SMS this call did not send");
-    await ctx.ledger({ kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: `unmatched: ${event.message}` });
-    return false;
+    await recordEvidence(ctx, { kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: `unmatched: ${event.message}` });
+    return;
   }
   sent.failed = event.reason;
   const wasRetry = state.sms.sent.indexOf(sent) >= config.sms.maxPerCall;
@@ -122,12 +135,11 @@ const recordSmsFailure: EventHook = async (ctx, event) => {
   state.sms.lastFailure = { reason: event.reason, matched: true, wasRetry, canRetry };
   if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
   else ctx.log.warn(logFields, "SMS failed: transient");
-  await ctx.ledger({ kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
-  return false;
+  await recordEvidence(ctx, { kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
 };
 
 /** What the caller hears about a failed SMS: one retry (with a new yes) for transient reasons, else the spoken alternative. */
-const onSmsFailed: EventHook = async (ctx, event) => {
+const onSmsFailed: EventHook<SmsFlowTypes> = async (ctx, event) => {
   if (event.type !== "sms_failed") return false;
   const { state } = ctx;
   const failure = state.sms.lastFailure;
@@ -140,8 +152,7 @@ const onSmsFailed: EventHook = async (ctx, event) => {
     state.sms.consent = undefined;
     if (!state.returnStep) state.returnStep = state.step === STEP.confirmConsent ? STEP.main : state.step;
     ctx.say("sms_failed_notice", {}, { expectAnswer: false });
-    ctx.gotoStep(STEP.confirmConsent);
-    return true;
+    return { handled: true, next: STEP.confirmConsent };
   }
   if (!TRANSIENT_FAILURES.has(failure.reason)) ctx.say("sms_failed_account");
   else ctx.say(failure.wasRetry ? "sms_failed_final" : "sms_failed_no_retry");
@@ -163,7 +174,7 @@ function consentStatus(state: CallState): string {
   return c.answer.consented ? "given" : "declined";
 }
 
-function promptValues(state: CallState, config: AppConfig): Record<string, string> {
+function promptValues(state: CallState, { config }: SmsServices): Record<string, string> {
   const options = Object.entries(config.sms.slots)
     .map(([slot, s]) => `- ${slot} (${s.description}): ${Object.keys(s.options).join(", ")}`)
     .join("\n");
@@ -179,14 +190,33 @@ function promptValues(state: CallState, config: AppConfig): Record<string, strin
   };
 }
 
-export const smsConsentFlow = defineFlow({
+/** A committed turn's send_sms that never left (its answer was dropped): the ledger says it was not sent. */
+async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices, why: "dropped" | "lease_lost"): Promise<void> {
+  const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
+  for (const a of record.actions) {
+    if (a.type !== "send_sms") continue;
+    await ledger.append({ kind: "sms_withdrawn", callId: record.sessionId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
+  }
+}
+
+export const smsConsentFlow = defineFlow<SmsFlowTypes>({
   name: "sms_consent",
   initialStep: STEP.main,
   steps: [main, collectNumber, confirmConsent, sendSms],
+  initialState: initialSmsSlice,
+  lines: SMS_LINES,
+  notes: SMS_NOTES,
   promptValues,
   observers: { sms_failed: recordSmsFailure },
   hookTransitions: { sms_failed: [STEP.confirmConsent] },
   hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
+  gate: new SmsActionGate(),
+  // No claim that an SMS was sent unless one stands, never that one arrived.
+  checkModelText: (text, ctx) => {
+    const d = checkModelUtterance(text, ctx.state, ctx.state.language);
+    return d.allowed || d.reason === "ok" ? { allowed: true } : { allowed: false, decision: { ...d, reason: d.reason }, correction: d.reason };
+  },
+  // A redelivered event whose answer sent an SMS is not answered again.
+  neverReplay: ["send_sms"],
+  onUndelivered: recordWithdrawnSends,
 });
-
-export type { TurnContext };

@@ -1,4 +1,4 @@
-import type { CallState } from "../engine/state.js";
+import type { SmsCallState as CallState } from "./state.js";
 
 /**
  * When is there valid consent to text the current number? One pure function, used by the

@@ -1,20 +1,21 @@
 import { z } from "zod";
-import { defineTool } from "../src/engine/define.js";
-import { speakable } from "../src/flow/numbers.js";
-import { STEP } from "../src/flow/stepNames.js";
-import { maskNumber, parseCallerNumber } from "../src/phone/number.js";
-import { checkRecipient, type RecipientRefusal } from "../src/phone/policy.js";
+import { defineTool } from "../../src/engine/define.js";
+import { speakable } from "../../src/tasks/sms/numbers.js";
+import { STEP } from "../../src/tasks/sms/stepNames.js";
+import type { SmsFlowTypes, SmsLineKey } from "../../src/tasks/sms/types.js";
+import { maskNumber, parseCallerNumber } from "../../src/phone/number.js";
+import { checkRecipient, type RecipientRefusal } from "../../src/phone/policy.js";
 
-const REFUSAL_LINE: Record<RecipientRefusal, string> = {
+const REFUSAL_LINE: Record<RecipientRefusal, SmsLineKey> = {
   invalid_number: "number_invalid",
   country_not_allowed: "number_country_not_allowed",
   number_type_not_allowed: "number_type_not_allowed",
   number_blocked: "number_blocked",
 };
 
-export const collectPhoneNumber = defineTool({
+export const collectPhoneNumber = defineTool<SmsFlowTypes>()({
   name: "collect_phone_number",
-  transitions: ["confirm_consent"],
+  transitions: [STEP.confirmConsent],
   parameters: () =>
     z.object({
       phone_number: z
@@ -24,7 +25,8 @@ export const collectPhoneNumber = defineTool({
         .describe("The number exactly as the caller said or keyed it, e.g. '0151 1234 5678' or 'plus 49 151 ...'. Digits or spoken digit words."),
     }),
   execute(ctx, { phone_number }) {
-    const { state, config } = ctx;
+    const { state } = ctx;
+    const { config } = ctx.services;
     if (state.sms.declined) return ctx.note("sms_declined_earlier");
     const parsed = parseCallerNumber(phone_number, config.homeCountry);
     const verdict = checkRecipient(parsed, config.recipients);
@@ -41,7 +43,6 @@ export const collectPhoneNumber = defineTool({
     state.sms.number = number;
     state.sms.consent = undefined;
     state.dtmf = "";
-    ctx.gotoStep(STEP.confirmConsent);
-    return ctx.note("number_noted", { number: speakable(number, config.homeCountry) });
+    return { result: ctx.note("number_noted", { number: speakable(number, config.homeCountry) }), next: STEP.confirmConsent };
   },
 });

@@ -1,5 +1,5 @@
-import type { AppConfig } from "../config/schema.js";
-import type { LimitSpec } from "../store/rateLimiter.js";
+import type { AppConfig } from "../../config/schema.js";
+import type { LimitSpec } from "../../store/rateLimiter.js";
 
 export type LimitKind = "recipient" | "caller" | "prefix" | "country" | "global";
 

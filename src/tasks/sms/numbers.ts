@@ -1,7 +1,7 @@
 import type { CountryCode } from "libphonenumber-js/max";
-import type { TurnContext } from "../engine/turnContext.js";
-import { parseAiFlowNumber, spokenDigitGroups } from "../phone/number.js";
-import { checkRecipient } from "../phone/policy.js";
+import type { SmsContext } from "./types.js";
+import { parseAiFlowNumber, spokenDigitGroups } from "../../phone/number.js";
+import { checkRecipient } from "../../phone/policy.js";
 
 /** How the agent reads a stored (AI Flow format) number aloud. */
 export function speakable(aiflowNumber: string | undefined, home: CountryCode): string {
@@ -11,8 +11,8 @@ export function speakable(aiflowNumber: string | undefined, home: CountryCode): 
 }
 
 /** The caller's own number, if it may receive an SMS under the recipient policy. */
-export function ownNumberCandidate(ctx: TurnContext): string | undefined {
+export function ownNumberCandidate(ctx: SmsContext): string | undefined {
   const own = ctx.state.callerNumber;
   if (!own) return undefined;
-  return checkRecipient(parseAiFlowNumber(own), ctx.config.recipients).ok ? own : undefined;
+  return checkRecipient(parseAiFlowNumber(own), ctx.services.config.recipients).ok ? own : undefined;
 }

@@ -2,11 +2,12 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 
 /** One caller turn as tests, evals and logs see it: event in, an ordered record out. */
 
-export interface GuardDecision {
+export interface GuardDecision<R extends string = string> {
   /** What was checked: an action type, a tool name, or a model utterance. */
   subject: string;
   allowed: boolean;
-  reason: string;
+  /** A typed reason code (the engine's, or the flow's own). */
+  reason: R;
   detail?: string;
 }
 

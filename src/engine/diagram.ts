@@ -1,10 +1,10 @@
-import type { FlowDef } from "../engine/define.js";
+import type { FlowDef, FlowTypes } from "./define.js";
 
 /**
  * A Mermaid flowchart drawn from the flow definition itself: steps, the tools each offers,
  * and the transitions tools and event hooks declare (the engine enforces those).
  */
-export function mermaidDiagram(flow: FlowDef): string {
+export function mermaidDiagram<F extends FlowTypes>(flow: FlowDef<F>): string {
   const lines = ["flowchart LR"];
   for (const s of flow.steps) {
     const tools = s.tools.map((t) => t.name).join(" · ");

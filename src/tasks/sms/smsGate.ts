@@ -1,8 +1,9 @@
-import { actionSchema, type AiFlowAction, type SendSmsAction } from "../aiflow/actions.js";
-import type { ActionGate, TurnContext } from "../engine/turnContext.js";
-import type { GuardDecision } from "../engine/turnRecord.js";
-import { maskNumber, parseAiFlowNumber } from "../phone/number.js";
-import { checkRecipient } from "../phone/policy.js";
+import { actionSchema, type AiFlowAction, type SendSmsAction } from "../../aiflow/actions.js";
+import type { ActionGate } from "../../engine/define.js";
+import { recordEvidence, type SendRefusal, type SmsContext, type SmsFlowTypes } from "./types.js";
+import type { GuardDecision } from "../../core/turnRecord.js";
+import { maskNumber, parseAiFlowNumber } from "../../phone/number.js";
+import { checkRecipient } from "../../phone/policy.js";
 import { smsBudget } from "./smsBudget.js";
 import { consentVerdict } from "./consentRules.js";
 import { abuseLimits } from "./abuseLimits.js";
@@ -13,8 +14,8 @@ import { renderSmsText, SmsSlotError } from "./smsText.js";
  * config, independent of what the tool that built the action believed, so neither a tool
  * bug nor a lying model can send an SMS without recorded consent for exactly that number.
  */
-export class SmsActionGate implements ActionGate {
-  async review(actions: AiFlowAction[], ctx: TurnContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }> {
+export class SmsActionGate implements ActionGate<SmsFlowTypes> {
+  async review(actions: AiFlowAction[], ctx: SmsContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }> {
     const allowed: AiFlowAction[] = [];
     const decisions: GuardDecision[] = [];
     for (const action of actions) {
@@ -34,17 +35,18 @@ export class SmsActionGate implements ActionGate {
     return { allowed, decisions };
   }
 
-  private refuse(ctx: TurnContext, subject: string, reason: string, detail?: string): GuardDecision {
+  private refuse(ctx: SmsContext, subject: string, reason: SendRefusal | "invalid_action", detail?: string): GuardDecision {
     const d: GuardDecision = { subject, allowed: false, reason, ...(detail ? { detail } : {}) };
     ctx.log.warn({ sessionId: ctx.sessionId, step: ctx.state.step, guard: d }, "action refused");
     return d;
   }
 
-  private async reviewSend(action: SendSmsAction, ctx: TurnContext): Promise<GuardDecision> {
-    const { state, config } = ctx;
+  private async reviewSend(action: SendSmsAction, ctx: SmsContext): Promise<GuardDecision> {
+    const { state } = ctx;
+    const { config } = ctx.services;
     const { sms } = state;
     const n = action.phone_number;
-    const refuse = (reason: string, detail?: string) => this.refuse(ctx, "send_sms", reason, detail);
+    const refuse = (reason: SendRefusal, detail?: string) => this.refuse(ctx, "send_sms", reason, detail);
 
     const consent = consentVerdict(state, n);
     if (!consent.valid) return refuse(`consent_${consent.reason}`, `recipient ${maskNumber(n)}`);
@@ -82,7 +84,7 @@ export class SmsActionGate implements ActionGate {
     // Evidence first: the send leaves only once the record is durable.
     const c = sms.consent!;
     try {
-      await ctx.ledger({
+      await recordEvidence(ctx, {
         kind: "sms_sent",
         number: n,
         question: c.question,

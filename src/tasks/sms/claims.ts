@@ -1,6 +1,6 @@
-import { LANGUAGES, type Language } from "../config/schema.js";
-import type { CallState } from "../engine/state.js";
-import type { GuardDecision } from "../engine/turnRecord.js";
+import { LANGUAGES, type Language } from "../../config/schema.js";
+import type { SmsCallState as CallState } from "./state.js";
+import type { GuardDecision } from "../../core/turnRecord.js";
 
 /**
  * The agent may say an SMS was sent only while one stands (sent, not failed); it may never
@@ -32,7 +32,7 @@ function clauses(text: string): string[] {
     .filter(Boolean);
 }
 
-export function checkModelUtterance(text: string, state: CallState, _language: Language): GuardDecision {
+export function checkModelUtterance(text: string, state: CallState, _language: Language): GuardDecision<"ok" | "false_claim_delivered" | "false_claim_sent"> {
   const standing = state.sms.sent.some((s) => !s.failed);
   for (const clause of clauses(text)) {
     if (clause.endsWith("?")) continue;

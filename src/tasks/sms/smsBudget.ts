@@ -1,5 +1,5 @@
-import type { AppConfig } from "../config/schema.js";
-import type { CallState } from "../engine/state.js";
+import type { AppConfig } from "../../config/schema.js";
+import type { SmsCallState as CallState } from "./state.js";
 
 /**
  * How many more SMS this call may send: `sms.maxPerCall` standing sends, and at most

@@ -1,0 +1,56 @@
+import type { SmsFailureReason } from "../../aiflow/events.js";
+import { initialCallCore, type CallCore, type CallState } from "../../core/callState.js";
+
+/** The consent question as it was put to the caller, and their answer. */
+export interface ConsentState {
+  /** AI Flow format number the question named. */
+  number: string;
+  /** Exact wording spoken. */
+  question: string;
+  askedTurn: number;
+  askedAt: string;
+  /** `CallState.spoken` right after the question: it was the caller's last line heard iff this equals `spokenBeforeTurn` of the answer. */
+  spokenIndex: number;
+  /** The caller barged into the question, so it may not have been heard in full. */
+  interrupted: boolean;
+  answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
+}
+
+export interface SentSms {
+  number: string;
+  message: string;
+  at: string;
+  turn: number;
+  failed?: SmsFailureReason;
+}
+
+export interface SmsState {
+  /** The recipient currently under discussion (AI Flow format); changing it voids consent. */
+  number?: string;
+  /** Slot keys the model chose when the flow started; the SMS text is rendered from config. */
+  slots: Record<string, string>;
+  consent?: ConsentState;
+  /** Final for the call: no re-asking, no send. */
+  declined: boolean;
+  sent: SentSms[];
+  /** Extra sends allowed after transient failures (at most one retry per call). */
+  retryAllowance: number;
+  /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
+  lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean };
+}
+
+/** The SMS task's slice of a call's state. */
+export interface SmsSlice {
+  sms: SmsState;
+}
+
+export type SmsCallState = CallState<SmsSlice>;
+
+export function initialSmsSlice(): SmsSlice {
+  return { sms: { slots: {}, declined: false, sent: [], retryAllowance: 0 } };
+}
+
+/** A call's state before anything happened in it, with the SMS slice (tests, stores). */
+export function initialCallState(init: Pick<CallCore, "sessionId" | "direction" | "language" | "step"> & Partial<CallCore>): SmsCallState {
+  return { ...initialCallCore(init), ...initialSmsSlice() };
+}

@@ -1,0 +1,107 @@
+import type { AppConfig } from "../../config/schema.js";
+import type { FlowTypes } from "../../engine/define.js";
+import type { TurnContext } from "../../engine/turnContext.js";
+import type { ConsentLedger, LedgerRecordInput } from "../../ledger/ledger.js";
+import type { RecipientRefusal } from "../../phone/policy.js";
+import type { RateLimiter } from "../../store/rateLimiter.js";
+import type { LimitKind } from "./abuseLimits.js";
+import type { ConsentProblem } from "./consentRules.js";
+import type { SmsSlice } from "./state.js";
+
+/** What the SMS task needs from the app: its settings, the consent ledger and the shared SMS limits. */
+export interface SmsServices {
+  config: AppConfig;
+  ledger: ConsentLedger;
+  limiter: RateLimiter;
+}
+
+/** Every fixed line the SMS task speaks (prompts/<lang>/lines.md). */
+export const SMS_LINES = [
+  "ask_number",
+  "number_invalid",
+  "number_country_not_allowed",
+  "number_type_not_allowed",
+  "number_blocked",
+  "sms_sent",
+  "sms_not_sent",
+  "sms_refused_limit",
+  "sms_refused_rate_limited",
+  "sms_refused_busy",
+  "sms_declined",
+  "sms_cancelled",
+  "sms_failed_final",
+  "sms_failed_account",
+  "sms_failed_notice",
+  "sms_failed_no_retry",
+  "sms_no_more_attempts",
+  "timeout_prefix",
+] as const;
+export type SmsLineKey = (typeof SMS_LINES)[number];
+
+/** Every note the SMS task's tools answer the model with (prompts/model-notes.md). */
+export const SMS_NOTES = [
+  "dtmf_entry",
+  "false_claim_delivered",
+  "false_claim_sent",
+  "sms_declined_earlier",
+  "sms_already_sent",
+  "sms_no_more_attempts",
+  "sms_flow_started_own_number",
+  "sms_flow_started",
+  "number_refused",
+  "number_noted",
+  "consent_not_asked_yet",
+  "consent_already_recorded",
+  "consent_same_turn",
+  "consent_question_repeated",
+  "other_number_requested",
+  "consent_question_interrupted",
+  "consent_given",
+  "consent_declined",
+  "sms_sent",
+  "sms_not_sent_no_consent",
+  "sms_refused",
+  "sms_cancelled",
+] as const;
+export type SmsNoteKey = (typeof SMS_NOTES)[number];
+
+/** Why the gate refuses a send_sms. Typed: the spoken explanation is looked up, never parsed out of a string. */
+export type SendRefusal =
+  | `consent_${ConsentProblem}`
+  | "sms_limit_per_call"
+  | "template_slots_invalid"
+  | "message_not_from_template"
+  | `recipient_${RecipientRefusal}`
+  | "lease_lost"
+  | `${LimitKind}_rate_limited`
+  | "rate_limiter_unavailable"
+  | "ledger_unavailable";
+
+/** Every reason code of the SMS task's guard decisions. */
+export type SmsReason =
+  | SendRefusal
+  | "consent_recorded"
+  | "consent_not_asked"
+  | "consent_same_turn"
+  | "consent_question_not_last"
+  | "consent_question_interrupted"
+  | "consent_empty_reply"
+  | "declined"
+  | "false_claim_delivered"
+  | "false_claim_sent";
+
+export interface SmsFlowTypes extends FlowTypes {
+  state: SmsSlice;
+  services: SmsServices;
+  lines: SmsLineKey;
+  notes: SmsNoteKey;
+  reasons: SmsReason;
+}
+
+/** What the SMS task's tools, hooks and gate see in a turn. */
+export type SmsContext = TurnContext<SmsFlowTypes>;
+
+/** Append consent evidence for this call; resolves once durable. */
+export async function recordEvidence(ctx: SmsContext, rec: Omit<LedgerRecordInput, "callId" | "at">): Promise<void> {
+  await ctx.services.ledger.append({ ...rec, callId: ctx.sessionId, at: ctx.nowIso() });
+}
