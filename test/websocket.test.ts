@@ -105,10 +105,16 @@ describe("WebSocket transport", () => {
     c.ws.send(JSON.stringify({ session: { id: "x" } }));
     c.ws.send(Buffer.from([1, 2, 3]), { binary: true });
     for (let i = 0; i < 100 && logLines.length < before + 3; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(logLines.slice(before).map((l) => l.msg)).toEqual([
-      "WebSocket: frame ignored, not valid JSON",
-      "WebSocket: frame ignored, not a valid event",
-      "WebSocket: binary frame ignored (events are JSON text frames)",
+    // The same "event rejected" line the webhook writes for the same input (test/intake.test.ts).
+    expect(logLines.slice(before).map((l) => [l.msg, l.transport, l.problem])).toEqual([
+      ["event rejected", "ws", "not_json"],
+      ["event rejected", "ws", "invalid_event"],
+      ["event rejected", "ws", "transport"],
+    ]);
+    expect(logLines.slice(before).map((l) => l.error)).toEqual([
+      "Invalid event: not valid JSON",
+      "Invalid event: type: missing type field",
+      "Invalid event: a binary frame (events are JSON text frames)",
     ]);
     // Nothing but actions ever goes to sipgate; the next event is answered as usual.
     c.send(ev.speak("ws-1", "Hallo"));
@@ -199,6 +205,46 @@ describe("WebSocket transport", () => {
     expect(types.indexOf("send_sms")).toBeLessThan(types.lastIndexOf("speak"));
     expect(speaks(c.frames)).toContain("Gern.");
     c.ws.close();
+  });
+
+  it("a frame over server.maxBodyBytes closes that socket (1009) and is logged; the service goes on", async () => {
+    const c = await connect();
+    const closed = new Promise<number>((r) => c.ws.once("close", (code) => r(code)));
+    const before = logLines.length;
+    c.ws.send(JSON.stringify({ type: "user_speak", text: "x".repeat(70_000), session: { id: "ws-big" } }));
+    expect(await closed).toBe(1009);
+    for (let i = 0; i < 100 && !logLines.slice(before).some((l) => l.msg === "WebSocket error"); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logLines.slice(before).find((l) => l.msg === "WebSocket error")).toMatchObject({ level: 40, err: expect.stringMatching(/payload/i) });
+    const next = await connect();
+    next.send(ev.start("ws-after-big"));
+    await next.waitFor((f) => speaks(f).length === 1);
+    next.ws.close();
+  });
+
+  it("graceful shutdown: the turn in flight finishes and is pushed, then the socket is closed with 1001", async () => {
+    const local = createService({
+      config: testConfig(),
+      model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
+      ledger: new MemoryLedger(),
+      logger: pino({ level: "silent" }),
+      clock: new ManualClock(),
+    });
+    await local.app.listen({ port: 0, host: "127.0.0.1" });
+    const c = await connect({}, `ws://127.0.0.1:${(local.app.server.address() as AddressInfo).port}/ws`);
+    const closed = new Promise<number>((r) => c.ws.once("close", (code) => r(code)));
+    c.send(ev.start("ws-shutdown"));
+    await c.waitFor((f) => speaks(f).length === 1);
+    const gate = fake.block();
+    fake.enqueue({ kind: "message", text: "Die Antwort kommt noch." });
+    c.send(ev.speak("ws-shutdown", "Hallo?"));
+    await gate.arrived;
+    const closing = local.close();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    gate.release();
+    await c.waitFor((f) => speaks(f).includes("Die Antwort kommt noch."));
+    expect(await closed).toBe(1001);
+    await closing;
   });
 
   it("several sessions on one socket are kept apart", async () => {

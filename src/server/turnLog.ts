@@ -1,6 +1,6 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { TurnRecord } from "../engine/turnRecord.js";
+import type { TurnRecord } from "../core/turnRecord.js";
 import { maskNumber } from "../phone/number.js";
 
 /** For logs: what an action did, without message bodies or full numbers. */

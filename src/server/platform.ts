@@ -1,0 +1,24 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { CallStore } from "../store/callStore.js";
+
+/** GET /healthz: 200 when this instance can take calls, 503 when its store (Redis) is down. For the platform: no token. */
+export const healthPlugin: FastifyPluginAsync<{ store: CallStore; info?: Record<string, unknown> }> = async (app, { store, info }) => {
+  app.get("/healthz", { config: { auth: "open" } }, async (_req, reply) => {
+    try {
+      return { status: "ok", activeCalls: await store.size(), ...info };
+    } catch (e) {
+      // The store (Redis) is down: this instance cannot take calls safely.
+      return reply.code(503).send({ status: "unavailable", error: (e as Error).message });
+    }
+  });
+};
+
+export interface MetricsSource {
+  render(): Promise<string>;
+  contentType: string;
+}
+
+/** GET /metrics: Prometheus text. Scraped by the platform: no token. */
+export const metricsPlugin: FastifyPluginAsync<{ metrics: MetricsSource }> = async (app, { metrics }) => {
+  app.get("/metrics", { config: { auth: "open" } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+};
