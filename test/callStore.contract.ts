@@ -30,7 +30,7 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       expect(first.event).toMatchObject({ seq: 1, key: "k1", via: "http", attempts: 1, event: { type: "user_speak", text: "eins" } });
       expect(await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "a1")] }, droppable: true })).toBe("committed");
       expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2 });
-      expect(await store.progress(c)).toEqual({ processed: 1, queued: 2, ready: { http: 1, ws: 0 } });
+      expect(await store.progress(c)).toEqual({ processed: 1, queued: 2, ready: { http: 1, ws: 0 }, ended: false });
       expect((await store.get(c))!.turn).toBe(1);
       await store.releaseLease(c, "A");
       expect(await store.acquireLease(c, "B", 5000)).toBe(true);
@@ -122,7 +122,7 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await store.nextEvent(c, "A");
       expect(await store.commit(c, "A", { seq: 2, state: null, ttlSeconds: 60, droppable: false })).toBe("committed");
       expect(await store.get(c)).toBeUndefined();
-      expect(await store.progress(c)).toMatchObject({ processed: 2, queued: 2, ready: { http: 0, ws: 0 } });
+      expect(await store.progress(c)).toMatchObject({ processed: 2, queued: 2, ready: { http: 0, ws: 0 }, ended: true });
       expect(await store.arrive(c, { key: "k3", event: speak(c, "late"), via: "ws", holdingFollowUp: false })).toEqual({ kind: "queued", seq: 3 });
       await close?.();
     });

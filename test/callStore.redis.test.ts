@@ -59,7 +59,7 @@ describe("RedisCallStore across instances", () => {
       expect(event).toMatchObject({ seq, key: keyOfSeq.get(seq), attempts: 1 });
       expect(await s1.commit(c, "A", { seq, state: state(c, seq), ttlSeconds: 60, droppable: true })).toBe("committed");
     }
-    expect(await s2.progress(c)).toEqual({ processed: 50, queued: 50, ready: { http: 0, ws: 0 } });
+    expect(await s2.progress(c)).toEqual({ processed: 50, queued: 50, ready: { http: 0, ws: 0 }, ended: false });
     expect((await s2.get(c))!.turn).toBe(50);
   });
 

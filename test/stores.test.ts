@@ -31,7 +31,7 @@ describe("MemoryCallStore", () => {
     await store.releaseLease("t", "A");
     store.sweep();
     expect(await store.size()).toBe(0);
-    expect(await store.progress("t")).toEqual({ processed: 0, queued: 0, ready: { http: 0, ws: 0 } });
+    expect(await store.progress("t")).toEqual({ processed: 0, queued: 0, ready: { http: 0, ws: 0 }, ended: false });
     await store.close();
   });
 });

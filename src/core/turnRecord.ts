@@ -46,6 +46,8 @@ export interface TurnRecord {
   timings: { totalMs: number; modelMs: number; engineMs: number };
   /** The event was a redelivery of the previous one and was answered from the cache. */
   duplicate: boolean;
+  /** A tool that takes something back (the caller's "no") ran: such a turn is never dropped. */
+  withdrawal?: boolean;
 }
 
 export function emptyTurnRecord(sessionId: string, event: string): TurnRecord {

@@ -131,11 +131,12 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
    * The WebSocket: the event's turn runs with the socket's sink (speech may stream); a holding
    * line is pushed at the deadline if nothing was said yet, the actions when the turn is committed.
    */
-  async handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => void, signal?: AbortSignal): Promise<void> {
+  async handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => boolean | void, signal?: AbortSignal): Promise<void> {
     const callId = event.session.id;
     const { clock, store } = this.deps;
     const deadline = this.answer.withinMs > 0 ? clock.now() + this.answer.withinMs : undefined;
     if (event.type === "assistant_speech_ended" && this.wsHolding.delete(callId)) return;
+    if (event.type === "session_end") this.wsHolding.delete(callId);
     try {
       const arrival = await store.arrive(callId, { key, event, via: "ws", holdingFollowUp: false });
       if (arrival.kind !== "queued") return;
@@ -157,15 +158,22 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       try {
         this.startProcessing(callId, seq);
         const done = async () => (await store.progress(callId)).processed >= seq;
-        if (!(await this.waitUntil(callId, done, deadline)) && !spoke && !signal?.aborted) {
+        // One holding line at a time per call, and only where the caller waits for an answer.
+        const waits = CONVERSATIONAL.has(event.type) && !this.wsHolding.has(callId);
+        if (!(await this.waitUntil(callId, done, deadline)) && waits && !spoke && !signal?.aborted) {
           // No input timeout on the socket's holding line: its silence must not reach the flow.
           push(this.holdingLine(callId));
           this.wsHolding.add(callId);
           this.deps.onAnswer?.("holding");
         }
-        await this.waitUntil(callId, done, undefined, signal);
+        // The caller's voice cancels generation, not delivery: what the turn committed still goes out.
+        await this.waitUntil(callId, done, undefined);
         const collected = await store.collect(callId, { via: "ws", seq, collecting: false, mayHold: false, maxHoldingLines: 0 });
-        if (collected.kind === "actions") for (const a of collected.actions) push(a);
+        if (collected.kind === "actions") {
+          const lost = collected.actions.filter((a) => push(a) === false);
+          // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
+          if (lost.length) await this.withdrawn(callId, { ...emptyTurnRecord(callId, event.type), actions: lost }, "dropped");
+        }
       } finally {
         this.streams.delete(streamKey(callId, seq));
       }
@@ -306,13 +314,17 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
         lost.signal.addEventListener("abort", onLost, { once: true });
         let outcome: Awaited<ReturnType<CallPipeline<F>["runQueued"]>>;
         try {
-          outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, giveUp.signal);
+          outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, giveUp.signal, lost.signal);
         } finally {
           lost.signal.removeEventListener("abort", onLost);
         }
         current = undefined;
         this.notify(callId);
-        if (outcome === "lease_lost") break;
+        if (outcome === "lease_lost") {
+          // Maybe only a blip (one failed renewal): look again once the lease is released.
+          this.rekick.add(callId);
+          break;
+        }
       }
     } finally {
       clearInterval(renew);
@@ -320,7 +332,7 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     }
   }
 
-  private async runQueued(callId: string, token: string, q: QueuedEvent, droppedThrough: number, abort: AbortSignal): Promise<"committed" | "dropped" | "lease_lost"> {
+  private async runQueued(callId: string, token: string, q: QueuedEvent, droppedThrough: number, abort: AbortSignal, lost: AbortSignal): Promise<"committed" | "dropped" | "lease_lost"> {
     const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
     const ttlSeconds = options.limits.sessionTtlSeconds;
@@ -335,9 +347,20 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     const local = this.streams.get(streamKey(callId, q.seq));
     const signal = local?.signal ? eitherSignal(abort, local.signal) : abort;
     const current = await store.get(callId);
+    if (!current && CONVERSATIONAL.has(q.event.type) && (await store.progress(callId)).ended) {
+      // A late or redelivered caller event of a call that ended starts no new conversation
+      // (an explicit session_start does; sms_failed still gets its bookkeeping).
+      log.info({ sessionId: callId, event: q.event.type }, "event after session_end ignored");
+      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+    }
     let outcome: Awaited<ReturnType<Engine<F>["runTurn"]>>;
     try {
-      const stillOwner = async () => !signal.aborted && (await store.renewLease(callId, token, options.answer.leaseMs)).held;
+      // Only the lease and a given-up answer decide ownership; the caller's voice cancels generation, not the send.
+      const stillOwner = async () => {
+        if (abort.aborted) return false;
+        const r = await store.renewLease(callId, token, options.answer.leaseMs);
+        return r.held && !(droppable && r.droppedThrough >= q.seq);
+      };
       outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
@@ -348,20 +371,42 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       outcome = { record, next: { kind: "keep" } };
     }
     const { record, next } = outcome;
-    // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again.
-    const deliver = q.via === "ws" && record.duplicate ? [] : record.actions.filter((a) => !local?.pushed.has(a));
+    // The caller spoke over this turn (a barge-in cancelled it): what it queued may not have been
+    // heard before their words, so nothing of it counts as the last line they answered.
+    if (local?.signal?.aborted && next.kind === "save") next.state.spoken++;
+    if (lost.aborted) {
+      // This instance may no longer own the call: commit nothing; the event stays queued and runs again.
+      if (local) local.record = record;
+      await this.withdrawn(callId, record, "lease_lost");
+      return "lease_lost";
+    }
+    // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again,
+    // unless the first answer is still waiting in the outbox (then that one is collected instead).
+    const firstStillWaiting = record.duplicate && (await store.progress(callId)).ready[q.via] > 0;
+    const deliver = (q.via === "ws" && record.duplicate) || firstStillWaiting ? [] : record.actions.filter((a) => !local?.pushed.has(a));
+    // The call ends: late actions still waiting for an answer never leave; an SMS among them was not sent.
+    if (next.kind === "delete") await this.discardOutbox(callId);
     // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
     const result = await store.commit(callId, token, {
       seq: q.seq,
       state: next.kind === "save" ? next.state : next.kind === "delete" ? null : undefined,
       ttlSeconds,
       entry: { seq: q.seq, via: q.via, actions: deliver },
-      droppable,
+      // A "no" is never dropped: the caller heard the apology, and the decline still holds.
+      droppable: droppable && !record.withdrawal,
     });
     if (local) local.record = record;
     if (result === "committed") this.deps.onTurn?.(record, q.event, q.via);
     else await this.withdrawn(callId, record, result);
     return result;
+  }
+
+  /** Take every action still waiting in the call's outbox, for a call that ends: none of it will be said. */
+  private async discardOutbox(callId: string): Promise<void> {
+    for (const via of ["http", "ws"] as const) {
+      const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0 });
+      if (left.kind === "actions" && left.actions.length) await this.withdrawn(callId, { ...emptyTurnRecord(callId, "session_end"), actions: left.actions }, "dropped");
+    }
   }
 
   /** A turn whose result never left: the flow records what that means (an SMS approved but never sent). */

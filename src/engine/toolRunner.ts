@@ -132,6 +132,8 @@ export class ToolRunner<F extends FlowTypes> {
       return { ok: false, result: turn.note("tool_failed", { tool: tool.name }), args: rawArgs };
     }
     const { result, next } = typeof outcome === "string" ? { result: outcome, next: undefined } : outcome;
+    // A "no" must outlive a given-up answer: the pipeline commits such a turn whatever happens.
+    if (tool.withdraws?.(args)) turn.record.withdrawal = true;
     if (next !== undefined) this.transitions.apply(turn, { label: `tool ${tool.name}`, declared: tool.transitions }, next);
     return { ok: true, result, args: rawArgs };
   }

@@ -215,8 +215,8 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
   }
 
+  /** Ownership is the lease's (and a given-up answer's) business, never the caller's voice, which only cancels generation. */
   async stillOwner(): Promise<boolean> {
-    if (this.signal?.aborted) return false;
     return this.ownership ? this.ownership() : true;
   }
 }

@@ -54,10 +54,13 @@ export const websocketPlugin = fp<WebSocketOptions>(
 
     function serve(ws: WebSocket, log: FastifyBaseLogger): void {
       const at: Arrival = { transport: "ws", log };
-      /** The turn currently running per session, so the caller's voice can cancel it. */
-      const running = new Map<string, AbortController>();
-      const push = (action: AiFlowAction) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(action));
+      /** Every event in flight per session, so the caller's voice cancels whichever turn is running, not only the latest event's. */
+      const running = new Map<string, Set<AbortController>>();
+      /** False when the socket is gone: the pipeline records an SMS it could not push as not sent. */
+      const push = (action: AiFlowAction): boolean => {
+        if (ws.readyState !== ws.OPEN) return false;
+        ws.send(JSON.stringify(action));
+        return true;
       };
 
       ws.on("message", (data: RawData, isBinary: boolean) => {
@@ -68,20 +71,23 @@ export const websocketPlugin = fp<WebSocketOptions>(
         const { event, key } = intake;
         const sid = event.session.id;
         // The caller started talking: stop generating, keep tool calls and results paired.
-        if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) running.get(sid)?.abort();
+        if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) for (const c of running.get(sid) ?? []) c.abort();
         if (event.type === "user_speech_started") return; // nothing to answer (sipgate ignores it)
 
         const controller = new AbortController();
-        running.set(sid, controller);
+        let inSession = running.get(sid);
+        if (!inSession) running.set(sid, (inSession = new Set()));
+        inSession.add(controller);
         const turn = handleSafely(at, event, () => pipeline.handleWs(event, key, push, controller.signal)).finally(() => {
-          if (running.get(sid) === controller) running.delete(sid);
+          inSession.delete(controller);
+          if (inSession.size === 0 && running.get(sid) === inSession) running.delete(sid);
           inFlight.delete(turn);
         });
         inFlight.add(turn);
       });
 
       ws.on("close", () => {
-        for (const c of running.values()) c.abort();
+        for (const session of running.values()) for (const c of session) c.abort();
       });
     }
   },

@@ -86,6 +86,8 @@ export interface Progress {
   queued: number;
   /** Outbox entries waiting, by transport. */
   ready: Record<Transport, number>;
+  /** The call ended (session_end): a late or redelivered event starts no new conversation. */
+  ended: boolean;
 }
 
 /** `S`: the flows' slice of call state, carried through untouched. */

@@ -19,6 +19,8 @@ interface Call {
   outbox: OutboxEntry[];
   hold: Hold;
   lease?: { token: string; expiresAt: number };
+  /** session_end was committed: later events start no new conversation. */
+  ended?: boolean;
 }
 
 /**
@@ -99,6 +101,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";
     if (r.state === null) {
       c.stateJson = undefined;
+      c.ended = true;
       c.outbox = [];
       c.hold = { outstanding: false, count: 0, droppedThrough: c.hold.droppedThrough };
       return "committed";
@@ -114,9 +117,9 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   async progress(callId: string): Promise<Progress> {
     const c = this.calls.get(callId);
     const ready: Record<Transport, number> = { http: 0, ws: 0 };
-    if (!c) return { processed: 0, queued: 0, ready };
+    if (!c) return { processed: 0, queued: 0, ready, ended: false };
     for (const e of c.outbox) ready[e.via]++;
-    return { processed: c.processed, queued: c.lastSeq, ready };
+    return { processed: c.processed, queued: c.lastSeq, ready, ended: c.ended === true };
   }
 
   async collect(callId: string, r: CollectRequest): Promise<Collected> {

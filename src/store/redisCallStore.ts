@@ -138,6 +138,9 @@ if ARGV[4] == '0' then
   redis.call('del', K_STATE, K_OUTBOX)
   -- The holding record goes, except how far answers gave up (later queued turns stay dropped).
   redis.call('hdel', K_HOLD, 'outstanding', 'count')
+  -- A tombstone: a late or redelivered event of an ended call starts no new conversation.
+  redis.call('hset', K_HOLD, 'ended', '1')
+  extend(K_HOLD, idle)
   return {'committed', 0}
 end
 -- "2": state unchanged (nothing happened to the call); its TTL is not extended either.
@@ -155,7 +158,7 @@ for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
   local via = string.match(e, '^%d+:(%a+):')
   if ready[via] then ready[via] = ready[via] + 1 end
 end
-return {tonumber(redis.call('get', K_PROCESSED) or '0'), tonumber(redis.call('get', K_SEQ) or '0'), ready.http, ready.ws}
+return {tonumber(redis.call('get', K_PROCESSED) or '0'), tonumber(redis.call('get', K_SEQ) or '0'), ready.http, ready.ws, redis.call('hget', K_HOLD, 'ended') == '1' and 1 or 0}
 `;
 
 /**
@@ -320,8 +323,8 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async progress(callId: string): Promise<Progress> {
-    const [processed, queued, http, ws] = (await this.run(SCRIPTS.progress, callId, [])) as number[];
-    return { processed: Number(processed), queued: Number(queued), ready: { http: Number(http), ws: Number(ws) } };
+    const [processed, queued, http, ws, ended] = (await this.run(SCRIPTS.progress, callId, [])) as number[];
+    return { processed: Number(processed), queued: Number(queued), ready: { http: Number(http), ws: Number(ws) }, ended: Number(ended) === 1 };
   }
 
   async collect(callId: string, r: CollectRequest): Promise<Collected> {

@@ -65,9 +65,13 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     const policy = checkRecipient(parsed, config.recipients);
     if (!policy.ok) return refuse(`recipient_${policy.reason}`, policy.detail);
 
-    // This instance must still own the call: a turn that lost its lease (stalled, partitioned)
-    // will commit nothing, so it must neither count against limits nor record a send.
-    if (!(await ctx.stillOwner())) return refuse("lease_lost", "another instance took the call over");
+    // This turn's result must still be able to leave: not when another instance took the call over
+    // (a stalled or partitioned holder) nor when the caller was already told it took too long. Then
+    // it neither counts against limits nor records a send; the evidence says it was not sent.
+    if (!(await ctx.stillOwner())) {
+      await recordEvidence(ctx, { kind: "sms_withdrawn", number: n, outcome: "not_sent", detail: "the turn's answer can no longer leave (lease lost or answer given up)" }).catch(() => undefined);
+      return refuse("turn_superseded", "lease lost or answer given up");
+    }
 
     const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
     let acquired;

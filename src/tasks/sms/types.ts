@@ -72,7 +72,7 @@ export type SendRefusal =
   | "template_slots_invalid"
   | "message_not_from_template"
   | `recipient_${RecipientRefusal}`
-  | "lease_lost"
+  | "turn_superseded"
   | `${LimitKind}_rate_limited`
   | "rate_limiter_unavailable"
   | "ledger_unavailable";
