@@ -24,6 +24,43 @@ afterAll(async () => {
 });
 
 
+describe("versioned call state across a rolling deploy", () => {
+  it("state saved by the previous layout is never read as this release's, and this release never writes the old keys", async () => {
+    const prefix = uniquePrefix();
+    const id = "rolling-deploy";
+    // What the previous release (RedisSessionStore) saved: `${prefix}call:${id}`, a call mid-consent.
+    const old = { sessionId: id, direction: "inbound", language: "de-DE", step: "confirm_consent", turn: 3, spoken: 4, spokenBeforeTurn: 3, history: [], dtmf: "", inputTimeouts: 0, pendingHangup: false, createdAt: 0, updatedAt: 0, sms: { number: "4915112345678", slots: { info: "address" }, declined: false, sent: [], retryAllowance: 0 } };
+    await a.set(`${prefix}call:${id}`, JSON.stringify(old), "EX", 60);
+    const fake = new FakeOpenAIServer();
+    await fake.start();
+    const svc = createService({
+      clock: new ManualClock(),
+      config: testConfig(),
+      model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),
+      ledger: new MemoryLedger(),
+      logger: pino({ level: "silent" }),
+      store: new RedisCallStore(a, { prefix }),
+      limiter: new RedisRateLimiter(a, `${prefix}limit:`),
+    });
+    try {
+      expect(await svc.store.get(id)).toBeUndefined();
+      // The event starts a call of this release's own: it does not resume the old layout's consent step.
+      const r = await svc.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(ev.start(id)) });
+      expect(r.json().text).toMatch(/^Guten Tag/);
+      expect((await svc.store.get(id))!.step).toBe("main");
+      // The old release's key is untouched, and this release wrote only versioned keys.
+      expect(JSON.parse((await a.get(`${prefix}call:${id}`))!)).toEqual(old);
+      const written = await a.keys(`${prefix}*`);
+      expect(written.filter((k) => !k.startsWith(`${prefix}v2:`) && !k.startsWith(`${prefix}limit:`))).toEqual([`${prefix}call:${id}`]);
+    } finally {
+      await svc.close();
+      await fake.close();
+      const keys = await a.keys(`${prefix}*`);
+      if (keys.length) await a.del(...keys);
+    }
+  });
+});
+
 describe("RedisRateLimiter", () => {
   it("shares windows across instances and is all-or-nothing", async () => {
     const prefix = uniquePrefix();
