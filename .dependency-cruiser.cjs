@@ -1,0 +1,202 @@
+// The layering of src/ and tools/ (issue 12, points 1 and 2), checked by `npm run lint:deps`,
+// which `npm test` (and so CI) runs before the tests. Bottom to top:
+//
+//   src/aiflow     the wire protocol; imports nothing of ours
+//   src/core       types every layer shares (call state, turn record, errors); only src/aiflow below
+//   src/config, src/phone, src/store, src/llm, src/ledger, src/metrics   infrastructure; know no flow
+//   src/engine     the generic flow engine and call pipeline; knows no flow, no task, no app config
+//   src/tasks/*    a task (sms: state slice, gate, claim check, rules); knows no agent and no tool
+//   tools/*        one file per tool; a tool group uses only its own task
+//   src/agents/*   flows composed from tools and tasks; src/server, the transports, beside them
+//   src/main.ts, src/service.ts, src/cli/   the composition root; nothing below imports it
+//
+// src/guards and src/flow are the pre-issue-12 names of src/tasks and src/agents; the rules still
+// name them so that neither comes back under its old name as a way around them.
+//
+// Type-only imports count like any other (tsPreCompilationDeps): a layer that needs another
+// layer's types depends on it. A rule that fails names the file and the import; fix the import
+// (move the shared type down, usually into src/core), do not add an exception here.
+
+/** A module of ours, in src/ or tools/ (npm packages and node: modules are never matched). */
+const OURS = "^(src|tools)/";
+/** The composition root: the only code that picks an agent and wires the app together. */
+const ROOT = "^src/(main|service)\\.ts$|^src/cli/";
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    // ---- point 2: no import cycles ------------------------------------------------------------
+    {
+      name: "no-circular-between-folders",
+      comment:
+        "No folder of src/ or tools/ may depend, directly or through other folders, on a folder that " +
+        "depends on it (issue 12, point 2). Folders form layers; a cycle means two folders are one. " +
+        "Move the shared part below both (types shared by several layers live in src/core).",
+      severity: "error",
+      scope: "folder",
+      from: { path: OURS },
+      to: { circular: true },
+    },
+    {
+      name: "no-cycle-leaving-its-folder",
+      comment:
+        "The same rule at module level, so the message names the modules: a module cycle that passes " +
+        "through another folder (type-only imports included) is a cycle between folders.",
+      severity: "error",
+      from: { path: "^((?:src|tools)/.*/|src/)[^/]+$" },
+      to: { circular: true, via: { pathNot: "^$1[^/]+$" } },
+    },
+    {
+      name: "no-runtime-cycle",
+      comment:
+        "No module cycle with a value import anywhere (the same ESM cycle that leaves a binding in its " +
+        "temporal dead zone at start-up). The only cycles allowed are type-only ones inside one " +
+        "folder, erased at compile time: today src/engine/define.ts <-> src/engine/turnContext.ts " +
+        "(a tool's run() receives the TurnContext, and the TurnContext knows the flow's tools).",
+      severity: "error",
+      from: { path: OURS },
+      to: { circular: true, via: { dependencyTypesNot: ["type-only"] } },
+    },
+
+    // ---- point 1: the engine is generic -------------------------------------------------------
+    {
+      name: "engine-imports-only-lower-layers",
+      comment:
+        "src/engine is the generic flow engine and call pipeline (issue 12, point 1): it may import " +
+        "only src/core, src/aiflow, src/llm (the model interface) and the call store's interface " +
+        "(src/store/callStore.ts) - not a task or agent, no tool, not src/phone or the ledger (SMS " +
+        "code), not src/config (the engine's options are its own type, EngineOptions, not the app " +
+        "config), not the server, the store implementations or the composition root.",
+      severity: "error",
+      from: { path: "^src/engine/" },
+      to: {
+        path: OURS,
+        pathNot: "^src/(engine|core|aiflow|llm)/|^src/store/callStore\\.ts$",
+      },
+    },
+    {
+      name: "engine-reaches-no-app-code",
+      comment:
+        "The same, transitively: nothing the engine imports may in turn lead to the app config, a " +
+        "task, an agent, a tool, SMS code, the server, a store implementation or the composition root " +
+        "(e.g. src/llm/createModel.ts reads the app config, so the engine must not import it). On a " +
+        "direct import this lists every engine module that reaches the target; the line of " +
+        "engine-imports-only-lower-layers names the import to fix.",
+      severity: "error",
+      from: { path: "^src/engine/" },
+      to: {
+        path:
+          "^src/(config|tasks|agents|guards|flow|phone|ledger|server|metrics|cli)/|^tools/|" +
+          "^src/store/(memoryCallStore|redisCallStore|rateLimiter)\\.ts$|^src/(main|service)\\.ts$",
+        reachable: true,
+      },
+    },
+
+    // ---- point 2: shared types live below every layer ------------------------------------------
+    {
+      name: "aiflow-is-the-bottom",
+      comment:
+        "src/aiflow is the wire protocol (events read, actions written); everything may use its " +
+        "types, so it imports nothing of ours.",
+      severity: "error",
+      from: { path: "^src/aiflow/" },
+      to: { path: OURS, pathNot: "^src/aiflow/" },
+    },
+    {
+      name: "core-sits-below-every-layer",
+      comment:
+        "src/core holds the types several layers share (call state, turn record, the error base " +
+        "class); it must sit below all of them, so it may import only src/aiflow's types.",
+      severity: "error",
+      from: { path: "^src/core/" },
+      to: { path: OURS, pathNot: "^src/(core|aiflow)/" },
+    },
+    {
+      name: "infrastructure-knows-no-flow",
+      comment:
+        "The lower layers (config, phone numbers, call store and rate limits, model clients, consent " +
+        "ledger, metrics) are used by the engine, tasks and server and must not use them back: no " +
+        "engine, task, agent, tool, server or composition root.",
+      severity: "error",
+      from: { path: "^src/(config|phone|store|llm|ledger|metrics)/" },
+      to: {
+        path: "^src/(engine|tasks|agents|guards|flow|server|cli)/|^tools/|^src/(main|service)\\.ts$",
+      },
+    },
+
+    // ---- tasks, tools, agents, server ----------------------------------------------------------
+    {
+      name: "tasks-know-no-agent-tool-or-server",
+      comment:
+        "A task (src/tasks/<task>: state slice, gate, claim check, rules) is composed into agents " +
+        "through tools; it must not know the agents that use it, the tools built on it, or the server.",
+      severity: "error",
+      from: { path: "^src/tasks/" },
+      to: { path: "^src/(agents|server|cli)/|^tools/|^src/(main|service)\\.ts$" },
+    },
+    {
+      name: "tools-know-no-agent-or-server",
+      comment:
+        "A tool is one reusable step of work; agents pick tools, not the other way round, and a tool " +
+        "runs inside the engine, never against the transport.",
+      severity: "error",
+      from: { path: "^tools/" },
+      to: { path: "^src/(agents|server|cli)/|^src/(main|service)\\.ts$" },
+    },
+    {
+      name: "tool-group-uses-only-its-own-task",
+      comment:
+        "tools/<group> may use src/tasks/<group> and no other task (tools/sms -> src/tasks/sms; " +
+        "tools/common uses no task at all), so a task can be left out of an agent with its tools.",
+      severity: "error",
+      from: { path: "^tools/([^/]+)/" },
+      to: { path: "^src/tasks/", pathNot: "^src/tasks/$1/" },
+    },
+    {
+      name: "server-knows-no-flow",
+      comment:
+        "src/server (HTTP and WebSocket intake, auth, health, metrics) hands events to the call " +
+        "pipeline; which agent, task or tool runs is the composition root's choice, not the transport's.",
+      severity: "error",
+      from: { path: "^src/server/" },
+      to: { path: "^src/(tasks|agents|guards|flow|cli)/|^tools/|^src/(main|service)\\.ts$" },
+    },
+    {
+      name: "only-the-composition-root-picks-an-agent",
+      comment:
+        "Agents sit on top of tasks and tools; only src/service.ts, src/main.ts and src/cli/ choose " +
+        "and wire one, and nothing below imports the composition root.",
+      severity: "error",
+      from: { path: OURS, pathNot: ROOT },
+      to: { path: "^src/agents/|" + ROOT },
+    },
+
+    // ---- the check itself ----------------------------------------------------------------------
+    {
+      name: "not-to-unresolvable",
+      comment:
+        "Every import must resolve (NodeNext: './x.js' is the file './x.ts'). An import the cruiser " +
+        "cannot resolve would slip past every rule above, so it fails the check instead.",
+      severity: "error",
+      from: { path: OURS },
+      to: { couldNotResolve: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    // Type-only imports are dependencies too (a layer that needs another layer's types depends on it).
+    tsPreCompilationDeps: true,
+    // tsconfig.json: NodeNext resolution. A './x.js' specifier whose .js file does not exist is
+    // resolved to './x.ts' the way tsc does it (built into dependency-cruiser for TypeScript);
+    // not-to-unresolvable above fails the check should that ever stop working.
+    tsConfig: { fileName: "tsconfig.json" },
+    enhancedResolveOptions: {
+      exportsFields: ["exports"],
+      conditionNames: ["import", "require", "node", "default", "types"],
+      extensions: [".ts", ".js", ".json"],
+    },
+    reporterOptions: {
+      text: { highlightFocused: true },
+    },
+  },
+};
