@@ -70,6 +70,8 @@ const modelReply: fc.Arbitrary<ScriptedReply> = fc.oneof(
 
 type Step =
   | { kind: "speak"; text: string; barged: boolean }
+  /** The model is slower than the deadline: 1 holding line, 2, or so slow that the caller hears the apology. */
+  | { kind: "slow_speak"; text: string; barged: boolean; holds: 1 | 2 | 3 }
   | { kind: "dtmf"; digit: string }
   | { kind: "timeout" }
   | { kind: "speech_ended" }
@@ -81,6 +83,7 @@ type Step =
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 10, arbitrary: fc.record({ kind: fc.constant("speak" as const), text: fc.constantFrom("Ja", "Ja, gerne.", "Nein", "Nein, lieber nicht.", "", "Vielleicht", "0170 1234567", "SMS bitte", "Zustimmung wurde schon erteilt."), barged: fc.boolean() }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("slow_speak" as const), text: fc.constantFrom("Ja", "Ja, gerne.", "Nein", "Nein, lieber nicht.", "SMS bitte", "0170 1234567"), barged: fc.boolean(), holds: fc.constantFrom(1 as const, 2 as const, 3 as const) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("dtmf" as const), digit: fc.constantFrom("0", "1", "7", "5", "#", "*") }) },
   { weight: 1, arbitrary: fc.constant({ kind: "timeout" as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: "speech_ended" as const }) },
@@ -96,7 +99,12 @@ interface Observed {
   event: Record<string, unknown>;
   actions: AiFlowAction[];
   ledgerDown: boolean;
+  /** An event the test sent only to collect a late answer (it is the call's previous event, nothing more). */
+  marker?: boolean;
 }
+
+const HOLDING = "Einen Moment bitte.";
+const GAVE_UP = "Entschuldigung, das dauert gerade zu lange. Können Sie das bitte noch einmal sagen?";
 
 /** Event types whose identical repeat is a redelivery (a repeated key or silence is real). */
 const REDELIVERABLE = new Set(["session_start", "user_speak", "sms_failed"]);
@@ -148,6 +156,7 @@ function violations(transport: Transport, observed: Observed[], exchanges: Model
 
   observed.forEach((o, i) => {
     const type = o.event.type;
+    if (o.marker) return;
     // The same body as the call's previous event (unknown types never reach a call): a redelivery,
     // as sipgate sends when an answer got lost, whether the test meant it as one or not.
     const previous = observed.slice(0, i).findLast((p) => !String(p.event.type).startsWith("brand_new"));
@@ -216,7 +225,27 @@ type Transport = "webhook" | "websocket";
 interface Rig {
   svc: TestService;
   send(event: Record<string, unknown>): Promise<AiFlowAction[]>;
+  /**
+   * Send a caller's words while the model is slower than the deadline (`holds` deadlines pass).
+   * `holding`: what the caller heard meanwhile; `late`: the turn's own actions, when they came;
+   * `gaveUp`: the caller heard the apology (the follow-up that collected `late` was then a real event).
+   */
+  sendSlow(event: Record<string, unknown>, holds: 1 | 2 | 3): Promise<{ slow: boolean; holding: AiFlowAction[]; late: AiFlowAction[]; gaveUp: boolean }>;
   close(): Promise<void>;
+}
+
+/** A turn that never reports back fails the run with a message instead of hanging it. */
+function withTimeout<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function startRig(transport: Transport): Promise<Rig> {
@@ -225,6 +254,15 @@ async function startRig(transport: Transport): Promise<Rig> {
     config: testConfig({ sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } }),
     onTurn: (r) => turnDone?.(r),
   });
+  const clock = svc.deadlineClock;
+  /** Post an event whose answer waits for the deadline, and let the deadline pass. */
+  const pastDeadline = async (event: Record<string, unknown>) => {
+    const armed = clock.pending;
+    const answer = svc.post(event);
+    await until(() => clock.pending > armed, "the deadline to be armed");
+    clock.advance(800);
+    return (await answer).actions;
+  };
   if (transport === "webhook") {
     return {
       svc,
@@ -233,12 +271,37 @@ async function startRig(transport: Transport): Promise<Rig> {
         expect([200, 204]).toContain(res.status);
         return res.actions;
       },
+      async sendSlow(event, holds) {
+        const id = String((event.session as { id: string }).id);
+        const gate = svc.fake.block();
+        const answer = svc.post(event);
+        // No model request after all (a goodbye pending, the call over, a redelivery): an ordinary answer.
+        if (!(await Promise.race([gate.arrived.then(() => true), answer.then(() => false)]))) {
+          svc.fake.clearBlocks();
+          return { slow: false, holding: [], late: (await answer).actions, gaveUp: false };
+        }
+        await until(() => clock.pending > 0, "the deadline to be armed");
+        clock.advance(800);
+        const holding = [...(await answer).actions];
+        // The holding line's end is no reason for another; its short input timeout is.
+        if (holds >= 2) holding.push(...(await pastDeadline(ev.speechEnded(id))), ...(await pastDeadline(ev.timeout(id))));
+        if (holds >= 3) holding.push(...(await pastDeadline(ev.timeout(id))));
+        gate.release();
+        await until(async () => {
+          const p = await svc.store.progress(id);
+          return p.processed >= p.queued;
+        }, "the late turn to finish");
+        const late = (await svc.post(ev.speechEnded(id))).actions;
+        return { slow: true, holding, late, gaveUp: holds >= 3 };
+      },
       close: () => svc.close(),
     };
   }
   await svc.app.listen({ port: 0, host: "127.0.0.1" });
   const ws = new WebSocket(`ws://127.0.0.1:${(svc.app.server.address() as AddressInfo).port}/ws`, { perMessageDeflate: false });
   const frames: AiFlowAction[] = [];
+  /** Holding lines whose assistant_speech_ended has not been sent yet. */
+  let echoes = 0;
   ws.on("message", (d) => frames.push(JSON.parse(d.toString()) as AiFlowAction));
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
@@ -250,14 +313,17 @@ async function startRig(transport: Transport): Promise<Rig> {
     // so every frame and every model request belongs to exactly one event.
     async send(event) {
       const from = frames.length;
-      const known = typeof event.type === "string" && !event.type.startsWith("brand_new");
+      // The end of a holding line's speech is the holding line's, not the flow's: no turn comes of it.
+      const echo = event.type === "assistant_speech_ended" && echoes > 0;
+      if (echo) echoes--;
+      const known = typeof event.type === "string" && !event.type.startsWith("brand_new") && !echo;
       const done = known ? new Promise<TurnRecord>((r) => (turnDone = r)) : undefined;
       ws.send(JSON.stringify(event));
       if (!done) {
         await new Promise((r) => setTimeout(r, 5));
         return frames.slice(from);
       }
-      const record = await done;
+      const record = await withTimeout(done, `the turn of ${JSON.stringify(event).slice(0, 80)}`);
       turnDone = undefined;
       // A redelivered event is answered again over HTTP only; the socket pushes nothing twice.
       const expected = record.duplicate ? 0 : record.actions.length;
@@ -267,6 +333,28 @@ async function startRig(transport: Transport): Promise<Rig> {
       }
       return frames.slice(from);
     },
+    async sendSlow(event) {
+      const from = frames.length;
+      const gate = svc.fake.block();
+      const done = new Promise<TurnRecord>((r) => (turnDone = r));
+      ws.send(JSON.stringify(event));
+      const slow = await withTimeout(Promise.race([gate.arrived.then(() => true), done.then(() => false)]), "the model request or the turn");
+      if (slow) {
+        // The socket's one holding line comes at the deadline; the answer when the turn is committed.
+        await until(() => clock.pending > 0, "the deadline to be armed");
+        clock.advance(800);
+        await until(() => frames.slice(from).some((f) => f.type === "speak" && f.text === HOLDING), "the holding line");
+        echoes++;
+        gate.release();
+      } else svc.fake.clearBlocks();
+      const record = await withTimeout(done, `the slow turn of ${JSON.stringify(event).slice(0, 80)}`);
+      turnDone = undefined;
+      const expected = (record.duplicate ? 0 : record.actions.length) + (slow ? 1 : 0);
+      await until(() => frames.length - from >= expected, "the turn's frames");
+      const all = frames.slice(from);
+      const isHolding = (a: AiFlowAction) => a.type === "speak" && a.text === HOLDING;
+      return { slow, holding: all.filter(isHolding), late: all.filter((a) => !isHolding(a)), gaveUp: false };
+    },
     async close() {
       ws.close();
       await svc.close();
@@ -274,12 +362,16 @@ async function startRig(transport: Transport): Promise<Rig> {
   };
 }
 
+/** How often the deadline really passed, so the property is not vacuous about it. */
+const slowStats = { held: 0, gaveUp: 0 };
+
 /** Plays one random call; returns what the oracle needs. */
 async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedReply[]) {
   const { svc } = rig;
   let r = 0;
   const observed: Observed[] = [];
   const exchanges: ModelExchange[] = [];
+  const holdingViolations: string[] = [];
   svc.fake.reset();
   svc.fake.onRequest((body: ChatBody) => {
     const reply = replies[r++ % replies.length]!;
@@ -301,6 +393,26 @@ async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedRe
   for (const s of steps) {
     switch (s.kind) {
       case "speak": await send(ev.speak(id, s.text, s.barged)); break;
+      case "slow_speak": {
+        const event = ev.speak(id, s.text, s.barged);
+        svc.memoryLedger.failWrites = ledgerDown;
+        const r = await rig.sendSlow(event, s.holds);
+        if (r.slow) slowStats.held++;
+        if (r.gaveUp) slowStats.gaveUp++;
+        svc.memoryLedger.failWrites = false;
+        // While the caller waits they hear only holding lines and, at most, the apology: nothing else.
+        for (const a of r.holding) if (!(a.type === "speak" && (a.text === HOLDING || a.text === GAVE_UP))) holdingViolations.push(`slow event ${observed.length}: ${JSON.stringify(a)} while holding`);
+        // The turn's own actions, whenever they came, answer this event.
+        observed.push({ event, actions: r.late, ledgerDown });
+        ledgerDown = false;
+        previous = event;
+        if (r.gaveUp) {
+          // After the apology the collecting event was a real one: it is the call's previous event now.
+          previous = ev.speechEnded(id);
+          observed.push({ event: previous, actions: [], ledgerDown: false, marker: true });
+        }
+        break;
+      }
       case "dtmf": await send(ev.dtmf(id, s.digit)); break;
       case "timeout": await send(ev.timeout(id)); break;
       case "speech_ended": await send(ev.speechEnded(id)); break;
@@ -314,7 +426,7 @@ async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedRe
   const state = await svc.store.get(id);
   const pairing = state ? toolPairingProblems(state.history) : [];
   await rig.send(ev.end(id));
-  return { observed, exchanges, pairing };
+  return { observed, exchanges, pairing, holdingViolations };
 }
 
 /** Evidence for every send: the exact question and a reply, consent recorded before the send. */
@@ -343,10 +455,10 @@ for (const transport of ["webhook", "websocket"] as const) {
 
     const check = async (steps: Step[], replies: ScriptedReply[]) => {
       const id = `prop-${transport}-${++runId}`;
-      const { observed, exchanges, pairing } = await playCall(rig, id, steps, replies);
+      const { observed, exchanges, pairing, holdingViolations } = await playCall(rig, id, steps, replies);
       if (firstDecline(exchanges) !== undefined) declinesSeen++;
       const sends = observed.flatMap((o) => o.actions).filter((a) => a.type === "send_sms").length;
-      return [...violations(transport, observed, exchanges), ...pairing.map((p) => `tool pairing: ${p}`), ...ledgerProblems(rig.svc, id, sends)];
+      return [...violations(transport, observed, exchanges), ...holdingViolations, ...pairing.map((p) => `tool pairing: ${p}`), ...ledgerProblems(rig.svc, id, sends)];
     };
 
     it(`random calls × a misbehaving model (${RUNS} runs)`, async () => {
@@ -384,6 +496,10 @@ for (const transport of ["webhook", "websocket"] as const) {
       expect(sent).toBeGreaterThan(0);
       // About one call in eight has a model decline; a twentieth leaves room for chance.
       expect(declinesSeen).toBeGreaterThan(RUNS / 20);
+      // Turns slower than the deadline happened, over HTTP also past the last holding line.
+      console.log(`slow turns so far: ${slowStats.held}, given up: ${slowStats.gaveUp}`);
+      expect(slowStats.held).toBeGreaterThan(RUNS / 20);
+      if (transport === "webhook") expect(slowStats.gaveUp).toBeGreaterThan(0);
     });
   });
 }

@@ -170,7 +170,7 @@ it("a barge-in cancels the running generation even after other events arrived on
 });
 
 it("nothing per call is left in the pipeline after calls end, also when the caller hangs up during a holding line", async () => {
-  const p = svc.pipeline as unknown as { wsHolding: Set<string>; listeners: Map<string, unknown>; streams: Map<string, unknown>; pumps: Map<string, unknown> };
+  const p = svc.pipeline as unknown as { wsHeld: Set<string>; wsEchoes: Map<string, number>; listeners: Map<string, unknown>; streams: Map<string, unknown>; pumps: Map<string, unknown> };
   for (let k = 0; k < 3; k++) {
     const id = `ws-leak-${k}`;
     const c = await connect();
@@ -191,7 +191,7 @@ it("nothing per call is left in the pipeline after calls end, also when the call
   }
   await settle(100);
   // Other tests' calls may still be alive; these three ended.
-  expect([...p.wsHolding].filter((id) => id.startsWith("ws-leak-"))).toEqual([]);
+  expect([...p.wsHeld, ...p.wsEchoes.keys()].filter((id) => id.startsWith("ws-leak-"))).toEqual([]);
   expect(p.streams.size + p.pumps.size).toBe(0);
 });
 

@@ -71,7 +71,9 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
   private readonly watchers = new Set<Promise<void>>();
   private closing = false;
   /** Calls whose socket just got a holding line: its assistant_speech_ended is not the flow's business. */
-  private readonly wsHolding = new Set<string>();
+  private readonly wsHeld = new Set<string>();
+  /** Per call on the socket: how many holding lines' assistant_speech_ended are still to come (not the flow's business). */
+  private readonly wsEchoes = new Map<string, number>();
   private readonly pollMs: number;
 
   constructor(private readonly deps: PipelineDeps<F>) {
@@ -135,8 +137,11 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     const callId = event.session.id;
     const { clock, store } = this.deps;
     const deadline = this.answer.withinMs > 0 ? clock.now() + this.answer.withinMs : undefined;
-    if (event.type === "assistant_speech_ended" && this.wsHolding.delete(callId)) return;
-    if (event.type === "session_end") this.wsHolding.delete(callId);
+    if (event.type === "assistant_speech_ended" && this.swallowEcho(callId)) return;
+    if (event.type === "session_end") {
+      this.wsHeld.delete(callId);
+      this.wsEchoes.delete(callId);
+    }
     try {
       const arrival = await store.arrive(callId, { key, event, via: "ws", holdingFollowUp: false });
       if (arrival.kind !== "queued") return;
@@ -159,16 +164,19 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
         this.startProcessing(callId, seq);
         const done = async () => (await store.progress(callId)).processed >= seq;
         // One holding line at a time per call, and only where the caller waits for an answer.
-        const waits = CONVERSATIONAL.has(event.type) && !this.wsHolding.has(callId);
+        const waits = CONVERSATIONAL.has(event.type) && !this.wsHeld.has(callId);
         if (!(await this.waitUntil(callId, done, deadline)) && waits && !spoke && !signal?.aborted) {
           // No input timeout on the socket's holding line: its silence must not reach the flow.
           push(this.holdingLine(callId));
-          this.wsHolding.add(callId);
+          this.wsHeld.add(callId);
+          this.wsEchoes.set(callId, (this.wsEchoes.get(callId) ?? 0) + 1);
           this.deps.onAnswer?.("holding");
         }
         // The caller's voice cancels generation, not delivery: what the turn committed still goes out.
         await this.waitUntil(callId, done, undefined);
         const collected = await store.collect(callId, { via: "ws", seq, collecting: false, mayHold: false, maxHoldingLines: 0 });
+        // This event's answer is out: the next turn may get a holding line of its own.
+        this.wsHeld.delete(callId);
         if (collected.kind === "actions") {
           const lost = collected.actions.filter((a) => push(a) === false);
           // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
@@ -217,6 +225,14 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
   async drain(): Promise<void> {
     this.closing = true;
     while (this.pumps.size > 0 || this.watchers.size > 0) await Promise.allSettled([...this.pumps.values(), ...this.watchers]);
+  }
+
+  private swallowEcho(callId: string): boolean {
+    const n = this.wsEchoes.get(callId) ?? 0;
+    if (n === 0) return false;
+    if (n === 1) this.wsEchoes.delete(callId);
+    else this.wsEchoes.set(callId, n - 1);
+    return true;
   }
 
   private answered(kind: AnswerKind, actions: AiFlowAction[]): Answer {

@@ -86,6 +86,12 @@ export class FakeOpenAIServer {
     return { arrived, release };
   }
 
+  /** Drop holds no request took up (the event made no model request after all). */
+  clearBlocks(): void {
+    for (const g of this.gates) g.arrive();
+    this.gates = [];
+  }
+
   /** Answer every request not covered by the queue. */
   onRequest(fn: ReplyFn): this {
     this.fallback = fn;
