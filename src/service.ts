@@ -8,7 +8,7 @@ import type { TurnRecord } from "./core/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
 import { smsConsentFlow } from "./agents/reception/flow.js";
 import type { SmsSlice } from "./tasks/sms/state.js";
-import type { SmsFlowTypes } from "./tasks/sms/types.js";
+import type { ReceptionFlowTypes } from "./agents/reception/flow.js";
 import type { EngineOptions } from "./engine/options.js";
 import { openingLine } from "./config/disclosure.js";
 import { FileLedger } from "./ledger/fileLedger.js";
@@ -49,8 +49,8 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
-  engine: Engine<SmsFlowTypes>;
-  pipeline: CallPipeline<SmsFlowTypes>;
+  engine: Engine<ReceptionFlowTypes>;
+  pipeline: CallPipeline<ReceptionFlowTypes>;
   store: CallStore<SmsSlice>;
   ledger: ConsentLedger;
   logger: Logger;
@@ -84,7 +84,7 @@ export function createService(opts: ServiceOptions): Service {
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);
-  const engine = new Engine<SmsFlowTypes>({
+  const engine = new Engine<ReceptionFlowTypes>({
     flow: smsConsentFlow,
     services: { config, ledger, limiter },
     options,
@@ -93,7 +93,7 @@ export function createService(opts: ServiceOptions): Service {
     log: logger,
     now,
   });
-  const pipeline = new CallPipeline<SmsFlowTypes>({
+  const pipeline = new CallPipeline<ReceptionFlowTypes>({
     engine,
     store,
     options,

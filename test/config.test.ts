@@ -64,6 +64,7 @@ describe("the checked-in configs load", () => {
     expect(cfg.abuse.perPrefix).toEqual({ max: 10, windowSeconds: 3600, prefixDigits: 3 });
     expect(cfg.logLevel).toBe("info");
     expect(cfg.speech.userInputTimeoutSeconds).toBe(8);
+    expect(cfg.transfer).toEqual({ targets: {}, timeoutSeconds: 30 });
   });
 
   it("loadConfigFile resolves relative paths against the working directory", () => {
@@ -104,6 +105,17 @@ describe("parseConfig errors name the field path", () => {
     const msg = configError((r) => (r.llm.temprature = 0.3)).message;
     expect(msg).toContain("llm");
     expect(msg).toContain("temprature");
+  });
+
+  it("transfer.targets.<key>.number not in E.164 digits without +", () => {
+    const msg = configError((r) => (r.transfer = { targets: { reception: { number: "+49 211 1234567", description: "reception desk" } } })).message;
+    expect(msg).toContain("transfer.targets.reception.number");
+    expect(msg).toContain("E.164");
+  });
+
+  it("transfer.targets with an unknown key in a target, and transfer.timeoutSeconds out of range", () => {
+    expect(configError((r) => (r.transfer = { targets: { reception: { number: "4921112345600", description: "d", phone: "x" } } })).message).toContain("phone");
+    expect(configError((r) => (r.transfer = { timeoutSeconds: 1 })).message).toContain("transfer.timeoutSeconds");
   });
 
   it("consent.question without {number}", () => {

@@ -172,7 +172,7 @@ describe("npm run eval --matrix: strictTools per model", () => {
     const dir = mkdtempSync(join(tmpdir(), "eval-strict-"));
     // The German config with a two-model matrix on the fake server; named agent.yaml so the
     // harness finds it as the de-DE config.
-    const config = readFileSync("config/agent.yaml", "utf8").replace(/^evalModels:\n(?:\s+- .*\n)+/m, "");
+    const config = readFileSync("config/agent.yaml", "utf8").replace(/^evalModels:\n(?:[ \t]+(?:- |#).*\n)+/m, "");
     writeFileSync(
       join(dir, "agent.yaml"),
       `${config}\nevalModels:\n  - { name: local, model: local-model, baseURL: "${baseURL}", strictTools: false }\n  - { name: hosted, model: hosted-model, baseURL: "${baseURL}" }\n`,

@@ -13,7 +13,8 @@ import { ENGINE_LINES, ENGINE_NOTES } from "../src/engine/keys.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
-import type { SmsFlowTypes, SmsServices } from "../src/tasks/sms/types.js";
+import type { SmsServices } from "../src/tasks/sms/types.js";
+import type { ReceptionFlowTypes } from "../src/agents/reception/flow.js";
 import { engineOptions } from "../src/service.js";
 import { pino } from "pino";
 import { readSections } from "../src/engine/markdownSections.js";
@@ -30,11 +31,11 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 function toolFiles(dir = join(ROOT, "tools")): string[] {
   return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : f.endsWith(".ts") ? [join(dir, f)] : []));
 }
-const exportedTools: ToolDef<SmsFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<SmsFlowTypes>[]))).flat();
-const llmSteps: LlmStep<SmsFlowTypes>[] = smsConsentFlow.steps.filter((s): s is LlmStep<SmsFlowTypes> => s.kind === "llm");
-const stepTools: ToolDef<SmsFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
+const exportedTools: ToolDef<ReceptionFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<ReceptionFlowTypes>[]))).flat();
+const llmSteps: LlmStep<ReceptionFlowTypes>[] = smsConsentFlow.steps.filter((s): s is LlmStep<ReceptionFlowTypes> => s.kind === "llm");
+const stepTools: ToolDef<ReceptionFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
 /** Every distinct tool: a file in tools/ or offered by an LLM step. */
-const allTools: ToolDef<SmsFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
+const allTools: ToolDef<ReceptionFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
 const servicesFor = (config: AppConfig): SmsServices => ({ config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() });
 
 const configs: Array<[string, AppConfig]> = [
@@ -74,6 +75,14 @@ const EXPECTED: Record<string, Expected> = {
   cancel_sms: { keys: [] },
   ask_for_other_number: { keys: [] },
   end_call: { keys: [] },
+  transfer_call: {
+    // The shipped configs name no transfer target: a plain string the tool answers "not possible" to.
+    keys: ["target"],
+    check: (p) => {
+      expect(p.target!.type).toBe("string");
+      expect(p.target!.description).toMatch(/no transfer targets/);
+    },
+  },
 };
 
 function sorted(xs: Iterable<string>): string[] {
@@ -81,7 +90,7 @@ function sorted(xs: Iterable<string>): string[] {
 }
 
 describe("the tool set", () => {
-  it("tools/ holds the seven shipped tools, one file each", () => {
+  it("tools/ holds the eight shipped tools, one file each", () => {
     expect(sorted(exportedTools.map((t) => t.name))).toEqual(sorted(Object.keys(EXPECTED)));
     expect(toolFiles()).toHaveLength(exportedTools.length);
   });
@@ -106,7 +115,7 @@ describe("the tool set", () => {
 
   it("the flow has the expected LLM steps and tools per step", () => {
     expect(Object.fromEntries(llmSteps.map((s) => [s.name, s.tools.map((t) => t.name)]))).toEqual({
-      main: ["start_sms_flow", "end_call"],
+      main: ["start_sms_flow", "transfer_call", "end_call"],
       collect_number: ["collect_phone_number", "cancel_sms"],
       confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
     });
@@ -193,6 +202,34 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
     expect(params.safeParse({ info: "address" }).success).toBe(true);
     expect(params.safeParse({ info: "weather" }).success).toBe(false);
     expect(params.safeParse({}).success).toBe(false);
+  });
+});
+
+describe("transfer_call parameters follow the configured transfer targets", () => {
+  const transfer = exportedTools.find((t) => t.name === "transfer_call")!;
+  const config = testConfig({
+    transfer: {
+      targets: {
+        reception: { number: "4921112345600", description: "reception desk, for appointments", name: "dem Empfang" },
+        billing: { number: "4921112345601", description: "billing questions" },
+      },
+    },
+  });
+
+  it("one enum of the target keys, each target's description in the parameter's description", () => {
+    const schema = toolJsonSchema(transfer.parameters(servicesFor(config)), true);
+    const target = (schema.properties as Record<string, { enum?: string[]; description?: string }>).target!;
+    expect(target.enum).toEqual(["reception", "billing"]);
+    expect(target.description).toContain("reception: reception desk, for appointments");
+    expect(target.description).toContain("billing: billing questions");
+    expect(schema.required).toEqual(["target"]);
+  });
+
+  it("the zod schema accepts only configured keys", () => {
+    const p = transfer.parameters(servicesFor(config));
+    expect(p.safeParse({ target: "reception" }).success).toBe(true);
+    expect(p.safeParse({ target: "sales" }).success).toBe(false);
+    expect(p.safeParse({}).success).toBe(false);
   });
 });
 

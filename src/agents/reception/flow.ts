@@ -1,7 +1,6 @@
 import type { AppConfig } from "../../config/schema.js";
 import { defineFlow, defineStep, type EventHook, type Observer } from "../../engine/define.js";
-import type { SmsCallState as CallState } from "../../tasks/sms/state.js";
-import { initialSmsSlice } from "../../tasks/sms/state.js";
+import { initialSmsSlice, type SmsCallState as CallState, type SmsSlice } from "../../tasks/sms/state.js";
 import { normalizeAiFlowNumber, maskNumber } from "../../phone/number.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
@@ -10,12 +9,14 @@ import { recordConsent } from "../../../tools/sms/record_consent.js";
 import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
 import { startSmsFlow } from "../../../tools/sms/start_sms_flow.js";
 import { endCall } from "../../../tools/common/end_call.js";
+import { transferCall, type TransferLineKey, type TransferNoteKey, type TransferSlice } from "../../../tools/common/transfer_call.js";
 import { askConsentQuestion } from "../../tasks/sms/consentQuestion.js";
 import { checkModelUtterance } from "../../tasks/sms/claims.js";
 import { speakable } from "../../tasks/sms/numbers.js";
 import { SmsActionGate } from "../../tasks/sms/smsGate.js";
 import { NUMBER_STEPS, STEP } from "../../tasks/sms/stepNames.js";
-import { recordEvidence, SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../../tasks/sms/types.js";
+import { recordEvidence, SMS_LINES, SMS_NOTES, type SmsContext, type SmsFlowTypes, type SmsServices } from "../../tasks/sms/types.js";
+import type { TurnContext } from "../../engine/turnContext.js";
 import type { TurnRecord } from "../../core/turnRecord.js";
 
 /**
@@ -24,14 +25,44 @@ import type { TurnRecord } from "../../core/turnRecord.js";
  *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
  *   record_consent(false) / cancel_sms ──▶ back (final for the call)
  *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
+ *   main ──transfer_call──▶ a person (announcement + AI Flow transfer); back with a new session_start when nobody answers
  */
+
+/**
+ * The reception agent's types: the SMS task's, plus what the transfer to a person adds (a
+ * pending transfer in state, its lines and notes).
+ */
+export type ReceptionSlice = SmsSlice & TransferSlice;
+
+/** The keys transfer_call and the agent's session_start hook use. */
+const TRANSFER_LINES = ["transfer_announce", "transfer_announce_unnamed", "transfer_failed"] as const satisfies readonly TransferLineKey[];
+const TRANSFER_NOTES = ["transfer_started", "transfer_unavailable"] as const satisfies readonly TransferNoteKey[];
+
+const RECEPTION_LINES = [...SMS_LINES, ...TRANSFER_LINES] as const;
+const RECEPTION_NOTES = [...SMS_NOTES, ...TRANSFER_NOTES] as const;
+
+export interface ReceptionFlowTypes extends Omit<SmsFlowTypes, "state" | "lines" | "notes"> {
+  state: ReceptionSlice;
+  lines: (typeof RECEPTION_LINES)[number];
+  notes: (typeof RECEPTION_NOTES)[number];
+}
+
+/**
+ * The agent's turn as the SMS task's code sees it. Sound, though the compiler cannot tell: the
+ * agent's context accepts every SMS line and note key (and more), and its state holds the SMS
+ * slice; TypeScript compares TurnContext by its type argument as a whole, so a context with more
+ * keys does not pass for one with fewer.
+ */
+function asSmsContext(ctx: TurnContext<ReceptionFlowTypes>): SmsContext {
+  return ctx as unknown as SmsContext;
+}
 
 const TRANSIENT_FAILURES = new Set(["smsc_unavailable", "unknown"]);
 const MAX_DTMF_DIGITS = 20;
 
-const step = defineStep<SmsFlowTypes>();
+const step = defineStep<ReceptionFlowTypes>();
 
-const main = step({ name: STEP.main, kind: "llm", prompt: "main", tools: [startSmsFlow, endCall] });
+const main = step({ name: STEP.main, kind: "llm", prompt: "main", tools: [startSmsFlow, transferCall, endCall] });
 
 const collectNumber = step({
   name: STEP.collectNumber,
@@ -49,15 +80,15 @@ const confirmConsent = step({
   tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
   // The question and the answer are all the model needs; the call facts are in the prompt.
   context: "step",
-  onEnter: (ctx) => askConsentQuestion(ctx),
+  onEnter: (ctx) => askConsentQuestion(asSmsContext(ctx)),
   // Silence after the question: ask the exact question again, so the answer is to that wording.
   onTimeout: async (ctx) => {
     ctx.say("timeout_prefix", {}, { expectAnswer: false });
-    await askConsentQuestion(ctx);
+    await askConsentQuestion(asSmsContext(ctx));
   },
   // After the model explains (an unclear answer), the exact question is asked again: only an
   // answer to the configured wording counts as consent.
-  afterModelText: (ctx) => askConsentQuestion(ctx),
+  afterModelText: (ctx) => askConsentQuestion(asSmsContext(ctx)),
 });
 
 /** The send needs no LLM request of its own: consent was just recorded, so code sends. */
@@ -70,8 +101,20 @@ const sendSms = step({
   },
 });
 
+/**
+ * A session_start for a call that was handed to a person: nobody answered (sipgate gives the
+ * call back with a new session_start). The caller hears that, not "welcome back"; the mark goes.
+ */
+const onSessionStart: EventHook<ReceptionFlowTypes> = (ctx, event) => {
+  if (event.type !== "session_start" || !ctx.state.transfer) return false;
+  ctx.log.info({ sessionId: ctx.sessionId, target: ctx.state.transfer.target }, "transfer not answered: the call is back");
+  ctx.state.transfer = undefined;
+  ctx.say("transfer_failed");
+  return true;
+};
+
 /** A barge-in into the consent question means it may not have been heard: it does not count. */
-const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
+const onUserSpeak: EventHook<ReceptionFlowTypes> = (ctx, event) => {
   const consent = ctx.state.sms.consent;
   if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
     consent.interrupted = true;
@@ -83,7 +126,7 @@ const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
  * Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. The A-D keys of
  * DTMF's fourth column are no part of any phone number: they are skipped, not typed.
  */
-const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
+const onDtmf: EventHook<ReceptionFlowTypes> = async (ctx, event) => {
   if (event.type !== "dtmf_received") return false;
   const { state } = ctx;
   if (!NUMBER_STEPS.includes(state.step)) {
@@ -109,7 +152,7 @@ const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
  * Bookkeeping for sms_failed, run for every such event, even while the call is hanging up:
  * mark the SMS failed, write the ledger, alert on account problems.
  */
-const recordSmsFailure: Observer<SmsFlowTypes> = async (ctx, event) => {
+const recordSmsFailure: Observer<ReceptionFlowTypes> = async (ctx, event) => {
   if (event.type !== "sms_failed") return;
   const { state } = ctx;
   const { config } = ctx.services;
@@ -126,7 +169,7 @@ const recordSmsFailure: Observer<SmsFlowTypes> = async (ctx, event) => {
       return;
     }
     ctx.log.warn(logFields, "sms_failed for an SMS this call did not send");
-    await recordEvidence(ctx, { kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: `unmatched: ${event.message}` });
+    await recordEvidence(asSmsContext(ctx), { kind: "sms_failed", number: recipient ?? event.recipient, outcome: event.reason, detail: `unmatched: ${event.message}` });
     return;
   }
   sent.failed = event.reason;
@@ -135,11 +178,11 @@ const recordSmsFailure: Observer<SmsFlowTypes> = async (ctx, event) => {
   state.sms.lastFailure = { reason: event.reason, matched: true, wasRetry, canRetry };
   if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
   else ctx.log.warn(logFields, "SMS failed: transient");
-  await recordEvidence(ctx, { kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
+  await recordEvidence(asSmsContext(ctx), { kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
 };
 
 /** What the caller hears about a failed SMS: one retry (with a new yes) for transient reasons, else the spoken alternative. */
-const onSmsFailed: EventHook<SmsFlowTypes> = async (ctx, event) => {
+const onSmsFailed: EventHook<ReceptionFlowTypes> = async (ctx, event) => {
   if (event.type !== "sms_failed") return false;
   const { state } = ctx;
   const failure = state.sms.lastFailure;
@@ -199,17 +242,17 @@ async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices,
   }
 }
 
-export const smsConsentFlow = defineFlow<SmsFlowTypes>({
+export const smsConsentFlow = defineFlow<ReceptionFlowTypes>({
   name: "sms_consent",
   initialStep: STEP.main,
   steps: [main, collectNumber, confirmConsent, sendSms],
   initialState: initialSmsSlice,
-  lines: SMS_LINES,
-  notes: SMS_NOTES,
+  lines: RECEPTION_LINES,
+  notes: RECEPTION_NOTES,
   promptValues,
   observers: { sms_failed: recordSmsFailure },
   hookTransitions: { sms_failed: [STEP.confirmConsent] },
-  hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
+  hooks: { session_start: onSessionStart, user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
   gate: new SmsActionGate(),
   // No claim that an SMS was sent unless one stands, never that one arrived.
   checkModelText: (text, ctx) => {

@@ -1,0 +1,70 @@
+import { z } from "zod";
+import { actions } from "../../src/aiflow/actions.js";
+import { flowOwnNumber } from "../../src/aiflow/sessionNumbers.js";
+import type { AppConfig } from "../../src/config/schema.js";
+import { defineTool, type FlowTypes } from "../../src/engine/define.js";
+
+/**
+ * Any flow may offer it: hand the call to a person at one of the configured `transfer.targets`.
+ * The caller hears a fixed announcement, then AI Flow's `transfer` leaves with the flow's own
+ * number as caller ID. When nobody answers, sipgate sends a new `session_start` for the same call;
+ * the flow's session_start hook then says `transfer_failed` and clears the pending mark.
+ */
+
+/** What the tool keeps in the flow's state: a transfer that left and has not come back. */
+export interface TransferSlice {
+  transfer?: { target: string; at: string };
+}
+
+/** The lines and notes it uses (with the line a flow says when the call comes back); a flow offering it declares them. Types only: a tool file exports its tool alone. */
+export type TransferLineKey = "transfer_announce" | "transfer_announce_unnamed" | "transfer_failed";
+export type TransferNoteKey = "transfer_started" | "transfer_unavailable";
+
+/**
+ * What the tool needs from the flow offering it: the transfer settings and a place for the
+ * pending mark. Like end_call, it is typed for any flow's lines and notes (a flow with more
+ * keys than these could not offer it otherwise); its own keys are checked with `satisfies`.
+ */
+export interface TransferFlowTypes extends FlowTypes {
+  state: TransferSlice;
+  services: { config: AppConfig };
+}
+
+/** One enum of the configured target keys, their descriptions in the parameter's description. */
+function targetParameters({ config }: { config: AppConfig }): z.ZodObject<{ target: z.ZodType<string> }> {
+  const targets = Object.entries(config.transfer.targets);
+  if (targets.length === 0) {
+    return z.object({ target: z.string().describe("no transfer targets are configured: a transfer is not possible") });
+  }
+  const keys = targets.map(([k]) => k) as [string, ...string[]];
+  const described = targets.map(([k, t]) => `${k}: ${t.description}`).join("; ");
+  return z.object({ target: z.enum(keys).describe(`who to transfer the caller to (${described})`) });
+}
+
+export const transferCall = defineTool<TransferFlowTypes>()({
+  name: "transfer_call",
+  transitions: [],
+  parameters: targetParameters,
+  execute(ctx, { target }) {
+    const { transfer, business } = ctx.services.config;
+    const to = transfer.targets[target];
+    const own = flowOwnNumber(ctx.event.session);
+    if (!to || !own) {
+      ctx.log.warn({ sessionId: ctx.sessionId, target, ownNumberKnown: own !== undefined }, "transfer not possible");
+      return ctx.note("transfer_unavailable" satisfies TransferNoteKey);
+    }
+    if (to.name) ctx.say("transfer_announce" satisfies TransferLineKey, { target: to.name }, { expectAnswer: false });
+    else ctx.say("transfer_announce_unnamed" satisfies TransferLineKey, {}, { expectAnswer: false });
+    ctx.emit(
+      actions.transfer(ctx.sessionId, {
+        target_phone_number: to.number,
+        caller_id_name: transfer.callerIdName ?? business.name,
+        caller_id_number: own,
+        timeout: transfer.timeoutSeconds,
+      }),
+    );
+    ctx.state.transfer = { target, at: ctx.nowIso() };
+    ctx.log.info({ sessionId: ctx.sessionId, target }, "transfer to a person");
+    return ctx.note("transfer_started" satisfies TransferNoteKey);
+  },
+});
