@@ -40,14 +40,15 @@ type Stats = ReturnType<typeof stats>;
 const SMS_REQUEST = "Können Sie mir die Öffnungszeiten per SMS schicken?";
 const CONSENT = "Ja, gerne.";
 
-/** The model, scripted by the tools it is offered (calls run concurrently, so no fixed queue). */
-function scriptedByTools(delayMs: number, unexpected: string[]) {
+/** The model, scripted by the tools it is offered (calls run concurrently, so no fixed queue); `delayMs` per request. */
+export function scriptedByTools(delayMs: number | (() => number), unexpected: string[]) {
+  const delay = typeof delayMs === "number" ? () => delayMs : delayMs;
   return (body: ChatBody): ScriptedReply => {
     const tools = (body.tools ?? []).map((t) => t.function.name);
-    if (tools.includes("start_sms_flow")) return { kind: "message", toolCalls: [{ name: "start_sms_flow", arguments: { info: "opening_hours" } }], delayMs };
-    if (tools.includes("record_consent")) return { kind: "message", toolCalls: [{ name: "record_consent", arguments: { consented: true } }], delayMs };
+    if (tools.includes("start_sms_flow")) return { kind: "message", toolCalls: [{ name: "start_sms_flow", arguments: { info: "opening_hours" } }], delayMs: delay() };
+    if (tools.includes("record_consent")) return { kind: "message", toolCalls: [{ name: "record_consent", arguments: { consented: true } }], delayMs: delay() };
     unexpected.push(tools.join(",") || "(no tools)");
-    return { kind: "message", text: "Wie kann ich helfen?", delayMs };
+    return { kind: "message", text: "Wie kann ich helfen?", delayMs: delay() };
   };
 }
 
@@ -99,6 +100,118 @@ export interface DeadlineResult {
   wallMs: number;
 }
 
+/** One webhook request's latency, by event type. */
+export interface Latency {
+  type: string;
+  ms: number;
+}
+
+/**
+ * Posts one event body (JSON text) to the webhook: the HTTP status and the body text, and the
+ * request's own latency when the client knows it apart from its own queueing (`ms`).
+ */
+export type Post = (body: string) => Promise<{ status: number; text: string; ms?: number }>;
+
+/** What a played call needs: how to post, the lines that are not answers, how long sipgate speaks. */
+export interface CallPlayer {
+  post: Post;
+  holding: string;
+  gaveUp: string;
+  speechMs: number;
+  /** Every request's latency is appended here. */
+  latencies: Latency[];
+}
+
+/** Plain fetch (a new connection pool per process, fine for a few calls at a time). */
+export function fetchPost(url: string): Post {
+  return async (body) => {
+    const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    return { status: res.status, text: await res.text() };
+  };
+}
+
+/**
+ * One whole call as sipgate plays it: greeting, SMS request (model: start_sms_flow), consent
+ * (model: record_consent), the SMS, hangup; every speak followed by assistant_speak and, after
+ * the spoken duration, assistant_speech_ended; after a holding line with nothing collected,
+ * user_input_timeout when its input timeout runs out; after an apology the caller says it once more.
+ */
+export async function playWholeCall(p: CallPlayer, id: string, caller: string): Promise<CallOutcome> {
+  const session = { id, account_id: "bench", phone_number: "4921112345678", direction: "inbound", from_phone_number: caller, to_phone_number: "4921112345678" };
+  const { holding: HOLDING, gaveUp: GAVE_UP, speechMs, latencies } = p;
+  const heard: Array<{ action: AiFlowAction; at: number }> = [];
+  const out: CallOutcome = { id, caller, completed: false, sends: 0, holdingLines: 0, apologies: 0, repeats: 0, answerMs: [] };
+
+  const post = async (event: Record<string, unknown>): Promise<AiFlowAction[]> => {
+    const t0 = performance.now();
+    const res = await p.post(JSON.stringify({ ...event, session }));
+    const text = res.text;
+    const at = performance.now();
+    latencies.push({ type: String(event.type), ms: res.ms ?? at - t0 });
+    if (res.status !== 200 && res.status !== 204) throw new Error(`${id}: ${String(event.type)} answered HTTP ${res.status}: ${text}`);
+    const body = res.status === 200 && text ? (JSON.parse(text) as AiFlowAction | AiFlowAction[]) : [];
+    const actions = Array.isArray(body) ? body : [body];
+    for (const action of actions) heard.push({ action, at });
+    return actions;
+  };
+
+  /** sipgate plays the actions: each speak with assistant_speak and assistant_speech_ended; after a holding line's speech, its input timeout. */
+  const play = async (actions: AiFlowAction[]): Promise<void> => {
+    for (const a of actions) {
+      if (a.type !== "speak") continue;
+      const text = (a as { text?: string }).text ?? "";
+      if (text === HOLDING) out.holdingLines++;
+      if (text === GAVE_UP) out.apologies++;
+      // assistant_speak goes out when speech starts; the speech does not wait for its answer.
+      const started = post({ type: "assistant_speak", text, duration_ms: speechMs, speech_started_at: Date.now() });
+      await sleep(speechMs);
+      const speechEnded = performance.now();
+      const late = [...(await post({ type: "assistant_speech_ended" })), ...(await started)];
+      if (late.length) {
+        await play(late);
+        continue;
+      }
+      const timeoutS = (a as { user_input_timeout_seconds?: number }).user_input_timeout_seconds;
+      if (text === HOLDING && timeoutS !== undefined) {
+        // Nothing came with the speech's end: sipgate reports the silence after the line's input timeout.
+        await sleep(speechEnded + timeoutS * 1000 - performance.now());
+        await play(await post({ type: "user_input_timeout" }));
+      }
+    }
+  };
+
+  /** The caller says something; after an apology ("please say that again") once more. */
+  const say = async (text: string, done: (a: AiFlowAction) => boolean): Promise<boolean> => {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (attempt > 0) out.repeats++;
+      const from = heard.length;
+      const t0 = performance.now();
+      await play(await post({ type: "user_speak", text, barged_in: false }));
+      const mine = heard.slice(from);
+      const answer = mine.find(({ action }) => action.type !== "speak" || ![HOLDING, GAVE_UP].includes((action as { text?: string }).text ?? ""));
+      if (answer) out.answerMs.push(answer.at - t0);
+      if (mine.some(({ action }) => done(action))) return true;
+      if (!mine.some(({ action }) => (action as { text?: string }).text === GAVE_UP)) return false;
+    }
+    return false;
+  };
+
+  const spoken = (a: AiFlowAction) => (a.type === "speak" ? ((a as { text?: string }).text ?? "") : "");
+  try {
+    await play(await post({ type: "session_start" }));
+    if (!(await say(SMS_REQUEST, (a) => spoken(a).startsWith("Darf ich Ihnen")))) out.problem = "no consent question after the SMS request";
+    else if (!(await say(CONSENT, (a) => spoken(a).includes("abgeschickt")))) out.problem = "no 'sent' line after consenting";
+  } finally {
+    await post({ type: "session_end" });
+  }
+  const sends = heard.filter(({ action }) => action.type === "send_sms").map(({ action }) => action as AiFlowAction & { phone_number: string });
+  out.sends = sends.length;
+  if (!out.problem && sends.length !== 1) out.problem = `${sends.length} send_sms`;
+  if (!out.problem && sends[0]!.phone_number !== caller) out.problem = `send_sms to ${sends[0]!.phone_number}, not the caller ${caller}`;
+  out.completed = !out.problem;
+  return out;
+}
+
 /** Plays `calls` whole calls over the webhook against a model taking `modelMs` per request. */
 export async function deadlineScenario(opts: DeadlineOptions): Promise<DeadlineResult> {
   const speechMs = opts.speechMs ?? 300;
@@ -124,85 +237,15 @@ export async function deadlineScenario(opts: DeadlineOptions): Promise<DeadlineR
   });
   await service.app.listen({ port: 0, host: "127.0.0.1" });
   const url = `http://127.0.0.1:${(service.app.server.address() as AddressInfo).port}/webhook`;
-  const latencies: Array<{ type: string; ms: number }> = [];
+  const latencies: Latency[] = [];
 
-  async function playCall(i: number): Promise<CallOutcome> {
+  const player: CallPlayer = { post: fetchPost(url), holding: HOLDING, gaveUp: GAVE_UP, speechMs, latencies };
+  const playCall = (i: number) => {
     const id = `deadline-${opts.modelMs}-${i}`;
     // A different valid German mobile number for every call, so per-recipient limits never meet.
     const caller = `49151${String(30_000_000 + opts.modelMs * 1000 + i).padStart(8, "0")}`;
-    const session = { id, account_id: "bench", phone_number: "4921112345678", direction: "inbound", from_phone_number: caller, to_phone_number: "4921112345678" };
-    const heard: Array<{ action: AiFlowAction; at: number }> = [];
-    const out: CallOutcome = { id, caller, completed: false, sends: 0, holdingLines: 0, apologies: 0, repeats: 0, answerMs: [] };
-
-    const post = async (event: Record<string, unknown>): Promise<AiFlowAction[]> => {
-      const t0 = performance.now();
-      const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...event, session }) });
-      const text = await res.text();
-      const at = performance.now();
-      latencies.push({ type: String(event.type), ms: at - t0 });
-      if (res.status !== 200 && res.status !== 204) throw new Error(`${id}: ${String(event.type)} answered HTTP ${res.status}: ${text}`);
-      const body = res.status === 200 && text ? (JSON.parse(text) as AiFlowAction | AiFlowAction[]) : [];
-      const actions = Array.isArray(body) ? body : [body];
-      for (const action of actions) heard.push({ action, at });
-      return actions;
-    };
-
-    /** sipgate plays the actions: each speak with assistant_speak and assistant_speech_ended; after a holding line's speech, its input timeout. */
-    const play = async (actions: AiFlowAction[]): Promise<void> => {
-      for (const a of actions) {
-        if (a.type !== "speak") continue;
-        const text = (a as { text?: string }).text ?? "";
-        if (text === HOLDING) out.holdingLines++;
-        if (text === GAVE_UP) out.apologies++;
-        // assistant_speak goes out when speech starts; the speech does not wait for its answer.
-        const started = post({ type: "assistant_speak", text, duration_ms: speechMs, speech_started_at: Date.now() });
-        await sleep(speechMs);
-        const speechEnded = performance.now();
-        const late = [...(await post({ type: "assistant_speech_ended" })), ...(await started)];
-        if (late.length) {
-          await play(late);
-          continue;
-        }
-        const timeoutS = (a as { user_input_timeout_seconds?: number }).user_input_timeout_seconds;
-        if (text === HOLDING && timeoutS !== undefined) {
-          // Nothing came with the speech's end: sipgate reports the silence after the line's input timeout.
-          await sleep(speechEnded + timeoutS * 1000 - performance.now());
-          await play(await post({ type: "user_input_timeout" }));
-        }
-      }
-    };
-
-    /** The caller says something; after an apology ("please say that again") once more. */
-    const say = async (text: string, done: (a: AiFlowAction) => boolean): Promise<boolean> => {
-      for (let attempt = 0; attempt < 2; attempt++) {
-        if (attempt > 0) out.repeats++;
-        const from = heard.length;
-        const t0 = performance.now();
-        await play(await post({ type: "user_speak", text, barged_in: false }));
-        const mine = heard.slice(from);
-        const answer = mine.find(({ action }) => action.type !== "speak" || ![HOLDING, GAVE_UP].includes((action as { text?: string }).text ?? ""));
-        if (answer) out.answerMs.push(answer.at - t0);
-        if (mine.some(({ action }) => done(action))) return true;
-        if (!mine.some(({ action }) => (action as { text?: string }).text === GAVE_UP)) return false;
-      }
-      return false;
-    };
-
-    const spoken = (a: AiFlowAction) => (a.type === "speak" ? ((a as { text?: string }).text ?? "") : "");
-    try {
-      await play(await post({ type: "session_start" }));
-      if (!(await say(SMS_REQUEST, (a) => spoken(a).startsWith("Darf ich Ihnen")))) out.problem = "no consent question after the SMS request";
-      else if (!(await say(CONSENT, (a) => spoken(a).includes("abgeschickt")))) out.problem = "no 'sent' line after consenting";
-    } finally {
-      await post({ type: "session_end" });
-    }
-    const sends = heard.filter(({ action }) => action.type === "send_sms").map(({ action }) => action as AiFlowAction & { phone_number: string });
-    out.sends = sends.length;
-    if (!out.problem && sends.length !== 1) out.problem = `${sends.length} send_sms`;
-    if (!out.problem && sends[0]!.phone_number !== caller) out.problem = `send_sms to ${sends[0]!.phone_number}, not the caller ${caller}`;
-    out.completed = !out.problem;
-    return out;
-  }
+    return playWholeCall(player, id, caller);
+  };
 
   const started = performance.now();
   const outcomes: CallOutcome[] = [];

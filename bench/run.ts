@@ -17,6 +17,7 @@ import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
 import { WS_ANSWER, deadlineScenario, openLimits, wsSpeech, type DeadlineResult, type WsSpeechResult } from "./deadline.js";
+import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 
 /**
@@ -33,7 +34,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 const log = (s: string) => process.stderr.write(s + "\n");
 
 // ---------------------------------------------------------------- (a) webhook overhead
-async function startServer(kind: "bare" | "agent"): Promise<{ proc: ChildProcess; url: string }> {
+type ServerKind = "bare" | "intake" | "agent";
+
+async function startServer(kind: ServerKind): Promise<{ proc: ChildProcess; url: string }> {
   const { createServer } = await import("node:net");
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
@@ -47,15 +50,18 @@ async function startServer(kind: "bare" | "agent"): Promise<{ proc: ChildProcess
   return { proc, url: `http://127.0.0.1:${port}` };
 }
 
+/** Calls played so far by this process: every call its own id and caller (autocannon starts each sequence with a fresh context). */
+let callsPlayed = 0;
+
 /** One caller's call, as sipgate posts it: greeting, SMS request, consent, goodbye. */
 function callMix(): autocannon.Request[] {
   const session = (ctx: Record<string, unknown>) => ({
-    id: `bench-${ctx.client}-${ctx.cycle}`,
+    id: `bench-${process.pid}-${ctx.call}`,
     account_id: "bench",
     phone_number: "4921112345678",
     direction: "inbound",
     // A different valid German mobile number for every call (4915x + 8 digits).
-    from_phone_number: `49151${String(((ctx.cycle as number) * 997 + (ctx.client as number)) % 100_000_000).padStart(8, "0")}`,
+    from_phone_number: `49151${String((ctx.call as number) % 100_000_000).padStart(8, "0")}`,
     to_phone_number: "4921112345678",
   });
   const step = (event: Record<string, unknown>, first = false): autocannon.Request => ({
@@ -64,8 +70,7 @@ function callMix(): autocannon.Request[] {
     headers: { "content-type": "application/json" },
     setupRequest: (req, context) => {
       const ctx = context as Record<string, unknown>;
-      if (ctx.client === undefined) ctx.client = Math.floor(Math.random() * 1e6);
-      if (first) ctx.cycle = ((ctx.cycle as number) ?? 0) + 1;
+      if (first || ctx.call === undefined) ctx.call = ++callsPlayed;
       return { ...req, body: JSON.stringify({ ...event, session: session(ctx) }) };
     },
   });
@@ -81,31 +86,49 @@ function callMix(): autocannon.Request[] {
   ];
 }
 
-/** Both servers get the same client workload (the same call mix), so client cost cancels out. */
+/** The server's own CPU time and requests served so far (GET /bench/cpu, see servers.ts). */
+async function serverCpu(url: string): Promise<{ cpuUs: number; requests: number }> {
+  return (await (await fetch(`${url}/bench/cpu`)).json()) as { cpuUs: number; requests: number };
+}
+
+/**
+ * Every server gets the same client workload (the same call mix), so client cost cancels out.
+ * Also the server process's CPU time per request it answered: what the webhook costs on the
+ * server, whatever the client and the neighbours on this machine take.
+ */
 async function load(url: string, seconds = SECONDS) {
+  const before = await serverCpu(url);
   const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds, requests: callMix() });
+  const after = await serverCpu(url);
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`load run had ${result.non2xx} non-2xx and ${result.errors} errors`);
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+  // The /bench/cpu request itself is among those counted after: leave it out.
+  const requests = after.requests - before.requests - 1;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, cpuUsPerRequest: (after.cpuUs - before.cpuUs) / Math.max(1, requests) };
 }
 
 async function benchWebhook() {
   const bare = await startServer("bare");
+  const intake = await startServer("intake");
   const agent = await startServer("agent");
-  const runs: Array<{ bare: Awaited<ReturnType<typeof load>>; agent: Awaited<ReturnType<typeof load>>; engine: { p50: number; p99: number; n: number } }> = [];
+  type Load = Awaited<ReturnType<typeof load>>;
+  const runs: Array<{ bare: Load; intake: Load; agent: Load; engine: { p50: number; p99: number; n: number } }> = [];
   try {
-    // Warm both up (JIT, connection pools) before anything is measured.
+    // Warm all up (JIT, connection pools) before anything is measured.
     await load(bare.url, 1);
+    await load(intake.url, 1);
     await load(agent.url, 1);
     await fetch(`${agent.url}/bench/engine`);
     for (let i = 0; i < RUNS; i++) {
       log(`(a) run ${i + 1}/${RUNS}`);
       const b = await load(bare.url);
+      const n = await load(intake.url);
       const a = await load(agent.url);
       const engine = (await (await fetch(`${agent.url}/bench/engine`)).json()) as { p50: number; p99: number; n: number };
-      runs.push({ bare: b, agent: a, engine });
+      runs.push({ bare: b, intake: n, agent: a, engine });
     }
   } finally {
     bare.proc.kill();
+    intake.proc.kill();
     agent.proc.kill();
   }
   const m = (f: (r: (typeof runs)[number]) => number) => median(runs.map(f));
@@ -117,6 +140,11 @@ async function benchWebhook() {
     ceilingP99Ms: m((r) => r.bare.p99),
     agentP50Ms: m((r) => r.agent.p50),
     agentP99Ms: m((r) => r.agent.p99),
+    ceilingCpuUs: m((r) => r.bare.cpuUsPerRequest),
+    intakeCpuUs: m((r) => r.intake.cpuUsPerRequest),
+    intakeRps: m((r) => r.intake.rps),
+    agentCpuUs: m((r) => r.agent.cpuUsPerRequest),
+    cpuRatio: m((r) => r.agent.cpuUsPerRequest / r.bare.cpuUsPerRequest),
     engineP50Ms: m((r) => r.engine.p50),
     engineP99Ms: m((r) => r.engine.p99),
     turnsMeasured: runs.reduce((a, r) => a + r.engine.n, 0),
@@ -224,6 +252,15 @@ async function benchDeadline(streamedAt300: WsSpeechResult) {
   return { webhook, websocket };
 }
 
+// ---------------------------------------------------------------- (f) many calls at once on Redis
+const CONCURRENT_CALLS = Number(process.env.BENCH_CONCURRENT_CALLS ?? 1000);
+
+/** One instance on Redis, a model taking 100–500 ms, CONCURRENT_CALLS whole calls started within a second (see concurrency.ts). */
+async function benchConcurrency(): Promise<ConcurrencyResult> {
+  log(`(f) ${CONCURRENT_CALLS} calls at once, one instance on Redis, model 100–500 ms`);
+  return concurrencyScenario({ calls: CONCURRENT_CALLS });
+}
+
 // ---------------------------------------------------------------- (d) memory per live call
 async function benchMemory() {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -270,6 +307,20 @@ function deadlineRows(d: Awaited<ReturnType<typeof benchDeadline>>): string {
   return rows.join("\n");
 }
 
+function concurrencyRows(c: ConcurrencyResult, answerWithinMs: number, verdict: string): string {
+  const f = (x: number, digits = 0) => x.toFixed(digits);
+  const what = `${c.calls} calls at once, one instance on Redis, model ${c.model.minMs}–${c.model.maxMs} ms`;
+  const ops = c.service.storeOpsPerEvent;
+  const waited = c.http.p99Ms - c.service.webhookInService.p99Ms;
+  const problems = c.problems.length ? `; ${c.problems.slice(0, 3).join("; ")}${c.problems.length > 3 ? "; …" : ""}` : "";
+  return [
+    `| (f) webhook answer time p50 / p99, ${what} | ${f(c.http.p50Ms)} / ${f(c.http.p99Ms)} ms (max ${f(c.http.maxMs)} ms; ${c.http.n} requests, ${c.http.over1000Ms} over 1 s) | in the service: ${f(c.service.webhookInService.p50Ms)} / ${f(c.service.webhookInService.p99Ms)} ms | | p99 ≤ ${answerWithinMs} ms, no holding line | ${verdict} |`,
+    `| (f) holding lines / apologies / calls completed with one SMS to the caller, ${what} | ${c.holdingLines} / ${c.apologies} / ${c.completedCalls} of ${c.calls}${c.model.unexpected ? `, ${c.model.unexpected} unexpected model requests` : ""}${problems} | | | | |`,
+    `| (f) where the time goes: service CPU per event / event-loop delay p99 / answer p99 minus in-service p99 | ${f(c.service.cpuUsPerEvent)} µs / ${f(c.service.eventLoop.p99Ms, 1)} ms / ${f(Math.max(0, waited))} ms (${c.tcp ? `${c.tcp.listenOverflows} connection attempts dropped at the full listen queue, ` : ""}${c.connections.over1000Ms} connections over 1 s to connect) | | | | |`,
+    `| (f) Redis per event: commands / of which progress polls / round trip p50 / p99; lease attempts refused | ${f(c.service.redisCommandsPerEvent, 1)} / ${f(ops.progress ?? 0, 1)} / ${f(c.service.redisRoundTrip.p50Ms, 1)} / ${f(c.service.redisRoundTrip.p99Ms, 1)} ms; ${c.service.leaseBusy} | | | | |`,
+  ].join("\n");
+}
+
 async function main() {
   // Decided before the minute of measuring, so a mistyped flag fails at once.
   const output = benchOutput(process.argv.slice(2), process.env);
@@ -288,6 +339,9 @@ async function main() {
   const webhook = await benchWebhook();
   log("(e) answer deadline");
   const deadline = await benchDeadline(streamed);
+  const concurrency = await benchConcurrency();
+  const answerWithinMs = deadline.webhook[0]!.server.answerWithinMs;
+  const concurrencyMet = concurrency.http.p99Ms <= answerWithinMs && concurrency.holdingLines === 0 && concurrency.completedCalls === concurrency.calls;
   const targets = {
     webhookThroughput: { value: webhook.throughputRatio, target: "≥ 0.5× the bare route", met: webhook.throughputRatio >= 0.5 },
     engineP99: { value: webhook.engineP99Ms, target: "< 5 ms", met: webhook.engineP99Ms < 5 },
@@ -295,9 +349,10 @@ async function main() {
     promptTokens: { value: roundTrips.suite.tokenRatio, target: "≤ ½ of the naive baseline per request", met: roundTrips.suite.tokenRatio <= 0.5 },
     firstSpeech: { value: firstSpeech.ratio, target: "≤ 1.1× the ideal", met: firstSpeech.ratio <= 1.1 },
     memory: { value: memory.callsPerGiB, target: "≥ 10,000 calls per GiB", met: memory.callsPerGiB >= 10_000 },
+    concurrency: { value: concurrency.http.p99Ms, target: `p99 answer ≤ server.answerWithinMs (${answerWithinMs} ms), no holding line, every call with its SMS, at ${concurrency.calls} calls at once on Redis`, met: concurrencyMet },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline };
+  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -311,6 +366,7 @@ Every figure is compared with a baseline measured in the same run.
 |---|---|---|---|---|---|
 | (a) webhook throughput, realistic call mix | ${f(webhook.agentRps, 0)} req/s | bare Fastify route: ${f(webhook.ceilingRps, 0)} req/s | ${f(webhook.throughputRatio)}× | ≥ 0.5× | ${ok(targets.webhookThroughput.met)} |
 | (a) latency p50 / p99 | ${f(webhook.agentP50Ms, 1)} / ${f(webhook.agentP99Ms, 1)} ms | ${f(webhook.ceilingP50Ms, 1)} / ${f(webhook.ceilingP99Ms, 1)} ms | | | |
+| (a) server CPU per event: bare route / webhook intake, fixed answer / whole service | ${f(webhook.ceilingCpuUs, 0)} / ${f(webhook.intakeCpuUs, 0)} / ${f(webhook.agentCpuUs, 0)} µs (intake alone: ${f(webhook.intakeRps, 0)} req/s) | bare Fastify route: ${f(webhook.ceilingCpuUs, 0)} µs | ${f(webhook.cpuRatio, 1)}× | | |
 | (a) engine overhead per event p50 / p99 | ${f(webhook.engineP50Ms, 3)} / ${f(webhook.engineP99Ms, 3)} ms (${webhook.turnsMeasured} events) | | | p99 < 5 ms | ${ok(targets.engineP99.met)} |
 | (b) LLM requests per caller turn, happy path | ${f(roundTrips.happyPath.requestsPerTurn)} | naive: ${f(roundTrips.happyPath.naiveRequestsPerTurn)} | ${f(roundTrips.happyPath.requestsPerTurn / roundTrips.happyPath.naiveRequestsPerTurn)}× | ≤ 1.2 | ${ok(targets.happyPathRequests.met)} |
 | (b) LLM requests per caller turn, eval suite | ${f(roundTrips.suite.requestsPerTurn)} | naive: ${f(roundTrips.suite.naiveRequestsPerTurn)} | ${f(roundTrips.suite.requestsPerTurn / roundTrips.suite.naiveRequestsPerTurn)}× | | |
@@ -319,13 +375,16 @@ Every figure is compared with a baseline measured in the same run.
 | (c) time to first speech over WebSocket | ${f(firstSpeech.firstSpeechMs, 0)} ms | ideal (TTFT ${firstSpeech.ttftMs} ms + first sentence): ${firstSpeech.idealMs} ms | ${f(firstSpeech.ratio)}× | ≤ 1.1× | ${ok(targets.firstSpeech.met)} |
 | (d) memory per live call (memory store) | ${memory.bytesPerCall} bytes | | ${memory.callsPerGiB} calls/GiB | ≥ 10,000 calls/GiB | ${ok(targets.memory.met)} |
 ${deadlineRows(deadline)}
+${concurrencyRows(concurrency, answerWithinMs, ok(concurrencyMet))}
 
 How each row is measured:
-- (a) \`autocannon\` (same client workload for both) against two child processes on loopback: a bare Fastify route answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
+- (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
 - (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine, tokens estimated at 4 characters a token for both designs. The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, and a second completion after every tool call (the send included).
 - (c) a local model server streaming at a set time to first token and ${firstSpeech.tokenMs} ms a word; measured from sending \`user_speak\` to receiving the first \`speak\` frame.
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
+- (a) CPU per event: each server process's own CPU time (user + system) over a load run, divided by the requests it answered; "webhook intake" is the real app (token hook, body limits, secure JSON parse, event schema, redelivery hash, answer) with a pipeline that answers a fixed action at once, so the step from the bare route to it is the HTTP layer's share and the rest is the engine's (queue, lease, state, turn, gate, ledger).
 - (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
+- (f) the real service (createService, system clock, RedisCallStore, Redis SMS limits) alone in its own process, as \`npm start\` runs it, on ${concurrency.redis}; a local model server in another process taking a random ${concurrency.model.minMs}–${concurrency.model.maxMs} ms per request; this process plays ${concurrency.calls} whole calls as in (e) over keep-alive HTTP connections (one per request in flight), started evenly within ${concurrency.rampMs / 1000} s so all are live at once, each line spoken for ${concurrency.speechMs} ms. Answer time is each webhook request from sending to its last byte; "in the service" from its headers parsed to its answer written. Where the time goes is measured inside the service: event-loop delay (perf_hooks.monitorEventLoopDelay), every Redis command it sends (ioredis sendCommand) and each call-store operation with its time, refused lease attempts, its CPU; the kernel's machine-wide TCP counters show connection attempts dropped at a full listen queue.
 `;
   writeFileSync(output.md, md);
   console.log(md);

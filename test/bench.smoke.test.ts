@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 
 /** `npm run bench` end to end at minimum size: every part runs and reports (numbers are for bench/results.md, not asserted). */
 describe("npm run bench", () => {
-  it("measures (a) to (e) and writes results.md and results.json", () => {
+  it("measures (a) to (f) and writes results.md and results.json", () => {
     const out = mkdtempSync(join(tmpdir(), "bench-"));
     const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
-      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_OUT: out },
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_OUT: out },
       encoding: "utf8",
       timeout: 180_000,
     });
@@ -17,14 +17,21 @@ describe("npm run bench", () => {
     const json = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
     expect(json.webhook.agentRps).toBeGreaterThan(0);
     expect(json.webhook.ceilingRps).toBeGreaterThan(0);
+    for (const k of ["ceilingCpuUs", "intakeCpuUs", "agentCpuUs"]) expect(json.webhook[k]).toBeGreaterThan(0);
     expect(json.roundTrips.happyPath.callerTurns).toBeGreaterThan(10);
     expect(json.firstSpeech.samples.length).toBeGreaterThanOrEqual(5);
     expect(json.memory.calls).toBe(300);
     expect(json.deadline.webhook.map((r: { modelMs: number }) => r.modelMs)).toEqual([3000, 300]);
     for (const r of json.deadline.webhook) expect(r.calls).toBe(2);
     expect(json.deadline.websocket.map((w: { ttftMs: number; streamSentences: boolean }) => `${w.ttftMs}/${w.streamSentences}`)).toEqual(["300/true", "300/false", "1000/true", "1000/false"]);
-    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory"]);
+    // (f): every call completes with its SMS, and the service's Redis commands and store operations were counted.
+    expect(json.concurrency.calls).toBe(20);
+    expect(json.concurrency.problems).toEqual([]);
+    expect(json.concurrency.completedCalls).toBe(20);
+    expect(json.concurrency.service.redisCommandsPerEvent).toBeGreaterThan(1);
+    expect(json.concurrency.service.storeOpsPerEvent.commit).toBeGreaterThan(0);
+    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory", "concurrency"]);
     const md = readFileSync(join(out, "results.md"), "utf8");
-    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket"]) expect(md).toContain(row);
+    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event"]) expect(md).toContain(row);
   }, 200_000);
 });

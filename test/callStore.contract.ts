@@ -142,6 +142,50 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await close?.();
     });
 
+    it("keeps its own copies: what a caller changes after handing something in, or after taking it out, changes nothing stored", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const event = speak(c, "eins") as AiFlowEvent & { text: string };
+      await store.arrive(c, { key: "k1", event, via: "http", holdingFollowUp: false });
+      event.text = "changed after arrive";
+      await store.acquireLease(c, "A", 5000);
+      const taken = (await store.nextEvent(c, "A")).event!;
+      expect(taken.event).toMatchObject({ text: "eins" });
+      // A turn that is fenced out changes its copy of the event; the next holder gets the original.
+      (taken.event as AiFlowEvent & { text: string }).text = "changed by a turn";
+      expect((await store.nextEvent(c, "A")).event!.event).toMatchObject({ text: "eins" });
+      const committed = state(c, 1);
+      const action = say(c, "a1") as AiFlowAction & { text: string };
+      await store.commit(c, "A", { seq: 1, state: committed, ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [action] }, droppable: true });
+      committed.turn = 99;
+      committed.history.push({ role: "user", content: "after the commit" });
+      action.text = "changed after commit";
+      const loaded = (await store.get(c))!;
+      expect(loaded).toMatchObject({ turn: 1, history: [] });
+      // A turn that is dropped changes the state it loaded; what is stored stays as committed.
+      loaded.turn = 42;
+      loaded.history.push({ role: "user", content: "a dropped turn" });
+      expect(await store.get(c)).toMatchObject({ turn: 1, history: [] });
+      expect(await store.collect(c, http(1))).toEqual({ kind: "actions", actions: [say(c, "a1")] });
+      await close?.();
+    });
+
+    it("stores what a JSON round trip keeps: no undefined fields, no Date objects, no NaN", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k1", event: speak(c, "x"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      const odd = { ...state(c, 1), pendingHangup: undefined, updatedAt: Number.NaN, extra: { at: new Date(0), gone: () => 1 } } as unknown as CallState;
+      await store.commit(c, "A", { seq: 1, state: odd, ttlSeconds: 60, droppable: true });
+      const loaded = (await store.get(c)) as unknown as Record<string, unknown>;
+      expect(loaded).toStrictEqual(JSON.parse(JSON.stringify(odd)));
+      expect("pendingHangup" in loaded).toBe(false);
+      expect(loaded.extra).toStrictEqual({ at: "1970-01-01T00:00:00.000Z" });
+      expect(loaded.updatedAt).toBeNull();
+      await close?.();
+    });
+
     it("state expires with its TTL", async () => {
       const { store, id, close } = await make();
       const c = id();

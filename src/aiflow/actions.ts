@@ -2,7 +2,8 @@ import { z } from "zod";
 
 /**
  * AI Flow actions (us → service). Every action leaving the service is built here and
- * validated against its schema, so an invalid action cannot be produced anywhere else.
+ * validated against its schema, so an invalid action cannot be produced anywhere else. Built
+ * actions are frozen: what was validated is what leaves.
  */
 
 const sessionId = z.string().min(1);
@@ -95,10 +96,44 @@ export class InvalidActionError extends Error {
   }
 }
 
-function build<T>(schema: z.ZodType<T>, value: unknown, type: string): T {
+/**
+ * Actions made by the builders below: validated when built and frozen (deeply), so they cannot
+ * have changed since. Private to this module: nothing else can put an object in here.
+ */
+const built = new WeakSet<object>();
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+function build<T extends object>(schema: z.ZodType<T>, value: unknown, type: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new InvalidActionError(type, r.error.issues.map((i) => `${i.path.join(".") || type}: ${i.message}`).join("; "));
+  // zod's output is a fresh object (nested options too), so freezing it freezes nothing shared (config).
+  built.add(deepFreeze(r.data));
   return r.data;
+}
+
+/** Whether `action` is exactly as a builder made and validated it (frozen since). */
+export function isBuiltAction(action: unknown): boolean {
+  return typeof action === "object" && action !== null && built.has(action);
+}
+
+export type ActionCheck = { success: true } | { success: false; issues: string[] };
+
+/**
+ * The protocol check of an action about to leave. A builder-made action passed this very
+ * schema when it was built and cannot have changed since, so it is not parsed a second time;
+ * any other object (a raw literal, a copy, something a tool put together) is parsed now.
+ */
+export function checkAction(action: unknown): ActionCheck {
+  if (isBuiltAction(action)) return { success: true };
+  const r = actionSchema.safeParse(action);
+  return r.success ? { success: true } : { success: false, issues: r.error.issues.map((i) => i.message) };
 }
 
 export const actions = {

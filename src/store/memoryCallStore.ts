@@ -10,8 +10,11 @@ interface Hold {
 }
 
 interface Call {
-  /** State kept as JSON text: the same round trip Redis does, so nothing unserializable slips in. */
-  stateJson?: string;
+  /**
+   * The state as last committed: the store's own JSON-plain copy (what a JSON round trip, as Redis
+   * does it, would give), never an object a turn holds. Each get() hands out a fresh copy.
+   */
+  state?: object;
   expiresAt: number;
   queue: QueuedEvent[];
   lastSeq: number;
@@ -60,7 +63,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     const c = this.call(callId);
     if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
     const seq = ++c.lastSeq;
-    c.queue.push({ seq, key: e.key, event: e.event, via: e.via, attempts: 0 });
+    // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
+    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0 });
     return { kind: "queued", seq };
   }
 
@@ -88,7 +92,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
     const head = c.queue[0];
     if (head) head.attempts++;
-    return { event: head ? structuredClone(head) : undefined, droppedThrough: c.hold.droppedThrough, held: true };
+    return { event: head ? { ...head, event: jsonCopy(head.event) } : undefined, droppedThrough: c.hold.droppedThrough, held: true };
   }
 
   async commit(callId: string, token: string, r: CommitRequest<S>): Promise<CommitResult> {
@@ -100,17 +104,17 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     c.processed = r.seq;
     if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";
     if (r.state === null) {
-      c.stateJson = undefined;
+      c.state = undefined;
       c.ended = true;
       c.outbox = [];
       c.hold = { outstanding: false, count: 0, droppedThrough: c.hold.droppedThrough };
       return "committed";
     }
     if (r.state) {
-      c.stateJson = JSON.stringify(r.state);
+      c.state = jsonCopy(r.state);
       c.expiresAt = this.now() + r.ttlSeconds * 1000;
     }
-    if (r.entry && r.entry.actions.length) c.outbox.push(structuredClone(r.entry));
+    if (r.entry && r.entry.actions.length) c.outbox.push({ seq: r.entry.seq, via: r.entry.via, actions: jsonCopy(r.entry.actions) });
     return "committed";
   }
 
@@ -145,18 +149,19 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
 
   async get(callId: string): Promise<CallState<S> | undefined> {
     const c = this.calls.get(callId);
-    if (!c?.stateJson) return undefined;
+    if (!c?.state) return undefined;
     if (c.expiresAt <= this.now()) {
-      c.stateJson = undefined;
+      c.state = undefined;
       return undefined;
     }
-    return JSON.parse(c.stateJson) as CallState<S>;
+    // A copy: a turn that is dropped or fenced out changes its own copy, never what is stored.
+    return jsonCopy(c.state) as CallState<S>;
   }
 
   async size(): Promise<number> {
     this.sweep();
     let n = 0;
-    for (const c of this.calls.values()) if (c.stateJson) n++;
+    for (const c of this.calls.values()) if (c.state) n++;
     return n;
   }
 
@@ -165,7 +170,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     const t = this.now();
     for (const [id, c] of this.calls) {
       if (c.expiresAt > t) continue;
-      c.stateJson = undefined;
+      c.state = undefined;
       if (c.queue.length === 0 && !(c.lease && c.lease.expiresAt > Date.now())) this.calls.delete(id);
     }
   }
@@ -173,4 +178,77 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
   }
+}
+
+/**
+ * A copy of `v` equal to `JSON.parse(JSON.stringify(v))`, what the Redis store's round trip
+ * gives, without the text in between (several times faster for call state; strings are shared,
+ * not copied). It follows JSON.stringify's own steps: toJSON (with its key), boxed primitives
+ * unwrapped, NaN and ±Infinity as null, -0 as 0, undefined, functions and symbols left out of
+ * objects and null in arrays, only own enumerable string keys; the result's objects are plain.
+ * Like JSON.stringify it throws on a BigInt and on a cycle.
+ */
+export function jsonCopy<T>(v: T): T {
+  const out = copyValue(v, "");
+  return (out === OMIT ? undefined : out) as T;
+}
+
+const OMIT = Symbol("omit");
+
+function copyValue(value: unknown, key: string): unknown {
+  let v = value;
+  if ((typeof v === "object" && v !== null) || typeof v === "bigint") {
+    const toJSON = (v as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function") v = toJSON.call(v, key);
+  }
+  if (typeof v === "object" && v !== null) v = unboxed(v);
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return v;
+    case "number":
+      return Number.isFinite(v) ? (v === 0 ? 0 : v) : null;
+    case "bigint":
+      // JSON.stringify's own TypeError.
+      return JSON.stringify(v);
+    case "object": {
+      if (v === null) return null;
+      if (Array.isArray(v)) {
+        const a = new Array<unknown>(v.length);
+        for (let i = 0; i < v.length; i++) {
+          const x = copyValue(v[i], String(i));
+          a[i] = x === OMIT ? null : x;
+        }
+        return a;
+      }
+      const o: Record<string, unknown> = {};
+      for (const k of Object.keys(v)) {
+        const x = copyValue((v as Record<string, unknown>)[k], k);
+        if (x === OMIT) continue;
+        // An own "__proto__" key (JSON.parse makes one) must stay a key, not become the prototype.
+        if (k === "__proto__") Object.defineProperty(o, k, { value: x, enumerable: true, writable: true, configurable: true });
+        else o[k] = x;
+      }
+      return o;
+    }
+    default:
+      // undefined, functions, symbols: left out of objects, null in arrays.
+      return OMIT;
+  }
+}
+
+const UNBOX = [Number.prototype.valueOf, String.prototype.valueOf, Boolean.prototype.valueOf, BigInt.prototype.valueOf] as Array<(this: unknown) => unknown>;
+
+/** A boxed primitive's value (new Number(1) is written as 1), as JSON.stringify does; any other object as it is. */
+function unboxed(v: object): unknown {
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Object.prototype || proto === Array.prototype || proto === null) return v;
+  for (const unbox of UNBOX) {
+    try {
+      return unbox.call(v);
+    } catch {
+      // Not that kind of box.
+    }
+  }
+  return v;
 }

@@ -1,4 +1,4 @@
-import { actionSchema, type AiFlowAction, type SendSmsAction } from "../../aiflow/actions.js";
+import { checkAction, type AiFlowAction, type SendSmsAction } from "../../aiflow/actions.js";
 import type { ActionGate } from "../../engine/define.js";
 import { recordEvidence, type SendRefusal, type SmsContext, type SmsFlowTypes } from "./types.js";
 import type { GuardDecision } from "../../core/turnRecord.js";
@@ -19,9 +19,11 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     const allowed: AiFlowAction[] = [];
     const decisions: GuardDecision[] = [];
     for (const action of actions) {
-      const valid = actionSchema.safeParse(action);
+      // The protocol schema (a builder-made action was checked when built and is frozen since);
+      // every SMS rule below is re-derived for every send_sms, builder-made or not.
+      const valid = checkAction(action);
       if (!valid.success) {
-        decisions.push(this.refuse(ctx, action.type, "invalid_action", valid.error.issues.map((i) => i.message).join("; ")));
+        decisions.push(this.refuse(ctx, action.type, "invalid_action", valid.issues.join("; ")));
         continue;
       }
       if (action.type !== "send_sms") {
