@@ -3,6 +3,8 @@ import {
   InvalidActionError,
   actionSchema,
   actions,
+  checkAction,
+  isBuiltAction,
   aiFlowNumberSchema,
   sendSmsActionSchema,
   speakActionSchema,
@@ -269,5 +271,28 @@ describe("actionSchema is strict and protocol-shaped", () => {
     expect(sendSmsActionSchema.safeParse(sms).success).toBe(true);
     expect(transferActionSchema.safeParse(sms).success).toBe(false);
     expect(actionSchema.safeParse(sms).success).toBe(true);
+  });
+});
+
+describe("builder-made actions are validated once", () => {
+  it("a built action is frozen, deeply, and passes checkAction without a second parse", () => {
+    const a = actions.speak("s1", "Hallo", { barge_in: { strategy: "minimum_characters", minimum_characters: 3 } });
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(Object.isFrozen(a.barge_in)).toBe(true);
+    expect(isBuiltAction(a)).toBe(true);
+    expect(checkAction(a)).toEqual({ success: true });
+    expect(() => ((a as { text: string }).text = "x")).toThrow(TypeError);
+  });
+
+  it("anything not made by a builder is parsed", () => {
+    const sms = actions.sendSms("s1", "4915112345678", "Hallo");
+    expect(isBuiltAction({ ...sms })).toBe(false);
+    expect(checkAction({ ...sms, phone_number: "+49 151" })).toMatchObject({ success: false });
+  });
+
+  it("options from config are not frozen with the action", () => {
+    const tts = { provider: "azure" as const, language: "de-DE", voice: "v" };
+    expect(Object.isFrozen(actions.speak("s1", "Hallo", { tts }).tts)).toBe(true);
+    expect(Object.isFrozen(tts)).toBe(false);
   });
 });

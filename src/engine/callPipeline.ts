@@ -13,6 +13,8 @@ import { emptyTurnRecord, type TurnRecord } from "../core/turnRecord.js";
 
 /** A turn that killed its instance this often is skipped, so one poisonous event cannot take down every instance in turn. */
 const MAX_ATTEMPTS = 3;
+/** Why a wait is woken: a constant, since abort() without a reason builds a DOMException (with a stack trace) every time. */
+const WOKEN = "woken";
 /** How long an instance keeps trying to get a queued event processed (taking over a dead holder's lease). */
 const MAX_WATCH_MS = 10 * 60_000;
 
@@ -264,12 +266,13 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       const started = Date.now();
       const retryEvery = Math.max(this.pollMs, Math.floor(this.answer.leaseMs / 4));
       while (!this.closing && Date.now() - started < MAX_WATCH_MS) {
+        // First a while: the pump kicked above has most events done by then.
+        await new Promise((r) => setTimeout(r, retryEvery));
         try {
           if ((await this.deps.store.progress(callId)).processed >= seq) return;
         } catch {
           // The store is down: try again; answers meanwhile apologize.
         }
-        await new Promise((r) => setTimeout(r, retryEvery));
         void this.kick(callId);
       }
     })();
@@ -446,7 +449,7 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       if (signal?.aborted) return false;
       if (deadline !== undefined && clock.now() >= deadline) return false;
       const wake = new AbortController();
-      const onProgress = () => wake.abort();
+      const onProgress = () => wake.abort(WOKEN);
       let set = this.listeners.get(callId);
       if (!set) this.listeners.set(callId, (set = new Set()));
       set.add(onProgress);
@@ -454,10 +457,11 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       try {
         const waits: Array<Promise<unknown>> = [new Promise((r) => wake.signal.addEventListener("abort", r, { once: true }))];
         if (deadline !== undefined) waits.push(clock.sleep(deadline - clock.now(), wake.signal));
-        if (store.shared) waits.push(new Promise((r) => setTimeout(r, this.pollMs)));
+        // Another instance's progress is polled for; this instance's pump wakes the wait itself, also when it stops.
+        if (store.shared && !this.pumps.has(callId)) waits.push(new Promise((r) => setTimeout(r, this.pollMs)));
         await Promise.race(waits);
       } finally {
-        wake.abort();
+        wake.abort(WOKEN);
         set.delete(onProgress);
         if (set.size === 0) this.listeners.delete(callId);
         signal?.removeEventListener("abort", onProgress);
