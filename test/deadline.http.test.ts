@@ -10,6 +10,7 @@ import { RedisRateLimiter } from "../src/store/rateLimiter.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { atConsentQuestion, ledgerKinds, pastDeadline, until } from "./support/deadline.js";
 import { connectRedis, uniquePrefix } from "./support/redis.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
@@ -30,38 +31,10 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-/** Post an event whose answer waits for the deadline; resolves once the deadline is armed (the answer is boxed, so awaiting this does not await it). */
-async function postPending(event: unknown, clock: ManualClock = svc.deadlineClock) {
-  const armedBefore = clock.pending;
-  const answer = svc.post(event);
-  for (let i = 0; i < 400 && clock.pending <= armedBefore; i++) await new Promise((r) => setTimeout(r, 5));
-  expect(clock.pending, "the answer's deadline was armed").toBeGreaterThan(armedBefore);
-  return { answer };
-}
 
-/** Let the deadline pass: the answer goes out with what is ready. */
-async function pastDeadline(event: unknown) {
-  const { answer } = await postPending(event);
-  svc.deadlineClock.advance(800);
-  return answer;
-}
 
-async function until(check: () => Promise<boolean>) {
-  for (let i = 0; i < 400; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error("condition not reached");
-}
 
-const ledgerKinds = (id: string) => svc.memoryLedger.records.filter((r) => r.callId === id).map((r) => r.kind);
 
-async function atConsentQuestion(id: string) {
-  await svc.post(ev.start(id));
-  svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
-  const q = await svc.post(ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
-  expect(spoken(q.actions).at(-1)).toMatch(QUESTION);
-}
 
 describe("a turn slower than the deadline", () => {
   it("answers with a holding line that arms a short input timeout; the turn's actions follow with the next assistant_speech_ended, never with assistant_speak", async () => {
@@ -77,7 +50,7 @@ describe("a turn slower than the deadline", () => {
     expect(holding.actions).toEqual([expect.objectContaining({ type: "speak", text: HOLDING, user_input_timeout_seconds: 2 })]);
 
     // assistant_speak arrives while the holding line plays: it never carries the late answer.
-    const playing = await pastDeadline(ev.assistantSpeak(id, HOLDING));
+    const playing = await pastDeadline(svc, ev.assistantSpeak(id, HOLDING));
     expect(playing.status).toBe(204);
     gate.release();
     await until(async () => (await svc.store.get(id))?.step === "confirm_consent");
@@ -93,7 +66,7 @@ describe("a turn slower than the deadline", () => {
 
   it("the holding line's timeout collects too; still not ready: another holding line, then an apology, and the late result (a send_sms) is dropped and recorded as not sent", async () => {
     const id = "dl-give-up";
-    await atConsentQuestion(id);
+    await atConsentQuestion(svc, id);
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const yes = svc.post(ev.speak(id, "Ja, gerne."));
@@ -104,19 +77,19 @@ describe("a turn slower than the deadline", () => {
 
     const answers: AiFlowAction[][] = [];
     // The end of the holding line's speech is no reason for another one: its short timeout follows.
-    const ended = await pastDeadline(ev.speechEnded(id));
+    const ended = await pastDeadline(svc, ev.speechEnded(id));
     expect(ended.status).toBe(204);
-    const second = await pastDeadline(ev.timeout(id));
+    const second = await pastDeadline(svc, ev.timeout(id));
     answers.push(second.actions);
     expect(spoken(second.actions)).toEqual([HOLDING]);
-    const third = await pastDeadline(ev.timeout(id));
+    const third = await pastDeadline(svc, ev.timeout(id));
     answers.push(third.actions);
     expect(spoken(third.actions)).toEqual([GAVE_UP]);
     expect(third.actions[0]).toMatchObject({ user_input_timeout_seconds: 8 });
 
     // The turn finishes late: its send_sms never leaves, and the ledger says it was withdrawn.
     gate.release();
-    await until(async () => ledgerKinds(id).includes("sms_withdrawn"));
+    await until(async () => ledgerKinds(svc, id).includes("sms_withdrawn"));
     const withdrawn = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_withdrawn")!;
     expect(withdrawn).toMatchObject({ number: "4915112345678", outcome: "not_sent" });
     const after = await svc.post(ev.speechEnded(id));
@@ -172,7 +145,7 @@ describe("a turn slower than the deadline", () => {
     await until(async () => svc.deadlineClock.pending > 0);
     svc.deadlineClock.advance(800);
     expect(spoken((await one).actions)).toEqual([HOLDING]);
-    const two = await pastDeadline(ev.speak(id, "Frage zwei"));
+    const two = await pastDeadline(svc, ev.speak(id, "Frage zwei"));
     expect(spoken(two.actions)).toEqual([HOLDING]);
     gate.release();
     await until(async () => svc.fake.requests.length === 2 && (await svc.store.get(id))!.history.some((m) => m.content === "Antwort zwei."));

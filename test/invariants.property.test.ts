@@ -12,6 +12,7 @@ import { checkRecipient } from "../src/phone/policy.js";
 import type { ChatBody, ScriptedReply, ScriptedToolCall } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { startTestService, testConfig, type TestService } from "./support/harness.js";
+import { pastDeadline, until as waitUntil } from "./support/deadline.js";
 
 /**
  * The invariants of DESIGN.md as properties: random event sequences (including redelivery,
@@ -240,13 +241,8 @@ function withTimeout<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Synchronisation only (never an expectation): up to 4 s, polled every 2 ms. */
+const until = (check: () => boolean | Promise<boolean>, what: string) => waitUntil(check, what, { tries: 2000, everyMs: 2 });
 
 async function startRig(transport: Transport): Promise<Rig> {
   let turnDone: ((r: TurnRecord) => void) | undefined;
@@ -256,13 +252,6 @@ async function startRig(transport: Transport): Promise<Rig> {
   });
   const clock = svc.deadlineClock;
   /** Post an event whose answer waits for the deadline, and let the deadline pass. */
-  const pastDeadline = async (event: Record<string, unknown>) => {
-    const armed = clock.pending;
-    const answer = svc.post(event);
-    await until(() => clock.pending > armed, "the deadline to be armed");
-    clock.advance(800);
-    return (await answer).actions;
-  };
   if (transport === "webhook") {
     return {
       svc,
@@ -284,8 +273,8 @@ async function startRig(transport: Transport): Promise<Rig> {
         clock.advance(800);
         const holding = [...(await answer).actions];
         // The holding line's end is no reason for another; its short input timeout is.
-        if (holds >= 2) holding.push(...(await pastDeadline(ev.speechEnded(id))), ...(await pastDeadline(ev.timeout(id))));
-        if (holds >= 3) holding.push(...(await pastDeadline(ev.timeout(id))));
+        if (holds >= 2) holding.push(...(await pastDeadline(svc, ev.speechEnded(id))).actions, ...(await pastDeadline(svc, ev.timeout(id))).actions);
+        if (holds >= 3) holding.push(...(await pastDeadline(svc, ev.timeout(id))).actions);
         gate.release();
         await until(async () => {
           const p = await svc.store.progress(id);

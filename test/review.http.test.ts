@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import type { ManualClock } from "../src/engine/clock.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { atConsentQuestion, ledgerKinds, pastDeadline, until } from "./support/deadline.js";
 
-const QUESTION = /^Darf ich Ihnen die Informationen per SMS/;
 let svc: TestService;
 beforeAll(async () => {
   svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
@@ -12,35 +11,10 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-async function postPending(event: unknown, clock: ManualClock = svc.deadlineClock) {
-  const armedBefore = clock.pending;
-  const answer = svc.post(event);
-  for (let i = 0; i < 400 && clock.pending <= armedBefore; i++) await new Promise((r) => setTimeout(r, 5));
-  return { answer };
-}
-async function pastDeadline(event: unknown) {
-  const { answer } = await postPending(event);
-  svc.deadlineClock.advance(800);
-  return answer;
-}
-async function until(check: () => Promise<boolean> | boolean) {
-  for (let i = 0; i < 400; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error("condition not reached");
-}
-const kinds = (id: string) => svc.memoryLedger.records.filter((r) => r.callId === id).map((r) => r.kind);
-async function atConsentQuestion(id: string) {
-  await svc.post(ev.start(id));
-  svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
-  const q = await svc.post(ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
-  expect(spoken(q.actions).at(-1)).toMatch(QUESTION);
-}
 
 it("a slow 'no' whose answer was given up on still holds: a later 'yes' sends nothing", async () => {
   const id = "rv-dropped-no";
-  await atConsentQuestion(id);
+  await atConsentQuestion(svc, id);
   const gate = svc.fake.block();
   svc.fake.enqueue(reply.tool("record_consent", { consented: false }));
   const no = svc.post(ev.speak(id, "Nein, lieber nicht."));
@@ -49,23 +23,23 @@ it("a slow 'no' whose answer was given up on still holds: a later 'yes' sends no
   svc.deadlineClock.advance(800);
   expect(spoken((await no).actions)).toEqual(["Einen Moment bitte."]);
   // Still not ready: the holding line's follow-ups, a second holding line, then the apology.
-  await pastDeadline(ev.speechEnded(id));
-  expect(spoken((await pastDeadline(ev.timeout(id))).actions)).toEqual(["Einen Moment bitte."]);
-  expect(spoken((await pastDeadline(ev.timeout(id))).actions)[0]).toMatch(/dauert gerade zu lange/);
+  await pastDeadline(svc, ev.speechEnded(id));
+  expect(spoken((await pastDeadline(svc, ev.timeout(id))).actions)).toEqual(["Einen Moment bitte."]);
+  expect(spoken((await pastDeadline(svc, ev.timeout(id))).actions)[0]).toMatch(/dauert gerade zu lange/);
   gate.release();
-  await until(() => kinds(id).includes("consent_declined"));
+  await until(() => ledgerKinds(svc, id).includes("consent_declined"));
   await until(async () => (await svc.store.progress(id)).processed >= (await svc.store.progress(id)).queued);
   // The "no" was committed although its answer was given up on.
   expect((await svc.store.get(id))!.sms.declined).toBe(true);
   svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
   const yes = await svc.post(ev.speak(id, "Ja, gerne."));
   expect(smsActions(yes.actions)).toEqual([]);
-  expect(kinds(id)).not.toContain("sms_sent");
+  expect(ledgerKinds(svc, id)).not.toContain("sms_sent");
 });
 
 it("a late send_sms still waiting when the caller hangs up never leaves, and the ledger records it as withdrawn", async () => {
   const id = "rv-end-outbox";
-  await atConsentQuestion(id);
+  await atConsentQuestion(svc, id);
   const gate = svc.fake.block();
   svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
   const yes = svc.post(ev.speak(id, "Ja, gerne."));
@@ -77,7 +51,7 @@ it("a late send_sms still waiting when the caller hangs up never leaves, and the
   await until(async () => (await svc.store.progress(id)).ready.http > 0);
   // caller hangs up during the holding line
   await svc.post(ev.end(id));
-  expect(kinds(id)).toContain("sms_withdrawn");
+  expect(ledgerKinds(svc, id)).toContain("sms_withdrawn");
 });
 
 it("after session_end a late or redelivered user_speak starts no new conversation", async () => {
@@ -104,18 +78,11 @@ it("a turn already given up on approves no send, so it uses up no SMS limit: the
     s2.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const yes = s2.post(ev.speak(id, "Ja, gerne."));
     await gate.arrived;
-    const step = async (e: unknown) => {
-      const before = s2.deadlineClock.pending;
-      const a = s2.post(e);
-      for (let i = 0; i < 400 && s2.deadlineClock.pending <= before; i++) await new Promise((r) => setTimeout(r, 5));
-      s2.deadlineClock.advance(800);
-      return a;
-    };
-    for (let i = 0; i < 400 && s2.deadlineClock.pending === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await until(() => s2.deadlineClock.pending > 0, "the deadline to be armed");
     s2.deadlineClock.advance(800);
     await yes;
-    await step(ev.speechEnded(id));
-    await step(ev.timeout(id));
+    await pastDeadline(s2, ev.speechEnded(id));
+    await pastDeadline(s2, ev.timeout(id));
     gate.release();
     for (let i = 0; i < 400 && !s2.memoryLedger.records.some((r) => r.kind === "sms_withdrawn"); i++) await new Promise((r) => setTimeout(r, 5));
     s2.fake.enqueue(reply.tool("record_consent", { consented: true }));
