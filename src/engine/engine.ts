@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { actionSchema, type AiFlowAction } from "../aiflow/actions.js";
+import { checkAction, type AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
@@ -185,7 +185,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     const allowed: AiFlowAction[] = [];
     const decisions: GuardDecision[] = [];
     for (const a of actions) {
-      if (actionSchema.safeParse(a).success) allowed.push(a);
+      if (checkAction(a).success) allowed.push(a);
       else decisions.push({ subject: a.type, allowed: false, reason: "invalid_action" });
     }
     return { allowed, decisions };

@@ -68,8 +68,6 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   readonly outgoing: AiFlowAction[] = [];
   /** Actions the gate already approved this turn: the boundary review lets these through. Private: no tool approves its own action. */
   readonly #approved = new WeakSet<AiFlowAction>();
-  /** Actions handed to a streaming transport before the turn ended. */
-  readonly pushed = new WeakSet<AiFlowAction>();
   /** Assistant lines waiting to be appended to history once the current tool batch has its results. */
   private pendingLines: string[] = [];
   private inToolBatch = false;
@@ -127,7 +125,6 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     this.outgoing.push(action);
     if (approved) this.#approved.add(action);
     if (this.sink && modelSpeech && !this.heldBack) {
-      this.pushed.add(action);
       this.sink(action);
     } else this.heldBack = true;
   }
