@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FileLedger } from "../src/ledger/fileLedger.js";
 
@@ -164,8 +164,37 @@ describe("a wide ledger file the service cannot tighten stops start-up", () => {
     return { path, uid: 65534, gid: 65534, dir };
   }
 
+  /**
+   * As root the service runs as `nobody`, who must reach the package to run it: a checkout in a
+   * private folder (a 0700 temporary directory, as CI may use) gets traversal (o+x) on the way
+   * there for the test's duration, and its old modes back afterwards.
+   */
+  function letNobodyReach(dir: string): () => void {
+    const changed: Array<[string, number]> = [];
+    for (let d = resolve(dir); ; d = dirname(d)) {
+      const mode = statSync(d).mode & 0o7777;
+      if ((mode & 0o001) === 0) {
+        chmodSync(d, mode | 0o001);
+        changed.push([d, mode]);
+      }
+      if (dirname(d) === d) break;
+    }
+    return () => {
+      for (const [d, mode] of changed) chmodSync(d, mode);
+    };
+  }
+
   it("start-up (src/main.ts) exits 1 with one line naming the file, its mode and the fix; the file is not written", async () => {
     const target = foreignWideFile();
+    const restore = target.uid !== undefined ? letNobodyReach(process.cwd()) : () => undefined;
+    try {
+      await expectRefused(target);
+    } finally {
+      restore();
+    }
+  }, 30_000);
+
+  async function expectRefused(target: ReturnType<typeof foreignWideFile>): Promise<void> {
     const config = join(target.dir, "agent.yaml");
     const yaml = readFileSync("config/agent.yaml", "utf8");
     expect(yaml).toContain("path: data/consent-ledger.jsonl");
@@ -180,7 +209,11 @@ describe("a wide ledger file the service cannot tighten stops start-up", () => {
     let stdout = "";
     child.stderr.on("data", (c) => (stderr += c));
     child.stdout.on("data", (c) => (stdout += c));
-    const code = await new Promise<number | null>((done) => child.on("exit", (c) => done(c)));
+    // A child that cannot even be started fails the test at once, with the reason.
+    const code = await new Promise<number | null>((done, fail) => {
+      child.on("exit", (c) => done(c));
+      child.on("error", fail);
+    });
     expect(code, stderr + stdout).toBe(1);
     const lines = stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
@@ -189,5 +222,5 @@ describe("a wide ledger file the service cannot tighten stops start-up", () => {
     );
     expect(statSync(target.path).mode & 0o777).toBe(0o666);
     if (target.path !== "/dev/null") expect(readFileSync(target.path, "utf8")).toBe("");
-  }, 30_000);
+  }
 });
