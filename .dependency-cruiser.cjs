@@ -5,8 +5,9 @@
 //   src/core       types every layer shares (call state, turn record, errors); only src/aiflow below
 //   src/config, src/phone, src/store, src/llm, src/ledger, src/metrics   infrastructure; know no flow
 //   src/engine     the generic flow engine and call pipeline; knows no flow, no task, no app config
-//   src/tasks/*    a task (sms: state slice, gate, claim check, rules); knows no agent and no tool
-//   tools/*        one file per tool; a tool group uses only its own task
+//   src/tasks/*    a task's rules (sms: state slice, gate, claim check, start, result); knows no agent and no tool
+//   tools/*        one file per tool; a tool group uses only its own task's rules
+//   src/tasks/composed/<task>.ts   a task as a flow part: its steps, built from its own tools (issue 13)
 //   src/agents/*   flows composed from tools and tasks; src/server, the transports, beside them
 //   src/main.ts, src/service.ts, src/cli/   the composition root; nothing below imports it
 //
@@ -131,8 +132,18 @@ module.exports = {
         "A task (src/tasks/<task>: state slice, gate, claim check, rules) is composed into agents " +
         "through tools; it must not know the agents that use it, the tools built on it, or the server.",
       severity: "error",
-      from: { path: "^src/tasks/" },
-      to: { path: "^src/(agents|server|cli)/|^tools/|^src/(main|service)\\.ts$" },
+      from: { path: "^src/tasks/", pathNot: "^src/tasks/composed/" },
+      to: { path: "^src/(agents|server|cli)/|^tools/|^src/tasks/composed/|^src/(main|service)\\.ts$" },
+    },
+    {
+      name: "composed-task-uses-only-its-own-tools",
+      comment:
+        "src/tasks/composed/<task>.ts puts the task's steps together from its own rules " +
+        "(src/tasks/<task>), its own tools (tools/<task>) and shared ones (tools/common); like the rest " +
+        "of the task it knows no agent and no server.",
+      severity: "error",
+      from: { path: "^src/tasks/composed/([^/.]+)\\.ts$" },
+      to: { path: "^src/(agents|server|cli)/|^tools/|^src/tasks/(?!$1/|composed/)|^src/(main|service)\\.ts$", pathNot: "^tools/($1|common)/" },
     },
     {
       name: "tools-know-no-agent-or-server",
@@ -147,10 +158,13 @@ module.exports = {
       name: "tool-group-uses-only-its-own-task",
       comment:
         "tools/<group> may use src/tasks/<group> and no other task (tools/sms -> src/tasks/sms; " +
-        "tools/common uses no task at all), so a task can be left out of an agent with its tools.",
+        "tools/common uses no task at all), so a task can be left out of an agent with its tools (and " +
+        "never src/tasks/composed, which is built from the tools). The one door into another task is " +
+        "its start module (src/tasks/<task>/start.ts): a tool may start a task (tools/callback starts " +
+        "the SMS task), and then depends on it.",
       severity: "error",
       from: { path: "^tools/([^/]+)/" },
-      to: { path: "^src/tasks/", pathNot: "^src/tasks/$1/" },
+      to: { path: "^src/tasks/", pathNot: "^src/tasks/($1/|[^/]+/start\\.ts$)" },
     },
     {
       name: "server-knows-no-flow",

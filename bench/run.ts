@@ -9,7 +9,7 @@ import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { initialCallState } from "../src/tasks/sms/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import { smsConsentFlow } from "../src/agents/reception/flow.js";
+import { receptionFlow } from "../src/agents/reception/flow.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
@@ -168,11 +168,11 @@ async function benchRoundTrips() {
     const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
     // Tool schemas and prompt values read only the config; the ledger and limits are not touched here.
     const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() };
-    const values = smsConsentFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), services);
+    const values = receptionFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), services);
     const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
-    const spec = (t: (typeof smsConsentFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services), true);
-    const llmSteps = smsConsentFlow.steps.filter((s) => s.kind === "llm");
-    const allTools = smsConsentFlow.steps.flatMap((s) => s.tools).filter((t, i, a) => a.findIndex((x) => x.name === t.name) === i);
+    const spec = (t: (typeof receptionFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services), true);
+    const llmSteps = receptionFlow.steps.filter((s) => s.kind === "llm");
+    const allTools = receptionFlow.steps.flatMap((s) => s.tools).filter((t, i, a) => a.findIndex((x) => x.name === t.name) === i);
     const monolith = estimate([fill(prompts.persona), ...llmSteps.map((s) => fill(prompts.stepPrompt(s.prompt))), allTools.map(spec)]);
     return { monolith };
   };

@@ -15,6 +15,7 @@ import { createService } from "./service.js";
 import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisCallStore } from "./store/redisCallStore.js";
+import { RedisOutbox } from "./outbox/redisOutbox.js";
 
 const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
 
@@ -35,7 +36,9 @@ Environment (wins over the config file):
                                    required on a non-loopback HOST unless server.allowNoToken: true
   LOG_LEVEL                        overrides logLevel: fatal, error, warn, info, debug, trace, silent
   CONFIG                           config file path (--config wins)
-  REDIS_URL, REDIS_PREFIX          call state, locks and SMS limits in Redis, shared by instances
+  REDIS_URL, REDIS_PREFIX          call state, locks, SMS limits and the callback outbox in Redis, shared by instances
+  CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
+                                   callback.endpoint.secretEnv names)
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
 `;
 
@@ -137,6 +140,11 @@ async function main(): Promise<void> {
     // REDIS_PREFIX separates several deployments (or test runs) on one Redis.
     store: redis ? new RedisCallStore(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : new MemoryCallStore(Date.now, config.limits.sessionTtlSeconds * 1000),
     limiter: redis ? new RedisRateLimiter(redis, `${env.REDIS_PREFIX || "aiflow:"}limit:`) : new MemoryRateLimiter(),
+    // The callback agent's reports wait in Redis too, so any instance posts them, also after one died.
+    outbox: redis && config.agent === "callback" ? new RedisOutbox(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : undefined,
+    callbackSecret: config.agent === "callback" ? callbackSecret(config, env, demo) : undefined,
+    // A demo's test calls are never posted to a real receiver.
+    startPoster: !demo,
     closeAlso: redis ? [() => redis.quit()] : [],
     healthInfo: demo ? { demo: true, model: "scripted" } : undefined,
   });
@@ -170,6 +178,7 @@ async function main(): Promise<void> {
     url: `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}/webhook`,
     model: config.llm.model,
     fallbacks: demo ? [] : config.llm.fallbacks.map((f) => f.model),
+    agent: config.agent,
     language: config.language,
     auth: Boolean(apiToken),
     endpoint: demo ? "none (built-in scripted model)" : (env.OPENAI_BASE_URL ?? "api.openai.com"),
@@ -179,6 +188,15 @@ async function main(): Promise<void> {
   // Loud on purpose: a demo answers like the real service but no LLM is behind it.
   if (demo) logger.warn({ ...ready, demo: true }, "DEMO MODE: scripted model, not a real LLM; sipgate AI Flow agent ready: POST /webhook");
   else logger.info(ready, "sipgate AI Flow agent ready: POST /webhook");
+}
+
+/** The callback agent's signing secret: from the variable the config names; a demo signs with a throwaway one. */
+function callbackSecret(config: AppConfig, env: NodeJS.ProcessEnv, demo: boolean): string {
+  const name = config.callback!.endpoint.secretEnv;
+  const secret = env[name];
+  if (secret) return secret;
+  if (demo) return "demo-secret-not-for-production";
+  throw new ConfigError(`callback.endpoint.secretEnv: set ${name} to the signing secret the receiver checks the X-Signature header with`);
 }
 
 main().catch((e) => {

@@ -1,20 +1,26 @@
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
-import type { AppConfig } from "./config/schema.js";
+import type { AgentName, AppConfig } from "./config/schema.js";
 import { packageRoot } from "./config/paths.js";
 import { Engine } from "./engine/engine.js";
 import type { TurnRecord } from "./core/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
-import { smsConsentFlow } from "./agents/reception/flow.js";
+import { receptionFlow } from "./agents/reception/flow.js";
+import { callbackFlow } from "./agents/callback/flow.js";
+import { OutboxReports } from "./agents/callback/outboxReports.js";
 import type { SmsSlice } from "./tasks/sms/state.js";
-import type { ReceptionFlowTypes } from "./agents/reception/flow.js";
+import type { FlowDef, FlowTypes } from "./engine/define.js";
 import type { EngineOptions } from "./engine/options.js";
+import { MemoryOutbox } from "./outbox/memoryOutbox.js";
+import type { Outbox } from "./outbox/outbox.js";
+import { OutboxPoster } from "./outbox/webhookPoster.js";
 import { openingLine } from "./config/disclosure.js";
 import { FileLedger } from "./ledger/fileLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
+import { ConfigError } from "./config/load.js";
 import { Metrics } from "./metrics/metrics.js";
 import { MeteredLedger } from "./metrics/meteredLedger.js";
 import { MemoryRateLimiter, type RateLimiter } from "./store/rateLimiter.js";
@@ -45,13 +51,26 @@ export interface ServiceOptions {
   healthInfo?: Record<string, unknown>;
   /** Closed with the service (e.g. the Redis connection behind store and limiter). */
   closeAlso?: Array<() => Promise<unknown>>;
+  /** The callback agent's durable outbox (Redis when instances share one; default in memory). */
+  outbox?: Outbox;
+  /** The callback agent's signing secret (default: the environment variable `callback.endpoint.secretEnv` names). */
+  callbackSecret?: string;
+  /** Post due callback reports in the background (default true; tests drive the poster themselves). */
+  startPoster?: boolean;
 }
+
+/** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
+export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "process" | "drain">;
 
 export interface Service {
   app: FastifyInstance;
-  engine: Engine<ReceptionFlowTypes>;
-  pipeline: CallPipeline<ReceptionFlowTypes>;
+  /** The agent `agent:` picked (its flow drawn by `npm run flow:diagram`). */
+  flow: FlowDef<FlowTypes>["name"];
+  pipeline: AgentPipeline;
   store: CallStore<SmsSlice>;
+  /** The callback agent's report poster (undefined for other agents). */
+  poster?: OutboxPoster;
+  outbox?: Outbox;
   ledger: ConsentLedger;
   logger: Logger;
   metrics: Metrics;
@@ -84,40 +103,74 @@ export function createService(opts: ServiceOptions): Service {
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);
-  const engine = new Engine<ReceptionFlowTypes>({
-    flow: smsConsentFlow,
-    services: { config, ledger, limiter },
-    options,
-    prompts,
-    model: opts.model,
-    log: logger,
-    now,
-  });
-  const pipeline = new CallPipeline<ReceptionFlowTypes>({
-    engine,
-    store,
-    options,
-    prompts,
-    log: logger,
-    clock: opts.clock ?? systemClock,
-    // One "event handled" line per committed turn, the same for both transports.
-    onTurn: (turn, event, via) => {
-      logger.info(turnLogFields(turn, event, via), "event handled");
-      metrics.observeTurn(turn);
-      try {
-        opts.onTurn?.(turn);
-      } catch (e) {
-        // An observer's bug must not cost the caller the answer (it may carry a send_sms already on record).
-        logger.error({ err: e }, "onTurn observer failed");
-      }
-    },
-    onAnswer: (kind) => metrics.observeAnswer(kind),
-  });
+  /** The engine and pipeline for one agent's flow: the only part that differs between agents. */
+  const wire = <F extends FlowTypes>(flow: FlowDef<F>, services: F["services"]): CallPipeline<F> => {
+    const engine = new Engine<F>({ flow, services, options, prompts, model: opts.model, log: logger, now });
+    return new CallPipeline<F>({
+      engine,
+      // The store keeps whatever JSON state the pipeline commits; this agent's pipeline is the only writer of its calls.
+      store: store as CallStore<F["state"]>,
+      options,
+      prompts,
+      log: logger,
+      clock: opts.clock ?? systemClock,
+      // One "event handled" line per committed turn, the same for both transports.
+      onTurn: (turn, event, via) => {
+        logger.info(turnLogFields(turn, event, via), "event handled");
+        metrics.observeTurn(turn);
+        try {
+          opts.onTurn?.(turn);
+        } catch (e) {
+          // An observer's bug must not cost the caller the answer (it may carry a send_sms already on record).
+          logger.error({ err: e }, "onTurn observer failed");
+        }
+      },
+      onAnswer: (kind) => metrics.observeAnswer(kind),
+    });
+  };
+  let pipeline: AgentPipeline;
+  let poster: OutboxPoster | undefined;
+  let outbox: Outbox | undefined;
+  // One case per agent in AGENTS (src/config/schema.ts): a new agent without one does not compile.
+  const agent: AgentName = config.agent;
+  switch (agent) {
+    case "reception":
+      pipeline = wire(receptionFlow, { config, ledger, limiter });
+      break;
+    case "callback": {
+      const callback = config.callback!;
+      const secret = opts.callbackSecret ?? process.env[callback.endpoint.secretEnv];
+      if (!secret) throw new ConfigError(`callback.endpoint.secretEnv: the environment variable ${callback.endpoint.secretEnv} holds no signing secret`);
+      outbox = opts.outbox ?? new MemoryOutbox(now);
+      pipeline = wire(callbackFlow, { config, ledger, limiter, reports: new OutboxReports(outbox, now) });
+      const e = callback.endpoint;
+      poster = new OutboxPoster({
+        outbox,
+        url: e.url,
+        secret,
+        timeoutMs: e.timeoutMs,
+        maxAttempts: e.maxAttempts,
+        backoff: e.backoff,
+        pollMs: e.pollMs,
+        batch: 20,
+        // A claim outlives a post that runs into its timeout; an instance that died leaves its claims this long.
+        leaseMs: Math.max(30_000, e.timeoutMs * 3),
+        log: logger.child({ component: "callback-poster" }),
+        now,
+      });
+      if (opts.startPoster ?? true) poster.start();
+      break;
+    }
+    default:
+      throw new Error(`no agent ${agent satisfies never}`);
+  }
   const app = buildApp({ config, pipeline, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo });
   return {
     app,
-    engine,
+    flow: config.agent,
     pipeline,
+    poster,
+    outbox,
     store,
     ledger,
     logger,
@@ -127,6 +180,9 @@ export function createService(opts: ServiceOptions): Service {
       await app.close();
       // Turns that missed their deadline still run in the background: they finish and commit first.
       await pipeline.drain();
+      // Posts in flight finish; what is not due yet waits in the outbox for the next start.
+      await poster?.stop();
+      await outbox?.close();
       await store.close();
       await ledger.close();
       for (const c of opts.closeAlso ?? []) await c();

@@ -11,7 +11,8 @@ import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { mermaidDiagram } from "../src/engine/diagram.js";
-import { smsConsentFlow } from "../src/agents/reception/flow.js";
+import { receptionFlow } from "../src/agents/reception/flow.js";
+import { callbackFlow } from "../src/agents/callback/flow.js";
 
 const scenarios = loadScenarios("evals/scenarios");
 const configs: Record<string, AppConfig> = { "de-DE": loadConfigFile("config/agent.yaml"), "en-US": loadConfigFile("config/agent.en-US.yaml") };
@@ -234,13 +235,19 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(r.stdout).toMatch(/🛠 record_consent\(\{"consented":false\}\)/);
   }, 30_000);
 
-  it("flow:diagram prints Mermaid generated from the flow, and the README embeds exactly that", () => {
-    const diagram = mermaidDiagram(smsConsentFlow);
-    expect(diagram).toMatch(/^flowchart LR/);
-    expect(diagram).toContain('confirm_consent -- "record_consent" --> send_sms');
-    expect(diagram).toContain('main -- "event sms_failed" --> confirm_consent');
+  it("flow:diagram prints Mermaid generated from both agents' flows, and the README embeds exactly that", () => {
+    const reception = mermaidDiagram(receptionFlow);
+    const callback = mermaidDiagram(callbackFlow);
+    expect(reception).toMatch(/^flowchart LR/);
+    expect(reception).toContain('confirm_consent -- "record_consent" --> send_sms');
+    expect(reception).toContain('any_step -- "event sms_failed" --> confirm_consent');
+    // The callback agent reaches the same SMS task, drawn as a subgraph.
+    expect(callback).toContain('subgraph sms_task["task: sms_task"]');
+    expect(callback).toContain('offer_sms -- "offer_sms_confirmation" --> confirm_consent');
     const cli = execFileSync(TSX, ["src/cli/flowDiagram.ts"], { encoding: "utf8" });
-    expect(cli.trim()).toBe(diagram);
-    expect(readFileSync("README.md", "utf8")).toContain("```mermaid\n" + diagram + "\n```");
+    expect(cli.trim()).toBe(`%% agent: reception\n${reception}\n\n%% agent: callback\n${callback}`);
+    const readme = readFileSync("README.md", "utf8");
+    expect(readme).toContain("```mermaid\n" + reception + "\n```");
+    expect(readme).toContain("```mermaid\n" + callback + "\n```");
   }, 30_000);
 });

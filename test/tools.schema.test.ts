@@ -20,7 +20,13 @@ import { pino } from "pino";
 import { readSections } from "../src/engine/markdownSections.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import { smsConsentFlow } from "../src/agents/reception/flow.js";
+import { receptionFlow } from "../src/agents/reception/flow.js";
+import { callbackFlow } from "../src/agents/callback/flow.js";
+import { initialCallbackSlice } from "../src/tasks/callback/state.js";
+import type { FlowDef, FlowTypes } from "../src/engine/define.js";
+
+/** Both shipped agents: every tool file must be used by one of them. */
+const AGENTS = [receptionFlow, callbackFlow] as unknown as FlowDef<FlowTypes>[];
 import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import { testConfig } from "./support/harness.js";
@@ -32,7 +38,10 @@ function toolFiles(dir = join(ROOT, "tools")): string[] {
   return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : f.endsWith(".ts") ? [join(dir, f)] : []));
 }
 const exportedTools: ToolDef<ReceptionFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<ReceptionFlowTypes>[]))).flat();
-const llmSteps: LlmStep<ReceptionFlowTypes>[] = smsConsentFlow.steps.filter((s): s is LlmStep<ReceptionFlowTypes> => s.kind === "llm");
+/** Every LLM step of both agents (the SMS task's steps once: both include the same task). */
+const llmSteps: LlmStep<ReceptionFlowTypes>[] = [
+  ...new Map(AGENTS.flatMap((f) => f.steps).filter((s) => s.kind === "llm").map((s) => [s.name, s as unknown as LlmStep<ReceptionFlowTypes>])).values(),
+];
 const stepTools: ToolDef<ReceptionFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
 /** Every distinct tool: a file in tools/ or offered by an LLM step. */
 const allTools: ToolDef<ReceptionFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
@@ -75,6 +84,21 @@ const EXPECTED: Record<string, Expected> = {
   cancel_sms: { keys: [] },
   ask_for_other_number: { keys: [] },
   end_call: { keys: [] },
+  note_callback_detail: {
+    keys: ["field", "value"],
+    check: (p) => {
+      expect(p.field!.enum).toEqual(["name", "reason", "time_window"]);
+      expect(p.value!.type).toBe("string");
+    },
+  },
+  confirm_callback_detail: {
+    keys: ["field", "correct"],
+    check: (p) => {
+      expect(p.field!.enum).toEqual(["name", "reason", "time_window"]);
+      expect(p.correct!.type).toBe("boolean");
+    },
+  },
+  offer_sms_confirmation: { keys: [] },
   transfer_call: {
     // The shipped configs name no transfer target: a plain string the tool answers "not possible" to.
     keys: ["target"],
@@ -90,7 +114,7 @@ function sorted(xs: Iterable<string>): string[] {
 }
 
 describe("the tool set", () => {
-  it("tools/ holds the eight shipped tools, one file each", () => {
+  it("tools/ holds the shipped tools, one file each", () => {
     expect(sorted(exportedTools.map((t) => t.name))).toEqual(sorted(Object.keys(EXPECTED)));
     expect(toolFiles()).toHaveLength(exportedTools.length);
   });
@@ -100,25 +124,29 @@ describe("the tool set", () => {
   });
 
   it("every exported tool is used by a step: offered to the model, or run by a code step", () => {
-    const used = smsConsentFlow.steps.flatMap((s) => s.tools.map((t) => t.name));
+    const used = AGENTS.flatMap((f) => f.steps.flatMap((s) => s.tools.map((t) => t.name)));
     for (const t of exportedTools) expect(used).toContain(t.name);
   });
 
   it("sending is a code step only: no LLM step offers send_confirmation_sms", () => {
     expect(stepTools.map((t) => t.name)).not.toContain("send_confirmation_sms");
-    expect(smsConsentFlow.steps.find((s) => s.name === "send_sms")).toMatchObject({ kind: "code" });
+    for (const f of AGENTS) expect(f.steps.find((s) => s.name === "send_sms")).toMatchObject({ kind: "code" });
   });
 
   it("no step offers the same tool twice", () => {
     for (const s of llmSteps) expect(new Set(s.tools.map((t) => t.name)).size).toBe(s.tools.length);
   });
 
-  it("the flow has the expected LLM steps and tools per step", () => {
-    expect(Object.fromEntries(llmSteps.map((s) => [s.name, s.tools.map((t) => t.name)]))).toEqual({
-      main: ["start_sms_flow", "transfer_call", "end_call"],
+  it("each agent has the expected LLM steps and tools per step", () => {
+    const perStep = (f: FlowDef<FlowTypes>) => Object.fromEntries(f.steps.filter((s) => s.kind === "llm").map((s) => [s.name, s.tools.map((t) => t.name)]));
+    const smsTask = {
       collect_number: ["collect_phone_number", "cancel_sms"],
       confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
-    });
+    };
+    expect(perStep(AGENTS[0]!)).toEqual({ main: ["start_sms_flow", "transfer_call", "end_call"], ...smsTask });
+    expect(perStep(AGENTS[1]!)).toEqual({ collect_details: ["note_callback_detail", "confirm_callback_detail", "end_call"], wrap_up: ["end_call"], ...smsTask });
+    // The callback agent offers the SMS by code, never by the model.
+    expect(AGENTS[1]!.steps.find((s) => s.name === "offer_sms")).toMatchObject({ kind: "code" });
   });
 });
 
@@ -366,16 +394,16 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
   // Line and note keys are typed (a typo is a compile error) and listed by the engine and the flow;
   // the engine refuses to start when one is missing. These check the lists against prompts/ both ways.
   it("every line key the engine or the flow declares exists in both lines.md, and every line there is declared", () => {
-    const declared = sorted(new Set([...ENGINE_LINES, ...smsConsentFlow.lines]));
+    const declared = sorted(new Set([...ENGINE_LINES, ...AGENTS.flatMap((f) => f.lines)]));
     for (const lang of LANGUAGES) expect({ lang, keys: sorted(libraries[lang].lineKeys()) }).toEqual({ lang, keys: declared });
   });
 
   it("every note key the engine or the flow declares exists in model-notes.md, and every note there is declared", () => {
-    expect(sorted(libraries["de-DE"].noteKeys())).toEqual(sorted(new Set([...ENGINE_NOTES, ...smsConsentFlow.notes])));
+    expect(sorted(libraries["de-DE"].noteKeys())).toEqual(sorted(new Set([...ENGINE_NOTES, ...AGENTS.flatMap((f) => f.notes)])));
   });
 
   it("a flow that declares a line prompts/ does not have stops at start-up, naming it", () => {
-    const broken = { ...smsConsentFlow, lines: [...smsConsentFlow.lines, "no_such_line" as never] };
+    const broken = { ...receptionFlow, lines: [...receptionFlow.lines, "no_such_line" as never] };
     const config = testConfig();
     expect(
       () =>
@@ -394,15 +422,26 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
     ).toThrow(/line no_such_line/);
   });
 
-  it("every {placeholder} in persona.md and the step prompts has a value from the flow's promptValues", () => {
-    for (const [lang, config] of configs) {
-      const state: CallState = initialCallState({ sessionId: "s", direction: "inbound", callerNumber: "4915112345678", language: lang as Language, step: "main" });
-      const values = smsConsentFlow.promptValues(state, servicesFor(config));
-      const lib = libraries[lang as Language];
-      const texts = [["persona", lib.persona] as const, ...llmSteps.map((s) => [s.prompt, lib.stepPrompt(s.prompt)] as const)];
-      for (const [where, text] of texts) {
-        const unknown = placeholders(text).filter((p) => !(p in values));
-        expect({ lang, where, unknown }).toEqual({ lang, where, unknown: [] });
+  it("every {placeholder} in persona.md and the step prompts has a value from its agent's promptValues", () => {
+    const callbackConfigs: Array<[string, AppConfig]> = [
+      ["de-DE", testConfig({}, "config/callback.yaml")],
+      ["en-US", testConfig({ agent: "callback", callback: { endpoint: { url: "https://receiver.example/hook" }, smsSlots: { info: "opening_hours" } } }, "config/agent.en-US.yaml")],
+    ];
+    const agents: Array<[FlowDef<FlowTypes>, Array<[string, AppConfig]>, object]> = [
+      [AGENTS[0]!, configs, {}],
+      [AGENTS[1]!, callbackConfigs, initialCallbackSlice()],
+    ];
+    for (const [flow, agentConfigs, slice] of agents) {
+      for (const [lang, config] of agentConfigs) {
+        const state: CallState = { ...initialCallState({ sessionId: "s", direction: "inbound", callerNumber: "4915112345678", language: lang as Language, step: flow.initialStep }), ...slice };
+        const values = flow.promptValues(state, { ...servicesFor(config), reports: { save: async () => undefined } });
+        const lib = libraries[lang as Language];
+        const steps = flow.steps.filter((s): s is LlmStep<FlowTypes> => s.kind === "llm");
+        const texts = [["persona", lib.persona] as const, ...steps.map((s) => [s.prompt, lib.stepPrompt(s.prompt)] as const)];
+        for (const [where, text] of texts) {
+          const unknown = placeholders(text).filter((p) => !(p in values));
+          expect({ agent: flow.name, lang, where, unknown }).toEqual({ agent: flow.name, lang, where, unknown: [] });
+        }
       }
     }
   });

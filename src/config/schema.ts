@@ -46,8 +46,46 @@ export const smsSlotSchema = z
   })
   .strict();
 
+/** The agents this service ships; `agent:` in the config picks one. */
+export const AGENTS = ["reception", "callback"] as const;
+export type AgentName = (typeof AGENTS)[number];
+
+/** The callback agent: where the collected request goes after the call, and the SMS it offers. */
+export const callbackConfigSchema = z
+  .object({
+    /** The company's receiver: each call's request is POSTed there as JSON, signed, with an idempotency key. */
+    endpoint: z
+      .object({
+        url: z.string().url(),
+        /** Name of the environment variable that holds the HMAC-SHA-256 signing secret (never the secret itself). */
+        secretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name, e.g. CALLBACK_SIGNING_SECRET").default("CALLBACK_SIGNING_SECRET"),
+        timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+        /** Attempts before the post is dead-lettered (kept for an operator, logged as an error). */
+        maxAttempts: z.number().int().min(1).max(100).default(10),
+        backoff: z
+          .object({
+            initialMs: z.number().int().min(10).default(2000),
+            maxMs: z.number().int().min(10).default(600_000),
+            factor: z.number().min(1).max(10).default(2),
+          })
+          .strict()
+          .default({}),
+        /** How often each instance looks for due posts. */
+        pollMs: z.number().int().min(10).max(60_000).default(1000),
+      })
+      .strict(),
+    /**
+     * The SMS confirmation the agent offers once the request is confirmed: for each slot of
+     * `sms.slots`, the option to send. A fixed text: nothing the caller said goes into an SMS.
+     */
+    smsSlots: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
+    /** Which agent answers calls: reception (questions, SMS, transfer) or callback (callback requests). */
+    agent: z.enum(AGENTS).default("reception"),
     language: z.enum(LANGUAGES),
     homeCountry: countryCode.default("DE"),
     business: z
@@ -242,6 +280,8 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Settings of the callback agent; required when `agent: callback`. */
+    callback: callbackConfigSchema.optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** USD per million tokens, by model name: evals estimate cost per call from it. */
     pricing: z
@@ -275,6 +315,17 @@ export const configSchema = z
     check(cfg.greeting, ["business_name"], ["greeting"], "is unknown; only {business_name} is filled");
     if (cfg.disclosure.line) check(cfg.disclosure.line, ["business_name"], ["disclosure", "line"], "is unknown; only {business_name} is filled");
     check(cfg.consent.question, ["number", "business_name"], ["consent", "question"], "is unknown; use {number} or {business_name}");
+    if (cfg.agent === "callback" && !cfg.callback) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback"], message: "agent: callback needs a callback section (at least callback.endpoint.url)" });
+    for (const [slot, option] of Object.entries(cfg.callback?.smsSlots ?? {})) {
+      const declared = cfg.sms.slots[slot];
+      if (!declared) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `is not a slot declared in sms.slots` });
+      else if (!(option in declared.options)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `"${option}" is not an option of sms.slots.${slot}` });
+    }
+    if (cfg.agent === "callback") {
+      for (const slot of Object.keys(cfg.sms.slots)) {
+        if (!(slot in (cfg.callback?.smsSlots ?? {}))) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots"], message: `names no option for sms.slots.${slot}: the confirmation SMS could not be rendered` });
+      }
+    }
   });
 
 export type AppConfig = z.infer<typeof configSchema>;

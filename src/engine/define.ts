@@ -3,7 +3,6 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
 import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
-import { FlowDefinitionError } from "./errors.js";
 import type { TurnContext } from "./turnContext.js";
 
 /**
@@ -12,19 +11,32 @@ import type { TurnContext } from "./turnContext.js";
  * brings itself. The engine that runs it knows no flow.
  */
 
-/** The types one flow brings, so tools, hooks and the gate are checked against them at compile time. */
+/**
+ * A set of keys (lines, notes, reason codes) written as what accepts them. That makes it
+ * contravariant: a flow that knows more keys is a subtype of one that knows fewer, so code
+ * written for a task (which speaks the task's lines) runs in any host flow that includes them,
+ * with no cast. `Keys<"a" | "b">`; read the keys back with `KeyOf`.
+ */
+export type Keys<K extends string> = (key: K) => void;
+export type KeyOf<T> = T extends Keys<infer K> ? K : never;
+
+/** The types one flow (or task) brings, so tools, hooks and the gate are checked against them at compile time. */
 export interface FlowTypes {
   /** The flow's slice of call state (the SMS task: `{ sms }`). */
   state: object;
   /** What its tools, hooks and gate use: config, ledger, limits… */
   services: object;
   /** Keys of prompts/<lang>/lines.md the flow speaks: a typo is a compile error. */
-  lines: string;
+  lines: Keys<never>;
   /** Keys of prompts/model-notes.md its tools answer with. */
-  notes: string;
+  notes: Keys<never>;
   /** Reason codes of its guard decisions. */
-  reasons: string;
+  reasons: Keys<never>;
 }
+
+export type LineKey<F extends FlowTypes> = KeyOf<F["lines"]>;
+export type NoteKey<F extends FlowTypes> = KeyOf<F["notes"]>;
+export type ReasonKey<F extends FlowTypes> = KeyOf<F["reasons"]>;
 
 /** A step name, or "exit": back to the step that entered the sub-flow. */
 export type Transition = string;
@@ -100,7 +112,7 @@ export type Observer<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, ev
 export type EventHook<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, event: AiFlowEvent) => Promise<HookOutcome> | HookOutcome;
 
 /** The flow's verdict on text the model wants to say (e.g. no false claim that an SMS arrived). */
-export type ModelTextVerdict<F extends FlowTypes> = { allowed: true } | { allowed: false; decision: GuardDecision<F["reasons"]>; correction: F["notes"] };
+export type ModelTextVerdict<F extends FlowTypes> = { allowed: true } | { allowed: false; decision: GuardDecision<ReasonKey<F>>; correction: NoteKey<F> };
 
 /** Checks every action before it leaves; the flow's own policy (the SMS gate). */
 export interface ActionGate<F extends FlowTypes = FlowTypes> {
@@ -114,8 +126,8 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   /** The flow's slice of a new call's state. */
   initialState: () => F["state"];
   /** Every line and note key the flow uses: checked against prompts/ at start-up. */
-  lines: readonly F["lines"][];
-  notes: readonly F["notes"][];
+  lines: readonly LineKey<F>[];
+  notes: readonly NoteKey<F>[];
   /** Values for `{placeholders}` in step prompts, computed from state. */
   promptValues: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
   /** Events the flow handles itself (dtmf_received, sms_failed, …). */
@@ -135,21 +147,48 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   neverReplay: readonly AiFlowAction["type"][];
   /** A committed turn's actions that never left (its answer was dropped, or its instance lost the call): the flow's evidence. */
   onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
+  /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
+  afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
+  tasks?: readonly TaskDef<F>[];
+}
+
+/**
+ * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host
+ * step by a tool's transition and left with "exit" (back to the step that entered it), and the
+ * hooks, observers, gate and checks that come with them. `defineFlow` composes a flow's tasks
+ * into it, so the engine runs one flat flow and knows no task.
+ */
+export interface TaskDef<F extends FlowTypes = FlowTypes> {
+  name: string;
+  steps: StepDef<F>[];
+  /** The step tools enter the task at (drawn in diagrams). */
+  entrySteps: readonly string[];
+  lines: readonly LineKey<F>[];
+  notes: readonly NoteKey<F>[];
+  promptValues?: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
+  hooks?: Partial<Record<AiFlowEvent["type"], EventHook<F>>>;
+  hookTransitions?: Partial<Record<AiFlowEvent["type"], Transition[]>>;
+  observers?: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
+  gate?: ActionGate<F>;
+  checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
+  neverReplay?: readonly AiFlowAction["type"][];
+  onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
+  /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
+  afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+}
+
+/**
+ * A task written against its own types `T`, for a host flow `H` that includes them: `H extends T`
+ * says the host's state and services hold the task's, and (as `Keys` is contravariant) that the
+ * host's lines, notes and reasons include the task's. That makes every TaskDef<T> a sound
+ * TaskDef<H>; TypeScript cannot evaluate a generic `H`'s key sets to see it, so a task factory
+ * generic over its host uses this one widening instead of casts of its own.
+ */
+export function hostTask<T extends FlowTypes, H extends T>(task: TaskDef<T>): TaskDef<H> {
+  return task as unknown as TaskDef<H>;
 }
 
 export function defineStep<F extends FlowTypes>() {
   return <S extends StepDef<F>>(step: S): S => step;
-}
-
-/** Checks the flow's shape at definition time: unique steps, a known initial step, declared transitions that exist. */
-export function defineFlow<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
-  const names = new Set<string>();
-  for (const s of flow.steps) {
-    if (names.has(s.name)) throw new FlowDefinitionError(`flow ${flow.name}: duplicate step name ${s.name}`);
-    names.add(s.name);
-  }
-  if (!names.has(flow.initialStep)) throw new FlowDefinitionError(`flow ${flow.name}: initial step ${flow.initialStep} is not defined`);
-  const targets = [...flow.steps.flatMap((s) => s.tools.flatMap((t) => t.transitions)), ...Object.values(flow.hookTransitions).flat()];
-  for (const t of targets) if (t !== "exit" && !names.has(t!)) throw new FlowDefinitionError(`flow ${flow.name}: a transition names unknown step ${t}`);
-  return flow;
 }

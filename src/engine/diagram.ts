@@ -1,14 +1,25 @@
-import type { FlowDef, FlowTypes } from "./define.js";
+import type { FlowDef, FlowTypes, StepDef } from "./define.js";
 
 /**
- * A Mermaid flowchart drawn from the flow definition itself: steps, the tools each offers,
- * and the transitions tools and event hooks declare (the engine enforces those).
+ * A Mermaid flowchart drawn from the flow definition itself: steps, the tools each offers, the
+ * transitions tools and event hooks declare (the engine enforces those), and each task the flow
+ * includes as a subgraph that is left "back" to the step that started it.
  */
 export function mermaidDiagram<F extends FlowTypes>(flow: FlowDef<F>): string {
   const lines = ["flowchart LR"];
-  for (const s of flow.steps) {
+  const tasks = flow.tasks ?? [];
+  const taskOf = new Map<string, string>();
+  for (const t of tasks) for (const s of t.steps) taskOf.set(s.name, t.name);
+  const node = (s: StepDef<F>, indent: string) => {
     const tools = s.tools.map((t) => t.name).join(" · ");
-    lines.push(`  ${s.name}["${s.name} (${s.kind === "llm" ? "LLM" : "code"})${tools ? `<br/>${tools}` : ""}"]`);
+    lines.push(`${indent}${s.name}["${s.name} (${s.kind === "llm" ? "LLM" : "code"})${tools ? `<br/>${tools}` : ""}"]`);
+  };
+  for (const s of flow.steps) if (!taskOf.has(s.name)) node(s, "  ");
+  for (const t of tasks) {
+    lines.push(`  subgraph ${t.name}["task: ${t.name}"]`);
+    for (const s of t.steps) node(s, "    ");
+    lines.push(`    ${t.name}_back(("back: to the step that started the task, or the one its start named"))`);
+    lines.push("  end");
   }
   lines.push(`  start(("call")) --> ${flow.initialStep}`);
   const seen = new Set<string>();
@@ -19,16 +30,18 @@ export function mermaidDiagram<F extends FlowTypes>(flow: FlowDef<F>): string {
     lines.push(`  ${from} -- "${label}" --> ${to}`);
   };
   for (const s of flow.steps) {
+    const task = taskOf.get(s.name);
     for (const t of s.tools) {
       for (const target of t.transitions) {
-        // exit_flow returns to the step that entered the sub-flow: the initial step in this flow.
-        if (target === "exit") edge(s.name, flow.initialStep, `${t.name}: back`);
+        // "exit" returns to the step that entered: a task's caller, or in a plain flow its initial step.
+        if (target === "exit") edge(s.name, task ? `${task}_back` : flow.initialStep, `${t.name}: back`);
         else edge(s.name, target, t.name);
       }
     }
   }
-  for (const [event, targets] of Object.entries(flow.hookTransitions)) {
-    for (const target of targets ?? []) edge(flow.initialStep, target, `event ${event}`);
-  }
+  // An event hook may move the flow from wherever the call is.
+  const hooked = Object.entries(flow.hookTransitions).filter(([, targets]) => (targets ?? []).length > 0);
+  if (hooked.length) lines.push(`  any_step(("any step"))`);
+  for (const [event, targets] of hooked) for (const target of targets ?? []) edge("any_step", target, `event ${event}`);
   return lines.join("\n");
 }

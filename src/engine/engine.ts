@@ -115,7 +115,14 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       return { record, next };
     };
 
-    if (event.type === "session_end") return finish({ kind: "delete" });
+    if (event.type === "session_end") {
+      // The call is over: its bookkeeping (a flow's after-call report, say) still runs on the last state.
+      if (current) {
+        const turn = this.turn(current, event, record, stream);
+        await this.router.observe(turn, event).catch((e: Error) => turn.log.error({ sessionId, err: e.stack ?? e.message }, "session_end observer failed"));
+      }
+      return finish({ kind: "delete" });
+    }
 
     const isNew = !current;
     const state = current ?? this.newState(event);
@@ -145,6 +152,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
 
     try {
       await this.router.route(turn, event, isNew);
+      await this.deps.flow.afterTurn?.(turn);
     } catch (e) {
       if (e instanceof FlowDefinitionError) turn.log.error({ sessionId, err: e.message }, "flow definition error");
       // A bug must not cost the caller the call: keep what was said, repair history, apologize.

@@ -3,7 +3,7 @@ import { actions, type AiFlowAction, type SpeakOptions } from "../aiflow/actions
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState, HistoryMessage } from "../core/callState.js";
 import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
-import type { FlowTypes, ToolDef } from "./define.js";
+import type { FlowTypes, LineKey, NoteKey, ReasonKey, ToolDef } from "./define.js";
 import type { EngineLineKey, EngineNoteKey, EngineReason } from "./keys.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
@@ -34,18 +34,18 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   /** Speak text to the caller and remember it in the conversation history. */
   speak(text: string, opts?: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean }): void;
   /** Speak a fixed line from prompts/<language>/lines.md. */
-  say(key: EngineLineKey | F["lines"], values?: Values, opts?: { expectAnswer?: boolean }): string;
+  say(key: EngineLineKey | LineKey<F>, values?: Values, opts?: { expectAnswer?: boolean }): string;
   /** A note only the model reads (tool results), from prompts/model-notes.md. */
-  note(key: EngineNoteKey | F["notes"], values?: Values): string;
+  note(key: EngineNoteKey | NoteKey<F>, values?: Values): string;
   /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
   beginCallerTurn(historyText: string): void;
-  guard(decision: GuardDecision<EngineReason | F["reasons"]>): void;
+  guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void;
   /** Queue an action built with the typed builders; it passes the flow's gate at the end of the turn. */
   emit(action: AiFlowAction): void;
   /** Put an action through the gate now, so the caller of this knows whether it will leave. */
   emitChecked(action: AiFlowAction): Promise<GuardDecision>;
   /** Say goodbye, then hang up once it has been played (or on the next event). */
-  goodbye(key: EngineLineKey | F["lines"]): void;
+  goodbye(key: EngineLineKey | LineKey<F>): void;
   hangupNow(): void;
   /** Run a tool from code (code steps, hooks): in history as a call/result pair like a model's; its transition applies. */
   invokeTool(tool: ToolDef<F>, args?: Record<string, unknown>): Promise<string>;
@@ -150,13 +150,13 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     }
   }
 
-  say(key: EngineLineKey | F["lines"], values: Values = {}, opts: { expectAnswer?: boolean } = {}): string {
+  say(key: EngineLineKey | LineKey<F>, values: Values = {}, opts: { expectAnswer?: boolean } = {}): string {
     const text = this.prompts.line(key, values);
     this.speak(text, opts);
     return text;
   }
 
-  note(key: EngineNoteKey | F["notes"], values: Values = {}): string {
+  note(key: EngineNoteKey | NoteKey<F>, values: Values = {}): string {
     return this.prompts.note(key, values);
   }
 
@@ -182,7 +182,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     this.pendingLines = [];
   }
 
-  goodbye(key: EngineLineKey | F["lines"]): void {
+  goodbye(key: EngineLineKey | LineKey<F>): void {
     this.say(key, {}, { expectAnswer: false });
     this.state.pendingHangup = true;
   }
@@ -207,7 +207,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     return decisions[0] ?? { subject: action.type, allowed: allowed.length > 0, reason: "ok" };
   }
 
-  guard(decision: GuardDecision<EngineReason | F["reasons"]>): void {
+  guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void {
     this.record.guardDecisions.push(decision);
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
   }

@@ -2,7 +2,7 @@ import { actions } from "../aiflow/actions.js";
 import { flowOwnNumber } from "../aiflow/sessionNumbers.js";
 import type { ChatModel, ChatRequest, ChatResponse } from "../llm/chatModel.js";
 import type { GuardDecision } from "../core/turnRecord.js";
-import type { FlowDef, FlowTypes, LlmStep, StepDef } from "./define.js";
+import type { FlowDef, FlowTypes, LlmStep, ModelTextVerdict, ReasonKey, StepDef } from "./define.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { StreamedSpeech } from "./streamedSpeech.js";
@@ -99,24 +99,24 @@ export class TurnRunner<F extends FlowTypes> {
       tools,
       signal: turn.signal,
     };
-    const refuse = (decision: GuardDecision, correction: string) => {
+    const refuse = (decision: GuardDecision<ReasonKey<F>>, correction: string) => {
       turn.guard(decision);
       turn.corrections.push(prompts.note(correction));
     };
-    const check = (text: string): { allowed: true } | { allowed: false; decision: GuardDecision; correction: string } => this.flow.checkModelText?.(text, turn) ?? { allowed: true };
+    const check = (text: string): ModelTextVerdict<F> => this.flow.checkModelText?.(text, turn) ?? { allowed: true };
     // Streaming transports speak sentence by sentence while the model is still writing.
-    let correction = "";
+    let refused: Extract<ModelTextVerdict<F>, { allowed: false }> | undefined;
     const streamed =
       turn.sink && model.stream
         ? new StreamedSpeech(
             (s): GuardDecision => {
               const v = check(s);
               if (v.allowed) return { subject: "utterance", allowed: true, reason: "ok" };
-              correction = v.correction;
+              refused = v;
               return v.decision;
             },
             (s) => turn.speak(s, { fromModel: true }),
-            (d) => refuse(d, correction),
+            () => refused && refuse(refused.decision, refused.correction),
           )
         : undefined;
     const t0 = performance.now();

@@ -5,7 +5,7 @@ import { parseConfig } from "../../src/config/load.js";
 import type { AppConfig, ConfigInput } from "../../src/config/schema.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
-import { createService, type Service } from "../../src/service.js";
+import { createService, type Service, type ServiceOptions } from "../../src/service.js";
 import type { AiFlowAction } from "../../src/aiflow/actions.js";
 import { parseEvent } from "../../src/aiflow/events.js";
 import type { TurnRecord } from "../../src/core/turnRecord.js";
@@ -13,6 +13,11 @@ import { FakeOpenAIServer } from "./fakeOpenAI.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { CallStore } from "../../src/store/callStore.js";
 import type { SmsSlice } from "../../src/tasks/sms/state.js";
+
+/** The callback agent's checked-in config, with test-friendly limits, and the endpoint a test's receiver listens on. */
+export function callbackTestConfig(url: string, patch: Record<string, unknown> = {}): AppConfig {
+  return testConfig(deepMerge({ callback: { endpoint: { url, backoff: { initialMs: 1000, maxMs: 60_000 } } } }, patch), "config/callback.yaml");
+}
 
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */
 export function testConfig(patch: Record<string, unknown> = {}, file = "config/agent.yaml"): AppConfig {
@@ -55,7 +60,16 @@ export interface TestService extends Service {
 
 /** The real service (Fastify, engine, gate, openai client) against a local fake model server. */
 export async function startTestService(
-  opts: { config?: AppConfig; apiToken?: string; fake?: FakeOpenAIServer; onTurn?: (turn: TurnRecord) => void; deadlineClock?: ManualClock; store?: CallStore<SmsSlice> } = {},
+  opts: {
+    config?: AppConfig;
+    apiToken?: string;
+    fake?: FakeOpenAIServer;
+    onTurn?: (turn: TurnRecord) => void;
+    deadlineClock?: ManualClock;
+    store?: CallStore<SmsSlice>;
+    /** The callback agent's outbox, signing secret ("test-secret" by default) and whether its poster runs on its own (default: no, tests drive it). */
+    callback?: Pick<ServiceOptions, "outbox" | "callbackSecret" | "startPoster">;
+  } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
   if (!fake.baseURL) await fake.start();
@@ -80,6 +94,9 @@ export async function startTestService(
     // Answer deadlines move only when a test advances this clock: no answer depends on machine speed.
     clock: deadlineClock,
     store: opts.store,
+    callbackSecret: opts.callback?.callbackSecret ?? "test-secret",
+    outbox: opts.callback?.outbox,
+    startPoster: opts.callback?.startPoster ?? false,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { actions } from "../../src/aiflow/actions.js";
 import { flowOwnNumber } from "../../src/aiflow/sessionNumbers.js";
 import type { AppConfig } from "../../src/config/schema.js";
-import { defineTool, type FlowTypes } from "../../src/engine/define.js";
+import { defineTool, type FlowTypes, type Keys } from "../../src/engine/define.js";
 
 /**
  * Any flow may offer it: hand the call to a person at one of the configured `transfer.targets`.
@@ -20,14 +20,12 @@ export interface TransferSlice {
 export type TransferLineKey = "transfer_announce" | "transfer_announce_unnamed" | "transfer_failed";
 export type TransferNoteKey = "transfer_started" | "transfer_unavailable";
 
-/**
- * What the tool needs from the flow offering it: the transfer settings and a place for the
- * pending mark. Like end_call, it is typed for any flow's lines and notes (a flow with more
- * keys than these could not offer it otherwise); its own keys are checked with `satisfies`.
- */
+/** What the tool needs from the flow offering it: the transfer settings, a place for the pending mark, its lines and notes. */
 export interface TransferFlowTypes extends FlowTypes {
   state: TransferSlice;
   services: { config: AppConfig };
+  lines: Keys<TransferLineKey>;
+  notes: Keys<TransferNoteKey>;
 }
 
 /** One enum of the configured target keys, their descriptions in the parameter's description. */
@@ -51,10 +49,10 @@ export const transferCall = defineTool<TransferFlowTypes>()({
     const own = flowOwnNumber(ctx.event.session);
     if (!to || !own) {
       ctx.log.warn({ sessionId: ctx.sessionId, target, ownNumberKnown: own !== undefined }, "transfer not possible");
-      return ctx.note("transfer_unavailable" satisfies TransferNoteKey);
+      return ctx.note("transfer_unavailable");
     }
-    if (to.name) ctx.say("transfer_announce" satisfies TransferLineKey, { target: to.name }, { expectAnswer: false });
-    else ctx.say("transfer_announce_unnamed" satisfies TransferLineKey, {}, { expectAnswer: false });
+    if (to.name) ctx.say("transfer_announce", { target: to.name }, { expectAnswer: false });
+    else ctx.say("transfer_announce_unnamed", {}, { expectAnswer: false });
     ctx.emit(
       actions.transfer(ctx.sessionId, {
         target_phone_number: to.number,
@@ -65,6 +63,6 @@ export const transferCall = defineTool<TransferFlowTypes>()({
     );
     ctx.state.transfer = { target, at: ctx.nowIso() };
     ctx.log.info({ sessionId: ctx.sessionId, target }, "transfer to a person");
-    return ctx.note("transfer_started" satisfies TransferNoteKey);
+    return ctx.note("transfer_started");
   },
 });

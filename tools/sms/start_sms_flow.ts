@@ -1,8 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
-import { ownNumberCandidate, speakable } from "../../src/tasks/sms/numbers.js";
-import { smsBudget } from "../../src/tasks/sms/smsBudget.js";
-import { STEP } from "../../src/tasks/sms/stepNames.js";
+import { SMS_TASK_ENTRY, startSmsTask } from "../../src/tasks/sms/start.js";
 import type { SmsFlowTypes, SmsServices } from "../../src/tasks/sms/types.js";
 
 /** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
@@ -15,25 +13,13 @@ function slotParameters({ config }: SmsServices) {
   return z.object(shape);
 }
 
+/** The ready-made way for a model to start the SMS task: it picks the slots; the caller's own number is offered first. */
 export const startSmsFlow = defineTool<SmsFlowTypes>()({
   name: "start_sms_flow",
-  transitions: [STEP.confirmConsent, STEP.collectNumber],
+  transitions: [...SMS_TASK_ENTRY],
   parameters: slotParameters,
   execute(ctx, slots) {
-    const { state } = ctx;
-    const { config } = ctx.services;
-    if (state.sms.declined) return ctx.note("sms_declined_earlier");
-    const budget = smsBudget(state, config);
-    if (!budget.canSend) return ctx.note(budget.standing > 0 ? "sms_already_sent" : "sms_no_more_attempts");
-    state.sms.slots = slots as Record<string, string>;
-    state.returnStep = state.step;
-    const own = ownNumberCandidate(ctx);
-    if (own) {
-      // Offer the caller's own number as the default: the consent question names it.
-      state.sms.number = own;
-      state.sms.consent = undefined;
-      return { result: ctx.note("sms_flow_started_own_number", { number: speakable(own, config.homeCountry) }), next: STEP.confirmConsent };
-    }
-    return { result: ctx.note("sms_flow_started"), next: STEP.collectNumber };
+    const start = startSmsTask(ctx, { slots: slots as Record<string, string> });
+    return start.status === "started" ? { result: start.note, next: start.next } : start.note;
   },
 });

@@ -1,4 +1,5 @@
 import type { LedgerRecordInput } from "../../ledger/ledger.js";
+import { setSmsResult } from "./result.js";
 import { recordEvidence, type SmsContext } from "./types.js";
 
 /**
@@ -16,8 +17,9 @@ export async function endSmsFlow(
   evidence: Omit<LedgerRecordInput, "callId" | "at">,
 ): Promise<"exit"> {
   ctx.state.sms.declined = true;
+  setSmsResult(ctx, { status: line === "sms_declined" ? "declined" : "cancelled", number: evidence.number });
   ctx.say(line);
   await recordEvidence(ctx, evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
-  // Back to the step that started the SMS flow.
+  // Back to the step that started the SMS task, with the result.
   return "exit";
 }

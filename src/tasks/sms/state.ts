@@ -1,5 +1,6 @@
 import type { SmsFailureReason } from "../../aiflow/events.js";
 import { initialCallCore, type CallCore, type CallState } from "../../core/callState.js";
+import type { SmsTaskResult } from "./result.js";
 
 /** The consent question as it was put to the caller, and their answer. */
 export interface ConsentState {
@@ -35,8 +36,12 @@ export interface SmsState {
   sent: SentSms[];
   /** Extra sends allowed after transient failures (at most one retry per call). */
   retryAllowance: number;
+  /** The step that started the task last (where its result goes). */
+  startedBy?: string;
+  /** The task's latest result; `settled` once handed to the flow that started it. */
+  result?: { value: SmsTaskResult; settled: boolean };
   /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
-  lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean };
+  lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean; number?: string };
 }
 
 /** The SMS task's slice of a call's state. */

@@ -1,6 +1,5 @@
-/** Step names of the shipped flow; tools refer to steps by these names only. */
+/** Step names of the SMS task; its tools refer to steps by these names only. */
 export const STEP = {
-  main: "main",
   collectNumber: "collect_number",
   confirmConsent: "confirm_consent",
   sendSms: "send_sms",
@@ -8,3 +7,6 @@ export const STEP = {
 
 /** Steps where the caller is giving or confirming a number (keypad entry counts here). */
 export const NUMBER_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent];
+
+/** Every step of the SMS task: leaving them (an "exit") ends the task. */
+export const TASK_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent, STEP.sendSms];

@@ -1,5 +1,5 @@
 import type { AppConfig } from "../../config/schema.js";
-import type { FlowTypes } from "../../engine/define.js";
+import type { FlowTypes, Keys } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { ConsentLedger, LedgerRecordInput } from "../../ledger/ledger.js";
 import type { RecipientRefusal } from "../../phone/policy.js";
@@ -47,6 +47,7 @@ export const SMS_NOTES = [
   "sms_already_sent",
   "sms_no_more_attempts",
   "sms_flow_started_own_number",
+  "sms_flow_started_offered_number",
   "sms_flow_started",
   "number_refused",
   "number_noted",
@@ -93,12 +94,16 @@ export type SmsReason =
 export interface SmsFlowTypes extends FlowTypes {
   state: SmsSlice;
   services: SmsServices;
-  lines: SmsLineKey;
-  notes: SmsNoteKey;
-  reasons: SmsReason;
+  lines: Keys<SmsLineKey>;
+  notes: Keys<SmsNoteKey>;
+  reasons: Keys<SmsReason>;
 }
 
-/** What the SMS task's tools, hooks and gate see in a turn. */
+/**
+ * What the SMS task's tools, hooks and gate see in a turn. A host flow's context passes for it
+ * as is: its state holds the SMS slice, its services the SMS services, and its keys include the
+ * task's (keys are contravariant, see `Keys`).
+ */
 export type SmsContext = TurnContext<SmsFlowTypes>;
 
 /** Append consent evidence for this call; resolves once durable. */

@@ -1,0 +1,195 @@
+import type { AppConfig } from "../../config/schema.js";
+import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
+import type { TurnContext } from "../../engine/turnContext.js";
+import type { TurnRecord } from "../../core/turnRecord.js";
+import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
+import { cancelSms } from "../../../tools/sms/cancel_sms.js";
+import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
+import { recordConsent } from "../../../tools/sms/record_consent.js";
+import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
+import { checkModelUtterance } from "../sms/claims.js";
+import { askConsentQuestion } from "../sms/consentQuestion.js";
+import { reactToSmsFailure, recordSmsFailure, RETRY_STEP, type SmsFailureNotice } from "../sms/failures.js";
+import { speakable } from "../sms/numbers.js";
+import type { SmsTaskResult } from "../sms/result.js";
+import { SmsActionGate } from "../sms/smsGate.js";
+import type { SmsCallState } from "../sms/state.js";
+import { NUMBER_STEPS, STEP, TASK_STEPS } from "../sms/stepNames.js";
+import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
+import { SMS_TASK_ENTRY } from "../sms/start.js";
+
+/**
+ * The SMS consent-and-send flow as a task any flow can include (the PolyAI recipe mapped onto
+ * AI Flow):
+ *   start (startSmsTask / start_sms_flow) ──▶ confirm_consent (offered number) or collect_number
+ *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
+ *   record_consent(false) / cancel_sms ──▶ back (final for the call)
+ *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
+ * Its result (`SmsTaskResult`) goes to the step that started it; a later sms_failed reaches the
+ * starting flow too. Its gate holds at the action boundary whatever the host flow does: no
+ * send_sms leaves without recorded consent for exactly that number, from any step.
+ */
+
+/** How the flow that includes the task hears from it. `H`: the host flow's types (its state holds the SMS slice). */
+export interface SmsTaskHandlers<H extends SmsFlowTypes> {
+  /** The task ended (or could not start): back in the step that started it, at the end of the turn. */
+  onResult?: (ctx: TurnContext<H>, result: SmsTaskResult, startedBy: string) => void | Promise<void>;
+  /** A later sms_failed for an SMS the task handed over, after the task's own spoken reaction; also once the flow has moved on. */
+  onFailed?: (ctx: TurnContext<H>, failure: SmsFailureNotice) => void | Promise<void>;
+}
+
+const step = defineStep<SmsFlowTypes>();
+
+const collectNumber = step({
+  name: STEP.collectNumber,
+  kind: "llm",
+  prompt: "collect_number",
+  tools: [collectPhoneNumber, cancelSms],
+  context: "step",
+  onEnter: (ctx) => void ctx.say("ask_number"),
+});
+
+const confirmConsent = step({
+  name: STEP.confirmConsent,
+  kind: "llm",
+  prompt: "confirm_consent",
+  tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
+  // The question and the answer are all the model needs; the call facts are in the prompt.
+  context: "step",
+  onEnter: (ctx) => askConsentQuestion(ctx),
+  // Silence after the question: ask the exact question again, so the answer is to that wording.
+  onTimeout: async (ctx) => {
+    ctx.say("timeout_prefix", {}, { expectAnswer: false });
+    await askConsentQuestion(ctx);
+  },
+  // After the model explains (an unclear answer), the exact question is asked again: only an
+  // answer to the configured wording counts as consent.
+  afterModelText: (ctx) => askConsentQuestion(ctx),
+});
+
+/** The send needs no LLM request of its own: consent was just recorded, so code sends. */
+const sendSms = step({
+  name: STEP.sendSms,
+  kind: "code",
+  tools: [sendConfirmationSms],
+  run: async (ctx) => {
+    await ctx.invokeTool(sendConfirmationSms);
+  },
+});
+
+/** A barge-in into the consent question means it may not have been heard: it does not count. */
+const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
+  const consent = ctx.state.sms.consent;
+  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
+    consent.interrupted = true;
+  }
+  return false; // the engine (or the host's hook) still runs the caller turn
+};
+
+const MAX_DTMF_DIGITS = 20;
+
+/**
+ * Keypad entry of a number: digits collect, `*` clears, `#` ends the entry. The A-D keys of
+ * DTMF's fourth column are no part of any phone number: they are skipped, not typed. Outside
+ * the task's number steps the keys are the host flow's business.
+ */
+const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
+  if (event.type !== "dtmf_received" || !NUMBER_STEPS.includes(ctx.state.step)) return false;
+  const { state } = ctx;
+  for (const key of event.digit) {
+    if (key >= "A" && key <= "D") continue;
+    if (key === "*") state.dtmf = "";
+    else if (key === "#") {
+      const keyed = state.dtmf;
+      state.dtmf = "";
+      ctx.beginCallerTurn(ctx.prompts.note("dtmf_entry", { digits: keyed || "(none)" }));
+      if (keyed.length === 0) ctx.say("number_invalid");
+      else await ctx.invokeTool(collectPhoneNumber, { phone_number: keyed });
+      return true;
+    } else if (state.dtmf.length < MAX_DTMF_DIGITS) state.dtmf += key;
+  }
+  return true;
+};
+
+function smsStatus(state: SmsCallState, config: AppConfig): string {
+  const last = state.sms.sent[state.sms.sent.length - 1];
+  if (!last) return "none sent in this call";
+  const to = speakable(last.number, config.homeCountry);
+  return last.failed ? `sending to ${to} FAILED (${last.failed})` : `sent to ${to}; delivery is not confirmed`;
+}
+
+function consentStatus(state: SmsCallState): string {
+  const c = state.sms.consent;
+  if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
+  if (!c) return "not asked";
+  if (!c.answer) return c.interrupted ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  return c.answer.consented ? "given" : "declined";
+}
+
+/** The `{placeholders}` the task's prompts (and any host prompt) may use. */
+function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<string, string> {
+  const options = Object.entries(config.sms.slots)
+    .map(([slot, s]) => `- ${slot} (${s.description}): ${Object.keys(s.options).join(", ")}`)
+    .join("\n");
+  const result = state.sms.result?.value;
+  return {
+    caller_number: state.callerNumber ? speakable(state.callerNumber, config.homeCountry) : "unknown",
+    sms_number: state.sms.number ? speakable(state.sms.number, config.homeCountry) : "none yet",
+    sms_status: smsStatus(state, config),
+    consent_status: consentStatus(state),
+    sms_options: options || "- (no options: the SMS text is fixed)",
+    sms_result: result ? (result.status === "refused" ? `refused (${result.reason})` : result.status) : "not started",
+  };
+}
+
+/** A committed turn's send_sms that never left (its answer was dropped): the ledger says it was not sent. */
+async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices, why: "dropped" | "lease_lost"): Promise<void> {
+  const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
+  for (const a of record.actions) {
+    if (a.type !== "send_sms") continue;
+    await ledger.append({ kind: "sms_withdrawn", callId: record.sessionId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
+  }
+}
+
+/** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
+export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {}): TaskDef<H> {
+  const onSmsFailed: EventHook<H> = async (ctx, event) => {
+    if (event.type !== "sms_failed") return false;
+    const notice = reactToSmsFailure(ctx);
+    if (notice) await handlers.onFailed?.(ctx, notice);
+    return notice?.retrying ? { handled: true, next: RETRY_STEP } : true;
+  };
+  const task: TaskDef<SmsFlowTypes> = {
+    name: "sms_task",
+    steps: [collectNumber, confirmConsent, sendSms],
+    entrySteps: SMS_TASK_ENTRY,
+    lines: SMS_LINES,
+    notes: SMS_NOTES,
+    promptValues: smsPromptValues,
+    observers: { sms_failed: recordSmsFailure },
+    hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf },
+    gate: new SmsActionGate(),
+    // No claim that an SMS was sent unless one stands, never that one arrived.
+    checkModelText: (text, ctx) => {
+      const d = checkModelUtterance(text, ctx.state, ctx.state.language);
+      return d.allowed || d.reason === "ok" ? { allowed: true } : { allowed: false, decision: { ...d, reason: d.reason }, correction: d.reason };
+    },
+    // A redelivered event whose answer sent an SMS is not answered again.
+    neverReplay: ["send_sms"],
+    onUndelivered: recordWithdrawnSends,
+  };
+  const hosted = hostTask<SmsFlowTypes, H>(task);
+  return {
+    ...hosted,
+    hooks: { ...hosted.hooks, sms_failed: onSmsFailed },
+    hookTransitions: { sms_failed: [RETRY_STEP] },
+    // The result reaches the starting flow once per result, after the turn that produced it,
+    // unless the task is still running (a retry entered it again in the same turn).
+    afterTurn: async (ctx) => {
+      const r = ctx.state.sms.result;
+      if (!r || r.settled || TASK_STEPS.includes(ctx.state.step)) return;
+      r.settled = true;
+      await handlers.onResult?.(ctx, r.value, ctx.state.sms.startedBy ?? ctx.state.step);
+    },
+  };
+}

@@ -1,0 +1,196 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { verifySignature } from "../src/outbox/signing.js";
+import { speakable } from "../src/tasks/sms/numbers.js";
+import { PromptLibrary } from "../src/engine/promptLibrary.js";
+import { PROMPTS_DIR } from "../src/service.js";
+import type { CallbackReport } from "../src/tasks/callback/report.js";
+import { reply } from "./support/fakeOpenAI.js";
+import { CALLER, ev } from "./support/events.js";
+import { callbackTestConfig, smsActions, spoken, startTestService, type TestService } from "./support/harness.js";
+import { startReceiver, type Receiver, type Reply } from "./support/webhookReceiver.js";
+
+/**
+ * The callback agent (issue 13, point 3), built only from the public parts: it collects name,
+ * reason and time window (each read back and confirmed), offers the SMS confirmation through the
+ * SMS task, and after the call posts the request to the configured endpoint from the durable
+ * outbox: signed, with an idempotency key, retried with backoff, never in the call's way.
+ */
+
+const READ_NAME = (v: string) => `Ich habe Ihren Namen als ${v} notiert. Ist das richtig?`;
+const READ_REASON = (v: string) => `Es geht also um: ${v}. Stimmt das so?`;
+const READ_WINDOW = (v: string) => `Wir rufen Sie ${v} zurück. Passt das?`;
+const SPOKEN_CALLER = speakable(CALLER, "DE");
+const QUESTION = `Darf ich Ihnen eine Bestätigung Ihrer Rückrufbitte per SMS an die Nummer ${SPOKEN_CALLER} schicken?`;
+const DONE = "Vielen Dank, Anna Schmidt. Ihre Rückrufbitte ist notiert, wir melden uns morgen zwischen 9 und 12 Uhr. Kann ich sonst noch etwas für Sie tun?";
+const SMS_TEXT = "Praxis Dr. Muster: Ihre Rückrufbitte ist eingegangen. Wir rufen Sie im gewünschten Zeitraum zurück. Antworten auf diese SMS werden nicht gelesen.";
+
+const prompts = new PromptLibrary(PROMPTS_DIR, "de-DE");
+let svc: TestService;
+let receiver: Receiver;
+/** How the receiver answers the n-th post; each test sets it. */
+let answer: (n: number) => Reply = () => ({ status: 200 });
+
+beforeAll(async () => {
+  receiver = await startReceiver((_r, n) => answer(n));
+  svc = await startTestService({ config: callbackTestConfig(receiver.url) });
+});
+afterAll(async () => {
+  await svc.close();
+  await receiver.close();
+});
+beforeEach(() => {
+  svc.fake.reset();
+  receiver.received.length = 0;
+  answer = () => ({ status: 200 });
+});
+
+/** Drive the three details to confirmation; returns what the caller heard last (the consent question). */
+async function collectAll(id: string): Promise<string[]> {
+  await svc.post(ev.start(id));
+  svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Anna Schmidt" }));
+  expect(spoken((await svc.post(ev.speak(id, "Anna Schmidt"))).actions)).toEqual([READ_NAME("Anna Schmidt")]);
+  svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }), reply.text("Worum geht es?"));
+  expect(spoken((await svc.post(ev.speak(id, "Ja, genau."))).actions)).toEqual(["Worum geht es?"]);
+  svc.fake.enqueue(reply.tool("note_callback_detail", { field: "reason", value: "eine Frage zur Rechnung" }));
+  expect(spoken((await svc.post(ev.speak(id, "Ich habe eine Frage zur Rechnung."))).actions)).toEqual([READ_REASON("eine Frage zur Rechnung")]);
+  svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "reason", correct: true }), reply.text("Wann dürfen wir Sie zurückrufen?"));
+  await svc.post(ev.speak(id, "Ja."));
+  svc.fake.enqueue(reply.tool("note_callback_detail", { field: "time_window", value: "morgen zwischen 9 und 12 Uhr" }));
+  expect(spoken((await svc.post(ev.speak(id, "Morgen zwischen neun und zwölf."))).actions)).toEqual([READ_WINDOW("morgen zwischen 9 und 12 Uhr")]);
+  svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "time_window", correct: true }));
+  return spoken((await svc.post(ev.speak(id, "Ja, passt."))).actions);
+}
+
+/** Run the poster until nothing is due (each cycle as the background loop would). */
+async function postDue(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    const r = await svc.poster!.runOnce();
+    if (r.claimed === 0) return;
+  }
+}
+
+const lastReport = (): CallbackReport => JSON.parse(receiver.received.at(-1)!.body) as CallbackReport;
+
+describe("the callback agent", () => {
+  it("collects, confirms each detail, offers the SMS through the SMS task, and posts the request after session_end", async () => {
+    const id = "cb-happy";
+    // The last confirmation moves on at once: no model request, the consent question is the offer.
+    expect(await collectAll(id)).toEqual([QUESTION]);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    const yes = await svc.post(ev.speak(id, "Ja, gerne."));
+    expect(smsActions(yes.actions)).toEqual([{ type: "send_sms", session_id: id, phone_number: CALLER, message: SMS_TEXT }]);
+    expect(spoken(yes.actions)).toEqual([prompts.line("sms_sent", { number: SPOKEN_CALLER }), DONE]);
+    // Nothing is posted while the call runs: the report waits for the call's end.
+    await postDue();
+    expect(receiver.received).toHaveLength(0);
+
+    await svc.post(ev.end(id));
+    // The receiver fails at first: 500, then a dropped connection, then it takes the post.
+    answer = (n) => (n === 1 ? { status: 500 } : n === 2 ? "reset" : { status: 200 });
+    await postDue();
+    expect(receiver.received).toHaveLength(1);
+    svc.clock.advance(1_100); // past the first backoff (1 s × factor^0, equal jitter: 0.5–1 s)
+    await postDue();
+    svc.clock.advance(2_100);
+    await postDue();
+    expect(receiver.received).toHaveLength(3);
+    // Every attempt: the same raw body, the same idempotency key, a valid signature.
+    const bodies = new Set(receiver.received.map((r) => r.body));
+    expect(bodies.size).toBe(1);
+    for (const r of receiver.received) {
+      expect(r.headers["idempotency-key"]).toBe(id);
+      expect(r.headers["content-type"]).toMatch(/application\/json/);
+      const ok = verifySignature("test-secret", { timestamp: r.headers["x-signature-timestamp"], signature: r.headers["x-signature"] }, r.body, { nowSeconds: Number(r.headers["x-signature-timestamp"]) });
+      expect(ok).toBe(true);
+    }
+    expect(lastReport()).toMatchObject({
+      type: "callback_request",
+      callId: id,
+      callerNumber: CALLER,
+      request: { name: "Anna Schmidt", reason: "eine Frage zur Rechnung", timeWindow: "morgen zwischen 9 und 12 Uhr", confirmed: { name: true, reason: true, timeWindow: true }, complete: true },
+      sms: { status: "handed_over", number: CALLER },
+      call: { ended: "session_end" },
+    });
+    // Delivered once: a later cycle posts nothing more.
+    svc.clock.advance(600_000);
+    await postDue();
+    expect(receiver.received).toHaveLength(3);
+    expect(await svc.outbox!.pending()).toBe(0);
+  });
+
+  it("a yes in the same turn as the read-back, or after something else was said, does not confirm: the detail is read back again", async () => {
+    const id = "cb-same-turn";
+    await svc.post(ev.start(id));
+    svc.fake.enqueue(reply.tools({ name: "note_callback_detail", arguments: { field: "name", value: "Max Weber" } }, { name: "confirm_callback_detail", arguments: { field: "name", correct: true } }));
+    const r = await svc.post(ev.speak(id, "Max Weber"));
+    expect(spoken(r.actions)).toEqual([READ_NAME("Max Weber"), READ_NAME("Max Weber")]);
+    const state = await svc.store.get(id);
+    expect((state as unknown as { callback: { details: { name?: { confirmed: boolean } } } }).callback.details.name?.confirmed).toBe(false);
+    // The model is told why, as the confirmation's tool result.
+    expect(state!.history.some((m) => m.role === "tool" && m.content === prompts.note("callback_read_back_repeated", { field: "name" }))).toBe(true);
+  });
+
+  it("a no to the read-back drops the detail: it is asked again, never kept", async () => {
+    const id = "cb-no";
+    await svc.post(ev.start(id));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Anna Schmid" }));
+    await svc.post(ev.speak(id, "Anna Schmid"));
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: false }), reply.text("Wie ist Ihr Name richtig?"));
+    expect(spoken((await svc.post(ev.speak(id, "Nein, Schmidt mit dt."))).actions)).toEqual(["Wie ist Ihr Name richtig?"]);
+    const state = (await svc.store.get(id)) as unknown as { callback: { details: { name?: unknown } } };
+    expect(state.callback.details.name).toBeUndefined();
+  });
+
+  it("a declined SMS: nothing is sent, the request is still taken, and the report says declined", async () => {
+    const id = "cb-decline";
+    expect(await collectAll(id)).toEqual([QUESTION]);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: false }));
+    const no = await svc.post(ev.speak(id, "Nein, keine SMS."));
+    expect(smsActions(no.actions)).toEqual([]);
+    expect(spoken(no.actions).at(-1)).toBe(DONE);
+    await svc.post(ev.end(id));
+    await postDue();
+    expect(lastReport()).toMatchObject({ callId: id, request: { complete: true }, sms: { status: "declined" } });
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id).map((r) => r.kind)).toEqual(["consent_asked", "consent_declined"]);
+  });
+
+  it("a call whose session_end never comes (handed over, dropped) is posted when its state expires, marked so", async () => {
+    const id = "cb-expired";
+    await svc.post(ev.start(id));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Jonas Berg" }));
+    await svc.post(ev.speak(id, "Jonas Berg"));
+    await postDue();
+    expect(receiver.received).toHaveLength(0);
+    // One hour of state TTL (limits.sessionTtlSeconds) and the grace minute later: due.
+    svc.clock.advance(3_600_000 + 60_000 + 1);
+    await postDue();
+    // (Other tests' calls that never ended expire with it.)
+    const mine = receiver.received.filter((r) => r.headers["idempotency-key"] === id);
+    expect(mine).toHaveLength(1);
+    expect(JSON.parse(mine[0]!.body)).toMatchObject({ callId: id, request: { name: "Jonas Berg", confirmed: { name: false }, complete: false }, sms: { status: "not_offered" }, call: { ended: "state_expired" } });
+  });
+
+  it("a later sms_failed reaches the agent after it moved on: the report names the failure", async () => {
+    const id = "cb-failed";
+    await collectAll(id);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    await svc.post(ev.speak(id, "Ja."));
+    const failed = await svc.post(ev.smsFailed(id, "insufficient_balance"));
+    expect(spoken(failed.actions)).toHaveLength(1);
+    await svc.post(ev.end(id));
+    await postDue();
+    expect(lastReport()).toMatchObject({ sms: { status: "handed_over", failed: "insufficient_balance" } });
+  });
+
+  it("a receiver that rejects the payload (400) does not get it again: it is dead-lettered for an operator", async () => {
+    const id = "cb-rejected";
+    await svc.post(ev.start(id));
+    await svc.post(ev.end(id));
+    answer = () => ({ status: 400 });
+    await postDue();
+    svc.clock.advance(600_000);
+    await postDue();
+    expect(receiver.received).toHaveLength(1);
+    expect((await svc.outbox!.deadLetters()).map((d) => d.key)).toContain(id);
+  });
+});

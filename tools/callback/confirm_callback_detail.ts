@@ -1,0 +1,42 @@
+import { z } from "zod";
+import { defineTool } from "../../src/engine/define.js";
+import { CALLBACK_FIELDS, missingFields } from "../../src/tasks/callback/state.js";
+import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
+import { readBack } from "../../src/tasks/callback/readBack.js";
+import type { CallbackFlowTypes } from "../../src/tasks/callback/types.js";
+
+/**
+ * The caller's answer to a read-back. A "yes" counts only as an answer to the read-back itself:
+ * given in a later turn, with the read-back the last line the caller heard. A "no" always counts
+ * (the detail is dropped and asked again): guards stop a wrong "yes", never a "no".
+ */
+export const confirmCallbackDetail = defineTool<CallbackFlowTypes>()({
+  name: "confirm_callback_detail",
+  transitions: [CALLBACK_STEP.offerSms],
+  parameters: () =>
+    z.object({
+      field: z.enum(CALLBACK_FIELDS).describe("the detail that was read back"),
+      correct: z.boolean().describe("true only if the caller clearly said the read-back is right; false if they corrected or rejected it"),
+    }),
+  execute(ctx, { field, correct }) {
+    const { state } = ctx;
+    const detail = state.callback.details[field];
+    if (!detail) return ctx.note("callback_detail_not_noted", { field });
+    if (!correct) {
+      delete state.callback.details[field];
+      return ctx.note("callback_detail_rejected", { field });
+    }
+    if (detail.confirmed) return ctx.note("callback_detail_confirmed", { field, missing: missingFields(state.callback).join(", ") || "nothing" });
+    if (state.turn <= detail.readBackTurn || state.spokenBeforeTurn !== detail.readBackSpoken) {
+      // Not an answer to the read-back (same turn, or something else was said since): read it back again.
+      ctx.guard({ subject: "confirm_callback_detail", allowed: false, reason: "read_back_not_answered", detail: field });
+      readBack(ctx, field, detail.value);
+      return ctx.note("callback_read_back_repeated", { field });
+    }
+    detail.confirmed = true;
+    const missing = missingFields(state.callback);
+    if (missing.length > 0) return ctx.note("callback_detail_confirmed", { field, missing: missing.join(", ") });
+    if (state.callback.smsOffered) return ctx.note("callback_already_complete");
+    return { result: ctx.note("callback_complete"), next: CALLBACK_STEP.offerSms };
+  },
+});
