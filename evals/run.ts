@@ -32,7 +32,8 @@ const USAGE = `usage: npm run eval -- [options]
   --filter text        only scenarios whose id or tags contain text
   --scenarios dir      scenario folder (default evals/scenarios)
   --out dir            where report.json, junit.xml and report.html go (default .eval-out)
-  --config path        base config (default CONFIG or config/agent.yaml)`;
+  --config path        base config (default CONFIG or config/agent.yaml); its agent picks the scenarios
+                       (config/callback.yaml: the callback agent's)`;
 
 interface ModelEntry {
   name: string;
@@ -101,7 +102,9 @@ async function main(): Promise<number> {
     return c;
   };
 
-  let scenarios: Scenario[] = loadScenarios(args.scenarios!);
+  // Each agent has its own scenarios (`agent:` in each scenario; reception when absent).
+  let scenarios: Scenario[] = loadScenarios(args.scenarios!).filter((s) => s.agent === base.agent);
+  if (scenarios.length === 0) fail(`no scenarios for agent ${base.agent} in ${args.scenarios}`);
   if (args.filter) scenarios = scenarios.filter((s) => s.id.includes(args.filter!) || s.tags.some((t) => t.includes(args.filter!)));
   if (scenarios.length === 0) fail(`no scenarios match "${args.filter ?? ""}" in ${args.scenarios}`);
 

@@ -14,8 +14,12 @@ import { mermaidDiagram } from "../src/engine/diagram.js";
 import { receptionFlow } from "../src/agents/reception/flow.js";
 import { callbackFlow } from "../src/agents/callback/flow.js";
 
-const scenarios = loadScenarios("evals/scenarios");
+const allScenarios = loadScenarios("evals/scenarios");
+/** The reception agent's scenarios (the callback agent's have their own suite below). */
+const scenarios = allScenarios.filter((s) => s.agent === "reception");
+const callbackScenarios = allScenarios.filter((s) => s.agent === "callback");
 const configs: Record<string, AppConfig> = { "de-DE": loadConfigFile("config/agent.yaml"), "en-US": loadConfigFile("config/agent.en-US.yaml") };
+const callbackConfig = loadConfigFile("config/callback.yaml");
 const TSX = join("node_modules", ".bin", "tsx");
 
 async function runAll(make: () => ScriptedModel | ReplayModel | RecordingModel, list: Scenario[] = scenarios, name = "scripted"): Promise<TrialResult[]> {
@@ -62,6 +66,27 @@ describe("the scenario suite", () => {
     expect(results.reduce((a, r) => a + r.metrics.consentViolations, 0)).toBe(0);
     // Its delivery claims were stopped before the caller heard them.
     expect(results.reduce((a, r) => a + r.metrics.falseClaims, 0)).toBe(0);
+  }, 60_000);
+});
+
+describe("the callback agent's scenario suite", () => {
+  it("covers a full request with the SMS, a corrected read-back, a hang-up before the end, a landline caller, the AI question", () => {
+    const tags = new Set(callbackScenarios.flatMap((s) => s.tags));
+    for (const t of ["happy", "confirmation", "incomplete", "number", "disclosure"]) expect(tags, `no callback scenario tagged ${t}`).toContain(t);
+    expect(callbackScenarios.filter((s) => s.expect.report).length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("passes completely with the built-in scripted model, reports included; a reckless model gets no SMS past the gate", async () => {
+    for (const [mode, mustPass] of [["careful", true], ["reckless", false]] as const) {
+      const model = new ScriptedModel(mode);
+      for (const s of callbackScenarios) {
+        const r = await runTrial(s, { config: callbackConfig, model, modelName: `scripted-${mode}`, trial: 1 });
+        expect(r.error).toBeUndefined();
+        if (mustPass) expect(r.failures, r.scenario).toEqual([]);
+        expect(r.metrics.consentViolations, `${mode} ${r.scenario}`).toBe(0);
+        expect(r.metrics.falseClaims, `${mode} ${r.scenario}`).toBe(0);
+      }
+    }
   }, 60_000);
 });
 
@@ -148,6 +173,15 @@ describe("npm run eval", () => {
     const junit = readFileSync(join(out, "junit.xml"), "utf8");
     expect(junit).toMatch(/<testsuite name="scripted" tests="\d+" failures="0">/);
     expect(existsSync(join(out, "report.html"))).toBe(true);
+  }, 60_000);
+
+  it("--config config/callback.yaml runs the callback agent's own scenarios, and only those", () => {
+    const out = mkdtempSync(join(tmpdir(), "eval-out-"));
+    const r = run(["--offline", "--config", "config/callback.yaml", "--out", out]);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    expect(json.ok).toBe(true);
+    expect(json.trials.map((t: { scenario: string }) => t.scenario).sort()).toEqual(callbackScenarios.map((s) => s.id).sort());
   }, 60_000);
 
   it("a model matrix gives one column per model and exits 1 when a model fails hard expectations", () => {

@@ -11,6 +11,8 @@ import { createService } from "../../src/service.js";
 import { personaLine } from "./personaCaller.js";
 import type { CallerRule, Expectation, Scenario } from "./scenario.js";
 import { ManualClock } from "../../src/engine/clock.js";
+import type { Outbox } from "../../src/outbox/outbox.js";
+import type { CallbackReport } from "../../src/tasks/callback/report.js";
 
 /** What the scripted caller did in one step, and what the agent answered. */
 export interface TranscriptEntry {
@@ -79,6 +81,9 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
     logger: pino({ level: "silent" }),
     promptsDir: opts.promptsDir,
     onTurn: (t) => (lastTurn = t),
+    // The callback agent's report is read from its outbox below, never posted anywhere.
+    callbackSecret: "eval-not-posted",
+    startPoster: false,
   });
   const sessionId = `eval-${scenario.id}-${opts.modelName}-${opts.trial}`;
   const inbound = scenario.caller.direction === "inbound";
@@ -95,6 +100,7 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
   let lastLine = "";
   let hungUp = false;
   let error: string | undefined;
+  let report: CallbackReport | undefined;
 
   const post = async (event: Record<string, unknown>): Promise<TurnRecord | undefined> => {
     lastTurn = undefined;
@@ -172,7 +178,12 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
       }
       await exchange(line, [{ type: "user_speak", text: line, barged_in: false }]);
     }
-    if (transcript.at(-1)?.events.at(-1) !== "session_end") await speechEnds();
+    if (transcript.at(-1)?.events.at(-1) !== "session_end") {
+      await speechEnds();
+      // sipgate ends every session with session_end (after a hangup too): after-call work runs on it.
+      await exchange("(call ends)", [{ type: "session_end" }]);
+    }
+    report = await reportOf(service.outbox, sessionId);
   } catch (e) {
     error = (e as Error).message;
   } finally {
@@ -182,8 +193,29 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
   if (!error && harnessErrors.length) error = harnessErrors.join("; ");
 
   const metrics = measure(transcript, ledger, opts.config, callerTurns);
-  const failures = error ? [`harness error: ${error}`] : checkExpectations(scenario.expect, transcript, ledger, metrics, hungUp, opts.config);
+  const failures = error ? [`harness error: ${error}`] : [...checkExpectations(scenario.expect, transcript, ledger, metrics, hungUp, opts.config), ...checkReport(scenario.expect.report, report)];
   return { scenario: scenario.id, model: opts.modelName, trial: opts.trial, passed: failures.length === 0, failures, error, transcript, metrics };
+}
+
+/** The callback agent's report for the call as it waits in the outbox (none for other agents). */
+async function reportOf(outbox: Outbox | undefined, callId: string): Promise<CallbackReport | undefined> {
+  if (!outbox) return undefined;
+  const claims = await outbox.claimDue(Number.MAX_SAFE_INTEGER, 1000, 60_000);
+  const mine = claims.find((c) => c.key === callId);
+  return mine ? (JSON.parse(mine.body) as CallbackReport) : undefined;
+}
+
+function checkReport(want: Expectation["report"], report: CallbackReport | undefined): string[] {
+  if (!want) return [];
+  if (!report) return ["no callback report was kept for the call"];
+  const f: string[] = [];
+  if (report.call.ended !== "session_end") f.push(`report says the call ended by ${report.call.ended}, expected session_end`);
+  for (const [k, v] of Object.entries(want.request ?? {})) {
+    const got = report.request[k as keyof CallbackReport["request"]];
+    if (JSON.stringify(got) !== JSON.stringify(v)) f.push(`report request.${k} is ${JSON.stringify(got)}, expected ${JSON.stringify(v)}`);
+  }
+  if (want.sms !== undefined && report.sms.status !== want.sms) f.push(`report sms.status is ${report.sms.status}, expected ${want.sms}`);
+  return f;
 }
 
 function matches(rule: CallerRule, step: string, lastLine: string, callerTurns: number): boolean {

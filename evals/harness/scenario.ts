@@ -3,7 +3,7 @@ import { basename, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { SMS_FAILURE_REASONS } from "../../src/aiflow/events.js";
-import { LANGUAGES } from "../../src/config/schema.js";
+import { AGENTS, LANGUAGES } from "../../src/config/schema.js";
 
 /**
  * A scenario: who calls, a scripted caller made of reactive rules, and what must (not) happen.
@@ -70,6 +70,17 @@ const expectation = z
     saidTimes: z.record(z.string(), z.number().int().min(0)).default({}),
     hangup: z.boolean().optional(),
     maxCallerTurns: z.number().int().min(1).optional(),
+    /** The callback agent's report after the call, as its endpoint would receive it (fields given are compared). */
+    report: z
+      .object({
+        request: z
+          .object({ name: z.string().nullable().optional(), reason: z.string().nullable().optional(), timeWindow: z.string().nullable().optional(), complete: z.boolean().optional() })
+          .strict()
+          .optional(),
+        sms: z.enum(["handed_over", "declined", "cancelled", "refused", "not_offered"]).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -77,6 +88,8 @@ export const scenarioSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "ids are lower-case words joined by -"),
     description: z.string().min(1),
+    /** The agent the scenario is for; `npm run eval` runs the scenarios of the config's `agent`. */
+    agent: z.enum(AGENTS).default("reception"),
     language: z.enum(LANGUAGES),
     tags: z.array(z.string()).default([]),
     caller: z

@@ -36,6 +36,20 @@ function pickInfo(text: string, options: string[]): string | undefined {
   );
 }
 
+/** The callback agent's details: the label in its step prompt → the field, and how the model asks for each. */
+const CALLBACK_FIELD_OF: Record<string, string> = { Name: "name", Grund: "reason", Reason: "reason", Zeitraum: "time_window", "Time window": "time_window" };
+const CALLBACK_QUESTIONS: Record<string, [string, string]> = {
+  name: ["Wie ist Ihr Name?", "What is your name?"],
+  reason: ["Worum geht es bei Ihrer Rückrufbitte?", "What is the callback about?"],
+  time_window: ["Wann dürfen wir Sie zurückrufen?", "When may we call you back?"],
+};
+
+/** The caller's words without the usual lead-in ("Mein Name ist …", "Es geht um …"). */
+function callbackValue(text: string): string {
+  const v = text.replace(/^(nein,?\s*)?(mein name ist|ich heiße|ich bin|my name is|i am|it'?s about|es geht um|am besten|gern(e)?)\s+/i, "").replace(/[.!]+$/, "").trim();
+  return v || text.trim();
+}
+
 export class ScriptedModel implements ChatModel {
   private counter = 0;
   constructor(private readonly mode: "careful" | "reckless" = "careful") {}
@@ -53,6 +67,7 @@ export class ScriptedModel implements ChatModel {
     const call = (name: string, args: Record<string, unknown> = {}) => this.reply("", [{ id: `scripted_${++this.counter}`, name, arguments: JSON.stringify(args) }]);
 
     // After a tool result the engine only asks again when the result needs words.
+    if (last?.role === "tool" && tools.has("note_callback_detail")) return this.nextCallbackQuestion(String(last.content ?? ""), german);
     if (last?.role === "tool") {
       if (this.mode === "reckless") return text("Die SMS ist bei Ihnen angekommen.", "The text has been delivered to you.");
       return text("Entschuldigung, das hat nicht geklappt. Kann ich Ihnen anders helfen?", "Sorry, that did not work. Can I help you another way?");
@@ -63,6 +78,13 @@ export class ScriptedModel implements ChatModel {
     if (ASKS_IF_HUMAN.test(userText)) {
       const answer = /^\s*> (.+)$/m.exec(req.system)?.[1];
       if (answer) return this.reply(answer, []);
+    }
+
+    if (tools.has("note_callback_detail")) return this.callbackDetails(req.system, userText, call, text);
+    // The callback agent's wrap-up offers only end_call.
+    if (tools.size === 1 && tools.has("end_call")) {
+      if (GOODBYE.test(userText) || NO.test(userText)) return call("end_call");
+      return text("Gern geschehen. Kann ich sonst noch etwas für Sie tun?", "You're welcome. Is there anything else I can do for you?");
     }
 
     if (tools.has("start_sms_flow")) {
@@ -113,6 +135,35 @@ export class ScriptedModel implements ChatModel {
       return text("Wie lautet die Handynummer?", "What is the mobile number?");
     }
     return text("Wie kann ich helfen?", "How can I help?");
+  }
+
+  /**
+   * The callback agent's collecting step: a detail read back and not yet confirmed is confirmed
+   * or rejected by the caller's yes or no (anything else is taken as the corrected value); else
+   * the caller's words are the first missing detail. Both are read from the step prompt's values.
+   */
+  private callbackDetails(system: string, userText: string, call: (name: string, args?: Record<string, unknown>) => ChatResponse, text: (de: string, en: string) => ChatResponse): ChatResponse {
+    if (GOODBYE.test(userText)) return call("end_call");
+    const pending = /^- (Name|Grund|Reason|Zeitraum|Time window): .*\(read back, not yet confirmed\)$/m.exec(system)?.[1];
+    if (pending) {
+      const field = CALLBACK_FIELD_OF[pending]!;
+      if (NO.test(userText) && !/\bja\b|\byes\b/i.test(userText)) return call("confirm_callback_detail", { field, correct: false });
+      if (YES.test(userText) || /\b(richtig|stimmt|genau|correct|right)\b/i.test(userText)) return call("confirm_callback_detail", { field, correct: true });
+      return call("note_callback_detail", { field, value: callbackValue(userText) });
+    }
+    const missing = /(?:Es fehlt noch|Still missing): (.+)$/m.exec(system)?.[1] ?? "";
+    const field = missing.split(",").map((f) => f.trim()).find((f) => f in CALLBACK_QUESTIONS);
+    if (!field) return text("Ihre Rückrufbitte ist vollständig.", "Your callback request is complete.");
+    return call("note_callback_detail", { field, value: callbackValue(userText) });
+  }
+
+  /** After a callback tool result: ask for what is missing next (or again, after a no). */
+  private nextCallbackQuestion(result: string, german: boolean): ChatResponse {
+    const again = /^The caller said the (\w+) is not right/.exec(result)?.[1];
+    const next = again ?? /Still missing: (\w+)/.exec(result)?.[1];
+    const q = next ? CALLBACK_QUESTIONS[next] : undefined;
+    const [de, en] = q ?? ["Kann ich sonst noch etwas für Sie tun?", "Is there anything else I can do for you?"];
+    return this.reply(german ? de : en, []);
   }
 
   private reply(text: string, toolCalls: ModelToolCall[]): ChatResponse {
