@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { verifySignature } from "../src/outbox/signing.js";
+import { MemoryOutbox } from "../src/outbox/memoryOutbox.js";
+import { OutboxUnavailableError } from "../src/outbox/outbox.js";
 import { speakable } from "../src/tasks/sms/numbers.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
@@ -192,5 +194,29 @@ describe("the callback agent", () => {
     await postDue();
     expect(receiver.received).toHaveLength(1);
     expect((await svc.outbox!.deadLetters()).map((d) => d.key)).toContain(id);
+  });
+});
+
+describe("the report never blocks the call", () => {
+  it("an outbox that cannot be written (Redis down) costs the caller nothing: every turn answers as usual", async () => {
+    const broken = new MemoryOutbox();
+    let puts = 0;
+    broken.put = async () => {
+      puts++;
+      throw new OutboxUnavailableError("outbox down (simulated)");
+    };
+    const s = await startTestService({ config: callbackTestConfig(receiver.url), callback: { outbox: broken } });
+    try {
+      const id = "cb-outbox-down";
+      expect(spoken((await s.post(ev.start(id))).actions)[0]).toMatch(/Wie ist Ihr Name\?$/);
+      s.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Lea Vogel" }));
+      const r = await s.post(ev.speak(id, "Lea Vogel"));
+      expect(r.status).toBe(200);
+      expect(spoken(r.actions)).toEqual([READ_NAME("Lea Vogel")]);
+      expect((await s.post(ev.end(id))).status).toBe(204);
+      expect(puts).toBe(3);
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -11,7 +11,8 @@ import { parseAiFlowNumber } from "../src/phone/number.js";
 import { checkRecipient } from "../src/phone/policy.js";
 import type { ChatBody, ScriptedReply, ScriptedToolCall } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { startTestService, testConfig, type TestService } from "./support/harness.js";
+import { callbackTestConfig, startTestService, testConfig, type TestService } from "./support/harness.js";
+import type { AppConfig } from "../src/config/schema.js";
 import { pastDeadline, until as waitUntil } from "./support/deadline.js";
 
 /**
@@ -61,6 +62,10 @@ const toolCall: fc.Arbitrary<ScriptedToolCall> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(...NUMBERS).map((n) => ({ name: "send_sms", arguments: { phone_number: n, message: "WIN A PRIZE" } })) },
   { weight: 1, arbitrary: fc.constantFrom(...TOOL_NAMES).map((name) => ({ name, arguments: '{"consented": tr' })) },
   { weight: 1, arbitrary: fc.constant({ name: "record_consent", arguments: { consented: "yes", phone_number: "+447911123456" } }) },
+  // The callback agent's tools (in the reception agent: unknown tools), confirmations out of turn included.
+  { weight: 2, arbitrary: fc.record({ field: fc.constantFrom("name", "reason", "time_window", "phone"), value: fc.constantFrom("Anna Schmidt", "0151 1234 5678", "") }).map((args) => ({ name: "note_callback_detail", arguments: args })) },
+  { weight: 2, arbitrary: fc.record({ field: fc.constantFrom("name", "reason", "time_window"), correct: fc.boolean() }).map((args) => ({ name: "confirm_callback_detail", arguments: args })) },
+  { weight: 1, arbitrary: fc.constant({ name: "offer_sms_confirmation", arguments: {} }) },
 );
 
 const modelReply: fc.Arbitrary<ScriptedReply> = fc.oneof(
@@ -110,6 +115,25 @@ const GAVE_UP = "Entschuldigung, das dauert gerade zu lange. Können Sie das bit
 /** Event types whose identical repeat is a redelivery (a repeated key or silence is real). */
 const REDELIVERABLE = new Set(["session_start", "user_speak", "sms_failed"]);
 
+/** A caller who gives and confirms the three details of a callback request, in distinct words. */
+const CALLBACK_OPENING = ["Anna Schmidt", "Ja, richtig.", "Eine Frage zur Rechnung.", "Ja, stimmt.", "Morgen Vormittag.", "Ja, passt."];
+
+/**
+ * What a cooperative model does in the callback agent's collecting step, read from the step
+ * prompt's values as a real model would: confirm the detail that was read back, else note the
+ * first missing one. Undefined in any other step (and in the reception agent).
+ */
+function cooperativeCallbackReply(body: ChatBody): ScriptedReply | undefined {
+  if (!(body.tools ?? []).some((t) => t.function.name === "note_callback_detail")) return undefined;
+  const system = String(body.messages.find((m) => m.role === "system")?.content ?? "");
+  const pending = /^- (Name|Grund|Zeitraum): .*\(read back, not yet confirmed\)$/m.exec(system)?.[1];
+  const field = (label: string) => ({ Name: "name", Grund: "reason", Zeitraum: "time_window" })[label];
+  if (pending) return { kind: "message", toolCalls: [{ name: "confirm_callback_detail", arguments: { field: field(pending)!, correct: true } }] };
+  const missing = /Es fehlt noch: (\w+)/.exec(system)?.[1];
+  if (!missing || !["name", "reason", "time_window"].includes(missing)) return undefined;
+  return { kind: "message", toolCalls: [{ name: "note_callback_detail", arguments: { field: missing, value: "Anna Schmidt" } }] };
+}
+
 /** One request the model server received and what it answered, with the event being handled. */
 interface ModelExchange {
   eventIndex: number;
@@ -133,17 +157,41 @@ function firstDecline(exchanges: ModelExchange[]): number | undefined {
   return undefined;
 }
 
-const config = testConfig({ sms: { maxPerCall: MAX_PER_CALL } });
-const questionFor = (n: string) => config.consent.question.replaceAll("{number}", speakable(n, config.homeCountry));
-const allowedTexts = new Set(Object.keys(config.sms.slots.info!.options).map((k) => renderSmsText(config, { info: k })));
-const questionNumber = (line: string | undefined) =>
-  line === undefined ? undefined : KNOWN_NUMBERS.find((n) => line === questionFor(n) || line.endsWith(" " + questionFor(n)));
+/**
+ * The agent under test and what the oracle knows about it from its config alone: the exact
+ * consent question per number and every SMS text its template allows. Both shipped agents run
+ * the same SMS task, so the same invariants hold in both.
+ */
+interface AgentUnderTest {
+  name: "reception" | "callback";
+  config: AppConfig;
+  questionFor(n: string): string;
+  allowedTexts: Set<string>;
+  /** The number whose consent question `line` is (or ends with), if any. */
+  questionNumber(line: string | undefined): string | undefined;
+}
+
+function agentUnderTest(name: AgentUnderTest["name"]): AgentUnderTest {
+  const patch = { sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } };
+  // The callback agent's reports are kept in its outbox; nothing is posted during the property run.
+  const config = name === "reception" ? testConfig(patch) : callbackTestConfig("http://127.0.0.1:9/not-posted", patch);
+  const questionFor = (n: string) => config.consent.question.replaceAll("{number}", speakable(n, config.homeCountry)).replaceAll("{business_name}", config.business.name);
+  const slot = config.sms.slots.info!;
+  return {
+    name,
+    config,
+    questionFor,
+    allowedTexts: new Set(Object.keys(slot.options).map((k) => renderSmsText(config, { info: k }))),
+    questionNumber: (line) => (line === undefined ? undefined : KNOWN_NUMBERS.find((n) => line === questionFor(n) || line.endsWith(" " + questionFor(n)))),
+  };
+}
 
 /**
  * Every violation of the invariants in one call, derived from the inputs and what left the
  * service. Returns messages rather than throwing, so a census can count violating calls.
  */
-function violations(transport: Transport, observed: Observed[], exchanges: ModelExchange[]): string[] {
+function violations(agent: AgentUnderTest, transport: Transport, observed: Observed[], exchanges: ModelExchange[]): string[] {
+  const { config, allowedTexts, questionNumber } = agent;
   const found: string[] = [];
   const fail = (i: number, msg: string) => found.push(`event ${i} (${String(observed[i]!.event.type)}): ${msg}`);
   /** The last line the caller heard before the current event (a timeout re-prompt repeats it). */
@@ -244,10 +292,10 @@ function withTimeout<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
 /** Synchronisation only (never an expectation): up to 4 s, polled every 2 ms. */
 const until = (check: () => boolean | Promise<boolean>, what: string) => waitUntil(check, what, { tries: 2000, everyMs: 2 });
 
-async function startRig(transport: Transport): Promise<Rig> {
+async function startRig(transport: Transport, agent: AgentUnderTest): Promise<Rig> {
   let turnDone: ((r: TurnRecord) => void) | undefined;
   const svc = await startTestService({
-    config: testConfig({ sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } }),
+    config: agent.config,
     onTurn: (r) => turnDone?.(r),
   });
   const clock = svc.deadlineClock;
@@ -355,7 +403,7 @@ async function startRig(transport: Transport): Promise<Rig> {
 const slowStats = { held: 0, gaveUp: 0 };
 
 /** Plays one random call; returns what the oracle needs. */
-async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedReply[]) {
+async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedReply[], cooperateFirst = 0) {
   const { svc } = rig;
   let r = 0;
   const observed: Observed[] = [];
@@ -363,7 +411,11 @@ async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedRe
   const holdingViolations: string[] = [];
   svc.fake.reset();
   svc.fake.onRequest((body: ChatBody) => {
-    const reply = replies[r++ % replies.length]!;
+    const i = r++;
+    // In the callback agent's collecting step the model cooperates for the call's first requests and
+    // then three requests in four (else it would rarely get the three confirmed details the SMS offer
+    // needs); every other answer is the random reply.
+    const reply = ((i < cooperateFirst || i % 4 !== 0) && cooperativeCallbackReply(body)) || replies[i % replies.length]!;
     exchanges.push({ eventIndex: observed.length, offered: (body.tools ?? []).map((t) => t.function.name), reply });
     return reply;
   });
@@ -419,7 +471,8 @@ async function playCall(rig: Rig, id: string, steps: Step[], replies: ScriptedRe
 }
 
 /** Evidence for every send: the exact question and a reply, consent recorded before the send. */
-function ledgerProblems(svc: TestService, id: string, sends: number): string[] {
+function ledgerProblems(agent: AgentUnderTest, svc: TestService, id: string, sends: number): string[] {
+  const { questionFor } = agent;
   const ledger = svc.memoryLedger.records.filter((x) => x.callId === id);
   const sent = ledger.filter((x) => x.kind === "sms_sent");
   const problems: string[] = [];
@@ -432,28 +485,35 @@ function ledgerProblems(svc: TestService, id: string, sends: number): string[] {
   return problems;
 }
 
+for (const agent of [agentUnderTest("reception"), agentUnderTest("callback")])
 for (const transport of ["webhook", "websocket"] as const) {
-  describe(`invariants hold whatever the model does (${transport})`, () => {
+  describe(`invariants hold whatever the model does (${agent.name} agent, ${transport})`, () => {
     let rig: Rig;
     let runId = 0;
     let declinesSeen = 0;
+    const callSteps = fc.array(step, { minLength: 2, maxLength: 14 });
+    /** How many answering turns open a callback call (0 to all of CALLBACK_OPENING); none for reception. */
+    const openingLength = agent.name === "callback" ? fc.integer({ min: 0, max: CALLBACK_OPENING.length }) : fc.constant(0);
     beforeAll(async () => {
-      rig = await startRig(transport);
+      rig = await startRig(transport, agent);
     });
     afterAll(async () => rig.close());
 
-    const check = async (steps: Step[], replies: ScriptedReply[]) => {
-      const id = `prop-${transport}-${++runId}`;
-      const { observed, exchanges, pairing, holdingViolations } = await playCall(rig, id, steps, replies);
+    const check = async (steps: Step[], replies: ScriptedReply[], prefix = 0) => {
+      const id = `prop-${agent.name}-${transport}-${++runId}`;
+      // The callback agent's calls may open with a caller who answers every question (distinct words,
+      // so none is a redelivery), so many calls reach the SMS offer; the random steps follow.
+      const opening: Step[] = CALLBACK_OPENING.slice(0, prefix).map((text) => ({ kind: "speak", text, barged: false }));
+      const { observed, exchanges, pairing, holdingViolations } = await playCall(rig, id, [...opening, ...steps], replies, prefix);
       if (firstDecline(exchanges) !== undefined) declinesSeen++;
       const sends = observed.flatMap((o) => o.actions).filter((a) => a.type === "send_sms").length;
-      return [...violations(transport, observed, exchanges), ...holdingViolations, ...pairing.map((p) => `tool pairing: ${p}`), ...ledgerProblems(rig.svc, id, sends)];
+      return [...violations(agent, transport, observed, exchanges), ...holdingViolations, ...pairing.map((p) => `tool pairing: ${p}`), ...ledgerProblems(agent, rig.svc, id, sends)];
     };
 
     it(`random calls × a misbehaving model (${RUNS} runs)`, async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(step, { minLength: 2, maxLength: 14 }), fc.array(modelReply, { minLength: 1, maxLength: 30 }), async (steps, replies) => {
-          expect(await check(steps, replies)).toEqual([]);
+        fc.asyncProperty(callSteps, fc.array(modelReply, { minLength: 1, maxLength: 30 }), openingLength, async (steps, replies, prefix) => {
+          expect(await check(steps, replies, prefix)).toEqual([]);
         }),
         { numRuns: RUNS },
       );
@@ -461,12 +521,12 @@ for (const transport of ["webhook", "websocket"] as const) {
 
     // Registered only when asked for, so a normal run has no skipped test.
     if (CENSUS > 0) it(`census: ${CENSUS} calls, every violation counted`, async () => {
-      const samples = fc.sample(fc.tuple(fc.array(step, { minLength: 2, maxLength: 14 }), fc.array(modelReply, { minLength: 1, maxLength: 30 })), CENSUS);
+      const samples = fc.sample(fc.tuple(callSteps, fc.array(modelReply, { minLength: 1, maxLength: 30 }), openingLength), CENSUS);
       let violating = 0;
       const kinds = new Map<string, number>();
       const examples = new Map<string, string>();
-      for (const [steps, replies] of samples) {
-        const found = await check(steps, replies);
+      for (const [steps, replies, prefix] of samples) {
+        const found = await check(steps, replies, prefix);
         if (found.length) violating++;
         const byKind = new Map(found.map((x) => [x.replace(/^event \d+ \(([a-z_]+)\): /, "$1: ").replace(/: \[.*$/, "").replace(/\d+/g, "N"), x]));
         for (const [kind, example] of byKind) {
@@ -474,14 +534,14 @@ for (const transport of ["webhook", "websocket"] as const) {
           if (!examples.has(kind)) examples.set(kind, example);
         }
       }
-      console.log(`${transport} census: ${violating} of ${CENSUS} calls violate`, Object.fromEntries(kinds), [...examples.values()]);
+      console.log(`${agent.name} ${transport} census: ${violating} of ${CENSUS} calls violate`, Object.fromEntries(kinds), [...examples.values()]);
       expect(violating).toBe(0);
     }, 1_200_000);
 
     it("the property is not vacuous: SMS are sent and the model declines in many calls", () => {
       const ledger = rig.svc.memoryLedger.records;
       const sent = ledger.filter((x) => x.kind === "sms_sent").length;
-      console.log(`${transport}: ${runId} calls, ${sent} SMS sent, ${declinesSeen} calls with a model decline`);
+      console.log(`${agent.name} ${transport}: ${runId} calls, ${sent} SMS sent, ${declinesSeen} calls with a model decline`);
       expect(sent).toBeGreaterThan(0);
       // About one call in eight has a model decline; a twentieth leaves room for chance.
       expect(declinesSeen).toBeGreaterThan(RUNS / 20);
