@@ -23,7 +23,7 @@ const READ_REASON = (v: string) => `Es geht also um: ${v}. Stimmt das so?`;
 const READ_WINDOW = (v: string) => `Wir rufen Sie ${v} zurück. Passt das?`;
 const SPOKEN_CALLER = speakable(CALLER, "DE");
 const QUESTION = `Darf ich Ihnen eine Bestätigung Ihrer Rückrufbitte per SMS an die Nummer ${SPOKEN_CALLER} schicken?`;
-const DONE = "Vielen Dank, Anna Schmidt. Ihre Rückrufbitte ist notiert, wir melden uns morgen zwischen 9 und 12 Uhr. Kann ich sonst noch etwas für Sie tun?";
+const DONE = "Vielen Dank, Anna Schmidt. Ihre Rückrufbitte ist notiert, wir melden uns morgen zwischen 9 und 12 Uhr.";
 const SMS_TEXT = "Praxis Dr. Muster: Ihre Rückrufbitte ist eingegangen. Wir rufen Sie im gewünschten Zeitraum zurück. Antworten auf diese SMS werden nicht gelesen.";
 
 const prompts = new PromptLibrary(PROMPTS_DIR, "de-DE");

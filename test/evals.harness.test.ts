@@ -269,6 +269,17 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(r.stdout).toMatch(/🛠 record_consent\(\{"consented":false\}\)/);
   }, 30_000);
 
+  it("chat with the callback agent: the details are read back, the SMS offered, and the report the endpoint would get is shown", () => {
+    const input = ["Anna Schmidt", "Ja", "Es geht um eine Frage zur Rechnung", "Ja", "Morgen früh", "Ja", "Ja, gerne", "Tschüss"].join("\n") + "\n";
+    const r = spawnSync(TSX, ["src/cli/chat.ts", "--offline", "--config", "config/callback.yaml"], { input, encoding: "utf8", timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/agent: Ich habe Ihren Namen als Anna Schmidt notiert\. Ist das richtig\?/);
+    expect(r.stdout).toMatch(/agent: Darf ich Ihnen eine Bestätigung Ihrer Rückrufbitte per SMS/);
+    expect(r.stdout).toMatch(/✉ SMS sent to \+4915112345678/);
+    expect(r.stdout).toMatch(/"timeWindow": "Morgen früh"/);
+    expect(r.stdout).toMatch(/"status": "handed_over"/);
+  }, 30_000);
+
   it("flow:diagram prints Mermaid generated from both agents' flows, and the README embeds exactly that", () => {
     const reception = mermaidDiagram(receptionFlow);
     const callback = mermaidDiagram(callbackFlow);

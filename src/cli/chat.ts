@@ -81,9 +81,12 @@ async function main(): Promise<void> {
   const seen: { turn?: TurnRecord } = {};
   const service = createService({
     // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
-    clock: new ManualClock(), config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t) });
+    clock: new ManualClock(), config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t),
+    // The callback agent's report is shown at the end of the chat, never posted anywhere.
+    callbackSecret: "chat-not-posted", startPoster: false });
   const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };
   let ended = false;
+  let sessionEnded = false;
   // sms_failed names the recipient of the SMS that failed; a chat fakes it for the last one sent.
   let lastSmsRecipient: string | undefined;
 
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
     const arg = rest.join(" ");
     if (cmd === "/quit" || cmd === "/hangup") {
       await send({ type: "session_end" });
+      sessionEnded = true;
       break;
     } else if (cmd === "/help") console.log(HELP);
     else if (cmd === "/dtmf") for (const digit of arg.replace(/\s/g, "")) await send({ type: "dtmf_received", digit });
@@ -158,6 +162,13 @@ async function main(): Promise<void> {
     prompt();
   }
   rl.close();
+  if (service.outbox) {
+    // The callback agent: sipgate ends every session with session_end; then the report is due.
+    if (!sessionEnded) await send({ type: "session_end" }, true);
+    const due = await service.outbox.claimDue(Number.MAX_SAFE_INTEGER, 10, 1000);
+    const report = due.find((c) => c.key === session.id);
+    if (report) console.log(dim(`  ⇪ report for ${config.callback?.endpoint.url} (signed, Idempotency-Key ${report.key}; not posted from a chat):\n${JSON.stringify(JSON.parse(report.body), null, 2)}`));
+  }
   await service.close();
 }
 
