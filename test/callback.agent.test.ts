@@ -8,7 +8,7 @@ import { PROMPTS_DIR } from "../src/service.js";
 import type { CallbackReport } from "../src/tasks/callback/report.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { callbackTestConfig, smsActions, spoken, startTestService, type TestService } from "./support/harness.js";
+import { callbackTestConfig, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { startReceiver, type Receiver, type Reply } from "./support/webhookReceiver.js";
 
 /**
@@ -214,9 +214,150 @@ describe("the report never blocks the call", () => {
       expect(r.status).toBe(200);
       expect(spoken(r.actions)).toEqual([READ_NAME("Lea Vogel")]);
       expect((await s.post(ev.end(id))).status).toBe(204);
-      expect(puts).toBe(3);
+      // Two snapshots, and the final report tried three times (the call is over: nobody waits for it).
+      expect(puts).toBe(5);
     } finally {
       await s.close();
     }
+  });
+});
+
+describe("review findings (each one a defect found by an adversarial review)", () => {
+  /** Name noted and read back; returns the call id. */
+  async function nameReadBack(id: string): Promise<void> {
+    await svc.post(ev.start(id));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Anna Schmidt" }));
+    await svc.post(ev.speak(id, "Anna Schmidt"));
+  }
+  const confirmed = async (id: string, field: "name" | "reason" | "time_window") =>
+    ((await svc.store.get(id)) as unknown as { callback: { details: Record<string, { confirmed: boolean } | undefined> } }).callback.details[field]?.confirmed;
+
+  it("a yes that cut into the read-back does not confirm it: it is read back again", async () => {
+    const id = "cb-review-barge";
+    await nameReadBack(id);
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }));
+    const r = await svc.post(ev.speak(id, "Ja", true));
+    expect(await confirmed(id, "name")).toBe(false);
+    expect(spoken(r.actions)).toEqual([READ_NAME("Anna Schmidt")]);
+    // The answer to the repeated read-back counts.
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }), reply.text("Worum geht es?"));
+    await svc.post(ev.speak(id, "Ja, richtig."));
+    expect(await confirmed(id, "name")).toBe(true);
+  });
+
+  it("an empty reply does not confirm the read-back", async () => {
+    const id = "cb-review-empty";
+    await nameReadBack(id);
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }));
+    await svc.post(ev.speak(id, ""));
+    expect(await confirmed(id, "name")).toBe(false);
+  });
+
+  it("a yes after something else was said since the read-back does not confirm it", async () => {
+    const id = "cb-review-between";
+    await nameReadBack(id);
+    svc.fake.enqueue(reply.text("Wir haben montags bis freitags von 8 bis 12 Uhr geöffnet."));
+    await svc.post(ev.speak(id, "Wann haben Sie geöffnet?"));
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }));
+    const r = await svc.post(ev.speak(id, "Ja."));
+    expect(await confirmed(id, "name")).toBe(false);
+    expect(spoken(r.actions)).toEqual([READ_NAME("Anna Schmidt")]);
+  });
+
+  it("a no batched after the completing yes still counts: the detail is asked again before any SMS offer", async () => {
+    const id = "cb-review-batched-no";
+    await svc.post(ev.start(id));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Anna Schmidt" }));
+    await svc.post(ev.speak(id, "Anna Schmidt"));
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "name", correct: true }), reply.text("Worum geht es?"));
+    await svc.post(ev.speak(id, "Ja."));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "reason", value: "Rechnung" }));
+    await svc.post(ev.speak(id, "Rechnung"));
+    svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "reason", correct: true }), reply.text("Wann dürfen wir Sie zurückrufen?"));
+    await svc.post(ev.speak(id, "Ja."));
+    svc.fake.enqueue(reply.tool("note_callback_detail", { field: "time_window", value: "morgen" }));
+    await svc.post(ev.speak(id, "morgen"));
+    svc.fake.enqueue(
+      reply.tools({ name: "confirm_callback_detail", arguments: { field: "time_window", correct: true } }, { name: "confirm_callback_detail", arguments: { field: "name", correct: false } }),
+      reply.text("Wie ist Ihr Name richtig?"),
+    );
+    const r = await svc.post(ev.speak(id, "Ja passt, aber der Name ist falsch."));
+    const state = (await svc.store.get(id))!;
+    expect((state as unknown as { callback: { details: { name?: unknown } } }).callback.details.name).toBeUndefined();
+    expect(state.step).toBe("collect_details");
+    expect(spoken(r.actions).some((t) => t.startsWith("Darf ich Ihnen eine Bestätigung"))).toBe(false);
+    expect(svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "consent_asked")).toEqual([]);
+  });
+
+  it("an sms_failed after the goodbye still reaches the report; a successful retry clears it and the closing line is said once", async () => {
+    const id = "cb-review-failed-after-goodbye";
+    await collectAll(id);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    await svc.post(ev.speak(id, "Ja."));
+    svc.fake.enqueue(reply.tool("end_call"));
+    await svc.post(ev.speak(id, "Danke, tschüss."));
+    await svc.post(ev.smsFailed(id, "insufficient_balance"));
+    await svc.post(ev.end(id));
+    await postDue();
+    expect(JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body)).toMatchObject({ sms: { status: "handed_over", failed: "insufficient_balance" } });
+
+    const retry = "cb-review-retry";
+    await collectAll(retry);
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    const first = await svc.post(ev.speak(retry, "Ja."));
+    expect(spoken(first.actions).filter((t) => t === DONE)).toHaveLength(1);
+    const failed = await svc.post(ev.smsFailed(retry, "smsc_unavailable"));
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    const again = await svc.post(ev.speak(retry, "Ja, nochmal bitte."));
+    expect(smsActions(again.actions)).toHaveLength(1);
+    expect(spoken(again.actions)).not.toContain(DONE);
+    await svc.post(ev.end(retry));
+    await postDue();
+    const report = JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === retry)!.body) as CallbackReport;
+    expect(report.sms).toEqual({ status: "handed_over", number: CALLER });
+  });
+
+  it("an SMS offered but never answered is reported as unanswered, not as not offered", async () => {
+    const id = "cb-review-unanswered";
+    expect(await collectAll(id)).toEqual([QUESTION]);
+    await svc.post(ev.end(id));
+    await postDue();
+    expect(JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body)).toMatchObject({ request: { complete: true }, sms: { status: "unanswered" } });
+  });
+
+  it("the final save is tried again when the outbox fails once at session_end", async () => {
+    const outbox = new MemoryOutbox(() => s.clock.now);
+    const put = outbox.put.bind(outbox);
+    let failNextFinal = true;
+    outbox.put = async (key, body, dueAt, opts) => {
+      if (opts?.final && failNextFinal) {
+        failNextFinal = false;
+        throw new OutboxUnavailableError("blip");
+      }
+      return put(key, body, dueAt, opts);
+    };
+    const s = await startTestService({ config: callbackTestConfig(receiver.url), callback: { outbox } });
+    try {
+      const id = "cb-review-final-retry";
+      await s.post(ev.start(id));
+      await s.post(ev.end(id));
+      const due = await outbox.claimDue(s.clock.now, 10, 1000);
+      expect(due.map((c) => [c.key, c.final])).toEqual([[id, true]]);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe("callback config is checked at start-up", () => {
+  it("slot and option names are own keys only: toString and constructor are config errors naming the field, not texts", () => {
+    expect(() => callbackTestConfig(receiver.url, { callback: { smsSlots: { info: "toString" } } })).toThrow(/callback\.smsSlots\.info.*not an option/s);
+    expect(() => callbackTestConfig(receiver.url, { callback: { smsSlots: { constructor: "x", info: "callback_confirmed" } } })).toThrow(/callback\.smsSlots\.constructor.*not a slot/s);
+  });
+
+  it("the endpoint must be https (plain http only to localhost); agent: callback needs its section", () => {
+    expect(() => callbackTestConfig("http://crm.example.com/hook")).toThrow(/callback\.endpoint\.url.*https/s);
+    expect(() => callbackTestConfig("https://crm.example.com/hook")).not.toThrow();
+    expect(() => testConfig({ agent: "callback" })).toThrow(/callback.*needs a callback section/s);
   });
 });

@@ -125,6 +125,20 @@ describe("OutboxPoster", () => {
     expect(logged().find((l) => l.level === 50)).toMatchObject({ key: "call-1", attempt: 1, status: 400, msg: expect.stringContaining("rejected the payload") });
   });
 
+  it("a receiver set-up problem (401, 403, 404) is retried, not dead-lettered: the report waits until it is fixed", async () => {
+    const rx = await receiver((_, n) => (n === 1 ? { status: 401 } : n === 2 ? { status: 404 } : { status: 200 }));
+    const outbox = new MemoryOutbox(clock.now);
+    await outbox.put("call-1", BODY, T0, { final: true });
+    const p = poster(outbox, rx.url, { backoff: { initialMs: 1000, maxMs: 10_000, factor: 2 } });
+    expect(await p.runOnce()).toMatchObject({ retried: 1, deadLettered: 0 });
+    clock.t = T0 + 1_000;
+    expect(await p.runOnce()).toMatchObject({ retried: 1, deadLettered: 0 });
+    clock.t = T0 + 3_000;
+    expect(await p.runOnce()).toMatchObject({ delivered: 1 });
+    expect(rx.received).toHaveLength(3);
+    expect(await outbox.deadLetters()).toEqual([]);
+  });
+
   it("honours a numeric Retry-After on 429, capped at backoff.maxMs", async () => {
     const rx = await receiver((_, n) => (n === 1 ? { status: 429, headers: { "retry-after": "7" } } : n === 2 ? { status: 429, headers: { "retry-after": "3600" } } : { status: 204 }));
     const outbox = new MemoryOutbox(clock.now);

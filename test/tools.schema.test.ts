@@ -144,7 +144,7 @@ describe("the tool set", () => {
       confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
     };
     expect(perStep(AGENTS[0]!)).toEqual({ main: ["start_sms_flow", "transfer_call", "end_call"], ...smsTask });
-    expect(perStep(AGENTS[1]!)).toEqual({ collect_details: ["note_callback_detail", "confirm_callback_detail", "end_call"], wrap_up: ["end_call"], ...smsTask });
+    expect(perStep(AGENTS[1]!)).toEqual({ collect_details: ["note_callback_detail", "confirm_callback_detail", "end_call"], wrap_up: ["note_callback_detail", "confirm_callback_detail", "end_call"], ...smsTask });
     // The callback agent offers the SMS by code, never by the model.
     expect(AGENTS[1]!.steps.find((s) => s.name === "offer_sms")).toMatchObject({ kind: "code" });
   });

@@ -77,7 +77,7 @@ const expectation = z
           .object({ name: z.string().nullable().optional(), reason: z.string().nullable().optional(), timeWindow: z.string().nullable().optional(), complete: z.boolean().optional() })
           .strict()
           .optional(),
-        sms: z.enum(["handed_over", "declined", "cancelled", "refused", "not_offered"]).optional(),
+        sms: z.enum(["handed_over", "declined", "cancelled", "refused", "unanswered", "not_offered"]).optional(),
       })
       .strict()
       .optional(),

@@ -56,7 +56,14 @@ export const callbackConfigSchema = z
     /** The company's receiver: each call's request is POSTed there as JSON, signed, with an idempotency key. */
     endpoint: z
       .object({
-        url: z.string().url(),
+        // Reports carry personal data: https, or plain http only to this machine (a local relay, tests).
+        url: z
+          .string()
+          .url()
+          .refine((u) => {
+            const url = new URL(u);
+            return url.protocol === "https:" || (url.protocol === "http:" && ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname));
+          }, "must be an https:// URL (reports carry personal data); plain http:// only to localhost"),
         /** Name of the environment variable that holds the HMAC-SHA-256 signing secret (never the secret itself). */
         secretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name, e.g. CALLBACK_SIGNING_SECRET").default("CALLBACK_SIGNING_SECRET"),
         timeoutMs: z.number().int().min(100).max(60_000).default(5000),
@@ -317,13 +324,13 @@ export const configSchema = z
     check(cfg.consent.question, ["number", "business_name"], ["consent", "question"], "is unknown; use {number} or {business_name}");
     if (cfg.agent === "callback" && !cfg.callback) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback"], message: "agent: callback needs a callback section (at least callback.endpoint.url)" });
     for (const [slot, option] of Object.entries(cfg.callback?.smsSlots ?? {})) {
-      const declared = cfg.sms.slots[slot];
+      const declared = Object.hasOwn(cfg.sms.slots, slot) ? cfg.sms.slots[slot] : undefined;
       if (!declared) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `is not a slot declared in sms.slots` });
-      else if (!(option in declared.options)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `"${option}" is not an option of sms.slots.${slot}` });
+      else if (!Object.hasOwn(declared.options, option)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `"${option}" is not an option of sms.slots.${slot}` });
     }
     if (cfg.agent === "callback") {
       for (const slot of Object.keys(cfg.sms.slots)) {
-        if (!(slot in (cfg.callback?.smsSlots ?? {}))) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots"], message: `names no option for sms.slots.${slot}: the confirmation SMS could not be rendered` });
+        if (!Object.hasOwn(cfg.callback?.smsSlots ?? {}, slot)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots"], message: `names no option for sms.slots.${slot}: the confirmation SMS could not be rendered` });
       }
     }
   });

@@ -81,11 +81,6 @@ export class ScriptedModel implements ChatModel {
     }
 
     if (tools.has("note_callback_detail")) return this.callbackDetails(req.system, userText, call, text);
-    // The callback agent's wrap-up offers only end_call.
-    if (tools.size === 1 && tools.has("end_call")) {
-      if (GOODBYE.test(userText) || NO.test(userText)) return call("end_call");
-      return text("Gern geschehen. Kann ich sonst noch etwas für Sie tun?", "You're welcome. Is there anything else I can do for you?");
-    }
 
     if (tools.has("start_sms_flow")) {
       if (this.mode === "reckless" && WANTS_SMS.test(userText)) return call("send_confirmation_sms");
@@ -153,7 +148,11 @@ export class ScriptedModel implements ChatModel {
     }
     const missing = /(?:Es fehlt noch|Still missing): (.+)$/m.exec(system)?.[1] ?? "";
     const field = missing.split(",").map((f) => f.trim()).find((f) => f in CALLBACK_QUESTIONS);
-    if (!field) return text("Ihre Rückrufbitte ist vollständig.", "Your callback request is complete.");
+    if (!field) {
+      // The wrap-up: everything confirmed; "nein danke" ends the call like a goodbye.
+      if (NO.test(userText)) return call("end_call");
+      return text("Gern geschehen. Kann ich sonst noch etwas für Sie tun?", "You're welcome. Is there anything else I can do for you?");
+    }
     return call("note_callback_detail", { field, value: callbackValue(userText) });
   }
 

@@ -43,9 +43,9 @@ export interface CycleReport {
 
 type PostOutcome =
   | { kind: "ok"; status: number }
-  /** The receiver refused this payload (4xx other than 408/429): it will refuse it again. */
+  /** The receiver refused this payload (400, 413, 415, 422): it will refuse it again. */
   | { kind: "rejected"; status: number; error: string }
-  /** Worth another try later: 5xx, 408, 429, a timeout, a network error. */
+  /** Worth another try later: 5xx, other 4xx, a timeout, a network error. */
   | { kind: "failed"; status?: number; error: string; retryAfterMs?: number };
 
 /**
@@ -56,6 +56,13 @@ type PostOutcome =
  * Log lines carry the key, attempt number, HTTP status and an error class, never the body
  * (personal data), the secret or the URL (it may carry a token).
  */
+/**
+ * Statuses that say the receiver refuses this payload itself (malformed, too large, wrong type,
+ * invalid): it will refuse it again, so it is dead-lettered at once. Every other 4xx is about the
+ * receiver's set-up (authentication, path) and may be fixed while the report waits.
+ */
+const PAYLOAD_REJECTED = new Set([400, 413, 415, 422]);
+
 export class OutboxPoster {
   private readonly o: OutboxPosterOptions;
   private readonly log: Logger;
@@ -203,8 +210,9 @@ export class OutboxPoster {
     const status = res.status;
     if (status >= 200 && status < 300) return { kind: "ok", status };
     const error = `http ${status}`;
-    if (status >= 400 && status < 500 && status !== 408 && status !== 429) return { kind: "rejected", status, error };
-    // 5xx, 408, 429, and the unexpected (1xx, 3xx: a moved endpoint is a configuration change, retried until fixed or given up).
+    if (PAYLOAD_REJECTED.has(status)) return { kind: "rejected", status, error };
+    // 5xx, 408, 429, the other 4xx (401/403 a secret or token the operator fixes, 404 a path being
+    // deployed: retried until fixed or given up), and the unexpected (1xx, 3xx: a moved endpoint).
     const retryAfter = status === 429 || status === 503 ? retryAfterMs(res.headers.get("retry-after"), this.o.backoff.maxMs) : undefined;
     return { kind: "failed", status, error, retryAfterMs: retryAfter };
   }

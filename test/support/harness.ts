@@ -16,7 +16,9 @@ import type { SmsSlice } from "../../src/tasks/sms/state.js";
 
 /** The callback agent's checked-in config, with test-friendly limits, and the endpoint a test's receiver listens on. */
 export function callbackTestConfig(url: string, patch: Record<string, unknown> = {}): AppConfig {
-  return testConfig(deepMerge({ callback: { endpoint: { url, backoff: { initialMs: 1000, maxMs: 60_000 } } } }, patch), "config/callback.yaml");
+  // Many tests text the same caller: the per-recipient window is open unless a test sets it.
+  const base = { callback: { endpoint: { url, backoff: { initialMs: 1000, maxMs: 60_000 } } }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } };
+  return testConfig(deepMerge(base, patch), "config/callback.yaml");
 }
 
 /** The checked-in config with test-friendly limits; `patch` deep-merges over it. */

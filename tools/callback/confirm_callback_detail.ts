@@ -18,6 +18,8 @@ export const confirmCallbackDetail = defineTool<CallbackFlowTypes>()({
       field: z.enum(CALLBACK_FIELDS).describe("the detail that was read back"),
       correct: z.boolean().describe("true only if the caller clearly said the read-back is right; false if they corrected or rejected it"),
     }),
+  // A "no" runs even after an earlier call of the same batch completed the request and moved on.
+  withdraws: ({ correct }) => !correct,
   execute(ctx, { field, correct }) {
     const { state } = ctx;
     const detail = state.callback.details[field];
@@ -27,8 +29,10 @@ export const confirmCallbackDetail = defineTool<CallbackFlowTypes>()({
       return ctx.note("callback_detail_rejected", { field });
     }
     if (detail.confirmed) return ctx.note("callback_detail_confirmed", { field, missing: missingFields(state.callback).join(", ") || "nothing" });
-    if (state.turn <= detail.readBackTurn || state.spokenBeforeTurn !== detail.readBackSpoken) {
-      // Not an answer to the read-back (same turn, or something else was said since): read it back again.
+    const notAnswer = state.turn <= detail.readBackTurn || state.spokenBeforeTurn !== detail.readBackSpoken || detail.interrupted || !ctx.userText.trim();
+    if (notAnswer) {
+      // Not an answer to the read-back (same turn, something else said since, the caller cut into it,
+      // nothing understood): read it back again.
       ctx.guard({ subject: "confirm_callback_detail", allowed: false, reason: "read_back_not_answered", detail: field });
       readBack(ctx, field, detail.value);
       return ctx.note("callback_read_back_repeated", { field });

@@ -1,5 +1,5 @@
 import type { CallState } from "../../core/callState.js";
-import { defineStep, type Observer } from "../../engine/define.js";
+import { defineStep, type EventHook, type Observer } from "../../engine/define.js";
 import { defineFlow } from "../../engine/defineFlow.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import { CALLBACK_STEP } from "../../tasks/callback/stepNames.js";
@@ -43,30 +43,54 @@ const wrapUp = step({
   name: CALLBACK_STEP.wrapUp,
   kind: "llm",
   prompt: "callback_wrap_up",
-  tools: [endCall],
-  // Entered once the SMS offer is over (whatever its result): the caller hears that the request is taken.
+  // A caller may still correct a detail after the SMS offer.
+  tools: [noteCallbackDetail, confirmCallbackDetail, endCall],
+  // Entered once the SMS offer is over (whatever its result): the caller hears that the request is
+  // taken, once (a retry after sms_failed comes back here too).
   onEnter: (ctx) => {
     const { details } = ctx.state.callback;
+    if (ctx.state.callback.closed) return;
+    ctx.state.callback.closed = true;
     const name = details.name?.value;
     ctx.say("callback_done", { name_suffix: name ? `, ${name}` : "", time_window: details.time_window?.value ?? "" });
   },
 });
+
+/** Pauses before the final report's second and third save (the call is over: nobody waits for them). */
+const FINAL_SAVE_RETRY_MS = [100, 500];
 
 /** Keep the latest report; posted when the call ends, or when its state expires without a session_end. */
 async function saveReport(ctx: TurnContext<CallbackFlowTypes>, final: boolean): Promise<void> {
   const { config, reports } = ctx.services;
   const now = Date.parse(ctx.nowIso());
   const report = callbackReport(ctx.state, config.business.name, final ? "session_end" : "state_expired", now);
-  try {
-    await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000 });
-  } catch (e) {
-    // Never the caller's problem: the next turn (or the session_end) saves it again.
-    ctx.log.error({ sessionId: ctx.sessionId, err: (e as Error).message, final }, "callback report could not be saved");
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000 });
+      return;
+    } catch (e) {
+      // A snapshot is never the caller's problem: the next turn saves again. The final report is the
+      // call's last chance (its state goes with session_end), so it is tried a few times; after that
+      // the last snapshot saved is posted at expiry instead, marked state_expired.
+      const retry = final ? FINAL_SAVE_RETRY_MS[attempt] : undefined;
+      ctx.log.error({ sessionId: ctx.sessionId, err: (e as Error).message, final, attempt: attempt + 1, retrying: retry !== undefined }, "callback report could not be saved");
+      if (retry === undefined) return;
+      await new Promise((r) => setTimeout(r, retry));
+    }
   }
 }
 
 const onSessionEnd: Observer<CallbackFlowTypes> = async (ctx, event) => {
   if (event.type === "session_end") await saveReport(ctx, true);
+};
+
+/** A barge-in into a read-back means it may not have been heard: it cannot be confirmed by this answer. */
+const onUserSpeak: EventHook<CallbackFlowTypes> = (ctx, event) => {
+  if (event.type !== "user_speak" || !event.barged_in) return false;
+  for (const detail of Object.values(ctx.state.callback.details)) {
+    if (detail && !detail.confirmed && detail.readBackTurn === ctx.state.turn) detail.interrupted = true;
+  }
+  return false; // the caller's turn still runs
 };
 
 function promptValues(state: CallState<SmsSlice & CallbackSlice>, { config }: CallbackServices): Record<string, string> {
@@ -96,16 +120,15 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
       onResult: (ctx, result) => {
         ctx.state.callback.sms = result;
       },
-      onFailed: (ctx, failure) => {
-        ctx.state.callback.smsFailed = failure.reason;
-      },
+      // A later sms_failed needs nothing of the agent: the task's own line tells the caller, and the
+      // report reads the failure from the task's record of sends (also one after the goodbye).
     }),
   ],
   initialState: () => ({ ...initialSmsSlice(), ...initialCallbackSlice() }),
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,
   promptValues,
-  hooks: {},
+  hooks: { user_speak: onUserSpeak },
   hookTransitions: {},
   observers: { session_end: onSessionEnd },
   neverReplay: [],

@@ -25,7 +25,11 @@ export interface CallbackReport {
     /** All three given and confirmed. */
     complete: boolean;
   };
-  sms: { status: SmsTaskStatus | "not_offered"; reason?: string; number?: string; failed?: string };
+  /**
+   * The SMS task's result; `unanswered`: offered, but the call ended before an answer;
+   * `not_offered`: the request was never complete. `failed`: sipgate reported the latest SMS failed.
+   */
+  sms: { status: SmsTaskStatus | "unanswered" | "not_offered"; reason?: string; number?: string; failed?: string };
   call: {
     startedAt: string;
     lastActivityAt: string;
@@ -47,6 +51,8 @@ export interface CallReports {
 export function callbackReport(state: CallState<SmsSlice & CallbackSlice>, business: string, ended: CallbackReport["call"]["ended"], now: number): CallbackReport {
   const { details } = state.callback;
   const sms = state.callback.sms;
+  // The task's own record of sends: also knows a failure reported after the goodbye, and that a retry went out.
+  const failed = state.sms.sent.at(-1)?.failed;
   const value = (f: "name" | "reason" | "time_window") => details[f]?.value ?? null;
   return {
     type: "callback_request",
@@ -63,8 +69,8 @@ export function callbackReport(state: CallState<SmsSlice & CallbackSlice>, busin
       complete: missingFields(state.callback).length === 0,
     },
     sms: sms
-      ? { status: sms.status, ...(sms.status === "refused" ? { reason: sms.reason } : {}), ...(sms.number ? { number: sms.number } : {}), ...(state.callback.smsFailed ? { failed: state.callback.smsFailed } : {}) }
-      : { status: "not_offered" },
+      ? { status: sms.status, ...(sms.status === "refused" ? { reason: sms.reason } : {}), ...(sms.number ? { number: sms.number } : {}), ...(failed ? { failed } : {}) }
+      : { status: state.callback.smsOffered ? "unanswered" : "not_offered" },
     call: { startedAt: new Date(state.createdAt).toISOString(), lastActivityAt: new Date(now).toISOString(), ended },
   };
 }

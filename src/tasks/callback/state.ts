@@ -11,6 +11,8 @@ export interface CallbackDetail {
   /** `CallState.spoken` right after the read-back: the caller's next words answer it only if nothing was said since. */
   readBackSpoken: number;
   readBackTurn: number;
+  /** The caller barged into the read-back: it may not have been heard, so it cannot be confirmed. */
+  interrupted?: boolean;
 }
 
 export interface CallbackState {
@@ -19,8 +21,8 @@ export interface CallbackState {
   smsOffered: boolean;
   /** The SMS task's result as the agent received it. */
   sms?: SmsTaskResult;
-  /** A later sms_failed for the confirmation. */
-  smsFailed?: string;
+  /** The closing line was said (a retry after sms_failed comes back to the wrap-up without it). */
+  closed?: boolean;
 }
 
 /** The callback request's slice of a call's state. */

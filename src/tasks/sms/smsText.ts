@@ -15,11 +15,12 @@ export class SmsSlotError extends Error {
 export function renderSmsText(config: AppConfig, slots: Record<string, string>): string {
   return config.sms.template.replace(/\{([^}]*)\}/g, (_, name: string) => {
     if (name === "business_name") return config.business.name;
-    const slot = config.sms.slots[name];
+    // Own keys only: "toString" or "constructor" must not pass for a slot or an option.
+    const slot = Object.hasOwn(config.sms.slots, name) ? config.sms.slots[name] : undefined;
     if (!slot) throw new SmsSlotError(`template placeholder {${name}} is not a declared slot`);
-    const key = slots[name];
+    const key = Object.hasOwn(slots, name) ? slots[name] : undefined;
     if (key === undefined) throw new SmsSlotError(`slot ${name} has no value`);
-    const text = slot.options[key];
+    const text = Object.hasOwn(slot.options, key) ? slot.options[key] : undefined;
     if (text === undefined) throw new SmsSlotError(`slot ${name} has no option ${key}`);
     return text;
   });
