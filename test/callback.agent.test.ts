@@ -306,7 +306,7 @@ describe("review findings (each one a defect found by an adversarial review)", (
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const first = await svc.post(ev.speak(retry, "Ja."));
     expect(spoken(first.actions).filter((t) => t === DONE)).toHaveLength(1);
-    const failed = await svc.post(ev.smsFailed(retry, "smsc_unavailable"));
+    await svc.post(ev.smsFailed(retry, "smsc_unavailable"));
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const again = await svc.post(ev.speak(retry, "Ja, nochmal bitte."));
     expect(smsActions(again.actions)).toHaveLength(1);

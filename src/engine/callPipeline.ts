@@ -415,8 +415,10 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       droppable: droppable && !record.withdrawal,
     });
     if (local) local.record = record;
-    if (result === "committed") this.deps.onTurn?.(record, q.event, q.via);
-    else await this.withdrawn(callId, record, result);
+    if (result === "committed") {
+      this.deps.onTurn?.(record, q.event, q.via);
+      if (next.kind === "save") await this.deps.engine.committed(next.state).catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "after-commit work failed"));
+    } else await this.withdrawn(callId, record, result);
     return result;
   }
 

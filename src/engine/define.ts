@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import type { z } from "zod";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
@@ -149,6 +150,12 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
+   * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
+   * instance lost the call: side effects outside the call store that must match what is stored
+   * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
+   */
+  afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger }) => Promise<void>;
   /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
   tasks?: readonly TaskDef<F>[];
 }

@@ -181,6 +181,11 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     return finish({ kind: "save", state });
   }
 
+  /** A turn's state is committed: the flow's work that must match the store (a report snapshot). */
+  async committed(state: CallState<F["state"]>): Promise<void> {
+    await this.deps.flow.afterCommit?.(state, this.deps.services, { now: this.deps.now(), log: this.deps.log });
+  }
+
   /** A committed turn whose actions never left: the flow records what that means (an SMS not sent). */
   async undelivered(record: TurnRecord, why: "dropped" | "lease_lost"): Promise<void> {
     await this.deps.flow.onUndelivered?.(record, this.deps.services, why);

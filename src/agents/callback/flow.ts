@@ -1,7 +1,7 @@
 import type { CallState } from "../../core/callState.js";
 import { defineStep, type EventHook, type Observer } from "../../engine/define.js";
 import { defineFlow } from "../../engine/defineFlow.js";
-import type { TurnContext } from "../../engine/turnContext.js";
+import type { Logger } from "pino";
 import { CALLBACK_STEP } from "../../tasks/callback/stepNames.js";
 import { callbackReport } from "../../tasks/callback/report.js";
 import { initialCallbackSlice, missingFields, type CallbackSlice } from "../../tasks/callback/state.js";
@@ -59,11 +59,13 @@ const wrapUp = step({
 /** Pauses before the final report's second and third save (the call is over: nobody waits for them). */
 const FINAL_SAVE_RETRY_MS = [100, 500];
 
-/** Keep the latest report; posted when the call ends, or when its state expires without a session_end. */
-async function saveReport(ctx: TurnContext<CallbackFlowTypes>, final: boolean): Promise<void> {
-  const { config, reports } = ctx.services;
-  const now = Date.parse(ctx.nowIso());
-  const report = callbackReport(ctx.state, config.business.name, final ? "session_end" : "state_expired", now);
+/**
+ * Keep the latest report; posted when the call ends, or when its state expires without a
+ * session_end. A snapshot is saved after each committed turn (so a stalled instance whose turn was
+ * never stored cannot overwrite a newer one), the final report on session_end.
+ */
+async function saveReport(state: CallState<SmsSlice & CallbackSlice>, { config, reports }: CallbackServices, log: Logger, now: number, final: boolean): Promise<void> {
+  const report = callbackReport(state, config.business.name, final ? "session_end" : "state_expired", now);
   for (let attempt = 0; ; attempt++) {
     try {
       await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000 });
@@ -73,7 +75,7 @@ async function saveReport(ctx: TurnContext<CallbackFlowTypes>, final: boolean): 
       // call's last chance (its state goes with session_end), so it is tried a few times; after that
       // the last snapshot saved is posted at expiry instead, marked state_expired.
       const retry = final ? FINAL_SAVE_RETRY_MS[attempt] : undefined;
-      ctx.log.error({ sessionId: ctx.sessionId, err: (e as Error).message, final, attempt: attempt + 1, retrying: retry !== undefined }, "callback report could not be saved");
+      log.error({ sessionId: state.sessionId, err: (e as Error).message, final, attempt: attempt + 1, retrying: retry !== undefined }, "callback report could not be saved");
       if (retry === undefined) return;
       await new Promise((r) => setTimeout(r, retry));
     }
@@ -81,7 +83,7 @@ async function saveReport(ctx: TurnContext<CallbackFlowTypes>, final: boolean): 
 }
 
 const onSessionEnd: Observer<CallbackFlowTypes> = async (ctx, event) => {
-  if (event.type === "session_end") await saveReport(ctx, true);
+  if (event.type === "session_end") await saveReport(ctx.state, ctx.services, ctx.log, Date.parse(ctx.nowIso()), true);
 };
 
 /** A barge-in into a read-back means it may not have been heard: it cannot be confirmed by this answer. */
@@ -132,6 +134,6 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   hookTransitions: {},
   observers: { session_end: onSessionEnd },
   neverReplay: [],
-  // Every turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
-  afterTurn: (ctx) => saveReport(ctx, false),
+  // Every committed turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
+  afterCommit: (state, services, { now, log }) => saveReport(state, services, log, now, false),
 });
