@@ -157,6 +157,7 @@ export function createService(opts: ServiceOptions): Service {
         leaseMs: Math.max(30_000, e.timeoutMs * 3),
         log: logger.child({ component: "callback-poster" }),
         now,
+        onCycle: (r) => metrics.observeReportPosts(r),
       });
       if (opts.startPoster ?? true) poster.start();
       break;

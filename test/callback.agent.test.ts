@@ -361,3 +361,24 @@ describe("callback config is checked at start-up", () => {
     expect(() => testConfig({ agent: "callback" })).toThrow(/callback.*needs a callback section/s);
   });
 });
+
+describe("operators see the report posts", () => {
+  it("GET /metrics counts posts by outcome: retried, then delivered", async () => {
+    const s = await startTestService({ config: callbackTestConfig(receiver.url) });
+    try {
+      const id = "cb-metrics";
+      answer = (n) => (n === 1 ? { status: 503 } : { status: 200 });
+      receiver.received.length = 0;
+      await s.post(ev.start(id));
+      await s.post(ev.end(id));
+      await s.poster!.runOnce();
+      s.clock.advance(1_100);
+      await s.poster!.runOnce();
+      const text = (await s.app.inject({ method: "GET", url: "/metrics" })).body;
+      expect(text).toMatch(/aiflow_callback_posts_total\{outcome="retried"\} 1/);
+      expect(text).toMatch(/aiflow_callback_posts_total\{outcome="delivered"\} 1/);
+    } finally {
+      await s.close();
+    }
+  });
+});

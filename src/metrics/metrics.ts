@@ -57,6 +57,7 @@ export class Metrics {
   private readonly guardRefusals: Counter<"subject" | "reason">;
   private readonly activeCalls: Gauge;
   private readonly answers: Counter<"kind">;
+  private readonly reportPosts: Counter<"outcome">;
 
   constructor(opts: MetricsOptions = {}) {
     this.maxLabelValues = opts.maxLabelValues ?? 50;
@@ -76,6 +77,12 @@ export class Metrics {
     this.consent = new Counter({ name: "aiflow_consent_total", help: "Consent ledger records by outcome (asked|given|declined).", labelNames: ["outcome"], registers });
     this.guardRefusals = new Counter({ name: "aiflow_guard_refusals_total", help: "Guard decisions that refused something, by subject (action, tool, utterance) and reason.", labelNames: ["subject", "reason"], registers });
     this.answers = new Counter({ name: "aiflow_answers_total", help: "Answers to events by kind: actions, holding (a turn missed the deadline), gave_up (apology after the last holding line), nothing, store_unavailable.", labelNames: ["kind"], registers });
+    this.reportPosts = new Counter({
+      name: "aiflow_callback_posts_total",
+      help: "Callback report posts by outcome: delivered, retried (a failed post, tried again later), dead_lettered (given up: an operator must look), failed (the outbox could not be reached).",
+      labelNames: ["outcome"],
+      registers,
+    });
     const self = this;
     this.activeCalls = new Gauge({
       name: "aiflow_active_calls",
@@ -117,6 +124,14 @@ export class Metrics {
   /** Read the active call count at every scrape (e.g. `() => store.size()`). */
   setActiveCallsProvider(provider: (() => number | Promise<number>) | undefined): void {
     this.activeCallsProvider = provider;
+  }
+
+  /** One cycle of the callback report poster. */
+  observeReportPosts(r: { delivered: number; retried: number; deadLettered: number; failed: number }): void {
+    if (r.delivered) this.reportPosts.inc({ outcome: "delivered" }, r.delivered);
+    if (r.retried) this.reportPosts.inc({ outcome: "retried" }, r.retried);
+    if (r.deadLettered) this.reportPosts.inc({ outcome: "dead_lettered" }, r.deadLettered);
+    if (r.failed) this.reportPosts.inc({ outcome: "failed" }, r.failed);
   }
 
   /** How an event was answered (see CallPipeline): holding lines and give-ups show a model slower than the deadline. */

@@ -25,6 +25,8 @@ export interface OutboxPosterOptions {
   fetch?: typeof globalThis.fetch;
   /** Jitter source in [0, 1) (tests pin it). */
   random?: () => number;
+  /** Every cycle's report (metrics); its errors are the observer's own and never stop the poster. */
+  onCycle?: (report: CycleReport) => void;
 }
 
 /** What one cycle did, by outcome (tests and metrics). */
@@ -102,9 +104,18 @@ export class OutboxPoster {
 
   /** One cycle. If one is already running (the background loop's), waits for it and returns its report. */
   runOnce(): Promise<CycleReport> {
-    this.cycle ??= this.runCycle().finally(() => {
-      this.cycle = undefined;
-    });
+    this.cycle ??= this.runCycle()
+      .then((report) => {
+        try {
+          this.o.onCycle?.(report);
+        } catch (e) {
+          this.log.error({ err: errorClass(e) }, "outbox: the cycle observer failed");
+        }
+        return report;
+      })
+      .finally(() => {
+        this.cycle = undefined;
+      });
     return this.cycle;
   }
 
