@@ -218,6 +218,33 @@ export function outboxContract(name: string, make: MakeOutbox) {
       await close?.();
     });
 
+    it("redrive: an operator puts a dead letter back, due again with its attempts reset; nothing else is redriven", async () => {
+      const c = clock();
+      const { outbox, other, close } = await make({ now: c.now, deadLetterMs: 50_000 });
+      await outbox.put("call-1", '{"final":1}', T0, { final: true });
+      const [claim] = await outbox.claimDue(T0, 10, LEASE);
+      expect(await outbox.deadLetter(claim!, "http 400")).toBe("settled");
+      expect(await other.redrive("call-2", T0)).toBe("no_dead_letter");
+      c.t = T0 + 100;
+      expect(await other.redrive("call-1", T0 + 200)).toBe("requeued");
+      expect(await outbox.deadLetters()).toEqual([]);
+      expect(await outbox.pending()).toBe(1);
+      expect(await outbox.claimDue(T0 + 199, 10, LEASE)).toEqual([]);
+      const [again] = await outbox.claimDue(T0 + 200, 10, LEASE);
+      expect(again).toMatchObject({ key: "call-1", body: '{"final":1}', final: true, attempts: 0 });
+      // Once delivered it is tombstoned like any other; a second redrive finds no letter.
+      expect(await outbox.delivered(again!)).toBe("settled");
+      expect(await outbox.redrive("call-1", T0 + 300)).toBe("no_dead_letter");
+      expect(await outbox.put("call-1", '{"final":2}', T0 + 300, { final: true })).toBe("ignored_delivered");
+      // A letter past its retention cannot be redriven.
+      await outbox.put("call-3", "{}", T0 + 300, { final: true });
+      const [three] = await outbox.claimDue(T0 + 300, 10, LEASE);
+      await outbox.deadLetter(three!, "http 422");
+      c.t = T0 + 300 + 50_000;
+      expect(await outbox.redrive("call-3", c.t)).toBe("no_dead_letter");
+      await close?.();
+    });
+
     it("claims the earliest due entries first, up to the limit; two claimers racing never get the same entry", async () => {
       const c = clock();
       const { outbox, other, close } = await make({ now: c.now });

@@ -107,6 +107,17 @@ export class MemoryOutbox implements Outbox {
     return [...this.dead.values()].map((d) => ({ ...d.letter })).sort((a, b) => a.at - b.at);
   }
 
+  async redrive(key: string, dueAt: number): Promise<"requeued" | "no_dead_letter"> {
+    const due = wholeMs(dueAt, "dueAt");
+    this.sweep(this.now());
+    const d = this.dead.get(key);
+    if (!d) return "no_dead_letter";
+    this.dead.delete(key);
+    this.tombstones.delete(key);
+    this.entries.delete(key);
+    return (await this.put(key, d.letter.body, due, { final: d.letter.final })) === "stored" ? "requeued" : "no_dead_letter";
+  }
+
   async pending(): Promise<number> {
     return this.entries.size;
   }

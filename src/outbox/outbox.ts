@@ -87,6 +87,12 @@ export interface Outbox {
   deadLetter(claim: Claim, error: string): Promise<SettleResult>;
   /** Dead letters still retained, oldest first. */
   deadLetters(): Promise<DeadLetter[]>;
+  /**
+   * An operator's second chance for a dead letter (the receiver is fixed): its body is due again
+   * at `dueAt` with its attempts reset, the letter and the key's tombstone are gone. Ignored
+   * ("no_dead_letter") when the key has no retained dead letter.
+   */
+  redrive(key: string, dueAt: number): Promise<"requeued" | "no_dead_letter">;
   /** Entries not yet delivered or dead-lettered (claimed ones included). */
   pending(): Promise<number>;
   close(): Promise<void>;

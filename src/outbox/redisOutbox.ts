@@ -163,6 +163,17 @@ end
 return out
 `;
 
+/** ARGV: key, due, now. The dead letter's body back in the due set as a fresh entry; letter and tombstone gone. */
+const REDRIVE = `
+local d = redis.call('hmget', K_LETTER, 'body', 'final', 'until')
+if not d[1] or tonumber(d[3]) <= tonumber(ARGV[3]) then return 'no_dead_letter' end
+redis.call('del', K_LETTER, K_TOMB, K_ENTRY)
+redis.call('zrem', K_DEAD, ARGV[1])
+redis.call('hset', K_ENTRY, 'body', d[1], 'final', d[2], 'attempts', '0', 'version', '1', 'due', int(tonumber(ARGV[2])), 'token', '')
+redis.call('zadd', K_DUE, int(tonumber(ARGV[2])), ARGV[1])
+return 'requeued'
+`;
+
 class Script {
   readonly sha: string;
   constructor(readonly lua: string) {
@@ -177,6 +188,7 @@ const SCRIPTS = {
   retry: new Script(LUA_HELPERS + RETRY),
   dead: new Script(LUA_HELPERS + DEAD),
   deadLetters: new Script(DEAD_LETTERS),
+  redrive: new Script(LUA_HELPERS + REDRIVE),
 };
 
 const SETTLE_RESULTS: ReadonlySet<string> = new Set<SettleResult>(["settled", "replaced", "stale"]);
@@ -284,6 +296,12 @@ export class RedisOutbox implements Outbox {
       error: error!,
       at: Number(at),
     }));
+  }
+
+  async redrive(key: string, dueAt: number): Promise<"requeued" | "no_dead_letter"> {
+    const reply = String(await this.run(SCRIPTS.redrive, this.perKey(key), [key, wholeMs(dueAt, "dueAt"), this.now()]));
+    if (reply !== "requeued" && reply !== "no_dead_letter") throw new OutboxUnavailableError(`Redis outbox: unexpected redrive reply ${reply}`);
+    return reply;
   }
 
   async pending(): Promise<number> {
