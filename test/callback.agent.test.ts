@@ -10,6 +10,7 @@ import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { callbackTestConfig, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { startReceiver, type Receiver, type Reply } from "./support/webhookReceiver.js";
+import { postPending, until } from "./support/deadline.js";
 
 /**
  * The callback agent (issue 13, point 3), built only from the public parts: it collects name,
@@ -380,5 +381,38 @@ describe("operators see the report posts", () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe("review findings, second pass", () => {
+  it("a send that never left (the call ended while it waited behind a holding line) is not reported as handed over", async () => {
+    const id = "cb-review2-withdrawn";
+    expect(await collectAll(id)).toEqual([QUESTION]);
+    // The model is slower than the deadline: the caller hears the holding line.
+    const gate = svc.fake.block();
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    const { answer } = await postPending(svc, ev.speak(id, "Ja, gerne."));
+    await gate.arrived;
+    svc.deadlineClock.advance(800);
+    expect(spoken((await answer).actions)).toEqual(["Einen Moment bitte."]);
+    gate.release();
+    await until(async () => {
+      const p = await svc.store.progress(id);
+      return p.processed >= p.queued;
+    }, "the late turn to finish");
+    // The caller hangs up before the late answer (with its send_sms) is collected.
+    await svc.post(ev.end(id));
+    await postDue();
+    const report = JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body) as CallbackReport;
+    expect(report.sms).toEqual({ status: "refused", reason: "turn_superseded", number: CALLER });
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id).map((r) => r.kind)).toEqual(expect.arrayContaining(["sms_sent", "sms_withdrawn"]));
+  });
+});
+
+describe("callback endpoint URL", () => {
+  it("a value that is not a URL is a config error naming the field, not a crash", () => {
+    expect(() => callbackTestConfig("crm.example.com/hook")).toThrow(/callback\.endpoint\.url/);
+    expect(() => callbackTestConfig("http://localhost:8080/hook")).not.toThrow();
+    expect(() => callbackTestConfig("http://[::1]:8080/hook")).not.toThrow();
   });
 });

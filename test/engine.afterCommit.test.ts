@@ -26,6 +26,8 @@ interface Counted extends FlowTypes {
 }
 
 const committed: Array<{ sessionId: string; seen: number; turn: number }> = [];
+/** While set, afterCommit waits for it: a slow snapshot write. */
+let slow: Promise<void> | undefined;
 const step = defineStep<Counted>();
 const flow = defineFlow<Counted>({
   name: "counted",
@@ -39,7 +41,10 @@ const flow = defineFlow<Counted>({
   hookTransitions: {},
   neverReplay: [],
   afterTurn: (ctx) => void ctx.state.seen++,
-  afterCommit: async (state: CallState<{ seen: number }>) => void committed.push({ sessionId: state.sessionId, seen: state.seen, turn: state.turn }),
+  afterCommit: async (state: CallState<{ seen: number }>) => {
+    await slow;
+    committed.push({ sessionId: state.sessionId, seen: state.seen, turn: state.turn });
+  },
 });
 
 /** A store that fences out the next commit, as if another instance had taken the call's lease. */
@@ -69,24 +74,52 @@ const event = (e: unknown): AiFlowEvent => {
   return p.event;
 };
 
+/** afterCommit runs off the answer path: wait for it (synchronisation, not an expectation). */
+async function settled(n: number): Promise<void> {
+  for (let i = 0; i < 500 && committed.length < n; i++) await new Promise((r) => setTimeout(r, 2));
+}
+
 describe("afterCommit", () => {
   it("runs once per committed turn with the stored state, not for a fenced-out turn, not for session_end", async () => {
+    committed.length = 0;
     const store = new FencingStore();
     const p = pipeline(store);
     const id = "after-commit";
     await p.process(event(ev.start(id)));
+    await settled(1);
     expect(committed).toEqual([{ sessionId: id, seen: 1, turn: 0 }]);
     // The first run of this event is fenced out (lease lost): nothing of it is stored and nothing
     // runs after it; the event stays queued and runs again, and that run is committed: one more.
     store.fenceNext = true;
     await p.process(event(ev.timeout(id)));
+    await settled(2);
     expect(committed.map((c) => c.seen)).toEqual([1, 2]);
     expect((await store.get(id))!.seen).toBe(2);
     await p.process(event(ev.speechEnded(id)));
+    await settled(3);
     expect(committed.map((c) => c.seen)).toEqual([1, 2, 3]);
     const before = committed.length;
     await p.process(event(ev.end(id)));
     expect(committed).toHaveLength(before);
+    await p.drain();
+  });
+
+  it("never holds up the answer or the next turn: a slow snapshot write finishes in the background, in turn order", async () => {
+    committed.length = 0;
+    let release!: () => void;
+    slow = new Promise<void>((r) => (release = r));
+    const store = new FencingStore();
+    const p = pipeline(store);
+    const id = "after-commit-slow";
+    // Both turns answer while the first snapshot write is still waiting.
+    await p.process(event(ev.start(id)));
+    await p.process(event(ev.speechEnded(id)));
+    expect(committed).toEqual([]);
+    release();
+    slow = undefined;
+    await settled(2);
+    expect(committed.map((c) => c.seen)).toEqual([1, 2]);
+    // Shutdown waits for work still running.
     await p.drain();
   });
 });

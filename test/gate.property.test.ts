@@ -43,6 +43,7 @@ const scenario = fc
     interrupted: rarely,
     answeredSameTurn: rarely,
     answeredSomethingElse: rarely,
+    consentUsed: rarely,
     sent: fc.tuple(rarely, fc.array(fc.record({ number, message: fc.constant(GOOD_TEXT), at: fc.constant("t"), turn: fc.nat(5), failed: fc.option(fc.constantFrom("smsc_unavailable" as const, "insufficient_balance" as const), { nil: undefined }) }), { minLength: 1, maxLength: 3 })).map(([has, list]) => (has ? list : [])),
     retry: fc.integer({ min: 0, max: 1 }),
     slot: fc.constantFrom("address", "address", "opening_hours"),
@@ -63,6 +64,7 @@ const scenario = fc
           answer: g.noAnswer
             ? undefined
             : { consented: !g.notConsented, reply: "Ja", turn: g.answeredSameTurn ? 3 : 4, at: "2026-11-23T09:00:05.000Z", spokenBeforeAnswer: g.answeredSomethingElse ? 4 : 3 },
+          ...(g.consentUsed ? { usedAt: "2026-11-23T09:00:06.000Z" } : {}),
         };
     const smsNumber = g.smsNumberUnset ? undefined : g.smsNumberOther ? g.other : g.to;
     return { state: stateWith(c, smsNumber, g.declined, g.sent, g.retry, g.slot), to: g.to, text: g.text, ledgerDown: g.ledgerDown };
@@ -99,7 +101,9 @@ function mayLeave(state: CallState, a: Extract<AiFlowAction, { type: "send_sms" 
     c.number === a.phone_number &&
     sms.number === a.phone_number &&
     c.answer.turn > c.askedTurn &&
-    c.answer.spokenBeforeAnswer === c.spokenIndex;
+    c.answer.spokenBeforeAnswer === c.spokenIndex &&
+    // One yes, one SMS.
+    c.usedAt === undefined;
   const standing = sms.sent.filter((s) => !s.failed).length;
   const withinLimit = standing < 1 && sms.sent.length < 1 + sms.retryAllowance;
   const textOk = sms.slots.info !== undefined && a.message === renderSmsText(config, sms.slots);
@@ -148,7 +152,27 @@ describe("the action gate alone", () => {
     const b = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
     const { allowed, decisions } = await gate.review([a, b], ctx);
     expect(allowed).toEqual([a]);
-    expect(decisions.map((d) => d.reason)).toEqual(["consent_recorded", "sms_limit_per_call"]);
+    // The yes covered the first send; the second would need its own question and answer.
+    expect(decisions.map((d) => d.reason)).toEqual(["consent_recorded", "consent_already_used"]);
+  });
+
+  it("one yes covers one SMS, also where more SMS per call are allowed: a later send needs a new answer", async () => {
+    const wide = testConfig({ sms: { maxPerCall: 2 } });
+    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+    const state = stateWith(c, "4915112345678", false, [], 0, "address");
+    const ledger = new MemoryLedger();
+    const record = emptyTurnRecord("gate", "user_speak");
+    const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0) }, engineOptions(wide), prompts, pino({ level: "silent" }), record, () => 0, {
+      invokeTool: async () => "",
+      review: (list) => gate.review(list, turn),
+    });
+    const first = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], turn);
+    expect(first.allowed).toHaveLength(1);
+    state.turn += 2; // two turns later, a host tool tries again on the same yes
+    const second = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], turn);
+    expect(second.allowed).toEqual([]);
+    expect(second.decisions[0]).toMatchObject({ allowed: false, reason: "consent_already_used" });
+    expect(ledger.records.filter((r) => r.kind === "sms_sent")).toHaveLength(1);
   });
 
   it("per-recipient limit across calls", async () => {

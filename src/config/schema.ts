@@ -61,7 +61,12 @@ export const callbackConfigSchema = z
           .string()
           .url()
           .refine((u) => {
-            const url = new URL(u);
+            let url: URL;
+            try {
+              url = new URL(u);
+            } catch {
+              return true; // not a URL at all: .url() above says so
+            }
             return url.protocol === "https:" || (url.protocol === "http:" && ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname));
           }, "must be an https:// URL (reports carry personal data); plain http:// only to localhost"),
         /** Name of the environment variable that holds the HMAC-SHA-256 signing secret (never the secret itself). */

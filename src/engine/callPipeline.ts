@@ -9,6 +9,7 @@ import type { FlowTypes } from "./define.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { speakOptions } from "./speech.js";
+import type { CallState } from "../core/callState.js";
 import { emptyTurnRecord, type TurnRecord } from "../core/turnRecord.js";
 
 /** A turn that killed its instance this often is skipped, so one poisonous event cannot take down every instance in turn. */
@@ -67,6 +68,8 @@ export interface CallAnswerer {
 
 export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswerer {
   private readonly pumps = new Map<string, Promise<void>>();
+  /** Each call's after-commit work still running (snapshots), in turn order. */
+  private readonly afterCommits = new Map<string, Promise<void>>();
   private readonly rekick = new Set<string>();
   private readonly streams = new Map<string, LocalStream>();
   private readonly listeners = new Map<string, Set<() => void>>();
@@ -226,7 +229,9 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
   /** Graceful shutdown: turns still running in the background finish before the store closes. */
   async drain(): Promise<void> {
     this.closing = true;
-    while (this.pumps.size > 0 || this.watchers.size > 0) await Promise.allSettled([...this.pumps.values(), ...this.watchers]);
+    while (this.pumps.size > 0 || this.watchers.size > 0 || this.afterCommits.size > 0) {
+      await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
+    }
   }
 
   private swallowEcho(callId: string): boolean {
@@ -380,7 +385,10 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
         const r = await store.renewLease(callId, token, options.answer.leaseMs);
         return r.held && !(droppable && r.droppedThrough >= q.seq);
       };
-      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner });
+      // The call ends: late actions still waiting for an answer never leave; an SMS among them was
+      // not sent. Taken before the turn, so the flow's last bookkeeping knows.
+      const undelivered = q.event.type === "session_end" ? await this.discardOutbox(callId) : undefined;
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner, undelivered });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
@@ -403,8 +411,6 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     // unless the first answer is still waiting in the outbox (then that one is collected instead).
     const firstStillWaiting = record.duplicate && (await store.progress(callId)).ready[q.via] > 0;
     const deliver = (q.via === "ws" && record.duplicate) || firstStillWaiting ? [] : record.actions.filter((a) => !local?.pushed.has(a));
-    // The call ends: late actions still waiting for an answer never leave; an SMS among them was not sent.
-    if (next.kind === "delete") await this.discardOutbox(callId);
     // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
     const result = await store.commit(callId, token, {
       seq: q.seq,
@@ -417,17 +423,40 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     if (local) local.record = record;
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
-      if (next.kind === "save") await this.deps.engine.committed(next.state).catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "after-commit work failed"));
+      if (next.kind === "save") this.afterCommit(callId, next.state);
     } else await this.withdrawn(callId, record, result);
     return result;
   }
 
-  /** Take every action still waiting in the call's outbox, for a call that ends: none of it will be said. */
-  private async discardOutbox(callId: string): Promise<void> {
+  /**
+   * The flow's after-commit work (a report snapshot) runs off the answer path: the answer and the
+   * call's next turn never wait for it. Chained per call, so snapshots are saved in turn order; on
+   * a copy of the state, which the next turn does not touch.
+   */
+  private afterCommit(callId: string, state: CallState<F["state"]>): void {
+    if (!this.deps.engine.hasAfterCommit) return;
+    const snapshot = structuredClone(state);
+    const previous = this.afterCommits.get(callId) ?? Promise.resolve();
+    const work = previous
+      .then(() => this.deps.engine.committed(snapshot))
+      .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "after-commit work failed"))
+      .finally(() => {
+        if (this.afterCommits.get(callId) === work) this.afterCommits.delete(callId);
+      });
+    this.afterCommits.set(callId, work);
+  }
+
+  /** Take every action still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
+  private async discardOutbox(callId: string): Promise<AiFlowAction[]> {
+    const discarded: AiFlowAction[] = [];
     for (const via of ["http", "ws"] as const) {
       const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0 });
-      if (left.kind === "actions" && left.actions.length) await this.withdrawn(callId, { ...emptyTurnRecord(callId, "session_end"), actions: left.actions }, "dropped");
+      if (left.kind === "actions" && left.actions.length) {
+        discarded.push(...left.actions);
+        await this.withdrawn(callId, { ...emptyTurnRecord(callId, "session_end"), actions: left.actions }, "dropped");
+      }
     }
+    return discarded;
   }
 
   /** A turn whose result never left: the flow records what that means (an SMS approved but never sent). */

@@ -151,6 +151,12 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
+   * The call ended (session_end) while committed actions still waited to be collected: they never
+   * leave. Runs on the call's last state before its session_end bookkeeping, so that bookkeeping
+   * (a report) does not say an SMS was handed over that never was. The evidence is onUndelivered's.
+   */
+  onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
+  /**
    * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
    * instance lost the call: side effects outside the call store that must match what is stored
    * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
@@ -183,6 +189,8 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
   /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** See FlowDef.onCallEndUndelivered. */
+  onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
 }
 
 /**

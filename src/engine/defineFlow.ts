@@ -54,6 +54,7 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
   const textChecks = parts.map((p) => p.checkModelText).filter((c): c is NonNullable<FlowDef<F>["checkModelText"]> => !!c);
   const undelivered = parts.map((p) => p.onUndelivered).filter((u): u is NonNullable<FlowDef<F>["onUndelivered"]> => !!u);
   const afterTurn = parts.map((p) => p.afterTurn).filter((a): a is NonNullable<FlowDef<F>["afterTurn"]> => !!a);
+  const endUndelivered = parts.map((p) => p.onCallEndUndelivered).filter((a): a is NonNullable<FlowDef<F>["onCallEndUndelivered"]> => !!a);
   return {
     ...flow,
     steps: [...flow.steps, ...tasks.flatMap((t) => t.steps)],
@@ -77,6 +78,9 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
     },
     afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
       for (const a of afterTurn) await a(ctx);
+    },
+    onCallEndUndelivered: endUndelivered.length === 0 ? undefined : (state, actions) => {
+      for (const u of endUndelivered) u(state, actions);
     },
     // Composed once: the tasks are now part of the flow (kept for diagrams).
     tasks,

@@ -25,6 +25,8 @@ export interface TurnStream {
   signal?: AbortSignal;
   /** Asked before an irreversible step: does this instance still hold the call's lease? */
   stillOwner?: () => Promise<boolean>;
+  /** session_end: committed actions that were still waiting to be collected and now never leave. */
+  undelivered?: AiFlowAction[];
 }
 
 /** A turn's result: the record, and what the pipeline commits. */
@@ -118,6 +120,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     if (event.type === "session_end") {
       // The call is over: its bookkeeping (a flow's after-call report, say) still runs on the last state.
       if (current) {
+        if (stream.undelivered?.length) this.deps.flow.onCallEndUndelivered?.(current, stream.undelivered);
         const turn = this.turn(current, event, record, stream);
         await this.router.observe(turn, event).catch((e: Error) => turn.log.error({ sessionId, err: e.stack ?? e.message }, "session_end observer failed"));
       }
@@ -179,6 +182,11 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     state.updatedAt = now();
     record.stepAfter = state.step;
     return finish({ kind: "save", state });
+  }
+
+  /** Whether the flow has work to run after a commit (so the pipeline copies no state for nothing). */
+  get hasAfterCommit(): boolean {
+    return this.deps.flow.afterCommit !== undefined;
   }
 
   /** A turn's state is committed: the flow's work that must match the store (a report snapshot). */

@@ -79,7 +79,7 @@ export class Metrics {
     this.answers = new Counter({ name: "aiflow_answers_total", help: "Answers to events by kind: actions, holding (a turn missed the deadline), gave_up (apology after the last holding line), nothing, store_unavailable.", labelNames: ["kind"], registers });
     this.reportPosts = new Counter({
       name: "aiflow_callback_posts_total",
-      help: "Callback report posts by outcome: delivered, retried (a failed post, tried again later), dead_lettered (given up: an operator must look), failed (the outbox could not be reached).",
+      help: "Callback report posts by outcome: delivered, superseded (posted, but a newer body or another instance took over meanwhile), retried (a failed post, tried again later), dead_lettered (given up: an operator must look), failed (the outbox could not be reached).",
       labelNames: ["outcome"],
       registers,
     });
@@ -127,8 +127,9 @@ export class Metrics {
   }
 
   /** One cycle of the callback report poster. */
-  observeReportPosts(r: { delivered: number; retried: number; deadLettered: number; failed: number }): void {
+  observeReportPosts(r: { delivered: number; replaced: number; stale: number; retried: number; deadLettered: number; failed: number }): void {
     if (r.delivered) this.reportPosts.inc({ outcome: "delivered" }, r.delivered);
+    if (r.replaced + r.stale) this.reportPosts.inc({ outcome: "superseded" }, r.replaced + r.stale);
     if (r.retried) this.reportPosts.inc({ outcome: "retried" }, r.retried);
     if (r.deadLettered) this.reportPosts.inc({ outcome: "dead_lettered" }, r.deadLettered);
     if (r.failed) this.reportPosts.inc({ outcome: "failed" }, r.failed);

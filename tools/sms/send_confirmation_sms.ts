@@ -25,6 +25,7 @@ const REFUSAL_LINE: Record<SendRefusal, SmsLineKey | ((standing: number) => SmsL
   consent_same_turn: "sms_not_sent",
   consent_question_not_last: "sms_not_sent",
   consent_question_interrupted: "sms_not_sent",
+  consent_already_used: "sms_not_sent",
   template_slots_invalid: "sms_not_sent",
   message_not_from_template: "sms_not_sent",
   recipient_invalid_number: "sms_not_sent",

@@ -116,16 +116,9 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   name: "callback",
   initialStep: collectDetails.name,
   steps: [collectDetails, offerSms, wrapUp],
-  tasks: [
-    smsTask<CallbackFlowTypes>({
-      // The typed result: what the report says about the SMS.
-      onResult: (ctx, result) => {
-        ctx.state.callback.sms = result;
-      },
-      // A later sms_failed needs nothing of the agent: the task's own line tells the caller, and the
-      // report reads the failure from the task's record of sends (also one after the goodbye).
-    }),
-  ],
+  // The SMS task's typed result is read from its state by the report (src/tasks/callback/report.ts);
+  // a later sms_failed needs nothing of the agent: the task's own line tells the caller.
+  tasks: [smsTask<CallbackFlowTypes>()],
   initialState: () => ({ ...initialSmsSlice(), ...initialCallbackSlice() }),
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,

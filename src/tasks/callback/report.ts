@@ -50,7 +50,8 @@ export interface CallReports {
 /** The report as of `now` (ms), from the call's state alone. */
 export function callbackReport(state: CallState<SmsSlice & CallbackSlice>, business: string, ended: CallbackReport["call"]["ended"], now: number): CallbackReport {
   const { details } = state.callback;
-  const sms = state.callback.sms;
+  // The SMS task's own latest result (a send that never left is not handed over: see the task).
+  const sms = state.sms.result?.value;
   // The task's own record of sends: also knows a failure reported after the goodbye, and that a retry went out.
   const failed = state.sms.sent.at(-1)?.failed;
   const value = (f: "name" | "reason" | "time_window") => details[f]?.value ?? null;

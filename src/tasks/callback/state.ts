@@ -1,5 +1,3 @@
-import type { SmsTaskResult } from "../sms/result.js";
-
 /** What a callback request needs, in the order the agent asks for it. */
 export const CALLBACK_FIELDS = ["name", "reason", "time_window"] as const;
 export type CallbackField = (typeof CALLBACK_FIELDS)[number];
@@ -19,8 +17,6 @@ export interface CallbackState {
   details: Partial<Record<CallbackField, CallbackDetail>>;
   /** The SMS confirmation was offered (once per call). */
   smsOffered: boolean;
-  /** The SMS task's result as the agent received it. */
-  sms?: SmsTaskResult;
   /** The closing line was said (a retry after sms_failed comes back to the wrap-up without it). */
   closed?: boolean;
 }

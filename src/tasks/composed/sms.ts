@@ -2,6 +2,7 @@ import type { AppConfig } from "../../config/schema.js";
 import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { TurnRecord } from "../../core/turnRecord.js";
+import type { AiFlowAction } from "../../aiflow/actions.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
 import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
@@ -151,6 +152,21 @@ async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices,
   }
 }
 
+/**
+ * The call ended before a committed send_sms was collected: it never left. The state stops
+ * saying it did (the send and a `handed_over` result for it), so the host's last bookkeeping (the
+ * callback report) is true; the ledger's sms_withdrawn record is written by recordWithdrawnSends.
+ */
+function forgetWithdrawnSends(state: SmsCallState, actions: AiFlowAction[]): void {
+  for (const a of actions) {
+    if (a.type !== "send_sms") continue;
+    const i = state.sms.sent.findLastIndex((s) => !s.failed && s.number === a.phone_number && s.message === a.message);
+    if (i >= 0) state.sms.sent.splice(i, 1);
+    const r = state.sms.result?.value;
+    if (r?.status === "handed_over" && r.number === a.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
+  }
+}
+
 /** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
 export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {}): TaskDef<H> {
   const onSmsFailed: EventHook<H> = async (ctx, event) => {
@@ -177,6 +193,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     // A redelivered event whose answer sent an SMS is not answered again.
     neverReplay: ["send_sms"],
     onUndelivered: recordWithdrawnSends,
+    onCallEndUndelivered: forgetWithdrawnSends,
   };
   const hosted = hostTask<SmsFlowTypes, H>(task);
   return {

@@ -12,7 +12,9 @@ export type ConsentProblem =
   | "not_answered"
   | "same_turn"
   | "question_not_last"
-  | "question_interrupted";
+  | "question_interrupted"
+  /** This yes already covered a send: every SMS needs its own answer to its own question. */
+  | "already_used";
 
 export type ConsentVerdict = { valid: true; number: string } | { valid: false; reason: ConsentProblem };
 
@@ -31,5 +33,6 @@ export function consentVerdict(state: CallState, number: string | undefined = st
   if (c.answer.turn <= c.askedTurn) return { valid: false, reason: "same_turn" };
   // The answer must reply to the question itself, not to a line said after it.
   if (c.answer.spokenBeforeAnswer !== c.spokenIndex) return { valid: false, reason: "question_not_last" };
+  if (c.usedAt !== undefined) return { valid: false, reason: "already_used" };
   return { valid: true, number };
 }

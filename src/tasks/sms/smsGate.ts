@@ -105,6 +105,7 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
       return refuse("ledger_unavailable", (e as Error).message);
     }
     sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn });
+    c.usedAt = ctx.nowIso();
     ctx.log.info({ sessionId: ctx.sessionId, recipient: maskNumber(n) }, "send_sms approved");
     return { subject: "send_sms", allowed: true, reason: "consent_recorded" };
   }

@@ -52,6 +52,8 @@ export function startSmsTask(ctx: SmsContext, params: SmsTaskParams): SmsTaskSta
     return finished({ status: "refused", reason: "template_slots_invalid" }, ctx.note("sms_refused", { reason: e.message }));
   }
   state.sms.slots = { ...params.slots };
+  // A new start is a new question: no earlier yes carries over to it.
+  state.sms.consent = undefined;
   state.sms.startedBy = state.step;
   state.returnStep = params.returnTo ?? state.step;
   const offered = offeredNumber(ctx, params.offerNumber);

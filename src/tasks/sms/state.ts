@@ -15,6 +15,8 @@ export interface ConsentState {
   /** The caller barged into the question, so it may not have been heard in full. */
   interrupted: boolean;
   answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
+  /** When the gate approved the send this yes covered: one yes, one SMS. */
+  usedAt?: string;
 }
 
 export interface SentSms {
