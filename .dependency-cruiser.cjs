@@ -3,7 +3,7 @@
 //
 //   src/aiflow     the wire protocol; imports nothing of ours
 //   src/core       types every layer shares (call state, turn record, errors); only src/aiflow below
-//   src/config, src/phone, src/store, src/llm, src/ledger, src/metrics   infrastructure; know no flow
+//   src/config, src/phone, src/store, src/llm, src/ledger, src/metrics, src/outbox   infrastructure; know no flow
 //   src/engine     the generic flow engine and call pipeline; knows no flow, no task, no app config
 //   src/tasks/*    a task's rules (sms: state slice, gate, claim check, start, result); knows no agent and no tool
 //   tools/*        one file per tool; a tool group uses only its own task's rules
@@ -87,7 +87,7 @@ module.exports = {
       from: { path: "^src/engine/" },
       to: {
         path:
-          "^src/(config|tasks|agents|guards|flow|phone|ledger|server|metrics|cli)/|^tools/|" +
+          "^src/(config|tasks|agents|guards|flow|phone|ledger|server|metrics|outbox|cli)/|^tools/|" +
           "^src/store/(memoryCallStore|redisCallStore|rateLimiter)\\.ts$|^src/(main|service)\\.ts$",
         reachable: true,
       },
@@ -116,10 +116,10 @@ module.exports = {
       name: "infrastructure-knows-no-flow",
       comment:
         "The lower layers (config, phone numbers, call store and rate limits, model clients, consent " +
-        "ledger, metrics) are used by the engine, tasks and server and must not use them back: no " +
+        "ledger, metrics, the webhook outbox) are used by the engine, tasks and server and must not use them back: no " +
         "engine, task, agent, tool, server or composition root.",
       severity: "error",
-      from: { path: "^src/(config|phone|store|llm|ledger|metrics)/" },
+      from: { path: "^src/(config|phone|store|llm|ledger|metrics|outbox)/" },
       to: {
         path: "^src/(engine|tasks|agents|guards|flow|server|cli)/|^tools/|^src/(main|service)\\.ts$",
       },
