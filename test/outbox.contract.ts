@@ -218,6 +218,22 @@ export function outboxContract(name: string, make: MakeOutbox) {
       await close?.();
     });
 
+    it("revisions order snapshots: an older non-final body written late never replaces a newer one; a final one always wins", async () => {
+      const c = clock();
+      const { outbox, other, close } = await make({ now: c.now });
+      expect(await outbox.put("call-1", '{"rev":5}', T0 + 100, { revision: 5 })).toBe("stored");
+      // A late write from an instance that lost the call: revision 4 after 5.
+      expect(await other.put("call-1", '{"rev":4}', T0 + 50, { revision: 4 })).toBe("ignored_older");
+      expect(await outbox.put("call-1", '{"rev":5b}', T0 + 100, { revision: 5 })).toBe("stored");
+      expect(await outbox.put("call-1", '{"rev":6}', T0 + 200, { revision: 6 })).toBe("stored");
+      expect(await outbox.claimDue(T0 + 150, 10, LEASE)).toEqual([]);
+      // The final report wins whatever its revision; snapshots after it are ignored as before.
+      expect(await other.put("call-1", '{"final":1}', T0, { final: true })).toBe("stored");
+      expect(await outbox.put("call-1", '{"rev":7}', T0, { revision: 7 })).toBe("ignored_final");
+      expect(bodyOf(await outbox.claimDue(T0, 10, LEASE))).toEqual(['{"final":1}']);
+      await close?.();
+    });
+
     it("redrive: an operator puts a dead letter back, due again with its attempts reset; nothing else is redriven", async () => {
       const c = clock();
       const { outbox, other, close } = await make({ now: c.now, deadLetterMs: 50_000 });

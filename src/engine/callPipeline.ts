@@ -423,7 +423,7 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     if (local) local.record = record;
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
-      if (next.kind === "save") this.afterCommit(callId, next.state);
+      if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
     } else await this.withdrawn(callId, record, result);
     return result;
   }
@@ -433,12 +433,12 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
    * call's next turn never wait for it. Chained per call, so snapshots are saved in turn order; on
    * a copy of the state, which the next turn does not touch.
    */
-  private afterCommit(callId: string, state: CallState<F["state"]>): void {
+  private afterCommit(callId: string, state: CallState<F["state"]>, seq: number): void {
     if (!this.deps.engine.hasAfterCommit) return;
     const snapshot = structuredClone(state);
     const previous = this.afterCommits.get(callId) ?? Promise.resolve();
     const work = previous
-      .then(() => this.deps.engine.committed(snapshot))
+      .then(() => this.deps.engine.committed(snapshot, seq))
       .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "after-commit work failed"))
       .finally(() => {
         if (this.afterCommits.get(callId) === work) this.afterCommits.delete(callId);

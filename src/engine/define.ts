@@ -160,8 +160,10 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
    * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
    * instance lost the call: side effects outside the call store that must match what is stored
    * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
+   * `seq`: the committed event's place in the call's queue, increasing across instances (orders
+   * writes that may arrive late).
    */
-  afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger }) => Promise<void>;
+  afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger; seq: number }) => Promise<void>;
   /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
   tasks?: readonly TaskDef<F>[];
 }

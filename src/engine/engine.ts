@@ -190,8 +190,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
   }
 
   /** A turn's state is committed: the flow's work that must match the store (a report snapshot). */
-  async committed(state: CallState<F["state"]>): Promise<void> {
-    await this.deps.flow.afterCommit?.(state, this.deps.services, { now: this.deps.now(), log: this.deps.log });
+  async committed(state: CallState<F["state"]>, seq: number): Promise<void> {
+    await this.deps.flow.afterCommit?.(state, this.deps.services, { now: this.deps.now(), log: this.deps.log, seq });
   }
 
   /** A committed turn whose actions never left: the flow records what that means (an SMS not sent). */

@@ -12,6 +12,8 @@ interface Entry {
   score: number;
   /** The current claim's token ("" when unclaimed). */
   token: string;
+  /** The revision of the body (PutOptions.revision). */
+  revision: number;
 }
 
 /**
@@ -41,12 +43,15 @@ export class MemoryOutbox implements Outbox {
     this.sweep(now);
     if ((this.tombstones.get(key) ?? -Infinity) > now) return "ignored_delivered";
     const final = opts.final === true;
+    const revision = opts.revision ?? 0;
     const e = this.entries.get(key);
     if (!e) {
-      this.entries.set(key, { body, final, attempts: 0, version: 1, due, score: due, token: "" });
+      this.entries.set(key, { body, final, attempts: 0, version: 1, due, score: due, token: "", revision });
       return "stored";
     }
     if (e.final && !final) return "ignored_final";
+    if (!final && revision < e.revision) return "ignored_older";
+    e.revision = revision;
     e.body = body;
     e.final = final;
     e.version += 1;

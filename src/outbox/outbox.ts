@@ -24,11 +24,19 @@ export type PutResult =
   /** A final body is waiting: a non-final snapshot must not replace it. */
   | "ignored_final"
   /** The key was delivered or dead-lettered within the tombstone period. */
-  | "ignored_delivered";
+  | "ignored_delivered"
+  /** A non-final body older (lower revision) than the waiting one: the newer stays. */
+  | "ignored_older";
 
 export interface PutOptions {
   /** The call's last word (session_end): later non-final puts for the key are ignored. */
   final?: boolean;
+  /**
+   * Orders non-final bodies written by several instances (a call's event sequence number): a
+   * non-final put with a lower revision than the waiting entry's is ignored, so a late write from an
+   * instance that has since lost the call cannot replace a newer snapshot. Default 0.
+   */
+  revision?: number;
 }
 
 /** An entry handed to one poster until `leaseUntil`. */

@@ -33,7 +33,7 @@ const LAYOUT = "v1";
  * plenty: an entry per call, a few hundred bytes to a few KB each.
  *
  *   due          zset    member key, score = ms epoch when claimable (due time; while claimed the lease end)
- *   e:<key>      hash    body, final ("1"/"0"), attempts, version, due, token ("" unclaimed), error (last failure)
+ *   e:<key>      hash    body, final ("1"/"0"), attempts, version, due, token ("" unclaimed), error (last failure), revision
  *   t:<key>      string  tombstone: ms epoch until which puts are ignored; PX = the tombstone period
  *   dead         zset    member key, score = ms epoch it was dead-lettered (index of d:<key>)
  *   d:<key>      hash    key, body, final, attempts, error, at, until; PX = the retention
@@ -66,18 +66,19 @@ local function finish(now, tombMs)
 end
 `;
 
-/** ARGV: key, body, due, final ("1"/"0"), now. */
+/** ARGV: key, body, due, final ("1"/"0"), now, revision. */
 const PUT = `
-local due, final, now = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local due, final, now, revision = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if tonumber(redis.call('get', K_TOMB) or '-1') > now then return 'ignored_delivered' end
-local e = redis.call('hmget', K_ENTRY, 'final', 'version', 'token')
+local e = redis.call('hmget', K_ENTRY, 'final', 'version', 'token', 'revision')
 if not e[2] then
-  redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'attempts', '0', 'version', '1', 'due', int(due), 'token', '')
+  redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'attempts', '0', 'version', '1', 'due', int(due), 'token', '', 'revision', int(revision))
   redis.call('zadd', K_DUE, int(due), ARGV[1])
   return 'stored'
 end
 if e[1] == '1' and final ~= '1' then return 'ignored_final' end
-redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'version', int(tonumber(e[2]) + 1), 'due', int(due))
+if final ~= '1' and revision < tonumber(e[4] or '0') then return 'ignored_older' end
+redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'version', int(tonumber(e[2]) + 1), 'due', int(due), 'revision', int(revision))
 local score = due
 if e[3] ~= '' then
   -- A claim in flight keeps the entry until its lease ends: one post per key at a time.
@@ -192,7 +193,7 @@ const SCRIPTS = {
 };
 
 const SETTLE_RESULTS: ReadonlySet<string> = new Set<SettleResult>(["settled", "replaced", "stale"]);
-const PUT_RESULTS: ReadonlySet<string> = new Set<PutResult>(["stored", "ignored_final", "ignored_delivered"]);
+const PUT_RESULTS: ReadonlySet<string> = new Set<PutResult>(["stored", "ignored_final", "ignored_delivered", "ignored_older"]);
 
 /**
  * Outbox shared by every instance (see outbox.ts for the model). Every operation is one Lua
@@ -247,7 +248,9 @@ export class RedisOutbox implements Outbox {
 
   async put(key: string, body: string, dueAt: number, opts: PutOptions = {}): Promise<PutResult> {
     const due = wholeMs(dueAt, "dueAt");
-    const reply = String(await this.run(SCRIPTS.put, this.perKey(key), [key, body, due, opts.final === true ? "1" : "0", this.now()]));
+    const revision = Math.floor(opts.revision ?? 0);
+    if (!Number.isFinite(revision)) throw new RangeError(`outbox: revision must be a finite number, got ${opts.revision}`);
+    const reply = String(await this.run(SCRIPTS.put, this.perKey(key), [key, body, due, opts.final === true ? "1" : "0", this.now(), revision]));
     if (!PUT_RESULTS.has(reply)) throw new OutboxUnavailableError(`Redis outbox: unexpected put reply ${reply}`);
     return reply as PutResult;
   }

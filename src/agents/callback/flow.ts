@@ -64,11 +64,11 @@ const FINAL_SAVE_RETRY_MS = [100, 500];
  * session_end. A snapshot is saved after each committed turn (so a stalled instance whose turn was
  * never stored cannot overwrite a newer one), the final report on session_end.
  */
-async function saveReport(state: CallState<SmsSlice & CallbackSlice>, { config, reports }: CallbackServices, log: Logger, now: number, final: boolean): Promise<void> {
+async function saveReport(state: CallState<SmsSlice & CallbackSlice>, { config, reports }: CallbackServices, log: Logger, now: number, final: boolean, revision?: number): Promise<void> {
   const report = callbackReport(state, config.business.name, final ? "session_end" : "state_expired", now);
   for (let attempt = 0; ; attempt++) {
     try {
-      await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000 });
+      await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000, revision });
       return;
     } catch (e) {
       // A snapshot is never the caller's problem: the next turn saves again. The final report is the
@@ -128,5 +128,5 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   observers: { session_end: onSessionEnd },
   neverReplay: [],
   // Every committed turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
-  afterCommit: (state, services, { now, log }) => saveReport(state, services, log, now, false),
+  afterCommit: (state, services, { now, log, seq }) => saveReport(state, services, log, now, false, seq),
 });

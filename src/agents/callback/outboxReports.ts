@@ -16,8 +16,8 @@ export class OutboxReports implements CallReports {
     private readonly now: () => number,
   ) {}
 
-  async save(report: CallbackReport, opts: { final: boolean; expiresAt: number }): Promise<void> {
+  async save(report: CallbackReport, opts: { final: boolean; expiresAt: number; revision?: number }): Promise<void> {
     const dueAt = opts.final ? this.now() : opts.expiresAt + EXPIRY_GRACE_MS;
-    await this.outbox.put(report.callId, JSON.stringify(report), dueAt, { final: opts.final });
+    await this.outbox.put(report.callId, JSON.stringify(report), dueAt, { final: opts.final, revision: opts.revision });
   }
 }

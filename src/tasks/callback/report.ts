@@ -42,9 +42,10 @@ export interface CallbackReport {
 export interface CallReports {
   /**
    * Keep this call's report. `final` (the call ended): post it now. Otherwise it is a snapshot,
-   * posted when the call's state would have expired unless a later one replaces it.
+   * posted when the call's state would have expired unless a later one replaces it; `revision`
+   * orders snapshots (one written late by an instance that lost the call never replaces a newer one).
    */
-  save(report: CallbackReport, opts: { final: boolean; expiresAt: number }): Promise<void>;
+  save(report: CallbackReport, opts: { final: boolean; expiresAt: number; revision?: number }): Promise<void>;
 }
 
 /** The report as of `now` (ms), from the call's state alone. */
