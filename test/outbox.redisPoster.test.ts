@@ -63,15 +63,19 @@ function poster(outbox: RedisOutbox, url: string, o: Partial<OutboxPosterOptions
   return p;
 }
 
+/** Two instances' outboxes on one Redis (same prefix, own connections, the test's clock); A's connection, to kill it. */
+async function twoInstances(): Promise<{ connA: Redis; a: RedisOutbox; b: RedisOutbox }> {
+  const prefix = uniquePrefix();
+  const connA = await connection();
+  return { connA, a: new RedisOutbox(connA, { prefix, now: clock.now }), b: new RedisOutbox(await connection(), { prefix, now: clock.now }) };
+}
+
 const body = (i: number) => JSON.stringify({ callId: `call-${i}`, caller: "Erika Mustermann", turn: i });
 
 describe("OutboxPoster on Redis, several instances", () => {
   it("an instance that posted and died before recording it: another instance posts it again after the lease, same body and Idempotency-Key", async () => {
-    const prefix = uniquePrefix();
     const rx = await receiver(() => ({ status: 200 }));
-    const connA = await connection();
-    const a = new RedisOutbox(connA, { prefix, now: clock.now });
-    const b = new RedisOutbox(await connection(), { prefix, now: clock.now });
+    const { connA, a, b } = await twoInstances();
     await a.put("call-1", body(1), T0, { final: true });
 
     // Instance A's process dies right after the receiver answered: it never calls delivered.
@@ -103,11 +107,8 @@ describe("OutboxPoster on Redis, several instances", () => {
   });
 
   it("an instance that claimed and died before posting: another instance posts it once, after the lease", async () => {
-    const prefix = uniquePrefix();
     const rx = await receiver(() => ({ status: 200 }));
-    const connA = await connection();
-    const a = new RedisOutbox(connA, { prefix, now: clock.now });
-    const b = new RedisOutbox(await connection(), { prefix, now: clock.now });
+    const { connA, a, b } = await twoInstances();
     await a.put("call-1", body(1), T0, { final: true });
     expect(await a.claimDue(T0, 4, LEASE)).toHaveLength(1);
     connA.disconnect();

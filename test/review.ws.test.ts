@@ -53,6 +53,17 @@ afterAll(async () => {
 });
 beforeEach(() => fake.reset());
 
+/** A socket whose call has just been asked the consent question (greeting, SMS request, question: two frames). */
+async function atConsentQuestion(id: string) {
+  const c = await connect();
+  c.send(ev.start(id));
+  await c.waitFor(() => c.frames.length === 1);
+  fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
+  c.send(ev.speak(id, "Schicken Sie mir die Adresse per SMS"));
+  await c.waitFor(() => c.frames.length === 2);
+  return c;
+}
+
 async function connect() {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   const frames: Array<Record<string, unknown>> = [];
@@ -103,12 +114,7 @@ it("a barge-in after the deadline: the committed turn is still pushed, and a que
 
 it("a barge-in while the send's evidence is written: the approved send_sms is pushed", async () => {
   const id = "ws-strand-sms";
-  const c = await connect();
-  c.send(ev.start(id));
-  await c.waitFor(() => c.frames.length === 1);
-  fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
-  c.send(ev.speak(id, "Schicken Sie mir die Adresse per SMS"));
-  await c.waitFor(() => c.frames.length === 2);
+  const c = await atConsentQuestion(id);
   fake.enqueue(reply.tool("record_consent", { consented: true }));
   const blocked = ledger.armed("sms_sent");
   c.send(ev.speak(id, "Ja, gerne."));
@@ -197,12 +203,7 @@ it("nothing per call is left in the pipeline after calls end, also when the call
 
 it("the caller's voice after 'Ja' cancels generation, not the send", async () => {
   const id = "ws-yes-then-talk";
-  const c = await connect();
-  c.send(ev.start(id));
-  await c.waitFor(() => c.frames.length === 1);
-  fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
-  c.send(ev.speak(id, "Schicken Sie mir die Adresse per SMS"));
-  await c.waitFor(() => c.frames.length === 2);
+  const c = await atConsentQuestion(id);
   fake.enqueue(reply.tool("record_consent", { consented: true }));
   const blocked = ledger.armed("consent_given");
   c.send(ev.speak(id, "Ja, gerne."));

@@ -5,7 +5,7 @@ import { STEP, TASK_STEPS } from "./stepNames.js";
 import { recordEvidence, type SmsContext } from "./types.js";
 
 /** Reasons worth one retry (with a new yes); the others are account problems an operator must fix. */
-export const TRANSIENT_FAILURES: ReadonlySet<SmsFailureReason> = new Set<SmsFailureReason>(["smsc_unavailable", "unknown"]);
+const TRANSIENT_FAILURES: ReadonlySet<SmsFailureReason> = new Set<SmsFailureReason>(["smsc_unavailable", "unknown"]);
 
 /** What the flow that started the task hears of a later sms_failed for an SMS the task handed over. */
 export interface SmsFailureNotice {
