@@ -7,6 +7,8 @@ import { ev } from "./support/events.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { freePort, isRunning, portAccepts, procInfo, waitGone } from "./support/processes.js";
 import { MAIN, ROOT, baseEnv, buildDist, startProcess, stopAll } from "./support/serverProcess.js";
+import { startReceiver } from "./support/webhookReceiver.js";
+import { verifySignature } from "../src/outbox/signing.js";
 
 /**
  * The service as an operator runs it: `npm start` (compiled JavaScript) or `node dist/src/main.js`,
@@ -219,6 +221,40 @@ describe("npm start -- --offline: the real webhook on the built-in scripted mode
     expect(await (await fetch(`${base}/healthz`)).json()).toMatchObject({ status: "ok", demo: true, model: "scripted" });
     p.child.kill("SIGTERM");
     expect((await p.exited).code).toBe(0);
+  }, 30_000);
+
+  it("agent: callback: without its signing secret one line naming the variable; with it, a call's report reaches the receiver, signed", async () => {
+    const rx = await startReceiver(() => ({ status: 200 }));
+    try {
+      const config = join(outside, "callback.yaml");
+      writeFileSync(
+        config,
+        readFileSync(join(ROOT, "config/callback.yaml"), "utf8")
+          .replace("path: data/consent-ledger.jsonl", `path: ${join(outside, "callback.ledger.jsonl")}`)
+          .replace(/url: https:\/\/crm\.praxis-muster\.example\/\S+/, `url: ${rx.url}`)
+          .replace("pollMs: 1000", "pollMs: 50"),
+      );
+      const missing = node({ HOST: "127.0.0.1", OPENAI_BASE_URL: fake.baseURL }, ["--config", config]);
+      expect((await missing.exited).code).toBe(1);
+      expect(missing.err().trim().split("\n")).toEqual([expect.stringMatching(/^aiflow-sms-agent: callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /)]);
+
+      const port = await freePort();
+      const p = node({ HOST: "127.0.0.1", PORT: String(port), OPENAI_BASE_URL: fake.baseURL, OPENAI_API_KEY: "k", CALLBACK_SIGNING_SECRET: "s3cret" }, ["--config", config]);
+      expect(JSON.parse(await p.waitFor(/^.*agent ready.*$/m))).toMatchObject({ agent: "callback" });
+      const post = (event: unknown) => fetch(`http://127.0.0.1:${port}/webhook`, { method: "POST", headers: json, body: JSON.stringify(event) });
+      expect((await post(ev.start("cb-start-1"))).status).toBe(200);
+      expect((await post(ev.end("cb-start-1"))).status).toBe(204);
+      for (let i = 0; i < 200 && rx.received.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      const [got] = rx.received;
+      expect(got!.headers["idempotency-key"]).toBe("cb-start-1");
+      const ok = verifySignature("s3cret", { timestamp: got!.headers["x-signature-timestamp"], signature: got!.headers["x-signature"] }, got!.body, { nowSeconds: Math.floor(Date.now() / 1000) });
+      expect(ok).toBe(true);
+      expect(JSON.parse(got!.body)).toMatchObject({ type: "callback_request", callId: "cb-start-1", call: { ended: "session_end" } });
+      p.child.kill("SIGTERM");
+      expect((await p.exited).code).toBe(0);
+    } finally {
+      await rx.close();
+    }
   }, 30_000);
 
   it("LLM_MODEL=scripted is the same demo", async () => {
