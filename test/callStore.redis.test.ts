@@ -126,14 +126,14 @@ describe("RedisCallStore across instances", () => {
     const event = { ...speak(c, "ä"), list: [], big: 9007199254740991 } as unknown as AiFlowEvent;
     await s1.arrive(c, { key: "k", event, via: "ws", holdingFollowUp: false });
     await s1.acquireLease(c, "A", 5000);
-    expect((await s1.nextEvent(c, "A")).event).toEqual({ seq: 1, key: "k", event, via: "ws", attempts: 1 });
+    expect((await s1.nextEvent(c, "A")).event).toEqual({ seq: 1, key: "k", event, via: "ws", attempts: 1, heard: 0 });
     await s1.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "ws", actions }, droppable: false });
     expect(await s1.collect(c, { via: "ws", seq: 1, collecting: false, mayHold: false, maxHoldingLines: 2 })).toEqual({ kind: "actions", actions });
   });
 });
 
 describe("RedisCallStore keys", () => {
-  it("carry the layout version v2 and a call's hash tag, and every key of a call expires", async () => {
+  it("carry the layout version v3 and a call's hash tag, and every key of a call expires", async () => {
     const { prefix, s1 } = pair();
     const c = "keys";
     for (const k of ["k1", "k2"]) await s1.arrive(c, { key: k, event: speak(c, k), via: "http", holdingFollowUp: false });
@@ -144,9 +144,9 @@ describe("RedisCallStore keys", () => {
 
     const names = ["state", "queue", "seq", "processed", "outbox", "hold", "lease"];
     const keys = (await a.keys(`${prefix}*`)).sort();
-    expect(keys).toEqual([`${prefix}v2:calls`, ...names.map((k) => `${prefix}v2:call:{${c}}:${k}`)].sort());
+    expect(keys).toEqual([`${prefix}v3:calls`, ...names.map((k) => `${prefix}v3:call:{${c}}:${k}`)].sort());
     for (const k of keys.filter((k) => k.includes(":call:"))) expect(await a.pttl(k), k).toBeGreaterThan(0);
-    expect(await a.pttl(`${prefix}v2:call:{${c}}:state`)).toBeLessThanOrEqual(600_000);
+    expect(await a.pttl(`${prefix}v3:call:{${c}}:state`)).toBeLessThanOrEqual(600_000);
 
     // After the call ended, what is left (queue, counters, how far answers gave up) expires too.
     await s1.collect(c, http(undefined));
@@ -154,7 +154,7 @@ describe("RedisCallStore keys", () => {
     await s1.nextEvent(c, "A");
     expect(await s1.commit(c, "A", { seq: 2, state: null, ttlSeconds: 600, droppable: false })).toBe("committed");
     await s1.releaseLease(c, "A");
-    const left = await a.keys(`${prefix}v2:call:*`);
+    const left = await a.keys(`${prefix}v3:call:*`);
     expect(left.length).toBeGreaterThan(0);
     for (const k of left) expect(await a.pttl(k), k).toBeGreaterThan(0);
     expect(await s1.size()).toBe(0);

@@ -2,9 +2,9 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { actions as build, type AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import { COLLECTING, CONVERSATIONAL, HOLDING_FOLLOW_UPS, StoreUnavailableError, type CallStore, type QueuedEvent, type Transport } from "../store/callStore.js";
+import { COLLECTING, CONVERSATIONAL, HOLDING_FOLLOW_UPS, StoreUnavailableError, type CallStore, type CommitResult, type OutboxEntry, type QueuedEvent, type Transport } from "../store/callStore.js";
 import type { Clock } from "./clock.js";
-import type { Engine } from "./engine.js";
+import type { Engine, TurnOutcome } from "./engine.js";
 import type { FlowTypes } from "./define.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
@@ -12,7 +12,10 @@ import { speakOptions } from "./speech.js";
 import type { CallState } from "../core/callState.js";
 import { emptyTurnRecord, type TurnRecord } from "../core/turnRecord.js";
 
-/** A turn that killed its instance this often is skipped, so one poisonous event cannot take down every instance in turn. */
+/**
+ * A turn that killed its instance this often is skipped (and counts as a possible "no"), so one
+ * poisonous event cannot take down every instance in turn. Lease losses of a live instance do not count.
+ */
 const MAX_ATTEMPTS = 3;
 /** Why a wait is woken: a constant, since abort() without a reason builds a DOMException (with a stack trace) every time. */
 const WOKEN = "woken";
@@ -179,7 +182,8 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
         }
         // The caller's voice cancels generation, not delivery: what the turn committed still goes out.
         await this.waitUntil(callId, done, undefined);
-        const collected = await store.collect(callId, { via: "ws", seq, collecting: false, mayHold: false, maxHoldingLines: 0 });
+        // Every ws entry ready by now, in order: one held back for this event's verdict leaves here.
+        const collected = await store.collect(callId, { via: "ws", seq, collecting: true, mayHold: false, maxHoldingLines: 0 });
         // This event's answer is out: the next turn may get a holding line of its own.
         this.wsHeld.delete(callId);
         if (collected.kind === "actions") {
@@ -308,21 +312,22 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     const leaseMs = this.answer.leaseMs;
     const token = randomUUID();
     if (!(await store.acquireLease(callId, token, leaseMs))) return;
+    // Set when a renewal finds the lease gone (or cannot tell): the running turn still finishes
+    // (a caller event is never given up on while this instance lives), but its commit is fenced
+    // and the event runs again wherever the lease is now.
     const lost = new AbortController();
-    /** Aborts the running turn when an answer gave up on it (its result would be dropped anyway). */
-    let current: { seq: number; droppable: boolean; giveUp: AbortController } | undefined;
     const renew = setInterval(() => {
       store
         .renewLease(callId, token, leaseMs)
         .then((r) => {
-          if (!r.held) {
-            log.error({ sessionId: callId }, "lease lost mid-turn: the turn is aborted and writes nothing");
+          if (!r.held && !lost.signal.aborted) {
+            log.error({ sessionId: callId }, "lease lost mid-turn: the turn's result will not be committed here");
             lost.abort();
-          } else if (current?.droppable && r.droppedThrough >= current.seq) current.giveUp.abort();
+          }
         })
         .catch((e: Error) => {
-          // Not swallowed: without a renewal this instance cannot know it still owns the call.
-          log.error({ sessionId: callId, err: e.message }, "lease renewal failed: the turn is aborted");
+          // Without a renewal this instance cannot know it still owns the call: it stops taking events.
+          log.error({ sessionId: callId, err: e.message }, "lease renewal failed: no further events taken here");
           lost.abort();
         });
     }, Math.max(50, Math.floor(leaseMs / 3)));
@@ -330,21 +335,11 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       while (!lost.signal.aborted) {
         const next = await store.nextEvent(callId, token);
         if (!next.held || !next.event) break;
-        const giveUp = new AbortController();
-        current = { seq: next.event.seq, droppable: CONVERSATIONAL.has(next.event.event.type), giveUp };
-        // One controller per turn, aborted by the lease's loss (not AbortSignal.any, which Node 20
-        // keeps alive for as long as the long-lived source signal lives: memory per event).
-        const onLost = () => giveUp.abort();
-        lost.signal.addEventListener("abort", onLost, { once: true });
-        let outcome: Awaited<ReturnType<CallPipeline<F>["runQueued"]>>;
-        try {
-          outcome = await this.runQueued(callId, token, next.event, next.droppedThrough, giveUp.signal, lost.signal);
-        } finally {
-          lost.signal.removeEventListener("abort", onLost);
-        }
-        current = undefined;
+        const outcome = await this.runQueued(callId, token, next.event, next.pendingSends ?? []);
         this.notify(callId);
         if (outcome === "lease_lost") {
+          // Not a crash: the attempt is given back, so only turns that killed an instance count.
+          await store.yieldEvent(callId, next.event.seq).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "giving back an attempt failed"));
           // Maybe only a blip (one failed renewal): look again once the lease is released.
           this.rekick.add(callId);
           break;
@@ -356,21 +351,20 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     }
   }
 
-  private async runQueued(callId: string, token: string, q: QueuedEvent, droppedThrough: number, abort: AbortSignal, lost: AbortSignal): Promise<"committed" | "dropped" | "lease_lost"> {
+  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[]): Promise<CommitResult> {
     const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
     const ttlSeconds = options.limits.sessionTtlSeconds;
-    if (q.attempts > MAX_ATTEMPTS) {
-      log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn did not finish in several attempts");
-      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
-    }
-    if (droppable && q.seq <= droppedThrough) {
-      // The caller already heard the apology for this one: it is not run at all.
-      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: true });
-    }
     const local = this.streams.get(streamKey(callId, q.seq));
-    const signal = local?.signal ? eitherSignal(abort, local.signal) : abort;
     const current = await store.get(callId);
+    if (q.attempts > MAX_ATTEMPTS) {
+      log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
+      if (!CONVERSATIONAL.has(q.event.type)) return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+      // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
+      const outcome = await engine.runUnevaluated(current, q.event, { pendingSends });
+      if (local) local.record = outcome.record;
+      return this.commitOutcome(callId, token, q, outcome, local, false);
+    }
     if (!current && CONVERSATIONAL.has(q.event.type) && (await store.progress(callId)).ended) {
       // A late or redelivered caller event of a call that ended starts no new conversation
       // (an explicit session_start does; sms_failed still gets its bookkeeping).
@@ -379,16 +373,17 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     }
     let outcome: Awaited<ReturnType<Engine<F>["runTurn"]>>;
     try {
-      // Only the lease and a given-up answer decide ownership; the caller's voice cancels generation, not the send.
+      // Only the lease and a given-up answer decide whether a send may still leave; the caller's
+      // voice cancels generation, not the send. A caller event given up on (the caller heard the
+      // apology) still runs: it may be a "no", which is committed even then.
       const stillOwner = async () => {
-        if (abort.aborted) return false;
         const r = await store.renewLease(callId, token, options.answer.leaseMs);
         return r.held && !(droppable && r.droppedThrough >= q.seq);
       };
       // The call ends: late actions still waiting for an answer never leave; an SMS among them was
       // not sent. Taken before the turn, so the flow's last bookkeeping knows.
       const undelivered = q.event.type === "session_end" ? await this.discardOutbox(callId) : undefined;
-      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal, stillOwner, undelivered });
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, pendingSends });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
@@ -397,16 +392,17 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       if (CONVERSATIONAL.has(q.event.type) || q.event.type === "session_start") record.actions = [build.speak(callId, this.deps.prompts.line("fallback"), speakOptions(options.speech, options.speech.userInputTimeoutSeconds))];
       outcome = { record, next: { kind: "keep" } };
     }
-    const { record, next } = outcome;
     // The caller spoke over this turn (a barge-in cancelled it): what it queued may not have been
     // heard before their words, so nothing of it counts as the last line they answered.
-    if (local?.signal?.aborted && next.kind === "save") next.state.spoken++;
-    if (lost.aborted) {
-      // This instance may no longer own the call: commit nothing; the event stays queued and runs again.
-      if (local) local.record = record;
-      await this.withdrawn(callId, record, "lease_lost");
-      return "lease_lost";
-    }
+    if (local?.signal?.aborted && outcome.next.kind === "save") outcome.next.state.spoken++;
+    if (local) local.record = outcome.record;
+    return this.commitOutcome(callId, token, q, outcome, local, droppable);
+  }
+
+  /** Commit a turn's outcome (fenced), and record what never left. */
+  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean): Promise<CommitResult> {
+    const { store, options } = this.deps;
+    const { record, next } = outcome;
     // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again,
     // unless the first answer is still waiting in the outbox (then that one is collected instead).
     const firstStillWaiting = record.duplicate && (await store.progress(callId)).ready[q.via] > 0;
@@ -415,12 +411,12 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     const result = await store.commit(callId, token, {
       seq: q.seq,
       state: next.kind === "save" ? next.state : next.kind === "delete" ? null : undefined,
-      ttlSeconds,
-      entry: { seq: q.seq, via: q.via, actions: deliver },
+      ttlSeconds: options.limits.sessionTtlSeconds,
+      entry: { seq: q.seq, via: q.via, actions: deliver, ...(next.kind === "save" ? { spokenThrough: next.state.spoken } : {}) },
       // A "no" is never dropped: the caller heard the apology, and the decline still holds.
       droppable: droppable && !record.withdrawal,
+      ...(outcome.withdrawn?.length ? { withdraw: outcome.withdrawn } : {}),
     });
-    if (local) local.record = record;
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
       if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
@@ -499,16 +495,6 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
       }
     }
   }
-}
-
-/** Aborted when either is; the listeners go with the turn (AbortSignal.any would keep it alive). */
-function eitherSignal(a: AbortSignal, b: AbortSignal): AbortSignal {
-  const both = new AbortController();
-  if (a.aborted || b.aborted) both.abort();
-  const abort = () => both.abort();
-  a.addEventListener("abort", abort, { once: true });
-  b.addEventListener("abort", abort, { once: true });
-  return both.signal;
 }
 
 function streamKey(callId: string, seq: number): string {

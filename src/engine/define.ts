@@ -151,6 +151,11 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
+   * A caller event that will never be evaluated (its turn crashed instances too often): it may
+   * have been a "no", so a flow that guards a "yes" treats it as one (no speech here).
+   */
+  onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
    * The call ended (session_end) while committed actions still waited to be collected: they never
    * leave. Runs on the call's last state before its session_end bookkeeping, so that bookkeeping
    * (a report) does not say an SMS was handed over that never was. The evidence is onUndelivered's.
@@ -191,6 +196,8 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
   /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** See FlowDef.onUnevaluated. */
+  onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onCallEndUndelivered. */
   onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
 }

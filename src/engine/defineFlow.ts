@@ -26,7 +26,7 @@ export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): FlowDef
  * - steps, lines, notes and never-replayed actions: the union;
  * - hooks: the tasks' first, then the flow's; the first that handles the event wins, and each
  *   may only move the flow where it declared;
- * - observers, after-turn work and undelivered-turn evidence: all of them, tasks first;
+ * - observers, after-turn work, unevaluated-event handling and undelivered-turn evidence: all of them, tasks first;
  * - gates: chained, an action leaves only if every gate lets it through;
  * - the check on model text: refused if any part refuses;
  * - prompt values: the tasks', overridden by the flow's own.
@@ -54,6 +54,7 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
   const textChecks = parts.map((p) => p.checkModelText).filter((c): c is NonNullable<FlowDef<F>["checkModelText"]> => !!c);
   const undelivered = parts.map((p) => p.onUndelivered).filter((u): u is NonNullable<FlowDef<F>["onUndelivered"]> => !!u);
   const afterTurn = parts.map((p) => p.afterTurn).filter((a): a is NonNullable<FlowDef<F>["afterTurn"]> => !!a);
+  const unevaluated = parts.map((p) => p.onUnevaluated).filter((a): a is NonNullable<FlowDef<F>["onUnevaluated"]> => !!a);
   const endUndelivered = parts.map((p) => p.onCallEndUndelivered).filter((a): a is NonNullable<FlowDef<F>["onCallEndUndelivered"]> => !!a);
   return {
     ...flow,
@@ -78,6 +79,9 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
     },
     afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
       for (const a of afterTurn) await a(ctx);
+    },
+    onUnevaluated: unevaluated.length === 0 ? undefined : async (ctx) => {
+      for (const u of unevaluated) await u(ctx);
     },
     onCallEndUndelivered: endUndelivered.length === 0 ? undefined : (state, actions) => {
       for (const u of endUndelivered) u(state, actions);

@@ -27,11 +27,17 @@ export interface TurnStream {
   stillOwner?: () => Promise<boolean>;
   /** session_end: committed actions that were still waiting to be collected and now never leave. */
   undelivered?: AiFlowAction[];
+  /** How many of the call's lines the caller had heard when this event arrived (undefined: all of them). */
+  heard?: number;
+  /** Earlier turns' sends this event overtook (not delivered yet): they leave only if this turn does not take them back. */
+  pendingSends?: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
 }
 
 /** A turn's result: the record, and what the pipeline commits. */
 export interface TurnOutcome<S extends object = object> {
   record: TurnRecord;
+  /** Seqs of pending entries the turn took back (the caller's "no" overtook their send): never delivered. */
+  withdrawn?: number[];
   /** save: the new state; delete: the call ended; keep: state unchanged (nothing happened to it). */
   next: { kind: "save"; state: CallState<S> } | { kind: "delete" } | { kind: "keep" };
 }
@@ -110,11 +116,13 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     const { options, now } = this.deps;
     const sessionId = event.session.id;
     const record = emptyTurnRecord(sessionId, event.type);
+    let turnOf: Turn<F> | undefined;
     const finish = (next: TurnOutcome<F["state"]>["next"]): TurnOutcome<F["state"]> => {
       record.timings.totalMs = performance.now() - started;
       record.timings.modelMs = record.llmRequests.reduce((a, r) => a + r.ms, 0);
       record.timings.engineMs = Math.max(0, record.timings.totalMs - record.timings.modelMs);
-      return { record, next };
+      const withdrawn = turnOf?.withdrawnSeqs;
+      return { record, next, ...(withdrawn?.length ? { withdrawn } : {}) };
     };
 
     if (event.type === "session_end") {
@@ -131,6 +139,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     const state = current ?? this.newState(event);
     record.stepBefore = state.step;
     const turn = this.turn(state, event, record, stream);
+    turnOf = turn;
     // Events that cannot start a conversation (a late sms_failed after session_end, speech
     // events of an expired call) get their bookkeeping, but create no call state.
     const startsCall = event.type === "session_start" || event.type === "user_speak" || event.type === "dtmf_received";
@@ -184,6 +193,27 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     return finish({ kind: "save", state });
   }
 
+  /**
+   * A caller event that will never be evaluated (its turn crashed instances too often): it may
+   * have been a "no", so the flow treats it as one (withdraws pending sends, ends an offer).
+   * Nothing is spoken; the state is saved.
+   */
+  async runUnevaluated(current: CallState<F["state"]> | undefined, event: AiFlowEvent, stream: TurnStream = {}): Promise<TurnOutcome<F["state"]>> {
+    const record = emptyTurnRecord(event.session.id, event.type);
+    if (!current) return { record, next: { kind: "keep" } };
+    const turn = this.turn(current, event, record, stream);
+    turn.guard({ subject: "turn", allowed: false, reason: "event_unevaluated", detail: "the event's turn never finished; it counts as a possible no" });
+    try {
+      await this.deps.flow.onUnevaluated?.(turn);
+    } catch (e) {
+      turn.log.error({ sessionId: turn.sessionId, err: (e as Error).stack ?? String(e) }, "handling an unevaluated event failed");
+    }
+    record.actions = [];
+    current.updatedAt = this.deps.now();
+    const withdrawn = turn.withdrawnSeqs;
+    return { record, next: { kind: "save", state: current }, ...(withdrawn.length ? { withdrawn } : {}) };
+  }
+
   /** Whether the flow has work to run after a commit (so the pipeline copies no state for nothing). */
   get hasAfterCommit(): boolean {
     return this.deps.flow.afterCommit !== undefined;
@@ -230,6 +260,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       stream.sink,
       stream.signal,
       stream.stillOwner,
+      { heard: stream.heard, pendingSends: stream.pendingSends ?? [] },
     );
   }
 

@@ -38,4 +38,5 @@ export type EngineReason =
   | "internal_error"
   | "store_unavailable"
   | "invalid_action"
-  | "duplicate_event";
+  | "duplicate_event"
+  | "event_unevaluated";

@@ -51,6 +51,24 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   invokeTool(tool: ToolDef<F>, args?: Record<string, unknown>): Promise<string>;
   /** Whether this instance still owns the call, asked right before an irreversible step (an SMS approved). */
   stillOwner(): Promise<boolean>;
+  /**
+   * Earlier turns' send_sms actions that had not reached the caller when this event arrived: the
+   * caller spoke before hearing them, so this turn is their verdict.
+   */
+  pendingSends(): readonly AiFlowAction[];
+  /** Take the pending sends back (the caller's "no" overtook them): they never leave; returns them. */
+  withdrawPendingSends(): AiFlowAction[];
+  /**
+   * This turn has nothing to say on purpose (the caller answered a line still on its way to
+   * them, which they hear with this answer): no fallback line is added.
+   */
+  nothingToSay(): void;
+}
+
+/** What the pipeline tells a turn about delivery: what the caller had heard when the event arrived, and the sends it overtook. */
+export interface TurnDelivery {
+  heard?: number;
+  pendingSends: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
 }
 
 /** What the engine lends a turn: how to run a tool from code, and the gate. */
@@ -81,6 +99,10 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   /** Step transitions this turn (a mis-wired flow cannot spin forever). */
   transitions = 0;
   modelUsed: string | undefined;
+  /** Set by nothingToSay(): the turn is complete without a line of its own. */
+  quiet = false;
+  /** Seqs of the pending entries this turn took back. */
+  readonly withdrawnSeqs: number[] = [];
 
   constructor(
     readonly state: CallState<F["state"]>,
@@ -97,6 +119,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
     readonly signal?: AbortSignal,
     private readonly ownership?: () => Promise<boolean>,
+    private readonly delivery: TurnDelivery = { pendingSends: [] },
   ) {}
 
   get sessionId(): string {
@@ -163,7 +186,9 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   beginCallerTurn(historyText: string): void {
     const { state } = this;
     if (this.event.type === "user_speak") state.dtmf = "";
-    state.spokenBeforeTurn = state.spoken;
+    // What the caller is answering: the lines that had reached them when they spoke, not the
+    // lines produced (a slow turn's lines leave after the caller may already have answered).
+    state.spokenBeforeTurn = Math.min(state.spoken, this.delivery.heard ?? state.spoken);
     state.turn++;
     state.inputTimeouts = 0;
     this.pushHistory({ role: "user", content: historyText });
@@ -210,6 +235,25 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void {
     this.record.guardDecisions.push(decision);
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
+  }
+
+  pendingSends(): readonly AiFlowAction[] {
+    return this.delivery.pendingSends.filter((e) => !this.withdrawnSeqs.includes(e.seq)).flatMap((e) => e.actions.filter((a) => a.type === "send_sms"));
+  }
+
+  withdrawPendingSends(): AiFlowAction[] {
+    const taken: AiFlowAction[] = [];
+    for (const e of this.delivery.pendingSends) {
+      if (this.withdrawnSeqs.includes(e.seq)) continue;
+      this.withdrawnSeqs.push(e.seq);
+      taken.push(...e.actions.filter((a) => a.type === "send_sms"));
+    }
+    if (taken.length) this.record.withdrawal = true;
+    return taken;
+  }
+
+  nothingToSay(): void {
+    this.quiet = true;
   }
 
   /** Ownership is the lease's (and a given-up answer's) business, never the caller's voice, which only cancels generation. */

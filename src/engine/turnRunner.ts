@@ -48,13 +48,13 @@ export class TurnRunner<F extends FlowTypes> {
         break;
       }
       const outcome = await this.oneRequest(turn, step);
-      if (outcome === "done" || outcome === "cancelled") return;
+      if (outcome === "done" || outcome === "cancelled" || turn.quiet) return;
       if (outcome === "model_failed") {
         this.allModelsFailed(turn);
         return;
       }
     }
-    if (turn.speechCount === 0 && !turn.signal?.aborted) {
+    if (turn.speechCount === 0 && !turn.quiet && !turn.signal?.aborted) {
       turn.guard({ subject: "llm", allowed: false, reason: "request_cap_reached", detail: `${cap} requests without an answer` });
       turn.say("fallback");
     }

@@ -27,8 +27,13 @@ export interface QueuedEvent {
   key: string;
   event: AiFlowEvent;
   via: Transport;
-  /** Times a lease holder took it up: a turn that kills its instance is not retried forever. */
+  /** Times a lease holder took it up without finishing it (a turn that kills its instance is not retried forever); a live instance that lost the lease gives its attempt back. */
   attempts: number;
+  /**
+   * How many of the call's lines had reached the caller when this event arrived (the store's
+   * `heard` mark, see OutboxEntry.spokenThrough): the lines the caller could be answering.
+   */
+  heard: number;
 }
 
 /** Actions of one processed event, waiting to be collected by an answer. */
@@ -36,6 +41,16 @@ export interface OutboxEntry {
   seq: number;
   via: Transport;
   actions: AiFlowAction[];
+  /**
+   * `CallState.spoken` after the turn that produced it: once the entry is delivered the caller
+   * has heard every line through this one, and the store's `heard` mark moves up to it.
+   */
+  spokenThrough?: number;
+}
+
+/** An entry holds a send: it may not leave while a caller event queued after it is unevaluated. */
+export function holdsSend(actions: readonly AiFlowAction[]): boolean {
+  return actions.some((a) => a.type === "send_sms");
 }
 
 export type Arrival =
@@ -75,6 +90,18 @@ export interface CommitRequest<S extends object = object> {
   entry?: OutboxEntry;
   /** A conversational turn: dropped instead of committed if an answer gave up on it meanwhile. */
   droppable: boolean;
+  /**
+   * Outbox entries (by seq) this turn took back: pending sends the caller's "no" overtook. They
+   * are removed with the commit, never delivered (the caller's event kept them from leaving).
+   */
+  withdraw?: number[];
+}
+
+export interface NextEvent {
+  event?: QueuedEvent;
+  droppedThrough: number;
+  held: boolean;
+  pendingSends?: OutboxEntry[];
 }
 
 export type CommitResult = "committed" | "dropped" | "lease_lost";
@@ -99,12 +126,23 @@ export interface CallStore<S extends object = object> {
   /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */
   renewLease(callId: string, token: string, ttlMs: number): Promise<{ held: boolean; droppedThrough: number }>;
   releaseLease(callId: string, token: string): Promise<void>;
-  /** The oldest queued event (its attempts counted), if `token` holds the lease. */
-  nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }>;
+  /**
+   * The oldest queued event (its attempts counted), if `token` holds the lease, with the
+   * undelivered outbox entries of earlier events that hold a send (`pendingSends`): this event
+   * overtook them, so they wait for its verdict.
+   */
+  nextEvent(callId: string, token: string): Promise<NextEvent>;
+  /** A live instance lost the lease mid-turn: the attempt it counted for event `seq` is given back (unfenced; only while `seq` is still the head). */
+  yieldEvent(callId: string, seq: number): Promise<void>;
   /** Fenced: only while `token` holds the lease. */
   commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult>;
   progress(callId: string): Promise<Progress>;
-  /** Answer an event from the outbox, or decide on a holding line / giving up. Atomic. */
+  /**
+   * Answer an event from the outbox, or decide on a holding line / giving up. Atomic. Entries are
+   * taken in seq order up to the first one that holds a send while a caller event queued after
+   * it is still unevaluated (CALLER_VERDICTS): that one and everything after it wait. Delivered
+   * entries move the call's `heard` mark to their `spokenThrough`.
+   */
   collect(callId: string, r: CollectRequest): Promise<Collected>;
   /** The call's state as last committed (read-only; tests, health). */
   get(callId: string): Promise<CallState<S> | undefined>;
@@ -128,6 +166,12 @@ export const HOLDING_FOLLOW_UPS: ReadonlySet<AiFlowEvent["type"]> = new Set(["us
 
 /** Conversational events: the caller said, keyed or did not say something. Their late answers can be dropped. */
 export const CONVERSATIONAL: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout"]);
+
+/**
+ * Events that carry the caller's verdict on what they heard: no send produced before one of them
+ * leaves until it has been evaluated (a "no" must be able to stop it).
+ */
+export const CALLER_VERDICTS: ReadonlySet<AiFlowEvent["type"]> = CONVERSATIONAL;
 
 /** Events whose HTTP answer may carry earlier turns' late actions: never assistant_speak (the holding line is still playing). */
 export const COLLECTING: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout", "assistant_speech_ended"]);

@@ -1,6 +1,6 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { CallState } from "../core/callState.js";
-import type { Arrival, CallStore, Collected, CollectRequest, CommitRequest, CommitResult, OutboxEntry, Progress, QueuedEvent, Transport } from "./callStore.js";
+import { CALLER_VERDICTS, holdsSend, type Arrival, type CallStore, type Collected, type CollectRequest, type CommitRequest, type CommitResult, type NextEvent, type OutboxEntry, type Progress, type QueuedEvent, type Transport } from "./callStore.js";
 
 interface Hold {
   /** A holding line was the last answer: its follow-up events only collect. */
@@ -24,6 +24,8 @@ interface Call {
   lease?: { token: string; expiresAt: number };
   /** session_end was committed: later events start no new conversation. */
   ended?: boolean;
+  /** The highest `spokenThrough` delivered: the caller has heard every line through this one. */
+  heard: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   private call(id: string): Call {
     let c = this.calls.get(id);
     if (!c) {
-      c = { expiresAt: this.now() + this.idleTtlMs, queue: [], lastSeq: 0, processed: 0, outbox: [], hold: { outstanding: false, count: 0, droppedThrough: 0 } };
+      c = { expiresAt: this.now() + this.idleTtlMs, queue: [], lastSeq: 0, processed: 0, outbox: [], hold: { outstanding: false, count: 0, droppedThrough: 0 }, heard: 0 };
       this.calls.set(id, c);
     }
     return c;
@@ -64,7 +66,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
     const seq = ++c.lastSeq;
     // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
-    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0 });
+    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard });
     return { kind: "queued", seq };
   }
 
@@ -87,12 +89,19 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (c?.lease?.token === token) c.lease = undefined;
   }
 
-  async nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }> {
+  async nextEvent(callId: string, token: string): Promise<NextEvent> {
     const c = this.call(callId);
     if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
     const head = c.queue[0];
-    if (head) head.attempts++;
-    return { event: head ? { ...head, event: jsonCopy(head.event) } : undefined, droppedThrough: c.hold.droppedThrough, held: true };
+    if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
+    head.attempts++;
+    const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
+    return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends };
+  }
+
+  async yieldEvent(callId: string, seq: number): Promise<void> {
+    const head = this.calls.get(callId)?.queue[0];
+    if (head?.seq === seq && head.attempts > 0) head.attempts--;
   }
 
   async commit(callId: string, token: string, r: CommitRequest<S>): Promise<CommitResult> {
@@ -114,7 +123,10 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       c.state = jsonCopy(r.state);
       c.expiresAt = this.now() + r.ttlSeconds * 1000;
     }
-    if (r.entry && r.entry.actions.length) c.outbox.push({ seq: r.entry.seq, via: r.entry.via, actions: jsonCopy(r.entry.actions) });
+    if (r.withdraw?.length) c.outbox = c.outbox.filter((e) => !r.withdraw!.includes(e.seq));
+    if (r.entry && r.entry.actions.length) c.outbox.push(jsonCopy(r.entry));
+    // Nothing left to deliver (streamed already, or silent): what it said is heard now.
+    else if (r.entry?.spokenThrough !== undefined) c.heard = Math.max(c.heard, r.entry.spokenThrough);
     return "committed";
   }
 
@@ -128,12 +140,18 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
 
   async collect(callId: string, r: CollectRequest): Promise<Collected> {
     const c = this.call(callId);
-    const mine = (e: OutboxEntry) => e.via === r.via && (r.collecting || e.seq === r.seq);
+    // A send waits for every caller event queued after it: their "no" must be able to stop it.
+    const verdictsDue = c.queue.filter((q) => CALLER_VERDICTS.has(q.event.type)).map((q) => q.seq);
+    const held = (e: OutboxEntry) => holdsSend(e.actions) && verdictsDue.some((s) => s > e.seq);
+    const blockedFrom = Math.min(...c.outbox.filter(held).map((e) => e.seq));
+    const mine = (e: OutboxEntry) => e.via === r.via && (r.collecting || e.seq === r.seq) && e.seq < blockedFrom;
     const taken = c.outbox.filter(mine);
     if (taken.length) {
       c.outbox = c.outbox.filter((e) => !mine(e));
       if (r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
-      return { kind: "actions", actions: taken.sort((a, b) => a.seq - b.seq).flatMap((e): AiFlowAction[] => e.actions) };
+      taken.sort((a, b) => a.seq - b.seq);
+      for (const e of taken) if (e.spokenThrough !== undefined) c.heard = Math.max(c.heard, e.spokenThrough);
+      return { kind: "actions", actions: taken.flatMap((e): AiFlowAction[] => e.actions) };
     }
     const pending = c.processed < c.lastSeq;
     if (!pending && r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };

@@ -4,6 +4,8 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
 import {
+  CALLER_VERDICTS,
+  holdsSend,
   StoreUnavailableError,
   type Arrival,
   type CallStore,
@@ -11,6 +13,8 @@ import {
   type CollectRequest,
   type CommitRequest,
   type CommitResult,
+  type NextEvent,
+  type OutboxEntry,
   type Progress,
   type QueuedEvent,
   type Transport,
@@ -31,13 +35,13 @@ export interface RedisCallStoreOptions {
  * version (v3, ...) and never reads keys of another version: calls running during a rolling
  * upgrade stay with the instances of their own release, and old keys expire by their TTLs.
  */
-const LAYOUT = "v2";
+const LAYOUT = "v3";
 
 /**
  * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
  * call's keys live in one Redis Cluster slot and a script may touch all of them.
  */
-const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease"] as const;
+const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "heard"] as const;
 
 /*
  * Values, written so that Lua never has to re-encode JSON (cjson turns [] into {} and rounds
@@ -49,13 +53,13 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *   outbox     list    "<seq>:<via>:<JSON actions>", in commit order
  *   hold       hash    outstanding (1 or absent), count, droppedThrough (absent fields are 0)
  *   lease      string  the holder's token, PX = the lease TTL
- * The index zset `<prefix>v2:calls` (member call id, score = state expiry in ms) counts live
+ * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
 
 /** Shared by every script: KEYS as in KEY_NAMES. */
 const LUA_HELPERS = `
-local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE, K_HEARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 -- Make key expire no sooner than ms from now (a missing key stays missing).
 local function extend(key, ms)
   local t = redis.call('pttl', key)
@@ -67,13 +71,20 @@ end
 local function holds(token)
   return redis.call('get', K_LEASE) == token
 end
+-- The caller has heard every line through n (never moves back).
+local function hear(n, ms)
+  if n == nil then return end
+  if n > (tonumber(redis.call('get', K_HEARD) or '0') or 0) then redis.call('set', K_HEARD, n) end
+  extend(K_HEARD, ms)
+end
 `;
 
-/** ARGV: holdingFollowUp ("1"/"0"), body JSON, idle ms. Returns the seq, or 0: collect only. */
+/** ARGV: holdingFollowUp ("1"/"0"), body JSON, idle ms, kind ("v" caller verdict / "o"). Returns the seq, or 0: collect only. */
 const ARRIVE = `
 if ARGV[1] == '1' and redis.call('hget', K_HOLD, 'outstanding') == '1' then return 0 end
 local seq = redis.call('incr', K_SEQ)
-redis.call('rpush', K_QUEUE, seq .. ':0:' .. ARGV[2])
+local heard = redis.call('get', K_HEARD) or '0'
+redis.call('rpush', K_QUEUE, seq .. ':0:' .. ARGV[4] .. ':' .. heard .. ':' .. ARGV[2])
 local idle = tonumber(ARGV[3])
 extend(K_SEQ, idle)
 extend(K_QUEUE, idle)
@@ -103,21 +114,40 @@ if holds(ARGV[1]) then redis.call('del', K_LEASE) end
 return 0
 `;
 
-/** ARGV: token. Returns {held 1/0, droppedThrough, head element with its attempts counted (if any)}. */
+/**
+ * ARGV: token. Returns {held 1/0, droppedThrough, head element with its attempts counted (if any),
+ * outbox elements of earlier events that hold a send...}.
+ */
 const NEXT = `
 local dt = droppedThrough()
 if not holds(ARGV[1]) then return {0, dt} end
 local head = redis.call('lindex', K_QUEUE, 0)
 if not head then return {1, dt} end
-local seq, attempts, body = string.match(head, '^(%d+):(%d+):(.*)$')
-local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. body
+local seq, attempts, rest = string.match(head, '^(%d+):(%d+):(.*)$')
+local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. rest
 redis.call('lset', K_QUEUE, 0, el)
-return {1, dt, el}
+local reply = {1, dt, el}
+for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+  local s, send = string.match(e, '^(%d+):%a+:%d*:(%a):')
+  if send == 's' and tonumber(s) < tonumber(seq) then reply[#reply + 1] = e end
+end
+return reply
+`;
+
+/** ARGV: seq. Gives back the attempt counted for the head, if it is still event seq (a live instance lost its lease). */
+const YIELD = `
+local head = redis.call('lindex', K_QUEUE, 0)
+if not head then return 0 end
+local seq, attempts, rest = string.match(head, '^(%d+):(%d+):(.*)$')
+if tonumber(seq) ~= tonumber(ARGV[1]) or tonumber(attempts) == 0 then return 0 end
+redis.call('lset', K_QUEUE, 0, seq .. ':' .. (tonumber(attempts) - 1) .. ':' .. rest)
+return 1
 `;
 
 /**
  * ARGV: token, seq, droppable ("1"/"0"), state mode ("1" write, "0" call ended, "2" unchanged), state JSON, ttl ms, outbox
- * element ("" for none), idle ms. Returns {"lease_lost"} | {"bad_head", head seq or ""} |
+ * element ("" for none), idle ms, spokenThrough heard at once ("" for none: nothing silent to hear),
+ * seqs of outbox entries withdrawn (comma-separated, "" for none). Returns {"lease_lost"} | {"bad_head", head seq or ""} |
  * {"dropped"} | {"committed", 1 with state / 0 ended}.
  */
 const COMMIT = `
@@ -145,7 +175,15 @@ if ARGV[4] == '0' then
 end
 -- "2": state unchanged (nothing happened to the call); its TTL is not extended either.
 if ARGV[4] == '1' then redis.call('set', K_STATE, ARGV[5], 'PX', ttl) end
+if ARGV[10] ~= '' then
+  local gone = {}
+  for s in string.gmatch(ARGV[10], '%d+') do gone[tonumber(s)] = true end
+  for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+    if gone[tonumber(string.match(e, '^(%d+):'))] then redis.call('lrem', K_OUTBOX, 1, e) end
+  end
+end
 if ARGV[7] ~= '' then redis.call('rpush', K_OUTBOX, ARGV[7]) end
+if ARGV[9] ~= '' then hear(tonumber(ARGV[9]), idle) end
 if redis.call('exists', K_OUTBOX) == 1 then redis.call('pexpire', K_OUTBOX, ttl) end
 extend(K_HOLD, idle)
 return {'committed', 1}
@@ -169,14 +207,30 @@ return {tonumber(redis.call('get', K_PROCESSED) or '0'), tonumber(redis.call('ge
 const COLLECT = `
 local via, own, collecting, mayHold = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 local maxLines, idle = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- A send waits for every caller verdict queued after it: their "no" must be able to stop it.
+local lastVerdict = 0
+for _, q in ipairs(redis.call('lrange', K_QUEUE, 0, -1)) do
+  local s, kind = string.match(q, '^(%d+):%d+:(%a):')
+  if kind == 'v' and tonumber(s) > lastVerdict then lastVerdict = tonumber(s) end
+end
+local entries = redis.call('lrange', K_OUTBOX, 0, -1)
+local blockedFrom = math.huge
+for _, e in ipairs(entries) do
+  local s, send = string.match(e, '^(%d+):%a+:%d*:(%a):')
+  if send == 's' and tonumber(s) < lastVerdict and tonumber(s) < blockedFrom then blockedFrom = tonumber(s) end
+end
 local taken = {}
-for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+for _, e in ipairs(entries) do
   local s, v = string.match(e, '^(%d+):(%a+):')
-  if v == via and (collecting or tonumber(s) == own) then taken[#taken + 1] = e end
+  if v == via and (collecting or tonumber(s) == own) and tonumber(s) < blockedFrom then taken[#taken + 1] = e end
 end
 if #taken > 0 then
   -- LREM keeps the outbox's TTL; equal elements are interchangeable.
-  for _, e in ipairs(taken) do redis.call('lrem', K_OUTBOX, 1, e) end
+  for _, e in ipairs(taken) do
+    redis.call('lrem', K_OUTBOX, 1, e)
+    local heard = string.match(e, '^%d+:%a+:(%d+):')
+    if heard then hear(tonumber(heard), idle) end
+  end
   if collecting then redis.call('hdel', K_HOLD, 'outstanding', 'count') end
   local reply = {'actions'}
   for _, e in ipairs(taken) do reply[#reply + 1] = e end
@@ -213,6 +267,7 @@ const SCRIPTS = {
   renew: new Script(RENEW),
   release: new Script(RELEASE),
   next: new Script(NEXT),
+  yield: new Script(YIELD),
   commit: new Script(COMMIT),
   progress: new Script(PROGRESS),
   collect: new Script(COLLECT),
@@ -274,7 +329,8 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
 
   async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
     const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
-    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs]));
+    const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
+    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind]));
     return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
   }
 
@@ -291,17 +347,24 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     await this.run(SCRIPTS.release, callId, [token]);
   }
 
-  async nextEvent(callId: string, token: string): Promise<{ event?: QueuedEvent; droppedThrough: number; held: boolean }> {
-    const [held, droppedThrough, el] = (await this.run(SCRIPTS.next, callId, [token])) as [number, number, string?];
+  async nextEvent(callId: string, token: string): Promise<NextEvent> {
+    const [held, droppedThrough, el, ...sends] = (await this.run(SCRIPTS.next, callId, [token])) as [number, number, string?, ...string[]];
     if (held !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
-    return { event: el === undefined ? undefined : parseQueued(el), droppedThrough: Number(droppedThrough), held: true };
+    if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
+    return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox) };
+  }
+
+  async yieldEvent(callId: string, seq: number): Promise<void> {
+    await this.run(SCRIPTS.yield, callId, [seq]);
   }
 
   async commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult> {
     const ttlMs = ms(c.ttlSeconds * 1000);
-    const entry = c.state !== null && c.entry && c.entry.actions.length ? `${c.entry.seq}:${c.entry.via}:${JSON.stringify(c.entry.actions)}` : "";
+    const delivers = c.state !== null && c.entry !== undefined && c.entry.actions.length > 0;
+    const entry = delivers ? outboxElement(c.entry!) : "";
+    const heardNow = !delivers && c.state !== null && c.entry?.spokenThrough !== undefined ? String(c.entry.spokenThrough) : "";
     const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
-    const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs];
+    const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs, heardNow, (c.withdraw ?? []).join(",")];
     const expiresAt = Date.now() + ttlMs;
     const [result, detail] = (await this.run(SCRIPTS.commit, callId, args)) as [string, string | number | undefined];
     switch (result) {
@@ -369,14 +432,18 @@ function ms(n: number): number {
 }
 
 function parseQueued(el: string): QueuedEvent {
-  const m = /^(\d+):(\d+):/.exec(el);
+  const m = /^(\d+):(\d+):[vo]:(\d+):/.exec(el);
   if (!m) throw new CorruptReplyError(`queue element ${el.slice(0, 40)}`);
   const body = JSON.parse(el.slice(m[0].length)) as { key: string; event: AiFlowEvent; via: Transport };
-  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]) };
+  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]), heard: Number(m[3]) };
 }
 
-function parseOutbox(el: string): { seq: number; actions: AiFlowAction[] } {
-  const m = /^(\d+):([a-z]+):/.exec(el);
+function outboxElement(e: OutboxEntry): string {
+  return `${e.seq}:${e.via}:${e.spokenThrough ?? ""}:${holdsSend(e.actions) ? "s" : "n"}:${JSON.stringify(e.actions)}`;
+}
+
+function parseOutbox(el: string): OutboxEntry {
+  const m = /^(\d+):(http|ws):(\d*):[sn]:/.exec(el);
   if (!m) throw new CorruptReplyError(`outbox element ${el.slice(0, 40)}`);
-  return { seq: Number(m[1]), actions: JSON.parse(el.slice(m[0].length)) as AiFlowAction[] };
+  return { seq: Number(m[1]), via: m[2] as Transport, actions: JSON.parse(el.slice(m[0].length)) as AiFlowAction[], ...(m[3] ? { spokenThrough: Number(m[3]) } : {}) };
 }

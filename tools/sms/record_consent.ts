@@ -38,10 +38,25 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       await askConsentQuestion(ctx);
       return ctx.note("consent_not_asked_yet");
     }
-    if (c.answer) return ctx.note("consent_already_recorded");
+    if (c.answer) {
+      // Words that overtook the send of this yes, and were no "no": the send leaves with this answer.
+      if (sms.recheck) {
+        ctx.nothingToSay();
+        return ctx.note("consent_still_stands");
+      }
+      return ctx.note("consent_already_recorded");
+    }
     if (state.turn <= c.askedTurn) {
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_same_turn" });
       return ctx.note("consent_same_turn");
+    }
+    if (state.spokenBeforeTurn < c.spokenIndex) {
+      // The reply arrived before the question reached the caller (a slow turn's lines leave with
+      // this answer): it answers something earlier. The caller hears the question now, once;
+      // their next reply decides. Nothing more is said, so the question stays the last line.
+      ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_not_heard" });
+      ctx.nothingToSay();
+      return ctx.note("consent_question_not_heard");
     }
     if (state.spokenBeforeTurn !== c.spokenIndex) {
       // Something else was said after the question (a refusal line, a welcome back, …):

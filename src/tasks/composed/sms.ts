@@ -2,7 +2,6 @@ import type { AppConfig } from "../../config/schema.js";
 import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { TurnRecord } from "../../core/turnRecord.js";
-import type { AiFlowAction } from "../../aiflow/actions.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
 import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
@@ -18,6 +17,8 @@ import type { SmsCallState } from "../sms/state.js";
 import { NUMBER_STEPS, STEP, TASK_STEPS } from "../sms/stepNames.js";
 import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
 import { SMS_TASK_ENTRY } from "../sms/start.js";
+import { forgetWithdrawnSends, recordWithdrawn } from "../sms/withdrawnSends.js";
+import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
 
 /**
  * The SMS consent-and-send flow as a task any flow can include (the PolyAI recipe mapped onto
@@ -65,7 +66,10 @@ const confirmConsent = step({
   },
   // After the model explains (an unclear answer), the exact question is asked again: only an
   // answer to the configured wording counts as consent.
-  afterModelText: (ctx) => askConsentQuestion(ctx),
+  afterModelText: async (ctx) => {
+    // A recheck of a yes whose send has not left asks nothing: the question was answered.
+    if (!ctx.state.sms.recheck) await askConsentQuestion(ctx);
+  },
 });
 
 /** The send needs no LLM request of its own: consent was just recorded, so code sends. */
@@ -78,12 +82,16 @@ const sendSms = step({
   },
 });
 
-/** A barge-in into the consent question means it may not have been heard: it does not count. */
+/**
+ * A barge-in into the consent question means it may not have been heard: it does not count.
+ * Words that overtook a yes's send (it has not left yet) are that yes's verdict: see overtaken.ts.
+ */
 const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
   const consent = ctx.state.sms.consent;
   if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
     consent.interrupted = true;
   }
+  overtakenSend(ctx);
   return false; // the engine (or the host's hook) still runs the caller turn
 };
 
@@ -146,25 +154,7 @@ function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<s
 /** A committed turn's send_sms that never left (its answer was dropped): the ledger says it was not sent. */
 async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices, why: "dropped" | "lease_lost"): Promise<void> {
   const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
-  for (const a of record.actions) {
-    if (a.type !== "send_sms") continue;
-    await ledger.append({ kind: "sms_withdrawn", callId: record.sessionId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
-  }
-}
-
-/**
- * The call ended before a committed send_sms was collected: it never left. The state stops
- * saying it did (the send and a `handed_over` result for it), so the host's last bookkeeping (the
- * callback report) is true; the ledger's sms_withdrawn record is written by recordWithdrawnSends.
- */
-function forgetWithdrawnSends(state: SmsCallState, actions: AiFlowAction[]): void {
-  for (const a of actions) {
-    if (a.type !== "send_sms") continue;
-    const i = state.sms.sent.findLastIndex((s) => !s.failed && s.number === a.phone_number && s.message === a.message);
-    if (i >= 0) state.sms.sent.splice(i, 1);
-    const r = state.sms.result?.value;
-    if (r?.status === "handed_over" && r.number === a.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
-  }
+  await recordWithdrawn(ledger, record.sessionId, record.actions, detail);
 }
 
 /** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
@@ -194,6 +184,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     neverReplay: ["send_sms"],
     onUndelivered: recordWithdrawnSends,
     onCallEndUndelivered: forgetWithdrawnSends,
+    onUnevaluated: treatAsNo,
   };
   const hosted = hostTask<SmsFlowTypes, H>(task);
   return {
@@ -203,6 +194,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     // The result reaches the starting flow once per result, after the turn that produced it,
     // unless the task is still running (a retry entered it again in the same turn).
     afterTurn: async (ctx) => {
+      recheckDone(ctx);
       const r = ctx.state.sms.result;
       if (!r || r.settled || TASK_STEPS.includes(ctx.state.step)) return;
       r.settled = true;

@@ -42,6 +42,11 @@ export interface SmsState {
   startedBy?: string;
   /** The task's latest result; `settled` once handed to the flow that started it. */
   result?: { value: SmsTaskResult; settled: boolean };
+  /**
+   * This turn evaluates words that overtook a yes's send (see overtaken.ts): where the call was,
+   * to go back there unless the words were a "no". Only within one turn.
+   */
+  recheck?: { step: string; returnStep?: string; stepHistoryStart?: number };
   /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
   lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean; number?: string };
 }

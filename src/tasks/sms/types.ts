@@ -54,6 +54,8 @@ export const SMS_NOTES = [
   "consent_not_asked_yet",
   "consent_already_recorded",
   "consent_same_turn",
+  "consent_question_not_heard",
+  "consent_still_stands",
   "consent_question_repeated",
   "other_number_requested",
   "consent_question_interrupted",
@@ -85,6 +87,7 @@ export type SmsReason =
   | "consent_not_asked"
   | "consent_same_turn"
   | "consent_question_not_last"
+  | "consent_question_not_heard"
   | "consent_question_interrupted"
   | "consent_empty_reply"
   | "declined"
