@@ -52,7 +52,7 @@ if (kind === "bare") {
 } else if (kind === "intake") {
   const config = openLimits(loadConfigFile("config/agent.yaml"));
   const action = { type: "speak" as const, session_id: "x", text: "Guten Tag, wie kann ich helfen?" };
-  const pipeline = { answerHttp: async () => ({ kind: "actions" as const, actions: [action] }), handleWs: async () => undefined };
+  const pipeline = { answerHttp: async () => ({ kind: "actions" as const, actions: [action] }), handleWs: async () => undefined, callerSpeaking: () => undefined, socketClosed: () => undefined };
   const app = buildApp({ config, pipeline, store: new MemoryCallStore(), logger: pino({ level: "silent" }) });
   cpuRoute(app);
   await app.listen({ port, host: "127.0.0.1" });

@@ -108,6 +108,9 @@ async function main(): Promise<void> {
   // REDIS_URL: call state, per-call locks and SMS limits shared by every instance. A demo keeps
   // everything in memory, so its test calls never count against real SMS limits or the real ledger.
   const redisUrl = demo ? undefined : env.REDIS_URL;
+  // ioredis resends a command whose reply a dropped connection lost (autoResendUnfulfilledCommands,
+  // left on: with it off, ioredis 6 leaves that command's promise pending forever). Every script of
+  // the call store, outbox and limiter is safe to run twice (test/redis.resend.test.ts).
   const redis = redisUrl
     ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true })
     : undefined;

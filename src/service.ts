@@ -60,7 +60,7 @@ export interface ServiceOptions {
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
-export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "process" | "drain">;
+export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "callerSpeaking" | "socketClosed" | "process" | "drain">;
 
 export interface Service {
   app: FastifyInstance;

@@ -72,7 +72,7 @@ describe("RedisCallStore across instances", () => {
       await s1.nextEvent(c, "A");
       await s1.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, `a${i}`)] }, droppable: true });
       const both = await Promise.all([s1.collect(c, http(undefined)), s2.collect(c, http(undefined))]);
-      expect(both.filter((x) => x.kind === "actions")).toEqual([{ kind: "actions", actions: [say(c, `a${i}`)] }]);
+      expect(both.filter((x) => x.kind === "actions")).toMatchObject([{ kind: "actions", actions: [say(c, `a${i}`)] }]);
       expect(both.filter((x) => x.kind === "nothing")).toHaveLength(1);
     }
   });
@@ -126,9 +126,9 @@ describe("RedisCallStore across instances", () => {
     const event = { ...speak(c, "ä"), list: [], big: 9007199254740991 } as unknown as AiFlowEvent;
     await s1.arrive(c, { key: "k", event, via: "ws", holdingFollowUp: false });
     await s1.acquireLease(c, "A", 5000);
-    expect((await s1.nextEvent(c, "A")).event).toEqual({ seq: 1, key: "k", event, via: "ws", attempts: 1, heard: 0 });
+    expect((await s1.nextEvent(c, "A")).event).toEqual({ seq: 1, key: "k", event, via: "ws", attempts: 1, heard: 0, barged: 0 });
     await s1.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "ws", actions }, droppable: false });
-    expect(await s1.collect(c, { via: "ws", seq: 1, collecting: false, mayHold: false, maxHoldingLines: 2 })).toEqual({ kind: "actions", actions });
+    expect(await s1.collect(c, { via: "ws", seq: 1, collecting: false, mayHold: false, maxHoldingLines: 2 })).toMatchObject({ kind: "actions", actions });
   });
 });
 
@@ -142,7 +142,7 @@ describe("RedisCallStore keys", () => {
     await s1.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 600, entry: { seq: 1, via: "http", actions: [say(c, "a")] }, droppable: true });
     expect(await s1.collect(c, http(2, { collecting: false }))).toEqual({ kind: "hold", count: 1 });
 
-    const names = ["state", "queue", "seq", "processed", "outbox", "hold", "lease"];
+    const names = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "replies"];
     const keys = (await a.keys(`${prefix}*`)).sort();
     expect(keys).toEqual([`${prefix}v3:calls`, ...names.map((k) => `${prefix}v3:call:{${c}}:${k}`)].sort());
     for (const k of keys.filter((k) => k.includes(":call:"))) expect(await a.pttl(k), k).toBeGreaterThan(0);

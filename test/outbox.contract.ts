@@ -140,6 +140,19 @@ export function outboxContract(name: string, make: MakeOutbox) {
       await close?.();
     });
 
+    it("the same put again (a put resent after its reply was lost) changes nothing: the claim in flight settles, posted once", async () => {
+      const c = clock();
+      const { outbox, other, close } = await make({ now: c.now });
+      expect(await outbox.put("call-1", '{"v":1}', T0, { revision: 3 })).toBe("stored");
+      expect(await outbox.put("call-1", '{"v":1}', T0, { revision: 3 })).toBe("stored");
+      const [claim] = await outbox.claimDue(T0, 10, LEASE);
+      expect(claim).toMatchObject({ version: 1 });
+      expect(await other.put("call-1", '{"v":1}', T0, { revision: 3 })).toBe("stored");
+      expect(await outbox.delivered(claim!)).toBe("settled");
+      expect(await outbox.pending()).toBe(0);
+      await close?.();
+    });
+
     it("a body replaced under a claim whose claimer then dies is claimed when the lease ends, the newer body", async () => {
       const c = clock();
       const { outbox, other, close } = await make({ now: c.now });

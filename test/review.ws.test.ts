@@ -176,7 +176,8 @@ it("a barge-in cancels the running generation even after other events arrived on
 });
 
 it("nothing per call is left in the pipeline after calls end, also when the caller hangs up during a holding line", async () => {
-  const p = svc.pipeline as unknown as { wsHeld: Set<string>; wsEchoes: Map<string, number>; listeners: Map<string, unknown>; streams: Map<string, unknown>; pumps: Map<string, unknown> };
+  const pipeline = svc.pipeline as unknown as { answers: { wsHeld: Set<string>; wsEchoes: Map<string, number> }; worker: { streams: Map<string, unknown>; pumps: Map<string, unknown> } };
+  const p = { ...pipeline.answers, ...pipeline.worker } as unknown as { wsHeld: Set<string>; wsEchoes: Map<string, number>; streams: Map<string, unknown>; pumps: Map<string, unknown> };
   for (let k = 0; k < 3; k++) {
     const id = `ws-leak-${k}`;
     const c = await connect();
@@ -215,4 +216,47 @@ it("the caller's voice after 'Ja' cancels generation, not the send", async () =>
   await c.waitFor(() => c.frames.some((f) => f.type === "send_sms"));
   expect((await svc.store.get(id))!.sms.sent).toHaveLength(1);
   c.ws.close();
+});
+
+it("a holding line the caller cut off swallows no later assistant_speech_ended (issue 17, point 8)", async () => {
+  const id = "ws-cut-holding";
+  const c = await connect();
+  c.send(ev.start(id));
+  await c.waitFor(() => c.frames.length === 1);
+  const gate = fake.block();
+  fake.enqueue(reply.tool("end_call"));
+  c.send(ev.speak(id, "Das war's, danke."));
+  await gate.arrived;
+  await c.waitFor(() => clock.pending > 0);
+  clock.advance(800);
+  await c.waitFor(() => c.frames.length === 2); // the holding line
+  gate.release();
+  await c.waitFor(() => c.frames.some((f) => f.type === "speak" && /Wiederhören/.test(String(f.text))));
+  // The caller talks over the holding line: sipgate cuts it, and sends no assistant_speech_ended for it.
+  c.send({ type: "user_speech_started", session: ev.start(id).session });
+  await settle(30);
+  // The goodbye has been played: its assistant_speech_ended is the flow's (it hangs up), not a holding line's echo.
+  c.send(ev.speechEnded(id));
+  await c.waitFor(() => c.frames.some((f) => f.type === "hangup"));
+  c.ws.close();
+});
+
+it("a socket that closes without session_end leaves no per-call bookkeeping behind (issue 17, point 8)", async () => {
+  const p = (svc.pipeline as unknown as { answers: { wsHeld: Set<string>; wsEchoes: Map<string, number> } }).answers;
+  const id = "ws-closed-mid-hold";
+  const c = await connect();
+  c.send(ev.start(id));
+  await c.waitFor(() => c.frames.length === 1);
+  const gate = fake.block();
+  fake.enqueue(reply.text("Antwort."));
+  c.send(ev.speak(id, "Frage"));
+  await gate.arrived;
+  await c.waitFor(() => clock.pending > 0);
+  clock.advance(800);
+  await c.waitFor(() => c.frames.length === 2); // the holding line: its echo is awaited
+  expect(p.wsEchoes.has(id)).toBe(true);
+  c.ws.close();
+  gate.release();
+  await settle(150);
+  expect(p.wsHeld.has(id) || p.wsEchoes.has(id)).toBe(false);
 });

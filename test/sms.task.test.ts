@@ -115,6 +115,7 @@ const limiter: RateLimiter = {
     if (limiterDown) throw new Error("limits store down");
     return { ok: true };
   },
+  release: async () => undefined,
 };
 let engine: Engine<HostTypes>;
 let clock = Date.UTC(2026, 10, 28, 9, 0, 0);

@@ -51,7 +51,12 @@ export interface CallCore {
   pendingHangup: boolean;
   /** The hangup action left: later caller events get no answer and cause no model request. */
   ended?: boolean;
-  lastEvent?: { key: string; at: number; actions: AiFlowAction[] };
+  /**
+   * The last event's key and answer (redelivery detection). `quiet`: its turn said nothing on
+   * purpose (words that arrived before the line they answered): the same words again are a new
+   * answer, not a redelivery.
+   */
+  lastEvent?: { key: string; at: number; actions: AiFlowAction[]; quiet?: boolean };
   createdAt: number;
   updatedAt: number;
 }

@@ -146,8 +146,8 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
   /** Action types a redelivered event never gets again (a second send_sms could double the SMS). */
   neverReplay: readonly AiFlowAction["type"][];
-  /** A committed turn's actions that never left (its answer was dropped, or its instance lost the call): the flow's evidence. */
-  onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
+  /** A turn's actions that never left (its answer was dropped, its instance lost the call, its commit failed): the flow's evidence. */
+  onUndelivered?: (record: TurnRecord, services: F["services"], why: UndeliveredWhy) => Promise<void>;
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
@@ -155,6 +155,18 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
    * have been a "no", so a flow that guards a "yes" treats it as one (no speech here).
    */
   onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
+   * An event runs again after an earlier attempt ended with its instance (a crash mid-turn): what
+   * that attempt did outside the call store (a ledger record of an approved send) never took
+   * effect, and the flow settles it (the send never left) before the event runs again.
+   */
+  onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
+   * A caller event of a call whose state is gone (the store lost it mid-call; no session_start
+   * began it): the call starts over, and the flow recovers what must hold for the whole call from
+   * outside the store (the SMS task: a "no" or a send already in the ledger ends the offer).
+   */
+  onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
    * The call ended (session_end) while committed actions still waited to be collected: they never
    * leave. Runs on the call's last state before its session_end bookkeeping, so that bookkeeping
@@ -172,6 +184,13 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
   tasks?: readonly TaskDef<F>[];
 }
+
+/**
+ * Why a turn's actions never left: an answer gave up on it ("dropped", also a socket closed or a
+ * call ended before they were collected), its instance lost the call's lease ("lease_lost"), or
+ * the store failed to commit it ("commit_failed": the turn wrote nothing; its event runs again).
+ */
+export type UndeliveredWhy = "dropped" | "lease_lost" | "commit_failed";
 
 /**
  * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host
@@ -193,11 +212,15 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   gate?: ActionGate<F>;
   checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
   neverReplay?: readonly AiFlowAction["type"][];
-  onUndelivered?: (record: TurnRecord, services: F["services"], why: "dropped" | "lease_lost") => Promise<void>;
+  onUndelivered?: (record: TurnRecord, services: F["services"], why: UndeliveredWhy) => Promise<void>;
   /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onUnevaluated. */
   onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** See FlowDef.onRetry. */
+  onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** See FlowDef.onStateLost. */
+  onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onCallEndUndelivered. */
   onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
 }

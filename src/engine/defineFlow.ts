@@ -55,6 +55,8 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
   const undelivered = parts.map((p) => p.onUndelivered).filter((u): u is NonNullable<FlowDef<F>["onUndelivered"]> => !!u);
   const afterTurn = parts.map((p) => p.afterTurn).filter((a): a is NonNullable<FlowDef<F>["afterTurn"]> => !!a);
   const unevaluated = parts.map((p) => p.onUnevaluated).filter((a): a is NonNullable<FlowDef<F>["onUnevaluated"]> => !!a);
+  const retried = parts.map((p) => p.onRetry).filter((a): a is NonNullable<FlowDef<F>["onRetry"]> => !!a);
+  const stateLost = parts.map((p) => p.onStateLost).filter((a): a is NonNullable<FlowDef<F>["onStateLost"]> => !!a);
   const endUndelivered = parts.map((p) => p.onCallEndUndelivered).filter((a): a is NonNullable<FlowDef<F>["onCallEndUndelivered"]> => !!a);
   return {
     ...flow,
@@ -79,6 +81,12 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
     },
     afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
       for (const a of afterTurn) await a(ctx);
+    },
+    onStateLost: stateLost.length === 0 ? undefined : async (ctx) => {
+      for (const l of stateLost) await l(ctx);
+    },
+    onRetry: retried.length === 0 ? undefined : async (ctx) => {
+      for (const r of retried) await r(ctx);
     },
     onUnevaluated: unevaluated.length === 0 ? undefined : async (ctx) => {
       for (const u of unevaluated) await u(ctx);

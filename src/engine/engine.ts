@@ -1,11 +1,12 @@
 import type { Logger } from "pino";
 import { checkAction, type AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
+import { REDELIVERY_CHECKED, STARTS_CALL } from "../aiflow/eventKinds.js";
 import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
 import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "../core/turnRecord.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import type { FlowDef, FlowTypes, StepDef, ToolDef } from "./define.js";
+import type { FlowDef, FlowTypes, StepDef, ToolDef, UndeliveredWhy } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
 import { EventRouter } from "./eventRouter.js";
 import { repairToolPairing, trimHistory } from "./history.js";
@@ -29,6 +30,10 @@ export interface TurnStream {
   undelivered?: AiFlowAction[];
   /** How many of the call's lines the caller had heard when this event arrived (undefined: all of them). */
   heard?: number;
+  /** The heard mark at the latest barge-in before this event: lines through it may have been cut short. */
+  barged?: number;
+  /** How often a lease holder took this event up (more than 1: an earlier attempt ended with its instance). */
+  attempt?: number;
   /** Earlier turns' sends this event overtook (not delivered yet): they leave only if this turn does not take them back. */
   pendingSends?: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
 }
@@ -53,12 +58,7 @@ export interface EngineDeps<F extends FlowTypes> {
   now: () => number;
 }
 
-/**
- * Event types where an identical body right after the same body means a redelivery. Not
- * dtmf_received (a caller keys "7" twice for "77") nor user_input_timeout (silence repeats),
- * whose identical repeats are real; a redelivery of those has no side effect to guard.
- */
-const REDELIVERY_CHECKED = new Set<AiFlowEvent["type"]>(["session_start", "user_speak", "sms_failed"]);
+
 
 /**
  * Runs a flow: one AI Flow event and the call's state in, the ordered actions (and a record of
@@ -140,17 +140,29 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     record.stepBefore = state.step;
     const turn = this.turn(state, event, record, stream);
     turnOf = turn;
+    if ((stream.attempt ?? 1) > 1 && !isNew) await this.retried(turn);
+    if (isNew && event.type !== "session_start" && STARTS_CALL.has(event.type)) {
+      try {
+        await this.deps.flow.onStateLost?.(turn);
+      } catch (e) {
+        turn.log.error({ sessionId, err: (e as Error).stack ?? String(e) }, "recovering a lost call state failed");
+      }
+    }
     // Events that cannot start a conversation (a late sms_failed after session_end, speech
     // events of an expired call) get their bookkeeping, but create no call state.
-    const startsCall = event.type === "session_start" || event.type === "user_speak" || event.type === "dtmf_received";
-    if (isNew && !startsCall) {
+    if (isNew && !STARTS_CALL.has(event.type)) {
       await this.router.observe(turn, event);
       record.stepAfter = state.step;
       return finish({ kind: "keep" });
     }
 
     const last = state.lastEvent;
-    if (last && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000) {
+    // After a turn that said nothing on purpose ("Ja." before the question arrived), the same words
+    // again are either the caller's answer to what they heard since or sipgate's redelivery of the
+    // first words: they run (no silence), but count as no answer to anything (see wordsRepeated).
+    const repeat = last !== undefined && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000;
+    if (repeat && last.quiet) turn.wordsRepeated = true;
+    if (last && !last.quiet && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000) {
       // A redelivery: answer as before, but a side effect never happens twice. An answer with an
       // action the flow never replays is not replayed at all: sending it again could double it,
       // and replaying only the rest (a "sent" line) could be false if the first answer was lost.
@@ -174,6 +186,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       state.history = repairToolPairing(state.history, turn.note("tool_failed", { tool: "tool" }));
       // After hangup there is nobody to apologize to (a failing sms_failed bookkeeping, say).
       if (!state.ended) turn.say("fallback");
+      // The caller's words were never judged: for sends they overtook, that is a possible "no".
+      if (turn.pendingSends().length) await this.unevaluated(turn);
     }
 
     const { allowed, decisions } = await this.review(
@@ -184,7 +198,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     const allowedSet = new Set(allowed);
     record.actions = turn.outgoing.filter((a) => turn.isApproved(a) || allowedSet.has(a));
 
-    state.lastEvent = { key: eventKey, at: now(), actions: record.actions };
+    state.lastEvent = { key: eventKey, at: now(), actions: record.actions, ...(turn.quiet && record.actions.length === 0 ? { quiet: true } : {}) };
     const before = state.history.length;
     state.history = trimHistory(state.history, options.limits.historyMessages);
     if (state.stepHistoryStart !== undefined) state.stepHistoryStart = Math.max(0, state.stepHistoryStart - (before - state.history.length));
@@ -203,15 +217,30 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     if (!current) return { record, next: { kind: "keep" } };
     const turn = this.turn(current, event, record, stream);
     turn.guard({ subject: "turn", allowed: false, reason: "event_unevaluated", detail: "the event's turn never finished; it counts as a possible no" });
+    await this.retried(turn);
+    await this.unevaluated(turn);
+    record.actions = [];
+    current.updatedAt = this.deps.now();
+    const withdrawn = turn.withdrawnSeqs;
+    return { record, next: { kind: "save", state: current }, ...(withdrawn.length ? { withdrawn } : {}) };
+  }
+
+  /** The flow settles what an earlier attempt of this event left outside the store; its own failure is only logged. */
+  private async retried(turn: Turn<F>): Promise<void> {
+    try {
+      await this.deps.flow.onRetry?.(turn);
+    } catch (e) {
+      turn.log.error({ sessionId: turn.sessionId, err: (e as Error).stack ?? String(e) }, "settling an earlier attempt failed");
+    }
+  }
+
+  /** The flow's handling of caller words nobody judged (a possible "no"); its own failure is only logged. */
+  private async unevaluated(turn: Turn<F>): Promise<void> {
     try {
       await this.deps.flow.onUnevaluated?.(turn);
     } catch (e) {
       turn.log.error({ sessionId: turn.sessionId, err: (e as Error).stack ?? String(e) }, "handling an unevaluated event failed");
     }
-    record.actions = [];
-    current.updatedAt = this.deps.now();
-    const withdrawn = turn.withdrawnSeqs;
-    return { record, next: { kind: "save", state: current }, ...(withdrawn.length ? { withdrawn } : {}) };
   }
 
   /** Whether the flow has work to run after a commit (so the pipeline copies no state for nothing). */
@@ -224,8 +253,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     await this.deps.flow.afterCommit?.(state, this.deps.services, { now: this.deps.now(), log: this.deps.log, seq });
   }
 
-  /** A committed turn whose actions never left: the flow records what that means (an SMS not sent). */
-  async undelivered(record: TurnRecord, why: "dropped" | "lease_lost"): Promise<void> {
+  /** A turn whose actions never left: the flow records what that means (an SMS not sent). */
+  async undelivered(record: TurnRecord, why: UndeliveredWhy): Promise<void> {
     await this.deps.flow.onUndelivered?.(record, this.deps.services, why);
   }
 
@@ -260,7 +289,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       stream.sink,
       stream.signal,
       stream.stillOwner,
-      { heard: stream.heard, pendingSends: stream.pendingSends ?? [] },
+      { heard: stream.heard, barged: stream.barged, pendingSends: stream.pendingSends ?? [] },
     );
   }
 

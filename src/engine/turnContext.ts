@@ -56,18 +56,34 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
    * caller spoke before hearing them, so this turn is their verdict.
    */
   pendingSends(): readonly AiFlowAction[];
-  /** Take the pending sends back (the caller's "no" overtook them): they never leave; returns them. */
-  withdrawPendingSends(): AiFlowAction[];
+  /**
+   * Take the pending sends back (the caller's "no" overtook them): the entries holding them never
+   * leave. Returns every action of those entries (the sends and the lines said with them), so the
+   * flow can say again what was not about the send.
+   */
+  withdrawPendingSends(): Array<{ seq: number; actions: AiFlowAction[] }>;
   /**
    * This turn has nothing to say on purpose (the caller answered a line still on its way to
    * them, which they hear with this answer): no fallback line is added.
    */
   nothingToSay(): void;
+  /**
+   * Whether line number `spokenIndex` (CallState.spoken right after it) may have been cut short: a
+   * barge-in arrived after it was delivered (whatever became of that barge-in's turn).
+   */
+  mayHaveBeenCut(spokenIndex: number): boolean;
+  /**
+   * This event repeats, byte for byte, the previous one, whose turn said nothing on purpose: the
+   * caller's new answer or sipgate's redelivery of words said before they heard anything new. No
+   * "yes" may rest on it.
+   */
+  readonly wordsRepeated: boolean;
 }
 
 /** What the pipeline tells a turn about delivery: what the caller had heard when the event arrived, and the sends it overtook. */
 export interface TurnDelivery {
   heard?: number;
+  barged?: number;
   pendingSends: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
 }
 
@@ -101,6 +117,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   modelUsed: string | undefined;
   /** Set by nothingToSay(): the turn is complete without a line of its own. */
   quiet = false;
+  wordsRepeated = false;
   /** Seqs of the pending entries this turn took back. */
   readonly withdrawnSeqs: number[] = [];
 
@@ -241,12 +258,12 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
     return this.delivery.pendingSends.filter((e) => !this.withdrawnSeqs.includes(e.seq)).flatMap((e) => e.actions.filter((a) => a.type === "send_sms"));
   }
 
-  withdrawPendingSends(): AiFlowAction[] {
-    const taken: AiFlowAction[] = [];
+  withdrawPendingSends(): Array<{ seq: number; actions: AiFlowAction[] }> {
+    const taken: Array<{ seq: number; actions: AiFlowAction[] }> = [];
     for (const e of this.delivery.pendingSends) {
       if (this.withdrawnSeqs.includes(e.seq)) continue;
       this.withdrawnSeqs.push(e.seq);
-      taken.push(...e.actions.filter((a) => a.type === "send_sms"));
+      taken.push({ seq: e.seq, actions: e.actions });
     }
     if (taken.length) this.record.withdrawal = true;
     return taken;
@@ -254,6 +271,10 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
 
   nothingToSay(): void {
     this.quiet = true;
+  }
+
+  mayHaveBeenCut(spokenIndex: number): boolean {
+    return this.delivery.barged !== undefined && spokenIndex <= this.delivery.barged;
   }
 
   /** Ownership is the lease's (and a given-up answer's) business, never the caller's voice, which only cancels generation. */

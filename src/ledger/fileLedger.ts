@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { ConsentLedger, LedgerRecordInput } from "./ledger.js";
+import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "./ledger.js";
 
 /**
  * The ledger holds phone numbers and what callers said: only its owner may read it. The modes
@@ -149,6 +149,23 @@ export class FileLedger implements ConsentLedger {
     });
     this.chain = run.catch(() => undefined);
     return run;
+  }
+
+  /** Reads the whole file (only after an instance died mid-turn, so rarely); torn lines are skipped. */
+  async recordsOf(callId: string): Promise<LedgerRecord[]> {
+    await this.chain;
+    const text = await readFile(this.path, "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? "" : Promise.reject(e)));
+    const out: LedgerRecord[] = [];
+    for (const line of text.split("\n")) {
+      if (!line.includes(callId)) continue;
+      try {
+        const r = JSON.parse(line) as LedgerRecord;
+        if (r.callId === callId) out.push(r);
+      } catch {
+        // a torn line
+      }
+    }
+    return out;
   }
 
   async close(): Promise<void> {

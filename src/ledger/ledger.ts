@@ -41,5 +41,10 @@ export interface ConsentLedger {
   /** Resolves when the ledger can take records; start-up fails fast otherwise. */
   ready(): Promise<void>;
   append(rec: LedgerRecordInput): Promise<void>;
+  /**
+   * One call's records in append order (numbers as stored: hashed where configured). Used to
+   * settle what an instance that died mid-turn left behind; optional for a write-only ledger.
+   */
+  recordsOf?(callId: string): Promise<LedgerRecord[]>;
   close(): Promise<void>;
 }

@@ -9,6 +9,9 @@ export class MemoryLedger implements ConsentLedger {
     if (this.failWrites) throw new Error("ledger unavailable (simulated)");
     this.records.push({ seq: this.records.length + 1, ...rec });
   }
+  async recordsOf(callId: string): Promise<LedgerRecord[]> {
+    return this.records.filter((r) => r.callId === callId);
+  }
   async ready(): Promise<void> {}
   async close(): Promise<void> {}
 }

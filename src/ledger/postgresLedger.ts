@@ -164,6 +164,17 @@ export class PostgresLedger implements ConsentLedger {
     }
   }
 
+  /** One call's records in append order. */
+  async recordsOf(callId: string): Promise<LedgerRecord[]> {
+    await this.ready();
+    try {
+      const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE call_id = $1 ORDER BY seq`, [callId]);
+      return res.rows.map(toRecord);
+    } catch (e) {
+      throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
+    }
+  }
+
   /** Deletes records with `at < before` (retention); returns how many. Does not create the table. */
   async purgeOlderThan(before: Date): Promise<number> {
     try {

@@ -1,4 +1,4 @@
-import type { ConsentLedger, LedgerRecordInput } from "../ledger/ledger.js";
+import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "../ledger/ledger.js";
 import type { Metrics } from "./metrics.js";
 
 /**
@@ -24,6 +24,10 @@ export class MeteredLedger implements ConsentLedger {
     } catch {
       // Metrics are best effort; the record is written.
     }
+  }
+
+  recordsOf(callId: string): Promise<LedgerRecord[]> {
+    return this.inner.recordsOf ? this.inner.recordsOf(callId) : Promise.resolve([]);
   }
 
   close(): Promise<void> {

@@ -51,6 +51,8 @@ export class MemoryOutbox implements Outbox {
     }
     if (e.final && !final) return "ignored_final";
     if (!final && revision < e.revision) return "ignored_older";
+    // The same put again changes nothing (as a resent put in the Redis outbox).
+    if (e.final === final && e.body === body && e.revision === revision && e.due === due) return "stored";
     e.revision = revision;
     e.body = body;
     e.final = final;

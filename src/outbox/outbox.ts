@@ -19,7 +19,7 @@
  */
 
 export type PutResult =
-  /** Inserted, or replaced the body and due time of the waiting entry. */
+  /** Inserted, or replaced the body and due time of the waiting entry (the same put again changes nothing). */
   | "stored"
   /** A final body is waiting: a non-final snapshot must not replace it. */
   | "ignored_final"

@@ -70,7 +70,7 @@ end
 const PUT = `
 local due, final, now, revision = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if tonumber(redis.call('get', K_TOMB) or '-1') > now then return 'ignored_delivered' end
-local e = redis.call('hmget', K_ENTRY, 'final', 'version', 'token', 'revision')
+local e = redis.call('hmget', K_ENTRY, 'final', 'version', 'token', 'revision', 'body', 'due')
 if not e[2] then
   redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'attempts', '0', 'version', '1', 'due', int(due), 'token', '', 'revision', int(revision))
   redis.call('zadd', K_DUE, int(due), ARGV[1])
@@ -78,6 +78,9 @@ if not e[2] then
 end
 if e[1] == '1' and final ~= '1' then return 'ignored_final' end
 if final ~= '1' and revision < tonumber(e[4] or '0') then return 'ignored_older' end
+-- The same put again (a resent one: ioredis sends a command again after a reconnect when its
+-- reply was lost) changes nothing: a new version would post the same body once more.
+if e[1] == final and e[5] == ARGV[2] and tonumber(e[4] or '0') == revision and tonumber(e[6]) == due then return 'stored' end
 redis.call('hset', K_ENTRY, 'body', ARGV[2], 'final', final, 'version', int(tonumber(e[2]) + 1), 'due', int(due), 'revision', int(revision))
 local score = due
 if e[3] ~= '' then
@@ -92,6 +95,13 @@ return 'stored'
 /** KEYS: due. ARGV: now, limit, lease end, claim batch id, entry key base. Returns {{key, body, final, attempts, version, token}...}. */
 const CLAIM = `
 local out = {}
+-- The same claim again (a resent one: ioredis sends a command again after a reconnect when its
+-- reply was lost) gets what the first run claimed: its entries wait at the lease end with its tokens.
+for _, key in ipairs(redis.call('zrangebyscore', KEYS[1], ARGV[3], ARGV[3])) do
+  local e = redis.call('hmget', ARGV[5] .. 'e:' .. key, 'body', 'final', 'attempts', 'version', 'token')
+  if e[1] and e[5] == ARGV[4] .. ':' .. key then out[#out + 1] = {key, e[1], e[2], e[3], e[4], e[5]} end
+end
+if #out > 0 then return out end
 for _, key in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
   local ek = ARGV[5] .. 'e:' .. key
   local e = redis.call('hmget', ek, 'body', 'final', 'attempts', 'version')

@@ -56,6 +56,8 @@ export const websocketPlugin = fp<WebSocketOptions>(
       const at: Arrival = { transport: "ws", log };
       /** Every event in flight per session, so the caller's voice cancels whichever turn is running, not only the latest event's. */
       const running = new Map<string, Set<AbortController>>();
+      /** Every call this socket carried: their bookkeeping goes when it closes. */
+      const calls = new Set<string>();
       /** False when the socket is gone: the pipeline records an SMS it could not push as not sent. */
       const push = (action: AiFlowAction): boolean => {
         if (ws.readyState !== ws.OPEN) return false;
@@ -70,8 +72,12 @@ export const websocketPlugin = fp<WebSocketOptions>(
         if (intake.kind !== "event") return;
         const { event, key } = intake;
         const sid = event.session.id;
+        calls.add(sid);
         // The caller started talking: stop generating, keep tool calls and results paired.
-        if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) for (const c of running.get(sid) ?? []) c.abort();
+        if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) {
+          for (const c of running.get(sid) ?? []) c.abort();
+          pipeline.callerSpeaking(sid);
+        }
         if (event.type === "user_speech_started") return; // nothing to answer (sipgate ignores it)
 
         const controller = new AbortController();
@@ -88,6 +94,7 @@ export const websocketPlugin = fp<WebSocketOptions>(
 
       ws.on("close", () => {
         for (const session of running.values()) for (const c of session) c.abort();
+        pipeline.socketClosed(calls);
       });
     }
   },

@@ -34,6 +34,11 @@ export interface QueuedEvent {
    * `heard` mark, see OutboxEntry.spokenThrough): the lines the caller could be answering.
    */
   heard: number;
+  /**
+   * The heard mark when the latest barge-in arrived, up to this event (this one included): a line
+   * through this mark may have been cut short by the caller, whatever became of that barge-in's turn.
+   */
+  barged: number;
 }
 
 /** Actions of one processed event, waiting to be collected by an answer. */
@@ -71,10 +76,13 @@ export interface CollectRequest {
   /** True when nothing ready may be answered with a holding line (else: nothing). */
   mayHold: boolean;
   maxHoldingLines: number;
+  /** Take every entry of the transport, sends held for a verdict included (the call ends: all of it is discarded). */
+  ignoreVerdicts?: boolean;
 }
 
 export type Collected =
-  | { kind: "actions"; actions: AiFlowAction[] }
+  /** `entries`: what was taken, in order (put back with `putBack` if the answer never reached sipgate). */
+  | { kind: "actions"; actions: AiFlowAction[]; entries: OutboxEntry[]; processed: number }
   /** Nothing ready yet: the caller hears holding line number `count`. */
   | { kind: "hold"; count: number }
   /** Still nothing after the last holding line: apologize; conversational turns through `droppedThrough` are dropped. */
@@ -144,6 +152,16 @@ export interface CallStore<S extends object = object> {
    * entries move the call's `heard` mark to their `spokenThrough`.
    */
   collect(callId: string, r: CollectRequest): Promise<Collected>;
+  /**
+   * An answer carrying these collected entries never reached sipgate (its write failed): they go
+   * back to the front of the outbox, to leave with the call's next answer (or be withdrawn at its
+   * end), and whatever had been delivered may not have been heard (the barged mark moves up to
+   * the heard mark: a question asked before is asked again before a yes counts). Not put back, and
+   * returned: everything when the call ended, and an entry holding a send when an event was
+   * processed since the collect (`processedAtCollect`): that event never saw the send, so its "no"
+   * could not stop it. The caller records what comes back as not delivered.
+   */
+  putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]>;
   /** The call's state as last committed (read-only; tests, health). */
   get(callId: string): Promise<CallState<S> | undefined>;
   /** Number of live calls (for health and metrics). */
@@ -160,18 +178,3 @@ export class StoreUnavailableError extends Error {
     this.name = "StoreUnavailableError";
   }
 }
-
-/** Event types a holding line's own follow-up can be: collected, never queued as caller silence. */
-export const HOLDING_FOLLOW_UPS: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_input_timeout", "assistant_speech_ended"]);
-
-/** Conversational events: the caller said, keyed or did not say something. Their late answers can be dropped. */
-export const CONVERSATIONAL: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout"]);
-
-/**
- * Events that carry the caller's verdict on what they heard: no send produced before one of them
- * leaves until it has been evaluated (a "no" must be able to stop it).
- */
-export const CALLER_VERDICTS: ReadonlySet<AiFlowEvent["type"]> = CONVERSATIONAL;
-
-/** Events whose HTTP answer may carry earlier turns' late actions: never assistant_speak (the holding line is still playing). */
-export const COLLECTING: ReadonlySet<AiFlowEvent["type"]> = new Set(["user_speak", "dtmf_received", "user_input_timeout", "assistant_speech_ended"]);

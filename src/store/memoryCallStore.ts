@@ -1,6 +1,7 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { CallState } from "../core/callState.js";
-import { CALLER_VERDICTS, holdsSend, type Arrival, type CallStore, type Collected, type CollectRequest, type CommitRequest, type CommitResult, type NextEvent, type OutboxEntry, type Progress, type QueuedEvent, type Transport } from "./callStore.js";
+import { CALLER_VERDICTS } from "../aiflow/eventKinds.js";
+import { holdsSend, type Arrival, type CallStore, type Collected, type CollectRequest, type CommitRequest, type CommitResult, type NextEvent, type OutboxEntry, type Progress, type QueuedEvent, type Transport } from "./callStore.js";
 
 interface Hold {
   /** A holding line was the last answer: its follow-up events only collect. */
@@ -26,6 +27,8 @@ interface Call {
   ended?: boolean;
   /** The highest `spokenThrough` delivered: the caller has heard every line through this one. */
   heard: number;
+  /** `heard` when the latest barge-in arrived (see QueuedEvent.barged). */
+  barged: number;
 }
 
 /**
@@ -42,6 +45,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     /** Idle calls (no state, nothing queued) are forgotten after this long. */
     private readonly idleTtlMs = 3_600_000,
     sweepIntervalMs = 60_000,
+    /** Lease time: real time in production (leases are about processes staying alive); a simulation's virtual clock. */
+    private readonly leaseNow: () => number = Date.now,
   ) {
     this.sweeper = setInterval(() => this.sweep(), sweepIntervalMs);
     this.sweeper.unref();
@@ -50,15 +55,15 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   private call(id: string): Call {
     let c = this.calls.get(id);
     if (!c) {
-      c = { expiresAt: this.now() + this.idleTtlMs, queue: [], lastSeq: 0, processed: 0, outbox: [], hold: { outstanding: false, count: 0, droppedThrough: 0 }, heard: 0 };
+      c = { expiresAt: this.now() + this.idleTtlMs, queue: [], lastSeq: 0, processed: 0, outbox: [], hold: { outstanding: false, count: 0, droppedThrough: 0 }, heard: 0, barged: 0 };
       this.calls.set(id, c);
     }
     return c;
   }
 
-  /** Leases are about real processes staying alive, so they run on real time, not on a test's clock. */
+  /** Leases are about real processes staying alive, so they run on real time (`leaseNow`), not on a test's clock. */
   private holds(c: Call, token: string): boolean {
-    return c.lease !== undefined && c.lease.token === token && c.lease.expiresAt > Date.now();
+    return c.lease !== undefined && c.lease.token === token && c.lease.expiresAt > this.leaseNow();
   }
 
   async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
@@ -66,21 +71,22 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
     const seq = ++c.lastSeq;
     // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
-    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard });
+    if (e.event.type === "user_speak" && e.event.barged_in) c.barged = Math.max(c.barged, c.heard);
+    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged });
     return { kind: "queued", seq };
   }
 
   async acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean> {
     const c = this.call(callId);
-    if (c.lease && c.lease.expiresAt > Date.now() && c.lease.token !== token) return false;
-    c.lease = { token, expiresAt: Date.now() + ttlMs };
+    if (c.lease && c.lease.expiresAt > this.leaseNow() && c.lease.token !== token) return false;
+    c.lease = { token, expiresAt: this.leaseNow() + ttlMs };
     return true;
   }
 
   async renewLease(callId: string, token: string, ttlMs: number): Promise<{ held: boolean; droppedThrough: number }> {
     const c = this.call(callId);
     if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
-    c.lease!.expiresAt = Date.now() + ttlMs;
+    c.lease!.expiresAt = this.leaseNow() + ttlMs;
     return { held: true, droppedThrough: c.hold.droppedThrough };
   }
 
@@ -116,17 +122,26 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       c.state = undefined;
       c.ended = true;
       c.outbox = [];
+      // A new conversation under the same id counts its lines from 0 again.
+      c.heard = 0;
+      c.barged = 0;
       c.hold = { outstanding: false, count: 0, droppedThrough: c.hold.droppedThrough };
       return "committed";
     }
     if (r.state) {
       c.state = jsonCopy(r.state);
       c.expiresAt = this.now() + r.ttlSeconds * 1000;
+      // A conversation again (a new session_start after the end): later events belong to it.
+      c.ended = undefined;
     }
     if (r.withdraw?.length) c.outbox = c.outbox.filter((e) => !r.withdraw!.includes(e.seq));
     if (r.entry && r.entry.actions.length) c.outbox.push(jsonCopy(r.entry));
-    // Nothing left to deliver (streamed already, or silent): what it said is heard now.
-    else if (r.entry?.spokenThrough !== undefined) c.heard = Math.max(c.heard, r.entry.spokenThrough);
+    else if (r.entry?.spokenThrough !== undefined) {
+      // Nothing to deliver (streamed already, or silent): heard once what is still waiting before it is.
+      const last = c.outbox.at(-1);
+      if (last) last.spokenThrough = Math.max(last.spokenThrough ?? 0, r.entry.spokenThrough);
+      else c.heard = Math.max(c.heard, r.entry.spokenThrough);
+    }
     return "committed";
   }
 
@@ -142,7 +157,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     const c = this.call(callId);
     // A send waits for every caller event queued after it: their "no" must be able to stop it.
     const verdictsDue = c.queue.filter((q) => CALLER_VERDICTS.has(q.event.type)).map((q) => q.seq);
-    const held = (e: OutboxEntry) => holdsSend(e.actions) && verdictsDue.some((s) => s > e.seq);
+    const held = (e: OutboxEntry) => !r.ignoreVerdicts && holdsSend(e.actions) && verdictsDue.some((s) => s > e.seq);
     const blockedFrom = Math.min(...c.outbox.filter(held).map((e) => e.seq));
     const mine = (e: OutboxEntry) => e.via === r.via && (r.collecting || e.seq === r.seq) && e.seq < blockedFrom;
     const taken = c.outbox.filter(mine);
@@ -151,7 +166,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       if (r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
       taken.sort((a, b) => a.seq - b.seq);
       for (const e of taken) if (e.spokenThrough !== undefined) c.heard = Math.max(c.heard, e.spokenThrough);
-      return { kind: "actions", actions: taken.flatMap((e): AiFlowAction[] => e.actions) };
+      return { kind: "actions", actions: taken.flatMap((e): AiFlowAction[] => e.actions), entries: jsonCopy(taken), processed: c.processed };
     }
     const pending = c.processed < c.lastSeq;
     if (!pending && r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
@@ -163,6 +178,16 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     }
     c.hold = { outstanding: false, count: 0, droppedThrough: c.lastSeq };
     return { kind: "give_up", droppedThrough: c.lastSeq };
+  }
+
+  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]> {
+    const c = this.calls.get(callId);
+    if (!c || c.ended) return entries;
+    const refused = entries.filter((e) => holdsSend(e.actions) && c.processed > processedAtCollect);
+    const back = entries.filter((e) => !refused.includes(e) && !c.outbox.some((o) => o.seq === e.seq && o.via === e.via));
+    c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);
+    c.barged = Math.max(c.barged, c.heard);
+    return refused;
   }
 
   async get(callId: string): Promise<CallState<S> | undefined> {
@@ -189,7 +214,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     for (const [id, c] of this.calls) {
       if (c.expiresAt > t) continue;
       c.state = undefined;
-      if (c.queue.length === 0 && !(c.lease && c.lease.expiresAt > Date.now())) this.calls.delete(id);
+      if (c.queue.length === 0 && !(c.lease && c.lease.expiresAt > this.leaseNow())) this.calls.delete(id);
     }
   }
 

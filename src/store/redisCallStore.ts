@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
+import { CALLER_VERDICTS } from "../aiflow/eventKinds.js";
 import {
-  CALLER_VERDICTS,
   holdsSend,
   StoreUnavailableError,
   type Arrival,
@@ -41,7 +41,7 @@ const LAYOUT = "v3";
  * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
  * call's keys live in one Redis Cluster slot and a script may touch all of them.
  */
-const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "heard"] as const;
+const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "heard", "replies"] as const;
 
 /*
  * Values, written so that Lua never has to re-encode JSON (cjson turns [] into {} and rounds
@@ -51,15 +51,28 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *   seq        string  last arrival number (INCR)
  *   processed  string  highest seq taken off the queue
  *   outbox     list    "<seq>:<via>:<JSON actions>", in commit order
- *   hold       hash    outstanding (1 or absent), count, droppedThrough (absent fields are 0)
+ *   hold       hash    outstanding (1 or absent), count, droppedThrough, barged (the heard mark at the
+                     latest barge-in), ended (absent fields are 0)
  *   lease      string  the holder's token, PX = the lease TTL
+ *   heard      string  how many of the call's lines the caller has heard (never moves back)
+ *   replies    hash    request id -> "<n>:<msgpack reply>" of the mutating scripts' latest runs, and
+ *                      "#" -> n (counts runs); PX = REPLY_TTL_MS from the last run, trimmed to the
+ *                      last REPLY_KEEP runs (see `once`)
  * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
 
+/**
+ * How long and how many of a call's mutating script replies are kept for a resent request
+ * (ioredis resends a command whose reply a dropped connection lost, after it reconnects: within
+ * its retry delay, at most 2 s by default). Only the replies are kept, a few per event of the call.
+ */
+const REPLY_TTL_MS = 300_000;
+const REPLY_KEEP = 64;
+
 /** Shared by every script: KEYS as in KEY_NAMES. */
 const LUA_HELPERS = `
-local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE, K_HEARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE, K_HEARD, K_REPLIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 -- Make key expire no sooner than ms from now (a missing key stays missing).
 local function extend(key, ms)
   local t = redis.call('pttl', key)
@@ -77,6 +90,26 @@ local function hear(n, ms)
   if n > (tonumber(redis.call('get', K_HEARD) or '0') or 0) then redis.call('set', K_HEARD, n) end
   extend(K_HEARD, ms)
 end
+-- Runs act once per request id (the last ARGV): a client that sends the same script call again
+-- (ioredis after a reconnect, when the first reply was lost) gets the first run's reply, and
+-- nothing happens a second time. The last ${REPLY_KEEP} replies are kept, ${REPLY_TTL_MS} ms after the last run.
+local function once(act)
+  local rid = ARGV[#ARGV]
+  local cached = redis.call('hget', K_REPLIES, rid)
+  if cached then return cmsgpack.unpack(string.sub(cached, string.find(cached, ':', 1, true) + 1)) end
+  local reply = act()
+  local n = redis.call('hincrby', K_REPLIES, '#', 1)
+  redis.call('hset', K_REPLIES, rid, n .. ':' .. cmsgpack.pack(reply))
+  if redis.call('hlen', K_REPLIES) > ${2 * REPLY_KEEP + 1} then
+    local all = redis.call('hgetall', K_REPLIES)
+    for i = 1, #all, 2 do
+      local m = tonumber(string.match(all[i + 1], '^(%d+):'))
+      if m and m <= n - ${REPLY_KEEP} then redis.call('hdel', K_REPLIES, all[i]) end
+    end
+  end
+  redis.call('pexpire', K_REPLIES, ${REPLY_TTL_MS})
+  return reply
+end
 `;
 
 /** ARGV: holdingFollowUp ("1"/"0"), body JSON, idle ms, kind ("v" caller verdict / "o"). Returns the seq, or 0: collect only. */
@@ -84,7 +117,10 @@ const ARRIVE = `
 if ARGV[1] == '1' and redis.call('hget', K_HOLD, 'outstanding') == '1' then return 0 end
 local seq = redis.call('incr', K_SEQ)
 local heard = redis.call('get', K_HEARD) or '0'
-redis.call('rpush', K_QUEUE, seq .. ':0:' .. ARGV[4] .. ':' .. heard .. ':' .. ARGV[2])
+-- A barge-in may have cut whatever had been delivered: lines through the heard mark are suspect.
+if ARGV[5] == '1' and tonumber(heard) > tonumber(redis.call('hget', K_HOLD, 'barged') or '0') then redis.call('hset', K_HOLD, 'barged', heard) end
+local barged = redis.call('hget', K_HOLD, 'barged') or '0'
+redis.call('rpush', K_QUEUE, seq .. ':0:' .. ARGV[4] .. ':' .. heard .. ':' .. barged .. ':' .. ARGV[2])
 local idle = tonumber(ARGV[3])
 extend(K_SEQ, idle)
 extend(K_QUEUE, idle)
@@ -165,16 +201,21 @@ extend(K_QUEUE, idle)
 extend(K_SEQ, idle)
 if ARGV[3] == '1' and seq <= droppedThrough() then return {'dropped'} end
 if ARGV[4] == '0' then
-  redis.call('del', K_STATE, K_OUTBOX)
+  -- A new conversation under the same id counts its lines from 0 again (heard and barged marks go).
+  redis.call('del', K_STATE, K_OUTBOX, K_HEARD)
   -- The holding record goes, except how far answers gave up (later queued turns stay dropped).
-  redis.call('hdel', K_HOLD, 'outstanding', 'count')
+  redis.call('hdel', K_HOLD, 'outstanding', 'count', 'barged')
   -- A tombstone: a late or redelivered event of an ended call starts no new conversation.
   redis.call('hset', K_HOLD, 'ended', '1')
   extend(K_HOLD, idle)
   return {'committed', 0}
 end
 -- "2": state unchanged (nothing happened to the call); its TTL is not extended either.
-if ARGV[4] == '1' then redis.call('set', K_STATE, ARGV[5], 'PX', ttl) end
+if ARGV[4] == '1' then
+  redis.call('set', K_STATE, ARGV[5], 'PX', ttl)
+  -- A conversation again (a new session_start after the end): later events belong to it.
+  redis.call('hdel', K_HOLD, 'ended')
+end
 if ARGV[10] ~= '' then
   local gone = {}
   for s in string.gmatch(ARGV[10], '%d+') do gone[tonumber(s)] = true end
@@ -183,7 +224,17 @@ if ARGV[10] ~= '' then
   end
 end
 if ARGV[7] ~= '' then redis.call('rpush', K_OUTBOX, ARGV[7]) end
-if ARGV[9] ~= '' then hear(tonumber(ARGV[9]), idle) end
+if ARGV[9] ~= '' then
+  -- Nothing to deliver: heard once what still waits before it is (raise the last entry's mark).
+  local last = redis.call('lindex', K_OUTBOX, -1)
+  if last then
+    local s, v, st, rest = string.match(last, '^(%d+):(%a+):(%d*):(.*)$')
+    local n = math.max(tonumber(st) or 0, tonumber(ARGV[9]))
+    redis.call('lset', K_OUTBOX, -1, s .. ':' .. v .. ':' .. n .. ':' .. rest)
+  else
+    hear(tonumber(ARGV[9]), idle)
+  end
+end
 if redis.call('exists', K_OUTBOX) == 1 then redis.call('pexpire', K_OUTBOX, ttl) end
 extend(K_HOLD, idle)
 return {'committed', 1}
@@ -207,12 +258,13 @@ return {tonumber(redis.call('get', K_PROCESSED) or '0'), tonumber(redis.call('ge
 const COLLECT = `
 local via, own, collecting, mayHold = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 local maxLines, idle = tonumber(ARGV[5]), tonumber(ARGV[6])
--- A send waits for every caller verdict queued after it: their "no" must be able to stop it.
+-- A send waits for every caller verdict queued after it: their "no" must be able to stop it
+-- (unless the call ends and everything is discarded: ARGV[7] == '1').
 local lastVerdict = 0
-for _, q in ipairs(redis.call('lrange', K_QUEUE, 0, -1)) do
+if ARGV[7] ~= '1' then for _, q in ipairs(redis.call('lrange', K_QUEUE, 0, -1)) do
   local s, kind = string.match(q, '^(%d+):%d+:(%a):')
   if kind == 'v' and tonumber(s) > lastVerdict then lastVerdict = tonumber(s) end
-end
+end end
 local entries = redis.call('lrange', K_OUTBOX, 0, -1)
 local blockedFrom = math.huge
 for _, e in ipairs(entries) do
@@ -232,7 +284,7 @@ if #taken > 0 then
     if heard then hear(tonumber(heard), idle) end
   end
   if collecting then redis.call('hdel', K_HOLD, 'outstanding', 'count') end
-  local reply = {'actions'}
+  local reply = {'actions', tonumber(redis.call('get', K_PROCESSED) or '0')}
   for _, e in ipairs(taken) do reply[#reply + 1] = e end
   return reply
 end
@@ -252,25 +304,60 @@ extend(K_HOLD, idle)
 return {'give_up', last}
 `;
 
+/**
+ * ARGV: processed at the collect, then the outbox elements to put back (in seq order). An element
+ * already in the outbox is not added twice. Returns the elements not put back: all of them for an
+ * ended call, an element holding a send when an event was processed since the collect. The barged
+ * mark moves up to the heard mark.
+ */
+const PUT_BACK = `
+local refused = {}
+if redis.call('hget', K_HOLD, 'ended') == '1' then
+  for i = 2, #ARGV - 1 do refused[#refused + 1] = ARGV[i] end
+  return refused
+end
+local since = tonumber(redis.call('get', K_PROCESSED) or '0') > tonumber(ARGV[1])
+local present = {}
+for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do present[e] = true end
+for i = #ARGV - 1, 2, -1 do
+  local send = string.match(ARGV[i], '^%d+:%a+:%d*:(%a):')
+  if send == 's' and since then table.insert(refused, 1, ARGV[i])
+  elseif not present[ARGV[i]] then redis.call('lpush', K_OUTBOX, ARGV[i]) end
+end
+local heard = tonumber(redis.call('get', K_HEARD) or '0')
+if heard > tonumber(redis.call('hget', K_HOLD, 'barged') or '0') then redis.call('hset', K_HOLD, 'barged', heard) end
+return refused
+`;
+
 class Script {
   readonly lua: string;
   readonly sha: string;
-  constructor(body: string) {
-    this.lua = LUA_HELPERS + body;
+  /**
+   * once: the script changes the call's keys in a way a second run would repeat (count, queue,
+   * take twice). It runs inside `once`, with a request id as its last ARGV, so a resent call is
+   * answered from the first run's reply. The others are safe to run twice as they are: acquire
+   * (already ours: refreshed), renew (extends again), release (compare-and-delete), progress (reads).
+   */
+  constructor(
+    body: string,
+    readonly once = false,
+  ) {
+    this.lua = LUA_HELPERS + (once ? `return once(function()\n${body}\nend)\n` : body);
     this.sha = createHash("sha1").update(this.lua).digest("hex");
   }
 }
 
 const SCRIPTS = {
-  arrive: new Script(ARRIVE),
+  arrive: new Script(ARRIVE, true),
   acquire: new Script(ACQUIRE),
   renew: new Script(RENEW),
   release: new Script(RELEASE),
-  next: new Script(NEXT),
-  yield: new Script(YIELD),
-  commit: new Script(COMMIT),
+  next: new Script(NEXT, true),
+  yield: new Script(YIELD, true),
+  commit: new Script(COMMIT, true),
   progress: new Script(PROGRESS),
-  collect: new Script(COLLECT),
+  collect: new Script(COLLECT, true),
+  putBack: new Script(PUT_BACK, true),
 };
 
 /** The store answered with something no script of this version returns. */
@@ -314,8 +401,14 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     }
   }
 
-  /** EVALSHA, falling back to EVAL (which caches the script) after a restart or on a new server. */
+  /**
+   * EVALSHA, falling back to EVAL (which caches the script) after a restart or on a new server.
+   * A `once` script gets a fresh request id: the client may send the command again after a
+   * reconnect (autoResendUnfulfilledCommands, on by default and left on), and that second
+   * run only repeats the first one's reply.
+   */
   private run(script: Script, callId: string, args: Array<string | number>): Promise<unknown> {
+    if (script.once) args = [...args, randomUUID()];
     return this.guard(async () => {
       const keys = this.keys(callId);
       try {
@@ -330,7 +423,8 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
     const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
     const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
-    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind]));
+    const bargeIn = e.event.type === "user_speak" && e.event.barged_in ? "1" : "0";
+    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn]));
     return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
   }
 
@@ -391,12 +485,13 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async collect(callId: string, r: CollectRequest): Promise<Collected> {
-    const args = [r.via, r.seq ?? "", r.collecting ? "1" : "0", r.mayHold ? "1" : "0", r.maxHoldingLines, this.idleTtlMs];
+    const args = [r.via, r.seq ?? "", r.collecting ? "1" : "0", r.mayHold ? "1" : "0", r.maxHoldingLines, this.idleTtlMs, r.ignoreVerdicts ? "1" : "0"];
     const [kind, ...rest] = (await this.run(SCRIPTS.collect, callId, args)) as [string, ...Array<string | number>];
     switch (kind) {
       case "actions": {
-        const entries = (rest as string[]).map(parseOutbox).sort((a, b) => a.seq - b.seq);
-        return { kind: "actions", actions: entries.flatMap((e) => e.actions) };
+        const [processed, ...elements] = rest;
+        const entries = (elements as string[]).map(parseOutbox).sort((a, b) => a.seq - b.seq);
+        return { kind: "actions", actions: entries.flatMap((e) => e.actions), entries, processed: Number(processed) };
       }
       case "hold":
         return { kind: "hold", count: Number(rest[0]) };
@@ -407,6 +502,12 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
       default:
         throw new StoreUnavailableError(`Redis: unexpected collect reply ${String(kind)}`);
     }
+  }
+
+  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]> {
+    if (!entries.length) return [];
+    const refused = (await this.run(SCRIPTS.putBack, callId, [processedAtCollect, ...[...entries].sort((a, b) => a.seq - b.seq).map(outboxElement)])) as string[];
+    return refused.map(parseOutbox);
   }
 
   async get(callId: string): Promise<CallState<S> | undefined> {
@@ -432,10 +533,10 @@ function ms(n: number): number {
 }
 
 function parseQueued(el: string): QueuedEvent {
-  const m = /^(\d+):(\d+):[vo]:(\d+):/.exec(el);
+  const m = /^(\d+):(\d+):[vo]:(\d+):(\d+):/.exec(el);
   if (!m) throw new CorruptReplyError(`queue element ${el.slice(0, 40)}`);
   const body = JSON.parse(el.slice(m[0].length)) as { key: string; event: AiFlowEvent; via: Transport };
-  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]), heard: Number(m[3]) };
+  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]), heard: Number(m[3]), barged: Number(m[4]) };
 }
 
 function outboxElement(e: OutboxEntry): string {

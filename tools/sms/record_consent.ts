@@ -41,6 +41,7 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
     if (c.answer) {
       // Words that overtook the send of this yes, and were no "no": the send leaves with this answer.
       if (sms.recheck) {
+        sms.recheck.confirmed = true;
         ctx.nothingToSay();
         return ctx.note("consent_still_stands");
       }
@@ -65,7 +66,11 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_repeated");
     }
-    if (c.interrupted) {
+    if (c.interrupted || ctx.mayHaveBeenCut(c.spokenIndex) || ctx.wordsRepeated) {
+      // The caller barged in after the question reached them (over it, or over what followed):
+      // it may not have been heard in full. Also when that barge-in's own turn was dropped, and for
+      // words that repeat ones said before the question arrived (perhaps only redelivered).
+      c.interrupted = true;
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_interrupted" });
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_interrupted");

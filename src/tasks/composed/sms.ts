@@ -1,5 +1,5 @@
 import type { AppConfig } from "../../config/schema.js";
-import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
+import { defineStep, hostTask, type EventHook, type TaskDef, type UndeliveredWhy } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { TurnRecord } from "../../core/turnRecord.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
@@ -17,7 +17,7 @@ import type { SmsCallState } from "../sms/state.js";
 import { NUMBER_STEPS, STEP, TASK_STEPS } from "../sms/stepNames.js";
 import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
 import { SMS_TASK_ENTRY } from "../sms/start.js";
-import { forgetWithdrawnSends, recordWithdrawn } from "../sms/withdrawnSends.js";
+import { forgetWithdrawnSends, recallFromLedger, settleOrphanSends, recordWithdrawn, releaseLimits } from "../sms/withdrawnSends.js";
 import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
 
 /**
@@ -88,7 +88,9 @@ const sendSms = step({
  */
 const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
   const consent = ctx.state.sms.consent;
-  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer && consent.askedTurn === ctx.state.turn) {
+  // Any open question: the caller may have cut it, or lines delivered with it, short (what they
+  // cut is not known here, so a yes after a barge-in never counts; the question is asked again).
+  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer) {
     consent.interrupted = true;
   }
   overtakenSend(ctx);
@@ -151,10 +153,19 @@ function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<s
   };
 }
 
-/** A committed turn's send_sms that never left (its answer was dropped): the ledger says it was not sent. */
-async function recordWithdrawnSends(record: TurnRecord, { ledger }: SmsServices, why: "dropped" | "lease_lost"): Promise<void> {
-  const detail = why === "dropped" ? "the caller was told it took too long; the late answer was dropped" : "this instance lost the call's lease; the turn wrote nothing";
-  await recordWithdrawn(ledger, record.sessionId, record.actions, detail);
+const UNDELIVERED_DETAIL: Record<UndeliveredWhy, string> = {
+  dropped: "the caller was told it took too long; the late answer was dropped",
+  lease_lost: "this instance lost the call's lease; the turn wrote nothing",
+  commit_failed: "the turn's commit failed; the send never left",
+};
+
+/**
+ * A turn's send_sms that never left (its answer was dropped, its commit failed): the ledger says
+ * it was not sent, and the send gives its rate-limit hits back (each independent of the other).
+ */
+async function recordWithdrawnSends(record: TurnRecord, { ledger, limiter }: SmsServices, why: UndeliveredWhy): Promise<void> {
+  const done = await Promise.allSettled([recordWithdrawn(ledger, record.sessionId, record.actions, UNDELIVERED_DETAIL[why]), releaseLimits(limiter, record.sessionId, record.actions)]);
+  for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
 /** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
@@ -185,6 +196,8 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     onUndelivered: recordWithdrawnSends,
     onCallEndUndelivered: forgetWithdrawnSends,
     onUnevaluated: treatAsNo,
+    onRetry: settleOrphanSends,
+    onStateLost: recallFromLedger,
   };
   const hosted = hostTask<SmsFlowTypes, H>(task);
   return {
@@ -194,7 +207,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     // The result reaches the starting flow once per result, after the turn that produced it,
     // unless the task is still running (a retry entered it again in the same turn).
     afterTurn: async (ctx) => {
-      recheckDone(ctx);
+      await recheckDone(ctx);
       const r = ctx.state.sms.result;
       if (!r || r.settled || TASK_STEPS.includes(ctx.state.step)) return;
       r.settled = true;

@@ -19,3 +19,11 @@ export function abuseLimits(config: AppConfig, recipient: string, country: strin
     { kind: "global", spec: { key: "sms:global", ...win(a.global) } },
   ];
 }
+
+/**
+ * Whose hits the limiter counts one SMS under: the call and the recipient. A call sends to a number
+ * one SMS at a time, so a withdrawn send gives back the latest hits of its holder (`release`).
+ */
+export function smsHolder(callId: string, recipient: string): string {
+  return `sms:${callId}:${recipient}`;
+}

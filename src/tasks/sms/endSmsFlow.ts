@@ -1,7 +1,7 @@
 import type { LedgerRecordInput } from "../../ledger/ledger.js";
 import { setSmsResult } from "./result.js";
 import { recordEvidence, type SmsContext } from "./types.js";
-import { forgetWithdrawnSends, recordWithdrawn } from "./withdrawnSends.js";
+import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
 
 /**
  * The caller said no (a declined consent, a cancelled SMS): the SMS flow ends for the whole call.
@@ -19,12 +19,11 @@ export async function endSmsFlow(
 ): Promise<"exit"> {
   ctx.state.sms.declined = true;
   // A send this "no" overtook never leaves (the caller never heard it announced either).
-  const withdrawn = ctx.withdrawPendingSends();
-  forgetWithdrawnSends(ctx.state, withdrawn);
+  const withdrawn = await withdrawPending(ctx, "the caller's no arrived before the send left");
   setSmsResult(ctx, { status: line === "sms_declined" ? "declined" : "cancelled", number: evidence.number });
   ctx.say(line);
+  sayKeptLines(ctx, withdrawn);
   await recordEvidence(ctx, evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
-  await recordWithdrawn(ctx.services.ledger, ctx.sessionId, withdrawn, "the caller's no arrived before the send left").catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record a withdrawn send"));
   // Back to the step that started the SMS task, with the result.
   return "exit";
 }

@@ -1,7 +1,8 @@
 import { setSmsResult } from "./result.js";
 import { STEP, TASK_STEPS } from "./stepNames.js";
 import type { SmsContext } from "./types.js";
-import { forgetWithdrawnSends, recordWithdrawn } from "./withdrawnSends.js";
+import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
+import { askConsentQuestion } from "./consentQuestion.js";
 
 /**
  * Caller events that overtake a send. Answers leave within sipgate's second, so a yes's turn may
@@ -20,7 +21,7 @@ export function overtakenSend(ctx: SmsContext): void {
   const { state } = ctx;
   const { sms } = state;
   // A recheck left over from a turn that failed before its end: the call goes back first.
-  recheckDone(ctx);
+  if (sms.recheck) restore(ctx, sms.recheck);
   if (sms.declined || state.step === STEP.confirmConsent || ctx.pendingSends().length === 0) return;
   sms.recheck = { step: state.step, returnStep: state.returnStep, stepHistoryStart: state.stepHistoryStart };
   // A "no" exits the task to where the call was.
@@ -30,11 +31,36 @@ export function overtakenSend(ctx: SmsContext): void {
   ctx.log.info({ sessionId: ctx.sessionId, step: sms.recheck.step }, "caller spoke before the send left: their words are the yes's verdict");
 }
 
-/** The recheck's turn is over: back where the call was, unless the words were a "no" (which already left the task). */
-export function recheckDone(ctx: SmsContext): void {
+/**
+ * The recheck's turn is over. The yes stands only if the model confirmed it (record_consent(true)):
+ * then the send leaves and the call goes back where it was. A "no" already took the send back and
+ * left the task. Anything else is no clear yes: a corrected number, another number, an unclear
+ * answer: the send is withdrawn and the caller is asked again (unless their words already led to
+ * a new question). If no model could judge the words at all, they were never evaluated: a possible
+ * "no", handled as one.
+ */
+export async function recheckDone(ctx: SmsContext): Promise<void> {
   const { state } = ctx;
-  const r = state.sms.recheck;
+  const { sms } = state;
+  const r = sms.recheck;
   if (!r) return;
+  if (r.confirmed || ctx.pendingSends().length === 0) return restore(ctx, r);
+  sms.recheck = undefined;
+  const requests = ctx.record.llmRequests;
+  if (requests.length > 0 && requests.every((x) => x.error !== undefined && x.error !== "cancelled by the caller")) {
+    if (state.step === STEP.confirmConsent) state.step = r.step;
+    await treatAsNo(ctx);
+    return;
+  }
+  const withdrawn = await withdrawPending(ctx, "the caller's words after the yes, before the send left, were no clear yes");
+  sayKeptLines(ctx, withdrawn);
+  const c = sms.consent;
+  const askedNow = c !== undefined && !c.answer && c.askedTurn === state.turn;
+  if (state.step === STEP.confirmConsent && !askedNow && sms.number) await askConsentQuestion(ctx);
+}
+
+function restore(ctx: SmsContext, r: NonNullable<SmsContext["state"]["sms"]["recheck"]>): void {
+  const { state } = ctx;
   state.sms.recheck = undefined;
   if (state.step !== STEP.confirmConsent) return;
   state.step = r.step;
@@ -53,19 +79,17 @@ export async function treatAsNo(ctx: SmsContext): Promise<void> {
   const inTask = TASK_STEPS.includes(state.step);
   if (sms.declined || (!inTask && ctx.pendingSends().length === 0)) return;
   sms.declined = true;
-  const withdrawn = ctx.withdrawPendingSends();
-  forgetWithdrawnSends(state, withdrawn);
+  const detail = "the caller's words were never evaluated; they count as a no";
+  await withdrawPending(ctx, detail);
   const number = sms.consent?.number ?? sms.number;
-  if (!withdrawn.length || state.sms.result?.value.status !== "refused") setSmsResult(ctx, { status: "declined", number });
+  setSmsResult(ctx, { status: "declined", number });
   if (inTask) {
     // Out of the task, back to where it was started.
     state.step = state.returnStep ?? state.sms.startedBy ?? state.step;
     state.returnStep = undefined;
     state.stepHistoryStart = state.history.length;
   }
-  const detail = "the caller's event was never evaluated (its turn failed repeatedly); it counts as a no";
   await ctx.services.ledger
     .append({ kind: "consent_declined", callId: ctx.sessionId, at: ctx.nowIso(), number, outcome: "declined", detail })
     .catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record an unevaluated event"));
-  await recordWithdrawn(ctx.services.ledger, ctx.sessionId, withdrawn, detail).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record a withdrawn send"));
 }

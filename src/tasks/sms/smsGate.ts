@@ -6,8 +6,11 @@ import { maskNumber, parseAiFlowNumber } from "../../phone/number.js";
 import { checkRecipient } from "../../phone/policy.js";
 import { smsBudget } from "./smsBudget.js";
 import { consentVerdict } from "./consentRules.js";
-import { abuseLimits } from "./abuseLimits.js";
+import { abuseLimits, smsHolder } from "./abuseLimits.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
+
+/** The detail of an sms_withdrawn the gate writes instead of approving (no sms_sent precedes it). */
+export const SUPERSEDED_DETAIL = "the turn's answer can no longer leave (lease lost or answer given up)";
 
 /**
  * The one gate every outgoing action passes. It re-derives every SMS rule from state and
@@ -71,14 +74,15 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     // (a stalled or partitioned holder) nor when the caller was already told it took too long. Then
     // it neither counts against limits nor records a send; the evidence says it was not sent.
     if (!(await ctx.stillOwner())) {
-      await recordEvidence(ctx, { kind: "sms_withdrawn", number: n, outcome: "not_sent", detail: "the turn's answer can no longer leave (lease lost or answer given up)" }).catch(() => undefined);
+      await recordEvidence(ctx, { kind: "sms_withdrawn", number: n, outcome: "not_sent", detail: SUPERSEDED_DETAIL }).catch(() => undefined);
       return refuse("turn_superseded", "lease lost or answer given up");
     }
 
     const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
     let acquired;
     try {
-      acquired = await ctx.services.limiter.acquire(limits.map((l) => l.spec));
+      // Counted under the send's holder: a send that never leaves gives its hits back.
+      acquired = await ctx.services.limiter.acquire(limits.map((l) => l.spec), smsHolder(ctx.sessionId, n));
     } catch (e) {
       return refuse("rate_limiter_unavailable", (e as Error).message);
     }
@@ -102,6 +106,8 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
         model: ctx.modelUsed ?? config.llm.model,
       });
     } catch (e) {
+      // Not sent: its hits go back.
+      await ctx.services.limiter.release(smsHolder(ctx.sessionId, n)).catch((r: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: r.message }, "rate limiter could not take back an unsent SMS"));
       return refuse("ledger_unavailable", (e as Error).message);
     }
     sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn });

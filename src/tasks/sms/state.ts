@@ -46,7 +46,7 @@ export interface SmsState {
    * This turn evaluates words that overtook a yes's send (see overtaken.ts): where the call was,
    * to go back there unless the words were a "no". Only within one turn.
    */
-  recheck?: { step: string; returnStep?: string; stepHistoryStart?: number };
+  recheck?: { step: string; returnStep?: string; stepHistoryStart?: number; confirmed?: boolean };
   /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
   lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean; number?: string };
 }

@@ -1,0 +1,67 @@
+import { request } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reply } from "./support/fakeOpenAI.js";
+import { CALLER, ev } from "./support/events.js";
+import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { atConsentQuestion, ledgerKinds, until } from "./support/deadline.js";
+
+/**
+ * Issue 17, defect 7: an HTTP answer that could not be written (sipgate's request was gone) loses
+ * nothing. Its actions go back to the call's outbox and leave with the next answer; if the call
+ * ends first, a send among them is recorded as withdrawn and the task's result is not handed_over.
+ * Over a real socket: the test's client hangs up its request while the model is still thinking.
+ */
+
+let svc: TestService;
+let port: number;
+beforeAll(async () => {
+  // No deadline: the answer waits for the turn, so the client can hang up before it is written.
+  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  await svc.app.listen({ port: 0, host: "127.0.0.1" });
+  port = (svc.app.server.address() as AddressInfo).port;
+});
+afterAll(async () => svc.close());
+
+/** POST an event and hang up the request once the model has it (before any answer is written). */
+async function postAndHangUp(event: unknown, modelArrived: Promise<void>): Promise<void> {
+  const req = request({ host: "127.0.0.1", port, path: "/webhook", method: "POST", headers: { "content-type": "application/json" } });
+  req.on("error", () => undefined);
+  req.end(JSON.stringify(event));
+  await modelArrived;
+  req.destroy();
+}
+
+describe("an answer that never reached sipgate", () => {
+  it("its send_sms and lines leave with the call's next answer, once", async () => {
+    const id = "lost-answer-next";
+    await atConsentQuestion(svc, id);
+    svc.fake.reset();
+    const gate = svc.fake.block();
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    gate.release();
+    await until(async () => (await svc.store.progress(id)).processed >= 3 && (await svc.store.progress(id)).ready.http > 0, "the lost answer back in the outbox", { tries: 600 });
+    const next = await svc.post(ev.speechEnded(id));
+    expect(smsActions(next.actions)).toEqual([expect.objectContaining({ phone_number: CALLER })]);
+    expect(spoken(next.actions).join(" ")).toMatch(/abgeschickt|unterwegs/);
+    expect((await svc.post(ev.speechEnded(id))).status).toBe(204);
+    expect(ledgerKinds(svc, id).filter((k) => k === "sms_withdrawn")).toEqual([]);
+  });
+
+  it("the call ends before another answer: the send is withdrawn, and the task's result is not handed_over", async () => {
+    const id = "lost-answer-end";
+    await atConsentQuestion(svc, id);
+    svc.fake.reset();
+    const gate = svc.fake.block();
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
+    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    gate.release();
+    await until(async () => (await svc.store.progress(id)).ready.http > 0, "the lost answer back in the outbox", { tries: 600 });
+    const before = (await svc.store.get(id))!;
+    expect(before.sms.result?.value.status).toBe("handed_over");
+    await svc.post(ev.end(id));
+    await until(() => ledgerKinds(svc, id).includes("sms_withdrawn"), "sms_withdrawn recorded");
+    expect(ledgerKinds(svc, id)).toEqual(expect.arrayContaining(["sms_sent", "sms_withdrawn"]));
+  });
+});

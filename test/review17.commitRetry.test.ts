@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reply } from "./support/fakeOpenAI.js";
+import { ev } from "./support/events.js";
+import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/deadline.js";
+import { MemoryCallStore } from "../src/store/memoryCallStore.js";
+import type { SmsSlice } from "../src/tasks/sms/state.js";
+import { StoreUnavailableError, type CommitRequest } from "../src/store/callStore.js";
+import type { CommitResult } from "../src/store/callStore.js";
+
+/**
+ * Review of issue 17 (rules 3/4: the ledger agrees with what left). A "no" that overtook a send
+ * writes sms_withdrawn (endSmsFlow) before its commit. When that commit fails (store blip), the
+ * event runs again; the send is still pending in the outbox, so the second run withdraws it again
+ * and writes a second sms_withdrawn (and a second release). settleOrphanSends on the rerun does not
+ * notice the first one. One sms_sent, two sms_withdrawn: the ledger no longer agrees with what left.
+ */
+
+let failSeq: number | undefined;
+let svc: TestService;
+beforeAll(async () => {
+  const inner = new MemoryCallStore<SmsSlice>();
+  const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
+    async commit(callId: string, token: string, c: CommitRequest<SmsSlice>): Promise<CommitResult> {
+      if (c.seq === failSeq) {
+        failSeq = undefined;
+        throw new StoreUnavailableError("scripted: the commit's connection dropped");
+      }
+      return inner.commit(callId, token, c);
+    },
+  });
+  svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store });
+});
+afterAll(async () => svc.close());
+
+describe("review17: a 'no' whose commit failed runs again", () => {
+  it("one send approved, one withdrawn: the ledger has as many sms_withdrawn as sms_sent", async () => {
+    const id = "r17-commit-retry";
+    await atConsentQuestion(svc, id); // 1, 2
+    svc.fake.reset();
+    svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: false }), reply.tool("record_consent", { consented: false }));
+    const gate = svc.fake.block();
+    const yes = svc.post(ev.speak(id, "Ja, gerne.")); // 3
+    await gate.arrived;
+    await until(async () => svc.deadlineClock.pending > 0, "the deadline armed");
+    svc.deadlineClock.advance(800);
+    expect(spoken((await yes).actions)).toEqual(["Einen Moment bitte."]);
+    failSeq = 4;
+    const { answer } = await postPending(svc, ev.speak(id, "Nein, doch nicht!")); // 4: its first commit fails
+    gate.release();
+    await until(() => ledgerKinds(svc, id).includes("sms_withdrawn"), "the first run withdrew");
+    await until(async () => failSeq === undefined, "the commit failed");
+    svc.deadlineClock.advance(800);
+    await answer;
+    // The call's next queued event gets the queue going again: the "no" runs a second time.
+    const next = svc.post(ev.assistantSpeak(id, "Einen Moment bitte."));
+    await until(async () => (await svc.store.progress(id)).processed >= 5, "all processed");
+    svc.deadlineClock.advance(800);
+    await next;
+    const after = await svc.post(ev.speechEnded(id));
+    expect(smsActions(after.actions)).toEqual([]);
+    expect((await svc.store.get(id))!.sms.declined).toBe(true);
+    const kinds = ledgerKinds(svc, id);
+    expect(kinds.filter((k) => k === "sms_sent")).toHaveLength(1);
+    // What must happen: the send that never left is withdrawn once in the ledger.
+    expect(kinds.filter((k) => k === "sms_withdrawn")).toHaveLength(1);
+  });
+});
