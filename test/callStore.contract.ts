@@ -198,5 +198,101 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       expect(await store.get(c)).toBeUndefined();
       await close?.();
     });
+
+    it("heard and barged marks: what a queued event had heard, a silent commit after an undelivered entry, a barge-in (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k1", event: speak(c, "eins"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "frage")], spokenThrough: 3 }, droppable: true });
+      // Not delivered yet: an event arriving now has heard nothing of it.
+      await store.arrive(c, { key: "k2", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2, heard: 0, barged: 0 });
+      // A silent turn committed meanwhile does not make the waiting line heard.
+      await store.commit(c, "A", { seq: 2, state: state(c, 2), ttlSeconds: 60, entry: { seq: 2, via: "http", actions: [], spokenThrough: 4 }, droppable: true });
+      await store.arrive(c, { key: "k3", event: speak(c, "noch mal"), via: "http", holdingFollowUp: false });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 3, heard: 0 });
+      // Delivered: the mark moves to the waiting entry's (raised) line count.
+      expect(await store.collect(c, http(undefined))).toMatchObject({ kind: "actions", actions: [say(c, "frage")] });
+      await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, droppable: true });
+      await store.arrive(c, { key: "k4", event: { ...speak(c, "ja!"), barged_in: true } as AiFlowEvent, via: "http", holdingFollowUp: false });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 4, heard: 4, barged: 4 });
+      await close?.();
+    });
+
+    it("a send waits for the caller events queued after it; their commit can withdraw it; a discard takes it anyway (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const sms = { type: "send_sms", session_id: c, phone_number: "4915112345678", message: "Hallo" } as AiFlowAction;
+      await store.arrive(c, { key: "k1", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      await store.arrive(c, { key: "k2", event: speak(c, "nein, doch nicht"), via: "http", holdingFollowUp: false });
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [sms, say(c, "gesendet")] }, droppable: true });
+      // Held while "nein" is unevaluated: nothing leaves, also not for a holding line's follow-up.
+      expect(await store.collect(c, http(undefined, { mayHold: false }))).toEqual({ kind: "nothing" });
+      const next = await store.nextEvent(c, "A");
+      expect(next.pendingSends).toMatchObject([{ seq: 1, actions: [sms, say(c, "gesendet")] }]);
+      // The "no" takes it back in its own commit.
+      await store.commit(c, "A", { seq: 2, state: state(c, 2), ttlSeconds: 60, entry: { seq: 2, via: "http", actions: [say(c, "keine SMS")] }, droppable: true, withdraw: [1] });
+      expect(await store.collect(c, http(2))).toMatchObject({ kind: "actions", actions: [say(c, "keine SMS")] });
+
+      // Another send held for a verdict: a discard (the call ends) takes it, hold or not.
+      await store.arrive(c, { key: "k3", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.arrive(c, { key: "k4", event: speak(c, "hm"), via: "http", holdingFollowUp: false });
+      await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, entry: { seq: 3, via: "http", actions: [sms] }, droppable: true });
+      expect(await store.collect(c, http(undefined, { mayHold: false, ignoreVerdicts: true }))).toMatchObject({ kind: "actions", actions: [sms] });
+      await close?.();
+    });
+
+    it("putBack: a lost answer's entries return in order; a send is refused when an event was processed since; an ended call takes nothing back (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const sms = { type: "send_sms", session_id: c, phone_number: "4915112345678", message: "Hallo" } as AiFlowAction;
+      await store.arrive(c, { key: "k1", event: speak(c, "ja"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [sms, say(c, "gesendet")], spokenThrough: 2 }, droppable: true });
+      const taken = await store.collect(c, http(1));
+      if (taken.kind !== "actions") throw new Error("expected actions");
+      expect(await store.putBack(c, taken.entries, taken.processed)).toEqual([]);
+      // What had been delivered may not have been heard: the barged mark moves up to the heard mark.
+      await store.arrive(c, { key: "k2", event: timeout(c), via: "http", holdingFollowUp: false });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2, barged: 2 });
+      // Held while that caller event is unevaluated; once it is, the entry leaves again.
+      expect(await store.collect(c, http(undefined, { mayHold: false }))).toEqual({ kind: "nothing" });
+      await store.commit(c, "A", { seq: 2, state: state(c, 2), ttlSeconds: 60, droppable: true });
+      const again = await store.collect(c, http(undefined));
+      expect(again).toMatchObject({ kind: "actions", actions: [sms, say(c, "gesendet")] });
+      if (again.kind !== "actions") throw new Error("expected actions");
+      // An event processed since that collect never saw the send: it is not put back.
+      await store.arrive(c, { key: "k3", event: speak(c, "nein"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, droppable: true });
+      const refused = await store.putBack(c, again.entries, again.processed);
+      expect(refused).toMatchObject([{ seq: 1, actions: [sms, say(c, "gesendet")] }]);
+      // The call ended: nothing goes back, everything is returned as not delivered.
+      await store.arrive(c, { key: "k4", event: { type: "session_end", session: session(c) } as AiFlowEvent, via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 4, state: null, ttlSeconds: 60, droppable: false });
+      expect(await store.putBack(c, [{ seq: 3, via: "http", actions: [say(c, "spät")] }], 4)).toMatchObject([{ seq: 3 }]);
+      expect((await store.progress(c)).ready.http).toBe(0);
+      await close?.();
+    });
+
+    it("yieldEvent gives back the attempt a live instance counted, once, only for the head (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k1", event: speak(c, "nein"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ attempts: 1 });
+      await store.yieldEvent(c, 1);
+      await store.yieldEvent(c, 1);
+      await store.yieldEvent(c, 7);
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 1, attempts: 1 });
+      await close?.();
+    });
   });
 }

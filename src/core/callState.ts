@@ -56,7 +56,7 @@ export interface CallCore {
    * purpose (words that arrived before the line they answered): the same words again are a new
    * answer, not a redelivery.
    */
-  lastEvent?: { key: string; at: number; actions: AiFlowAction[]; quiet?: boolean };
+  lastEvent?: { key: string; at: number; actions: AiFlowAction[]; quiet?: boolean; /** Its words were taken as possibly repeated (no yes): the same words again are new. */ fresh?: boolean };
   createdAt: number;
   updatedAt: number;
 }

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
-import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
+import type { GuardDecision } from "../core/turnRecord.js";
 import type { TurnContext } from "./turnContext.js";
 
 /**
@@ -146,8 +146,14 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
   /** Action types a redelivered event never gets again (a second send_sms could double the SMS). */
   neverReplay: readonly AiFlowAction["type"][];
-  /** A turn's actions that never left (its answer was dropped, its instance lost the call, its commit failed): the flow's evidence. */
-  onUndelivered?: (record: TurnRecord, services: F["services"], why: UndeliveredWhy) => Promise<void>;
+  /**
+   * What became of a turn's actions, once known: handed to sipgate (an answer written, a frame
+   * sent) or not sent, with the reason. The one way a flow hears it (its evidence: the SMS task's
+   * sms_withdrawn). `state`: the call's last state when the outcome is known inside a turn (the
+   * call ends with actions never collected): the flow makes it true before its last bookkeeping
+   * (a report must not say an SMS was handed over that never was).
+   */
+  onOutcome?: (outcome: ActionOutcome, services: F["services"], state?: CallState<F["state"]>) => Promise<void> | void;
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
@@ -168,12 +174,6 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
    */
   onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
-   * The call ended (session_end) while committed actions still waited to be collected: they never
-   * leave. Runs on the call's last state before its session_end bookkeeping, so that bookkeeping
-   * (a report) does not say an SMS was handed over that never was. The evidence is onUndelivered's.
-   */
-  onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
-  /**
    * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
    * instance lost the call: side effects outside the call store that must match what is stored
    * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
@@ -186,11 +186,18 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
 }
 
 /**
- * Why a turn's actions never left: an answer gave up on it ("dropped", also a socket closed or a
- * call ended before they were collected), its instance lost the call's lease ("lease_lost"), or
- * the store failed to commit it ("commit_failed": the turn wrote nothing; its event runs again).
+ * Why a turn's actions never reached sipgate: an answer gave up on it ("dropped"), its instance lost
+ * the call's lease ("lease_lost"), the store failed to commit it ("commit_failed": the turn wrote
+ * nothing), the call ended before they were collected ("call_ended"), or the transport could not
+ * write them and they could not go back to the outbox ("not_written": a closed socket, an answer
+ * whose request was gone).
  */
-export type UndeliveredWhy = "dropped" | "lease_lost" | "commit_failed";
+export type NotSentReason = "dropped" | "lease_lost" | "commit_failed" | "call_ended" | "not_written";
+
+/** What became of actions a turn produced (see FlowDef.onOutcome). */
+export type ActionOutcome =
+  | { status: "handed_over"; callId: string; actions: AiFlowAction[] }
+  | { status: "not_sent"; callId: string; actions: AiFlowAction[]; reason: NotSentReason };
 
 /**
  * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host
@@ -212,7 +219,8 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   gate?: ActionGate<F>;
   checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
   neverReplay?: readonly AiFlowAction["type"][];
-  onUndelivered?: (record: TurnRecord, services: F["services"], why: UndeliveredWhy) => Promise<void>;
+  /** See FlowDef.onOutcome. */
+  onOutcome?: (outcome: ActionOutcome, services: F["services"], state?: CallState<F["state"]>) => Promise<void> | void;
   /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onUnevaluated. */
@@ -221,8 +229,6 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onStateLost. */
   onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /** See FlowDef.onCallEndUndelivered. */
-  onCallEndUndelivered?: (state: CallState<F["state"]>, actions: AiFlowAction[]) => void;
 }
 
 /**

@@ -26,7 +26,7 @@ export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): FlowDef
  * - steps, lines, notes and never-replayed actions: the union;
  * - hooks: the tasks' first, then the flow's; the first that handles the event wins, and each
  *   may only move the flow where it declared;
- * - observers, after-turn work, unevaluated-event handling and undelivered-turn evidence: all of them, tasks first;
+ * - observers, after-turn work, unevaluated-event handling and action outcomes: all of them, tasks first;
  * - gates: chained, an action leaves only if every gate lets it through;
  * - the check on model text: refused if any part refuses;
  * - prompt values: the tasks', overridden by the flow's own.
@@ -52,12 +52,11 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
   }
   const gates = parts.map((p) => p.gate).filter((g): g is ActionGate<F> => !!g);
   const textChecks = parts.map((p) => p.checkModelText).filter((c): c is NonNullable<FlowDef<F>["checkModelText"]> => !!c);
-  const undelivered = parts.map((p) => p.onUndelivered).filter((u): u is NonNullable<FlowDef<F>["onUndelivered"]> => !!u);
+  const outcomes = parts.map((p) => p.onOutcome).filter((u): u is NonNullable<FlowDef<F>["onOutcome"]> => !!u);
   const afterTurn = parts.map((p) => p.afterTurn).filter((a): a is NonNullable<FlowDef<F>["afterTurn"]> => !!a);
   const unevaluated = parts.map((p) => p.onUnevaluated).filter((a): a is NonNullable<FlowDef<F>["onUnevaluated"]> => !!a);
   const retried = parts.map((p) => p.onRetry).filter((a): a is NonNullable<FlowDef<F>["onRetry"]> => !!a);
   const stateLost = parts.map((p) => p.onStateLost).filter((a): a is NonNullable<FlowDef<F>["onStateLost"]> => !!a);
-  const endUndelivered = parts.map((p) => p.onCallEndUndelivered).filter((a): a is NonNullable<FlowDef<F>["onCallEndUndelivered"]> => !!a);
   return {
     ...flow,
     steps: [...flow.steps, ...tasks.flatMap((t) => t.steps)],
@@ -76,8 +75,8 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
       }
       return { allowed: true };
     },
-    onUndelivered: undelivered.length === 0 ? undefined : async (record, services, why) => {
-      for (const u of undelivered) await u(record, services, why);
+    onOutcome: outcomes.length === 0 ? undefined : async (outcome, services, state) => {
+      for (const o of outcomes) await o(outcome, services, state);
     },
     afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
       for (const a of afterTurn) await a(ctx);
@@ -90,9 +89,6 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
     },
     onUnevaluated: unevaluated.length === 0 ? undefined : async (ctx) => {
       for (const u of unevaluated) await u(ctx);
-    },
-    onCallEndUndelivered: endUndelivered.length === 0 ? undefined : (state, actions) => {
-      for (const u of endUndelivered) u(state, actions);
     },
     // Composed once: the tasks are now part of the flow (kept for diagrams).
     tasks,

@@ -6,7 +6,7 @@ import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
 import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "../core/turnRecord.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import type { FlowDef, FlowTypes, StepDef, ToolDef, UndeliveredWhy } from "./define.js";
+import type { ActionOutcome, FlowDef, FlowTypes, StepDef, ToolDef } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
 import { EventRouter } from "./eventRouter.js";
 import { repairToolPairing, trimHistory } from "./history.js";
@@ -126,9 +126,10 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     };
 
     if (event.type === "session_end") {
+      // What never got collected never leaves: the flow hears it (with the last state, to make it true).
+      if (stream.undelivered?.length) await this.outcome({ status: "not_sent", callId: sessionId, actions: stream.undelivered, reason: "call_ended" }, current);
       // The call is over: its bookkeeping (a flow's after-call report, say) still runs on the last state.
       if (current) {
-        if (stream.undelivered?.length) this.deps.flow.onCallEndUndelivered?.(current, stream.undelivered);
         const turn = this.turn(current, event, record, stream);
         await this.router.observe(turn, event).catch((e: Error) => turn.log.error({ sessionId, err: e.stack ?? e.message }, "session_end observer failed"));
       }
@@ -162,7 +163,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     // first words: they run (no silence), but count as no answer to anything (see wordsRepeated).
     const repeat = last !== undefined && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000;
     if (repeat && last.quiet) turn.wordsRepeated = true;
-    if (last && !last.quiet && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000) {
+    if (last && !last.quiet && !last.fresh && REDELIVERY_CHECKED.has(event.type) && last.key === eventKey && now() - last.at <= options.limits.duplicateWindowSeconds * 1000) {
       // A redelivery: answer as before, but a side effect never happens twice. An answer with an
       // action the flow never replays is not replayed at all: sending it again could double it,
       // and replaying only the rest (a "sent" line) could be false if the first answer was lost.
@@ -198,7 +199,14 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     const allowedSet = new Set(allowed);
     record.actions = turn.outgoing.filter((a) => turn.isApproved(a) || allowedSet.has(a));
 
-    state.lastEvent = { key: eventKey, at: now(), actions: record.actions, ...(turn.quiet && record.actions.length === 0 ? { quiet: true } : {}) };
+    state.lastEvent = {
+      key: eventKey,
+      at: now(),
+      actions: record.actions,
+      ...(turn.quiet && record.actions.length === 0 ? { quiet: true } : {}),
+      // Once its words were taken as a possible repeat (and the question asked again), the same words next time are an answer.
+      ...(turn.wordsRepeated ? { fresh: true } : {}),
+    };
     const before = state.history.length;
     state.history = trimHistory(state.history, options.limits.historyMessages);
     if (state.stepHistoryStart !== undefined) state.stepHistoryStart = Math.max(0, state.stepHistoryStart - (before - state.history.length));
@@ -253,9 +261,13 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     await this.deps.flow.afterCommit?.(state, this.deps.services, { now: this.deps.now(), log: this.deps.log, seq });
   }
 
-  /** A turn whose actions never left: the flow records what that means (an SMS not sent). */
-  async undelivered(record: TurnRecord, why: UndeliveredWhy): Promise<void> {
-    await this.deps.flow.onUndelivered?.(record, this.deps.services, why);
+  /** What became of actions a turn produced: the flow records what that means (an SMS not sent). Its errors are logged. */
+  async outcome(outcome: ActionOutcome, state?: CallState<F["state"]>): Promise<void> {
+    try {
+      await this.deps.flow.onOutcome?.(outcome, this.deps.services, state);
+    } catch (e) {
+      this.deps.log.error({ sessionId: outcome.callId, status: outcome.status, err: (e as Error).message }, "recording an action outcome failed");
+    }
   }
 
   /** Actions leave only through the flow's gate; without one they are still checked against the protocol. */

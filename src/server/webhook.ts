@@ -26,16 +26,19 @@ export const webhookPlugin: FastifyPluginAsync<{ pipeline: CallAnswerer }> = asy
     const answer = await handleSafely(at, event, () => pipeline.answerHttp(event, key));
     if (!answer) return reply.code(204).send();
     req.log.debug({ sessionId: event.session.id, event: event.type, answer: answer.kind, actions: answer.actions.length }, "answered");
-    if (answer.lost && answer.actions.length) {
+    if (answer.actions.length && (answer.lost || answer.written)) {
       const res = reply.raw;
       // sipgate hung up the request before the answer was ready: nothing can be written.
       if (res.destroyed || req.raw.socket?.destroyed === true) {
-        await answer.lost();
+        await answer.lost?.();
         return respond(reply, answer.actions);
       }
-      // The write failed part-way (the connection closed before the answer was out): not delivered either.
+      // Written in full ("finish"): handed over. The connection closed before that: not delivered.
       let finished = false;
-      res.once("finish", () => (finished = true));
+      res.once("finish", () => {
+        finished = true;
+        void answer.written?.();
+      });
       res.once("close", () => {
         if (!finished) void answer.lost?.();
       });

@@ -22,6 +22,8 @@ interface ArrivalHooks {
 export class Arrivals {
   /** Per call: events the store could not take, oldest first. */
   private readonly unqueued = new Map<string, Arriving[]>();
+  /** Per call: the drain of its kept events running now (one at a time). */
+  private readonly draining = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Pick<CallStore, "arrive">,
@@ -39,19 +41,43 @@ export class Arrivals {
   /** Queue an event, after the call's kept ones; one the store cannot take is kept if it must not be lost. */
   async arrive(callId: string, e: Arriving): Promise<Arrival> {
     try {
-      // Words kept from an outage go first: the queue keeps the order the caller spoke in.
-      const kept = this.unqueued.get(callId);
-      while (kept?.length) {
-        const earlier = await this.store.arrive(callId, kept[0]!);
-        kept.shift();
-        if (!kept.length) this.unqueued.delete(callId);
-        if (earlier.kind === "queued") this.hooks.queued(callId, earlier.seq);
-      }
-      return await this.store.arrive(callId, e);
+      // Nothing kept: straight to the store (no ordering to keep).
+      if (!this.unqueued.has(callId)) return await this.store.arrive(callId, e);
+      // Words kept from an outage go first, one drain at a time: the queue keeps the order the caller spoke in.
+      return await this.serial(callId, async () => {
+        await this.flush(callId);
+        return this.store.arrive(callId, e);
+      });
     } catch (err) {
       if (err instanceof StoreUnavailableError && KEPT_THROUGH_OUTAGES.has(e.event.type) && !this.hooks.closing()) this.keepForLater(callId, { ...e, holdingFollowUp: false });
       throw err;
     }
+  }
+
+  /** Queue the call's kept events, oldest first; stops at the first the store does not take (it stays first). */
+  private async flush(callId: string): Promise<void> {
+    const kept = this.unqueued.get(callId);
+    while (kept?.length) {
+      const arrival = await this.store.arrive(callId, kept[0]!);
+      kept.shift();
+      this.log.info({ sessionId: callId, seq: arrival.kind === "queued" ? arrival.seq : "collect" }, "kept caller event queued");
+      if (!kept.length && this.unqueued.get(callId) === kept) this.unqueued.delete(callId);
+      if (arrival.kind === "queued") this.hooks.queued(callId, arrival.seq);
+    }
+  }
+
+  /** Runs `work` after every earlier one for the call (kept events are drained by one at a time). */
+  private serial<T>(callId: string, work: () => Promise<T>): Promise<T> {
+    const run = (this.draining.get(callId) ?? Promise.resolve()).then(work, work);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.draining.set(callId, tail);
+    void tail.then(() => {
+      if (this.draining.get(callId) === tail) this.draining.delete(callId);
+    });
+    return run;
   }
 
   private keepForLater(callId: string, e: Arriving): void {
@@ -60,26 +86,16 @@ export class Arrivals {
       kept.push(e);
       return;
     }
-    this.unqueued.set(callId, [e]);
+    const list = [e];
+    this.unqueued.set(callId, list);
     const retry = (async () => {
       const started = this.timers.now();
-      const list = this.unqueued.get(callId)!;
       while (list.length && this.timers.now() - started < MAX_WATCH_MS) {
         await this.timers.sleep(this.retryMs);
-        try {
-          const arrival = await this.store.arrive(callId, list[0]!);
-          list.shift();
-          this.log.info({ sessionId: callId, event: arrival.kind === "queued" ? arrival.seq : "collect" }, "caller event queued after the store came back");
-          if (arrival.kind === "queued") {
-            if (!list.length) this.unqueued.delete(callId);
-            this.hooks.queued(callId, arrival.seq);
-          }
-        } catch {
-          // Still down: try again.
-        }
+        await this.serial(callId, () => this.flush(callId)).catch(() => undefined); // still down: try again
       }
       if (list.length) this.log.error({ sessionId: callId, events: list.length }, "caller events could not be queued: given up");
-      this.unqueued.delete(callId);
+      if (this.unqueued.get(callId) === list) this.unqueued.delete(callId);
       this.hooks.settled(callId);
     })();
     this.hooks.background(retry);

@@ -62,7 +62,11 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
       });
       switch (collected.kind) {
         case "actions":
-          return { ...this.answers.answered("actions", collected.actions), lost: this.putBackOnce(callId, collected.entries, collected.processed) };
+          return {
+            ...this.answers.answered("actions", collected.actions),
+            lost: this.putBackOnce(callId, collected.entries, collected.processed),
+            written: () => this.worker.handedOver(callId, collected.actions),
+          };
         case "hold":
           this.deps.log.info({ sessionId: callId, event: event.type, holdingLine: collected.count }, "turn not done within the deadline: holding line");
           return this.answers.answered("holding", [this.answers.holdingLine(callId, this.deps.options.answer.holdingTimeoutSeconds)]);
@@ -128,7 +132,7 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
           this.deps.log.error({ sessionId: callId, err: (e as Error).message }, "putting a lost answer back failed: recorded as not delivered");
           lost = entries;
         }
-        if (lost.length) await this.worker.withdrawn(callId, { ...emptyTurnRecord(callId, "answer_lost"), actions: lost.flatMap((x) => x.actions) }, "dropped");
+        await this.worker.notSent(callId, lost.flatMap((x) => x.actions), "not_written", "answer_lost");
       })());
   }
 }

@@ -42,6 +42,8 @@ export interface Answer {
    * the call's outbox, to leave with the next answer or be withdrawn when the call ends. Idempotent.
    */
   lost?: () => Promise<void>;
+  /** The transport wrote the whole answer: its actions are handed to sipgate. */
+  written?: () => Promise<void>;
 }
 
 /** What a transport needs of the pipeline: an answer for a webhook event, pushes for a socket's. */

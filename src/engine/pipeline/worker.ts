@@ -2,10 +2,10 @@ import { randomUUID } from "node:crypto";
 import { actions as build, type AiFlowAction } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
-import { emptyTurnRecord, type TurnRecord } from "../../core/turnRecord.js";
+import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitResult, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
-import type { FlowTypes, UndeliveredWhy } from "../define.js";
+import type { FlowTypes, NotSentReason } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
@@ -74,7 +74,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
     }
     // Turns whose commit never went through: what they approved never leaves from here.
-    for (const [callId, { outcome }] of this.uncommitted) await this.withdrawn(callId, outcome.record, "commit_failed");
+    for (const [callId, { outcome }] of this.uncommitted) await this.notSent(callId, outcome.record.actions, "commit_failed", outcome.record.event);
     this.uncommitted.clear();
   }
 
@@ -203,7 +203,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // caller's words were judged once; a "no" stays a "no"). Processed elsewhere meanwhile: what
       // it approved never left.
       if (unsaved.seq === q.seq) return this.commitOutcome(callId, token, q, unsaved.outcome, local, unsaved.droppable);
-      await this.withdrawn(callId, unsaved.outcome.record, "commit_failed");
+      await this.notSent(callId, unsaved.outcome.record.actions, "commit_failed", q.event.type);
     }
     const current = await store.get(callId);
     if (q.attempts > MAX_ATTEMPTS) {
@@ -273,7 +273,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
       if (!(await this.committedAnyway(callId, q.seq))) {
-        if (this.closing) await this.withdrawn(callId, record, "commit_failed");
+        if (this.closing) await this.notSent(callId, record.actions, "commit_failed", q.event.type);
         else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
       }
       throw e;
@@ -281,7 +281,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
       if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
-    } else await this.withdrawn(callId, record, result);
+    } else await this.notSent(callId, record.actions, result, q.event.type);
     return result;
   }
 
@@ -308,12 +308,10 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     const discarded: AiFlowAction[] = [];
     for (const via of ["http", "ws"] as const) {
       const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true });
-      if (left.kind === "actions" && left.actions.length) {
-        discarded.push(...left.actions);
-        await this.withdrawn(callId, { ...emptyTurnRecord(callId, "session_end"), actions: left.actions }, "dropped");
-      }
+      // The session_end turn tells the flow (with the call's last state).
+      if (left.kind === "actions") discarded.push(...left.actions);
     }
-    // What a socket's collect took after session_end arrived (never pushed, recorded as withdrawn there): undelivered too.
+    // What a socket's collect took after session_end arrived (never pushed): not sent either.
     discarded.push(...(this.takeWithheld?.(callId) ?? []));
     return discarded;
   }
@@ -327,10 +325,16 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     }
   }
 
-  /** A turn whose result never left: the flow records what that means (an SMS approved but never sent). */
-  async withdrawn(callId: string, record: TurnRecord, why: UndeliveredWhy): Promise<void> {
-    this.deps.log.warn({ sessionId: callId, event: record.event, why }, "turn result not delivered");
-    await this.deps.engine.undelivered(record, why).catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "recording an undelivered turn failed"));
+  /** Actions that never reached sipgate: the flow hears it (an SMS approved but never sent). */
+  async notSent(callId: string, actions: AiFlowAction[], reason: NotSentReason, event: string): Promise<void> {
+    if (!actions.length) return;
+    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length }, "actions not sent");
+    await this.deps.engine.outcome({ status: "not_sent", callId, actions, reason });
+  }
+
+  /** Actions written into an answer or a frame: handed to sipgate. */
+  async handedOver(callId: string, actions: AiFlowAction[]): Promise<void> {
+    if (actions.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions });
   }
 
 }

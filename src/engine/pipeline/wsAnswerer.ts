@@ -1,6 +1,5 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { AiFlowEvent } from "../../aiflow/events.js";
-import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Collected } from "../../store/callStore.js";
 import type { FlowTypes } from "../define.js";
 import type { Answers } from "./answers.js";
@@ -118,10 +117,14 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         // session_end arrived: nothing is pushed after it; what waits is the session_end turn's to withdraw.
         if (call.ended) return;
         // Every ws entry ready by now, in order: one held back for this event's verdict leaves here.
+        let withheld = false;
         const taking = store.collect(callId, { via: "ws", seq, collecting: true, mayHold: false, maxHoldingLines: 0 }).then((c) => {
           // session_end arrived while the collect was under way: what it took is never pushed, and
           // is handed to the session_end turn (which waits for this) as undelivered.
-          if (call.ended && c.kind === "actions") call.withheld.push(...c.actions);
+          if (call.ended && c.kind === "actions") {
+            call.withheld.push(...c.actions);
+            withheld = true;
+          }
           return c;
         });
         call.collects.add(taking);
@@ -135,12 +138,14 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         this.answers.wsAnswered(callId);
         if (collected.kind !== "actions") return;
         if (call.ended) {
-          await this.worker.withdrawn(callId, { ...emptyTurnRecord(callId, event.type), actions: collected.actions }, "dropped");
+          // Withheld: the session_end turn tells the flow; ended only since: nothing is pushed after it.
+          if (!withheld) await this.worker.notSent(callId, collected.actions, "call_ended", event.type);
           return;
         }
         const lost = collected.actions.filter((a) => push(a) === false);
+        await this.worker.handedOver(callId, collected.actions.filter((a) => !lost.includes(a)));
         // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
-        if (lost.length) await this.worker.withdrawn(callId, { ...emptyTurnRecord(callId, event.type), actions: lost }, "dropped");
+        await this.worker.notSent(callId, lost, "not_written", event.type);
       } finally {
         giveBack();
       }

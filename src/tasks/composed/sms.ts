@@ -1,7 +1,6 @@
 import type { AppConfig } from "../../config/schema.js";
-import { defineStep, hostTask, type EventHook, type TaskDef, type UndeliveredWhy } from "../../engine/define.js";
+import { defineStep, hostTask, type ActionOutcome, type EventHook, type NotSentReason, type TaskDef } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
-import type { TurnRecord } from "../../core/turnRecord.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
 import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
@@ -153,18 +152,24 @@ function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<s
   };
 }
 
-const UNDELIVERED_DETAIL: Record<UndeliveredWhy, string> = {
+const NOT_SENT_DETAIL: Record<NotSentReason, string> = {
   dropped: "the caller was told it took too long; the late answer was dropped",
   lease_lost: "this instance lost the call's lease; the turn wrote nothing",
   commit_failed: "the turn's commit failed; the send never left",
+  call_ended: "the call ended before the answer carrying it was collected",
+  not_written: "the answer carrying it could not be written to sipgate",
 };
 
 /**
- * A turn's send_sms that never left (its answer was dropped, its commit failed): the ledger says
- * it was not sent, and the send gives its rate-limit hits back (each independent of the other).
+ * What became of the task's sends. One not sent: the ledger says so (sms_withdrawn), the send
+ * gives its rate-limit hits back, and, where the outcome is known inside a turn (the call ended),
+ * the state stops saying it was sent. Handed over: nothing more to record (sms_sent was written
+ * when the gate approved it).
  */
-async function recordWithdrawnSends(record: TurnRecord, { ledger, limiter }: SmsServices, why: UndeliveredWhy): Promise<void> {
-  const done = await Promise.allSettled([recordWithdrawn(ledger, record.sessionId, record.actions, UNDELIVERED_DETAIL[why]), releaseLimits(limiter, record.sessionId, record.actions)]);
+async function onSmsOutcome(outcome: ActionOutcome, { ledger, limiter }: SmsServices, state?: SmsCallState): Promise<void> {
+  if (outcome.status !== "not_sent") return;
+  if (state) forgetWithdrawnSends(state, outcome.actions);
+  const done = await Promise.allSettled([recordWithdrawn(ledger, outcome.callId, outcome.actions, NOT_SENT_DETAIL[outcome.reason]), releaseLimits(limiter, outcome.callId, outcome.actions)]);
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
@@ -193,8 +198,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     },
     // A redelivered event whose answer sent an SMS is not answered again.
     neverReplay: ["send_sms"],
-    onUndelivered: recordWithdrawnSends,
-    onCallEndUndelivered: forgetWithdrawnSends,
+    onOutcome: onSmsOutcome,
     onUnevaluated: treatAsNo,
     onRetry: settleOrphanSends,
     onStateLost: recallFromLedger,
