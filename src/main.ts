@@ -81,6 +81,12 @@ function listenProblem(e: unknown, config: AppConfig): string | undefined {
 /** `npm start`: load and check config, then serve the webhook until SIGTERM / SIGINT. */
 async function main(): Promise<void> {
   const env = process.env;
+  // `npm start --offline` (without `--`): npm keeps --offline as its own setting and passes it on
+  // only as npm_config_offline. Say what to type rather than start against a real model.
+  if (env.npm_config_offline === "true" && !process.argv.includes("--offline")) {
+    console.error("aiflow-sms-agent: npm took --offline as its own setting; to start the demo type: npm start -- --offline");
+    process.exit(2);
+  }
   const opts = readOptions(process.argv.slice(2));
   if (opts.help) {
     process.stdout.write(USAGE);

@@ -57,6 +57,13 @@ describe("npm start: usage and operator errors, one line each", () => {
     expect(p.serverPid()).toBeUndefined(); // no log line: no server
   }, 30_000);
 
+  it("npm start --offline without --: npm keeps the option; one line says what to type, exit 2 (issue 22, point 5)", async () => {
+    const p = startProcess("npm", ["--prefix", ROOT, "start", "--offline"], { env: baseEnv({ HOST: "127.0.0.1" }), cwd: outside });
+    expect((await p.exited).code).toBe(2);
+    expect(p.err()).toContain("aiflow-sms-agent: npm took --offline as its own setting; to start the demo type: npm start -- --offline");
+    expect(p.err()).not.toContain("no model endpoint");
+  }, 60_000);
+
   it("without OPENAI_API_KEY or OPENAI_BASE_URL: exit 1 and one line saying what to set, also through npm", async () => {
     const p = node({ HOST: "127.0.0.1" });
     expect((await p.exited).code).toBe(1);

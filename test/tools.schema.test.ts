@@ -265,11 +265,12 @@ describe("the other tools' zod schemas validate model arguments", () => {
   const byName = (n: string) => exportedTools.find((t) => t.name === n)!;
   const config = testConfig();
 
-  it("collect_phone_number needs a non-empty string of at most 80 characters", () => {
+  it("collect_phone_number needs a non-empty string of at most 200 characters (a number said in words fits)", () => {
     const p = byName("collect_phone_number").parameters(servicesFor(config));
     expect(p.safeParse({ phone_number: "0151 1234 5678" }).success).toBe(true);
     expect(p.safeParse({ phone_number: "" }).success).toBe(false);
-    expect(p.safeParse({ phone_number: "1".repeat(81) }).success).toBe(false);
+    expect(p.safeParse({ phone_number: "1".repeat(200) }).success).toBe(true);
+    expect(p.safeParse({ phone_number: "1".repeat(201) }).success).toBe(false);
     expect(p.safeParse({ phone_number: 4915112345678 }).success).toBe(false);
   });
 

@@ -13,6 +13,13 @@ const REFUSAL_LINE: Record<RecipientRefusal, SmsLineKey> = {
   number_blocked: "number_blocked",
 };
 
+/**
+ * Room for a number said in words and passed on verbatim ("Meine Handynummer ist null eins fünf
+ * eins, zwölf, vierunddreißig, …" is about 100 characters): the parser reads words, pairs and
+ * corrections, so the limit only keeps out what no caller says.
+ */
+const MAX_SPOKEN_NUMBER_CHARS = 200;
+
 export const collectPhoneNumber = defineTool<SmsFlowTypes>()({
   name: "collect_phone_number",
   transitions: [STEP.confirmConsent],
@@ -21,7 +28,7 @@ export const collectPhoneNumber = defineTool<SmsFlowTypes>()({
       phone_number: z
         .string()
         .min(1)
-        .max(80)
+        .max(MAX_SPOKEN_NUMBER_CHARS)
         .describe("The number exactly as the caller said or keyed it, e.g. '0151 1234 5678' or 'plus 49 151 ...'. Digits or spoken digit words."),
     }),
   execute(ctx, { phone_number }) {
