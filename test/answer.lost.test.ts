@@ -1,10 +1,9 @@
-import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, until } from "./support/deadline.js";
+import { atConsentQuestion, ledgerKinds, until, postAndHangUp } from "./support/deadline.js";
 
 /**
  * Issue 17, defect 7: an HTTP answer that could not be written (sipgate's request was gone) loses
@@ -23,15 +22,6 @@ beforeAll(async () => {
 });
 afterAll(async () => svc.close());
 
-/** POST an event and hang up the request once the model has it (before any answer is written). */
-async function postAndHangUp(event: unknown, modelArrived: Promise<void>): Promise<void> {
-  const req = request({ host: "127.0.0.1", port, path: "/webhook", method: "POST", headers: { "content-type": "application/json" } });
-  req.on("error", () => undefined);
-  req.end(JSON.stringify(event));
-  await modelArrived;
-  req.destroy();
-}
-
 describe("an answer that never reached sipgate", () => {
   it("its send_sms and lines leave with the call's next answer, once", async () => {
     const id = "lost-answer-next";
@@ -39,7 +29,7 @@ describe("an answer that never reached sipgate", () => {
     svc.fake.reset();
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
-    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    await postAndHangUp(port, ev.speak(id, "Ja, gerne."), gate.arrived);
     gate.release();
     await until(async () => (await svc.store.progress(id)).processed >= 3 && (await svc.store.progress(id)).ready.http > 0, "the lost answer back in the outbox", { tries: 600 });
     const next = await svc.post(ev.speechEnded(id));
@@ -55,7 +45,7 @@ describe("an answer that never reached sipgate", () => {
     svc.fake.reset();
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
-    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    await postAndHangUp(port, ev.speak(id, "Ja, gerne."), gate.arrived);
     gate.release();
     await until(async () => (await svc.store.progress(id)).ready.http > 0, "the lost answer back in the outbox", { tries: 600 });
     const before = (await svc.store.get(id))!;

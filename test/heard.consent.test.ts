@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/deadline.js";
+import { atConsentQuestion, ledgerKinds, postPending, until, slowTurn } from "./support/deadline.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
@@ -26,18 +26,6 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-/** The first answer of a slow turn: the deadline passes while the model is blocked, the caller hears the holding line. */
-async function slowTurn(event: unknown) {
-  const gate = svc.fake.block();
-  const answer = svc.post(event);
-  await gate.arrived;
-  await until(async () => svc.deadlineClock.pending > 0, "the deadline armed");
-  svc.deadlineClock.advance(800);
-  const first = await answer;
-  expect(spoken(first.actions)).toEqual([HOLDING]);
-  return gate;
-}
-
 const processed = async (id: string, n: number) => until(async () => (await svc.store.progress(id)).processed >= n, `event ${n} processed`);
 
 describe("1. a yes counts only for a question that reached the caller", () => {
@@ -46,7 +34,7 @@ describe("1. a yes counts only for a question that reached the caller", () => {
     await svc.post(ev.start(id));
     // The model asks for the SMS slowly; an eager model then takes the caller's "Ja" as consent.
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: true }));
-    const gate = await slowTurn(ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
+    const gate = await slowTurn(svc, ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
     // The caller heard only "Einen Moment bitte." and says yes (not a barge-in).
     const { answer } = await postPending(svc, ev.speak(id, "Ja, gerne."));
     gate.release();
@@ -69,7 +57,7 @@ describe("1. a yes counts only for a question that reached the caller", () => {
     const id = "heard-no-before-question";
     await svc.post(ev.start(id));
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: false }), reply.tool("record_consent", { consented: true }));
-    const gate = await slowTurn(ev.speak(id, "Die Adresse per SMS."));
+    const gate = await slowTurn(svc, ev.speak(id, "Die Adresse per SMS."));
     const { answer } = await postPending(svc, ev.speak(id, "Nein, doch nicht."));
     gate.release();
     const r = await answer;
@@ -87,7 +75,7 @@ describe("2. a 'no' that an answer gave up on is never lost", () => {
     await atConsentQuestion(svc, id);
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("record_consent", { consented: false }), reply.tool("record_consent", { consented: true }));
-    const gate = await slowTurn(ev.speak(id, "Nein, lieber nicht."));
+    const gate = await slowTurn(svc, ev.speak(id, "Nein, lieber nicht."));
     const second = svc.post(ev.timeout(id));
     await until(async () => svc.deadlineClock.pending > 0);
     svc.deadlineClock.advance(800);
@@ -111,7 +99,7 @@ describe("2. a 'no' that an answer gave up on is never lost", () => {
     await atConsentQuestion(svc, id);
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: false }));
-    const gate = await slowTurn(ev.speak(id, "Ja."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja."));
     // The caller changes their mind over the holding line.
     const no = await postPending(svc, ev.speak(id, "Nein, doch nicht!"));
     svc.deadlineClock.advance(800);
@@ -142,7 +130,7 @@ describe("3. the caller's words come before an older send leaves", () => {
     svc.fake.reset();
     // The yes's turn takes long; the "no" is evaluated in the consent step (record_consent(false)).
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: false }));
-    const gate = await slowTurn(ev.speak(id, "Ja, gerne."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja, gerne."));
     const { answer } = await postPending(svc, ev.speak(id, "Nein, doch nicht!"));
     gate.release();
     const r = await answer;
@@ -165,7 +153,7 @@ describe("3. the caller's words come before an older send leaves", () => {
     await atConsentQuestion(svc, id);
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: true }));
-    const gate = await slowTurn(ev.speak(id, "Ja, gerne."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja, gerne."));
     const { answer } = await postPending(svc, ev.speak(id, "Danke schön."));
     gate.release();
     const r = await answer;

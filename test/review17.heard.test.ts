@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { ledgerKinds, postPending, until } from "./support/deadline.js";
+import { ledgerKinds, postPending, until, slowTurn } from "./support/deadline.js";
 
 /**
  * Review of issue 17 (rule 1, "heard, not produced"): the store's heard mark must only move past a
@@ -22,16 +22,6 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-async function slowTurn(event: unknown) {
-  const gate = svc.fake.block();
-  const answer = svc.post(event);
-  await gate.arrived;
-  await until(async () => svc.deadlineClock.pending > 0, "the deadline armed");
-  svc.deadlineClock.advance(800);
-  const first = await answer;
-  expect(spoken(first.actions)).toEqual([HOLDING]);
-  return gate;
-}
 
 const processed = async (id: string, n: number) => until(async () => (await svc.store.progress(id)).processed >= n, `event ${n} processed`);
 
@@ -41,7 +31,7 @@ describe("review17: the heard mark moves past an undelivered consent question", 
     await svc.post(ev.start(id)); // seq 1
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: true }));
     // seq 2: the question's turn is slow; the caller hears the holding line.
-    const gate = await slowTurn(ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
+    const gate = await slowTurn(svc, ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
     // seq 3: sipgate reports it started speaking the holding line (a queued, non-collecting event).
     const { answer: speakAnswer } = await postPending(svc, ev.assistantSpeak(id, HOLDING));
     svc.deadlineClock.advance(800);
@@ -63,7 +53,7 @@ describe("review17: the heard mark moves past an undelivered consent question", 
     const id = "r17-heard-quiet-turn";
     await svc.post(ev.start(id)); // seq 1
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: true }));
-    const gate = await slowTurn(ev.speak(id, "Die Adresse per SMS bitte.")); // seq 2, holding line 1
+    const gate = await slowTurn(svc, ev.speak(id, "Die Adresse per SMS bitte.")); // seq 2, holding line 1
     // seq 3: "Ja" over the holding line; its own answer also passes the deadline (holding line 2).
     const { answer: a3 } = await postPending(svc, ev.speak(id, "Ja, gerne."));
     svc.deadlineClock.advance(800);

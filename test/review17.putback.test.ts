@@ -1,10 +1,9 @@
-import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, until } from "./support/deadline.js";
+import { atConsentQuestion, ledgerKinds, until, postAndHangUp } from "./support/deadline.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import type { OutboxEntry } from "../src/store/callStore.js";
@@ -38,13 +37,6 @@ beforeAll(async () => {
 });
 afterAll(async () => svc.close());
 
-async function postAndHangUp(event: unknown, modelArrived: Promise<void>): Promise<void> {
-  const req = request({ host: "127.0.0.1", port, path: "/webhook", method: "POST", headers: { "content-type": "application/json" } });
-  req.on("error", () => undefined);
-  req.end(JSON.stringify(event));
-  await modelArrived;
-  req.destroy();
-}
 
 describe("review17: a lost answer's send put back after the caller's 'no'", () => {
   it("the send does not leave after the 'no' was evaluated", async () => {
@@ -56,7 +48,7 @@ describe("review17: a lost answer's send put back after the caller's 'no'", () =
     const putBackCalled = new Promise<void>((r) => (putBackArrived = r));
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
-    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    await postAndHangUp(port, ev.speak(id, "Ja, gerne."), gate.arrived);
     gate.release();
     // The yes's answer collected the send, its write failed, the put-back is on its way.
     await putBackCalled;

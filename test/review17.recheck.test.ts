@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/deadline.js";
+import { atConsentQuestion, ledgerKinds, postPending, slowTurn } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**
@@ -13,7 +13,6 @@ import type { AiFlowAction } from "../src/aiflow/actions.js";
  * pending send; the recheck lets that send leave anyway.
  */
 
-const HOLDING = "Einen Moment bitte.";
 const SENT = /abgeschickt|unterwegs|verschickt|geschickt\./;
 
 let svc: TestService;
@@ -23,16 +22,6 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
-async function slowTurn(event: unknown) {
-  const gate = svc.fake.block();
-  const answer = svc.post(event);
-  await gate.arrived;
-  await until(async () => svc.deadlineClock.pending > 0, "the deadline armed");
-  svc.deadlineClock.advance(800);
-  const first = await answer;
-  expect(spoken(first.actions)).toEqual([HOLDING]);
-  return gate;
-}
 
 describe("review17: a correction of the number overtaking the send", () => {
   it("'Nein, lieber an die 0170 1234567' over the slow yes's holding line: the send to the old number must not leave", async () => {
@@ -42,7 +31,7 @@ describe("review17: a correction of the number overtaking the send", () => {
     // The yes's turn is slow; the overtaking words name a different number, which the consent step's
     // prompt maps to collect_phone_number.
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("collect_phone_number", { phone_number: "0170 1234567" }));
-    const gate = await slowTurn(ev.speak(id, "Ja, gerne."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja, gerne."));
     const { answer } = await postPending(svc, ev.speak(id, "Nein, lieber an die 0170 1234567."));
     gate.release();
     const r = await answer;
@@ -62,7 +51,7 @@ describe("review17: a correction of the number overtaking the send", () => {
     await atConsentQuestion(svc, id);
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("collect_phone_number", { phone_number: "0170 1234567" }));
-    const gate = await slowTurn(ev.speak(id, "Ja, gerne."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja, gerne."));
     const { answer } = await postPending(svc, ev.speak(id, "Nein, lieber an die 0170 1234567."));
     gate.release();
     const r = await answer;
@@ -79,7 +68,7 @@ describe("review17: a correction of the number overtaking the send", () => {
     svc.fake.reset();
     // Prompt rule: "wants another number without saying it: ask for the number, without calling a tool".
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.text("Gern, an welche Nummer soll die SMS gehen?"));
-    const gate = await slowTurn(ev.speak(id, "Ja."));
+    const gate = await slowTurn(svc, ev.speak(id, "Ja."));
     const { answer } = await postPending(svc, ev.speak(id, "Moment, lieber an eine andere Nummer."));
     gate.release();
     const r = await answer;

@@ -1,10 +1,9 @@
-import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { ledgerKinds, until } from "./support/deadline.js";
+import { ledgerKinds, until, postAndHangUp } from "./support/deadline.js";
 
 /**
  * Review of issue 17 (rule 4) after a session restart. The memory store's `ended` flag, set by
@@ -23,13 +22,6 @@ beforeAll(async () => {
 });
 afterAll(async () => svc.close());
 
-async function postAndHangUp(event: unknown, modelArrived: Promise<void>): Promise<void> {
-  const req = request({ host: "127.0.0.1", port, path: "/webhook", method: "POST", headers: { "content-type": "application/json" } });
-  req.on("error", () => undefined);
-  req.end(JSON.stringify(event));
-  await modelArrived;
-  req.destroy();
-}
 
 describe("review17: a lost answer after a session restart", () => {
   it("its send goes back to the outbox and leaves with the next answer (as before the restart)", async () => {
@@ -45,7 +37,7 @@ describe("review17: a lost answer after a session restart", () => {
     svc.fake.reset();
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
-    await postAndHangUp(ev.speak(id, "Ja, gerne."), gate.arrived);
+    await postAndHangUp(port, ev.speak(id, "Ja, gerne."), gate.arrived);
     gate.release();
     await until(async () => (await svc.store.progress(id)).processed >= 5, "the yes processed");
     await until(() => ledgerKinds(svc, id).includes("sms_sent"), "sms_sent");

@@ -1,3 +1,4 @@
+import { request } from "node:http";
 import { expect } from "vitest";
 import { reply } from "./fakeOpenAI.js";
 import { ev } from "./events.js";
@@ -40,4 +41,25 @@ export async function atConsentQuestion(svc: TestService, id: string): Promise<v
   svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
   const q = await svc.post(ev.speak(id, "Schicken Sie mir die Adresse per SMS?"));
   expect(spoken(q.actions).at(-1)).toMatch(/^Darf ich Ihnen die Informationen per SMS/);
+}
+
+/** A turn slower than the deadline: the model is held, the deadline passes, the caller hears the holding line. Returns the hold (release it). */
+export async function slowTurn(svc: TestService, event: unknown) {
+  const gate = svc.fake.block();
+  const answer = svc.post(event);
+  await gate.arrived;
+  await until(async () => svc.deadlineClock.pending > 0, "the deadline armed");
+  svc.deadlineClock.advance(800);
+  const first = await answer;
+  expect(spoken(first.actions)).toEqual(["Einen Moment bitte."]);
+  return gate;
+}
+
+/** POST an event over a real socket to the service on `port`, and hang up the request once the model has it (before any answer is written). */
+export async function postAndHangUp(port: number, event: unknown, modelArrived: Promise<void>): Promise<void> {
+  const req = request({ host: "127.0.0.1", port, path: "/webhook", method: "POST", headers: { "content-type": "application/json" } });
+  req.on("error", () => undefined);
+  req.end(JSON.stringify(event));
+  await modelArrived;
+  req.destroy();
 }

@@ -1,5 +1,5 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
-import type { ConsentLedger } from "../../ledger/ledger.js";
+import type { ConsentLedger, LedgerRecord } from "../../ledger/ledger.js";
 import type { RateLimiter } from "../../store/rateLimiter.js";
 import { smsHolder } from "./abuseLimits.js";
 import type { SmsCallState } from "./state.js";
@@ -41,6 +41,14 @@ export async function releaseLimits(limiter: RateLimiter, callId: string, action
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
+/**
+ * Sends of a call the ledger says stand: its sms_sent records less the sms_withdrawn that take one
+ * back (not the gate's own refusals, which follow no sms_sent).
+ */
+function standingSends(records: readonly LedgerRecord[]): number {
+  return records.filter((r) => r.kind === "sms_sent").length - records.filter((r) => r.kind === "sms_withdrawn" && r.detail !== SUPERSEDED_DETAIL).length;
+}
+
 /** The detail of the sms_withdrawn written for a send approved by an attempt that died with its instance. */
 export const ORPHAN_DETAIL = "approved by an instance that stopped before the send left";
 
@@ -54,9 +62,7 @@ export async function settleOrphanSends(ctx: SmsContext): Promise<void> {
   const { ledger, limiter } = ctx.services;
   const records = await ledger.recordsOf?.(ctx.sessionId);
   if (!records) return;
-  const sent = records.filter((r) => r.kind === "sms_sent").length;
-  const withdrawn = records.filter((r) => r.kind === "sms_withdrawn" && r.detail !== SUPERSEDED_DETAIL).length;
-  const orphans = sent - withdrawn - ctx.state.sms.sent.length;
+  const orphans = standingSends(records) - ctx.state.sms.sent.length;
   const number = ctx.state.sms.consent?.number ?? ctx.state.sms.number;
   for (let i = 0; i < orphans; i++) {
     await ledger.append({ kind: "sms_withdrawn", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", detail: ORPHAN_DETAIL });
@@ -115,7 +121,7 @@ export async function recallFromLedger(ctx: SmsContext): Promise<void> {
   const records = await ctx.services.ledger.recordsOf?.(ctx.sessionId);
   if (!records?.length) return;
   const declined = records.some((r) => r.kind === "consent_declined" || r.kind === "sms_cancelled");
-  const sent = records.filter((r) => r.kind === "sms_sent").length - records.filter((r) => r.kind === "sms_withdrawn" && r.detail !== SUPERSEDED_DETAIL).length;
+  const sent = standingSends(records);
   if (!declined && sent <= 0) return;
   ctx.state.sms.declined = true;
   ctx.guard({ subject: "sms_offer", allowed: false, reason: "declined", detail: declined ? "the ledger has this call's no; the call's state was lost" : "the ledger has this call's SMS; the call's state was lost" });
