@@ -1,45 +1,102 @@
 /**
- * The consent ledger: evidence that every SMS was wanted. Append-only; `append` resolves
- * only once the record is durable, and the send_sms action is released only after that.
+ * The consent ledger: evidence that every SMS was wanted. Append-only and hash-chained: every
+ * record carries the digest of the record before it (see chain.ts), so a record changed or
+ * removed afterwards is found by `npm run ledger -- verify`. `append` resolves only once the
+ * record is durable, and the send_sms action is released only after its `sms_approved`.
  */
 
-export type LedgerKind =
-  | "consent_asked"
-  | "consent_given"
-  | "consent_declined"
-  | "sms_sent"
-  | "sms_failed"
-  | "sms_cancelled"
-  /** A send_sms that was approved (and recorded as sms_sent) but never left: its turn's answer was dropped. */
-  | "sms_withdrawn";
+/** Kinds a running service writes. */
+export const CALL_KINDS = [
+  "consent_asked",
+  "consent_given",
+  "consent_declined",
+  /** The gate approved a send_sms; written before the action can leave. */
+  "sms_approved",
+  /** The transport wrote the approved send_sms into an HTTP answer or a WebSocket frame. */
+  "sms_handed_over",
+  /** The approved send_sms never left; `reason` says why. */
+  "sms_not_sent",
+  "sms_failed",
+  "sms_cancelled",
+  /** The caller (or an operator) put a number on the do-not-text list, or took it off. */
+  "opt_out_added",
+  "opt_out_removed",
+] as const;
+
+/** Kinds the ledger's own maintenance writes (the CLI): each is a chained record too. */
+export const MAINTENANCE_KINDS = [
+  /** The first record after a purge: holds the digest of the last record removed (`prev`). */
+  "anchor",
+  /** Appended at the end by a purge: how many records, through which position, the last digest. */
+  "purge",
+  /** Appended by an erasure: which records were tombstoned, for which (hashed) number. */
+  "erasure",
+] as const;
+
+/** Kinds written before the approval/handover records (read, reported as legacy by verify). */
+export const LEGACY_KINDS = ["sms_sent", "sms_withdrawn"] as const;
+
+export const LEDGER_KINDS = [...CALL_KINDS, ...MAINTENANCE_KINDS, ...LEGACY_KINDS] as const;
+export type LedgerKind = (typeof LEDGER_KINDS)[number];
+
+/** Why an approved send never left (`sms_not_sent.reason`). */
+export type SmsNotSentReason =
+  | "connection_failed"
+  | "call_ended"
+  | "withdrawn_by_no"
+  | "turn_given_up"
+  | "commit_failed"
+  | "lease_lost"
+  | "instance_stopped";
 
 export interface LedgerRecordInput {
+  /**
+   * Idempotent record id: the same id appended twice is stored once (a retried write, a turn run
+   * again after its instance died). Built from the call id, the event position and the action,
+   * e.g. `call-1:e7:sms_approved:0`.
+   */
+  id: string;
   kind: LedgerKind;
   callId: string;
-  /** UTC, ISO 8601. */
+  /** UTC, ISO 8601 (normalised to `Date#toISOString()` when stored). */
   at: string;
-  /** AI Flow format; stored hashed when the config says so. */
+  /** AI Flow format; stored as a keyed hash when `ledger.numbers: hashed`. */
   number?: string;
-  /** The exact consent question spoken. */
+  /** The exact consent question spoken; with `hashed` numbers the number is replaced by `{number}`. */
   question?: string;
-  /** The caller's words in reply. */
+  /** The caller's words in reply (the number replaced by `{number}` with `hashed` numbers). */
   reply?: string;
   outcome?: string;
   model?: string;
   message?: string;
-  /** For sms_sent: when the question was asked and answered. */
+  /** For sms_approved: when the question was asked and answered. */
   consentAskedAt?: string;
   consentAnsweredAt?: string;
   detail?: string;
+  /** The id of the record this one answers: consent_given → consent_asked, sms_approved → consent_given, an outcome → sms_approved. */
+  ref?: string;
+  /** For sms_not_sent. */
+  reason?: string;
 }
 
-export interface LedgerRecord extends LedgerRecordInput {
+/** A record as stored: its place in the chain and the link to the record before it. */
+export interface LedgerRecord extends Omit<LedgerRecordInput, "id"> {
+  /** Absent only on legacy records (written before ids). */
+  id?: string;
+  /** Position in the chain (1-based, gap-free until a purge). */
   seq: number;
+  /** Hex SHA-256 of the canonical bytes of the record before (64 zeros for the first). Absent on legacy records. */
+  prev?: string;
+  /** The id of the key the number was hashed with (`hashed` numbers only). */
+  keyId?: string;
+  /** Set by an erasure: personal fields removed, the digest of the record as it was kept. */
+  erased?: { digest: string; by: string };
 }
 
 export interface ConsentLedger {
   /** Resolves when the ledger can take records; start-up fails fast otherwise. */
   ready(): Promise<void>;
+  /** Appends a chained record; a record whose `id` is already stored is not written again. */
   append(rec: LedgerRecordInput): Promise<void>;
   /**
    * One call's records in append order (numbers as stored: hashed where configured). Used to

@@ -15,7 +15,7 @@ import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
 export async function endSmsFlow(
   ctx: SmsContext,
   line: "sms_declined" | "sms_cancelled",
-  evidence: Omit<LedgerRecordInput, "callId" | "at">,
+  evidence: Omit<LedgerRecordInput, "callId" | "at" | "id">,
 ): Promise<"exit"> {
   ctx.state.sms.declined = true;
   // A send this "no" overtook never leaves (the caller never heard it announced either).

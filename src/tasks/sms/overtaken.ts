@@ -1,6 +1,6 @@
 import { setSmsResult } from "./result.js";
 import { STEP, TASK_STEPS } from "./stepNames.js";
-import type { SmsContext } from "./types.js";
+import { evidenceId, type SmsContext } from "./types.js";
 import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
 import { askConsentQuestion } from "./consentQuestion.js";
 
@@ -90,6 +90,6 @@ export async function treatAsNo(ctx: SmsContext): Promise<void> {
     state.stepHistoryStart = state.history.length;
   }
   await ctx.services.ledger
-    .append({ kind: "consent_declined", callId: ctx.sessionId, at: ctx.nowIso(), number, outcome: "declined", detail })
+    .append({ id: evidenceId(ctx, "consent_declined"), kind: "consent_declined", callId: ctx.sessionId, at: ctx.nowIso(), number, outcome: "declined", detail })
     .catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record an unevaluated event"));
 }

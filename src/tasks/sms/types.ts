@@ -110,6 +110,21 @@ export interface SmsFlowTypes extends FlowTypes {
 export type SmsContext = TurnContext<SmsFlowTypes>;
 
 /** Append consent evidence for this call; resolves once durable. */
-export async function recordEvidence(ctx: SmsContext, rec: Omit<LedgerRecordInput, "callId" | "at">): Promise<void> {
-  await ctx.services.ledger.append({ ...rec, callId: ctx.sessionId, at: ctx.nowIso() });
+export async function recordEvidence(ctx: SmsContext, rec: Omit<LedgerRecordInput, "callId" | "at" | "id"> & { id?: string }): Promise<void> {
+  await ctx.services.ledger.append({ id: rec.id ?? evidenceId(ctx, rec.kind), ...rec, callId: ctx.sessionId, at: ctx.nowIso() });
+}
+
+const issued = new WeakMap<object, Map<string, number>>();
+
+/**
+ * An idempotent record id: the call, the turn (the same committed state when an event runs
+ * again after its instance died, so the same id), the kind, and how many of that kind this turn
+ * wrote before.
+ */
+export function evidenceId(ctx: SmsContext, kind: string): string {
+  let counts = issued.get(ctx);
+  if (!counts) issued.set(ctx, (counts = new Map()));
+  const n = counts.get(kind) ?? 0;
+  counts.set(kind, n + 1);
+  return `${ctx.sessionId}:t${ctx.state.turn}:${kind}:${n}`;
 }

@@ -25,9 +25,9 @@ export function forgetWithdrawnSends(state: SmsCallState, actions: readonly AiFl
 
 /** The evidence for sends that never left: one sms_withdrawn record each. */
 export async function recordWithdrawn(ledger: ConsentLedger, callId: string, actions: readonly AiFlowAction[], detail: string): Promise<void> {
-  for (const a of actions) {
+  for (const [i, a] of actions.entries()) {
     if (a.type !== "send_sms") continue;
-    await ledger.append({ kind: "sms_withdrawn", callId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
+    await ledger.append({ id: `${callId}:withdrawn:${detail}:${i}`, kind: "sms_withdrawn", callId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
   }
 }
 
@@ -65,7 +65,7 @@ export async function settleOrphanSends(ctx: SmsContext): Promise<void> {
   const orphans = standingSends(records) - ctx.state.sms.sent.length;
   const number = ctx.state.sms.consent?.number ?? ctx.state.sms.number;
   for (let i = 0; i < orphans; i++) {
-    await ledger.append({ kind: "sms_withdrawn", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", detail: ORPHAN_DETAIL });
+    await ledger.append({ id: `${ctx.sessionId}:t${ctx.state.turn}:orphan:${i}`, kind: "sms_withdrawn", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", detail: ORPHAN_DETAIL });
     if (number) await limiter.release(smsHolder(ctx.sessionId, number)).catch(() => undefined);
   }
   if (orphans > 0) ctx.log.warn({ sessionId: ctx.sessionId, orphans }, "sends approved by a dead instance recorded as withdrawn");
