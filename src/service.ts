@@ -16,7 +16,7 @@ import { MemoryOutbox } from "./outbox/memoryOutbox.js";
 import type { Outbox } from "./outbox/outbox.js";
 import { OutboxPoster } from "./outbox/webhookPoster.js";
 import { openingLine } from "./config/disclosure.js";
-import { FileLedger } from "./ledger/fileLedger.js";
+import { createLedger } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
@@ -99,7 +99,7 @@ export function createService(opts: ServiceOptions): Service {
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   // Counted only once durably recorded.
-  const ledger = new MeteredLedger(opts.ledger ?? new FileLedger(config.ledger.path, config.ledger.numbers), metrics);
+  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env), metrics);
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);

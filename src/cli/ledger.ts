@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
 import type { AppConfig } from "../config/schema.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
+import { NumberHasher } from "../ledger/numberHash.js";
 import { PostgresLedger } from "../ledger/postgresLedger.js";
 import { purgeFile, readLedgerFile, type LedgerLineProblem } from "../ledger/readLedger.js";
 
@@ -95,7 +96,7 @@ function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv): AppC
 
 function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
   const url = env.DATABASE_URL?.trim();
-  return url ? new PostgresLedger({ connectionString: url, numbers: config.ledger.numbers, table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
+  return url ? new PostgresLedger({ connectionString: url, hasher: NumberHasher.fromConfig(config.ledger.numbers, env), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
 }
 
 function warn(path: string, problems: LedgerLineProblem[]): void {

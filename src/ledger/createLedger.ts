@@ -1,17 +1,20 @@
 import type { AppConfig } from "../config/schema.js";
 import { FileLedger } from "./fileLedger.js";
 import type { ConsentLedger } from "./ledger.js";
+import { NumberHasher } from "./numberHash.js";
 import { PostgresLedger } from "./postgresLedger.js";
 
 /**
  * The production ledger: PostgreSQL when `DATABASE_URL` is set (table `LEDGER_TABLE`, default
- * `consent_ledger`), else the JSON Lines file at `ledger.path`. `ledger.numbers` applies to both.
+ * `consent_ledger`), else the JSON Lines file at `ledger.path`. `ledger.numbers` applies to both;
+ * with `hashed` the keys come from LEDGER_HASH_KEY (a HashKeyError, one line, without them).
  * Nothing connects or opens here beyond what the constructors do; call `ready()` to fail fast.
  */
-export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv): ConsentLedger {
+export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv): FileLedger | PostgresLedger {
+  const hasher = NumberHasher.fromConfig(config.ledger.numbers, env);
   const url = env.DATABASE_URL?.trim();
-  if (url) return new PostgresLedger({ connectionString: url, numbers: config.ledger.numbers, table: env.LEDGER_TABLE?.trim() || undefined });
-  return new FileLedger(config.ledger.path, config.ledger.numbers);
+  if (url) return new PostgresLedger({ connectionString: url, hasher, table: env.LEDGER_TABLE?.trim() || undefined });
+  return new FileLedger(config.ledger.path, { hasher });
 }
 
 /** One line for logs and start-up messages: where the evidence goes (no password). */

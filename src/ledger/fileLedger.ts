@@ -1,7 +1,10 @@
-import { createHash } from "node:crypto";
 import { mkdir, open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
+import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
+import { lockPathOf, withFileLock } from "./fileLock.js";
 import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "./ledger.js";
+import { NumberHasher } from "./numberHash.js";
+import { parseLedgerText } from "./readLedger.js";
 
 /**
  * The ledger holds phone numbers and what callers said: only its owner may read it. The modes
@@ -23,39 +26,65 @@ export class LedgerPermissionError extends Error {
 export interface FileLedgerOptions {
   /** One line about a permission fix or risk found at start-up (default: console.warn). */
   notice?: (line: string) => void;
+  /** How numbers are stored (default: in full). */
+  hasher?: NumberHasher;
+  /** How text naming the number is stored with hashed numbers. */
+  redact?: Redactor;
+  /** How long an append waits for the file's lock (held by a purge, an erasure or the CLI). */
+  lockWaitMs?: number;
 }
 
+/** How far back a reopened file is read for the chain head and the ids already written. */
+const TAIL_BYTES = 1024 * 1024;
+/** Ids kept in memory to drop a repeated append (a retried write, an event run again). */
+const REMEMBERED_IDS = 100_000;
+
 /**
- * JSON Lines file, one record per line, fsync'd before `append` resolves. Writes are
- * serialized so lines never interleave, and every byte is checked written. A write error
- * rejects, and the gate then refuses the send.
+ * JSON Lines file, one chained record per line, fsync'd before `append` resolves. Writes are
+ * serialized in this process and, across processes, by the lock file (fileLock.ts): before each
+ * append the ledger checks that the file is still the one it holds and still ends where it left
+ * it, and otherwise reads the new end (a purge replaced the file, the CLI appended a record).
+ * A write error rejects, and the gate then refuses the send.
  */
 export class FileLedger implements ConsentLedger {
   private handle: Promise<FileHandle>;
   private chain: Promise<unknown> = Promise.resolve();
   private seq = 0;
+  private head = GENESIS;
+  /** Inode and size of the file as this ledger last wrote it. */
+  private ino = 0;
+  private size = 0;
+  private readonly ids = new Set<string>();
+  private readonly idOrder: string[] = [];
   private readonly notice: (line: string) => void;
+  readonly hasher: NumberHasher;
+  private readonly redact: Redactor | undefined;
+  private readonly lockWaitMs: number | undefined;
 
   constructor(
     readonly path: string,
-    private readonly numbers: "full" | "hashed" = "full",
     opts: FileLedgerOptions = {},
   ) {
     this.notice = opts.notice ?? ((line) => console.warn(line));
-    this.handle = (async () => {
-      await this.prepareFolder(dirname(path));
-      const fh = await open(path, "a+", LEDGER_FILE_MODE);
-      try {
-        await this.makePrivate(fh);
-        await this.resume(fh);
-      } catch (e) {
-        await fh.close().catch(() => undefined);
-        throw e;
-      }
-      return fh;
-    })();
+    this.hasher = opts.hasher ?? NumberHasher.full();
+    this.redact = opts.redact;
+    this.lockWaitMs = opts.lockWaitMs;
+    this.handle = this.openFile();
     // An unwritable path surfaces at ready() and at every append, never as an unhandled rejection.
     this.handle.catch(() => undefined);
+  }
+
+  private async openFile(): Promise<FileHandle> {
+    await this.prepareFolder(dirname(this.path));
+    const fh = await open(this.path, "a+", LEDGER_FILE_MODE);
+    try {
+      await this.makePrivate(fh);
+      await this.resume(fh);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw e;
+    }
+    return fh;
   }
 
   /**
@@ -93,29 +122,46 @@ export class FileLedger implements ConsentLedger {
   }
 
   /**
-   * Continue after what is on disk: `seq` goes on from the last record, and a line torn by a
-   * crash is closed with a newline so the next record starts on a line of its own.
+   * Continue after what is on disk: `seq` and the chain head from the last record, the ids of
+   * the records near the end (a retried append is dropped), and a line torn by a crash closed
+   * with a newline so the next record starts on a line of its own.
    */
   private async resume(fh: FileHandle): Promise<void> {
-    const { size } = await fh.stat();
-    if (size === 0) return;
-    const length = Math.min(size, 64 * 1024);
+    const st = await fh.stat();
+    this.ino = st.ino;
+    this.size = st.size;
+    this.seq = 0;
+    this.head = GENESIS;
+    if (st.size === 0) return;
+    const length = Math.min(st.size, TAIL_BYTES);
     const buf = Buffer.alloc(length);
-    await fh.read(buf, 0, length, size - length);
+    await fh.read(buf, 0, length, st.size - length);
     const tail = buf.toString("utf8");
-    if (!tail.endsWith("\n")) await this.writeAll(fh, "\n");
-    const lines = tail.split("\n").filter(Boolean).reverse();
-    for (const line of lines) {
-      try {
-        const seq = (JSON.parse(line) as { seq?: unknown }).seq;
-        if (typeof seq === "number") {
-          this.seq = seq;
-          return;
-        }
-      } catch {
-        // a torn line: look further back
-      }
+    if (!tail.endsWith("\n")) {
+      await this.writeAll(fh, "\n");
+      this.size += 1;
     }
+    const lines = tail.split("\n");
+    // The first line of a window that starts mid-file may be cut: it is skipped like a torn one.
+    if (length < st.size) lines.shift();
+    let last: LedgerRecord | undefined;
+    for (const line of lines) {
+      const record = line.trim() ? parseLedgerText(line).records[0] : undefined;
+      if (!record) continue;
+      last = record;
+      if (record.id) this.remember(record.id);
+    }
+    if (last) {
+      this.seq = last.seq;
+      this.head = digestOf(last);
+    }
+  }
+
+  private remember(id: string): void {
+    if (this.ids.has(id)) return;
+    this.ids.add(id);
+    this.idOrder.push(id);
+    if (this.idOrder.length > REMEMBERED_IDS) this.ids.delete(this.idOrder.shift()!);
   }
 
   /** FileHandle.write may write fewer bytes than asked (a full disk): write until all are on disk, or fail. */
@@ -139,14 +185,49 @@ export class FileLedger implements ConsentLedger {
     }
   }
 
+  /**
+   * Under the lock: the file this ledger holds is still the ledger, and ends where this ledger
+   * left it. A purge or an erasure replaced it: reopen. Another process appended: read the end.
+   */
+  private async current(): Promise<FileHandle> {
+    let fh = await this.handle;
+    const now = await stat(this.path).catch(() => undefined);
+    if (!now || now.ino !== this.ino) {
+      await fh.close().catch(() => undefined);
+      this.handle = this.openFile();
+      this.handle.catch(() => undefined);
+      fh = await this.handle;
+    } else if (now.size !== this.size) {
+      await this.resume(fh);
+    }
+    return fh;
+  }
+
   append(rec: LedgerRecordInput): Promise<void> {
-    const stored = this.numbers === "hashed" && rec.number ? { ...rec, number: hashNumber(rec.number) } : rec;
-    const run = this.chain.then(async () => {
-      const fh = await this.handle;
-      await this.writeAll(fh, JSON.stringify({ seq: this.seq + 1, ...stored }) + "\n");
-      await fh.sync();
-      this.seq++;
-    });
+    let prepared: ReturnType<typeof prepareRecord>;
+    try {
+      prepared = prepareRecord(rec, this.hasher, this.redact);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const run = this.chain.then(() =>
+      withFileLock(
+        lockPathOf(this.path),
+        async () => {
+          const fh = await this.current();
+          if (this.ids.has(rec.id)) return;
+          const sealed = sealRecord(prepared, this.seq + 1, this.head);
+          const line = JSON.stringify(sealed) + "\n";
+          await this.writeAll(fh, line);
+          await fh.sync();
+          this.size += Buffer.byteLength(line);
+          this.seq = sealed.seq;
+          this.head = digestOf(sealed);
+          this.remember(rec.id);
+        },
+        { waitMs: this.lockWaitMs },
+      ),
+    );
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -173,8 +254,4 @@ export class FileLedger implements ConsentLedger {
     const fh = await this.handle.catch(() => undefined);
     await fh?.close();
   }
-}
-
-export function hashNumber(n: string): string {
-  return "sha256:" + createHash("sha256").update(n).digest("hex");
 }

@@ -77,6 +77,21 @@ export interface LedgerRecordInput {
   ref?: string;
   /** For sms_not_sent. */
   reason?: string;
+  /** For the maintenance kinds: what a purge or an erasure covered. */
+  maintenance?: MaintenanceFacts;
+}
+
+/** What a purge (`through`, `digest`, `count`, `before`) or an erasure (`ids`, `count`) covered. */
+export interface MaintenanceFacts {
+  /** Purge: the last chain position removed. */
+  through?: number;
+  /** Purge: the digest of the last record removed (the anchor holds the same). */
+  digest?: string;
+  count?: number;
+  /** Purge: the retention cut-off (records wholly before it were removed). */
+  before?: string;
+  /** Erasure: the ids of the records tombstoned. */
+  ids?: string[];
 }
 
 /** A record as stored: its place in the chain and the link to the record before it. */

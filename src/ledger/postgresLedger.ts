@@ -1,14 +1,18 @@
 import pg from "pg";
-import { hashNumber } from "./fileLedger.js";
-import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput } from "./ledger.js";
+import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
+import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput, MaintenanceFacts } from "./ledger.js";
+import { NumberHasher } from "./numberHash.js";
 
 export const DEFAULT_LEDGER_TABLE = "consent_ledger";
 
 export interface PostgresLedgerOptions {
   /** `postgres://user:password@host:port/database` (DATABASE_URL). */
   connectionString: string;
-  numbers?: "full" | "hashed";
-  /** Table name: letters, digits and `_`, starting with a letter or `_` (at most 63 characters). */
+  /** How numbers are stored (default: in full). */
+  hasher?: NumberHasher;
+  /** How text naming the number is stored with hashed numbers. */
+  redact?: Redactor;
+  /** Table name: letters, digits and `_`, starting with a letter or `_` (at most 58 characters: `<table>_head` holds the chain head). */
   table?: string;
   /** How long to wait for a connection before `ready()` / `append()` reject. */
   connectionTimeoutMs?: number;
@@ -20,6 +24,14 @@ export interface PostgresLedgerOptions {
 
 interface Row {
   seq: string;
+  pos: string | null;
+  id: string | null;
+  prev: string | null;
+  key_id: string | null;
+  ref: string | null;
+  reason: string | null;
+  erased: { digest: string; by: string } | null;
+  maintenance: MaintenanceFacts | null;
   kind: string;
   call_id: string;
   at: Date;
@@ -34,28 +46,33 @@ interface Row {
   detail: string | null;
 }
 
-const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,57}$/;
 
 /**
  * The consent ledger in PostgreSQL, for several instances sharing one evidence store.
- * Append-only by use: the service only INSERTs; `purgeOlderThan` (retention) is the only DELETE.
- * `append` resolves after the INSERT has committed (autocommit, `synchronous_commit=on` forced
- * for this connection), so the gate's "evidence first" promise holds; any error rejects and the
- * gate refuses the send.
+ * Append-only by use: the service only INSERTs; purge and erasure (the CLI) are the only other
+ * writes. The hash chain stays one line with several instances writing at once: each append
+ * locks the chain-head row (`<table>_head`) in the transaction that inserts the record, so the
+ * chain order is the `pos` column (not the `seq` bigserial, whose order concurrent inserts do
+ * not follow). `append` resolves after that transaction committed (`synchronous_commit=on`
+ * forced for this connection), so the gate's "evidence first" promise holds; any error rejects
+ * and the gate refuses the send.
  */
 export class PostgresLedger implements ConsentLedger {
   readonly table: string;
   private readonly pool: pg.Pool;
-  private readonly numbers: "full" | "hashed";
+  readonly hasher: NumberHasher;
+  private readonly redact: Redactor | undefined;
   private readonly target: string;
   private init: Promise<void> | undefined;
   private closed = false;
 
   constructor(opts: PostgresLedgerOptions) {
     const table = opts.table ?? DEFAULT_LEDGER_TABLE;
-    if (!TABLE_NAME.test(table)) throw new Error(`invalid ledger table name "${table}": use letters, digits and _ (at most 63)`);
+    if (!TABLE_NAME.test(table)) throw new Error(`invalid ledger table name "${table}": use letters, digits and _ (at most 58)`);
     this.table = table;
-    this.numbers = opts.numbers ?? "full";
+    this.hasher = opts.hasher ?? NumberHasher.full();
+    this.redact = opts.redact;
     this.target = `${redact(opts.connectionString)} table ${table}`;
     this.pool = new pg.Pool({
       connectionString: opts.connectionString,
@@ -72,6 +89,10 @@ export class PostgresLedger implements ConsentLedger {
 
   private get ident(): string {
     return `"${this.table}"`;
+  }
+
+  private get headIdent(): string {
+    return `"${this.table}_head"`;
   }
 
   /** Connects and creates the table and its indexes if missing; safe to run from several instances at once. */
@@ -107,8 +128,23 @@ export class PostgresLedger implements ConsentLedger {
         consent_answered_at timestamptz,
         detail text
       )`);
+      // Columns of the chained records; a table from before the chain gets them (its rows stay legacy).
+      for (const col of ["pos bigint", "id text", "prev text", "key_id text", "ref text", "reason text", "erased jsonb", "maintenance jsonb"]) {
+        await client.query(`ALTER TABLE ${this.ident} ADD COLUMN IF NOT EXISTS ${col}`);
+      }
       await client.query(`CREATE INDEX IF NOT EXISTS "${this.table}_at_idx" ON ${this.ident} (at)`);
       await client.query(`CREATE INDEX IF NOT EXISTS "${this.table}_call_id_idx" ON ${this.ident} (call_id)`);
+      await client.query(`CREATE INDEX IF NOT EXISTS "${this.table}_number_idx" ON ${this.ident} (number)`);
+      await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS "${this.table}_pos_idx" ON ${this.ident} (pos)`);
+      await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS "${this.table}_id_idx" ON ${this.ident} (id)`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.headIdent} (one boolean PRIMARY KEY CHECK (one), pos bigint NOT NULL, digest text NOT NULL)`);
+      const head = await client.query(`SELECT 1 FROM ${this.headIdent}`);
+      if (!head.rowCount) {
+        // The chain continues after the last legacy record, if any.
+        const last = await client.query<Row>(`SELECT * FROM ${this.ident} ORDER BY ${ORDER} DESC LIMIT 1`);
+        const rec = last.rows[0] ? toRecord(last.rows[0]) : undefined;
+        await client.query(`INSERT INTO ${this.headIdent} (one, pos, digest) VALUES (true, $1, $2)`, [rec?.seq ?? 0, rec ? digestOf(rec) : GENESIS]);
+      }
       await client.query("COMMIT");
     } catch (e) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -118,32 +154,78 @@ export class PostgresLedger implements ConsentLedger {
     }
   }
 
-  /** Resolves only after the row is committed. */
+  /**
+   * Resolves only after the row is committed. The head row is locked, the id checked (a record
+   * already stored is not written again), the record sealed with the head's position and digest,
+   * inserted and the head moved, all in one transaction.
+   */
   async append(rec: LedgerRecordInput): Promise<void> {
     await this.ready();
-    const number = rec.number && this.numbers === "hashed" ? hashNumber(rec.number) : rec.number;
+    const prepared = prepareRecord(rec, this.hasher, this.redact);
     try {
-      await this.pool.query(
-        `INSERT INTO ${this.ident} (kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-        [
-          rec.kind,
-          rec.callId,
-          rec.at,
-          number ?? null,
-          rec.question ?? null,
-          rec.reply ?? null,
-          rec.outcome ?? null,
-          rec.model ?? null,
-          rec.message ?? null,
-          rec.consentAskedAt ?? null,
-          rec.consentAnsweredAt ?? null,
-          rec.detail ?? null,
-        ],
-      );
+      await this.inChain(async (client, head) => {
+        const dup = await client.query(`SELECT 1 FROM ${this.ident} WHERE id = $1`, [rec.id]);
+        if (dup.rowCount) return;
+        const sealed = sealRecord(prepared, head.pos + 1, head.digest);
+        await this.insert(client, sealed);
+        await this.moveHead(client, sealed);
+      });
     } catch (e) {
       throw new Error(`consent ledger ${this.target}: record not written: ${errorText(e)}`);
     }
+  }
+
+  /** Runs `work` in a transaction holding the chain head (serialising every writer of the chain). */
+  async inChain<T>(work: (client: pg.PoolClient, head: { pos: number; digest: string }) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const h = await client.query<{ pos: string; digest: string }>(`SELECT pos, digest FROM ${this.headIdent} FOR UPDATE`);
+      if (!h.rows[0]) throw new Error(`chain head ${this.table}_head is missing`);
+      const out = await work(client, { pos: Number(h.rows[0].pos), digest: h.rows[0].digest });
+      await client.query("COMMIT");
+      return out;
+    } catch (e) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Writes a sealed record (inside `inChain`). */
+  async insert(client: pg.PoolClient, r: LedgerRecord): Promise<void> {
+    await client.query(
+      `INSERT INTO ${this.ident} (pos, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+      [
+        r.seq,
+        r.id ?? null,
+        r.kind,
+        r.callId,
+        r.at,
+        r.number ?? null,
+        r.question ?? null,
+        r.reply ?? null,
+        r.outcome ?? null,
+        r.model ?? null,
+        r.message ?? null,
+        r.consentAskedAt ?? null,
+        r.consentAnsweredAt ?? null,
+        r.detail ?? null,
+        r.prev ?? null,
+        r.keyId ?? null,
+        r.ref ?? null,
+        r.reason ?? null,
+        r.erased ? JSON.stringify(r.erased) : null,
+        r.maintenance ? JSON.stringify(r.maintenance) : null,
+      ],
+    );
+  }
+
+  /** The chain head is now this record (inside `inChain`). */
+  async moveHead(client: pg.PoolClient, last: LedgerRecord): Promise<void> {
+    await client.query(`UPDATE ${this.headIdent} SET pos = $1, digest = $2`, [last.seq, digestOf(last)]);
   }
 
   /**
@@ -155,7 +237,7 @@ export class PostgresLedger implements ConsentLedger {
     const params: Date[] = [];
     if (from) where.push(`at >= $${params.push(from)}`);
     if (to) where.push(`at < $${params.push(to)}`);
-    const sql = `SELECT * FROM ${this.ident}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY seq`;
+    const sql = `SELECT * FROM ${this.ident}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${ORDER}`;
     try {
       const res = await this.pool.query<Row>(sql, params);
       return res.rows.map(toRecord);
@@ -168,7 +250,7 @@ export class PostgresLedger implements ConsentLedger {
   async recordsOf(callId: string): Promise<LedgerRecord[]> {
     await this.ready();
     try {
-      const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE call_id = $1 ORDER BY seq`, [callId]);
+      const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE call_id = $1 ORDER BY ${ORDER}`, [callId]);
       return res.rows.map(toRecord);
     } catch (e) {
       throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
@@ -193,8 +275,13 @@ export class PostgresLedger implements ConsentLedger {
   }
 }
 
-function toRecord(r: Row): LedgerRecord {
-  const rec: LedgerRecord = { seq: Number(r.seq), kind: r.kind as LedgerKind, callId: r.call_id, at: r.at.toISOString() };
+/** Chain order: the legacy rows (no `pos`, written before the chain) first, by `seq`; then by `pos`. */
+const ORDER = "(pos IS NOT NULL), pos, seq";
+
+/** A row as the record it was written as (the same fields, so the same digest). */
+export function toRecord(r: Row): LedgerRecord {
+  const rec: LedgerRecord = { seq: Number(r.pos ?? r.seq), kind: r.kind as LedgerKind, callId: r.call_id, at: r.at.toISOString() };
+  if (r.id !== null) rec.id = r.id;
   if (r.number !== null) rec.number = r.number;
   if (r.question !== null) rec.question = r.question;
   if (r.reply !== null) rec.reply = r.reply;
@@ -204,6 +291,12 @@ function toRecord(r: Row): LedgerRecord {
   if (r.consent_asked_at !== null) rec.consentAskedAt = r.consent_asked_at.toISOString();
   if (r.consent_answered_at !== null) rec.consentAnsweredAt = r.consent_answered_at.toISOString();
   if (r.detail !== null) rec.detail = r.detail;
+  if (r.ref !== null) rec.ref = r.ref;
+  if (r.reason !== null) rec.reason = r.reason;
+  if (r.prev !== null) rec.prev = r.prev;
+  if (r.key_id !== null) rec.keyId = r.key_id;
+  if (r.erased !== null) rec.erased = r.erased;
+  if (r.maintenance !== null) rec.maintenance = r.maintenance;
   return rec;
 }
 

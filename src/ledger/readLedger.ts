@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
-import type { LedgerRecord } from "./ledger.js";
+import { LEDGER_KINDS, type LedgerRecord } from "./ledger.js";
 
 /**
  * Reading and purging the FileLedger's JSON Lines file (the `npm run ledger` CLI).
@@ -13,13 +13,13 @@ import type { LedgerRecord } from "./ledger.js";
  * that is not a record is reported with its line number and never silently dropped.
  */
 
-const KINDS = ["consent_asked", "consent_given", "consent_declined", "sms_sent", "sms_failed", "sms_cancelled", "sms_withdrawn"] as const;
 
 const optionalText = z.string().optional();
 const recordSchema = z
   .object({
     seq: z.number().int(),
-    kind: z.enum(KINDS),
+    id: optionalText,
+    kind: z.enum(LEDGER_KINDS),
     callId: z.string(),
     at: z.string().refine((s) => !Number.isNaN(Date.parse(s)), "at is not a timestamp"),
     number: optionalText,
@@ -31,6 +31,15 @@ const recordSchema = z
     consentAskedAt: optionalText,
     consentAnsweredAt: optionalText,
     detail: optionalText,
+    ref: optionalText,
+    reason: optionalText,
+    prev: z.string().regex(/^[0-9a-f]{64}$/, "prev is not a SHA-256 digest").optional(),
+    keyId: optionalText,
+    erased: z.object({ digest: z.string().regex(/^[0-9a-f]{64}$/, "erased.digest is not a SHA-256 digest"), by: z.string() }).passthrough().optional(),
+    maintenance: z
+      .object({ through: z.number().int().optional(), digest: optionalText, count: z.number().int().optional(), before: optionalText, ids: z.array(z.string()).optional() })
+      .passthrough()
+      .optional(),
   })
   // Fields a later version adds are kept (JSON export shows them; CSV has fixed columns).
   .passthrough();

@@ -1,0 +1,98 @@
+import { createHash } from "node:crypto";
+import type { LedgerRecord, LedgerRecordInput } from "./ledger.js";
+import type { NumberHasher } from "./numberHash.js";
+
+/**
+ * The hash chain (in the manner of Certificate Transparency's append-only logs): every record
+ * carries `prev`, the SHA-256 of the canonical bytes of the record before it. Anyone holding the
+ * ledger can recompute the chain; a record changed, inserted or removed afterwards breaks it at
+ * that point. An erasure keeps the chain whole by keeping each erased record's digest (`erased`).
+ */
+
+export const GENESIS = "0".repeat(64);
+
+/** Fields an erasure removes: everything that says who was called or what was said. */
+export const PERSONAL_FIELDS = ["number", "keyId", "question", "reply", "message", "detail"] as const;
+
+/** Timestamp fields, stored as `Date#toISOString()` so every store gives back the same bytes. */
+const TIME_FIELDS = ["at", "consentAskedAt", "consentAnsweredAt"] as const;
+
+/**
+ * The canonical bytes of a value: JSON with object keys sorted, `undefined` left out. Records
+ * hold only strings, integers, string arrays and small objects, so this is unambiguous.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+}
+
+/** The digest of a record as written: its canonical bytes without `erased`; an erased record's kept digest. */
+export function digestOf(record: LedgerRecord): string {
+  if (record.erased) return record.erased.digest;
+  return sha256(canonicalJson({ ...record, erased: undefined }));
+}
+
+export function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+/** Thrown for a record the ledger will not write (a bad timestamp): the gate then refuses the send. */
+export class LedgerRecordError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LedgerRecordError";
+  }
+}
+
+/** How personal text is stored with hashed numbers: the number replaced by `{number}`. */
+export type Redactor = (text: string, number: string) => string;
+
+/** Without the phone-number module: the number's digits as written in E.164 or national form. */
+export const digitsRedactor: Redactor = (text, number) => {
+  const digits = number.replace(/\D/g, "");
+  if (digits.length < 5) return text;
+  const forms = [`+${digits}`, digits, digits.startsWith("49") ? "0" + digits.slice(2) : undefined].filter((f): f is string => !!f);
+  return forms.reduce((t, f) => t.split(f).join("{number}"), text);
+};
+
+/**
+ * The record as it is stored, before its place in the chain is known: timestamps normalised,
+ * the number hashed and every text field redacted when numbers are hashed, absent fields left out.
+ */
+export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, redact: Redactor = digitsRedactor): Omit<LedgerRecord, "seq" | "prev"> {
+  const rec: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input)) if (v !== undefined) rec[k] = v;
+  for (const f of TIME_FIELDS) {
+    const v = rec[f];
+    if (v === undefined) continue;
+    const t = typeof v === "string" ? Date.parse(v) : NaN;
+    if (Number.isNaN(t)) throw new LedgerRecordError(`ledger record ${input.id}: ${f} "${String(v)}" is not a timestamp`);
+    rec[f] = new Date(t).toISOString();
+  }
+  if (!input.id) throw new LedgerRecordError(`ledger record of kind ${input.kind} has no id`);
+  if (input.number !== undefined && hasher.mode === "hashed") {
+    const stored = hasher.store(input.number);
+    rec.number = stored.number;
+    if (stored.keyId) rec.keyId = stored.keyId;
+    for (const f of ["question", "reply", "message", "detail"] as const) {
+      if (typeof rec[f] === "string") rec[f] = redact(rec[f], input.number);
+    }
+  }
+  return rec as Omit<LedgerRecord, "seq" | "prev">;
+}
+
+/** The record with its place in the chain. */
+export function sealRecord(prepared: Omit<LedgerRecord, "seq" | "prev">, seq: number, prev: string): LedgerRecord {
+  return { seq, ...prepared, prev };
+}
+
+/** The record with its personal fields removed and its digest kept: the chain still verifies. */
+export function tombstone(record: LedgerRecord, erasureId: string): LedgerRecord {
+  const out: LedgerRecord = { ...record, erased: { digest: digestOf(record), by: erasureId } };
+  for (const f of PERSONAL_FIELDS) delete out[f];
+  return out;
+}
