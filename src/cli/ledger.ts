@@ -2,21 +2,26 @@ import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
-import type { AppConfig } from "../config/schema.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
-import { NumberHasher } from "../ledger/numberHash.js";
-import { PostgresLedger } from "../ledger/postgresLedger.js";
-import { purgeFile, readLedgerFile, type LedgerLineProblem } from "../ledger/readLedger.js";
+import { readLedgerFile } from "../ledger/readLedger.js";
+import { ConfigError, DAY_MS, loadConfig, postgres, UsageError, warn } from "./ledger/common.js";
+import { runErase, runPurge, runVerify } from "./ledger/maintenance.js";
 
 const USAGE = `usage: npm run ledger -- export [--from DATE] [--to DATE] [--format csv|json] [--out FILE] [--config PATH]
+       npm run ledger -- verify [--strict] [--config PATH]
        npm run ledger -- purge [--config PATH]
+       npm run ledger -- erase --number N [--config PATH]
 
 export   records with from <= at <= to (UTC). DATE is 2026-01-31 (a whole day) or an ISO time with a
          zone (2026-01-31T09:00:00Z); a missing bound is open. CSV (RFC 4180, header row) or a JSON array,
          to stdout or --out FILE.
-purge    deletes records older than ledger.retentionDays and prints how many. For the file ledger, stop
-         the service first: the file is rewritten (temp file, fsync, rename).
+verify   checks the hash chain, that every approval follows a consent for that number and has an
+         outcome, from the records alone; exit 0, or 1 naming the first bad record. Approvals whose
+         outcome is unknown are listed (--strict: they fail too).
+purge    removes the chain's prefix older than ledger.retentionDays, leaving an anchor and a purge
+         record so the rest still verifies; safe while the service runs (it waits for the rewrite).
+erase    replaces the personal fields of every record about number N with a tombstone that keeps the
+         record's digest, and records the erasure (the do-not-text list keeps N if it is on it).
 
 Reads PostgreSQL when DATABASE_URL is set (table LEDGER_TABLE, default consent_ledger), else the file
 at ledger.path. Exit codes: 0 done; 1 failed, or export found malformed lines (reported on stderr,
@@ -38,9 +43,6 @@ export const CSV_COLUMNS = [
   "detail",
 ] as const;
 
-class UsageError extends Error {}
-
-const DAY_MS = 86_400_000;
 const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
 
@@ -90,18 +92,6 @@ export function toCsv(records: LedgerRecord[]): string {
   return rows.map((r) => r + "\r\n").join("");
 }
 
-function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv): AppConfig {
-  return applyEnv(loadConfigFile(configPathFrom(configArg === undefined ? [] : ["--config", configArg], env)), env);
-}
-
-function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
-  const url = env.DATABASE_URL?.trim();
-  return url ? new PostgresLedger({ connectionString: url, hasher: NumberHasher.fromConfig(config.ledger.numbers, env), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
-}
-
-function warn(path: string, problems: LedgerLineProblem[]): void {
-  for (const p of problems) console.error(`ledger: ${path} line ${p.line}: ${p.message}`);
-}
 
 async function runExport(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -155,29 +145,6 @@ async function runExport(args: string[], env: NodeJS.ProcessEnv): Promise<number
   return status;
 }
 
-async function runPurge(args: string[], env: NodeJS.ProcessEnv, now: Date): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { config: { type: "string" } }, strict: true, allowPositionals: true });
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" for purge`);
-  const config = loadConfig(values.config, env);
-  const days = config.ledger.retentionDays;
-  const before = new Date(now.getTime() - days * DAY_MS);
-  let deleted: number;
-  const db = postgres(config, env);
-  if (db) {
-    try {
-      deleted = await db.purgeOlderThan(before);
-    } finally {
-      await db.close();
-    }
-  } else {
-    const r = await purgeFile(config.ledger.path, before);
-    warn(config.ledger.path, r.problems);
-    deleted = r.deleted;
-  }
-  console.log(`${deleted} record(s) deleted (older than ${before.toISOString()}, ledger.retentionDays ${days})`);
-  return 0;
-}
-
 export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now = new Date()): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -186,8 +153,11 @@ export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now =
       return 0;
     }
     if (command === "export") return await runExport(rest, env);
+    if (command === "verify") return await runVerify(rest, env, now);
     if (command === "purge") return await runPurge(rest, env, now);
-    throw new UsageError(command === undefined ? "no command: use export or purge" : `unknown command "${command}": use export or purge`);
+    if (command === "erase") return await runErase(rest, env, now);
+    const commands = "export, verify, purge or erase";
+    throw new UsageError(command === undefined ? `no command: use ${commands}` : `unknown command "${command}": use ${commands}`);
   } catch (e) {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || e instanceof ConfigError || (typeof err.code === "string" && err.code.startsWith("ERR_PARSE_ARGS"));

@@ -1,5 +1,6 @@
 import pg from "pg";
 import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
+import { planErasure, planPurge } from "./maintenance.js";
 import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput, MaintenanceFacts } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
 
@@ -141,7 +142,7 @@ export class PostgresLedger implements ConsentLedger {
       const head = await client.query(`SELECT 1 FROM ${this.headIdent}`);
       if (!head.rowCount) {
         // The chain continues after the last legacy record, if any.
-        const last = await client.query<Row>(`SELECT * FROM ${this.ident} ORDER BY ${ORDER} DESC LIMIT 1`);
+        const last = await client.query<Row>(`SELECT * FROM ${this.ident} ORDER BY ${ORDER_DESC} LIMIT 1`);
         const rec = last.rows[0] ? toRecord(last.rows[0]) : undefined;
         await client.query(`INSERT INTO ${this.headIdent} (one, pos, digest) VALUES (true, $1, $2)`, [rec?.seq ?? 0, rec ? digestOf(rec) : GENESIS]);
       }
@@ -193,10 +194,10 @@ export class PostgresLedger implements ConsentLedger {
     }
   }
 
-  /** Writes a sealed record (inside `inChain`). */
-  async insert(client: pg.PoolClient, r: LedgerRecord): Promise<void> {
+  /** Writes a sealed record (inside `inChain`); `legacy`: placed among the legacy rows, at `seq`. */
+  async insert(client: pg.PoolClient, r: LedgerRecord, legacy = false): Promise<void> {
     await client.query(
-      `INSERT INTO ${this.ident} (pos, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance)
+      `INSERT INTO ${this.ident} (${legacy ? "seq" : "pos"}, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
       [
         r.seq,
@@ -257,13 +258,93 @@ export class PostgresLedger implements ConsentLedger {
     }
   }
 
-  /** Deletes records with `at < before` (retention); returns how many. Does not create the table. */
-  async purgeOlderThan(before: Date): Promise<number> {
+  /**
+   * Every record in chain order, in batches (a large ledger is never held at once): the legacy
+   * rows by `seq`, then the chained rows by `pos`.
+   */
+  async scan(each: (r: LedgerRecord) => void, batch = 5000): Promise<void> {
+    await this.ready();
     try {
-      const res = await this.pool.query(`DELETE FROM ${this.ident} WHERE at < $1`, [before]);
-      return res.rowCount ?? 0;
+      let seq = -1;
+      for (;;) {
+        const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2`, [seq, batch]);
+        for (const row of res.rows) each(toRecord(row));
+        if (res.rows.length < batch) break;
+        seq = Number(res.rows.at(-1)!.seq);
+      }
+      let pos = -1;
+      for (;;) {
+        const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE pos > $1 ORDER BY pos LIMIT $2`, [pos, batch]);
+        for (const row of res.rows) each(toRecord(row));
+        if (res.rows.length < batch) break;
+        pos = Number(res.rows.at(-1)!.pos);
+      }
+    } catch (e) {
+      throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
+    }
+  }
+
+  /**
+   * Removes the longest prefix of the chain wholly before `before`, leaves the anchor and appends
+   * the purge record (maintenance.ts), in one transaction holding the chain head: appends of
+   * running instances wait for it and continue the chain after the purge record. Returns how
+   * many records were removed.
+   */
+  async purge(before: Date, now = new Date()): Promise<{ deleted: number; through?: number }> {
+    await this.ready();
+    try {
+      return await this.inChain(async (client, head) => {
+        // The first record, in chain order, that must stay; everything before it goes.
+        const firstKept = await client.query<Row>(`SELECT * FROM ${this.ident} WHERE at >= $1 ORDER BY ${ORDER} LIMIT 1`, [before]);
+        const k = firstKept.rows[0];
+        const beforeKept = k ? (k.pos === null ? `pos IS NULL AND seq < ${Number(k.seq)}` : `(pos IS NULL OR pos < ${Number(k.pos)})`) : "true";
+        const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.ident} WHERE ${beforeKept}`);
+        const n = Number(count.rows[0]!.n);
+        const last = await client.query<Row>(`SELECT * FROM ${this.ident} WHERE ${beforeKept} ORDER BY ${ORDER_DESC} LIMIT 1`);
+        const lastRemoved = last.rows[0] ? toRecord(last.rows[0]) : undefined;
+        if (!lastRemoved || (n === 1 && lastRemoved.kind === "anchor")) return { deleted: 0 };
+        const plan = planPurge(lastRemoved, n, before, now);
+        await client.query(`DELETE FROM ${this.ident} WHERE ${beforeKept}`);
+        // Before the rows that stay: among the legacy rows (by seq) when the first one kept is legacy.
+        await this.insert(client, plan.anchor, k?.pos === null);
+        const purge = sealRecord(plan.purge, head.pos + 1, head.digest);
+        await this.insert(client, purge);
+        await this.moveHead(client, purge);
+        return { deleted: n, through: lastRemoved.seq };
+      });
     } catch (e) {
       throw new Error(`consent ledger ${this.target}: purge failed: ${errorText(e)}`);
+    }
+  }
+
+  /** Tombstones every record about `number` and appends the erasure record, in one transaction holding the chain head. */
+  async erase(number: string, now = new Date()): Promise<{ erased: number; erasureId?: string }> {
+    await this.ready();
+    try {
+      return await this.inChain(async (client, head) => {
+        const digits = number.replace(/\D/g, "");
+        // Candidates: the number in any stored form, or (full numbers) in a text; isAboutNumber decides.
+        const text = `regexp_replace(concat_ws(' ', question, reply, message, detail), '[[:space:]./()-]', '', 'g')`;
+        const res = await client.query<Row>(
+          `SELECT * FROM ${this.ident} WHERE erased IS NULL AND (number = ANY($1) OR ${text} LIKE '%' || $2 || '%' OR ${text} LIKE '%' || $3 || '%') ORDER BY ${ORDER}`,
+          [this.hasher.formsOf(number), digits, digits.startsWith("49") ? "0" + digits.slice(2) : digits],
+        );
+        const plan = planErasure(res.rows.map(toRecord), number, this.hasher, now);
+        if (!plan.tombstones.length) return { erased: 0 };
+        for (const t of plan.tombstones) {
+          const where = t.id !== undefined ? "id = $1" : "pos IS NULL AND seq = $1";
+          await client.query(
+            `UPDATE ${this.ident} SET number = NULL, key_id = NULL, question = NULL, reply = NULL, message = NULL, detail = NULL, erased = $2 WHERE ${where}`,
+            [t.id ?? t.seq, JSON.stringify(t.erased)],
+          );
+        }
+        const erasure = sealRecord(plan.erasure, head.pos + 1, head.digest);
+        await this.insert(client, erasure);
+        await this.moveHead(client, erasure);
+        return { erased: plan.tombstones.length, erasureId: plan.erasure.id };
+      });
+    } catch (e) {
+      throw new Error(`consent ledger ${this.target}: erasure failed: ${errorText(e)}`);
     }
   }
 
@@ -277,6 +358,7 @@ export class PostgresLedger implements ConsentLedger {
 
 /** Chain order: the legacy rows (no `pos`, written before the chain) first, by `seq`; then by `pos`. */
 const ORDER = "(pos IS NOT NULL), pos, seq";
+const ORDER_DESC = "(pos IS NOT NULL) DESC, pos DESC, seq DESC";
 
 /** A row as the record it was written as (the same fields, so the same digest). */
 export function toRecord(r: Row): LedgerRecord {

@@ -1,7 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { LEDGER_KINDS, type LedgerRecord } from "./ledger.js";
 
@@ -58,7 +55,7 @@ export interface LedgerFileContents {
   tornTail?: { line: number; bytes: number };
 }
 
-interface ParsedLine {
+export interface ParsedLine {
   line: number;
   raw: string;
   record?: LedgerRecord;
@@ -90,7 +87,7 @@ function parseRecord(text: string): { record?: LedgerRecord; problem?: string } 
 const RECORD_START = '{"seq":';
 
 /** Splits file text into lines and parses each; `tornTail` is the unterminated last line if it is no record. */
-function parseText(text: string): { lines: ParsedLine[]; tornTail?: ParsedLine } {
+export function parseText(text: string): { lines: ParsedLine[]; tornTail?: ParsedLine } {
   const parts = text.split("\n");
   const terminated = text.endsWith("\n");
   if (terminated) parts.pop(); // the "" after the final newline
@@ -162,95 +159,4 @@ export function filterByTime<T extends { at: string }>(records: T[], from?: Date
     const t = Date.parse(r.at);
     return t >= lo && t < hi;
   });
-}
-
-export interface PurgeResult {
-  /** Records removed because `at < before`. */
-  deleted: number;
-  kept: number;
-  /** Lines that are not records; kept unless they carry a parsable `"at"` older than `before`. */
-  problems: LedgerLineProblem[];
-  /** Whether the file was rewritten (nothing to delete: untouched). */
-  rewritten: boolean;
-}
-
-const AT_IN_FRAGMENT = /"at":"([^"]+)"/;
-
-/**
- * Removes records older than `before` (`at < before`) by writing the kept lines, byte for byte, to a
- * temp file in the same directory, fsync'ing it, renaming it over the ledger and fsync'ing the directory.
- * A crash at any point leaves either the old or the new file, never a mix.
- *
- * The ledger must not be written meanwhile: a running FileLedger keeps its handle on the replaced
- * file (its later records would be lost), so stop the service first. A change to the file while the
- * purge runs is detected and the purge is aborted without touching the ledger.
- */
-export async function purgeFile(path: string, before: Date): Promise<PurgeResult> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { deleted: 0, kept: 0, problems: [], rewritten: false };
-    throw new LedgerFileError(`cannot read ledger file ${path}: ${(e as Error).message}`);
-  }
-  const text = await readText(path);
-  const { lines, tornTail } = parseText(text);
-  const cutoff = before.getTime();
-  const keep: string[] = [];
-  const problems: LedgerLineProblem[] = [];
-  let deleted = 0;
-  let kept = 0;
-  const consider = (l: ParsedLine) => {
-    if (l.record) {
-      if (l.problem) problems.push({ line: l.line, message: l.problem });
-      if (Date.parse(l.record.at) < cutoff) deleted++;
-      else {
-        kept++;
-        keep.push(l.raw);
-      }
-      return;
-    }
-    // Not a record: we cannot be sure what it is, so it stays unless it is clearly older than the cutoff.
-    const at = AT_IN_FRAGMENT.exec(l.raw)?.[1];
-    const t = at === undefined ? NaN : Date.parse(at);
-    if (!Number.isNaN(t) && t < cutoff) {
-      deleted++;
-      return;
-    }
-    problems.push({ line: l.line, message: l.problem ?? "not a record" });
-    keep.push(l.raw);
-  };
-  lines.forEach(consider);
-  // A torn tail is kept too (newline-terminated now, so the next append starts on its own line).
-  if (tornTail) consider(tornTail);
-
-  if (deleted === 0) return { deleted, kept, problems, rewritten: false };
-
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.purge-${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
-  const body = keep.length ? keep.join("\n") + "\n" : "";
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, st.mode & 0o7777);
-  try {
-    await fh.writeFile(body, "utf8");
-    await fh.sync();
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw new LedgerFileError(`cannot write ${tmp}: ${(e as Error).message}`);
-  }
-  await fh.close();
-
-  const now = await stat(path).catch(() => undefined);
-  if (!now || now.ino !== st.ino || now.size !== st.size || now.mtimeMs !== st.mtimeMs) {
-    await unlink(tmp).catch(() => undefined);
-    throw new LedgerFileError(`ledger file ${path} changed while purging (is the service running?); nothing was deleted`);
-  }
-  await rename(tmp, path);
-  const d = await open(dir, "r");
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
-  return { deleted, kept, problems, rewritten: true };
 }

@@ -106,7 +106,7 @@ export class ChainVerifier {
       this.ids.add(r.id);
     }
     if (r.number?.startsWith(LEGACY_PREFIX)) this.legacy.sha256Numbers++;
-    if (r.erased) {
+    if (r.erased && r.kind !== "anchor") {
       this.erasedCount++;
       this.erasedBy.set(r.id ?? `#${r.seq}`, { seq: r.seq, ...(r.id ? { id: r.id } : {}), callId: r.callId, problem: r.erased.by });
     }
@@ -118,8 +118,8 @@ export class ChainVerifier {
     if (r.kind === "anchor") {
       if (prev) return this.bad(r, "an anchor (left by a purge) that is not the first record: records before it were put back or it was inserted");
       if (!r.erased) return this.bad(r, "an anchor without the digest of the last purged record");
+      // Legacy records may still follow (a purge that cut into them); the next chained record links to the anchor or to them.
       this.anchor = { seq: r.seq, digest: r.erased.digest };
-      this.chained = true;
       return;
     }
     if (r.prev === undefined) {

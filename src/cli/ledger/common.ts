@@ -1,0 +1,43 @@
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../../config/load.js";
+import type { AppConfig } from "../../config/schema.js";
+import { NumberHasher } from "../../ledger/numberHash.js";
+import { PostgresLedger } from "../../ledger/postgresLedger.js";
+import type { LedgerLineProblem } from "../../ledger/readLedger.js";
+import { parseCallerNumber } from "../../phone/number.js";
+
+/** Helpers every `npm run ledger` subcommand shares. */
+
+/** Bad usage: exit code 2. */
+export class UsageError extends Error {}
+
+export const DAY_MS = 86_400_000;
+
+export { ConfigError };
+
+export function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv): AppConfig {
+  return applyEnv(loadConfigFile(configPathFrom(configArg === undefined ? [] : ["--config", configArg], env)), env);
+}
+
+/** The PostgreSQL ledger when DATABASE_URL is set, else undefined (the file at ledger.path). */
+export function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
+  const url = env.DATABASE_URL?.trim();
+  return url ? new PostgresLedger({ connectionString: url, hasher: hasherOf(config, env), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
+}
+
+/** How the ledger stores numbers (with `hashed`, the keys from LEDGER_HASH_KEY / LEDGER_HASH_KEYS_OLD). */
+export function hasherOf(config: AppConfig, env: NodeJS.ProcessEnv): NumberHasher {
+  return NumberHasher.fromConfig(config.ledger.numbers, env);
+}
+
+/** A number as a person gives it (+49 151 …, 0151 …, 49151…) in AI Flow format; a usage error otherwise. */
+export function numberArg(option: string, value: string | undefined, config: AppConfig): string {
+  if (!value?.trim()) throw new UsageError(`${option} needs a phone number`);
+  const parsed = parseCallerNumber(value, config.homeCountry);
+  if (!parsed?.valid) throw new UsageError(`${option} "${value}" is not a phone number`);
+  return parsed.aiflow;
+}
+
+/** Lines of the ledger file that are not records, one stderr line each. */
+export function warn(path: string, problems: LedgerLineProblem[]): void {
+  for (const p of problems) console.error(`ledger: ${path} line ${p.line}: ${p.message}`);
+}
