@@ -217,9 +217,18 @@ describe("a purge while another process appends loses nothing (file ledger)", ()
       }
     })();
     let purged = 0;
+    let rewrites = 0;
+    let done = false;
+    void writing.finally(() => (done = true));
     for (let i = 0; i < 5; i++) purged += (await purgeFile(ledgerPath, new Date("2020-01-01T00:00:00Z"))).deleted;
+    // Each erasure rewrites the whole file while the writer goes on.
+    while (!done) {
+      if ((await eraseFromFile(ledgerPath, BOB, NumberHasher.full())).erased) rewrites++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
     await writing;
     await writer.close();
+    expect(rewrites).toBeGreaterThanOrEqual(3);
     const after = await readLedgerFile(ledgerPath);
     expect(after.problems).toEqual([]);
     expect(purged).toBeGreaterThanOrEqual(4);
@@ -307,6 +316,7 @@ describe("PostgreSQL: verify, purge and erase", () => {
     });
     let purged = 0;
     for (let i = 0; i < 5; i++) purged += (await seed.purge(new Date("2020-01-01T00:00:00Z"))).deleted;
+    for (let i = 0; i < 5; i++) await seed.erase(BOB);
     await Promise.all(writing);
     const recs = await all(seed);
     expect(purged).toBeGreaterThanOrEqual(4);
