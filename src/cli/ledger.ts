@@ -1,20 +1,26 @@
-import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { LedgerRecord } from "../ledger/ledger.js";
-import { readLedgerFile } from "../ledger/readLedger.js";
-import { ConfigError, DAY_MS, loadConfig, postgres, UsageError, warn } from "./ledger/common.js";
+import type { AppConfig } from "../config/schema.js";
+import { filterByTime, readLedgerFile } from "../ledger/readLedger.js";
+import { accessText, allRecords, callPage, forThePerson, recordsAbout } from "./ledger/access.js";
+import { ConfigError, DAY_MS, hasherOf, loadConfig, numberArg, postgres, UsageError, warn, writePrivateFile } from "./ledger/common.js";
 import { runErase, runPurge, runVerify } from "./ledger/maintenance.js";
 
 const USAGE = `usage: npm run ledger -- export [--from DATE] [--to DATE] [--format csv|json] [--out FILE] [--config PATH]
+       npm run ledger -- export --number N [--format text|csv|json] [--out FILE] [--config PATH]
+       npm run ledger -- show CALL_ID [--config PATH]
        npm run ledger -- verify [--strict] [--config PATH]
        npm run ledger -- purge [--config PATH]
        npm run ledger -- erase --number N [--config PATH]
 
 export   records with from <= at <= to (UTC). DATE is 2026-01-31 (a whole day) or an ISO time with a
          zone (2026-01-31T09:00:00Z); a missing bound is open. CSV (RFC 4180, header row) or a JSON array,
-         to stdout or --out FILE.
+         to stdout or --out FILE (written 0600, as every file the CLI writes).
+         With --number N (an access request): every record about N, each question as it was spoken,
+         as readable text (or csv/json).
+show     one call's evidence as a page: what was asked, answered, approved, handed over.
 verify   checks the hash chain, that every approval follows a consent for that number and has an
          outcome, from the records alone; exit 0, or 1 naming the first bad record. Approvals whose
          outcome is unknown are listed (--strict: they fail too).
@@ -99,19 +105,23 @@ async function runExport(args: string[], env: NodeJS.ProcessEnv): Promise<number
     options: {
       from: { type: "string" },
       to: { type: "string" },
-      format: { type: "string", default: "csv" },
+      format: { type: "string" },
       out: { type: "string" },
       config: { type: "string" },
+      number: { type: "string" },
     },
     strict: true,
     allowPositionals: true,
   });
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" for export`);
-  const format = values.format!;
-  if (format !== "csv" && format !== "json") throw new UsageError(`unknown --format "${format}": use csv or json`);
+  const person = values.number !== undefined;
+  const format = values.format ?? (person ? "text" : "csv");
+  const formats = person ? ["text", "csv", "json"] : ["csv", "json"];
+  if (!formats.includes(format)) throw new UsageError(`unknown --format "${format}": use ${formats.join(" or ")}`);
   if (values.out === "") throw new UsageError("--out needs a file path");
   const { from, to } = rangeFrom(values.from, values.to);
   const config = loadConfig(values.config, env);
+  if (person) return exportForPerson(numberArg("--number", values.number, config), format, values.out, config, env, { from, to });
 
   let records: LedgerRecord[];
   let status = 0;
@@ -135,14 +145,38 @@ async function runExport(args: string[], env: NodeJS.ProcessEnv): Promise<number
   }
 
   const text = format === "csv" ? toCsv(records) : JSON.stringify(records, null, 2) + "\n";
-  if (values.out !== undefined) {
-    mkdirSync(dirname(values.out), { recursive: true });
-    writeFileSync(values.out, text, "utf8");
-    console.error(`ledger: ${records.length} record(s) written to ${values.out}`);
-  } else {
-    process.stdout.write(text);
-  }
+  await output(text, values.out, records.length);
   return status;
+}
+
+/** To stdout, or to a private file (0600: it holds numbers and callers' words). */
+async function output(text: string, out: string | undefined, count: number): Promise<void> {
+  if (out === undefined) {
+    process.stdout.write(text);
+    return;
+  }
+  await writePrivateFile(out, text);
+  console.error(`ledger: ${count} record(s) written to ${out} (mode 0600)`);
+}
+
+/** The right of access: every record about one number, each question as it was spoken. */
+async function exportForPerson(number: string, format: string, out: string | undefined, config: AppConfig, env: NodeJS.ProcessEnv, range: { from?: Date; to?: Date }): Promise<number> {
+  const { records, malformed } = await allRecords(config, env);
+  const about = forThePerson(filterByTime(recordsAbout(records, number, hasherOf(config, env)), range.from, range.to), number, config);
+  const text = format === "text" ? accessText(about, number) : format === "csv" ? toCsv(about) : JSON.stringify(about, null, 2) + "\n";
+  await output(text, out, about.length);
+  return malformed ? 1 : 0;
+}
+
+async function runShow(args: string[], env: NodeJS.ProcessEnv, now: Date): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { config: { type: "string" } }, strict: true, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? `show takes one call id, not ${positionals.length}` : "show needs a call id");
+  const config = loadConfig(values.config, env);
+  const callId = positionals[0]!;
+  const { records, malformed } = await allRecords(config, env);
+  const mine = records.filter((r) => r.callId === callId);
+  process.stdout.write(callPage(callId, mine, hasherOf(config, env), now));
+  return malformed || !mine.length ? 1 : 0;
 }
 
 export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now = new Date()): Promise<number> {
@@ -153,10 +187,11 @@ export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now =
       return 0;
     }
     if (command === "export") return await runExport(rest, env);
+    if (command === "show") return await runShow(rest, env, now);
     if (command === "verify") return await runVerify(rest, env, now);
     if (command === "purge") return await runPurge(rest, env, now);
     if (command === "erase") return await runErase(rest, env, now);
-    const commands = "export, verify, purge or erase";
+    const commands = "export, show, verify, purge or erase";
     throw new UsageError(command === undefined ? `no command: use ${commands}` : `unknown command "${command}": use ${commands}`);
   } catch (e) {
     const err = e as Error & { code?: string };

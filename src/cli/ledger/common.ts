@@ -1,3 +1,5 @@
+import { chmod, mkdir, open } from "node:fs/promises";
+import { dirname } from "node:path";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../../config/load.js";
 import type { AppConfig } from "../../config/schema.js";
 import { NumberHasher } from "../../ledger/numberHash.js";
@@ -40,4 +42,18 @@ export function numberArg(option: string, value: string | undefined, config: App
 /** Lines of the ledger file that are not records, one stderr line each. */
 export function warn(path: string, problems: LedgerLineProblem[]): void {
   for (const p of problems) console.error(`ledger: ${path} line ${p.line}: ${p.message}`);
+}
+
+/** Every file the CLI writes holds numbers or callers' words: 0600, also when it existed (tightened first). */
+export async function writePrivateFile(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const fh = await open(path, "w", 0o600);
+  try {
+    await fh.chmod(0o600);
+    await fh.writeFile(text, "utf8");
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await chmod(path, 0o600);
 }
