@@ -30,8 +30,8 @@ export class PersonModel implements ChatModel {
 
   async complete(req: ChatRequest): Promise<ChatResponse> {
     const key = `${req.step}:${req.tools.map((t) => t.name).join(",")}`;
-    // The full how-to once; after that a one-line reminder.
     const added = this.lastSystem && req.system.startsWith(this.lastSystem) ? req.system.slice(this.lastSystem.length).trim() : "";
+    // Tool descriptions the first time a step asks; the full how-to to answer only on the first request.
     this.io.show(requestText(req, this.described.has(key) ? "short" : "full", this.described.size === 0, added));
     this.lastSystem = req.system;
     this.described.add(key);
