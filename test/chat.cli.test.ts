@@ -10,7 +10,7 @@ describe("npm run chat: flags", () => {
     const r = chat(["--help"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe("");
-    for (const flag of ["--offline", "--config", "--from", "--verbose", "--help"]) expect(r.stdout).toContain(flag);
+    for (const flag of ["--offline", "--as-model", "--config", "--from", "--verbose", "--help"]) expect(r.stdout).toContain(flag);
     for (const cmd of ["/dtmf", "/silence", "/barge", "/sms_failed [reason] [number]", "/state", "/ledger", "/quit"]) expect(r.stdout).toContain(cmd);
     expect(r.stdout).not.toMatch(/agent:/);
   }, 30_000);

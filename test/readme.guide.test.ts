@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
+import { wireGuideAgent } from "./support/guideWiring.js";
 
 /**
  * The README's "Build your own agent" guide (issue 13, point 4), run as written: its blocks are
@@ -20,6 +21,8 @@ const TSC = join(ROOT, "node_modules", ".bin", "tsc");
 const DEPCRUISE = join(ROOT, "node_modules", ".bin", "depcruise");
 /** The block the "Run it" part ends with: the script that plays a call. */
 const RUN_IT = "src/cli/pharmacyCall.ts";
+/** A block of this language is a terminal session, not a file: the test plays it and checks what it shows. */
+const TRANSCRIPT = "console";
 
 interface GuideBlock {
   /** "block 3 (```ts at README.md line 612)": how failures name it. */
@@ -60,6 +63,10 @@ function guideBlocks(readme: string, file = "README.md"): GuideBlock[] {
       continue;
     }
     const name = `block ${blocks.length + 1} (\`\`\`${open.lang} at ${file} line ${open.line})`;
+    if (open.lang === TRANSCRIPT) {
+      open = undefined; // played by guideTranscripts' test, not written anywhere
+      continue;
+    }
     const header = HEADER[open.lang];
     if (!header) throw new Error(`${SECTION}: ${name} is not a file block: the guide's blocks are \`\`\`${Object.keys(HEADER).join(", ```")}, each naming its file on its first line`);
     const m = header.exec(open.body[0] ?? "");
@@ -73,6 +80,34 @@ function guideBlocks(readme: string, file = "README.md"): GuideBlock[] {
   }
   if (open) throw new Error(`${SECTION}: the block opened at ${file} line ${open.line} is never closed`);
   return blocks;
+}
+
+interface Transcript {
+  /** README line of the block's opening fence. */
+  fence: number;
+  /** The command after "$ " on the block's first line. */
+  command: string;
+  lines: string[];
+}
+
+/** The guide's terminal sessions (\`\`\`console blocks): "$ command", then what the terminal shows; "…" marks lines left out. */
+function guideTranscripts(readme: string): Transcript[] {
+  const lines = readme.split("\n");
+  const start = lines.indexOf(SECTION);
+  const found: Transcript[] = [];
+  for (let i = start + 1; i < lines.length && !/^## /.test(lines[i]!); i++) {
+    if (!lines[i]!.startsWith("```")) continue;
+    // Any block is skipped whole: a markdown file block may hold "## " lines of its own.
+    const fence = i + 1;
+    const lang = lines[i]!.slice(3).trim();
+    const body: string[] = [];
+    while (++i < lines.length && !/^```\s*$/.test(lines[i]!)) body.push(lines[i]!);
+    if (lang !== TRANSCRIPT) continue;
+    const command = /^\$ (.+)$/.exec(body[0] ?? "")?.[1];
+    if (!command) throw new Error(`${SECTION}: the \`\`\`${TRANSCRIPT} block at README.md line ${fence} must start with "$ <command>"`);
+    found.push({ fence, command, lines: body.slice(1) });
+  }
+  return found;
 }
 
 /** Writes the blocks into the copy at `root`: new files only, appends only to existing ones. */
@@ -158,6 +193,8 @@ beforeAll(async () => {
   for (const part of ["src", "tools", "prompts"]) cpSync(join(ROOT, part), join(copy, part), { recursive: true });
   for (const file of ["package.json", "tsconfig.json", ".dependency-cruiser.cjs"]) cpSync(join(ROOT, file), join(copy, file));
   writeBlocks(copy, blocks);
+  // The guide's last paragraph: the agent made selectable (`agent: pharmacy`), as a reader does it.
+  wireGuideAgent(copy, `${SECTION}, "To make it selectable"`);
   // The repo's compiler options on the copy's src/ and tools/ (the guide's files among them).
   writeFileSync(join(copy, "tsconfig.guide.json"), JSON.stringify({ extends: "./tsconfig.json", include: ["src", "tools"] }));
   typecheck = run(TSC, ["--noEmit", "-p", join(copy, "tsconfig.guide.json")], { cwd: copy, timeoutMs: 90_000 });
@@ -189,6 +226,10 @@ describe(`README "${SECTION}"`, () => {
     expect(() => guideBlocks(doc("```ts\n// tools/a/b.ts\n```\n\n```md\n<!-- ../outside.md -->\n```"))).toThrow(/block 2 \(```md at README\.md line 11\) names \.\.\/outside\.md, which escapes the project root/);
     expect(() => guideBlocks(doc("```ts\n// /etc/passwd.ts\n```"))).toThrow(/block 1 \(```ts at README\.md line 7\) names \/etc\/passwd\.ts, which escapes the project root/);
     expect(() => guideBlocks(doc("```sh\nnpm start\n```"))).toThrow(/block 1 \(```sh .*\) is not a file block/);
+    // A terminal session is no file: played by its own test below.
+    expect(guideBlocks(doc("```console\n$ npm run chat -- --as-model\nagent: Hallo\n```"))).toEqual([]);
+    expect(guideTranscripts(doc("```console\n$ npm run chat -- --as-model\nagent: Hallo\n```"))).toEqual([{ fence: 7, command: "npm run chat -- --as-model", lines: ["agent: Hallo"] }]);
+    expect(() => guideTranscripts(doc("```console\nagent: Hallo\n```"))).toThrow(/must start with "\$ <command>"/);
     expect(() => writeBlocks(copy, [{ name: "block 9", fence: 1, lang: "ts", path: "src/service.ts", append: false, body: "" }])).toThrow(/block 9 would replace src\/service\.ts/);
   });
 
@@ -247,10 +288,49 @@ describe(`README "${SECTION}"`, () => {
     expect(fake.toolsOffered(2)).toContain("record_consent");
   });
 
+  it("plays the guide's agent with the person as the model (npm run chat -- --as-model): every line its transcript shows, in order", async () => {
+    const transcripts = guideTranscripts(readme);
+    expect(transcripts.map((t) => t.command)).toEqual([expect.stringMatching(/^npm run chat -- .*--as-model/)]);
+    for (const t of transcripts) {
+      const args = t.command.replace(/^npm run chat -- /, "").split(/\s+/);
+      // What the person typed: the caller's words and the model's answers, in the order the chat asks for them.
+      const typed = t.lines.filter((l) => /^(caller|model)> /.test(l)).map((l) => l.replace(/^(caller|model)> /, ""));
+      const child = spawn(TSX, [join(copy, "src/cli/chat.ts"), ...args], { cwd: copy, stdio: ["pipe", "pipe", "pipe"], detached: true });
+      children.add(child);
+      let stdout = "";
+      let stderr = "";
+      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+      const code = await new Promise<number | null>((resolveCode, reject) => {
+        const timer = setTimeout(() => {
+          stopGroup(child);
+          reject(new Error(`${t.command} took longer than 30 s\n${stdout}\n${stderr}`));
+        }, 30_000);
+        child.on("close", (c) => {
+          clearTimeout(timer);
+          children.delete(child);
+          resolveCode(c);
+        });
+        child.stdin!.end(typed.join("\n") + "\n");
+      });
+      expect(code, `${t.command} failed:\n${stderr}${stdout}`).toBe(0);
+      // Every line shown, in order, among the lines the chat printed ("…" stands for lines left out).
+      const printed = stdout.split("\n").map((l) => l.trimEnd());
+      let at = 0;
+      t.lines.forEach((line, n) => {
+        if (line === "…") return;
+        const found = printed.indexOf(line, at);
+        expect(found, `README.md line ${t.fence + 2 + n} is not what ${t.command} prints (after the line before it):\n${line}\n--- printed:\n${stdout}`).toBeGreaterThanOrEqual(0);
+        at = found + 1;
+      });
+    }
+  }, 40_000);
+
   it("type-checks: the guide's files with the project's own, under the repo's strict settings", async () => {
     const r = await typecheck!;
     expect(r.code, `tsc on the guide's files failed:\n${inReadme(r.stdout, blocks)}${r.stderr}`).toBe(0);
-  });
+    // As long as tsc itself may take (run's 90 s): it shares the cores with the calls played above.
+  }, 95_000);
 
   it("keeps the layering: the guide's tools, task types and agent pass the rules of .dependency-cruiser.cjs", async () => {
     const r = await layering!;
@@ -258,5 +338,5 @@ describe(`README "${SECTION}"`, () => {
     expect(r.stdout).toMatch(/no dependency violations found/);
     // Every TypeScript file of the guide is in the folders the rules check.
     for (const x of blocks.filter((y) => y.lang === "ts")) expect(x.path, x.name).toMatch(/^(src|tools)\//);
-  });
+  }, 95_000);
 });

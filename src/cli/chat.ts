@@ -1,4 +1,3 @@
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import type { AiFlowAction } from "../aiflow/actions.js";
@@ -8,14 +7,17 @@ import type { TurnRecord } from "../core/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
 import type { ChatModel } from "../llm/chatModel.js";
 import { createModel } from "../llm/createModel.js";
+import { PersonModel } from "../llm/personModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
 import { parseCallerNumber } from "../phone/number.js";
 import { createService } from "../service.js";
 import { ManualClock } from "../engine/clock.js";
+import { TerminalLines } from "./terminalLines.js";
 
 /**
  * `npm run chat`: be the caller. Each line you type is a user_speak event; the agent's
  * actions are printed as a caller would experience them. Commands start with "/".
+ * With --as-model you are the model too: each model request asks you (PersonModel).
  */
 
 const HELP = `commands:
@@ -36,6 +38,9 @@ const USAGE = `usage: npm run chat -- [options]
 options:
   --offline           built-in scripted model (no network); otherwise the configured model
                       (OPENAI_API_KEY / OPENAI_BASE_URL, LLM_MODEL)
+  --as-model          you play the model as well (no network, no API key): at each model
+                      request you see the step, its tools and their arguments, and answer at
+                      "model>" with a tool call or words to speak; the caller speaks at "caller>"
   --config path       config file (default CONFIG or config/agent.yaml)
   --from number       the caller's number (default 4915112345678)
   --verbose           show every turn's tool calls, step and timings
@@ -54,6 +59,7 @@ async function main(): Promise<void> {
     args = parseArgs({
       options: {
         offline: { type: "boolean", default: false },
+        "as-model": { type: "boolean", default: false },
         config: { type: "string" },
         from: { type: "string", default: "4915112345678" },
         verbose: { type: "boolean", default: false },
@@ -70,9 +76,17 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (args.offline && args["as-model"]) {
+    console.error("chat: --offline and --as-model each pick the model (the scripted one, or you): use one of them");
+    process.exit(EXIT_USAGE);
+  }
   const config = applyEnv(loadConfigFile(args.config ?? configPathFrom([], process.env)), process.env);
+  // One queue for the terminal: the caller's lines and, mid-turn, the model's answers.
+  const lines = new TerminalLines(process.stdin, process.stdout);
+  const asModel = args["as-model"];
   let model: ChatModel;
-  if (args.offline) model = new ScriptedModel();
+  if (asModel) model = new PersonModel({ ask: (p) => lines.ask(p), show: (text) => console.log(text) });
+  else if (args.offline) model = new ScriptedModel();
   else {
     if (!process.env.OPENAI_API_KEY && !process.env.OPENAI_BASE_URL) throw new ConfigError("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline");
     model = createModel(config, process.env);
@@ -120,19 +134,17 @@ async function main(): Promise<void> {
   // sipgate reports the end of each played line; that is when a goodbye turns into a hangup.
   const played = () => send({ type: "assistant_speech_ended" }, true);
 
-  console.log(dim(`caller ${args.from} → ${config.business.name} (${args.offline ? "scripted model" : config.llm.model}). /help for commands.`));
+  const modelName = asModel ? "you play the model" : args.offline ? "scripted model" : config.llm.model;
+  console.log(dim(`caller ${args.from} → ${config.business.name} (${modelName}). /help for commands.`));
+  if (asModel) console.log(dim(`You are the caller at "caller>" and the model at "model>": each model request shows its step and tools.`));
   await send({ type: "session_start" });
-  const tty = Boolean(process.stdin.isTTY);
-  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: "you: ", terminal: tty });
-  const prompt = () => (tty ? rl.prompt() : undefined);
-  prompt();
-  for await (const raw of rl) {
+  // Two speakers on one terminal: name each prompt for the role it asks for.
+  const callerPrompt = asModel ? "caller> " : "you: ";
+  for (;;) {
+    const raw = await lines.ask(callerPrompt);
+    if (raw === undefined) break;
     const line = raw.trim();
-    if (!line) {
-      prompt();
-      continue;
-    }
-    if (!tty) console.log(`you: ${line}`);
+    if (!line) continue;
     const [cmd, ...rest] = line.split(/\s+/);
     const arg = rest.join(" ");
     if (cmd === "/quit" || cmd === "/hangup") {
@@ -159,9 +171,8 @@ async function main(): Promise<void> {
     }
     if (!ended && !line.startsWith("/barge")) await played();
     if (ended) break;
-    prompt();
   }
-  rl.close();
+  lines.close();
   if (service.outbox) {
     // The callback agent: sipgate ends every session with session_end; then the report is due.
     if (!sessionEnded) await send({ type: "session_end" }, true);

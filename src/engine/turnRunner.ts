@@ -97,6 +97,7 @@ export class TurnRunner<F extends FlowTypes> {
       system: this.system(turn, step),
       messages: step.context === "step" ? turn.state.history.slice(turn.state.stepHistoryStart ?? 0) : turn.state.history,
       tools,
+      step: step.name,
       signal: turn.signal,
     };
     const refuse = (decision: GuardDecision<ReasonKey<F>>, correction: string) => {

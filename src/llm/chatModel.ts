@@ -16,6 +16,8 @@ export interface ChatRequest {
   system: string;
   messages: HistoryMessage[];
   tools: ToolSpec[];
+  /** The flow step asking (for a person playing the model, and logs); never sent to a model. */
+  step?: string;
   signal?: AbortSignal;
 }
 
