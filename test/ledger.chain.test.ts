@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
+import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { digestOf, GENESIS, prepareRecord, sealRecord, tombstone } from "../src/ledger/chain.js";
 import { FileLedger } from "../src/ledger/fileLedger.js";
@@ -11,7 +12,7 @@ import { FileLockTimeout, lockPathOf } from "../src/ledger/fileLock.js";
 import { LEDGER_KINDS, type ConsentLedger, type LedgerRecord, type LedgerRecordInput } from "../src/ledger/ledger.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { LEGACY_PREFIX, NumberHasher } from "../src/ledger/numberHash.js";
-import { PostgresLedger } from "../src/ledger/postgresLedger.js";
+import { PostgresLedger, toRecord } from "../src/ledger/postgresLedger.js";
 import { readLedgerFile } from "../src/ledger/readLedger.js";
 import { verifyRecords, type VerifyReport } from "../src/ledger/verify.js";
 import { isRunning, waitGone } from "./support/processes.js";
@@ -395,6 +396,10 @@ describe("the chain: file ledger, several writers", () => {
         });
       await saw("ready");
       child.stdin!.write("go\n");
+      // The child has begun (its first record is written): from here on both write at once.
+      await saw("first");
+      // Both write at once from here: the child is not done yet when this process begins.
+      expect(out).not.toContain("done");
       for (let i = 0; i < 60; i++) await mine.append({ id: `parent-${i}`, kind: "consent_asked", callId: "parent-call", at: new Date().toISOString() });
       await saw("done");
       expect(err).toBe("");
@@ -405,9 +410,9 @@ describe("the chain: file ledger, several writers", () => {
     expect(records).toHaveLength(120);
     expectOneChain(records);
     expectVerified(records);
-    // They did write in between each other (otherwise this proved nothing about the lock).
-    const switches = records.filter((r, i) => i > 0 && r.callId !== records[i - 1]!.callId).length;
-    expect(switches).toBeGreaterThan(1);
+    // Each writer's records in its own order. (Whether they alternate is up to the lock, which
+    // is not fair: a writer that takes it again at once may keep it while the other waits.)
+    for (const prefix of ["child", "parent"]) expect(records.filter((r) => r.id!.startsWith(prefix)).map((r) => r.id)).toEqual(Array.from({ length: 60 }, (_, i) => `${prefix}-${i}`));
   }, 30_000);
 
   it("a stale lock file (its holder's pid is gone) is removed and does not block; a live holder's lock does", async () => {
@@ -420,9 +425,8 @@ describe("the chain: file ledger, several writers", () => {
     const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
     await waitGone(dead, 2000);
     writeFileSync(lock, String(dead));
-    const t0 = Date.now();
+    // Resolves: a lock taken as live would have made it fail after lockWaitMs (as below).
     await ledger.append({ id: "after-stale", kind: "consent_asked", callId: "c", at: at(1) });
-    expect(Date.now() - t0).toBeLessThan(300);
     expect(() => readFileSync(lock)).toThrow(/ENOENT/);
 
     // A lock held by a process that is alive: the append waits, then fails (the gate refuses the send).
@@ -553,6 +557,10 @@ describe("the chain: PostgreSQL, several instances", () => {
   it("every field of a record round-trips through PostgreSQL (and the file) with the same digest (property)", async () => {
     const table = uniqueTable("fields");
     const pgWriter = pgLedger(table);
+    // inChain (used below for erased records, as the CLI uses it) does not create the table.
+    await pgWriter.ready();
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await client.connect();
     const path = tempPath();
     const fileWriter = track(new FileLedger(path));
     const hasher = NumberHasher.full();
@@ -601,7 +609,7 @@ describe("the chain: PostgreSQL, several instances", () => {
           });
         }
         const ids = inputs.map((i) => i.input.id);
-        const rows = (await pgWriter.query()).filter((r) => ids.includes(r.id!));
+        const rows = (await client.query<Parameters<typeof toRecord>[0]>(`SELECT * FROM "${table}" WHERE id = ANY($1) ORDER BY pos`, [ids])).rows.map(toRecord);
         const lines = (await readFileRecords(path)).filter((r) => ids.includes(r.id!));
         expect(rows.map((r) => r.id)).toEqual(ids);
         for (const [i, { input, erase }] of inputs.entries()) {
@@ -617,14 +625,14 @@ describe("the chain: PostgreSQL, several instances", () => {
           }
         }
       }),
-      { numRuns: 40 },
-    );
+      { numRuns: 30 },
+    ).finally(() => client.end());
     // The whole table is still one chain (erased records keep their digest).
     const all = await pgWriter.query();
     expectOneChain(all);
     expectOneChain(await readFileRecords(path));
     expect(verifyRecords(all).problems.filter((p) => /position|digest|stored twice/.test(p.problem))).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it("a record holding NUL (which PostgreSQL text cannot store) is refused, not stored altered", async () => {
     const ledger = pgLedger(uniqueTable("nul"));

@@ -1,7 +1,8 @@
 /**
  * Child process for test/ledger.chain.test.ts: a second writer of a ledger file in a process of
  * its own, as the CLI is. Opens the file ledger, prints "ready", waits for a line on stdin, then
- * appends `count` records (ids `<prefix>-<i>`) one after another and prints "done".
+ * appends `count` records (ids `<prefix>-<i>`) one after another, printing "first" after the
+ * first, and prints "done".
  *
  * Usage: node --import tsx test/support/ledgerAppendChild.ts <ledger-file> <prefix> <count>
  */
@@ -20,6 +21,7 @@ process.stdout.write("ready\n");
 await new Promise<void>((go) => process.stdin.once("data", () => go()));
 for (let i = 0; i < count; i++) {
   await ledger.append({ id: `${prefix}-${i}`, kind: "consent_asked", callId: `${prefix}-call`, at: new Date().toISOString() });
+  if (i === 0) process.stdout.write("first\n");
 }
 await ledger.close();
 process.stdout.write("done\n");
