@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import autocannon from "autocannon";
 import { pino } from "pino";
 import { loadScenarios } from "../evals/harness/scenario.js";
@@ -18,6 +19,7 @@ import { toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
 import { WS_ANSWER, deadlineScenario, openLimits, wsSpeech, type DeadlineResult, type WsSpeechResult } from "./deadline.js";
 import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
+import { ledgerAppendScenario, type LedgerAppendResult } from "./ledgerAppend.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 
 /**
@@ -261,6 +263,25 @@ async function benchConcurrency(): Promise<ConcurrencyResult> {
   return concurrencyScenario({ calls: CONCURRENT_CALLS });
 }
 
+// ---------------------------------------------------------------- (g) consent-ledger append
+const LEDGER_APPENDS = Number(process.env.BENCH_LEDGER_APPENDS ?? 300);
+
+/** One append's time: four PostgreSQL instances at once against one alone, and the file ledger (see ledgerAppend.ts). */
+async function benchLedgerAppend(): Promise<LedgerAppendResult> {
+  log(`(g) consent-ledger append, ${LEDGER_APPENDS} appends per writer: PostgreSQL alone, four instances at once; file`);
+  return ledgerAppendScenario({ appends: LEDGER_APPENDS });
+}
+
+function ledgerRows(g: LedgerAppendResult, answerWithinMs: number, ok: (met: boolean) => string): string {
+  const p = g.postgres;
+  const share = (ms: number) => `${Math.round((ms / answerWithinMs) * 100)} % of server.answerWithinMs`;
+  const chain = (c: { records: number; ok: boolean }) => (c.ok ? `chain of ${c.records} verified` : `**chain of ${c.records} did not verify**`);
+  return [
+    `| (g) consent-ledger append p50 / p99, PostgreSQL, 4 instances appending at once (4 processes, a pool each) | ${p.fourAtOnce.p50Ms} / ${p.fourAtOnce.p99Ms} ms (max ${p.fourAtOnce.maxMs} ms; ${p.fourAtOnce.n} appends; p99 ${share(p.fourAtOnce.p99Ms)}; ${chain(p.chain)}) | one instance alone: ${p.alone.p50Ms} / ${p.alone.p99Ms} ms | p50 ${p.ratioP50}×, p99 ${p.ratioP99}× | p99 ≤ ${answerWithinMs} ms | ${ok(p.fourAtOnce.p99Ms <= answerWithinMs && p.chain.ok)} |`,
+    `| (g) consent-ledger append p50 / p99, file ledger, one writer | ${g.file.oneWriter.p50Ms} / ${g.file.oneWriter.p99Ms} ms (max ${g.file.oneWriter.maxMs} ms; ${g.file.oneWriter.n} appends; ${chain(g.file.chain)}) | | | p99 ≤ ${answerWithinMs} ms | ${ok(g.file.oneWriter.p99Ms <= answerWithinMs && g.file.chain.ok)} |`,
+  ].join("\n");
+}
+
 // ---------------------------------------------------------------- (d) memory per live call
 async function benchMemory() {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -340,6 +361,7 @@ async function main() {
   log("(e) answer deadline");
   const deadline = await benchDeadline(streamed);
   const concurrency = await benchConcurrency();
+  const ledger = await benchLedgerAppend();
   const answerWithinMs = deadline.webhook[0]!.server.answerWithinMs;
   const concurrencyMet = concurrency.http.p99Ms <= answerWithinMs && concurrency.holdingLines === 0 && concurrency.completedCalls === concurrency.calls;
   const targets = {
@@ -350,9 +372,14 @@ async function main() {
     firstSpeech: { value: firstSpeech.ratio, target: "≤ 1.1× the ideal", met: firstSpeech.ratio <= 1.1 },
     memory: { value: memory.callsPerGiB, target: "≥ 10,000 calls per GiB", met: memory.callsPerGiB >= 10_000 },
     concurrency: { value: concurrency.http.p99Ms, target: `p99 answer ≤ server.answerWithinMs (${answerWithinMs} ms), no holding line, every call with its SMS, at ${concurrency.calls} calls at once on Redis`, met: concurrencyMet },
+    ledgerAppend: {
+      value: ledger.postgres.fourAtOnce.p99Ms,
+      target: `p99 of one consent-ledger append ≤ server.answerWithinMs (${answerWithinMs} ms) with four PostgreSQL instances appending at once, and with the file ledger; each chain verified`,
+      met: ledger.postgres.fourAtOnce.p99Ms <= answerWithinMs && ledger.postgres.chain.ok && ledger.file.oneWriter.p99Ms <= answerWithinMs && ledger.file.chain.ok,
+    },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency };
+  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -376,6 +403,7 @@ Every figure is compared with a baseline measured in the same run.
 | (d) memory per live call (memory store) | ${memory.bytesPerCall} bytes | | ${memory.callsPerGiB} calls/GiB | ≥ 10,000 calls/GiB | ${ok(targets.memory.met)} |
 ${deadlineRows(deadline)}
 ${concurrencyRows(concurrency, answerWithinMs, ok(concurrencyMet))}
+${ledgerRows(ledger, answerWithinMs, ok)}
 
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
@@ -385,6 +413,7 @@ How each row is measured:
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
 - (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
 - (f) the real service (createService, system clock, RedisCallStore, Redis SMS limits) alone in its own process, as \`npm start\` runs it, on ${concurrency.redis}; a local model server in another process taking a random ${concurrency.model.minMs}–${concurrency.model.maxMs} ms per request; this process plays ${concurrency.calls} whole calls as in (e) over keep-alive HTTP connections (one per request in flight), started evenly within ${concurrency.rampMs / 1000} s so all are live at once, each line spoken for ${concurrency.speechMs} ms. Answer time is each webhook request from sending to its last byte; "in the service" from its headers parsed to its answer written. Where the time goes is measured inside the service: event-loop delay (perf_hooks.monitorEventLoopDelay), every Redis command it sends (ioredis sendCommand) and each call-store operation with its time, refused lease attempts, its CPU; the kernel's machine-wide TCP counters show connection attempts dropped at a full listen queue.
+- (g) each writer a process of its own (bench/ledgerWriter.ts) with the real ledger (PostgresLedger with a pool of its own, or FileLedger), appending ${ledger.appendsPerWriter} records one after another after 5 to warm up, each awaited as the gate awaits its evidence before a send_sms leaves; PostgreSQL on ${ledger.postgres.server}. "Alone" is one such process, then four start at the same moment on another table: every append locks the chain-head row in its transaction, so the four take turns, and the ratio is what that costs. The file ledger: one process, lock file, write, fsync per append, on ${tmpdir()}. Afterwards each chain is read back and verified (positions 1..N, links, no id twice).
 `;
   writeFileSync(output.md, md);
   console.log(md);

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { LedgerRecord } from "../src/ledger/ledger.js";
+import { digestOf, GENESIS } from "../src/ledger/chain.js";
+import type { LedgerRecord, LedgerRecordInput } from "../src/ledger/ledger.js";
 import { PostgresLedger } from "../src/ledger/postgresLedger.js";
 import { purgeFile, readLedgerFile } from "../src/ledger/readLedger.js";
 import { TEST_DATABASE_URL, dropTable, requirePostgres, uniqueTable } from "./support/postgres.js";
@@ -69,11 +70,21 @@ function parseCsv(text: string): string[][] {
 const HEADER = ["seq", "kind", "callId", "at", "number", "question", "reply", "outcome", "model", "message", "consentAskedAt", "consentAnsweredAt", "detail"];
 const QUESTION = "Darf ich Ihnen die Informationen per SMS an die Nummer 0 1 5 1 1, 2 3 4, 5 6, 7 8 schicken?";
 
-const records: LedgerRecord[] = [
-  { seq: 1, kind: "consent_asked", callId: "old", at: "2025-12-31T23:59:59.999Z", number: "4915112345678", question: QUESTION },
-  { seq: 2, kind: "consent_asked", callId: "c1", at: "2026-01-01T00:00:00.000Z", number: "4915112345678", question: QUESTION },
+/** Records as a ledger writes them: positions 1.., each linked to the digest of the one before. */
+function chained(inputs: LedgerRecordInput[]): LedgerRecord[] {
+  const out: LedgerRecord[] = [];
+  for (const input of inputs) {
+    const last = out.at(-1);
+    out.push({ seq: out.length + 1, ...input, prev: last ? digestOf(last) : GENESIS });
+  }
+  return out;
+}
+
+const records: LedgerRecord[] = chained([
+  { id: "old:t1:consent_asked:0", kind: "consent_asked", callId: "old", at: "2025-12-31T23:59:59.999Z", number: "4915112345678", question: QUESTION },
+  { id: "c1:t1:consent_asked:0", kind: "consent_asked", callId: "c1", at: "2026-01-01T00:00:00.000Z", number: "4915112345678", question: QUESTION },
   {
-    seq: 3,
+    id: "c1:t2:sms_sent:0",
     kind: "sms_sent",
     callId: "c1",
     at: "2026-06-15T12:00:00.000Z",
@@ -86,9 +97,9 @@ const records: LedgerRecord[] = [
     outcome: "sent",
     model: "gpt-4o-mini",
   },
-  { seq: 4, kind: "sms_failed", callId: "c1", at: "2026-12-31T23:59:59.999Z", number: "4915112345678", outcome: "unknown", detail: "carrier said\r\nno" },
-  { seq: 5, kind: "consent_declined", callId: "new", at: "2027-01-01T00:00:00.000Z", reply: "Nein" },
-];
+  { id: "c1:t3:sms_failed:0", kind: "sms_failed", callId: "c1", at: "2026-12-31T23:59:59.999Z", number: "4915112345678", outcome: "unknown", detail: "carrier said\r\nno" },
+  { id: "new:t1:consent_declined:0", kind: "consent_declined", callId: "new", at: "2027-01-01T00:00:00.000Z", reply: "Nein" },
+]);
 const in2026 = records.slice(1, 4);
 
 function csvRowsOf(rs: LedgerRecord[]): string[][] {
@@ -269,7 +280,8 @@ describe("npm run ledger (PostgreSQL via DATABASE_URL)", () => {
     await requirePostgres();
     seeded ??= (async () => {
       const l = new PostgresLedger({ connectionString: TEST_DATABASE_URL, table });
-      for (const { seq: _seq, ...rec } of records) await l.append(rec);
+      // The same inputs: PostgreSQL must give back the same chain (positions and digests) as the file holds.
+      for (const { seq: _seq, prev: _prev, ...rec } of records) await l.append({ ...rec, id: rec.id! });
       await l.close();
     })();
     await seeded;
@@ -306,7 +318,7 @@ describe("npm run ledger (PostgreSQL via DATABASE_URL)", () => {
   it("purge deletes rows older than ledger.retentionDays and prints how many", async () => {
     const l = new PostgresLedger({ connectionString: TEST_DATABASE_URL, table });
     const now = Date.now();
-    await l.append({ kind: "consent_asked", callId: "recent", at: new Date(now - 29 * DAY).toISOString() });
+    await l.append({ id: "recent:t1:consent_asked:0", kind: "consent_asked", callId: "recent", at: new Date(now - 29 * DAY).toISOString() });
     const r = await cli(["purge", "--config", configPath], env);
     expect(r.code).toBe(0);
     // The five prepared records are all older than 30 days (2025-2027 dates vs. today) except any in the future.

@@ -3,7 +3,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { digestOf } from "../src/ledger/chain.js";
 import { FileLedger } from "../src/ledger/fileLedger.js";
+import type { LedgerRecord } from "../src/ledger/ledger.js";
 
 /**
  * The consent ledger holds phone numbers and callers' words: the file is 0600, folders the
@@ -14,7 +16,7 @@ import { FileLedger } from "../src/ledger/fileLedger.js";
 
 const TSX = resolve("node_modules", ".bin", "tsx");
 const mode = (path: string) => statSync(path).mode & 0o777;
-const record = (callId: string) => ({ kind: "consent_asked" as const, callId, at: "2026-11-23T09:00:00.000Z", number: "4915112345678", question: "Darf ich?" });
+const record = (callId: string) => ({ id: `${callId}:t1:consent_asked:0`, kind: "consent_asked" as const, callId, at: "2026-11-23T09:00:00.000Z", number: "4915112345678", question: "Darf ich?" });
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "ledger-file-"));
@@ -23,7 +25,7 @@ function tempDir(): string {
 /** A FileLedger whose start-up notices are collected instead of printed. */
 function ledgerAt(path: string) {
   const notices: string[] = [];
-  const ledger = new FileLedger(path, "full", { notice: (line) => notices.push(line) });
+  const ledger = new FileLedger(path, { notice: (line) => notices.push(line) });
   return { ledger, notices };
 }
 
@@ -81,11 +83,13 @@ describe("an existing ledger file wider than 0600 is tightened at start-up", () 
     expect(notices).toEqual([`consent ledger ${path} had mode 0${wide.toString(8)}; tightened to 0600 (it holds phone numbers and callers' words)`]);
     await ledger.append(record("c2"));
     await ledger.close();
-    const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { seq: number; callId: string });
+    const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LedgerRecord);
     expect(lines.map((l) => [l.seq, l.callId])).toEqual([
       [1, "c1"],
       [2, "c2"],
     ]);
+    // The chain goes on too: the new record links to the one written before the mode was fixed.
+    expect(lines[1]!.prev).toBe(digestOf(lines[0]!));
   });
 
   it("a file already 0600 is left alone, without a line", async () => {

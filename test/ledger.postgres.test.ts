@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,8 +6,11 @@ import { pino } from "pino";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { loadConfigFile } from "../src/config/load.js";
 import { createLedger, describeLedger } from "../src/ledger/createLedger.js";
-import { FileLedger, hashNumber } from "../src/ledger/fileLedger.js";
+import { digestOf, GENESIS } from "../src/ledger/chain.js";
+import { FileLedger } from "../src/ledger/fileLedger.js";
 import type { LedgerRecordInput } from "../src/ledger/ledger.js";
+import { HMAC_PREFIX, HashKeyError, MIN_SECRET_LENGTH, NumberHasher } from "../src/ledger/numberHash.js";
+import { verifyRecords } from "../src/ledger/verify.js";
 import { PostgresLedger } from "../src/ledger/postgresLedger.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { createService } from "../src/service.js";
@@ -19,16 +23,23 @@ const UNREACHABLE = "postgres://postgres@127.0.0.1:1/test";
 const tables: string[] = [];
 const open: PostgresLedger[] = [];
 
-function ledger(opts: { table?: string; numbers?: "full" | "hashed"; url?: string } = {}): PostgresLedger {
+const KEY = { id: "2026-12", secret: "k".repeat(MIN_SECRET_LENGTH) };
+/** The stored form of a number under KEY, computed here independently of numberHash.ts. */
+const hmacOf = (number: string) => HMAC_PREFIX + createHmac("sha256", KEY.secret).update(number).digest("hex");
+/** The approval kind the gate writes: `sms_sent` before the approval/handover records, `sms_approved` after. */
+const APPROVAL_KINDS = ["sms_sent", "sms_approved"];
+
+function ledger(opts: { table?: string; hasher?: NumberHasher; url?: string } = {}): PostgresLedger {
   const table = opts.table ?? uniqueTable("pg");
   if (!tables.includes(table)) tables.push(table);
-  const l = new PostgresLedger({ connectionString: opts.url ?? TEST_DATABASE_URL, table, numbers: opts.numbers, connectionTimeoutMs: 3000 });
+  const l = new PostgresLedger({ connectionString: opts.url ?? TEST_DATABASE_URL, table, hasher: opts.hasher, connectionTimeoutMs: 3000 });
   open.push(l);
   return l;
 }
 
 const sent: LedgerRecordInput = {
-  kind: "sms_sent",
+  id: "call-1:t3:sms_approved:0",
+  kind: "sms_approved",
   callId: "call-1",
   at: "2026-11-23T09:00:07.000Z",
   number: NUMBER,
@@ -37,8 +48,9 @@ const sent: LedgerRecordInput = {
   consentAskedAt: "2026-11-23T09:00:03.000Z",
   consentAnsweredAt: "2026-11-23T09:00:07.000Z",
   message: "Praxis Dr. Muster: Öffnungszeiten: Mo-Fr 8-12 Uhr, Di und Do auch 15-18 Uhr. Antworten auf diese SMS werden nicht gelesen.",
-  outcome: "sent",
+  outcome: "approved",
   model: "gpt-4o-mini",
+  ref: "call-1:t3:consent_given:0",
 };
 
 beforeEach(async () => {
@@ -77,15 +89,30 @@ describe("PostgresLedger", () => {
       ["consent_asked_at", "timestamp with time zone"],
       ["consent_answered_at", "timestamp with time zone"],
       ["detail", "text"],
+      // The chain's columns, added to a table from before the chain too.
+      ["pos", "bigint"],
+      ["id", "text"],
+      ["prev", "text"],
+      ["key_id", "text"],
+      ["ref", "text"],
+      ["reason", "text"],
+      ["erased", "jsonb"],
+      ["maintenance", "jsonb"],
     ]);
     const idx = await sql<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE tablename = $1", [table]);
     expect(idx.some((i) => /\(at\)/.test(i.indexdef))).toBe(true);
     expect(idx.some((i) => /\(call_id\)/.test(i.indexdef))).toBe(true);
+    // One record per chain position and per id, enforced by the database as well.
+    expect(idx.some((i) => /CREATE UNIQUE INDEX .*\(pos\)/.test(i.indexdef))).toBe(true);
+    expect(idx.some((i) => /CREATE UNIQUE INDEX .*\(id\)/.test(i.indexdef))).toBe(true);
+    // The chain head: one row, at the start of the chain.
+    expect(await sql(`SELECT pos, digest FROM "${table}_head"`)).toEqual([{ pos: "0", digest: GENESIS }]);
 
     // ready() on an existing table keeps its rows.
     await a.append(sent);
     await ledger({ table }).ready();
     expect(await a.query()).toHaveLength(1);
+    expect(await sql(`SELECT pos, digest FROM "${table}_head"`)).toEqual([{ pos: "1", digest: digestOf((await a.query())[0]!) }]);
   });
 
   it("append resolves once the row is committed: another connection sees it at once", async () => {
@@ -94,23 +121,24 @@ describe("PostgresLedger", () => {
     await l.append(sent);
     const rows = await sql(`SELECT * FROM "${l.table}"`);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ kind: "sms_sent", call_id: "call-1", number: NUMBER, reply: "Ja, gerne.", outcome: "sent" });
+    expect(rows[0]).toMatchObject({ pos: "1", id: sent.id, kind: "sms_approved", call_id: "call-1", number: NUMBER, reply: "Ja, gerne.", ref: sent.ref, prev: GENESIS });
   });
 
   it("query returns the records as written (absent fields left out), in order, filtered by from <= at < to", async () => {
     const l = ledger();
     // append without ready(): the table is created on first use.
-    const asked: LedgerRecordInput = { kind: "consent_asked", callId: "call-1", at: "2026-11-23T09:00:03.000Z", number: NUMBER, question: sent.question };
-    const failed: LedgerRecordInput = { kind: "sms_failed", callId: "call-2", at: "2027-01-01T00:00:00.000Z", number: NUMBER, outcome: "unknown", detail: 'quote " comma , newline \n' };
+    const asked: LedgerRecordInput = { id: "call-1:t2:consent_asked:0", kind: "consent_asked", callId: "call-1", at: "2026-11-23T09:00:03.000Z", number: NUMBER, question: sent.question };
+    const failed: LedgerRecordInput = { id: "call-2:t4:sms_failed:0", kind: "sms_failed", callId: "call-2", at: "2027-01-01T00:00:00.000Z", number: NUMBER, outcome: "unknown", detail: 'quote " comma , newline \n' };
     await l.append(asked);
     await l.append(sent);
     await l.append(failed);
 
     const all = await l.query();
+    // Each record as written, with its place in the chain and the digest of the record before it.
     expect(all).toEqual([
-      { seq: 1, ...asked },
-      { seq: 2, ...sent },
-      { seq: 3, ...failed },
+      { seq: 1, ...asked, prev: GENESIS },
+      { seq: 2, ...sent, prev: digestOf(all[0]!) },
+      { seq: 3, ...failed, prev: digestOf(all[1]!) },
     ]);
     expect(await l.query(new Date("2026-11-23T09:00:07.000Z"))).toEqual([all[1], all[2]]);
     expect(await l.query(new Date("2026-01-01T00:00:00Z"), new Date("2027-01-01T00:00:00.000Z"))).toEqual([all[0], all[1]]);
@@ -118,32 +146,36 @@ describe("PostgresLedger", () => {
     expect(await l.query(new Date("2030-01-01T00:00:00Z"))).toEqual([]);
   });
 
-  it("takes concurrent appends from many calls: every record lands once, with distinct seq", async () => {
+  it("takes concurrent appends from many calls: every record lands once, at positions 1..40 of one chain", async () => {
     const l = ledger();
     await l.ready();
-    await Promise.all(Array.from({ length: 40 }, (_, i) => l.append({ kind: "consent_asked", callId: `c${i}`, at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() })));
+    await Promise.all(Array.from({ length: 40 }, (_, i) => l.append({ id: `c${i}:t1:consent_asked:0`, kind: "consent_asked", callId: `c${i}`, at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() })));
     const rows = await l.query();
     expect(rows).toHaveLength(40);
-    expect(new Set(rows.map((r) => r.seq)).size).toBe(40);
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(new Set(rows.map((r) => r.callId)).size).toBe(40);
+    expect(verifyRecords(rows).problems).toEqual([]);
   });
 
-  it("stores a SHA-256 hash instead of the number when ledger.numbers is hashed", async () => {
-    const l = ledger({ numbers: "hashed" });
-    await l.append(sent);
-    await l.append({ kind: "consent_declined", callId: "c2", at: "2026-11-23T10:00:00.000Z" });
+  it("stores a keyed hash (HMAC-SHA-256) and the key's id instead of the number when ledger.numbers is hashed; text naming the number holds {number}", async () => {
+    const l = ledger({ hasher: NumberHasher.keyed(KEY) });
+    await l.append({ ...sent, question: "Darf ich Ihnen die Informationen per SMS an die 015112345678 schicken?", reply: "Ja, an +4915112345678." });
+    await l.append({ id: "c2:t1:consent_declined:0", kind: "consent_declined", callId: "c2", at: "2026-11-23T10:00:00.000Z" });
     const dump = JSON.stringify(await sql(`SELECT * FROM "${l.table}"`));
-    expect(dump).not.toContain(NUMBER);
+    expect(dump).not.toContain("15112345678");
     const [first, second] = await l.query();
-    expect(first!.number).toBe(hashNumber(NUMBER));
-    expect(first!.question).toBe(sent.question); // only the number is hashed
+    expect(first!.number).toBe(hmacOf(NUMBER));
+    expect(first!.keyId).toBe(KEY.id);
+    expect(first!.question).toBe("Darf ich Ihnen die Informationen per SMS an die {number} schicken?");
+    expect(first!.reply).toBe("Ja, an {number}.");
     expect(second!.number).toBeUndefined();
+    expect(second!.keyId).toBeUndefined();
   });
 
   it("purgeOlderThan deletes records with at < before and returns how many", async () => {
     const l = ledger();
     for (const at of ["2020-01-01T00:00:00.000Z", "2021-06-30T23:59:59.999Z", "2021-07-01T00:00:00.000Z", "2026-11-23T09:00:07.000Z"]) {
-      await l.append({ ...sent, at });
+      await l.append({ ...sent, id: `purge-${at}`, at });
     }
     expect(await l.purgeOlderThan(new Date("2021-07-01T00:00:00.000Z"))).toBe(2);
     expect((await l.query()).map((r) => r.at)).toEqual(["2021-07-01T00:00:00.000Z", "2026-11-23T09:00:07.000Z"]);
@@ -177,13 +209,17 @@ describe("createLedger", () => {
   it("PostgreSQL when DATABASE_URL is set (table from LEDGER_TABLE), else the file at ledger.path", async () => {
     const table = uniqueTable("factory");
     tables.push(table);
-    const pgLedger = createLedger({ ...config, ledger: { ...config.ledger, numbers: "hashed" } }, { DATABASE_URL: TEST_DATABASE_URL, LEDGER_TABLE: table });
+    const hashed = { ...config, ledger: { ...config.ledger, numbers: "hashed" as const } };
+    const pgLedger = createLedger(hashed, { DATABASE_URL: TEST_DATABASE_URL, LEDGER_TABLE: table, LEDGER_HASH_KEY: `${KEY.id}:${KEY.secret}` });
     expect(pgLedger).toBeInstanceOf(PostgresLedger);
     expect(describeLedger(pgLedger)).toBe(`PostgreSQL table ${table}`);
     await pgLedger.ready();
     await pgLedger.append(sent);
-    expect((await (pgLedger as PostgresLedger).query())[0]!.number).toBe(hashNumber(NUMBER));
+    expect((await (pgLedger as PostgresLedger).query())[0]).toMatchObject({ number: hmacOf(NUMBER), keyId: KEY.id });
     await pgLedger.close();
+    // Hashed numbers without a key: refused before anything connects, in one line naming the variable.
+    expect(() => createLedger(hashed, { DATABASE_URL: TEST_DATABASE_URL, LEDGER_TABLE: table })).toThrow(HashKeyError);
+    expect(() => createLedger(hashed, { DATABASE_URL: TEST_DATABASE_URL, LEDGER_TABLE: table })).toThrow(/^ledger\.numbers is hashed but LEDGER_HASH_KEY is not set/);
 
     expect((createLedger(config, { DATABASE_URL: TEST_DATABASE_URL }) as PostgresLedger).table).toBe("consent_ledger");
 
@@ -225,16 +261,16 @@ describe("the service with a PostgreSQL ledger that fails", () => {
     expect(out).not.toContain('"send_sms"');
   });
 
-  it("the sms_sent INSERT fails after consent was recorded: the gate refuses the send", async () => {
+  it("the approval's INSERT fails after consent was recorded: the gate refuses the send", async () => {
     const l = ledger();
     await l.ready();
     const out = await call(l, "pg-fails-at-send", async () => {
       // From now on the database refuses exactly the evidence record of a send.
       await sql(`CREATE FUNCTION "${l.table}_refuse"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$`);
-      await sql(`CREATE TRIGGER refuse_sent BEFORE INSERT ON "${l.table}" FOR EACH ROW WHEN (NEW.kind = 'sms_sent') EXECUTE FUNCTION "${l.table}_refuse"()`);
+      await sql(`CREATE TRIGGER refuse_sent BEFORE INSERT ON "${l.table}" FOR EACH ROW WHEN (NEW.kind IN ('sms_sent', 'sms_approved')) EXECUTE FUNCTION "${l.table}_refuse"()`);
     });
-    const kinds = (await sql<{ kind: string }>(`SELECT kind FROM "${l.table}" ORDER BY seq`)).map((r) => r.kind);
-    await sql(`DROP TABLE "${l.table}"`);
+    const kinds = (await sql<{ kind: string }>(`SELECT kind FROM "${l.table}" ORDER BY pos`)).map((r) => r.kind);
+    await sql(`DROP TABLE "${l.table}", "${l.table}_head"`);
     await sql(`DROP FUNCTION "${l.table}_refuse"()`);
     expect(kinds).toEqual(["consent_asked", "consent_given"]); // consent was recorded; only the evidence of the send failed
     expect(out).not.toContain('"send_sms"');
@@ -245,7 +281,11 @@ describe("the service with a PostgreSQL ledger that fails", () => {
     await l.ready();
     const out = await call(l, "pg-healthy");
     expect(out).toContain('"send_sms"');
-    const kinds = (await sql<{ kind: string }>(`SELECT kind FROM "${l.table}" ORDER BY seq`)).map((r) => r.kind);
-    expect(kinds).toEqual(["consent_asked", "consent_given", "sms_sent"]);
+    // The service closed its ledger: read the table with another instance.
+    const records = await ledger({ table: l.table }).query();
+    const kinds = records.map((r) => r.kind);
+    expect(kinds.slice(0, 2)).toEqual(["consent_asked", "consent_given"]);
+    expect(APPROVAL_KINDS).toContain(kinds[2]);
+    expect(verifyRecords(records).problems).toEqual([]);
   });
 });

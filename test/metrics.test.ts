@@ -348,11 +348,11 @@ describe("MeteredLedger", () => {
     const inner = new MemoryLedger();
     const ledger = new MeteredLedger(inner, m);
     await ledger.ready();
-    await ledger.append({ kind: "consent_asked", callId: "c", at: "2026-11-23T09:00:00.000Z", number: CALLER });
-    await ledger.append({ kind: "sms_failed", callId: "c", at: "2026-11-23T09:00:01.000Z", outcome: "smsc_unavailable" });
-    await ledger.append({ kind: "sms_sent", callId: "c", at: "2026-11-23T09:00:02.000Z", outcome: "sent" });
+    await ledger.append({ id: "c:t1:consent_asked:0", kind: "consent_asked", callId: "c", at: "2026-11-23T09:00:00.000Z", number: CALLER });
+    await ledger.append({ id: "c:t2:sms_failed:0", kind: "sms_failed", callId: "c", at: "2026-11-23T09:00:01.000Z", outcome: "smsc_unavailable" });
+    await ledger.append({ id: "c:t2:sms_sent:0", kind: "sms_sent", callId: "c", at: "2026-11-23T09:00:02.000Z", outcome: "sent" });
     inner.failWrites = true;
-    await expect(ledger.append({ kind: "consent_given", callId: "c", at: "2026-11-23T09:00:03.000Z" })).rejects.toThrow(/ledger unavailable/);
+    await expect(ledger.append({ id: "c:t3:consent_given:0", kind: "consent_given", callId: "c", at: "2026-11-23T09:00:03.000Z" })).rejects.toThrow(/ledger unavailable/);
     await ledger.close();
     expect(inner.records.map((r) => r.kind)).toEqual(["consent_asked", "sms_failed", "sms_sent"]);
     const s = parseExposition(await m.render());
@@ -370,7 +370,7 @@ describe("MeteredLedger", () => {
         throw new Error("metrics bug");
       },
     });
-    await expect(ledger.append({ kind: "consent_given", callId: "c", at: "2026-11-23T09:00:00.000Z" })).resolves.toBeUndefined();
+    await expect(ledger.append({ id: "c:t1:consent_given:0", kind: "consent_given", callId: "c", at: "2026-11-23T09:00:00.000Z" })).resolves.toBeUndefined();
     expect(inner.records).toHaveLength(1);
   });
 });

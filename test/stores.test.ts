@@ -5,7 +5,11 @@ import { describe, expect, it } from "vitest";
 import { trimHistory, toolPairingProblems, repairToolPairing } from "../src/engine/history.js";
 import { type HistoryMessage } from "../src/core/callState.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import { FileLedger, hashNumber } from "../src/ledger/fileLedger.js";
+import { createHmac } from "node:crypto";
+import { digestOf, GENESIS } from "../src/ledger/chain.js";
+import { FileLedger } from "../src/ledger/fileLedger.js";
+import type { LedgerRecord } from "../src/ledger/ledger.js";
+import { HMAC_PREFIX, MIN_SECRET_LENGTH, NumberHasher } from "../src/ledger/numberHash.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { AiFlowEvent } from "../src/aiflow/events.js";
@@ -69,26 +73,30 @@ describe("FileLedger", () => {
     const path = join(dir, "nested", "ledger.jsonl");
     const ledger = new FileLedger(path);
     await Promise.all([
-      ledger.append({ kind: "consent_asked", callId: "c1", at: "2026-11-23T09:00:00.000Z", number: "4915112345678", question: "Darf ich?" }),
-      ledger.append({ kind: "consent_given", callId: "c1", at: "2026-11-23T09:00:03.000Z", number: "4915112345678", reply: "Ja" }),
+      ledger.append({ id: "c1:t1:consent_asked:0", kind: "consent_asked", callId: "c1", at: "2026-11-23T09:00:00.000Z", number: "4915112345678", question: "Darf ich?" }),
+      ledger.append({ id: "c1:t2:consent_given:0", kind: "consent_given", callId: "c1", at: "2026-11-23T09:00:03.000Z", number: "4915112345678", reply: "Ja" }),
     ]);
     // Read right after append resolved, before close: the lines are on disk.
     const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toEqual([
-      expect.objectContaining({ seq: 1, kind: "consent_asked", number: "4915112345678" }),
-      expect.objectContaining({ seq: 2, kind: "consent_given", reply: "Ja" }),
+      expect.objectContaining({ seq: 1, id: "c1:t1:consent_asked:0", kind: "consent_asked", number: "4915112345678", prev: GENESIS }),
+      expect.objectContaining({ seq: 2, id: "c1:t2:consent_given:0", kind: "consent_given", reply: "Ja", prev: expect.stringMatching(/^[0-9a-f]{64}$/) }),
     ]);
     await ledger.close();
   });
 
-  it("stores a hash instead of the number when configured", async () => {
+  it("stores a keyed hash (and the key's id) instead of the number when configured", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "ledger-")), "l.jsonl");
-    const ledger = new FileLedger(path, "hashed");
-    await ledger.append({ kind: "sms_sent", callId: "c", at: "t", number: "4915112345678" });
+    const key = { id: "k1", secret: "s".repeat(MIN_SECRET_LENGTH) };
+    const ledger = new FileLedger(path, { hasher: NumberHasher.keyed(key) });
+    await ledger.append({ id: "c:t1:sms_approved:0", kind: "sms_approved", callId: "c", at: "2026-11-23T09:00:00.000Z", number: "4915112345678" });
     await ledger.close();
     const text = readFileSync(path, "utf8");
-    expect(text).not.toContain("4915112345678");
-    expect(JSON.parse(text).number).toBe(hashNumber("4915112345678"));
+    expect(text).not.toContain("15112345678");
+    const stored = JSON.parse(text) as { number: string; keyId: string };
+    // Computed here, independently of numberHash.ts: HMAC-SHA-256 of the number with the key's secret.
+    expect(stored.number).toBe(HMAC_PREFIX + createHmac("sha256", key.secret).update("4915112345678").digest("hex"));
+    expect(stored.keyId).toBe("k1");
   });
 
   it("an unwritable path rejects append (so the gate refuses the send) instead of crashing", async () => {
@@ -96,7 +104,8 @@ describe("FileLedger", () => {
     writeFileSync(join(dir, "a-file"), "x");
     const ledger = new FileLedger(join(dir, "a-file", "ledger.jsonl"));
     await expect(ledger.ready()).rejects.toThrow(/not writable/);
-    await expect(ledger.append({ kind: "sms_sent", callId: "c", at: "t" })).rejects.toThrow();
+    // A valid record: the rejection is the path's doing, not the record's.
+    await expect(ledger.append({ id: "c:t1:sms_approved:0", kind: "sms_approved", callId: "c", at: "2026-11-23T09:00:00.000Z" })).rejects.toThrow(/ENOTDIR|EEXIST/);
     await ledger.close();
   });
 });
@@ -127,18 +136,21 @@ describe("history", () => {
 });
 
 describe("FileLedger after a crash", () => {
-  it("continues the sequence and never glues a record onto a torn line", async () => {
+  it("continues the sequence and the chain, and never glues a record onto a torn line", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "ledger-")), "l.jsonl");
-    writeFileSync(path, '{"seq":1,"kind":"consent_asked","callId":"c","at":"t"}\n{"seq":2,"kind":"consent_gi');
+    const first = '{"seq":1,"id":"c:t1:consent_asked:0","kind":"consent_asked","callId":"c","at":"2026-11-23T09:00:00.000Z","prev":"' + GENESIS + '"}';
+    writeFileSync(path, first + '\n{"seq":2,"kind":"consent_gi', { mode: 0o600 });
     const ledger = new FileLedger(path);
-    await ledger.append({ kind: "consent_given", callId: "c", at: "t2" });
+    await ledger.append({ id: "c:t2:consent_given:0", kind: "consent_given", callId: "c", at: "2026-11-23T09:00:02.000Z" });
     await ledger.close();
     const lines = readFileSync(path, "utf8").split("\n");
     expect(lines[1]).toBe('{"seq":2,"kind":"consent_gi');
-    expect(JSON.parse(lines[2]!)).toMatchObject({ seq: 2, kind: "consent_given" });
+    const second = JSON.parse(lines[2]!) as LedgerRecord;
+    expect(second).toMatchObject({ seq: 2, kind: "consent_given", prev: digestOf(JSON.parse(first) as LedgerRecord) });
     const again = new FileLedger(path);
-    await again.append({ kind: "sms_sent", callId: "c", at: "t3" });
+    await again.append({ id: "c:t3:sms_approved:0", kind: "sms_approved", callId: "c", at: "2026-11-23T09:00:03.000Z" });
     await again.close();
-    expect(JSON.parse(readFileSync(path, "utf8").trim().split("\n").at(-1)!)).toMatchObject({ seq: 3, kind: "sms_sent" });
+    const last = JSON.parse(readFileSync(path, "utf8").trim().split("\n").at(-1)!) as LedgerRecord;
+    expect(last).toMatchObject({ seq: 3, kind: "sms_approved", prev: digestOf(second) });
   });
 });

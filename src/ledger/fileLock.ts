@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { open, readFile, stat, unlink } from "node:fs/promises";
 
 /**
@@ -5,10 +6,16 @@ import { open, readFile, stat, unlink } from "node:fs/promises";
  * service for each append, the CLI for a purge, an erasure or an opt-out change. So a purge
  * (which rewrites the file) and the running service never lose each other's records.
  *
- * Taken by creating the file exclusively (O_EXCL) with the holder's pid. A lock whose holder
- * process is gone (killed mid-append) is stale and is removed; so is one older than `staleMs`
- * (a holder that hung). Waiting is bounded: after `waitMs` the caller gets an error, and an
- * append that fails makes the gate refuse the send (fail closed).
+ * Taken by creating the file exclusively (O_EXCL) with the holder's pid and a token of its own.
+ * A lock whose holder process is gone (killed mid-append) is stale and is removed; so is one
+ * older than `staleMs` (a holder that hung). Waiting is bounded: after `waitMs` the caller gets
+ * an error, and an append that fails makes the gate refuse the send (fail closed).
+ *
+ * Removing a stale lock is itself guarded: two waiters that both saw the same stale lock must
+ * not both remove "it", or the second removes the lock the first has just taken and both write
+ * at once (the chain forks: two records at one position). So a stale lock is removed only under
+ * a breaker file (`<lock>.break`, O_EXCL too), and only if it still holds the token seen stale;
+ * a holder releases only a lock that still holds its own token.
  */
 export interface FileLockOptions {
   waitMs?: number;
@@ -27,36 +34,67 @@ export function lockPathOf(ledgerPath: string): string {
 }
 
 export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
-  await acquire(lockPath, opts.waitMs ?? 10_000, opts.staleMs ?? 60_000);
+  const token = await acquire(lockPath, opts.waitMs ?? 10_000, opts.staleMs ?? 60_000);
   try {
     return await work();
   } finally {
-    await unlink(lockPath).catch(() => undefined);
+    // Only our own lock: one taken over as stale (we hung past staleMs) belongs to its new holder.
+    if ((await readFile(lockPath, "utf8").catch(() => "")) === token) await unlink(lockPath).catch(() => undefined);
   }
 }
 
-async function acquire(lockPath: string, waitMs: number, staleMs: number): Promise<void> {
+/** Creates `path` exclusively with `content`; false when it exists. */
+async function createExclusive(path: string, content: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(path, "wx", 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw e;
+  }
+  try {
+    await fh.writeFile(content);
+  } finally {
+    await fh.close();
+  }
+  return true;
+}
+
+/** Takes the lock; resolves with the token it holds (`<pid> <random>`). */
+async function acquire(lockPath: string, waitMs: number, staleMs: number): Promise<string> {
+  const token = `${process.pid} ${randomBytes(8).toString("hex")}`;
   const deadline = Date.now() + waitMs;
   let pause = 1;
   for (;;) {
-    try {
-      const fh = await open(lockPath, "wx", 0o600);
-      try {
-        await fh.writeFile(String(process.pid));
-      } finally {
-        await fh.close();
-      }
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    if (await isStale(lockPath, staleMs)) {
-      await unlink(lockPath).catch(() => undefined);
-      continue;
-    }
-    if (Date.now() >= deadline) throw new FileLockTimeout(`ledger lock ${lockPath} held for over ${waitMs} ms (by pid ${await holder(lockPath)}); remove it if that process is gone`);
+    if (await createExclusive(lockPath, token)) return token;
+    const seen = await holder(lockPath);
+    if ((await isStale(lockPath, seen, staleMs)) && (await breakStale(lockPath, seen, staleMs))) continue;
+    if (Date.now() >= deadline) throw new FileLockTimeout(`ledger lock ${lockPath} held for over ${waitMs} ms (by pid ${pidOf(seen) || "?"}); remove it if that process is gone`);
     await new Promise((r) => setTimeout(r, pause));
     pause = Math.min(pause * 2, 25);
+  }
+}
+
+/**
+ * Removes the lock if it still holds `seen` (the token found stale), under the breaker file so
+ * that no other waiter removes a lock taken meanwhile. A breaker left by a process that died in
+ * these few lines is removed like a stale lock. True when the lock is gone or changed hands (try
+ * again at once); false when another waiter is breaking it or it cannot be removed (wait).
+ */
+async function breakStale(lockPath: string, seen: string, staleMs: number): Promise<boolean> {
+  const breaker = `${lockPath}.break`;
+  if (!(await createExclusive(breaker, `${process.pid} ${randomBytes(8).toString("hex")}`))) {
+    if (await isStale(breaker, await holder(breaker), staleMs)) await unlink(breaker).catch(() => undefined);
+    return false;
+  }
+  try {
+    if ((await holder(lockPath)) !== seen) return true;
+    await unlink(lockPath);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOENT";
+  } finally {
+    await unlink(breaker).catch(() => undefined);
   }
 }
 
@@ -64,8 +102,13 @@ async function holder(lockPath: string): Promise<string> {
   return (await readFile(lockPath, "utf8").catch(() => "?")).trim() || "?";
 }
 
-async function isStale(lockPath: string, staleMs: number): Promise<boolean> {
-  const pid = Number(await holder(lockPath));
+/** The pid in a lock's content (`<pid> <token>`, or a bare pid as written before tokens). */
+function pidOf(content: string): number {
+  return Number(content.split(" ")[0]);
+}
+
+async function isStale(lockPath: string, content: string, staleMs: number): Promise<boolean> {
+  const pid = pidOf(content);
   if (Number.isInteger(pid) && pid > 0) {
     if (pid !== process.pid) {
       try {

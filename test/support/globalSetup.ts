@@ -11,10 +11,10 @@
  * started by hand, and never touches the machine's own Redis or PostgreSQL.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir, userInfo } from "node:os";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
+import { asPostgresUser, makePostgresDir, onPath, postgresBin, startPostgres } from "./postgresServer.js";
 import { allProcesses, freePort, isRunning, procInfo, waitGone } from "./processes.js";
 
 /** Folders of private servers are named so a later run can stop what a killed run left behind. */
@@ -24,33 +24,6 @@ function fail(line: string): never {
   // One line the operator can act on; a stack trace would only bury it.
   console.error(`\nnpm test: ${line}\n`);
   process.exit(1);
-}
-
-function onPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const p = join(dir, bin);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-/** Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH. */
-function postgresBin(): string | undefined {
-  const root = "/usr/lib/postgresql";
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const v of versions) if (existsSync(join(root, v, "bin", "initdb"))) return join(root, v, "bin");
-  const initdb = onPath("initdb");
-  return initdb && onPath("pg_ctl") ? join(initdb, "..") : undefined;
-}
-
-/** initdb and postgres refuse to run as root: run them as the postgres user then. */
-function asPostgresUser(cmd: string, args: string[]): [string, string[]] {
-  return userInfo().uid === 0 ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
-}
-
-function run(cmd: string, args: string[], what: string): void {
-  const r = spawnSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  if (r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
 }
 
 function readPid(file: string): number | undefined {
@@ -111,29 +84,6 @@ async function startRedis(dir: string): Promise<{ url: string; stop: () => Promi
   throw new Error(`redis-server on port ${port} did not answer`);
 }
 
-async function startPostgres(bin: string, dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const data = join(dir, "pg");
-  const port = await freePort();
-  // trust auth on 127.0.0.1 only; fsync off because a test cluster is thrown away anyway.
-  run(...asPostgresUser(join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]), "initdb");
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-  run(...asPostgresUser(join(bin, "pg_ctl"), ["-D", data, "-o", opts, "-l", join(dir, "postgres.log"), "-w", "-t", "60", "start"]), "pg_ctl start");
-  const stop = async () => {
-    const [cmd, args] = asPostgresUser(join(bin, "pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
-    spawnSync(cmd, args, { stdio: "ignore" });
-  };
-  try {
-    const admin = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
-    await admin.connect();
-    await admin.query("CREATE DATABASE test");
-    await admin.end();
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { url: `postgres://postgres@127.0.0.1:${port}/test`, stop };
-}
-
 /**
  * Processes this test run started that are still running: same process group as vitest (children
  * keep it when their parent dies), started after vitest, and not vitest's own workers.
@@ -178,11 +128,7 @@ export default async function setup(): Promise<() => Promise<void>> {
       }
       if (wantPostgres) {
         const pgDir = join(dir, "postgres");
-        mkdirSync(pgDir);
-        if (userInfo().uid === 0) {
-          const id = (flag: string) => Number(spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout);
-          chownSync(pgDir, id("-u"), id("-g"));
-        }
+        makePostgresDir(pgDir);
         const postgres = await startPostgres(pgBin!, pgDir);
         stops.push(postgres.stop);
         process.env.TEST_DATABASE_URL = postgres.url;

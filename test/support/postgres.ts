@@ -56,8 +56,8 @@ export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>
   }
 }
 
-/** Drops a test table; a no-op when the server was never reachable (the tests already failed saying so). */
+/** Drops a test table and its chain head (`<table>_head`); a no-op when the server was never reachable (the tests already failed saying so). */
 export async function dropTable(table: string): Promise<void> {
   if (!(await requirePostgres().then(() => true, () => false))) return;
-  await sql(`DROP TABLE IF EXISTS "${table}"`);
+  await sql(`DROP TABLE IF EXISTS "${table}", "${table}_head"`);
 }
