@@ -7,7 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { digestOf, GENESIS } from "../src/ledger/chain.js";
 import type { LedgerRecord, LedgerRecordInput } from "../src/ledger/ledger.js";
 import { PostgresLedger } from "../src/ledger/postgresLedger.js";
-import { purgeFile, readLedgerFile } from "../src/ledger/readLedger.js";
+import { purgeFile } from "../src/ledger/fileMaintenance.js";
+import { readLedgerFile } from "../src/ledger/readLedger.js";
+import { verifyRecords } from "../src/ledger/verify.js";
 import { TEST_DATABASE_URL, dropTable, requirePostgres, uniqueTable } from "./support/postgres.js";
 
 const TSX = "node_modules/.bin/tsx";
@@ -162,8 +164,8 @@ describe("npm run ledger -- export (file ledger)", () => {
     [["export", "--frmo", "2026-01-01"], /^ledger: Unknown option '--frmo'/],
     [["export", "--from"], /^ledger: Option '--from' argument is ambiguous/],
     [["export", "stray"], /^ledger: unexpected argument "stray" for export$/],
-    [["exprot"], /^ledger: unknown command "exprot": use export or purge$/],
-    [[], /^ledger: no command: use export or purge$/],
+    [["exprot"], /^ledger: unknown command "exprot": use export, show, verify, purge or erase$/],
+    [[], /^ledger: no command: use export, show, verify, purge or erase$/],
     [["purge", "--days", "3"], /^ledger: Unknown option '--days'/],
   ])("bad input %j: exit 2, one line naming the problem, no output", async (args, message) => {
     const r = await cli(args.length ? [...args, "--config", configPath] : []);
@@ -219,9 +221,13 @@ describe("npm run ledger -- purge (file ledger)", () => {
 
     const r = await cli(["purge", "--config", configPath]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^2 record\(s\) deleted \(older than \S+Z, ledger\.retentionDays 30\)\n$/);
+    expect(r.stdout).toMatch(/^2 record\(s\) deleted \(the chain's prefix older than \S+Z, ledger\.retentionDays 30\); an anchor stands for position 2 and a purge record closes the chain\n$/);
     expect(r.stderr).toContain("line 4: not JSON");
-    expect(readFileSync(ledgerPath, "utf8")).toBe(keptLines.join("\n") + "\n");
+    const after = readFileSync(ledgerPath, "utf8").split("\n");
+    // An anchor first, the kept lines byte for byte, the purge record last.
+    expect(JSON.parse(after[0]!)).toMatchObject({ kind: "anchor", seq: 2 });
+    expect(after.slice(1, 4)).toEqual(keptLines);
+    expect(JSON.parse(after[4]!)).toMatchObject({ kind: "purge", seq: 5, maintenance: { through: 2, count: 2 } });
     expect(readdirSync(join(dir, "evidence"))).toEqual(["consent-ledger.jsonl"]); // no temp file left behind
 
     const again = await cli(["purge", "--config", configPath]);
@@ -237,28 +243,35 @@ describe("npm run ledger -- purge (file ledger)", () => {
 });
 
 describe("purgeFile", () => {
-  it("is all or nothing: the original is replaced only by a complete, fsync'd copy", async () => {
+  it("is all or nothing, keeps a torn tail, and leaves a chain that verifies: anchor, kept records, purge record", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-purgefile-"));
     const path = join(dir, "l.jsonl");
-    const old = JSON.stringify(records[0]);
     const kept = records.slice(1).map((r) => JSON.stringify(r));
-    // A torn tail (crash) is kept, now newline-terminated, so the next append starts a fresh line.
-    writeFileSync(path, [old, ...kept].join("\n") + '\n{"seq":6,"kind":"sms_');
-    const r = await purgeFile(path, new Date("2026-01-01T00:00:00.000Z"));
-    expect(r).toMatchObject({ deleted: 1, kept: 4, rewritten: true });
+    // A torn tail (crash) is kept: its append never resolved, so no SMS depended on it.
+    writeFileSync(path, [JSON.stringify(records[0]), ...kept].join("\n") + '\n{"seq":6,"kind":"sms_');
+    const now = new Date("2027-02-01T00:00:00.000Z");
+    const r = await purgeFile(path, new Date("2026-01-01T00:00:00.000Z"), now);
+    expect(r).toMatchObject({ deleted: 1, kept: 4, rewritten: true, through: 1 });
     expect(r.problems).toEqual([{ line: 6, message: expect.stringMatching(/incomplete last line/) }]);
-    expect(readFileSync(path, "utf8")).toBe([...kept, '{"seq":6,"kind":"sms_'].join("\n") + "\n");
-    expect((await readLedgerFile(path)).records).toEqual(records.slice(1));
-    expect(readdirSync(dir)).toEqual(["l.jsonl"]);
+    const lines = readFileSync(path, "utf8").split("\n");
+    expect(lines.slice(1, 6)).toEqual([...kept, '{"seq":6,"kind":"sms_']);
+    const after = await readLedgerFile(path);
+    expect(after.records.slice(1, 5)).toEqual(records.slice(1));
+    expect(after.records[0]).toMatchObject({ kind: "anchor", seq: 1, erased: { digest: digestOf(records[0]!) } });
+    expect(after.records[5]).toMatchObject({ kind: "purge", seq: 6, prev: digestOf(records[4]!), maintenance: { through: 1, count: 1 } });
+    // The fixture is not a whole consent flow: only the chain is checked here.
+    expect(verifyRecords(after.records).problems.filter((x) => /digest|position|anchor|purge/.test(x.problem))).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(["l.jsonl"]);
   });
 
-  it("a torn fragment with an old timestamp goes with the old records", async () => {
+  it("a line that is not a record ends the prefix: it and everything after it stay", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-purgefile-"));
     const path = join(dir, "l.jsonl");
-    writeFileSync(path, `${JSON.stringify(records[4])}\n{"seq":7,"kind":"sms_sent","callId":"x","at":"2020-01-01T00:00:00.000Z","repl\n`);
+    const fragment = '{"seq":7,"kind":"sms_sent","callId":"x","at":"2020-01-01T00:00:00.000Z","repl';
+    writeFileSync(path, `${fragment}\n${JSON.stringify(records[0])}\n`);
     const r = await purgeFile(path, new Date("2026-01-01T00:00:00.000Z"));
-    expect(r).toMatchObject({ deleted: 1, kept: 1, problems: [] });
-    expect(readFileSync(path, "utf8")).toBe(JSON.stringify(records[4]) + "\n");
+    expect(r).toMatchObject({ deleted: 0, rewritten: false });
+    expect(readFileSync(path, "utf8")).toBe(`${fragment}\n${JSON.stringify(records[0])}\n`);
   });
 
   it("nothing older than the cutoff: the file is not touched", async () => {
@@ -323,11 +336,13 @@ describe("npm run ledger (PostgreSQL via DATABASE_URL)", () => {
     expect(r.code).toBe(0);
     // The five prepared records are all older than 30 days (2025-2027 dates vs. today) except any in the future.
     const expected = records.filter((x) => Date.parse(x.at) < now - 30 * DAY).length;
-    expect(r.stdout).toMatch(new RegExp(`^${expected} record\\(s\\) deleted \\(older than \\S+Z, ledger\\.retentionDays 30\\)\\n$`));
+    expect(r.stdout).toMatch(new RegExp(`^${expected} record\\(s\\) deleted \\(the chain's prefix older than \\S+Z, ledger\\.retentionDays 30\\)`));
     const left = await l.query();
     await l.close();
     expect(left.map((x) => x.callId)).toContain("recent");
-    expect(left).toHaveLength(records.length - expected + 1);
+    // What was kept, the recent record, and the anchor and purge record the purge left.
+    expect(left).toHaveLength(records.length - expected + 1 + 2);
+    expect(left[0]).toMatchObject({ kind: "anchor" });
   });
 });
 

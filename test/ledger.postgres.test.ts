@@ -172,14 +172,21 @@ describe("PostgresLedger", () => {
     expect(second!.keyId).toBeUndefined();
   });
 
-  it("purgeOlderThan deletes records with at < before and returns how many", async () => {
+  it("purge removes the chain's prefix with at < before, leaving an anchor and a purge record", async () => {
     const l = ledger();
     for (const at of ["2020-01-01T00:00:00.000Z", "2021-06-30T23:59:59.999Z", "2021-07-01T00:00:00.000Z", "2026-11-23T09:00:07.000Z"]) {
       await l.append({ ...sent, id: `purge-${at}`, at });
     }
-    expect(await l.purgeOlderThan(new Date("2021-07-01T00:00:00.000Z"))).toBe(2);
-    expect((await l.query()).map((r) => r.at)).toEqual(["2021-07-01T00:00:00.000Z", "2026-11-23T09:00:07.000Z"]);
-    expect(await l.purgeOlderThan(new Date("2021-07-01T00:00:00.000Z"))).toBe(0);
+    expect(await l.purge(new Date("2021-07-01T00:00:00.000Z"), new Date("2026-12-01T00:00:00.000Z"))).toEqual({ deleted: 2, through: 2 });
+    const after = await l.query();
+    expect(after.map((r) => [r.kind, r.at])).toEqual([
+      ["anchor", "2021-06-30T23:59:59.999Z"],
+      [sent.kind, "2021-07-01T00:00:00.000Z"],
+      [sent.kind, "2026-11-23T09:00:07.000Z"],
+      ["purge", "2026-12-01T00:00:00.000Z"],
+    ]);
+    // Only the anchor is old now: nothing more to remove.
+    expect(await l.purge(new Date("2021-07-01T00:00:00.000Z"))).toEqual({ deleted: 0 });
   });
 
   it("rejects ready() and append() when the server is unreachable, naming the target without a password", async () => {
@@ -199,7 +206,8 @@ describe("PostgresLedger", () => {
   it("query and purge do not create the table and say which table is missing", async () => {
     const l = ledger();
     await expect(l.query()).rejects.toThrow(new RegExp(`table ${l.table}: query failed: relation "${l.table}" does not exist`));
-    await expect(l.purgeOlderThan(new Date())).rejects.toThrow(/purge failed/);
+    await expect(l.purge(new Date())).rejects.toThrow(new RegExp(`table ${l.table}: purge failed: relation "${l.table}" does not exist`));
+    await expect(l.erase("4915112345678")).rejects.toThrow(/erasure failed: relation .* does not exist/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { open, readFile, rename, unlink } from "node:fs/promises";
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { digestOf, sealRecord } from "./chain.js";
 import { LEDGER_FILE_MODE } from "./fileLedger.js";
@@ -78,12 +78,21 @@ function lastRecord(lines: ParsedLine[]): LedgerRecord | undefined {
 
 const lineOf = (r: LedgerRecord) => JSON.stringify(r);
 
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? false : Promise.reject(new LedgerFileError(`cannot read ledger file ${path}: ${e.message}`))),
+  );
+}
+
 /**
  * Removes the longest prefix of the chain wholly before `before`, leaving an anchor and a purge
  * record (maintenance.ts). A line that is not a record ends the prefix: what it is cannot be told,
  * so it is kept, with everything after it.
  */
 export async function purgeFile(path: string, before: Date, now = new Date(), opts: FileMaintenanceOptions = {}): Promise<PurgeResult> {
+  // No ledger yet (and perhaps no folder for the lock): nothing to purge.
+  if (!(await exists(path))) return { deleted: 0, kept: 0, problems: [], rewritten: false };
   return withFileLock(
     lockPathOf(path),
     async () => {
@@ -121,6 +130,7 @@ export interface EraseResult {
 
 /** Tombstones every record about `number` and appends the erasure record. */
 export async function eraseFromFile(path: string, number: string, hasher: NumberHasher, now = new Date(), opts: FileMaintenanceOptions = {}): Promise<EraseResult> {
+  if (!(await exists(path))) return { erased: 0 };
   return withFileLock(
     lockPathOf(path),
     async () => {

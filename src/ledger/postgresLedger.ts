@@ -259,12 +259,28 @@ export class PostgresLedger implements ConsentLedger {
   }
 
   /**
+   * For the CLI's reads and maintenance: the table must exist (they never create an empty ledger
+   * where the operator expected one); one from before the chain is brought up to date by ready().
+   */
+  private async existingTable(): Promise<void> {
+    const res = await this.pool.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [this.ident]);
+    if (!res.rows[0]?.t) throw new Error(`relation "${this.table}" does not exist`);
+    await this.ready();
+  }
+
+  /** The chain head as PostgreSQL holds it: the last record's position and digest. */
+  async head(): Promise<{ seq: number; digest: string }> {
+    const res = await this.pool.query<{ pos: string; digest: string }>(`SELECT pos, digest FROM ${this.headIdent}`);
+    return { seq: Number(res.rows[0]?.pos ?? 0), digest: res.rows[0]?.digest ?? GENESIS };
+  }
+
+  /**
    * Every record in chain order, in batches (a large ledger is never held at once): the legacy
    * rows by `seq`, then the chained rows by `pos`.
    */
   async scan(each: (r: LedgerRecord) => void, batch = 5000): Promise<void> {
-    await this.ready();
     try {
+      await this.existingTable();
       let seq = -1;
       for (;;) {
         const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2`, [seq, batch]);
@@ -291,8 +307,8 @@ export class PostgresLedger implements ConsentLedger {
    * many records were removed.
    */
   async purge(before: Date, now = new Date()): Promise<{ deleted: number; through?: number }> {
-    await this.ready();
     try {
+      await this.existingTable();
       return await this.inChain(async (client, head) => {
         // The first record, in chain order, that must stay; everything before it goes.
         const firstKept = await client.query<Row>(`SELECT * FROM ${this.ident} WHERE at >= $1 ORDER BY ${ORDER} LIMIT 1`, [before]);
@@ -319,8 +335,8 @@ export class PostgresLedger implements ConsentLedger {
 
   /** Tombstones every record about `number` and appends the erasure record, in one transaction holding the chain head. */
   async erase(number: string, now = new Date()): Promise<{ erased: number; erasureId?: string }> {
-    await this.ready();
     try {
+      await this.existingTable();
       return await this.inChain(async (client, head) => {
         const digits = number.replace(/\D/g, "");
         // Candidates: the number in any stored form, or (full numbers) in a text; isAboutNumber decides.

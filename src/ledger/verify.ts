@@ -39,6 +39,8 @@ export interface VerifyReport {
   erased: number;
   /** The anchor a purge left: the chain starts after its position. */
   anchor?: { seq: number; digest: string };
+  /** The last record's position and digest: noted elsewhere, it lets a later verify see a change at the end. */
+  head?: { seq: number; digest: string };
 }
 
 export interface VerifyOptions {
@@ -48,6 +50,12 @@ export interface VerifyOptions {
   maxProblems?: number;
   /** Check the chain links (default). Off for a part of the ledger (one call's records). */
   links?: boolean;
+  /**
+   * Heads known from elsewhere: `exact` (PostgreSQL's head row) must be the last record; otherwise
+   * (a head an operator noted earlier, `verify --head SEQ:DIGEST`) the chain must still hold that
+   * record with that digest. Without one, a change to the last record cannot be seen.
+   */
+  heads?: Array<{ seq: number; digest: string; exact?: boolean; source: string }>;
 }
 
 const APPROVALS = new Set(["sms_approved", "sms_sent"]);
@@ -60,9 +68,14 @@ interface CallFacts {
   outcomes: Set<string>;
 }
 
-/** Whether two records name the same number as stored (same stored form and key), or one was erased. */
+/**
+ * Whether two records name the same number as stored. An erased record, or two hashed under
+ * different keys (a call that spanned a key rotation), cannot be compared without the keys, which
+ * verify never uses: those count as the same.
+ */
 function sameNumber(a: LedgerRecord, b: LedgerRecord): boolean {
   if (a.erased || b.erased) return true;
+  if (a.keyId !== undefined && b.keyId !== undefined && a.keyId !== b.keyId) return true;
   return a.number === b.number && (a.keyId ?? "") === (b.keyId ?? "");
 }
 
@@ -83,12 +96,15 @@ export class ChainVerifier {
   private readonly erasedBy = new Map<string, VerifyProblem>();
   private readonly erasureIds = new Map<string, Set<string>>();
   private erasedCount = 0;
+  private readonly heads: NonNullable<VerifyOptions["heads"]>;
+  private readonly headsSeen = new Set<number>();
 
   constructor(opts: VerifyOptions = {}) {
     this.now = (opts.now ?? new Date()).getTime();
     this.openCallMs = opts.openCallMs ?? 6 * 3_600_000;
     this.maxProblems = opts.maxProblems ?? 100;
     this.links = opts.links ?? true;
+    this.heads = opts.heads ?? [];
   }
 
   private bad(r: LedgerRecord, problem: string): void {
@@ -116,6 +132,11 @@ export class ChainVerifier {
     }
     if (this.links) this.checkLink(r, prev);
     this.checkMeaning(r);
+    for (const [i, h] of this.heads.entries()) {
+      if (h.exact || h.seq !== r.seq) continue;
+      this.headsSeen.add(i);
+      if (digestOf(r) !== h.digest) this.bad(r, `its digest differs from the one ${h.source} holds for position ${h.seq}: this record was changed`);
+    }
   }
 
   private checkLink(r: LedgerRecord, prev: LedgerRecord | undefined): void {
@@ -192,6 +213,17 @@ export class ChainVerifier {
       const listed = this.erasureIds.get(p.problem);
       if (!listed?.has(id)) this.problems.push({ ...p, problem: `erased, but erasure ${p.problem} does not list it` });
     }
+    const last = this.previous;
+    for (const [i, h] of this.heads.entries()) {
+      if (h.exact) {
+        if (!last || last.seq !== h.seq || digestOf(last) !== h.digest) {
+          const at = last ? { seq: last.seq, ...(last.id ? { id: last.id } : {}), callId: last.callId } : { seq: 0 };
+          this.problems.push({ ...at, problem: `${h.source} says the chain ends at position ${h.seq}${last && last.seq === h.seq ? " with another digest: the last record was changed" : `, the records end at ${last?.seq ?? 0}: records at the end were removed or added outside the ledger`}` });
+        }
+      } else if (!this.headsSeen.has(i)) {
+        this.problems.push({ seq: h.seq, problem: `${h.source} names position ${h.seq}, which the chain does not hold (removed, or purged since)` });
+      }
+    }
     const outcomeUnknown: VerifyProblem[] = [];
     const pending: VerifyProblem[] = [];
     for (const [callId, f] of this.calls) {
@@ -212,6 +244,7 @@ export class ChainVerifier {
       pending: pending.sort((a, b) => a.seq - b.seq),
       erased: this.erasedCount,
       ...(this.anchor ? { anchor: this.anchor } : {}),
+      ...(last ? { head: { seq: last.seq, digest: digestOf(last) } } : {}),
     };
   }
 }
