@@ -4,9 +4,13 @@ import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "./ledger.js
 export class MemoryLedger implements ConsentLedger {
   readonly records: LedgerRecord[] = [];
   failWrites = false;
+  private readonly ids = new Set<string>();
 
   async append(rec: LedgerRecordInput): Promise<void> {
     if (this.failWrites) throw new Error("ledger unavailable (simulated)");
+    // Idempotent: a record whose id is stored already (a retried write) is not written again.
+    if (this.ids.has(rec.id)) return;
+    this.ids.add(rec.id);
     this.records.push({ seq: this.records.length + 1, ...rec });
   }
   async recordsOf(callId: string): Promise<LedgerRecord[]> {

@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
-import type { LedgerRecord } from "./ledger.js";
+import { LEDGER_KINDS, type LedgerRecord } from "./ledger.js";
 
 /**
  * Reading and purging the FileLedger's JSON Lines file (the `npm run ledger` CLI).
@@ -13,7 +13,8 @@ import type { LedgerRecord } from "./ledger.js";
  * that is not a record is reported with its line number and never silently dropped.
  */
 
-const KINDS = ["consent_asked", "consent_given", "consent_declined", "sms_sent", "sms_failed", "sms_cancelled", "sms_withdrawn"] as const;
+// Every kind a ledger holds: what the service writes now, maintenance records, and legacy kinds of older records.
+const KINDS = LEDGER_KINDS;
 
 const optionalText = z.string().optional();
 const recordSchema = z

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { actions as build, type AiFlowAction } from "../../aiflow/actions.js";
+import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitResult, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
-import type { FlowTypes, NotSentReason } from "../define.js";
+import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
@@ -44,7 +44,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   constructor(
     private readonly deps: PipelineDeps<F>,
     /** What a socket took from the outbox after session_end arrived and never pushed (the session_end turn's undelivered too). */
-    private readonly takeWithheld?: (callId: string) => AiFlowAction[],
+    private readonly takeWithheld?: (callId: string) => OutboxEntry[],
   ) {
     this.pollMs = deps.pollMs ?? 20;
     this.timers = deps.timers ?? systemClock;
@@ -73,8 +73,10 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     while (this.pumps.size > 0 || this.watchers.size > 0 || this.afterCommits.size > 0) {
       await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
     }
-    // Turns whose commit never went through: what they approved never leaves from here.
-    for (const [callId, { outcome }] of this.uncommitted) await this.notSent(callId, outcome.record.actions, "commit_failed", outcome.record.event);
+    // Turns whose commit never went through: what they approved never leaves from here. The event is
+    // still queued: whoever runs it next decides anew (under the same evidence ids), so only what
+    // the attempt held is given back here.
+    for (const [callId, { seq, outcome }] of this.uncommitted) await this.notSent(callId, [{ seq, actions: outcome.record.actions }], "commit_failed", outcome.record.event, true);
     this.uncommitted.clear();
   }
 
@@ -203,14 +205,20 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // caller's words were judged once; a "no" stays a "no"). Processed elsewhere meanwhile: what
       // it approved never left.
       if (unsaved.seq === q.seq) return this.commitOutcome(callId, token, q, unsaved.outcome, local, unsaved.droppable);
-      await this.notSent(callId, unsaved.outcome.record.actions, "commit_failed", q.event.type);
+      const entries = [{ seq: unsaved.seq, actions: unsaved.outcome.record.actions }];
+      await this.notSent(callId, entries, "commit_failed", q.event.type, true);
+      await this.rerunDone(callId, unsaved.seq, "commit_failed", entries);
     }
     const current = await store.get(callId);
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
-      if (!CONVERSATIONAL.has(q.event.type)) return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+      if (!CONVERSATIONAL.has(q.event.type)) {
+        const skipped = await store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+        if (skipped === "committed") await this.rerunDone(callId, q.seq, "instance_stopped");
+        return skipped;
+      }
       // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
-      const outcome = await engine.runUnevaluated(current, q.event, { pendingSends, attempt: q.attempts });
+      const outcome = await engine.runUnevaluated(current, q.event, { pendingSends, attempt: q.attempts, seq: q.seq });
       if (local) local.record = outcome.record;
       return this.commitOutcome(callId, token, q, outcome, local, false);
     }
@@ -232,7 +240,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // The call ends: late actions still waiting for an answer never leave; an SMS among them was
       // not sent. Taken before the turn, so the flow's last bookkeeping knows.
       const undelivered = q.event.type === "session_end" ? await this.discardOutbox(callId) : undefined;
-      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, barged: q.barged, pendingSends, attempt: q.attempts });
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, barged: q.barged, pendingSends, attempt: q.attempts, seq: q.seq });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
@@ -273,16 +281,56 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
       if (!(await this.committedAnyway(callId, q.seq))) {
-        if (this.closing) await this.notSent(callId, record.actions, "commit_failed", q.event.type);
+        if (this.closing) await this.notSent(callId, [{ seq: q.seq, actions: record.actions }], "commit_failed", q.event.type, true);
         else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
       }
       throw e;
     }
+    const produced = [{ seq: q.seq, actions: record.actions }];
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
       if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
-    } else await this.notSent(callId, record.actions, result, q.event.type);
+    } else if (result === "dropped") await this.notSent(callId, produced, "dropped", q.event.type);
+    else {
+      // Fenced out: the event runs again wherever the lease is now, and may produce the same actions
+      // (under the same evidence ids). What this attempt produced is settled once the event is done.
+      await this.notSent(callId, produced, "lease_lost", q.event.type, true);
+      if (record.actions.length) this.settleWhenDone(callId, q.seq, produced);
+    }
+    // An earlier attempt at this event ended with its instance: what it left (an approval) and this
+    // result does not carry never left.
+    if (result !== "lease_lost" && q.attempts > 1) await this.rerunDone(callId, q.seq, "instance_stopped", undefined, result === "committed" && next.kind === "save" ? next.state : undefined);
     return result;
+  }
+
+  /**
+   * An attempt at event `seq` lost the call's lease before its commit: once the event is done
+   * (processed by whichever attempt came last, here or elsewhere), the flow hears what this attempt
+   * produced and the call's state after it. In the background, bounded like every watch; an
+   * instance that stops first leaves it unsettled (what it approved then has no outcome).
+   */
+  private settleWhenDone(callId: string, seq: number, entries: OutcomeEntry[]): void {
+    const watcher = (async () => {
+      const started = this.timers.now();
+      const every = Math.max(this.pollMs, Math.floor(this.deps.options.answer.leaseMs / 4));
+      while (!this.closing && this.timers.now() - started < MAX_WATCH_MS) {
+        await this.timers.sleep(every);
+        try {
+          if ((await this.deps.store.progress(callId)).processed < seq) continue;
+          await this.rerunDone(callId, seq, "lease_lost", entries, await this.deps.store.get(callId));
+          return;
+        } catch {
+          // The store is down: look again later.
+        }
+      }
+    })();
+    this.watchers.add(watcher);
+    void watcher.finally(() => this.watchers.delete(watcher));
+  }
+
+  /** Event `seq` is done after an earlier attempt left it uncommitted: the flow settles what that attempt left. */
+  private async rerunDone(callId: string, seq: number, reason: RerunReason, entries?: OutcomeEntry[], state?: CallState<F["state"]>): Promise<void> {
+    await this.deps.engine.outcome({ status: "rerun_done", callId, seq, reason, ...(entries ? { entries } : {}) }, state);
   }
 
   /**
@@ -303,13 +351,13 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     this.afterCommits.set(callId, work);
   }
 
-  /** Take every action still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
-  private async discardOutbox(callId: string): Promise<AiFlowAction[]> {
-    const discarded: AiFlowAction[] = [];
+  /** Take every entry still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
+  private async discardOutbox(callId: string): Promise<OutcomeEntry[]> {
+    const discarded: OutcomeEntry[] = [];
     for (const via of ["http", "ws"] as const) {
       const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true });
       // The session_end turn tells the flow (with the call's last state).
-      if (left.kind === "actions") discarded.push(...left.actions);
+      if (left.kind === "actions") discarded.push(...left.entries);
     }
     // What a socket's collect took after session_end arrived (never pushed): not sent either.
     discarded.push(...(this.takeWithheld?.(callId) ?? []));
@@ -325,16 +373,22 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     }
   }
 
-  /** Actions that never reached sipgate: the flow hears it (an SMS approved but never sent). */
-  async notSent(callId: string, actions: AiFlowAction[], reason: NotSentReason, event: string): Promise<void> {
-    if (!actions.length) return;
-    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length }, "actions not sent");
-    await this.deps.engine.outcome({ status: "not_sent", callId, actions, reason });
+  /**
+   * Actions that never reached sipgate, by the event that produced them: the flow hears it (an SMS
+   * approved but never sent). `rerun`: their attempt was never committed and the event runs again.
+   */
+  async notSent(callId: string, entries: OutcomeEntry[], reason: NotSentReason, event: string, rerun = false): Promise<void> {
+    const kept = entries.filter((e) => e.actions.length);
+    if (!kept.length) return;
+    const actions = kept.flatMap((e) => e.actions);
+    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length, ...(rerun ? { rerun } : {}) }, "actions not sent");
+    await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
   }
 
-  /** Actions written into an answer or a frame: handed to sipgate. */
-  async handedOver(callId: string, actions: AiFlowAction[]): Promise<void> {
-    if (actions.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions });
+  /** Actions written into an answer or a frame, by the event that produced them: handed to sipgate. */
+  async handedOver(callId: string, entries: OutcomeEntry[]): Promise<void> {
+    const kept = entries.filter((e) => e.actions.length);
+    if (kept.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions: kept.flatMap((e) => e.actions), entries: kept });
   }
 
 }
