@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { actions as build } from "../../aiflow/actions.js";
+import { actions as build, type AiFlowAction } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
@@ -73,10 +73,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     while (this.pumps.size > 0 || this.watchers.size > 0 || this.afterCommits.size > 0) {
       await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
     }
-    // Turns whose commit never went through: what they approved never leaves from here. The event is
-    // still queued: whoever runs it next decides anew (under the same evidence ids), so only what
-    // the attempt held is given back here.
-    for (const [callId, { seq, outcome }] of this.uncommitted) await this.notSent(callId, [{ seq, actions: outcome.record.actions }], "commit_failed", outcome.record.event, true);
+    // Turns whose commit never went through: what they approved never leaves from here.
+    for (const [callId, { seq, outcome }] of this.uncommitted) await this.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
     this.uncommitted.clear();
   }
 
@@ -281,7 +279,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
       if (!(await this.committedAnyway(callId, q.seq))) {
-        if (this.closing) await this.notSent(callId, [{ seq: q.seq, actions: record.actions }], "commit_failed", q.event.type, true);
+        if (this.closing) await this.stoppedUncommitted(callId, q.seq, record.actions, q.event.type);
         else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
       }
       throw e;
@@ -326,6 +324,15 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     })();
     this.watchers.add(watcher);
     void watcher.finally(() => this.watchers.delete(watcher));
+  }
+
+  /**
+   * This instance stops with a turn whose commit failed. With a store of its own nothing runs the
+   * event again: its actions were not sent. With a shared one the event is still queued, and another
+   * instance runs it anew (under the same evidence ids): only what the attempt held is given back.
+   */
+  private async stoppedUncommitted(callId: string, seq: number, actions: AiFlowAction[], event: string): Promise<void> {
+    await this.notSent(callId, [{ seq, actions }], "commit_failed", event, this.deps.store.shared);
   }
 
   /** Event `seq` is done after an earlier attempt left it uncommitted: the flow settles what that attempt left. */
