@@ -3,7 +3,7 @@ import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { callbackTestConfig, smsActions, spoken, startTestService, type TestService } from "./support/harness.js";
 import { startReceiver, type Receiver } from "./support/webhookReceiver.js";
-import { ledgerKinds, postPending, until } from "./support/deadline.js";
+import { postPending, until } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, postPending, slowTurn } from "./support/deadline.js";
+import { atConsentQuestion, postPending, slowTurn } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**
