@@ -4,12 +4,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/engine/clock.js";
 import type { LedgerRecord } from "../src/ledger/ledger.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
+import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { createService, type Service } from "../src/service.js";
-import type { CommitRequest, CommitResult, OutboxEntry } from "../src/store/callStore.js";
+import { StoreUnavailableError, type CallStore, type CommitRequest, type CommitResult, type OutboxEntry } from "../src/store/callStore.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
-import { reply } from "./support/fakeOpenAI.js";
+import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { atConsentQuestion, postAndHangUp, postPending, slowTurn, until } from "./support/deadline.js";
@@ -221,6 +223,96 @@ describe("an attempt fenced out before its commit (lease lost): the event runs a
     expect(approvals).toHaveLength(1);
     expect(outcomesOf(approvals[0]!)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "lease_lost", number: CALLER })]);
     expect(evidence(svc.memoryLedger, id).records.map((r) => r.kind)).toContain("consent_declined");
+  });
+});
+
+describe("an attempt whose instance died after the approval, before its commit: the event runs again elsewhere", () => {
+  /**
+   * Two instances on one store, one ledger, one limiter (at most one SMS per recipient). Instance A
+   * dies at the commit of the turn that approved the send: from then on nothing it asks of the store
+   * returns (a dead process). B takes the call over once A's lease ran out and runs the event again.
+   */
+  async function twoInstances(id: string, retryReply: ReturnType<typeof reply.tool>) {
+    const fake = new FakeOpenAIServer();
+    await fake.start();
+    const inner = new MemoryCallStore<SmsSlice>();
+    const shared = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, { shared: true });
+    const hung: Array<(e: Error) => void> = [];
+    const a = { dead: false, buried: false };
+    // A's connection to the store: dead once it commits a send; at the end, every call fails (so it can be closed).
+    const viewOfA = new Proxy(shared, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== "function" || prop === "close") return typeof v === "function" ? v.bind(target) : v;
+        return (...args: unknown[]) => {
+          if (a.buried) return Promise.reject(new StoreUnavailableError("instance A is gone"));
+          if (prop === "commit" && (args[2] as CommitRequest<SmsSlice>).entry?.actions.some((x) => x.type === "send_sms")) a.dead = true;
+          if (a.dead) return new Promise((_, reject) => hung.push(reject));
+          return (v as (...x: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as CallStore<SmsSlice>;
+    const ledger = new MemoryLedger();
+    const limiter = new MemoryRateLimiter();
+    const config = testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } });
+    const make = (store: CallStore<SmsSlice>) =>
+      createService({ config, clock: new ManualClock(), model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }), ledger, limiter, store, logger: pino({ level: "silent" }) });
+    const A = make(viewOfA);
+    const B = make(shared);
+    const post = async (svc: Service, event: unknown) => {
+      const r = await svc.app.inject({ method: "POST", url: "/webhook", headers: { "content-type": "application/json" }, payload: JSON.stringify(event) });
+      return r.statusCode === 200 ? ([] as Array<{ type: string; text?: string; phone_number?: string }>).concat(r.json()) : [];
+    };
+    fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: true }), retryReply);
+    await post(A, ev.start(id));
+    expect((await post(A, ev.speak(id, "Schicken Sie mir die Adresse per SMS?"))).at(-1)?.text).toMatch(/^Darf ich Ihnen die Informationen per SMS/);
+    // A runs the yes and dies at its commit; sipgate's request to it never gets an answer.
+    void post(A, ev.speak(id, "Ja, gerne.")).catch(() => undefined);
+    await until(() => a.dead, "A to die at its commit");
+    const afterDeath = evidence(ledger, id);
+    // sipgate goes on with the call on B; once A's lease has run out, B runs the yes again (its second attempt).
+    const next = await post(B, ev.timeout(id));
+    await until(async () => (await shared.progress(id)).processed >= 4, "B ran both events");
+    const close = async () => {
+      a.buried = true;
+      for (const reject of hung) reject(new StoreUnavailableError("instance A is gone"));
+      await A.close();
+      await B.close();
+      await fake.close();
+    };
+    return { afterDeath, next, ledger, fake, close };
+  }
+
+  it("B approves the same send again: the one approval stands, handed over by B; the limit of one is kept", async () => {
+    const id = "handover-died-same";
+    const t = await twoInstances(id, reply.tool("record_consent", { consented: true }));
+    try {
+      expect(t.afterDeath.approvals).toHaveLength(1);
+      expect(t.afterDeath.outcomesOf(t.afterDeath.approvals[0]!)).toEqual([]);
+      // A's approval gave its hit back when B took the event up, so B's approval is not refused as over the limit.
+      expect(t.next.filter((a) => a.type === "send_sms")).toEqual([expect.objectContaining({ phone_number: CALLER })]);
+      const { approvals, outcomesOf } = await settled(t.ledger, id, "B's handover");
+      expect(approvals).toEqual([expect.objectContaining({ id: `${id}:e3:sms_approved:0` })]);
+      expect(outcomesOf(approvals[0]!)).toEqual([expect.objectContaining({ kind: "sms_handed_over" })]);
+      // Two model requests for the yes: A's and B's; one record.
+      expect(t.fake.requests.filter((r) => (r.tools ?? []).some((x) => x.function.name === "record_consent"))).toHaveLength(2);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("B does not approve it again (the model took the words as a no): A's approval gets sms_not_sent, instance_stopped", async () => {
+    const id = "handover-died-other";
+    const t = await twoInstances(id, reply.tool("record_consent", { consented: false }));
+    try {
+      expect(t.next.filter((a) => a.type === "send_sms")).toEqual([]);
+      const { approvals, outcomesOf, records } = await settled(t.ledger, id, "A's approval settled");
+      expect(approvals).toHaveLength(1);
+      expect(outcomesOf(approvals[0]!)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "instance_stopped", id: `${approvals[0]!.id}:sms_not_sent` })]);
+      expect(records.map((r) => r.kind)).toContain("consent_declined");
+    } finally {
+      await t.close();
+    }
   });
 });
 
