@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { actions as build, type AiFlowAction } from "../../aiflow/actions.js";
+import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitResult, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
-import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
+import type { FlowTypes, OutcomeEntry } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
+import { ActionOutcomes } from "./outcomes.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 
@@ -27,6 +28,8 @@ const MAX_ATTEMPTS = 3;
  */
 export class CallWorker<F extends FlowTypes = FlowTypes> {
   readonly progress: CallProgress;
+  /** What became of the call's actions, as the flow hears it (the answerers report theirs here too). */
+  readonly outcomes: ActionOutcomes<F>;
   readonly timers: Clock;
   private readonly pollMs: number;
   private readonly pumps = new Map<string, Promise<void>>();
@@ -49,14 +52,12 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     this.pollMs = deps.pollMs ?? 20;
     this.timers = deps.timers ?? systemClock;
     this.progress = new CallProgress(deps.store, deps.clock, this.timers, this.pollMs, (callId) => this.pumps.has(callId));
+    this.outcomes = new ActionOutcomes(deps, this.timers, this.pollMs, () => this.closing, (work) => this.background(work));
     this.arrivals = new Arrivals(deps.store, this.timers, Math.max(this.pollMs, 100), deps.log, {
       queued: (callId, seq) => this.startProcessing(callId, seq),
       settled: (callId) => void this.kick(callId),
       closing: () => this.closing,
-      background: (work) => {
-        this.watchers.add(work);
-        void work.finally(() => this.watchers.delete(work));
-      },
+      background: (work) => this.background(work),
     });
   }
 
@@ -67,6 +68,12 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     return () => this.streams.delete(key);
   }
 
+  /** Work that outlives the request that started it (watches, settling): drain waits for it. */
+  private background(work: Promise<void>): void {
+    this.watchers.add(work);
+    void work.finally(() => this.watchers.delete(work));
+  }
+
   /** Graceful shutdown: turns still running in the background finish before the store closes. */
   async drain(): Promise<void> {
     this.closing = true;
@@ -74,7 +81,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
     }
     // Turns whose commit never went through: what they approved never leaves from here.
-    for (const [callId, { seq, outcome }] of this.uncommitted) await this.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
+    for (const [callId, { seq, outcome }] of this.uncommitted) await this.outcomes.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
     this.uncommitted.clear();
   }
 
@@ -107,8 +114,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         void this.kick(callId);
       }
     })();
-    this.watchers.add(watcher);
-    void watcher.finally(() => this.watchers.delete(watcher));
+    this.background(watcher);
   }
 
   /** One pump per call and instance; a kick while it runs makes it look once more before it stops. */
@@ -203,16 +209,14 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // caller's words were judged once; a "no" stays a "no"). Processed elsewhere meanwhile: what
       // it approved never left.
       if (unsaved.seq === q.seq) return this.commitOutcome(callId, token, q, unsaved.outcome, local, unsaved.droppable);
-      const entries = [{ seq: unsaved.seq, actions: unsaved.outcome.record.actions }];
-      await this.notSent(callId, entries, "commit_failed", q.event.type, true);
-      await this.rerunDone(callId, unsaved.seq, "commit_failed", entries);
+      await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     const current = await store.get(callId);
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
       if (!CONVERSATIONAL.has(q.event.type)) {
         const skipped = await store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
-        if (skipped === "committed") await this.rerunDone(callId, q.seq, "instance_stopped");
+        if (skipped === "committed") await this.outcomes.rerunDone(callId, q.seq, "instance_stopped");
         return skipped;
       }
       // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
@@ -279,7 +283,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
       if (!(await this.committedAnyway(callId, q.seq))) {
-        if (this.closing) await this.stoppedUncommitted(callId, q.seq, record.actions, q.event.type);
+        if (this.closing) await this.outcomes.stoppedUncommitted(callId, q.seq, record.actions, q.event.type);
         else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
       }
       throw e;
@@ -288,56 +292,16 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
       if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
-    } else if (result === "dropped") await this.notSent(callId, produced, "dropped", q.event.type);
+    } else if (result === "dropped") await this.outcomes.notSent(callId, produced, "dropped", q.event.type);
     else {
-      // Fenced out: the event runs again wherever the lease is now, and may produce the same actions
-      // (under the same evidence ids). What this attempt produced is settled once the event is done.
-      await this.notSent(callId, produced, "lease_lost", q.event.type, true);
-      if (record.actions.length) this.settleWhenDone(callId, q.seq, produced);
+      // Fenced out: the event runs again where the lease is now, maybe producing the same actions
+      // (same evidence ids); what this attempt produced is settled once the event is done.
+      await this.outcomes.notSent(callId, produced, "lease_lost", q.event.type, true);
+      if (record.actions.length) this.outcomes.settleWhenDone(callId, q.seq, produced);
     }
-    // An earlier attempt at this event ended with its instance: what it left (an approval) and this
-    // result does not carry never left.
-    if (result !== "lease_lost" && q.attempts > 1) await this.rerunDone(callId, q.seq, "instance_stopped", undefined, result === "committed" && next.kind === "save" ? next.state : undefined);
+    // An earlier attempt died with its instance: what it left (an approval) that this result does not carry never left.
+    if (result !== "lease_lost" && q.attempts > 1) await this.outcomes.rerunDone(callId, q.seq, "instance_stopped", undefined, result === "committed" && next.kind === "save" ? next.state : undefined);
     return result;
-  }
-
-  /**
-   * An attempt at event `seq` lost the call's lease before its commit: once the event is done
-   * (processed by whichever attempt came last, here or elsewhere), the flow hears what this attempt
-   * produced and the call's state after it. In the background, bounded like every watch; an
-   * instance that stops first leaves it unsettled (what it approved then has no outcome).
-   */
-  private settleWhenDone(callId: string, seq: number, entries: OutcomeEntry[]): void {
-    const watcher = (async () => {
-      const started = this.timers.now();
-      const every = Math.max(this.pollMs, Math.floor(this.deps.options.answer.leaseMs / 4));
-      while (!this.closing && this.timers.now() - started < MAX_WATCH_MS) {
-        await this.timers.sleep(every);
-        try {
-          if ((await this.deps.store.progress(callId)).processed < seq) continue;
-          await this.rerunDone(callId, seq, "lease_lost", entries, await this.deps.store.get(callId));
-          return;
-        } catch {
-          // The store is down: look again later.
-        }
-      }
-    })();
-    this.watchers.add(watcher);
-    void watcher.finally(() => this.watchers.delete(watcher));
-  }
-
-  /**
-   * This instance stops with a turn whose commit failed. With a store of its own nothing runs the
-   * event again: its actions were not sent. With a shared one the event is still queued, and another
-   * instance runs it anew (under the same evidence ids): only what the attempt held is given back.
-   */
-  private async stoppedUncommitted(callId: string, seq: number, actions: AiFlowAction[], event: string): Promise<void> {
-    await this.notSent(callId, [{ seq, actions }], "commit_failed", event, this.deps.store.shared);
-  }
-
-  /** Event `seq` is done after an earlier attempt left it uncommitted: the flow settles what that attempt left. */
-  private async rerunDone(callId: string, seq: number, reason: RerunReason, entries?: OutcomeEntry[], state?: CallState<F["state"]>): Promise<void> {
-    await this.deps.engine.outcome({ status: "rerun_done", callId, seq, reason, ...(entries ? { entries } : {}) }, state);
   }
 
   /**
@@ -379,25 +343,6 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       return false;
     }
   }
-
-  /**
-   * Actions that never reached sipgate, by the event that produced them: the flow hears it (an SMS
-   * approved but never sent). `rerun`: their attempt was never committed and the event runs again.
-   */
-  async notSent(callId: string, entries: OutcomeEntry[], reason: NotSentReason, event: string, rerun = false): Promise<void> {
-    const kept = entries.filter((e) => e.actions.length);
-    if (!kept.length) return;
-    const actions = kept.flatMap((e) => e.actions);
-    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length, ...(rerun ? { rerun } : {}) }, "actions not sent");
-    await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
-  }
-
-  /** Actions written into an answer or a frame, by the event that produced them: handed to sipgate. */
-  async handedOver(callId: string, entries: OutcomeEntry[]): Promise<void> {
-    const kept = entries.filter((e) => e.actions.length);
-    if (kept.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions: kept.flatMap((e) => e.actions), entries: kept });
-  }
-
 }
 
 function streamKey(callId: string, seq: number): string {

@@ -139,7 +139,7 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         if (collected.kind !== "actions") return;
         if (call.ended) {
           // Withheld: the session_end turn tells the flow; ended only since: nothing is pushed after it.
-          if (!withheld) await this.worker.notSent(callId, collected.entries, "call_ended", event.type);
+          if (!withheld) await this.worker.outcomes.notSent(callId, collected.entries, "call_ended", event.type);
           return;
         }
         // Pushed frame by frame, in order; each action's fate stays with the entry (the event) that produced it.
@@ -147,9 +147,9 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
           const lost = e.actions.filter((a) => push(a) === false);
           return { sent: { seq: e.seq, actions: e.actions.filter((a) => !lost.includes(a)) }, lost: { seq: e.seq, actions: lost } };
         });
-        await this.worker.handedOver(callId, pushed.map((p) => p.sent));
+        await this.worker.outcomes.handedOver(callId, pushed.map((p) => p.sent));
         // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
-        await this.worker.notSent(callId, pushed.map((p) => p.lost), "not_written", event.type);
+        await this.worker.outcomes.notSent(callId, pushed.map((p) => p.lost), "not_written", event.type);
       } finally {
         giveBack();
       }
