@@ -78,14 +78,47 @@ export function check(t: Transcript, limits: { answerWithinMs: number; maxPerCal
   }
   if (t.waiting > 0) v.push({ invariant: "caller_left_waiting", detail: `${t.waiting} event(s) never answered` });
 
-  const count = (kind: string, n: string) => t.ledger.filter((r) => r.kind === kind && r.number === n).length;
-  for (const n of new Set([...sends.map((s) => s.number), ...t.ledger.filter((r) => r.kind === "sms_sent").map((r) => r.number!)])) {
-    const delivered = sends.filter((s) => s.number === n).length;
-    const recorded = count("sms_sent", n);
-    const withdrawn = count("sms_withdrawn", n);
-    if (delivered > recorded) v.push({ invariant: "ledger_disagrees", detail: `${delivered} send_sms to ${n} left, ${recorded} sms_sent recorded` });
-    if (recorded - delivered > withdrawn) v.push({ invariant: "ledger_disagrees", detail: `${recorded} sms_sent to ${n}, ${delivered} left, only ${withdrawn} sms_withdrawn` });
-  }
+  v.push(...checkLedger(t, sends));
   for (const e of t.errors) v.push({ invariant: "run_error", detail: e });
+  return v;
+}
+
+/**
+ * The ledger against what left, judged from what the simulated sipgate received (never from the
+ * service's state): every send_sms delivered has its sms_approved and no sms_not_sent; an
+ * sms_handed_over only for a send that was delivered; every approved send not delivered has its
+ * sms_not_sent, or no outcome at all only where an instance died after its approval (the outcome
+ * nobody can know: verify's `outcome_unknown`). Each outcome names an approval, and no approval has
+ * both.
+ */
+function checkLedger(t: Transcript, sends: Array<{ number: string }>): Violation[] {
+  const v: Violation[] = [];
+  const bad = (detail: string) => v.push({ invariant: "ledger_disagrees", detail });
+  const approvals = t.ledger.filter((r) => r.kind === "sms_approved");
+  const ids = new Set<string>();
+  for (const a of approvals) {
+    if (!a.id) bad(`sms_approved #${a.seq} has no id`);
+    else if (ids.has(a.id)) bad(`sms_approved ${a.id} written twice`);
+    else ids.add(a.id);
+  }
+  const outcomes = t.ledger.filter((r) => r.kind === "sms_handed_over" || r.kind === "sms_not_sent");
+  for (const o of outcomes) if (!o.ref || !ids.has(o.ref)) bad(`${o.kind} #${o.seq} names no approval (ref ${o.ref ?? "none"})`);
+  const handed = new Set(outcomes.filter((o) => o.kind === "sms_handed_over").map((o) => o.ref));
+  const notSent = new Set(outcomes.filter((o) => o.kind === "sms_not_sent").map((o) => o.ref));
+  for (const id of ids) if (handed.has(id) && notSent.has(id)) bad(`${id} is recorded as handed over and as not sent`);
+  for (const legacy of t.ledger.filter((r) => r.kind === "sms_sent" || r.kind === "sms_withdrawn")) bad(`legacy ${legacy.kind} #${legacy.seq} written`);
+
+  // An instance died at or after this virtual time: an approval then may have no outcome.
+  const diedAfter = (at: string) => t.crashes.some((c) => c >= Date.parse(at) - t.epoch);
+  for (const n of new Set([...sends.map((s) => s.number), ...approvals.map((a) => a.number!)])) {
+    const delivered = sends.filter((s) => s.number === n).length;
+    const mine = approvals.filter((a) => a.number === n);
+    const h = mine.filter((a) => handed.has(a.id)).length;
+    const unknown = mine.filter((a) => !handed.has(a.id) && !notSent.has(a.id));
+    if (delivered > h + unknown.length) bad(`${delivered} send_sms to ${n} left, but only ${h + unknown.length} of its ${mine.length} sms_approved are not recorded as sms_not_sent`);
+    if (h > delivered) bad(`${h} sms_handed_over for ${n}, but only ${delivered} send_sms to it left`);
+    const unexplained = unknown.filter((a) => !diedAfter(a.at)).length;
+    if (unexplained > delivered - h) bad(`${unexplained} sms_approved for ${n} without an outcome although no instance died after them (${delivered} left, ${h} recorded as handed over)`);
+  }
   return v;
 }

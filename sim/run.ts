@@ -62,7 +62,8 @@ export function describeFailure(r: SeedResult): string {
     "  trace (virtual ms):",
     ...r.transcript.trace.map((l) => `    ${l}`),
     "  ledger:",
-    ...r.transcript.ledger.map((x) => `    ${x.kind} ${x.number ?? ""} ${x.reply ? `reply "${x.reply}"` : ""} ${x.detail ?? ""}`.trimEnd()),
+    ...r.transcript.ledger.map((x) => "    " + `${x.kind} ${x.number ?? ""} ${x.id ?? ""}${x.ref ? ` ref ${x.ref}` : ""}${x.reason ? ` (${x.reason})` : ""} ${x.reply ? `reply "${x.reply}"` : ""} ${x.detail ?? ""}`.replace(/ +/g, " ").trimEnd()),
+    ...(r.transcript.crashes.length ? [`  crashes (virtual ms): ${r.transcript.crashes.join(", ")}`] : []),
   ].join("\n");
 }
 

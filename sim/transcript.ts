@@ -31,6 +31,10 @@ export interface Transcript {
   answers: Array<{ event: string; sentAt: number; answeredAt: number }>;
   model: ModelAnswer[];
   ledger: LedgerRecord[];
+  /** The virtual clock's zero as the service's clock reads it (epoch ms): ledger times less this are virtual times. */
+  epoch: number;
+  /** When an instance crashed (virtual ms): a fact of the simulated world, like a lost answer. */
+  crashes: number[];
   /** A readable account of the call, for a failing seed. */
   trace: string[];
   /** Requests still unanswered at the end (a caller left waiting). */

@@ -96,13 +96,14 @@ export async function runScenario(s: Scenario, config: AppConfig, prompts: Promp
   const model = new SimModel(clock, rng.fork(), s.model);
   const options = engineOptions(config);
   const instances: Instance[] = [];
-  const transcript: Transcript = { scenario: s, said: [], heard: [], answers: [], model: model.answers, ledger: ledger.records, trace: [], waiting: 0, errors: [] };
+  const transcript: Transcript = { scenario: s, said: [], heard: [], answers: [], model: model.answers, ledger: ledger.records, epoch: EPOCH, crashes: [], trace: [], waiting: 0, errors: [] };
   const trace = (line: string) => transcript.trace.push(`${String(clock.now()).padStart(7)} ${line}`);
   const storeRng = rng.fork();
   for (let i = 0; i < s.instances; i++) {
     const inst: Instance = { alive: true, inFlight: new Set(), pipeline: undefined as never };
     const store = faultyStore(shared, clock, storeRng.fork(), s.faults[i]!, () => {
       inst.alive = false;
+      transcript.crashes.push(clock.now());
       trace(`instance ${i} crashed`);
       for (const fail of inst.inFlight) fail(new Error(`instance ${i} crashed`));
       inst.inFlight.clear();
@@ -181,6 +182,8 @@ export async function runScenario(s: Scenario, config: AppConfig, prompts: Promp
               return;
             }
             deliver(answer.actions, `i${i}`);
+            // The answer was written to the connection in full (as the webhook's "finish").
+            await answer.written?.();
           })
         : (wsRunning.add(controller),
           inst.pipeline

@@ -8,7 +8,8 @@ import { atConsentQuestion, ledgerKinds, until, postAndHangUp } from "./support/
 /**
  * Issue 17, defect 7: an HTTP answer that could not be written (sipgate's request was gone) loses
  * nothing. Its actions go back to the call's outbox and leave with the next answer; if the call
- * ends first, a send among them is recorded as withdrawn and the task's result is not handed_over.
+ * ends first, a send among them is recorded as not sent (sms_not_sent, call_ended) and the task's
+ * result is not handed_over.
  * Over a real socket: the test's client hangs up its request while the model is still thinking.
  */
 
@@ -36,10 +37,13 @@ describe("an answer that never reached sipgate", () => {
     expect(smsActions(next.actions)).toEqual([expect.objectContaining({ phone_number: CALLER })]);
     expect(spoken(next.actions).join(" ")).toMatch(/abgeschickt|unterwegs/);
     expect((await svc.post(ev.speechEnded(id))).status).toBe(204);
-    expect(ledgerKinds(svc, id).filter((k) => k === "sms_withdrawn")).toEqual([]);
+    // One approval, handed over by the answer that carried it this time; never "not sent".
+    await until(() => ledgerKinds(svc, id).includes("sms_handed_over"), "sms_handed_over recorded");
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && (r.kind === "sms_handed_over" || r.kind === "sms_not_sent"))).toEqual([expect.objectContaining({ kind: "sms_handed_over", ref: approval.id })]);
   });
 
-  it("the call ends before another answer: the send is withdrawn, and the task's result is not handed_over", async () => {
+  it("the call ends before another answer: the send is recorded as not sent, and the task's result is not handed_over", async () => {
     const id = "lost-answer-end";
     await atConsentQuestion(svc, id);
     svc.fake.reset();
@@ -51,7 +55,8 @@ describe("an answer that never reached sipgate", () => {
     const before = (await svc.store.get(id))!;
     expect(before.sms.result?.value.status).toBe("handed_over");
     await svc.post(ev.end(id));
-    await until(() => ledgerKinds(svc, id).includes("sms_withdrawn"), "sms_withdrawn recorded");
-    expect(ledgerKinds(svc, id)).toEqual(expect.arrayContaining(["sms_sent", "sms_withdrawn"]));
+    await until(() => ledgerKinds(svc, id).includes("sms_not_sent"), "sms_not_sent recorded");
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && (r.kind === "sms_handed_over" || r.kind === "sms_not_sent"))).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended", ref: approval.id })]);
   });
 });

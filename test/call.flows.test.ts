@@ -128,7 +128,7 @@ describe("number change voids earlier consent; sms_failed with a wrong number ne
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const r = await svc.post(ev.speak(id, "Ja, an die neue Nummer."));
     expect(smsActions(r.actions)).toEqual([expect.objectContaining({ phone_number: OTHER_MOBILE })]);
-    const sends = svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_sent");
+    const sends = svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_approved");
     expect(sends.map((x) => x.number)).toEqual([CALLER, OTHER_MOBILE]);
   });
 });
@@ -243,7 +243,7 @@ describe("duplicate delivery of the same event", () => {
     expect(smsActions(first.actions)).toHaveLength(1);
     expect(second.status).toBe(204);
     expect(svc.fake.requests).toHaveLength(2); // start_sms_flow + record_consent; none for the duplicate
-    expect(svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_sent")).toHaveLength(1);
+    expect(svc.memoryLedger.records.filter((x) => x.callId === id && x.kind === "sms_approved")).toHaveLength(1);
   });
   it("concurrent redelivery is serialized per call and still sends once", async () => {
     const id = "dup-concurrent";

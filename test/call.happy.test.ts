@@ -47,11 +47,14 @@ describe("happy path with the caller's own number", () => {
     });
     expect(spoken(r.actions)[0]).toContain("abgeschickt");
     expect(spoken(r.actions)[0]).not.toMatch(/zugestellt|angekommen/);
-    const kinds = svc.memoryLedger.records.map((x) => x.kind);
-    expect(kinds).toEqual(["consent_asked", "consent_given", "sms_sent"]);
-    const sent = svc.memoryLedger.records.at(-1)!;
-    expect(sent).toMatchObject({ callId: id, number: CALLER, reply: "Ja, gerne.", outcome: "sent" });
-    expect(sent.question).toContain("0 1 5 1 1");
+    // The approval before the send could leave, its handover once the answer was written; each names the record it rests on.
+    for (let i = 0; i < 200 && svc.memoryLedger.records.length < 4; i++) await new Promise((r) => setTimeout(r, 5));
+    const [asked, given, approved, handed] = svc.memoryLedger.records;
+    expect(svc.memoryLedger.records.map((x) => x.kind)).toEqual(["consent_asked", "consent_given", "sms_approved", "sms_handed_over"]);
+    expect(approved).toMatchObject({ callId: id, number: CALLER, reply: "Ja, gerne.", outcome: "approved", ref: given!.id });
+    expect(approved!.question).toContain("0 1 5 1 1");
+    expect(given!.ref).toBe(asked!.id);
+    expect(handed).toMatchObject({ callId: id, number: CALLER, ref: approved!.id });
   });
 
   it("keeps history valid: every tool call has its result", async () => {

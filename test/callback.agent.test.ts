@@ -405,7 +405,8 @@ describe("review findings, second pass", () => {
     await postDue();
     const report = JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body) as CallbackReport;
     expect(report.sms).toEqual({ status: "refused", reason: "turn_superseded", number: CALLER });
-    expect(svc.memoryLedger.records.filter((r) => r.callId === id).map((r) => r.kind)).toEqual(expect.arrayContaining(["sms_sent", "sms_withdrawn"]));
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && r.ref === approval.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended" })]);
   });
 });
 

@@ -48,7 +48,7 @@ async function expectFinal(id: string) {
   svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
   const yes = await svc.post(ev.speak(id, "Ja, einverstanden."));
   expect(smsActions(yes.actions)).toEqual([]);
-  expect(ledgerKinds(id)).not.toContain("sms_sent");
+  expect(ledgerKinds(id)).not.toContain("sms_approved");
 }
 
 describe("a decline ends the SMS flow in every state of the question", () => {
@@ -128,7 +128,7 @@ describe("a decline ends the SMS flow in every state of the question", () => {
     const r = await svc.post(ev.speak(id, "Ja… nein, doch nicht."));
     expect(smsActions(r.actions)).toEqual([]);
     expect(spoken(r.actions)).toEqual([DECLINE_LINE]);
-    expect(ledgerKinds(id)).not.toContain("sms_sent");
+    expect(ledgerKinds(id)).not.toContain("sms_approved");
   });
 
   it("cancel_sms while collecting a number is final too", async () => {

@@ -10,7 +10,7 @@ import { RedisRateLimiter } from "../src/store/rateLimiter.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, pastDeadline, until } from "./support/deadline.js";
+import { atConsentQuestion, pastDeadline, until } from "./support/deadline.js";
 import { connectRedis, uniquePrefix } from "./support/redis.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
@@ -87,11 +87,14 @@ describe("a turn slower than the deadline", () => {
     expect(spoken(third.actions)).toEqual([GAVE_UP]);
     expect(third.actions[0]).toMatchObject({ user_input_timeout_seconds: 8 });
 
-    // The turn finishes late: its send_sms never leaves, and the ledger says it was withdrawn.
+    // The turn finishes late: its send_sms never leaves, and the ledger has no approval that stands
+    // (the gate approves nothing for an answer given up on; one approved just before is recorded as not sent).
     gate.release();
-    await until(async () => ledgerKinds(svc, id).includes("sms_withdrawn"));
-    const withdrawn = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_withdrawn")!;
-    expect(withdrawn).toMatchObject({ number: "4915112345678", outcome: "not_sent" });
+    await until(async () => (await svc.store.progress(id)).processed >= (await svc.store.progress(id)).queued, "the late turn done");
+    const records = svc.memoryLedger.records.filter((r) => r.callId === id);
+    const notSent = new Set(records.filter((r) => r.kind === "sms_not_sent" && r.reason === "turn_given_up").map((r) => r.ref));
+    expect(records.filter((r) => r.kind === "sms_approved" && !notSent.has(r.id))).toEqual([]);
+    expect(records.filter((r) => r.kind === "sms_handed_over")).toEqual([]);
     const after = await svc.post(ev.speechEnded(id));
     answers.push(after.actions);
     expect(answers.flatMap(smsActions)).toEqual([]);
@@ -224,7 +227,8 @@ describe("two instances on one Redis: a holder that lost its lease writes nothin
     const later = await post(1, ev.speechEnded(id));
     const all = [...a.actions, ...b.actions, ...later.actions];
     expect(smsActions(all)).toEqual([expect.objectContaining({ phone_number: "4915112345678" })]);
-    expect(ledger.records.filter((r) => r.callId === id && r.kind === "sms_sent")).toHaveLength(1);
+    expect(ledger.records.filter((r) => r.callId === id && r.kind === "sms_approved")).toHaveLength(1);
+    expect(ledger.records.filter((r) => r.callId === id && r.kind === "sms_not_sent")).toEqual([]);
     const state = (await instances[1]!.store.get(id))!;
     expect(state.sms.sent).toHaveLength(1);
   });

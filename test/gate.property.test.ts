@@ -131,10 +131,10 @@ describe("the action gate alone", () => {
           if (expected) {
             allowedCount++;
             expect(state.sms.sent.length).toBe(before + 1);
-            expect(ledger.records).toEqual([expect.objectContaining({ kind: "sms_sent", number: to, question: "Darf ich …?", reply: "Ja" })]);
+            expect(ledger.records).toEqual([expect.objectContaining({ kind: "sms_approved", number: to, question: "Darf ich …?", reply: "Ja" })]);
           } else {
             expect(state.sms.sent.length).toBe(before);
-            expect(ledger.records.filter((r) => r.kind === "sms_sent")).toHaveLength(0);
+            expect(ledger.records.filter((r) => r.kind === "sms_approved")).toHaveLength(0);
           }
         }),
       { numRuns: 3000 },
@@ -172,7 +172,7 @@ describe("the action gate alone", () => {
     const second = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], turn);
     expect(second.allowed).toEqual([]);
     expect(second.decisions[0]).toMatchObject({ allowed: false, reason: "consent_already_used" });
-    expect(ledger.records.filter((r) => r.kind === "sms_sent")).toHaveLength(1);
+    expect(ledger.records.filter((r) => r.kind === "sms_approved")).toHaveLength(1);
   });
 
   it("per-recipient limit across calls", async () => {

@@ -116,10 +116,12 @@ describe("2. a 'no' that an answer gave up on is never lost", () => {
     expect((await svc.store.get(id))!.sms.declined).toBe(true);
     const after = await svc.post(ev.speechEnded(id));
     expect(smsActions(after.actions)).toEqual([]);
-    // Whatever the ledger says was approved, it also says was withdrawn: nothing left.
-    const kinds = ledgerKinds(svc, id);
-    expect(kinds.filter((k) => k === "sms_sent").length).toBeLessThanOrEqual(kinds.filter((k) => k === "sms_withdrawn").length);
-    expect(kinds).toContain("consent_declined");
+    // Whatever the ledger says was approved, it also says was not sent: nothing left.
+    const records = svc.memoryLedger.records.filter((r) => r.callId === id);
+    const notSent = new Set(records.filter((r) => r.kind === "sms_not_sent").map((r) => r.ref));
+    expect(records.filter((r) => r.kind === "sms_approved" && !notSent.has(r.id))).toEqual([]);
+    expect(records.filter((r) => r.kind === "sms_handed_over")).toEqual([]);
+    expect(ledgerKinds(svc, id)).toContain("consent_declined");
   });
 });
 
@@ -141,7 +143,9 @@ describe("3. the caller's words come before an older send leaves", () => {
     // The model judged the "no" with the consent step's tools.
     expect(svc.fake.requests[1]!.tools?.map((t) => t.function.name)).toContain("record_consent");
     const kinds = ledgerKinds(svc, id);
-    expect(kinds).toEqual(expect.arrayContaining(["consent_given", "sms_sent", "consent_declined", "sms_withdrawn"]));
+    expect(kinds).toEqual(expect.arrayContaining(["consent_given", "sms_approved", "consent_declined", "sms_not_sent"]));
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(svc.memoryLedger.records.filter((r) => r.ref === approval.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "withdrawn_by_no" })]);
     const state = (await svc.store.get(id))!;
     expect(state.sms.sent).toEqual([]);
     expect(state.sms.result?.value.status).toBe("declined");
@@ -162,7 +166,8 @@ describe("3. the caller's words come before an older send leaves", () => {
     // The send comes before its announcement, nothing is asked again, no apology.
     expect(all.findIndex((a) => a.type === "send_sms")).toBeLessThan(all.findIndex((a) => a.type === "speak" && SENT.test(a.text ?? "")));
     expect(spoken(all).some((t) => QUESTION.test(t) || /Entschuldigung/.test(t))).toBe(false);
-    expect(ledgerKinds(svc, id).filter((k) => k === "sms_withdrawn")).toEqual([]);
+    expect(ledgerKinds(svc, id).filter((k) => k === "sms_not_sent")).toEqual([]);
+    await until(() => ledgerKinds(svc, id).includes("sms_handed_over"));
     const state = (await svc.store.get(id))!;
     expect(state.step).toBe("main");
     expect(state.sms.recheck).toBeUndefined();
@@ -232,7 +237,9 @@ describe("4. lease losses of a live instance are no attempts; a never-evaluated 
       const later = await local.post(ev.speechEnded(id));
       expect(smsActions([...r.actions, ...later.actions])).toEqual([]);
       const kinds = local.memoryLedger.records.filter((x) => x.callId === id).map((x) => x.kind);
-      expect(kinds).toEqual(expect.arrayContaining(["sms_sent", "consent_declined", "sms_withdrawn"]));
+      expect(kinds).toEqual(expect.arrayContaining(["sms_approved", "consent_declined", "sms_not_sent"]));
+      const approval = local.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+      expect(local.memoryLedger.records.filter((r) => r.ref === approval.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "withdrawn_by_no" })]);
       const state = (await local.store.get(id))!;
       expect(state.sms.declined).toBe(true);
       expect(state.sms.sent).toEqual([]);

@@ -22,7 +22,7 @@ import { testConfig } from "./support/harness.js";
  * Issue 17, point 8: each action's outcome reaches the flow through one callback (`onOutcome`):
  * handed over once its answer was written (the webhook) or its frame sent (the socket), not sent
  * with the reason otherwise. The reception flow with a recording `onOutcome` of its own, composed
- * with the SMS task's (which writes sms_withdrawn).
+ * with the SMS task's (which writes sms_handed_over or sms_not_sent, naming the send's sms_approved).
  */
 
 const outcomes: ActionOutcome[] = [];
@@ -30,9 +30,9 @@ const outcomes: ActionOutcome[] = [];
 const flow = defineFlow<ReceptionFlowTypes>({
   ...receptionFlow,
   tasks: undefined,
-  onOutcome: async (o, services, state) => {
+  onOutcome: async (o, services, state, now) => {
     outcomes.push(o);
-    await receptionFlow.onOutcome?.(o, services, state);
+    await receptionFlow.onOutcome?.(o, services, state, now);
   },
 });
 const fake = new FakeOpenAIServer();
@@ -79,12 +79,15 @@ describe("action outcomes", () => {
     const answer = await post(ev.speak(id, "Ja."));
     expect(answer.some((a) => a.type === "send_sms")).toBe(true);
     await new Promise((r) => setTimeout(r, 20));
-    const handed = outcomes.filter((o) => o.callId === id && o.status === "handed_over").flatMap((o) => o.actions);
+    const handed = outcomes.filter((o) => o.callId === id && o.status === "handed_over").flatMap((o) => (o.status === "handed_over" ? o.actions : []));
     expect(handed.filter((a) => a.type === "send_sms")).toEqual([expect.objectContaining({ phone_number: CALLER })]);
     expect(outcomes.filter((o) => o.callId === id && o.status === "not_sent")).toEqual([]);
+    // The ledger: the approval, then its handover naming it.
+    const approval = ledger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(ledger.records.filter((r) => r.callId === id && r.kind === "sms_handed_over")).toEqual([expect.objectContaining({ ref: approval.id, number: CALLER })]);
   });
 
-  it("a send the call's end overtook is not sent, reason call_ended, once; the ledger says withdrawn", async () => {
+  it("a send the call's end overtook is not sent, reason call_ended, once; the ledger says not sent", async () => {
     const id = "outcome-call-ended";
     await post(ev.start(id));
     fake.enqueue(reply.tool("start_sms_flow", { info: "address" }));
@@ -98,12 +101,12 @@ describe("action outcomes", () => {
     clock.advance(800);
     expect((await yes).map((a) => a.type)).toEqual(["speak"]);
     gate.release();
-    for (let i = 0; i < 200 && !ledger.records.some((r) => r.callId === id && r.kind === "sms_sent"); i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 200 && !ledger.records.some((r) => r.callId === id && r.kind === "sms_approved"); i++) await new Promise((r) => setTimeout(r, 5));
     await post(ev.end(id));
     const notSent = outcomes.filter((o) => o.callId === id && o.status === "not_sent");
     expect(notSent).toEqual([expect.objectContaining({ reason: "call_ended", actions: expect.arrayContaining([expect.objectContaining({ type: "send_sms" })]) })]);
-    expect(outcomes.filter((o) => o.callId === id && o.status === "handed_over").flatMap((o) => o.actions).some((a) => a.type === "send_sms")).toBe(false);
-    expect(ledger.records.filter((r) => r.callId === id).map((r) => r.kind)).toEqual(expect.arrayContaining(["sms_sent", "sms_withdrawn"]));
-    expect(ledger.records.filter((r) => r.callId === id && r.kind === "sms_withdrawn")).toHaveLength(1);
+    expect(outcomes.filter((o) => o.callId === id && o.status === "handed_over").flatMap((o) => (o.status === "handed_over" ? o.actions : [])).some((a) => a.type === "send_sms")).toBe(false);
+    const approval = ledger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(ledger.records.filter((r) => r.callId === id && (r.kind === "sms_not_sent" || r.kind === "sms_handed_over"))).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended", ref: approval.id })]);
   });
 });

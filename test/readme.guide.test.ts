@@ -274,7 +274,7 @@ describe(`README "${SECTION}"`, () => {
     // The task's typed result reached the flow's onResult; the evidence was written.
     const final = lines.at(-1)!;
     expect(final.pharmacy).toEqual({ pickupSms: "handed_over" });
-    expect(final.ledger).toContain("sms_sent");
+    expect(final.ledger).toContain("sms_approved");
 
     // What the model was given: the step's prompt (placeholders filled) and only its tools, described from prompts/tools.md.
     expect(fake.requests).toHaveLength(3);

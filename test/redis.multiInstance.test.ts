@@ -116,7 +116,7 @@ describe("two instances on one Redis", () => {
     const yes = await post(B, ev.speak(id, "Ja, bitte."));
     expect(sms(yes)).toHaveLength(1);
     const ledger = readFileSync(join(dir, "ledger.jsonl"), "utf8");
-    expect(ledger).toMatch(/"kind":"sms_sent".*"callId":"multi-kill"/);
+    expect(ledger).toMatch(/"kind":"sms_approved".*"callId":"multi-kill"/);
   });
 
   it("an instance killed mid-turn: the next events on the other are answered within the deadline and the call goes on to its SMS", async () => {
@@ -156,7 +156,8 @@ describe("two instances on one Redis", () => {
       expect(said.some((t) => /abgeschickt/.test(t))).toBe(true);
       expect(said.every((t) => /abgeschickt|^Einen Moment bitte\.$|^Sind Sie noch da\?/.test(t)), JSON.stringify(said)).toBe(true);
       const ledger = readFileSync(join(dir, "ledger.jsonl"), "utf8").split("\n").filter((l) => l.includes(`"callId":"${id}"`));
-      expect(ledger.filter((l) => l.includes('"kind":"sms_sent"'))).toHaveLength(1);
+      expect(ledger.filter((l) => l.includes('"kind":"sms_approved"'))).toHaveLength(1);
+      expect(ledger.filter((l) => l.includes('"kind":"sms_not_sent"'))).toHaveLength(0);
     } finally {
       gate.release();
     }

@@ -198,7 +198,7 @@ describe("F8 [low] consent after a silence re-prompt is recorded with the questi
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const yes = await svc.post(ev.speak(id, "Ja."));
     expect(smsActions(yes.actions)).toHaveLength(1);
-    const sent = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_sent")!;
+    const sent = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
     // Invariant 6: "the exact question spoken". What was spoken last was "Sind Sie noch da? Darf ich …",
     // and the caller's "Ja" may well answer "Sind Sie noch da?".
     expect(sent.question).toBe(heard);

@@ -34,10 +34,10 @@ it("a slow 'no' whose answer was given up on still holds: a later 'yes' sends no
   svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
   const yes = await svc.post(ev.speak(id, "Ja, gerne."));
   expect(smsActions(yes.actions)).toEqual([]);
-  expect(ledgerKinds(svc, id)).not.toContain("sms_sent");
+  expect(ledgerKinds(svc, id)).not.toContain("sms_approved");
 });
 
-it("a late send_sms still waiting when the caller hangs up never leaves, and the ledger records it as withdrawn", async () => {
+it("a late send_sms still waiting when the caller hangs up never leaves, and the ledger records it as not sent (call ended)", async () => {
   const id = "rv-end-outbox";
   await atConsentQuestion(svc, id);
   const gate = svc.fake.block();
@@ -51,7 +51,8 @@ it("a late send_sms still waiting when the caller hangs up never leaves, and the
   await until(async () => (await svc.store.progress(id)).ready.http > 0);
   // caller hangs up during the holding line
   await svc.post(ev.end(id));
-  expect(ledgerKinds(svc, id)).toContain("sms_withdrawn");
+  const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+  expect(svc.memoryLedger.records.filter((r) => r.ref === approval.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended" })]);
 });
 
 it("after session_end a late or redelivered user_speak starts no new conversation", async () => {
@@ -84,10 +85,15 @@ it("a turn already given up on approves no send, so it uses up no SMS limit: the
     await pastDeadline(s2, ev.speechEnded(id));
     await pastDeadline(s2, ev.timeout(id));
     gate.release();
-    for (let i = 0; i < 400 && !s2.memoryLedger.records.some((r) => r.kind === "sms_withdrawn"); i++) await new Promise((r) => setTimeout(r, 5));
+    await until(async () => (await s2.store.progress(id)).processed >= (await s2.store.progress(id)).queued, "the late turn to finish");
     s2.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const again = await s2.post(ev.speak(id, "Ja, gerne."));
     expect(smsActions(again.actions)).toHaveLength(1);
+    // One approval, and the one send that left is its handover.
+    await until(() => s2.memoryLedger.records.some((r) => r.kind === "sms_handed_over"), "the handover recorded");
+    const approvals = s2.memoryLedger.records.filter((r) => r.kind === "sms_approved");
+    expect(approvals).toHaveLength(1);
+    expect(s2.memoryLedger.records.filter((r) => r.ref === approvals[0]!.id)).toEqual([expect.objectContaining({ kind: "sms_handed_over" })]);
   } finally {
     await s2.close();
   }

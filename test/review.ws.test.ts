@@ -116,7 +116,7 @@ it("a barge-in while the send's evidence is written: the approved send_sms is pu
   const id = "ws-strand-sms";
   const c = await atConsentQuestion(id);
   fake.enqueue(reply.tool("record_consent", { consented: true }));
-  const blocked = ledger.armed("sms_sent");
+  const blocked = ledger.armed("sms_approved");
   c.send(ev.speak(id, "Ja, gerne."));
   await blocked;
   await c.waitFor(() => clock.pending > 0);
@@ -126,7 +126,8 @@ it("a barge-in while the send's evidence is written: the approved send_sms is pu
   await settle(50);
   ledger.release!();
   await c.waitFor(() => c.frames.some((f) => f.type === "send_sms"));
-  expect(ledger.records.filter((r) => r.callId === id).map((r) => r.kind)).toContain("sms_sent");
+  await c.waitFor(() => ledger.records.some((r) => r.callId === id && r.kind === "sms_handed_over"));
+  expect(ledger.records.filter((r) => r.callId === id).map((r) => r.kind)).toEqual(expect.arrayContaining(["sms_approved", "sms_handed_over"]));
   c.ws.close();
 });
 

@@ -3,7 +3,7 @@ import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { callbackTestConfig, smsActions, spoken, startTestService, type TestService } from "./support/harness.js";
 import { startReceiver, type Receiver } from "./support/webhookReceiver.js";
-import { ledgerKinds, postPending, until } from "./support/deadline.js";
+import { postPending, until } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**
@@ -64,7 +64,7 @@ describe("review17: callback agent, a 'no' overtaking the confirmation SMS", () 
     const r = await answer;
     const all: AiFlowAction[] = [...r.actions, ...(await svc.post(ev.speechEnded(id))).actions];
     expect(smsActions(all)).toEqual([]);
-    expect(ledgerKinds(svc, id)).toContain("sms_withdrawn");
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && r.kind === "sms_not_sent")).toEqual([expect.objectContaining({ reason: "withdrawn_by_no" })]);
     const state = (await svc.store.get(id)) as unknown as { step: string; callback: { closed?: boolean } };
     expect(state.step).toBe("wrap_up");
     expect(state.callback.closed).toBe(true);

@@ -10,10 +10,10 @@ import type { CommitResult } from "../src/store/callStore.js";
 
 /**
  * Review of issue 17 (rules 3/4: the ledger agrees with what left). A "no" that overtook a send
- * writes sms_withdrawn (endSmsFlow) before its commit. When that commit fails (store blip), the
- * event runs again; the send is still pending in the outbox, so the second run withdraws it again
- * and writes a second sms_withdrawn (and a second release). settleOrphanSends on the rerun does not
- * notice the first one. One sms_sent, two sms_withdrawn: the ledger no longer agrees with what left.
+ * writes its sms_not_sent (endSmsFlow) before its commit. When that commit fails (store blip), the
+ * event runs again; the send is still pending in the outbox, so the second run withdraws it again.
+ * Its record names the same approval (and the same outbox entry): one sms_approved, one
+ * sms_not_sent, one rate-limit release.
  */
 
 let failSeq: number | undefined;
@@ -34,7 +34,7 @@ beforeAll(async () => {
 afterAll(async () => svc.close());
 
 describe("review17: a 'no' whose commit failed runs again", () => {
-  it("one send approved, one withdrawn: the ledger has as many sms_withdrawn as sms_sent", async () => {
+  it("one send approved, one withdrawn: the ledger has one sms_not_sent (withdrawn_by_no) for the one sms_approved", async () => {
     const id = "r17-commit-retry";
     await atConsentQuestion(svc, id); // 1, 2
     svc.fake.reset();
@@ -48,7 +48,7 @@ describe("review17: a 'no' whose commit failed runs again", () => {
     failSeq = 4;
     const { answer } = await postPending(svc, ev.speak(id, "Nein, doch nicht!")); // 4: its first commit fails
     gate.release();
-    await until(() => ledgerKinds(svc, id).includes("sms_withdrawn"), "the first run withdrew");
+    await until(() => ledgerKinds(svc, id).includes("sms_not_sent"), "the first run withdrew");
     await until(async () => failSeq === undefined, "the commit failed");
     svc.deadlineClock.advance(800);
     await answer;
@@ -61,8 +61,11 @@ describe("review17: a 'no' whose commit failed runs again", () => {
     expect(smsActions(after.actions)).toEqual([]);
     expect((await svc.store.get(id))!.sms.declined).toBe(true);
     const kinds = ledgerKinds(svc, id);
-    expect(kinds.filter((k) => k === "sms_sent")).toHaveLength(1);
-    // What must happen: the send that never left is withdrawn once in the ledger.
-    expect(kinds.filter((k) => k === "sms_withdrawn")).toHaveLength(1);
+    expect(kinds.filter((k) => k === "sms_approved")).toHaveLength(1);
+    // What must happen: the send that never left is recorded as not sent once, naming its approval.
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id && r.kind === "sms_approved")!;
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && (r.kind === "sms_not_sent" || r.kind === "sms_handed_over"))).toEqual([
+      expect.objectContaining({ kind: "sms_not_sent", reason: "withdrawn_by_no", ref: approval.id }),
+    ]);
   });
 });

@@ -10,7 +10,7 @@ import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/de
  * unevaluated. A caller event queued after session_end (HTTP requests race: the caller's last
  * words and the hang-up are sent together; or a redelivery) keeps the send out of the discard,
  * the session_end commit then empties the outbox anyway: the SMS never left, but the ledger has
- * its sms_sent and no sms_withdrawn, and its rate-limit hit is never released.
+ * its approval and no outcome, and its rate-limit hit is never released.
  */
 
 const HOLDING = "Einen Moment bitte.";
@@ -23,7 +23,7 @@ afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
 
 describe("review17: session_end with a caller event queued after it", () => {
-  it("the send that never left is recorded as withdrawn", async () => {
+  it("the send that never left is recorded as not sent (call ended)", async () => {
     const id = "r17-end-then-speak";
     await atConsentQuestion(svc, id); // seqs 1, 2
     svc.fake.reset();
@@ -42,10 +42,11 @@ describe("review17: session_end with a caller event queued after it", () => {
     await until(async () => (await svc.store.progress(id)).processed >= 5, "all processed");
     await endAnswer;
     await lateAnswer;
-    const kinds = ledgerKinds(svc, id);
-    expect(kinds).toContain("sms_sent");
+    expect(ledgerKinds(svc, id)).toContain("sms_approved");
     // What must happen: nothing left (the call ended before any answer carried the send), so the
-    // ledger says so: one sms_withdrawn for the sms_sent.
-    expect(kinds.filter((k) => k === "sms_withdrawn").length).toBe(kinds.filter((k) => k === "sms_sent").length);
+    // ledger says so: one sms_not_sent (call_ended) for the approval.
+    const records = svc.memoryLedger.records.filter((r) => r.callId === id);
+    const approval = records.find((r) => r.kind === "sms_approved")!;
+    expect(records.filter((r) => r.kind === "sms_not_sent" || r.kind === "sms_handed_over")).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended", ref: approval.id })]);
   });
 });

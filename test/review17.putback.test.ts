@@ -58,12 +58,15 @@ describe("review17: a lost answer's send put back after the caller's 'no'", () =
     const no = await svc.post(ev.speak(id, "Nein, doch nicht!"));
     expect(no.status).toBeLessThan(300);
     releasePutBack();
-    await until(async () => (await svc.store.progress(id)).ready.http > 0 || ledgerKinds(svc, id).includes("sms_withdrawn"), "the lost answer back in the outbox, or withdrawn");
+    await until(async () => (await svc.store.progress(id)).ready.http > 0 || ledgerKinds(svc, id).includes("sms_not_sent"), "the lost answer back in the outbox, or recorded as not sent");
     const next = await svc.post(ev.speechEnded(id));
     // What must happen: a send put back after a caller verdict that followed it was evaluated
-    // must not leave (it is withdrawn, recorded as sms_withdrawn, or re-judged by the next verdict).
+    // must not leave (it is withdrawn, recorded as sms_not_sent, or re-judged by the next verdict).
     expect(smsActions([...no.actions, ...next.actions])).toEqual([]);
-    const kinds = ledgerKinds(svc, id);
-    expect(kinds.filter((k) => k === "sms_withdrawn").length).toBe(kinds.filter((k) => k === "sms_sent").length);
+    // Every approval has its one outcome, and it says the send never left.
+    const records = svc.memoryLedger.records.filter((r) => r.callId === id);
+    const approvals = records.filter((r) => r.kind === "sms_approved");
+    expect(approvals).toHaveLength(1);
+    expect(records.filter((r) => r.ref === approvals[0]!.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent" })]);
   });
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { atConsentQuestion, ledgerKinds, postPending, slowTurn } from "./support/deadline.js";
+import { atConsentQuestion, postPending, slowTurn } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**
@@ -37,13 +37,13 @@ describe("review17: a correction of the number overtaking the send", () => {
     const r = await answer;
     const all: AiFlowAction[] = [...r.actions, ...(await svc.post(ev.speechEnded(id))).actions];
     // What must happen: the caller never heard the send announced and asked for another number
-    // before it left: the send to their own number is withdrawn (sms_withdrawn recorded), and the
+    // before it left: the send to their own number is withdrawn (sms_not_sent recorded), and the
     // question for the new number is what they hear, with the flow waiting for its answer.
     expect(smsActions(all).filter((a) => a.phone_number === CALLER)).toEqual([]);
     expect(spoken(all).some((t) => SENT.test(t))).toBe(false);
     const state = (await svc.store.get(id))!;
     expect(state.sms.sent).toEqual([]);
-    expect(ledgerKinds(svc, id)).toContain("sms_withdrawn");
+    expect(svc.memoryLedger.records.filter((r) => r.callId === id && r.kind === "sms_not_sent")).toEqual([expect.objectContaining({ reason: "withdrawn_by_no" })]);
   });
 
   it("after a correction during the recheck, the flow stays in the consent step for the new question it just asked", async () => {

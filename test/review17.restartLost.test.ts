@@ -9,7 +9,7 @@ import { ledgerKinds, until, postAndHangUp } from "./support/deadline.js";
  * Review of issue 17 (rule 4) after a session restart. The memory store's `ended` flag, set by
  * session_end's commit, is never cleared when an explicit session_start starts the same id again.
  * putBack returns early for an ended call, so a lost answer of the restarted conversation is
- * silently dropped: its send never left, yet nothing records it (no sms_withdrawn, no release),
+ * silently dropped: its send never left, yet nothing records it (no sms_not_sent, no release),
  * and the state still says handed_over.
  */
 
@@ -40,13 +40,13 @@ describe("review17: a lost answer after a session restart", () => {
     await postAndHangUp(port, ev.speak(id, "Ja, gerne."), gate.arrived);
     gate.release();
     await until(async () => (await svc.store.progress(id)).processed >= 5, "the yes processed");
-    await until(() => ledgerKinds(svc, id).includes("sms_sent"), "sms_sent");
+    await until(() => ledgerKinds(svc, id).includes("sms_approved"), "sms_approved");
     await new Promise((r) => setTimeout(r, 100));
     const next = await svc.post(ev.speechEnded(id));
     // What must happen (answer.lost.test.ts): the lost send leaves with the next answer, once;
-    // or, if it cannot, the ledger records it as withdrawn. Here it vanishes without a trace.
+    // or, if it cannot, the ledger records it as not sent. Here it vanishes without a trace.
     const kinds = ledgerKinds(svc, id);
-    const withdrawn = kinds.filter((k) => k === "sms_withdrawn").length;
-    expect(smsActions(next.actions).filter((a) => a.phone_number === CALLER).length + withdrawn).toBe(1);
+    const notSent = kinds.filter((k) => k === "sms_not_sent").length;
+    expect(smsActions(next.actions).filter((a) => a.phone_number === CALLER).length + notSent).toBe(1);
   });
 });

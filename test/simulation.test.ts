@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeFailure, simulate } from "../sim/run.js";
+import { describeFailure, runSeed, simulate } from "../sim/run.js";
 
 /**
  * The deterministic simulation (sim/): whole calls through the service (one to three instances on
@@ -20,5 +20,25 @@ describe.each(["http", "ws"] as const)("simulated calls over %s", (transport) =>
     // Not vacuous: SMS are sent and callers decline.
     expect(s.sends).toBeGreaterThan(SEEDS / 10);
     expect(s.declines).toBeGreaterThan(SEEDS / 50);
+  });
+});
+
+/**
+ * Seeds whose instance died between collecting an approved send and writing the answer that
+ * carried it. Under the old records (sms_sent at approval, sms_withdrawn when it never left) the
+ * ledger claimed a send that never reached sipgate. Now the approval stands with no outcome, which
+ * the oracle accepts only because an instance died after it (verify's `outcome_unknown`).
+ */
+describe("regression seeds: an instance dies between the approval and the handover", () => {
+  it.each([11303, 22868])("seed %i over http: the approval has no outcome, and that is honest", async (seed) => {
+    const r = await runSeed(seed, "http");
+    expect(r.violations, describeFailure(r)).toEqual([]);
+    const approvals = r.transcript.ledger.filter((x) => x.kind === "sms_approved");
+    const answered = new Set(r.transcript.ledger.filter((x) => x.kind === "sms_handed_over" || x.kind === "sms_not_sent").map((x) => x.ref));
+    // The situation the seed stands for: nothing delivered, an approval without outcome, a crash after it.
+    expect(r.transcript.heard.filter((h) => h.kind === "send_sms")).toEqual([]);
+    expect(approvals.filter((a) => !answered.has(a.id))).toHaveLength(1);
+    const approvedAt = Date.parse(approvals[0]!.at) - r.transcript.epoch;
+    expect(r.transcript.crashes.some((c) => c >= approvedAt)).toBe(true);
   });
 });

@@ -266,7 +266,7 @@ describe("the SMS task in a host flow", () => {
     fake.enqueue(reply.tool("rogue_send"), reply.text("Erledigt."));
     const out = await c.send(ev.speak(c.id, "Schicken Sie mir die Adresse."));
     expect(sends(out)).toEqual([]);
-    expect(ledger.records.filter((r) => r.callId === c.id && r.kind === "sms_sent")).toEqual([]);
+    expect(ledger.records.filter((r) => r.callId === c.id && r.kind === "sms_approved")).toEqual([]);
   });
 
   it("the host flow includes the task: its steps, lines, notes, gate and never-replayed send come with it", () => {

@@ -66,6 +66,6 @@ describe("a call whose state the store lost mid-call", () => {
     await loseState(id);
     const heard = await askAgain(id);
     expect(smsActions(heard)).toEqual([]);
-    expect(ledgerKinds(svc, id).filter((k) => k === "sms_sent")).toHaveLength(1);
+    expect(ledgerKinds(svc, id).filter((k) => k === "sms_approved")).toHaveLength(1);
   });
 });

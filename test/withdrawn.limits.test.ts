@@ -12,7 +12,7 @@ import type { Redis } from "ioredis";
 
 /**
  * Issue 17, defect 5: a send the gate approved that never left gives back what it took. A commit
- * that throws after the gate approved a send records sms_withdrawn, and every withdrawn send
+ * that throws after the gate approved a send records sms_not_sent, and every withdrawn send
  * gives its rate-limit hits back, so the caller is not refused "too many SMS" for an SMS they
  * never got.
  */
@@ -27,7 +27,7 @@ afterEach(async () => {
 });
 
 describe("a commit that throws after the gate approved a send", () => {
-  it("the turn is committed as it was when the queue moves again (judged once, sent once); an instance that stops first records sms_withdrawn and gives the hit back", async () => {
+  it("the turn is committed as it was when the queue moves again (judged once, sent once); an instance that stops first records sms_not_sent (commit_failed) and gives the hit back", async () => {
     const inner = new MemoryCallStore<SmsSlice>();
     let failNextSend = false;
     let thrown = 0;
@@ -69,8 +69,9 @@ describe("a commit that throws after the gate approved a send", () => {
     expect(smsActions(all)).toEqual([expect.objectContaining({ phone_number: CALLER })]);
     const after = ledgerKinds(svc, id);
     expect(after.filter((k) => k === "consent_given")).toHaveLength(1);
-    expect(after.filter((k) => k === "sms_sent")).toHaveLength(1);
-    expect(after.filter((k) => k === "sms_withdrawn")).toHaveLength(0);
+    expect(after.filter((k) => k === "sms_approved")).toHaveLength(1);
+    expect(after.filter((k) => k === "sms_not_sent")).toHaveLength(0);
+    await until(() => ledgerKinds(svc, id).includes("sms_handed_over"), "the send handed over");
 
     // Another caller: the commit fails and the instance stops before the queue moves again.
     const other = { from: "491701234567" };
@@ -85,8 +86,9 @@ describe("a commit that throws after the gate approved a send", () => {
     svc.deadlineClock.advance(800);
     await pending.answer;
     await svc.pipeline.drain();
-    const withdrawn = svc.memoryLedger.records.find((r) => r.callId === id2 && r.kind === "sms_withdrawn")!;
-    expect(withdrawn).toMatchObject({ number: "491701234567" });
+    const approval = svc.memoryLedger.records.find((r) => r.callId === id2 && r.kind === "sms_approved")!;
+    const withdrawn = svc.memoryLedger.records.find((r) => r.callId === id2 && r.kind === "sms_not_sent")!;
+    expect(withdrawn).toMatchObject({ number: "491701234567", reason: "commit_failed", ref: approval.id });
     expect(withdrawn.detail).toMatch(/commit failed/);
   });
 });

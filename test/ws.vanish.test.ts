@@ -198,12 +198,13 @@ describe.each(["memory", "redis"] as const)("defect 9: session_end while a yes t
     return c;
   }
 
-  /** The approved send is on record as not sent: sms_withdrawn, never a lone sms_sent. */
+  /** The approved send is on record as not sent, the call having ended: its one outcome, never a lone sms_approved. */
   function expectWithdrawn(id: string) {
-    const kinds = r.ledger.records.filter((x) => x.callId === id).map((x) => x.kind);
-    expect(kinds).toContain("sms_sent");
-    expect(kinds.filter((k) => k === "sms_withdrawn").length).toBe(kinds.filter((k) => k === "sms_sent").length);
-    expect(r.ledger.records.find((x) => x.callId === id && x.kind === "sms_withdrawn")).toMatchObject({ number: "4915112345678", outcome: "not_sent" });
+    const records = r.ledger.records.filter((x) => x.callId === id);
+    const approval = records.find((x) => x.kind === "sms_approved")!;
+    expect(approval).toBeDefined();
+    expect(records.filter((x) => x.kind === "sms_approved")).toHaveLength(1);
+    expect(records.filter((x) => x.ref === approval.id)).toEqual([expect.objectContaining({ kind: "sms_not_sent", reason: "call_ended", number: "4915112345678", outcome: "not_sent" })]);
   }
 
   it("the pending send is withdrawn and recorded so; nothing is pushed after session_end", async () => {
@@ -223,7 +224,7 @@ describe.each(["memory", "redis"] as const)("defect 9: session_end while a yes t
     slowGetMs = 100;
     gate.release();
     await c.waitFor(async () => (await r.svc.store.progress(id)).ended, "the call ended in the store");
-    await c.waitFor(() => r.ledger.records.some((x) => x.callId === id && x.kind === "sms_withdrawn"), "sms_withdrawn", 3000).catch(() => undefined);
+    await c.waitFor(() => r.ledger.records.some((x) => x.callId === id && x.kind === "sms_not_sent"), "sms_not_sent", 3000).catch(() => undefined);
     await settle(200);
 
     // Nothing at all after session_end: no send_sms, no late line.
@@ -247,7 +248,7 @@ describe.each(["memory", "redis"] as const)("defect 9: session_end while a yes t
       collectStarted = undefined;
       c.send(ev.end(id));
       await c.waitFor(async () => (await r.svc.store.progress(id)).ended, "the call ended in the store");
-      await c.waitFor(() => r.ledger.records.some((x) => x.callId === id && x.kind === "sms_withdrawn"), "sms_withdrawn").catch(() => undefined);
+      await c.waitFor(() => r.ledger.records.some((x) => x.callId === id && x.kind === "sms_not_sent"), "sms_not_sent").catch(() => undefined);
       await settle(300);
     } finally {
       slowCollectMs = 0;

@@ -285,7 +285,7 @@ function consentViolations(ledger: MemoryLedger): number {
     if (r.kind === "consent_asked") consented.clear();
     if (r.kind === "consent_given" && r.number) consented.add(r.number);
     if (r.kind === "consent_declined" || r.kind === "sms_cancelled") declined = true;
-    if (r.kind === "sms_sent" && (declined || !r.number || !consented.has(r.number))) violations++;
+    if (r.kind === "sms_approved" && (declined || !r.number || !consented.has(r.number))) violations++;
   }
   return violations;
 }

@@ -17,7 +17,8 @@ export type { Answer, AnswerKind, CallAnswerer, PipelineDeps } from "./pipeline/
  * answer never waits longer than the deadline: a slow turn gets a holding line and its actions
  * leave with the call's next event (HTTP) or are pushed when ready (WebSocket); each action leaves
  * at most once, and an instance that dies mid-turn costs the call at most one lease.
- *   src/engine/pipeline/worker.ts       lease, queue, turns, fenced commits, what never left
+ *   src/engine/pipeline/worker.ts       lease, queue, turns, fenced commits
+ *   src/engine/pipeline/outcomes.ts     what became of each action (handed over, not sent, an uncommitted attempt's)
  *   src/engine/pipeline/arrivals.ts     queuing, words kept through a store outage
  *   src/engine/pipeline/progress.ts     bounded waits for a call's progress
  *   src/engine/pipeline/answers.ts      holding lines, apologies, the socket's holding rule

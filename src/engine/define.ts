@@ -148,12 +148,14 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   neverReplay: readonly AiFlowAction["type"][];
   /**
    * What became of a turn's actions, once known: handed to sipgate (an answer written, a frame
-   * sent) or not sent, with the reason. The one way a flow hears it (its evidence: the SMS task's
-   * sms_withdrawn). `state`: the call's last state when the outcome is known inside a turn (the
-   * call ends with actions never collected): the flow makes it true before its last bookkeeping
-   * (a report must not say an SMS was handed over that never was).
+   * sent) or not sent, with the reason, and what an attempt whose result was never committed left
+   * once its event is done (see ActionOutcome). The one way a flow hears it (its evidence: the SMS
+   * task's sms_handed_over and sms_not_sent). `state`: the call's last state when the outcome is
+   * known inside a turn (the call ends with actions never collected): the flow makes it true before
+   * its last bookkeeping (a report must not say an SMS was handed over that never was); for
+   * `rerun_done`, the call's state after the event. `now`: the engine's clock (epoch ms), for the records' times.
    */
-  onOutcome?: (outcome: ActionOutcome, services: F["services"], state?: CallState<F["state"]>) => Promise<void> | void;
+  onOutcome?: (outcome: ActionOutcome, services: F["services"], state: CallState<F["state"]> | undefined, now: number) => Promise<void> | void;
   /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /**
@@ -194,10 +196,36 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
  */
 export type NotSentReason = "dropped" | "lease_lost" | "commit_failed" | "call_ended" | "not_written";
 
-/** What became of actions a turn produced (see FlowDef.onOutcome). */
+/** Why an attempt at an event ended without its result committed (`rerun_done`). */
+export type RerunReason = "lease_lost" | "commit_failed" | "instance_stopped";
+
+/**
+ * Actions of one event's turn (its outbox entry): `seq` is the event's position in the call's
+ * queue, which the turn that produced them saw as `TurnContext.eventSeq`, so a flow can name each
+ * action by the event that produced it and its place among the entry's actions.
+ */
+export interface OutcomeEntry {
+  seq: number;
+  actions: AiFlowAction[];
+}
+
+/**
+ * What became of actions a turn produced (see FlowDef.onOutcome). `actions`: every action of
+ * `entries`, in order.
+ *
+ * - `handed_over`: written into an answer or a frame sent.
+ * - `not_sent`: never reached sipgate, for `reason`. With `rerun`, the attempt that produced them
+ *   was never committed and its event runs again (maybe producing the same actions once more): give
+ *   back what they held, record nothing yet; `rerun_done` follows once the event is done.
+ * - `rerun_done`: event `seq`, which an earlier attempt left uncommitted (`reason`), is done now
+ *   (committed, dropped or skipped by a later attempt): whatever that attempt produced that the
+ *   event's final result does not carry never left. `entries`: what the attempt produced, when this
+ *   instance ran it; absent when its instance stopped (the flow looks up what it left, its ledger).
+ */
 export type ActionOutcome =
-  | { status: "handed_over"; callId: string; actions: AiFlowAction[] }
-  | { status: "not_sent"; callId: string; actions: AiFlowAction[]; reason: NotSentReason };
+  | { status: "handed_over"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] }
+  | { status: "not_sent"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[]; reason: NotSentReason; rerun?: boolean }
+  | { status: "rerun_done"; callId: string; seq: number; reason: RerunReason; entries?: OutcomeEntry[] };
 
 /**
  * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host
@@ -220,7 +248,7 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
   neverReplay?: readonly AiFlowAction["type"][];
   /** See FlowDef.onOutcome. */
-  onOutcome?: (outcome: ActionOutcome, services: F["services"], state?: CallState<F["state"]>) => Promise<void> | void;
+  onOutcome?: (outcome: ActionOutcome, services: F["services"], state: CallState<F["state"]> | undefined, now: number) => Promise<void> | void;
   /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onUnevaluated. */

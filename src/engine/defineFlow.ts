@@ -75,8 +75,8 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
       }
       return { allowed: true };
     },
-    onOutcome: outcomes.length === 0 ? undefined : async (outcome, services, state) => {
-      for (const o of outcomes) await o(outcome, services, state);
+    onOutcome: outcomes.length === 0 ? undefined : async (outcome, services, state, now) => {
+      for (const o of outcomes) await o(outcome, services, state, now);
     },
     afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
       for (const a of afterTurn) await a(ctx);

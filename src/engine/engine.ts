@@ -6,7 +6,7 @@ import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
 import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "../core/turnRecord.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import type { ActionOutcome, FlowDef, FlowTypes, StepDef, ToolDef } from "./define.js";
+import type { ActionOutcome, FlowDef, FlowTypes, OutcomeEntry, StepDef, ToolDef } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
 import { EventRouter } from "./eventRouter.js";
 import { repairToolPairing, trimHistory } from "./history.js";
@@ -26,14 +26,16 @@ export interface TurnStream {
   signal?: AbortSignal;
   /** Asked before an irreversible step: does this instance still hold the call's lease? */
   stillOwner?: () => Promise<boolean>;
-  /** session_end: committed actions that were still waiting to be collected and now never leave. */
-  undelivered?: AiFlowAction[];
+  /** session_end: committed actions that were still waiting to be collected and now never leave, by the event that produced them. */
+  undelivered?: OutcomeEntry[];
   /** How many of the call's lines the caller had heard when this event arrived (undefined: all of them). */
   heard?: number;
   /** The heard mark at the latest barge-in before this event: lines through it may have been cut short. */
   barged?: number;
   /** How often a lease holder took this event up (more than 1: an earlier attempt ended with its instance). */
   attempt?: number;
+  /** The event's position in the call's queue (its outbox entry has the same): the turn's evidence is named by it. */
+  seq?: number;
   /** Earlier turns' sends this event overtook (not delivered yet): they leave only if this turn does not take them back. */
   pendingSends?: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
 }
@@ -127,7 +129,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
 
     if (event.type === "session_end") {
       // What never got collected never leaves: the flow hears it (with the last state, to make it true).
-      if (stream.undelivered?.length) await this.outcome({ status: "not_sent", callId: sessionId, actions: stream.undelivered, reason: "call_ended" }, current);
+      const undelivered = stream.undelivered?.filter((e) => e.actions.length) ?? [];
+      if (undelivered.length) await this.outcome({ status: "not_sent", callId: sessionId, actions: undelivered.flatMap((e) => e.actions), entries: undelivered, reason: "call_ended" }, current);
       // The call is over: its bookkeeping (a flow's after-call report, say) still runs on the last state.
       if (current) {
         const turn = this.turn(current, event, record, stream);
@@ -264,7 +267,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
   /** What became of actions a turn produced: the flow records what that means (an SMS not sent). Its errors are logged. */
   async outcome(outcome: ActionOutcome, state?: CallState<F["state"]>): Promise<void> {
     try {
-      await this.deps.flow.onOutcome?.(outcome, this.deps.services, state);
+      await this.deps.flow.onOutcome?.(outcome, this.deps.services, state, this.deps.now());
     } catch (e) {
       this.deps.log.error({ sessionId: outcome.callId, status: outcome.status, err: (e as Error).message }, "recording an action outcome failed");
     }
@@ -301,7 +304,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       stream.sink,
       stream.signal,
       stream.stillOwner,
-      { heard: stream.heard, barged: stream.barged, pendingSends: stream.pendingSends ?? [] },
+      { heard: stream.heard, barged: stream.barged, pendingSends: stream.pendingSends ?? [], seq: stream.seq },
     );
   }
 

@@ -26,6 +26,12 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   readonly log: Logger;
   readonly record: TurnRecord;
   readonly sessionId: string;
+  /**
+   * The event's position in the call's queue (the seq its outbox entry gets), the same in every
+   * attempt at the event: records written for it are named by it, so a retry writes the same ids.
+   * Undefined when the engine runs without a call pipeline.
+   */
+  readonly eventSeq: number | undefined;
   /** What the caller said (or keyed) in this turn. */
   readonly userText: string;
   /** The model that produced this turn's latest answer (for evidence records). */
@@ -85,6 +91,8 @@ export interface TurnDelivery {
   heard?: number;
   barged?: number;
   pendingSends: ReadonlyArray<{ seq: number; actions: AiFlowAction[] }>;
+  /** The event's position in the call's queue. */
+  seq?: number;
 }
 
 /** What the engine lends a turn: how to run a tool from code, and the gate. */
@@ -141,6 +149,9 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
 
   get sessionId(): string {
     return this.state.sessionId;
+  }
+  get eventSeq(): number | undefined {
+    return this.delivery.seq;
   }
   get userText(): string {
     const e = this.event;

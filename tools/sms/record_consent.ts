@@ -83,13 +83,14 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
     }
     const answer = { consented: true, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
     // Evidence before state: if the ledger cannot write, consent is not recorded.
-    await recordEvidence(ctx, {
+    c.givenId = await recordEvidence(ctx, {
       kind: "consent_given",
       number: c.number,
       question: c.question,
       reply: answer.reply,
       outcome: "given",
       model: ctx.modelUsed ?? ctx.options.llm.model,
+      ...(c.askedId ? { ref: c.askedId } : {}),
     });
     c.answer = answer;
     return { result: ctx.note("consent_given"), next: STEP.sendSms };

@@ -65,7 +65,7 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
           return {
             ...this.answers.answered("actions", collected.actions),
             lost: this.putBackOnce(callId, collected.entries, collected.processed),
-            written: () => this.worker.handedOver(callId, collected.actions),
+            written: () => this.worker.outcomes.handedOver(callId, collected.entries),
           };
         case "hold":
           this.deps.log.info({ sessionId: callId, event: event.type, holdingLine: collected.count }, "turn not done within the deadline: holding line");
@@ -132,7 +132,7 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
           this.deps.log.error({ sessionId: callId, err: (e as Error).message }, "putting a lost answer back failed: recorded as not delivered");
           lost = entries;
         }
-        await this.worker.notSent(callId, lost.flatMap((x) => x.actions), "not_written", "answer_lost");
+        await this.worker.outcomes.notSent(callId, lost, "not_written", "answer_lost");
       })());
   }
 }

@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { actions as build, type AiFlowAction } from "../../aiflow/actions.js";
+import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitResult, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
-import type { FlowTypes, NotSentReason } from "../define.js";
+import type { FlowTypes, OutcomeEntry } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
+import { ActionOutcomes } from "./outcomes.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 
@@ -27,6 +28,8 @@ const MAX_ATTEMPTS = 3;
  */
 export class CallWorker<F extends FlowTypes = FlowTypes> {
   readonly progress: CallProgress;
+  /** What became of the call's actions, as the flow hears it (the answerers report theirs here too). */
+  readonly outcomes: ActionOutcomes<F>;
   readonly timers: Clock;
   private readonly pollMs: number;
   private readonly pumps = new Map<string, Promise<void>>();
@@ -44,19 +47,17 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   constructor(
     private readonly deps: PipelineDeps<F>,
     /** What a socket took from the outbox after session_end arrived and never pushed (the session_end turn's undelivered too). */
-    private readonly takeWithheld?: (callId: string) => AiFlowAction[],
+    private readonly takeWithheld?: (callId: string) => OutboxEntry[],
   ) {
     this.pollMs = deps.pollMs ?? 20;
     this.timers = deps.timers ?? systemClock;
     this.progress = new CallProgress(deps.store, deps.clock, this.timers, this.pollMs, (callId) => this.pumps.has(callId));
+    this.outcomes = new ActionOutcomes(deps, this.timers, this.pollMs, () => this.closing, (work) => this.background(work));
     this.arrivals = new Arrivals(deps.store, this.timers, Math.max(this.pollMs, 100), deps.log, {
       queued: (callId, seq) => this.startProcessing(callId, seq),
       settled: (callId) => void this.kick(callId),
       closing: () => this.closing,
-      background: (work) => {
-        this.watchers.add(work);
-        void work.finally(() => this.watchers.delete(work));
-      },
+      background: (work) => this.background(work),
     });
   }
 
@@ -67,6 +68,12 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     return () => this.streams.delete(key);
   }
 
+  /** Work that outlives the request that started it (watches, settling): drain waits for it. */
+  private background(work: Promise<void>): void {
+    this.watchers.add(work);
+    void work.finally(() => this.watchers.delete(work));
+  }
+
   /** Graceful shutdown: turns still running in the background finish before the store closes. */
   async drain(): Promise<void> {
     this.closing = true;
@@ -74,7 +81,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
     }
     // Turns whose commit never went through: what they approved never leaves from here.
-    for (const [callId, { outcome }] of this.uncommitted) await this.notSent(callId, outcome.record.actions, "commit_failed", outcome.record.event);
+    for (const [callId, { seq, outcome }] of this.uncommitted) await this.outcomes.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
     this.uncommitted.clear();
   }
 
@@ -107,8 +114,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         void this.kick(callId);
       }
     })();
-    this.watchers.add(watcher);
-    void watcher.finally(() => this.watchers.delete(watcher));
+    this.background(watcher);
   }
 
   /** One pump per call and instance; a kick while it runs makes it look once more before it stops. */
@@ -203,14 +209,18 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // caller's words were judged once; a "no" stays a "no"). Processed elsewhere meanwhile: what
       // it approved never left.
       if (unsaved.seq === q.seq) return this.commitOutcome(callId, token, q, unsaved.outcome, local, unsaved.droppable);
-      await this.notSent(callId, unsaved.outcome.record.actions, "commit_failed", q.event.type);
+      await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     const current = await store.get(callId);
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
-      if (!CONVERSATIONAL.has(q.event.type)) return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+      if (!CONVERSATIONAL.has(q.event.type)) {
+        const skipped = await store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+        if (skipped === "committed") await this.outcomes.rerunDone(callId, q.seq, "instance_stopped");
+        return skipped;
+      }
       // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
-      const outcome = await engine.runUnevaluated(current, q.event, { pendingSends, attempt: q.attempts });
+      const outcome = await engine.runUnevaluated(current, q.event, { pendingSends, attempt: q.attempts, seq: q.seq });
       if (local) local.record = outcome.record;
       return this.commitOutcome(callId, token, q, outcome, local, false);
     }
@@ -232,7 +242,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // The call ends: late actions still waiting for an answer never leave; an SMS among them was
       // not sent. Taken before the turn, so the flow's last bookkeeping knows.
       const undelivered = q.event.type === "session_end" ? await this.discardOutbox(callId) : undefined;
-      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, barged: q.barged, pendingSends, attempt: q.attempts });
+      outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, barged: q.barged, pendingSends, attempt: q.attempts, seq: q.seq });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
       log.error({ sessionId: callId, event: q.event.type, err: (e as Error).stack ?? String(e) }, "turn failed outside the engine's recovery");
@@ -273,15 +283,24 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
       if (!(await this.committedAnyway(callId, q.seq))) {
-        if (this.closing) await this.notSent(callId, record.actions, "commit_failed", q.event.type);
+        if (this.closing) await this.outcomes.stoppedUncommitted(callId, q.seq, record.actions, q.event.type);
         else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
       }
       throw e;
     }
+    const produced = [{ seq: q.seq, actions: record.actions }];
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
       if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
-    } else await this.notSent(callId, record.actions, result, q.event.type);
+    } else if (result === "dropped") await this.outcomes.notSent(callId, produced, "dropped", q.event.type);
+    else {
+      // Fenced out: the event runs again where the lease is now, maybe producing the same actions
+      // (same evidence ids); what this attempt produced is settled once the event is done.
+      await this.outcomes.notSent(callId, produced, "lease_lost", q.event.type, true);
+      if (record.actions.length) this.outcomes.settleWhenDone(callId, q.seq, produced);
+    }
+    // An earlier attempt died with its instance: what it left (an approval) that this result does not carry never left.
+    if (result !== "lease_lost" && q.attempts > 1) await this.outcomes.rerunDone(callId, q.seq, "instance_stopped", undefined, result === "committed" && next.kind === "save" ? next.state : undefined);
     return result;
   }
 
@@ -303,13 +322,13 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     this.afterCommits.set(callId, work);
   }
 
-  /** Take every action still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
-  private async discardOutbox(callId: string): Promise<AiFlowAction[]> {
-    const discarded: AiFlowAction[] = [];
+  /** Take every entry still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
+  private async discardOutbox(callId: string): Promise<OutcomeEntry[]> {
+    const discarded: OutcomeEntry[] = [];
     for (const via of ["http", "ws"] as const) {
       const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true });
       // The session_end turn tells the flow (with the call's last state).
-      if (left.kind === "actions") discarded.push(...left.actions);
+      if (left.kind === "actions") discarded.push(...left.entries);
     }
     // What a socket's collect took after session_end arrived (never pushed): not sent either.
     discarded.push(...(this.takeWithheld?.(callId) ?? []));
@@ -324,19 +343,6 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       return false;
     }
   }
-
-  /** Actions that never reached sipgate: the flow hears it (an SMS approved but never sent). */
-  async notSent(callId: string, actions: AiFlowAction[], reason: NotSentReason, event: string): Promise<void> {
-    if (!actions.length) return;
-    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length }, "actions not sent");
-    await this.deps.engine.outcome({ status: "not_sent", callId, actions, reason });
-  }
-
-  /** Actions written into an answer or a frame: handed to sipgate. */
-  async handedOver(callId: string, actions: AiFlowAction[]): Promise<void> {
-    if (actions.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions });
-  }
-
 }
 
 function streamKey(callId: string, seq: number): string {

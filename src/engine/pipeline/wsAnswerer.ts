@@ -1,6 +1,6 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { AiFlowEvent } from "../../aiflow/events.js";
-import { StoreUnavailableError, type Collected } from "../../store/callStore.js";
+import { StoreUnavailableError, type Collected, type OutboxEntry } from "../../store/callStore.js";
 import type { FlowTypes } from "../define.js";
 import type { Answers } from "./answers.js";
 import { MAX_WATCH_MS, type LocalStream, type PipelineDeps } from "./types.js";
@@ -17,8 +17,8 @@ interface WsCall {
   ended: boolean;
   /** Collects under way: session_end waits for them before it is queued, so what they took is known. */
   collects: Set<Promise<unknown>>;
-  /** Actions a collect took after session_end arrived, so never pushed: the session_end turn's undelivered too. */
-  withheld: AiFlowAction[];
+  /** Entries a collect took after session_end arrived, so never pushed: the session_end turn's undelivered too. */
+  withheld: OutboxEntry[];
 }
 
 /**
@@ -37,7 +37,7 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
   ) {}
 
   /** What a collect took after the call's session_end arrived (never pushed): the session_end turn's undelivered too. */
-  takeWithheld(callId: string): AiFlowAction[] {
+  takeWithheld(callId: string): OutboxEntry[] {
     return this.calls.get(callId)?.withheld.splice(0) ?? [];
   }
 
@@ -122,7 +122,7 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
           // session_end arrived while the collect was under way: what it took is never pushed, and
           // is handed to the session_end turn (which waits for this) as undelivered.
           if (call.ended && c.kind === "actions") {
-            call.withheld.push(...c.actions);
+            call.withheld.push(...c.entries);
             withheld = true;
           }
           return c;
@@ -139,13 +139,17 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         if (collected.kind !== "actions") return;
         if (call.ended) {
           // Withheld: the session_end turn tells the flow; ended only since: nothing is pushed after it.
-          if (!withheld) await this.worker.notSent(callId, collected.actions, "call_ended", event.type);
+          if (!withheld) await this.worker.outcomes.notSent(callId, collected.entries, "call_ended", event.type);
           return;
         }
-        const lost = collected.actions.filter((a) => push(a) === false);
-        await this.worker.handedOver(callId, collected.actions.filter((a) => !lost.includes(a)));
+        // Pushed frame by frame, in order; each action's fate stays with the entry (the event) that produced it.
+        const pushed = collected.entries.map((e) => {
+          const lost = e.actions.filter((a) => push(a) === false);
+          return { sent: { seq: e.seq, actions: e.actions.filter((a) => !lost.includes(a)) }, lost: { seq: e.seq, actions: lost } };
+        });
+        await this.worker.outcomes.handedOver(callId, pushed.map((p) => p.sent));
         // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
-        await this.worker.notSent(callId, lost, "not_written", event.type);
+        await this.worker.outcomes.notSent(callId, pushed.map((p) => p.lost), "not_written", event.type);
       } finally {
         giveBack();
       }

@@ -1,5 +1,5 @@
 import type { AppConfig } from "../../config/schema.js";
-import { defineStep, hostTask, type ActionOutcome, type EventHook, type NotSentReason, type TaskDef } from "../../engine/define.js";
+import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
@@ -16,7 +16,8 @@ import type { SmsCallState } from "../sms/state.js";
 import { NUMBER_STEPS, STEP, TASK_STEPS } from "../sms/stepNames.js";
 import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
 import { SMS_TASK_ENTRY } from "../sms/start.js";
-import { forgetWithdrawnSends, recallFromLedger, settleOrphanSends, recordWithdrawn, releaseLimits } from "../sms/withdrawnSends.js";
+import { recallFromLedger, settleOrphanSends } from "../sms/withdrawnSends.js";
+import { recordSendOutcome } from "../sms/sendOutcomes.js";
 import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
 
 /**
@@ -152,27 +153,6 @@ function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<s
   };
 }
 
-const NOT_SENT_DETAIL: Record<NotSentReason, string> = {
-  dropped: "the caller was told it took too long; the late answer was dropped",
-  lease_lost: "this instance lost the call's lease; the turn wrote nothing",
-  commit_failed: "the turn's commit failed; the send never left",
-  call_ended: "the call ended before the answer carrying it was collected",
-  not_written: "the answer carrying it could not be written to sipgate",
-};
-
-/**
- * What became of the task's sends. One not sent: the ledger says so (sms_withdrawn), the send
- * gives its rate-limit hits back, and, where the outcome is known inside a turn (the call ended),
- * the state stops saying it was sent. Handed over: nothing more to record (sms_sent was written
- * when the gate approved it).
- */
-async function onSmsOutcome(outcome: ActionOutcome, { ledger, limiter }: SmsServices, state?: SmsCallState): Promise<void> {
-  if (outcome.status !== "not_sent") return;
-  if (state) forgetWithdrawnSends(state, outcome.actions);
-  const done = await Promise.allSettled([recordWithdrawn(ledger, outcome.callId, outcome.actions, NOT_SENT_DETAIL[outcome.reason]), releaseLimits(limiter, outcome.callId, outcome.actions)]);
-  for (const d of done) if (d.status === "rejected") throw d.reason;
-}
-
 /** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
 export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {}): TaskDef<H> {
   const onSmsFailed: EventHook<H> = async (ctx, event) => {
@@ -198,7 +178,7 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     },
     // A redelivered event whose answer sent an SMS is not answered again.
     neverReplay: ["send_sms"],
-    onOutcome: onSmsOutcome,
+    onOutcome: recordSendOutcome,
     onUnevaluated: treatAsNo,
     onRetry: settleOrphanSends,
     onStateLost: recallFromLedger,

@@ -18,7 +18,7 @@ export async function askConsentQuestion(ctx: SmsContext): Promise<void> {
   const question = config.consent.question
     .replaceAll("{number}", speakable(number, config.homeCountry))
     .replaceAll("{business_name}", config.business.name);
-  await recordEvidence(ctx, { kind: "consent_asked", number, question });
+  const askedId = await recordEvidence(ctx, { kind: "consent_asked", number, question });
   ctx.speak(question);
-  state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), spokenIndex: state.spoken, interrupted: false };
+  state.sms.consent = { number, question, askedTurn: state.turn, askedAt: ctx.nowIso(), spokenIndex: state.spoken, interrupted: false, askedId };
 }

@@ -46,7 +46,7 @@ export async function recordSmsFailure(ctx: SmsContext, event: AiFlowEvent): Pro
   state.sms.lastFailure = { reason: event.reason, matched: true, wasRetry, canRetry, number: sent.number };
   if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
   else ctx.log.warn(logFields, "SMS failed: transient");
-  await recordEvidence(ctx, { kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message });
+  await recordEvidence(ctx, { kind: "sms_failed", number: sent.number, outcome: event.reason, detail: event.message, ...(sent.approval ? { ref: sent.approval } : {}) });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { setSmsResult } from "./result.js";
 import { STEP, TASK_STEPS } from "./stepNames.js";
-import { evidenceId, type SmsContext } from "./types.js";
+import { evidenceId } from "./evidenceIds.js";
+import type { SmsContext } from "./types.js";
 import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
 import { askConsentQuestion } from "./consentQuestion.js";
 

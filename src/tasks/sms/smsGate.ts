@@ -8,9 +8,7 @@ import { smsBudget } from "./smsBudget.js";
 import { consentVerdict } from "./consentRules.js";
 import { abuseLimits, smsHolder } from "./abuseLimits.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
-
-/** The detail of an sms_withdrawn the gate writes instead of approving (no sms_sent precedes it). */
-export const SUPERSEDED_DETAIL = "the turn's answer can no longer leave (lease lost or answer given up)";
+import { approvalPrefix, nextApprovalId } from "./evidenceIds.js";
 
 /**
  * The one gate every outgoing action passes. It re-derives every SMS rule from state and
@@ -72,11 +70,9 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
 
     // This turn's result must still be able to leave: not when another instance took the call over
     // (a stalled or partitioned holder) nor when the caller was already told it took too long. Then
-    // it neither counts against limits nor records a send; the evidence says it was not sent.
-    if (!(await ctx.stillOwner())) {
-      await recordEvidence(ctx, { kind: "sms_withdrawn", number: n, outcome: "not_sent", detail: SUPERSEDED_DETAIL }).catch(() => undefined);
-      return refuse("turn_superseded", "lease lost or answer given up");
-    }
+    // nothing is approved: no limit counted, no ledger record (there is no approval for an outcome
+    // to answer); the refusal stays in the turn's record.
+    if (!(await ctx.stillOwner())) return refuse("turn_superseded", "lease lost or answer given up");
 
     const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
     let acquired;
@@ -91,26 +87,33 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
       return refuse(`${hit.kind}_rate_limited`, `more than ${hit.spec.max} SMS in ${hit.spec.windowMs / 1000}s`);
     }
 
-    // Evidence first: the send leaves only once the record is durable.
+    // Evidence first: the send leaves only once its approval is durable. Named by the event and the
+    // send's place among this turn's approvals, so the transport's outcome can name it (its `ref`),
+    // and a retry of the event writes the same approval once.
     const c = sms.consent!;
+    const thisTurn = ctx.eventSeq !== undefined ? approvalPrefix(ctx.sessionId, ctx.eventSeq) : undefined;
+    const approvedBefore = thisTurn ? sms.sent.filter((s) => s.approval?.startsWith(thisTurn)).length : 0;
+    let approval: string;
     try {
-      await recordEvidence(ctx, {
-        kind: "sms_sent",
+      approval = await recordEvidence(ctx, {
+        id: nextApprovalId(ctx, approvedBefore),
+        kind: "sms_approved",
         number: n,
         question: c.question,
         reply: c.answer!.reply,
         consentAskedAt: c.askedAt,
         consentAnsweredAt: c.answer!.at,
         message: action.message,
-        outcome: "sent",
+        outcome: "approved",
         model: ctx.modelUsed ?? config.llm.model,
+        ...(c.givenId ? { ref: c.givenId } : {}),
       });
     } catch (e) {
       // Not sent: its hits go back.
       await ctx.services.limiter.release(smsHolder(ctx.sessionId, n)).catch((r: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: r.message }, "rate limiter could not take back an unsent SMS"));
       return refuse("ledger_unavailable", (e as Error).message);
     }
-    sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn });
+    sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn, approval });
     c.usedAt = ctx.nowIso();
     ctx.log.info({ sessionId: ctx.sessionId, recipient: maskNumber(n) }, "send_sms approved");
     return { subject: "send_sms", allowed: true, reason: "consent_recorded" };

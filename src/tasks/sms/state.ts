@@ -17,6 +17,9 @@ export interface ConsentState {
   answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
   /** When the gate approved the send this yes covered: one yes, one SMS. */
   usedAt?: string;
+  /** Ledger ids of the question's consent_asked and of the yes's consent_given (the records that follow name them in `ref`). */
+  askedId?: string;
+  givenId?: string;
 }
 
 export interface SentSms {
@@ -25,6 +28,8 @@ export interface SentSms {
   at: string;
   turn: number;
   failed?: SmsFailureReason;
+  /** Ledger id of its sms_approved: its outcome, a later sms_failed and a settling retry name it. */
+  approval?: string;
 }
 
 export interface SmsState {

@@ -6,6 +6,7 @@ import type { RecipientRefusal } from "../../phone/policy.js";
 import type { RateLimiter } from "../../store/rateLimiter.js";
 import type { LimitKind } from "./abuseLimits.js";
 import type { ConsentProblem } from "./consentRules.js";
+import { evidenceId } from "./evidenceIds.js";
 import type { SmsSlice } from "./state.js";
 
 /** What the SMS task needs from the app: its settings, the consent ledger and the shared SMS limits. */
@@ -109,22 +110,12 @@ export interface SmsFlowTypes extends FlowTypes {
  */
 export type SmsContext = TurnContext<SmsFlowTypes>;
 
-/** Append consent evidence for this call; resolves once durable. */
-export async function recordEvidence(ctx: SmsContext, rec: Omit<LedgerRecordInput, "callId" | "at" | "id"> & { id?: string }): Promise<void> {
-  await ctx.services.ledger.append({ id: rec.id ?? evidenceId(ctx, rec.kind), ...rec, callId: ctx.sessionId, at: ctx.nowIso() });
-}
-
-const issued = new WeakMap<object, Map<string, number>>();
-
 /**
- * An idempotent record id: the call, the turn (the same committed state when an event runs
- * again after its instance died, so the same id), the kind, and how many of that kind this turn
- * wrote before.
+ * Append consent evidence for this call; resolves once durable. Its id names the event whose turn
+ * writes it (see evidenceIds.ts) unless the caller names it; the id is returned (a later record's `ref`).
  */
-export function evidenceId(ctx: SmsContext, kind: string): string {
-  let counts = issued.get(ctx);
-  if (!counts) issued.set(ctx, (counts = new Map()));
-  const n = counts.get(kind) ?? 0;
-  counts.set(kind, n + 1);
-  return `${ctx.sessionId}:t${ctx.state.turn}:${kind}:${n}`;
+export async function recordEvidence(ctx: SmsContext, rec: Omit<LedgerRecordInput, "callId" | "at" | "id"> & { id?: string }): Promise<string> {
+  const id = rec.id ?? evidenceId(ctx, rec.kind);
+  await ctx.services.ledger.append({ ...rec, id, callId: ctx.sessionId, at: ctx.nowIso() });
+  return id;
 }

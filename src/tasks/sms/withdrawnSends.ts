@@ -1,9 +1,9 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
-import type { ConsentLedger, LedgerRecord } from "../../ledger/ledger.js";
 import type { RateLimiter } from "../../store/rateLimiter.js";
 import { smsHolder } from "./abuseLimits.js";
+import { approvalPrefix, approvedSends, evidenceId } from "./evidenceIds.js";
+import { answeredApprovals, keepsIds, recordNotSent, standingSends, standingWithoutIds, type NamedSend } from "./sendRecords.js";
 import type { SmsCallState } from "./state.js";
-import { SUPERSEDED_DETAIL } from "./smsGate.js";
 import type { SmsContext } from "./types.js";
 import { speakable } from "./numbers.js";
 
@@ -11,23 +11,15 @@ import { speakable } from "./numbers.js";
  * A send_sms the gate approved that never left (the caller's "no" overtook it, the call ended
  * first, or its answer was dropped): the state stops saying it was sent (the send and a
  * `handed_over` result for it), so the result and the host's bookkeeping (a callback report)
- * are true. The ledger's sms_withdrawn record is written by `recordWithdrawn`.
+ * are true. The ledger's sms_not_sent record is written by `recordNotSent`.
  */
-export function forgetWithdrawnSends(state: SmsCallState, actions: readonly AiFlowAction[]): void {
-  for (const a of actions) {
-    if (a.type !== "send_sms") continue;
-    const i = state.sms.sent.findLastIndex((s) => !s.failed && s.number === a.phone_number && s.message === a.message);
+export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedSend[]): void {
+  for (const { approval, send } of sends) {
+    const byId = state.sms.sent.findLastIndex((s) => s.approval === approval);
+    const i = byId >= 0 ? byId : state.sms.sent.findLastIndex((s) => !s.approval && !s.failed && s.number === send.phone_number && s.message === send.message);
     if (i >= 0) state.sms.sent.splice(i, 1);
     const r = state.sms.result?.value;
-    if (r?.status === "handed_over" && r.number === a.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
-  }
-}
-
-/** The evidence for sends that never left: one sms_withdrawn record each. */
-export async function recordWithdrawn(ledger: ConsentLedger, callId: string, actions: readonly AiFlowAction[], detail: string): Promise<void> {
-  for (const [i, a] of actions.entries()) {
-    if (a.type !== "send_sms") continue;
-    await ledger.append({ id: `${callId}:withdrawn:${detail}:${i}`, kind: "sms_withdrawn", callId, at: new Date().toISOString(), number: a.phone_number, outcome: "not_sent", detail });
+    if (r?.status === "handed_over" && r.number === send.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
   }
 }
 
@@ -41,34 +33,43 @@ export async function releaseLimits(limiter: RateLimiter, callId: string, action
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
-/**
- * Sends of a call the ledger says stand: its sms_sent records less the sms_withdrawn that take one
- * back (not the gate's own refusals, which follow no sms_sent).
- */
-function standingSends(records: readonly LedgerRecord[]): number {
-  return records.filter((r) => r.kind === "sms_sent").length - records.filter((r) => r.kind === "sms_withdrawn" && r.detail !== SUPERSEDED_DETAIL).length;
-}
-
-/** The detail of the sms_withdrawn written for a send approved by an attempt that died with its instance. */
+/** The detail of the sms_not_sent written for a send approved by an attempt that died with its instance. */
 export const ORPHAN_DETAIL = "approved by an instance that stopped before the send left";
 
 /**
  * An event runs again after its earlier attempt died with its instance. If that attempt's gate
- * approved a send (its sms_sent is in the ledger) but the attempt never committed, the send never
- * left: every sms_sent of the call that neither the committed state nor an sms_withdrawn accounts
- * for gets its sms_withdrawn now, and its rate-limit hits back.
+ * approved a send (its sms_approved is in the ledger), the attempt never committed, so the send
+ * never left from there: its rate-limit hits go back now, before this attempt's gate counts anew.
+ * This attempt may approve the same send again, under the same id (then that approval stands and
+ * gets its outcome from here); what it does not carry is recorded as not sent once the event is
+ * done (`settleRerun`). Approvals without ids (a call begun before them, a ledger that keeps none)
+ * are counted instead: those the committed state does not account for are recorded as not sent now.
  */
 export async function settleOrphanSends(ctx: SmsContext): Promise<void> {
   const { ledger, limiter } = ctx.services;
   const records = await ledger.recordsOf?.(ctx.sessionId);
   if (!records) return;
-  const orphans = standingSends(records) - ctx.state.sms.sent.length;
   const number = ctx.state.sms.consent?.number ?? ctx.state.sms.number;
-  for (let i = 0; i < orphans; i++) {
-    await ledger.append({ id: `${ctx.sessionId}:t${ctx.state.turn}:orphan:${i}`, kind: "sms_withdrawn", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", detail: ORPHAN_DETAIL });
+  const release = async () => {
     if (number) await limiter.release(smsHolder(ctx.sessionId, number)).catch(() => undefined);
+  };
+  let orphans = 0;
+  if (ctx.eventSeq !== undefined) {
+    const prefix = approvalPrefix(ctx.sessionId, ctx.eventSeq);
+    const answered = answeredApprovals(records);
+    const open = new Set(records.filter((r) => r.kind === "sms_approved" && r.id?.startsWith(prefix) && !answered.has(r.id)).map((r) => r.id));
+    for (let i = 0; i < open.size; i++) await release();
+    orphans += open.size;
   }
-  if (orphans > 0) ctx.log.warn({ sessionId: ctx.sessionId, orphans }, "sends approved by a dead instance recorded as withdrawn");
+  // Without ids: the committed state's sends that the ledger cannot name are those it counts.
+  const ids = keepsIds(records);
+  const uncounted = standingWithoutIds(records) - ctx.state.sms.sent.filter((s) => !s.approval || !ids).length;
+  for (let i = 0; i < uncounted; i++) {
+    await ledger.append({ id: evidenceId(ctx, "sms_not_sent"), kind: "sms_not_sent", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", reason: "instance_stopped", detail: ORPHAN_DETAIL });
+    await release();
+  }
+  orphans += Math.max(0, uncounted);
+  if (orphans > 0) ctx.log.warn({ sessionId: ctx.sessionId, orphans }, "sends approved by a dead instance: their limits given back");
 }
 
 /**
@@ -86,23 +87,26 @@ export function sayKeptLines(ctx: SmsContext, withdrawn: readonly AiFlowAction[]
 
 /**
  * Take back the sends this turn's caller event overtook: the state forgets them, the ledger gets
- * one sms_withdrawn per send and the rate limits their hits back. Once per outbox entry, also when
- * the turn runs again after its commit failed (the entry is named in the record's detail). Returns
- * every action of the withdrawn entries (see sayKeptLines). Ledger and limiter errors are logged:
- * the send is withdrawn whatever they say.
+ * one sms_not_sent (withdrawn_by_no) per send and the rate limits their hits back. Once per outbox
+ * entry, also when the turn runs again after its commit failed (the records name the approval, and
+ * their detail the entry). Returns every action of the withdrawn entries (see sayKeptLines). Ledger
+ * and limiter errors are logged: the send is withdrawn whatever they say.
  */
 export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiFlowAction[]> {
   const entries = ctx.withdrawPendingSends();
   const all = entries.flatMap((e) => e.actions);
   if (!entries.length) return all;
-  forgetWithdrawnSends(ctx.state, all);
+  forgetWithdrawnSends(ctx.state, approvedSends(ctx.sessionId, entries));
   const { ledger, limiter } = ctx.services;
   const earlier = await (ledger.recordsOf?.(ctx.sessionId) ?? Promise.resolve([])).catch(() => []);
+  const answered = answeredApprovals(earlier);
   for (const e of entries) {
+    const sends = approvedSends(ctx.sessionId, [e]);
     const ref = `[outbox entry ${e.seq}]`;
-    if (earlier.some((r) => r.kind === "sms_withdrawn" && r.detail?.endsWith(ref))) continue;
+    const done = sends.some((s) => answered.has(s.approval)) || earlier.some((r) => (r.kind === "sms_withdrawn" || r.kind === "sms_not_sent") && r.detail?.endsWith(ref));
+    if (done) continue;
     try {
-      await recordWithdrawn(ledger, ctx.sessionId, e.actions, `${why} ${ref}`);
+      await recordNotSent(ledger, ctx.sessionId, sends.map((s) => ({ approval: s.approval, number: s.send.phone_number })), "withdrawn_by_no", `${why} ${ref}`, ctx.nowIso());
       await releaseLimits(limiter, ctx.sessionId, e.actions);
     } catch (err) {
       ctx.log.error({ sessionId: ctx.sessionId, err: (err as Error).message }, "a withdrawn send's record or rate-limit release failed");
@@ -113,9 +117,9 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
 
 /**
  * The call's state was lost mid-call and starts over: what the ledger says of this call still
- * holds. A "no" (declined or cancelled) or a send that left (an sms_sent not withdrawn) ends the
- * SMS offer for the rest of the call: no caller is asked again or texted twice because a store
- * forgot.
+ * holds. A "no" (declined or cancelled) or a send that may have left (an approval not recorded as
+ * not sent) ends the SMS offer for the rest of the call: no caller is asked again or texted twice
+ * because a store forgot.
  */
 export async function recallFromLedger(ctx: SmsContext): Promise<void> {
   const records = await ctx.services.ledger.recordsOf?.(ctx.sessionId);

@@ -1,0 +1,87 @@
+import type { AiFlowAction } from "../../aiflow/actions.js";
+import type { CallState } from "../../core/callState.js";
+import type { Clock } from "../clock.js";
+import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
+import { MAX_WATCH_MS, type PipelineDeps } from "./types.js";
+
+/**
+ * What became of a call's actions, as the flow hears it (FlowDef.onOutcome): handed over, not sent,
+ * and, for an attempt whose result was never committed, what it left once its event is done. Each
+ * action is named by the event that produced it (its outbox entry's seq), so the flow's records of
+ * it (the SMS task's sms_handed_over / sms_not_sent) name the approval they answer.
+ */
+export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
+  constructor(
+    private readonly deps: PipelineDeps<F>,
+    private readonly timers: Clock,
+    private readonly pollMs: number,
+    private readonly closing: () => boolean,
+    /** Work that outlives the call that started it (drain waits for it). */
+    private readonly background: (work: Promise<void>) => void,
+  ) {}
+
+  /**
+   * Actions that never reached sipgate, by the event that produced them (an SMS approved but never
+   * sent). `rerun`: their attempt was never committed and the event runs again.
+   */
+  async notSent(callId: string, entries: OutcomeEntry[], reason: NotSentReason, event: string, rerun = false): Promise<void> {
+    const kept = entries.filter((e) => e.actions.length);
+    if (!kept.length) return;
+    const actions = kept.flatMap((e) => e.actions);
+    this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length, ...(rerun ? { rerun } : {}) }, "actions not sent");
+    await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
+  }
+
+  /** Actions written into an answer or a frame, by the event that produced them: handed to sipgate. */
+  async handedOver(callId: string, entries: OutcomeEntry[]): Promise<void> {
+    const kept = entries.filter((e) => e.actions.length);
+    if (kept.length) await this.deps.engine.outcome({ status: "handed_over", callId, actions: kept.flatMap((e) => e.actions), entries: kept });
+  }
+
+  /** Event `seq` is done after an earlier attempt left it uncommitted: the flow settles what that attempt left. */
+  async rerunDone(callId: string, seq: number, reason: RerunReason, entries?: OutcomeEntry[], state?: CallState<F["state"]>): Promise<void> {
+    await this.deps.engine.outcome({ status: "rerun_done", callId, seq, reason, ...(entries ? { entries } : {}) }, state);
+  }
+
+  /**
+   * An attempt at event `seq` lost the call's lease before its commit: what it produced was given
+   * back (`notSent` with `rerun`); once the event is done (processed by whichever attempt came last,
+   * here or elsewhere), the flow hears what it produced and the call's state after it. In the
+   * background, bounded like every watch; an instance that stops first leaves it unsettled (what it
+   * approved then has no outcome).
+   */
+  settleWhenDone(callId: string, seq: number, entries: OutcomeEntry[]): void {
+    this.background(
+      (async () => {
+        const started = this.timers.now();
+        const every = Math.max(this.pollMs, Math.floor(this.deps.options.answer.leaseMs / 4));
+        while (!this.closing() && this.timers.now() - started < MAX_WATCH_MS) {
+          await this.timers.sleep(every);
+          try {
+            if ((await this.deps.store.progress(callId)).processed < seq) continue;
+            await this.rerunDone(callId, seq, "lease_lost", entries, await this.deps.store.get(callId));
+            return;
+          } catch {
+            // The store is down: look again later.
+          }
+        }
+      })(),
+    );
+  }
+
+  /** A turn whose commit failed here, and whose event was processed since by another attempt: given back, then settled. */
+  async commitFailedDone(callId: string, seq: number, actions: AiFlowAction[], event: string): Promise<void> {
+    const entries = [{ seq, actions }];
+    await this.notSent(callId, entries, "commit_failed", event, true);
+    await this.rerunDone(callId, seq, "commit_failed", entries);
+  }
+
+  /**
+   * This instance stops with a turn whose commit failed. With a store of its own nothing runs the
+   * event again: its actions were not sent. With a shared one the event is still queued, and another
+   * instance runs it anew (under the same evidence ids): only what the attempt held is given back.
+   */
+  async stoppedUncommitted(callId: string, seq: number, actions: AiFlowAction[], event: string): Promise<void> {
+    await this.notSent(callId, [{ seq, actions }], "commit_failed", event, this.deps.store.shared);
+  }
+}
