@@ -166,10 +166,10 @@ const NOT_SENT_DETAIL: Record<NotSentReason, string> = {
  * the state stops saying it was sent. Handed over: nothing more to record (sms_sent was written
  * when the gate approved it).
  */
-async function onSmsOutcome(outcome: ActionOutcome, { ledger, limiter }: SmsServices, state?: SmsCallState): Promise<void> {
+async function onSmsOutcome(outcome: ActionOutcome, services: SmsServices, state?: SmsCallState): Promise<void> {
   if (outcome.status !== "not_sent") return;
   if (state) forgetWithdrawnSends(state, outcome.actions);
-  const done = await Promise.allSettled([recordWithdrawn(ledger, outcome.callId, outcome.actions, NOT_SENT_DETAIL[outcome.reason]), releaseLimits(limiter, outcome.callId, outcome.actions)]);
+  const done = await Promise.allSettled([recordWithdrawn(services.ledger, outcome.callId, outcome.actions, NOT_SENT_DETAIL[outcome.reason]), releaseLimits(services, outcome.callId, outcome.actions)]);
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 

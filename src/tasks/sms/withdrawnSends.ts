@@ -1,10 +1,9 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { ConsentLedger, LedgerRecord } from "../../ledger/ledger.js";
-import type { RateLimiter } from "../../store/rateLimiter.js";
 import { smsHolder } from "./abuseLimits.js";
 import type { SmsCallState } from "./state.js";
 import { SUPERSEDED_DETAIL } from "./smsGate.js";
-import type { SmsContext } from "./types.js";
+import type { SmsContext, SmsServices } from "./types.js";
 import { speakable } from "./numbers.js";
 
 /**
@@ -36,8 +35,8 @@ export async function recordWithdrawn(ledger: ConsentLedger, callId: string, act
  * `smsHolder`): a caller is never refused "too many SMS" for SMS they never got. Each release is
  * tried; the first failure is thrown after.
  */
-export async function releaseLimits(limiter: RateLimiter, callId: string, actions: readonly AiFlowAction[]): Promise<void> {
-  const done = await Promise.allSettled(actions.filter((a) => a.type === "send_sms").map((a) => limiter.release(smsHolder(callId, a.phone_number))));
+export async function releaseLimits({ limiter, hasher }: Pick<SmsServices, "limiter" | "hasher">, callId: string, actions: readonly AiFlowAction[]): Promise<void> {
+  const done = await Promise.allSettled(actions.filter((a) => a.type === "send_sms").map((a) => limiter.release(smsHolder(callId, a.phone_number, hasher))));
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
@@ -59,14 +58,14 @@ export const ORPHAN_DETAIL = "approved by an instance that stopped before the se
  * for gets its sms_withdrawn now, and its rate-limit hits back.
  */
 export async function settleOrphanSends(ctx: SmsContext): Promise<void> {
-  const { ledger, limiter } = ctx.services;
+  const { ledger, limiter, hasher } = ctx.services;
   const records = await ledger.recordsOf?.(ctx.sessionId);
   if (!records) return;
   const orphans = standingSends(records) - ctx.state.sms.sent.length;
   const number = ctx.state.sms.consent?.number ?? ctx.state.sms.number;
   for (let i = 0; i < orphans; i++) {
     await ledger.append({ id: `${ctx.sessionId}:t${ctx.state.turn}:orphan:${i}`, kind: "sms_withdrawn", callId: ctx.sessionId, at: ctx.nowIso(), ...(number ? { number } : {}), outcome: "not_sent", detail: ORPHAN_DETAIL });
-    if (number) await limiter.release(smsHolder(ctx.sessionId, number)).catch(() => undefined);
+    if (number) await limiter.release(smsHolder(ctx.sessionId, number, hasher)).catch(() => undefined);
   }
   if (orphans > 0) ctx.log.warn({ sessionId: ctx.sessionId, orphans }, "sends approved by a dead instance recorded as withdrawn");
 }
@@ -96,14 +95,14 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
   const all = entries.flatMap((e) => e.actions);
   if (!entries.length) return all;
   forgetWithdrawnSends(ctx.state, all);
-  const { ledger, limiter } = ctx.services;
+  const { ledger } = ctx.services;
   const earlier = await (ledger.recordsOf?.(ctx.sessionId) ?? Promise.resolve([])).catch(() => []);
   for (const e of entries) {
     const ref = `[outbox entry ${e.seq}]`;
     if (earlier.some((r) => r.kind === "sms_withdrawn" && r.detail?.endsWith(ref))) continue;
     try {
       await recordWithdrawn(ledger, ctx.sessionId, e.actions, `${why} ${ref}`);
-      await releaseLimits(limiter, ctx.sessionId, e.actions);
+      await releaseLimits(ctx.services, ctx.sessionId, e.actions);
     } catch (err) {
       ctx.log.error({ sessionId: ctx.sessionId, err: (err as Error).message }, "a withdrawn send's record or rate-limit release failed");
     }
