@@ -13,6 +13,7 @@ import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { receptionFlow } from "../src/agents/reception/flow.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
@@ -169,7 +170,7 @@ async function benchRoundTrips() {
     const config = configs[lang]!;
     const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
     // Tool schemas and prompt values read only the config; the ledger and limits are not touched here.
-    const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() };
+    const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() };
     const values = receptionFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), services);
     const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
     const spec = (t: (typeof receptionFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services), true);

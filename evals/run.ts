@@ -12,6 +12,7 @@ import { consoleReport, writeReports, type RunReport } from "./harness/report.js
 import { runTrial, type TrialResult } from "./harness/runTrial.js";
 import { ScenarioError, loadScenarios, type Scenario } from "./harness/scenario.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
+import { numberHasher } from "../src/service.js";
 
 /**
  * `npm run eval`: every scenario × model × prompt variant × trial through the real service.
@@ -90,6 +91,8 @@ async function main(): Promise<number> {
 
   const basePath = args.config ?? configPathFrom([], process.env);
   const base = applyEnv(loadConfigFile(basePath), process.env);
+  // ledger.numbers: hashed without LEDGER_HASH_KEY: one line now, not an error in every trial.
+  numberHasher(base, process.env);
   const configs = new Map<Language, AppConfig>([[base.language, base]]);
   const configFor = (lang: Language): AppConfig => {
     let c = configs.get(lang);

@@ -7,6 +7,7 @@ import { CallPipeline } from "../src/engine/callPipeline.js";
 import { Engine } from "../src/engine/engine.js";
 import type { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { engineOptions } from "../src/service.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
@@ -108,7 +109,7 @@ export async function runScenario(s: Scenario, config: AppConfig, prompts: Promp
       for (const fail of inst.inFlight) fail(new Error(`instance ${i} crashed`));
       inst.inFlight.clear();
     });
-    const engine = new Engine<ReceptionFlowTypes>({ flow: receptionFlow, services: { config, ledger, limiter }, options, prompts, model, log: silent, now });
+    const engine = new Engine<ReceptionFlowTypes>({ flow: receptionFlow, services: { config, ledger, limiter, hasher: NumberHasher.full() }, options, prompts, model, log: silent, now });
     // A dead process's timers die with it: nothing of a crashed instance runs again.
     const timers = { now: () => clock.now(), sleep: (ms: number, signal?: AbortSignal) => (inst.alive ? clock.sleep(ms, signal) : new Promise<void>(() => undefined)) };
     inst.pipeline = new CallPipeline<ReceptionFlowTypes>({ engine, store, options, prompts, log: silent, clock: timers, timers });

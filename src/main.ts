@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
@@ -6,12 +7,13 @@ import type { AppConfig } from "./config/schema.js";
 import { createLedger, describeLedger } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import { MemoryLedger } from "./ledger/memoryLedger.js";
+import { NumberHasher } from "./ledger/numberHash.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { createModel } from "./llm/createModel.js";
 import { ScriptedModel } from "./llm/scriptedModel.js";
 import { Metrics } from "./metrics/metrics.js";
 import { exposureProblem } from "./server/exposure.js";
-import { createService } from "./service.js";
+import { createService, numberHasher } from "./service.js";
 import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisCallStore } from "./store/redisCallStore.js";
@@ -40,6 +42,9 @@ Environment (wins over the config file):
   CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
                                    callback.endpoint.secretEnv names)
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
+  LEDGER_HASH_KEY                  ledger.numbers: hashed: <id>:<secret> (openssl rand -base64 33), the key
+                                   numbers in the ledger and the shared SMS limits are HMAC'd with; required
+  LEDGER_HASH_KEYS_OLD             <id>:<secret>,… keys before a rotation, so their records stay findable
 `;
 
 interface Options {
@@ -106,6 +111,8 @@ async function main(): Promise<void> {
   const apiToken = env.AIFLOW_API_TOKEN || undefined;
   const exposed = exposureProblem({ host: config.server.host, hasToken: Boolean(apiToken), allowNoToken: config.server.allowNoToken });
   if (exposed) throw new ConfigError(exposed);
+  // ledger.numbers: hashed without a valid LEDGER_HASH_KEY stops start-up here, before anything connects.
+  const hasher = demo ? demoHasher(config) : numberHasher(config, env);
 
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
@@ -134,7 +141,7 @@ async function main(): Promise<void> {
       throw new ConfigError(`cannot reach Redis at REDIS_URL: ${(e as Error).message}`);
     }
   }
-  const ledger: ConsentLedger = demo ? new MemoryLedger() : createLedger(config, env);
+  const ledger: ConsentLedger = demo ? new MemoryLedger(hasher) : createLedger(config, env, hasher);
   try {
     await ledger.ready();
   } catch (e) {
@@ -149,6 +156,7 @@ async function main(): Promise<void> {
     // REDIS_PREFIX separates several deployments (or test runs) on one Redis.
     store: redis ? new RedisCallStore(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : new MemoryCallStore(Date.now, config.limits.sessionTtlSeconds * 1000),
     limiter: redis ? new RedisRateLimiter(redis, `${env.REDIS_PREFIX || "aiflow:"}limit:`) : new MemoryRateLimiter(),
+    hasher,
     // The callback agent's reports wait in Redis too, so any instance posts them, also after one died.
     outbox: redis && config.agent === "callback" ? new RedisOutbox(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : undefined,
     callbackSecret: config.agent === "callback" ? callbackSecret(config, env, demo) : undefined,
@@ -197,6 +205,11 @@ async function main(): Promise<void> {
   // Loud on purpose: a demo answers like the real service but no LLM is behind it.
   if (demo) logger.warn({ ...ready, demo: true }, "DEMO MODE: scripted model, not a real LLM; sipgate AI Flow agent ready: POST /webhook");
   else logger.info(ready, "sipgate AI Flow agent ready: POST /webhook");
+}
+
+/** A demo keeps nothing: with hashed numbers it hashes with a throwaway key, so it needs no LEDGER_HASH_KEY. */
+function demoHasher(config: AppConfig): NumberHasher {
+  return config.ledger.numbers === "hashed" ? NumberHasher.keyed({ id: "demo", secret: randomBytes(33).toString("base64") }) : NumberHasher.full();
 }
 
 /** The callback agent's signing secret: from the variable the config names; a demo signs with a throwaway one. */

@@ -18,6 +18,7 @@ import { OutboxPoster } from "./outbox/webhookPoster.js";
 import { openingLine } from "./config/disclosure.js";
 import { createLedger } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
+import { HashKeyError, NumberHasher } from "./ledger/numberHash.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
 import { ConfigError } from "./config/load.js";
@@ -40,6 +41,8 @@ export interface ServiceOptions {
   ledger?: ConsentLedger;
   store?: CallStore<SmsSlice>;
   limiter?: RateLimiter;
+  /** How numbers are written in the shared store's keys (default: `numberHasher(config, process.env)`). */
+  hasher?: NumberHasher;
   logger?: Logger;
   now?: () => number;
   /** Answer deadlines (server.answerWithinMs); tests and evals pass a manual clock. */
@@ -90,6 +93,20 @@ export function engineOptions(config: AppConfig): EngineOptions {
   };
 }
 
+/**
+ * `ledger.numbers` as the service writes numbers: `full`, or keyed-hashed with the keys in
+ * LEDGER_HASH_KEY (and LEDGER_HASH_KEYS_OLD). Read once, by whoever starts the service (and the
+ * CLIs that build one); a missing or malformed key is a ConfigError naming the variable.
+ */
+export function numberHasher(config: AppConfig, env: NodeJS.ProcessEnv): NumberHasher {
+  try {
+    return NumberHasher.fromConfig(config.ledger.numbers, env);
+  } catch (e) {
+    if (e instanceof HashKeyError) throw new ConfigError(e.message);
+    throw e;
+  }
+}
+
 /** The composition root: one place that wires config, model, stores, ledger, engine and HTTP. */
 export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
@@ -99,7 +116,8 @@ export function createService(opts: ServiceOptions): Service {
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   // Counted only once durably recorded.
-  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env), metrics);
+  const hasher = opts.hasher ?? numberHasher(config, process.env);
+  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics);
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);
@@ -135,14 +153,14 @@ export function createService(opts: ServiceOptions): Service {
   const agent: AgentName = config.agent;
   switch (agent) {
     case "reception":
-      pipeline = wire(receptionFlow, { config, ledger, limiter });
+      pipeline = wire(receptionFlow, { config, ledger, limiter, hasher });
       break;
     case "callback": {
       const callback = config.callback!;
       const secret = opts.callbackSecret ?? process.env[callback.endpoint.secretEnv];
       if (!secret) throw new ConfigError(`callback.endpoint.secretEnv: the environment variable ${callback.endpoint.secretEnv} holds no signing secret`);
       outbox = opts.outbox ?? new MemoryOutbox(now);
-      pipeline = wire(callbackFlow, { config, ledger, limiter, reports: new OutboxReports(outbox, now) });
+      pipeline = wire(callbackFlow, { config, ledger, limiter, hasher, reports: new OutboxReports(outbox, now) });
       const e = callback.endpoint;
       poster = new OutboxPoster({
         outbox,

@@ -10,6 +10,7 @@ import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { SmsActionGate } from "../src/tasks/sms/smsGate.js";
 import { renderSmsText } from "../src/tasks/sms/smsText.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { PROMPTS_DIR, engineOptions } from "../src/service.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { testConfig } from "./support/harness.js";
@@ -82,7 +83,7 @@ const gate = new SmsActionGate();
 /** A turn on its own: the gate's only way to see state, services and the ledger. */
 function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): Turn<SmsFlowTypes> {
   const record = emptyTurnRecord("gate", "user_speak");
-  const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config, ledger, limiter }, engineOptions(config), prompts, pino({ level: "silent" }), record, () => 0, {
+  const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config, ledger, limiter, hasher: NumberHasher.full() }, engineOptions(config), prompts, pino({ level: "silent" }), record, () => 0, {
     invokeTool: async () => "",
     review: (actions) => gate.review(actions, turn),
   });
@@ -162,7 +163,7 @@ describe("the action gate alone", () => {
     const state = stateWith(c, "4915112345678", false, [], 0, "address");
     const ledger = new MemoryLedger();
     const record = emptyTurnRecord("gate", "user_speak");
-    const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0) }, engineOptions(wide), prompts, pino({ level: "silent" }), record, () => 0, {
+    const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0), hasher: NumberHasher.full() }, engineOptions(wide), prompts, pino({ level: "silent" }), record, () => 0, {
       invokeTool: async () => "",
       review: (list) => gate.review(list, turn),
     });

@@ -9,6 +9,7 @@ import { CallPipeline } from "../src/engine/callPipeline.js";
 import { ManualClock } from "../src/engine/clock.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { buildApp } from "../src/server/app.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
@@ -49,7 +50,7 @@ beforeAll(async () => {
   const log = pino({ level: "silent" });
   const engine = new Engine<ReceptionFlowTypes>({
     flow,
-    services: { config, ledger, limiter: new MemoryRateLimiter() },
+    services: { config, ledger, limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() },
     options,
     prompts,
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),

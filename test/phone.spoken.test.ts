@@ -51,6 +51,8 @@ describe("English numbers as people say them", () => {
     ["plus forty-nine one five one", "+49151"],
     ["oh one five one twelve thirty four fifty six seventy eight", "015112345678"],
     ["oh seven nine double five", "07955"],
+    ["two oh oh one five five five oh oh one two", "20015550012"],
+    ["Oh, oh, my number is two oh one", "201"],
     ["triple eight", "888"],
     ["ten eleven thirteen nineteen", "10111319"],
     ["twenty thirty ninety", "203090"],

@@ -12,6 +12,7 @@ import { defineFlow } from "../src/engine/defineFlow.js";
 import { Engine } from "../src/engine/engine.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
 import type { RateLimiter } from "../src/store/rateLimiter.js";
@@ -123,7 +124,7 @@ let clock = Date.UTC(2026, 10, 28, 9, 0, 0);
 beforeAll(async () => {
   await fake.start();
   const config = testConfig();
-  const services: SmsServices = { config, ledger, limiter };
+  const services: SmsServices = { config, ledger, limiter, hasher: NumberHasher.full() };
   engine = new Engine<HostTypes>({
     flow: hostFlow,
     services,

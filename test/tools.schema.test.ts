@@ -11,6 +11,7 @@ import { Engine } from "../src/engine/engine.js";
 import { FlowDefinitionError } from "../src/engine/errors.js";
 import { ENGINE_LINES, ENGINE_NOTES } from "../src/engine/keys.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
+import { NumberHasher } from "../src/ledger/numberHash.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import type { SmsServices } from "../src/tasks/sms/types.js";
@@ -45,7 +46,7 @@ const llmSteps: LlmStep<ReceptionFlowTypes>[] = [
 const stepTools: ToolDef<ReceptionFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
 /** Every distinct tool: a file in tools/ or offered by an LLM step. */
 const allTools: ToolDef<ReceptionFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
-const servicesFor = (config: AppConfig): SmsServices => ({ config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() });
+const servicesFor = (config: AppConfig): SmsServices => ({ config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() });
 
 const configs: Array<[string, AppConfig]> = [
   ["de-DE", testConfig()],
@@ -410,7 +411,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
       () =>
         new Engine({
           flow: broken,
-          services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() },
+          services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() },
           options: engineOptions(config),
           prompts: libraries["de-DE"],
           model: new ScriptedModel(),
@@ -419,7 +420,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
         }),
     ).toThrow(FlowDefinitionError);
     expect(() =>
-      new Engine({ flow: broken, services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter() }, options: engineOptions(config), prompts: libraries["de-DE"], model: new ScriptedModel(), log: pino({ level: "silent" }), now: Date.now }),
+      new Engine({ flow: broken, services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() }, options: engineOptions(config), prompts: libraries["de-DE"], model: new ScriptedModel(), log: pino({ level: "silent" }), now: Date.now }),
     ).toThrow(/line no_such_line/);
   });
 

@@ -7,7 +7,7 @@ import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import type { ChatModel } from "../../src/llm/chatModel.js";
 import { parseCallerNumber } from "../../src/phone/number.js";
-import { createService } from "../../src/service.js";
+import { createService, numberHasher } from "../../src/service.js";
 import { personaLine } from "./personaCaller.js";
 import type { CallerRule, Expectation, Scenario } from "./scenario.js";
 import { ManualClock } from "../../src/engine/clock.js";
@@ -78,6 +78,8 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
     config: opts.config,
     model: opts.model,
     ledger,
+    // ledger.numbers: hashed takes its key from the environment, as `npm start` does.
+    hasher: numberHasher(opts.config, process.env),
     logger: pino({ level: "silent" }),
     promptsDir: opts.promptsDir,
     onTurn: (t) => (lastTurn = t),

@@ -10,7 +10,7 @@ import { createModel } from "../llm/createModel.js";
 import { PersonModel } from "../llm/personModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
 import { parseCallerNumber } from "../phone/number.js";
-import { createService } from "../service.js";
+import { createService, numberHasher } from "../service.js";
 import { ManualClock } from "../engine/clock.js";
 import { TerminalLines } from "./terminalLines.js";
 
@@ -96,6 +96,8 @@ async function main(): Promise<void> {
   const service = createService({
     // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
     clock: new ManualClock(), config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t),
+    // ledger.numbers: hashed takes its key from the environment, as `npm start` does.
+    hasher: numberHasher(config, process.env),
     // The callback agent's report is shown at the end of the chat, never posted anywhere.
     callbackSecret: "chat-not-posted", startPoster: false });
   const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };

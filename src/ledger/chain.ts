@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import type { CountryCode } from "libphonenumber-js/max";
+import { redactNumber } from "../phone/redact.js";
 import type { LedgerRecord, LedgerRecordInput } from "./ledger.js";
 import type { NumberHasher } from "./numberHash.js";
 
@@ -51,19 +53,16 @@ export class LedgerRecordError extends Error {
 /** How personal text is stored with hashed numbers: the number replaced by `{number}`. */
 export type Redactor = (text: string, number: string) => string;
 
-/** Without the phone-number module: the number's digits as written in E.164 or national form. */
-export const digitsRedactor: Redactor = (text, number) => {
-  const digits = number.replace(/\D/g, "");
-  if (digits.length < 5) return text;
-  const forms = [`+${digits}`, digits, digits.startsWith("49") ? "0" + digits.slice(2) : undefined].filter((f): f is string => !!f);
-  return forms.reduce((t, f) => t.split(f).join("{number}"), text);
-};
+/** Every form of the number (written, read back, said in words) replaced by `{number}`; national forms for `homeCountry`. */
+export function numberRedactor(homeCountry: CountryCode = "DE"): Redactor {
+  return (text, number) => redactNumber(text, number, homeCountry);
+}
 
 /**
  * The record as it is stored, before its place in the chain is known: timestamps normalised,
  * the number hashed and every text field redacted when numbers are hashed, absent fields left out.
  */
-export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, redact: Redactor = digitsRedactor): Omit<LedgerRecord, "seq" | "prev"> {
+export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, redact: Redactor = numberRedactor()): Omit<LedgerRecord, "seq" | "prev"> {
   const rec: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input)) if (v !== undefined) rec[k] = v;
   for (const f of TIME_FIELDS) {

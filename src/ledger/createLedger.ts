@@ -1,6 +1,7 @@
 import type { AppConfig } from "../config/schema.js";
 import { FileLedger } from "./fileLedger.js";
 import type { ConsentLedger } from "./ledger.js";
+import { numberRedactor } from "./chain.js";
 import { NumberHasher } from "./numberHash.js";
 import { PostgresLedger } from "./postgresLedger.js";
 
@@ -10,11 +11,11 @@ import { PostgresLedger } from "./postgresLedger.js";
  * with `hashed` the keys come from LEDGER_HASH_KEY (a HashKeyError, one line, without them).
  * Nothing connects or opens here beyond what the constructors do; call `ready()` to fail fast.
  */
-export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv): FileLedger | PostgresLedger {
-  const hasher = NumberHasher.fromConfig(config.ledger.numbers, env);
+export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv, hasher = NumberHasher.fromConfig(config.ledger.numbers, env)): FileLedger | PostgresLedger {
+  const redact = numberRedactor(config.homeCountry);
   const url = env.DATABASE_URL?.trim();
-  if (url) return new PostgresLedger({ connectionString: url, hasher, table: env.LEDGER_TABLE?.trim() || undefined });
-  return new FileLedger(config.ledger.path, { hasher });
+  if (url) return new PostgresLedger({ connectionString: url, hasher, redact, table: env.LEDGER_TABLE?.trim() || undefined });
+  return new FileLedger(config.ledger.path, { hasher, redact });
 }
 
 /** One line for logs and start-up messages: where the evidence goes (no password). */

@@ -30,7 +30,10 @@ const EN_TENS: Record<string, number> = { twenty: 20, thirty: 30, forty: 40, fou
 
 const REPEAT_WORDS: Record<string, number> = { doppel: 2, double: 2, triple: 3, dreifach: 3 };
 const PLUS_WORDS = new Set(["plus", "+"]);
-/** "oh" is zero only next to other digits ("oh seven nine …"), not as an interjection ("Oh, my number is …"). */
+/**
+ * "oh" is zero only next to other digits, or in a row of "oh"s next to them ("oh seven nine …",
+ * "four oh oh one"), not as an interjection ("Oh, my number is …").
+ */
 const ZERO_LETTER_WORDS = new Set(["oh", "o"]);
 /** Words (and two-word phrases) after which the caller corrects what they just said; see `applyCorrection`. */
 const CORRECTION_WORDS = new Set(["nein", "nee", "no", "nope", "sorry", "entschuldigung", "korrektur", "correction", "sondern", "quatsch"]);
@@ -91,6 +94,25 @@ function tokenDigits(token: string): string | undefined {
 
 function isNumberToken(token: string | undefined): boolean {
   return token !== undefined && (tokenDigits(token) !== undefined || REPEAT_WORDS[token] !== undefined || token === "hundred");
+}
+
+/** Whether the "oh" at `i`, with the "oh"s in a row around it, stands next to a number token. */
+function zeroBesideDigits(tokens: string[], i: number): boolean {
+  let before = i - 1;
+  while (before >= 0 && ZERO_LETTER_WORDS.has(tokens[before]!)) before--;
+  let after = i + 1;
+  while (after < tokens.length && ZERO_LETTER_WORDS.has(tokens[after]!)) after++;
+  return isNumberToken(tokens[before]) || isNumberToken(tokens[after]);
+}
+
+/**
+ * Whether the parser may read a token (lower case) as part of a number: digits, a number word,
+ * "plus", "doppel"/"double", "hundred", or "oh" (zero beside other digits). Everything else
+ * is filler to it, or a correction word. For finding where in a text a number was said
+ * (`redactNumber`), without a second parser.
+ */
+export function isNumberPart(token: string): boolean {
+  return isNumberToken(token) || PLUS_WORDS.has(token) || ZERO_LETTER_WORDS.has(token);
 }
 
 /**
@@ -196,7 +218,7 @@ export function spokenToDialString(input: string): string {
     const multi = multiWordNumber(tokens, i);
     let digits = multi?.digits ?? tokenDigits(token);
     if (multi) i += multi.used - 1;
-    else if (digits === undefined && ZERO_LETTER_WORDS.has(token) && (isNumberToken(tokens[i + 1]) || isNumberToken(tokens[i - 1]))) digits = "0";
+    else if (digits === undefined && ZERO_LETTER_WORDS.has(token) && zeroBesideDigits(tokens, i)) digits = "0";
     if (digits === undefined) continue; // filler words ("meine", "nummer", "ist", "is", "my")
     part += repeat > 1 ? digits[0]!.repeat(repeat) + digits.slice(1) : digits;
     repeat = 1;

@@ -57,7 +57,8 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *   heard      string  how many of the call's lines the caller has heard (never moves back)
  *   replies    hash    request id -> "<n>:<msgpack reply>" of the mutating scripts' latest runs, and
  *                      "#" -> n (counts runs); PX = REPLY_TTL_MS from the last run, trimmed to the
- *                      last REPLY_KEEP runs (see `once`)
+ *                      last REPLY_KEEP runs (see `once`); emptied when the call ends (they hold its
+ *                      events and actions), but for the ending commit's own reply
  * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
@@ -202,7 +203,9 @@ extend(K_SEQ, idle)
 if ARGV[3] == '1' and seq <= droppedThrough() then return {'dropped'} end
 if ARGV[4] == '0' then
   -- A new conversation under the same id counts its lines from 0 again (heard and barged marks go).
-  redis.call('del', K_STATE, K_OUTBOX, K_HEARD)
+  -- The replies kept for resent requests go too: they hold the call's events and actions (numbers,
+  -- the caller's words), and the call is over. This run's own reply is kept (\`once\` writes it after).
+  redis.call('del', K_STATE, K_OUTBOX, K_HEARD, K_REPLIES)
   -- The holding record goes, except how far answers gave up (later queued turns stay dropped).
   redis.call('hdel', K_HOLD, 'outstanding', 'count', 'barged')
   -- A tombstone: a late or redelivered event of an ended call starts no new conversation.

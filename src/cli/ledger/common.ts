@@ -2,6 +2,8 @@ import { chmod, mkdir, open } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../../config/load.js";
 import type { AppConfig } from "../../config/schema.js";
+import { numberHasher } from "../../service.js";
+import { numberRedactor } from "../../ledger/chain.js";
 import { NumberHasher } from "../../ledger/numberHash.js";
 import { PostgresLedger } from "../../ledger/postgresLedger.js";
 import type { LedgerLineProblem } from "../../ledger/readLedger.js";
@@ -23,12 +25,12 @@ export function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv
 /** The PostgreSQL ledger when DATABASE_URL is set, else undefined (the file at ledger.path). */
 export function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
   const url = env.DATABASE_URL?.trim();
-  return url ? new PostgresLedger({ connectionString: url, hasher: hasherOf(config, env), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
+  return url ? new PostgresLedger({ connectionString: url, hasher: hasherOf(config, env), redact: numberRedactor(config.homeCountry), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
 }
 
 /** How the ledger stores numbers (with `hashed`, the keys from LEDGER_HASH_KEY / LEDGER_HASH_KEYS_OLD). */
 export function hasherOf(config: AppConfig, env: NodeJS.ProcessEnv): NumberHasher {
-  return NumberHasher.fromConfig(config.ledger.numbers, env);
+  return numberHasher(config, env);
 }
 
 /** A number as a person gives it (+49 151 …, 0151 …, 49151…) in AI Flow format; a usage error otherwise. */

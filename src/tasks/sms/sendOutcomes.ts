@@ -34,17 +34,18 @@ const DETAIL: Record<NotSentReason | RerunReason, string> = {
  *   the event's last attempt (it may approve the same send again, under the same id);
  * - that event done: see settleRerun.
  */
-export async function recordSendOutcome(outcome: ActionOutcome, { ledger, limiter }: SmsServices, state: SmsCallState | undefined, now: number): Promise<void> {
+export async function recordSendOutcome(outcome: ActionOutcome, services: SmsServices, state: SmsCallState | undefined, now: number): Promise<void> {
+  const { ledger } = services;
   const at = new Date(now).toISOString();
-  if (outcome.status === "rerun_done") return settleRerun(outcome, { ledger, limiter }, state, at);
+  if (outcome.status === "rerun_done") return settleRerun(outcome, services, state, at);
   const sends = approvedSends(outcome.callId, outcome.entries);
   if (outcome.status === "handed_over") return recordHandedOver(ledger, outcome.callId, sends, at);
-  if (outcome.rerun) return releaseLimits(limiter, outcome.callId, outcome.actions);
+  if (outcome.rerun) return releaseLimits(services, outcome.callId, outcome.actions);
   if (state) forgetWithdrawnSends(state, sends);
   const named = sends.map((s) => ({ approval: s.approval, number: s.send.phone_number }));
   const done = await Promise.allSettled([
     recordNotSent(ledger, outcome.callId, named, LEDGER_REASON[outcome.reason], DETAIL[outcome.reason], at),
-    releaseLimits(limiter, outcome.callId, outcome.actions),
+    releaseLimits(services, outcome.callId, outcome.actions),
   ]);
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }

@@ -74,11 +74,12 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     // to answer); the refusal stays in the turn's record.
     if (!(await ctx.stillOwner())) return refuse("turn_superseded", "lease lost or answer given up");
 
-    const limits = abuseLimits(config, n, parsed?.country ?? "unknown", state.callerNumber);
+    const { hasher } = ctx.services;
+    const limits = abuseLimits(config, hasher, n, parsed?.country ?? "unknown", state.callerNumber);
     let acquired;
     try {
       // Counted under the send's holder: a send that never leaves gives its hits back.
-      acquired = await ctx.services.limiter.acquire(limits.map((l) => l.spec), smsHolder(ctx.sessionId, n));
+      acquired = await ctx.services.limiter.acquire(limits.map((l) => l.spec), smsHolder(ctx.sessionId, n, hasher));
     } catch (e) {
       return refuse("rate_limiter_unavailable", (e as Error).message);
     }
@@ -110,7 +111,7 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
       });
     } catch (e) {
       // Not sent: its hits go back.
-      await ctx.services.limiter.release(smsHolder(ctx.sessionId, n)).catch((r: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: r.message }, "rate limiter could not take back an unsent SMS"));
+      await ctx.services.limiter.release(smsHolder(ctx.sessionId, n, hasher)).catch((r: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: r.message }, "rate limiter could not take back an unsent SMS"));
       return refuse("ledger_unavailable", (e as Error).message);
     }
     sms.sent.push({ number: n, message: action.message, at: ctx.nowIso(), turn: state.turn, approval });

@@ -2,6 +2,7 @@ import type { AppConfig } from "../../config/schema.js";
 import type { FlowTypes, Keys } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { ConsentLedger, LedgerRecordInput } from "../../ledger/ledger.js";
+import type { NumberHasher } from "../../ledger/numberHash.js";
 import type { RecipientRefusal } from "../../phone/policy.js";
 import type { RateLimiter } from "../../store/rateLimiter.js";
 import type { LimitKind } from "./abuseLimits.js";
@@ -14,6 +15,11 @@ export interface SmsServices {
   config: AppConfig;
   ledger: ConsentLedger;
   limiter: RateLimiter;
+  /**
+   * How numbers appear in the shared store's keys (the limits): as they are with `ledger.numbers:
+   * full`, keyed-hashed with `hashed` (`NumberHasher.fromConfig`, keys from the environment).
+   */
+  hasher: NumberHasher;
 }
 
 /** Every fixed line the SMS task speaks (prompts/<lang>/lines.md). */

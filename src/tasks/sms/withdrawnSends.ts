@@ -1,10 +1,9 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
-import type { RateLimiter } from "../../store/rateLimiter.js";
 import { smsHolder } from "./abuseLimits.js";
 import { approvalPrefix, approvedSends, evidenceId } from "./evidenceIds.js";
 import { answeredApprovals, keepsIds, recordNotSent, standingSends, standingWithoutIds, type NamedSend } from "./sendRecords.js";
 import type { SmsCallState } from "./state.js";
-import type { SmsContext } from "./types.js";
+import type { SmsContext, SmsServices } from "./types.js";
 import { speakable } from "./numbers.js";
 
 /**
@@ -28,8 +27,8 @@ export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedS
  * `smsHolder`): a caller is never refused "too many SMS" for SMS they never got. Each release is
  * tried; the first failure is thrown after.
  */
-export async function releaseLimits(limiter: RateLimiter, callId: string, actions: readonly AiFlowAction[]): Promise<void> {
-  const done = await Promise.allSettled(actions.filter((a) => a.type === "send_sms").map((a) => limiter.release(smsHolder(callId, a.phone_number))));
+export async function releaseLimits({ limiter, hasher }: Pick<SmsServices, "limiter" | "hasher">, callId: string, actions: readonly AiFlowAction[]): Promise<void> {
+  const done = await Promise.allSettled(actions.filter((a) => a.type === "send_sms").map((a) => limiter.release(smsHolder(callId, a.phone_number, hasher))));
   for (const d of done) if (d.status === "rejected") throw d.reason;
 }
 
@@ -46,12 +45,12 @@ export const ORPHAN_DETAIL = "approved by an instance that stopped before the se
  * are counted instead: those the committed state does not account for are recorded as not sent now.
  */
 export async function settleOrphanSends(ctx: SmsContext): Promise<void> {
-  const { ledger, limiter } = ctx.services;
+  const { ledger, limiter, hasher } = ctx.services;
   const records = await ledger.recordsOf?.(ctx.sessionId);
   if (!records) return;
   const number = ctx.state.sms.consent?.number ?? ctx.state.sms.number;
   const release = async () => {
-    if (number) await limiter.release(smsHolder(ctx.sessionId, number)).catch(() => undefined);
+    if (number) await limiter.release(smsHolder(ctx.sessionId, number, hasher)).catch(() => undefined);
   };
   let orphans = 0;
   if (ctx.eventSeq !== undefined) {
@@ -97,7 +96,7 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
   const all = entries.flatMap((e) => e.actions);
   if (!entries.length) return all;
   forgetWithdrawnSends(ctx.state, approvedSends(ctx.sessionId, entries));
-  const { ledger, limiter } = ctx.services;
+  const { ledger } = ctx.services;
   const earlier = await (ledger.recordsOf?.(ctx.sessionId) ?? Promise.resolve([])).catch(() => []);
   const answered = answeredApprovals(earlier);
   for (const e of entries) {
@@ -107,7 +106,7 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
     if (done) continue;
     try {
       await recordNotSent(ledger, ctx.sessionId, sends.map((s) => ({ approval: s.approval, number: s.send.phone_number })), "withdrawn_by_no", `${why} ${ref}`, ctx.nowIso());
-      await releaseLimits(limiter, ctx.sessionId, e.actions);
+      await releaseLimits(ctx.services, ctx.sessionId, e.actions);
     } catch (err) {
       ctx.log.error({ sessionId: ctx.sessionId, err: (err as Error).message }, "a withdrawn send's record or rate-limit release failed");
     }
