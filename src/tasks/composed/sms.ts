@@ -4,6 +4,7 @@ import type { TurnContext } from "../../engine/turnContext.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
 import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
+import { optOutSms } from "../../../tools/sms/opt_out_sms.js";
 import { recordConsent } from "../../../tools/sms/record_consent.js";
 import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
 import { checkModelUtterance } from "../sms/claims.js";
@@ -202,6 +203,8 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     onUnevaluated: treatAsNo,
     onRetry: settleOrphanSends,
     onStateLost: recallFromLedger,
+    // "Never text me again" may come in any step of any flow with the task.
+    flowTools: [optOutSms],
   };
   const hosted = hostTask<SmsFlowTypes, H>(task);
   return {
