@@ -2,21 +2,25 @@ import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
+import { ConfigError } from "../config/load.js";
 import type { AppConfig } from "../config/schema.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import { NumberHasher } from "../ledger/numberHash.js";
 import { PostgresLedger } from "../ledger/postgresLedger.js";
 import { purgeFile, readLedgerFile, type LedgerLineProblem } from "../ledger/readLedger.js";
+import { OPT_OUT_USAGE, runOptOut } from "./ledger/optout.js";
+import { loadConfig, UsageError } from "./ledger/shared.js";
 
 const USAGE = `usage: npm run ledger -- export [--from DATE] [--to DATE] [--format csv|json] [--out FILE] [--config PATH]
        npm run ledger -- purge [--config PATH]
+       npm run ledger -- optout add N | remove N | list [--config PATH]
 
 export   records with from <= at <= to (UTC). DATE is 2026-01-31 (a whole day) or an ISO time with a
          zone (2026-01-31T09:00:00Z); a missing bound is open. CSV (RFC 4180, header row) or a JSON array,
          to stdout or --out FILE.
 purge    deletes records older than ledger.retentionDays and prints how many. For the file ledger, stop
          the service first: the file is rewritten (temp file, fsync, rename).
+${OPT_OUT_USAGE}
 
 Reads PostgreSQL when DATABASE_URL is set (table LEDGER_TABLE, default consent_ledger), else the file
 at ledger.path. Exit codes: 0 done; 1 failed, or export found malformed lines (reported on stderr,
@@ -37,8 +41,6 @@ export const CSV_COLUMNS = [
   "consentAnsweredAt",
   "detail",
 ] as const;
-
-class UsageError extends Error {}
 
 const DAY_MS = 86_400_000;
 const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -88,10 +90,6 @@ export function csvField(v: unknown): string {
 export function toCsv(records: LedgerRecord[]): string {
   const rows = [CSV_COLUMNS.join(","), ...records.map((r) => CSV_COLUMNS.map((c) => csvField(r[c])).join(","))];
   return rows.map((r) => r + "\r\n").join("");
-}
-
-function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv): AppConfig {
-  return applyEnv(loadConfigFile(configPathFrom(configArg === undefined ? [] : ["--config", configArg], env)), env);
 }
 
 function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
@@ -187,6 +185,7 @@ export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now =
     }
     if (command === "export") return await runExport(rest, env);
     if (command === "purge") return await runPurge(rest, env, now);
+    if (command === "optout") return await runOptOut(rest, env, now);
     throw new UsageError(command === undefined ? "no command: use export or purge" : `unknown command "${command}": use export or purge`);
   } catch (e) {
     const err = e as Error & { code?: string };
