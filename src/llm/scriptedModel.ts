@@ -17,7 +17,7 @@ const GOODBYE = /\b(tschüss|tschüs|auf wiederhören|wiederhören|ciao|bye|good
 const OTHER_NUMBER = /\b(andere[nr]? nummer|other number|different number|another number)\b/i;
 const OWN_NUMBER = /\b(meine eigene|eigene nummer|meine nummer|diese nummer|my own|my number|this number)\b/i;
 /** "Schicken Sie mir nie wieder eine SMS", "keine SMS mehr", "never text me again": the do-not-text list, not a plain no. */
-const NEVER_AGAIN = /\b(nie wieder|niemals|keine sms mehr|never (text|send)|no more (texts?|sms))\b/i;
+const NEVER_AGAIN = /\b(nie wieder|keine sms mehr|never (text|send)|no more (texts?|sms))\b/i;
 const ARRIVED = /\b(angekommen|erhalten|arrived|received|got it)\b/i;
 /** "Bin ich mit einem Menschen verbunden?", "Sind Sie ein Roboter?", "Am I talking to a real person?" */
 const ASKS_IF_HUMAN = /\b(mensch(en)?|echte[nr]? person|roboter|maschine|computer|bot|ki|human|real person|robot|machine|an ai)\b/i;

@@ -27,6 +27,8 @@ import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
  *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
  *   record_consent(false) / cancel_sms ──▶ back (final for the call)
  *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
+ *   opt_out_sms, offered in every LLM step of the host too ──▶ the number on the do-not-text list,
+ *     no SMS in this call (back, when called inside the task)
  * Its result (`SmsTaskResult`) goes to the step that started it; a later sms_failed reaches the
  * starting flow too. Its gate holds at the action boundary whatever the host flow does: no
  * send_sms leaves without recorded consent for exactly that number, from any step.
