@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "./config/load.js";
 import type { AppConfig } from "./config/schema.js";
-import { createLedger, describeLedger } from "./ledger/createLedger.js";
+import { createLedger, describeLedger, optOutListProblem } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import { MemoryLedger } from "./ledger/memoryLedger.js";
 import { NumberHasher } from "./ledger/numberHash.js";
@@ -121,6 +121,8 @@ async function main(): Promise<void> {
   // REDIS_URL: call state, per-call locks and SMS limits shared by every instance. A demo keeps
   // everything in memory, so its test calls never count against real SMS limits or the real ledger.
   const redisUrl = demo ? undefined : env.REDIS_URL;
+  const listProblem = optOutListProblem(config, env, Boolean(redisUrl));
+  if (listProblem) throw new ConfigError(listProblem);
   // ioredis resends a command whose reply a dropped connection lost (autoResendUnfulfilledCommands,
   // left on: with it off, ioredis 6 leaves that command's promise pending forever). Every script of
   // the call store, outbox and limiter is safe to run twice (test/redis.resend.test.ts).

@@ -118,6 +118,8 @@ export function createService(opts: ServiceOptions): Service {
   // Counted only once durably recorded.
   const hasher = opts.hasher ?? numberHasher(config, process.env);
   const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics);
+  // Fail at start-up, not on every send: the gate refuses all sends when the list cannot be read.
+  if (config.ledger.optOutList && !ledger.optedOut) throw new ConfigError("ledger.optOutList: this consent ledger keeps no do-not-text list; use the file or PostgreSQL ledger, or set ledger.optOutList: false");
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);

@@ -33,7 +33,7 @@ describe("another number spoken in German national format", () => {
   it("the spoken number is normalized and read back in digit groups in the consent question", async () => {
     svc.fake.enqueue(reply.tool("collect_phone_number", { phone_number: "null eins sieben null, eins zwei drei, vier fünf sechs sieben" }));
     const r = await svc.post(ev.speak(id, "Null eins sieben null, eins zwei drei, vier fünf sechs sieben", false, { from: LANDLINE }));
-    expect(svc.fake.toolsOffered(0)).toEqual(["collect_phone_number", "cancel_sms"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["collect_phone_number", "cancel_sms", "opt_out_sms"]);
     expect(spoken(r.actions)).toEqual(["Darf ich Ihnen die Informationen per SMS an die Nummer 0 1 7 0, 1 2 3, 4 5, 6 7 schicken?"]);
     expect((await svc.store.get(id))!.sms.number).toBe(OTHER_MOBILE);
   });
@@ -112,7 +112,7 @@ describe("number change voids earlier consent; sms_failed with a wrong number ne
   it("the caller gives a corrected number: the consent for the old one is void and a new question is asked", async () => {
     svc.fake.enqueue(reply.tool("collect_phone_number", { phone_number: OTHER_MOBILE_SPOKEN }));
     const r = await svc.post(ev.speak(id, `Die Nummer war falsch, nehmen Sie ${OTHER_MOBILE_SPOKEN}.`));
-    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number", "opt_out_sms"]);
     expect(spoken(r.actions)[0]).toMatch(/Darf ich .* 0 1 7 0, 1 2 3, 4 5, 6 7/);
     expect(smsActions(r.actions)).toHaveLength(0);
     const s = (await svc.store.get(id))!;

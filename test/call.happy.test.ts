@@ -26,7 +26,7 @@ describe("happy path with the caller's own number", () => {
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "opening_hours" }));
     const r = await svc.post(ev.speak(id, "Können Sie mir die Öffnungszeiten per SMS schicken?"));
     expect(svc.fake.requests).toHaveLength(1);
-    expect(svc.fake.toolsOffered(0)).toEqual(["start_sms_flow", "transfer_call", "end_call"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["start_sms_flow", "transfer_call", "end_call", "opt_out_sms"]);
     expect(r.actions.map((a) => a.type)).toEqual(["speak"]);
     expect(spoken(r.actions)[0]).toBe("Darf ich Ihnen die Informationen per SMS an die Nummer 0 1 5 1 1, 2 3 4, 5 6, 7 8 schicken?");
     expect(smsActions(r.actions)).toHaveLength(0);
@@ -37,7 +37,7 @@ describe("happy path with the caller's own number", () => {
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const r = await svc.post(ev.speak(id, "Ja, gerne."));
     expect(svc.fake.requests).toHaveLength(1);
-    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number"]);
+    expect(svc.fake.toolsOffered(0)).toEqual(["record_consent", "collect_phone_number", "ask_for_other_number", "opt_out_sms"]);
     expect(r.actions.map((a) => a.type)).toEqual(["send_sms", "speak"]);
     expect(r.actions[0]).toEqual({
       type: "send_sms",

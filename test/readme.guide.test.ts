@@ -279,7 +279,8 @@ describe(`README "${SECTION}"`, () => {
     // What the model was given: the step's prompt (placeholders filled) and only its tools, described from prompts/tools.md.
     expect(fake.requests).toHaveLength(3);
     const first = fake.requests[0]!;
-    expect(fake.toolsOffered(0)).toEqual(["check_prescription", "text_pickup_hours", "end_call"]);
+    // The SMS task brings opt_out_sms into every LLM step of a flow that includes it.
+    expect(fake.toolsOffered(0)).toEqual(["check_prescription", "text_pickup_hours", "end_call", "opt_out_sms"]);
     expect(first.tools![0]!.function.description).toMatch(/^Look up whether the caller's prescription is ready/);
     expect(first.tools![0]!.function.parameters).toMatchObject({ properties: { pickup_code: { type: "string", description: expect.stringContaining("pickup code") } } });
     const system = first.messages[0]!.content ?? "";

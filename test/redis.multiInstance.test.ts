@@ -50,6 +50,9 @@ beforeAll(async () => {
   await fake.start();
   const cfg = readFileSync(join(ROOT, "config/agent.yaml"), "utf8")
     .replace("path: data/consent-ledger.jsonl", `path: ${join(dir, "ledger.jsonl")}`)
+    // Both instances write one file on this machine, but a service cannot know that a file is shared:
+    // with REDIS_URL and a file ledger it refuses to start while the do-not-text list is on.
+    .replace("optOutList: true", "optOutList: false")
     // A short lease, so the takeover after a kill is quick; the answer deadline stays the default 800 ms.
     .replace("maxBodyBytes: 65536", "maxBodyBytes: 65536\n  leaseMs: 1000");
   writeFileSync(configPath, cfg);

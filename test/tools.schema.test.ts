@@ -83,6 +83,17 @@ const EXPECTED: Record<string, Expected> = {
   },
   send_confirmation_sms: { keys: [] },
   cancel_sms: { keys: [] },
+  opt_out_sms: {
+    // Optional (the caller's own number by default): nullable under strict schemas, and described in both.
+    keys: ["number"],
+    check: (p) => {
+      const n = p.number!;
+      const types = n.anyOf ? (n.anyOf as Array<{ type: string }>).map((a) => a.type) : [n.type];
+      expect(types[0]).toBe("string");
+      expect(types.slice(1)).toEqual(n.anyOf ? ["null"] : []);
+      expect(n.description).toMatch(/caller names another number/);
+    },
+  },
   ask_for_other_number: { keys: [] },
   end_call: { keys: [] },
   note_callback_detail: {
@@ -140,12 +151,19 @@ describe("the tool set", () => {
 
   it("each agent has the expected LLM steps and tools per step", () => {
     const perStep = (f: FlowDef<FlowTypes>) => Object.fromEntries(f.steps.filter((s) => s.kind === "llm").map((s) => [s.name, s.tools.map((t) => t.name)]));
+    // opt_out_sms is the SMS task's flow-wide tool: last in every LLM step of every flow that includes the task.
     const smsTask = {
-      collect_number: ["collect_phone_number", "cancel_sms"],
-      confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number"],
+      collect_number: ["collect_phone_number", "cancel_sms", "opt_out_sms"],
+      confirm_consent: ["record_consent", "collect_phone_number", "ask_for_other_number", "opt_out_sms"],
     };
-    expect(perStep(AGENTS[0]!)).toEqual({ main: ["start_sms_flow", "transfer_call", "end_call"], ...smsTask });
-    expect(perStep(AGENTS[1]!)).toEqual({ collect_details: ["note_callback_detail", "confirm_callback_detail", "end_call"], wrap_up: ["note_callback_detail", "confirm_callback_detail", "end_call"], ...smsTask });
+    expect(perStep(AGENTS[0]!)).toEqual({ main: ["start_sms_flow", "transfer_call", "end_call", "opt_out_sms"], ...smsTask });
+    expect(perStep(AGENTS[1]!)).toEqual({
+      collect_details: ["note_callback_detail", "confirm_callback_detail", "end_call", "opt_out_sms"],
+      wrap_up: ["note_callback_detail", "confirm_callback_detail", "end_call", "opt_out_sms"],
+      ...smsTask,
+    });
+    // Code steps run their own tools only: the flow-wide tool is for the model.
+    for (const f of AGENTS) for (const s of f.steps.filter((x) => x.kind === "code")) expect(s.tools.map((t) => t.name)).not.toContain("opt_out_sms");
     // The callback agent offers the SMS by code, never by the model.
     expect(AGENTS[1]!.steps.find((s) => s.name === "offer_sms")).toMatchObject({ kind: "code" });
   });

@@ -7,6 +7,7 @@ import { filterByTime, readLedgerFile } from "../ledger/readLedger.js";
 import { accessText, allRecords, callPage, forThePerson, recordsAbout } from "./ledger/access.js";
 import { ConfigError, DAY_MS, hasherOf, loadConfig, numberArg, postgres, UsageError, warn, writePrivateFile } from "./ledger/common.js";
 import { runErase, runPurge, runVerify } from "./ledger/maintenance.js";
+import { OPT_OUT_USAGE, runOptOut } from "./ledger/optout.js";
 
 const USAGE = `usage: npm run ledger -- export [--from DATE] [--to DATE] [--format csv|json] [--out FILE] [--config PATH]
        npm run ledger -- export --number N [--format text|csv|json] [--out FILE] [--config PATH]
@@ -14,6 +15,7 @@ const USAGE = `usage: npm run ledger -- export [--from DATE] [--to DATE] [--form
        npm run ledger -- verify [--strict] [--config PATH]
        npm run ledger -- purge [--config PATH]
        npm run ledger -- erase --number N [--config PATH]
+       npm run ledger -- optout add N | remove N | list [--config PATH]
 
 export   records with from <= at <= to (UTC). DATE is 2026-01-31 (a whole day) or an ISO time with a
          zone (2026-01-31T09:00:00Z); a missing bound is open. CSV (RFC 4180, header row) or a JSON array,
@@ -28,6 +30,7 @@ purge    removes the chain's prefix older than ledger.retentionDays, leaving an 
          record so the rest still verifies; safe while the service runs (it waits for the rewrite).
 erase    replaces the personal fields of every record about number N with a tombstone that keeps the
          record's digest, and records the erasure (the do-not-text list keeps N if it is on it).
+${OPT_OUT_USAGE}
 
 Reads PostgreSQL when DATABASE_URL is set (table LEDGER_TABLE, default consent_ledger), else the file
 at ledger.path. Exit codes: 0 done; 1 failed, or export found malformed lines (reported on stderr,
@@ -191,7 +194,8 @@ export async function runLedgerCli(argv: string[], env: NodeJS.ProcessEnv, now =
     if (command === "verify") return await runVerify(rest, env, now);
     if (command === "purge") return await runPurge(rest, env, now);
     if (command === "erase") return await runErase(rest, env, now);
-    const commands = "export, show, verify, purge or erase";
+    if (command === "optout") return await runOptOut(rest, env, now);
+    const commands = "export, show, verify, purge, erase or optout";
     throw new UsageError(command === undefined ? `no command: use ${commands}` : `unknown command "${command}": use ${commands}`);
   } catch (e) {
     const err = e as Error & { code?: string };

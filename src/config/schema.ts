@@ -289,6 +289,13 @@ export const configSchema = z
         numbers: z.enum(["full", "hashed"]).default("full"),
         /** How long records are kept; German UWG §7a documentation is commonly kept 5 years. */
         retentionDays: z.number().int().min(1).default(1826),
+        /**
+         * The do-not-text list: callers who asked never to be texted again (the opt_out_sms tool,
+         * `npm run ledger -- optout`), kept with the ledger and checked by the gate on every send.
+         * It needs a ledger every instance shares: with REDIS_URL (several instances) and no
+         * DATABASE_URL, start-up is refused while it is on.
+         */
+        optOutList: z.boolean().default(true),
       })
       .strict()
       .default({}),

@@ -185,6 +185,11 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger; seq: number }) => Promise<void>;
   /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
   tasks?: readonly TaskDef<F>[];
+  /**
+   * Tools offered in every LLM step, after the step's own (`defineFlow` adds them to each step):
+   * for what a caller may say anywhere in the call ("never text me again"). Keep them few.
+   */
+  flowTools?: readonly ToolDef<F>[];
 }
 
 /**
@@ -257,6 +262,8 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onStateLost. */
   onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** Tools the task offers in every LLM step of the flow that includes it, the host's steps too (see FlowDef.flowTools). */
+  flowTools?: readonly ToolDef<F>[];
 }
 
 /**

@@ -9,7 +9,7 @@ import { FlowDefinitionError } from "./errors.js";
  * known initial step, declared transitions that exist.
  */
 export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): FlowDef<F> {
-  const flow = composeTasks(definition);
+  const flow = offerFlowTools(composeTasks(definition));
   const names = new Set<string>();
   for (const s of flow.steps) {
     if (names.has(s.name)) throw new FlowDefinitionError(`flow ${flow.name}: duplicate step name ${s.name}`);
@@ -93,6 +93,17 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
     // Composed once: the tasks are now part of the flow (kept for diagrams).
     tasks,
   };
+}
+
+/**
+ * Every LLM step offers the flow-wide tools (the flow's and its tasks') after its own. Steps are
+ * copied, not changed: a task's steps are shared by every flow that includes it.
+ */
+function offerFlowTools<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
+  const flowTools = [...new Map([...(flow.flowTools ?? []), ...(flow.tasks ?? []).flatMap((t) => t.flowTools ?? [])].map((t) => [t.name, t])).values()];
+  if (flowTools.length === 0) return flow;
+  const steps = flow.steps.map((s) => (s.kind === "llm" ? { ...s, tools: [...s.tools, ...flowTools.filter((t) => !s.tools.some((own) => own.name === t.name))] } : s));
+  return { ...flow, steps, flowTools };
 }
 
 function chainHooks<F extends FlowTypes>(type: AiFlowEvent["type"], parts: Array<TaskDef<F> | FlowDef<F>>): EventHook<F> {

@@ -24,3 +24,15 @@ export function describeLedger(ledger: ConsentLedger): string {
   if (ledger instanceof FileLedger) return `file ${ledger.path}`;
   return "custom ledger";
 }
+
+/**
+ * Why the service may not start with this ledger, or undefined. The do-not-text list must be the
+ * same for every instance, or a caller who opted out on one is texted by another. The service
+ * cannot see whether a file is shared, so it goes by what the environment says: `REDIS_URL` means
+ * instances share calls (several may run), and then only PostgreSQL (`DATABASE_URL`) is a ledger
+ * every instance shares.
+ */
+export function optOutListProblem(config: AppConfig, env: NodeJS.ProcessEnv, sharedCalls: boolean): string | undefined {
+  if (!config.ledger.optOutList || !sharedCalls || env.DATABASE_URL?.trim()) return undefined;
+  return `ledger.optOutList: REDIS_URL is set, so several instances may share calls, but the consent ledger is the file ${config.ledger.path} of each instance; the do-not-text list needs a ledger every instance shares: set DATABASE_URL, or set ledger.optOutList: false`;
+}

@@ -2,8 +2,10 @@ import { mkdir, open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
 import { lockPathOf, withFileLock } from "./fileLock.js";
-import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "./ledger.js";
+import type { ConsentLedger, LedgerRecord, LedgerRecordInput, OptOutChange, OptOutEntry, OptOutResult } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
+import { applyOptOut, entriesOf, isListed, optOutRecord } from "./optOut.js";
+import { OptOutFile, optOutPathOf } from "./optOutFile.js";
 import { parseLedgerText } from "./readLedger.js";
 
 /**
@@ -60,6 +62,8 @@ export class FileLedger implements ConsentLedger {
   readonly hasher: NumberHasher;
   private readonly redact: Redactor | undefined;
   private readonly lockWaitMs: number | undefined;
+  /** The do-not-text list beside the ledger (optOutFile.ts). */
+  private readonly optOuts: OptOutFile;
 
   constructor(
     readonly path: string,
@@ -69,6 +73,7 @@ export class FileLedger implements ConsentLedger {
     this.hasher = opts.hasher ?? NumberHasher.full();
     this.redact = opts.redact;
     this.lockWaitMs = opts.lockWaitMs;
+    this.optOuts = new OptOutFile(optOutPathOf(path), path);
     this.handle = this.openFile();
     // An unwritable path surfaces at ready() and at every append, never as an unhandled rejection.
     this.handle.catch(() => undefined);
@@ -175,7 +180,10 @@ export class FileLedger implements ConsentLedger {
     }
   }
 
-  /** Resolves once the file is open for appending; start-up awaits this to fail fast. */
+  /**
+   * Resolves once the file is open for appending and the do-not-text list beside it agrees with it
+   * (created, rebuilt or repaired from the ledger: see optOutFile.ts); start-up awaits this to fail fast.
+   */
   async ready(): Promise<void> {
     try {
       await this.handle;
@@ -183,6 +191,10 @@ export class FileLedger implements ConsentLedger {
       if (e instanceof LedgerPermissionError) throw e;
       throw new Error(`consent ledger ${this.path} is not writable: ${(e as Error).message}`);
     }
+    await this.locked(async () => {
+      await this.current();
+      await this.optOuts.reconciled();
+    });
   }
 
   /**
@@ -210,26 +222,66 @@ export class FileLedger implements ConsentLedger {
     } catch (e) {
       return Promise.reject(e);
     }
-    const run = this.chain.then(() =>
-      withFileLock(
-        lockPathOf(this.path),
-        async () => {
-          const fh = await this.current();
-          if (this.ids.has(rec.id)) return;
-          const sealed = sealRecord(prepared, this.seq + 1, this.head);
-          const line = JSON.stringify(sealed) + "\n";
-          await this.writeAll(fh, line);
-          await fh.sync();
-          this.size += Buffer.byteLength(line);
-          this.seq = sealed.seq;
-          this.head = digestOf(sealed);
-          this.remember(rec.id);
-        },
-        { waitMs: this.lockWaitMs },
-      ),
-    );
+    return this.locked(async () => {
+      const fh = await this.current();
+      if (this.ids.has(rec.id)) return;
+      await this.writeSealed(fh, prepared, rec.id);
+    });
+  }
+
+  /** Runs `work` after this ledger's earlier writes, holding the lock file every writer of the ledger takes. */
+  private locked<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(() => withFileLock(lockPathOf(this.path), work, { waitMs: this.lockWaitMs }));
     this.chain = run.catch(() => undefined);
     return run;
+  }
+
+  /** Under the lock: the record gets the next place in the chain and is on disk when this resolves. */
+  private async writeSealed(fh: FileHandle, prepared: ReturnType<typeof prepareRecord>, id: string): Promise<LedgerRecord> {
+    const sealed = sealRecord(prepared, this.seq + 1, this.head);
+    const line = JSON.stringify(sealed) + "\n";
+    await this.writeAll(fh, line);
+    await fh.sync();
+    this.size += Buffer.byteLength(line);
+    this.seq = sealed.seq;
+    this.head = digestOf(sealed);
+    this.remember(id);
+    return sealed;
+  }
+
+  /** Whether the number is on the do-not-text list: a `stat` of the list file, read again only when another process changed it. */
+  async optedOut(number: string): Promise<boolean> {
+    const list = await this.optOuts.current();
+    return isListed(list.entries, this.hasher.formsOf(number));
+  }
+
+  /**
+   * Under the lock: the change's record is appended (fsync'd), then the list file is replaced. A
+   * crash between the two leaves a record the list misses; the next change or start applies it.
+   * Taking off a number that is not listed writes nothing.
+   */
+  setOptOut(change: OptOutChange): Promise<OptOutResult> {
+    let prepared: ReturnType<typeof prepareRecord>;
+    try {
+      prepared = prepareRecord(optOutRecord(change), this.hasher, this.redact);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const forms = this.hasher.formsOf(change.number);
+    return this.locked(async () => {
+      const fh = await this.current();
+      const list = await this.optOuts.reconciled();
+      const wasListed = isListed(list.entries, forms);
+      if (this.ids.has(change.id) || (!change.add && !wasListed)) return { written: false, wasListed };
+      const sealed = await this.writeSealed(fh, prepared, change.id);
+      applyOptOut(list.entries, sealed, forms);
+      await this.optOuts.write({ ...list, throughSeq: sealed.seq });
+      return { written: true, wasListed };
+    });
+  }
+
+  async optOutEntries(): Promise<OptOutEntry[]> {
+    return entriesOf((await this.optOuts.current()).entries);
   }
 
   /** Reads the whole file (only after an instance died mid-turn, so rarely); torn lines are skipped. */

@@ -108,6 +108,45 @@ export interface LedgerRecord extends Omit<LedgerRecordInput, "id"> {
   erased?: { digest: string; by: string };
 }
 
+/** Who changed the do-not-text list: the caller in a call (opt_out_sms), or an operator (`npm run ledger -- optout`). */
+export type OptOutBy = "caller" | "operator";
+
+/**
+ * One change of the do-not-text list. It is written as a chained record (`opt_out_added` /
+ * `opt_out_removed`, `outcome` = who, `detail` = where) in the same write that changes the list.
+ */
+export interface OptOutChange {
+  /** Idempotent record id, as for `append`. */
+  id: string;
+  add: boolean;
+  /** AI Flow format; stored as the ledger stores numbers (a keyed hash with `hashed`). */
+  number: string;
+  by: OptOutBy;
+  /** The call the caller asked in; an operator's change names no call ("operator"). */
+  callId: string;
+  at: string;
+  /** Where the change came from, for the auditor: "the caller in call X", "the operator via the CLI". */
+  detail: string;
+  /** The caller's words (redacted like every reply with hashed numbers). */
+  reply?: string;
+}
+
+/** What a change did: whether its record was written, and whether the number was listed before. */
+export interface OptOutResult {
+  written: boolean;
+  wasListed: boolean;
+}
+
+/** One number on the list, as stored: the stored form only (a keyed hash with `hashed`: never the number). */
+export interface OptOutEntry {
+  number: string;
+  keyId?: string;
+  since: string;
+  by: OptOutBy;
+  /** The id of the opt_out_added record that put it there. */
+  record: string;
+}
+
 export interface ConsentLedger {
   /** Resolves when the ledger can take records; start-up fails fast otherwise. */
   ready(): Promise<void>;
@@ -118,5 +157,17 @@ export interface ConsentLedger {
    * settle what an instance that died mid-turn left behind; optional for a write-only ledger.
    */
   recordsOf?(callId: string): Promise<LedgerRecord[]>;
+  /**
+   * The do-not-text list (callers' own wishes; `recipients.blockedNumbers` is the operator's static
+   * list). Whether the number is on it, under any form it may be stored in (`NumberHasher.formsOf`:
+   * also a form written before a key rotation). Rejects when the list cannot be read: the gate then
+   * refuses the send (fail closed). Optional for a ledger that keeps no list; the service refuses to
+   * start on such a ledger while `ledger.optOutList` is on.
+   */
+  optedOut?(number: string): Promise<boolean>;
+  /** Changes the list and writes the change's chained record in the same write (lock, transaction). */
+  setOptOut?(change: OptOutChange): Promise<OptOutResult>;
+  /** The list as stored (`npm run ledger -- optout list`). */
+  optOutEntries?(): Promise<OptOutEntry[]>;
   close(): Promise<void>;
 }

@@ -1,8 +1,9 @@
 import pg from "pg";
 import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
 import { planErasure, planPurge } from "./maintenance.js";
-import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput, MaintenanceFacts } from "./ledger.js";
+import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput, MaintenanceFacts, OptOutBy, OptOutChange, OptOutEntry, OptOutResult } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
+import { optOutRecord } from "./optOut.js";
 
 export const DEFAULT_LEDGER_TABLE = "consent_ledger";
 
@@ -13,7 +14,7 @@ export interface PostgresLedgerOptions {
   hasher?: NumberHasher;
   /** How text naming the number is stored with hashed numbers. */
   redact?: Redactor;
-  /** Table name: letters, digits and `_`, starting with a letter or `_` (at most 58 characters: `<table>_head` holds the chain head). */
+  /** Table name: letters, digits and `_`, starting with a letter or `_` (at most 56 characters: `<table>_head` holds the chain head, `<table>_optout` the do-not-text list). */
   table?: string;
   /** How long to wait for a connection before `ready()` / `append()` reject. */
   connectionTimeoutMs?: number;
@@ -47,7 +48,7 @@ interface Row {
   detail: string | null;
 }
 
-const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,57}$/;
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,55}$/;
 
 /**
  * The consent ledger in PostgreSQL, for several instances sharing one evidence store.
@@ -70,7 +71,7 @@ export class PostgresLedger implements ConsentLedger {
 
   constructor(opts: PostgresLedgerOptions) {
     const table = opts.table ?? DEFAULT_LEDGER_TABLE;
-    if (!TABLE_NAME.test(table)) throw new Error(`invalid ledger table name "${table}": use letters, digits and _ (at most 58)`);
+    if (!TABLE_NAME.test(table)) throw new Error(`invalid ledger table name "${table}": use letters, digits and _ (at most 56)`);
     this.table = table;
     this.hasher = opts.hasher ?? NumberHasher.full();
     this.redact = opts.redact;
@@ -94,6 +95,10 @@ export class PostgresLedger implements ConsentLedger {
 
   private get headIdent(): string {
     return `"${this.table}_head"`;
+  }
+
+  private get optOutIdent(): string {
+    return `"${this.table}_optout"`;
   }
 
   /** Connects and creates the table and its indexes if missing; safe to run from several instances at once. */
@@ -139,6 +144,8 @@ export class PostgresLedger implements ConsentLedger {
       await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS "${this.table}_pos_idx" ON ${this.ident} (pos)`);
       await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS "${this.table}_id_idx" ON ${this.ident} (id)`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${this.headIdent} (one boolean PRIMARY KEY CHECK (one), pos bigint NOT NULL, digest text NOT NULL)`);
+      // The do-not-text list: one row per number (as stored), changed only in the transaction that writes its record.
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.optOutIdent} (number text PRIMARY KEY, key_id text, since timestamptz NOT NULL, added_by text NOT NULL, record_id text NOT NULL)`);
       const head = await client.query(`SELECT 1 FROM ${this.headIdent}`);
       if (!head.rowCount) {
         // The chain continues after the last legacy record, if any.
@@ -192,6 +199,57 @@ export class PostgresLedger implements ConsentLedger {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * Whether the number is on the do-not-text list, under any stored form (one indexed lookup).
+   * Rejects when the database cannot answer: the gate then refuses the send.
+   */
+  async optedOut(number: string): Promise<boolean> {
+    await this.ready();
+    try {
+      const res = await this.pool.query(`SELECT 1 FROM ${this.optOutIdent} WHERE number = ANY($1) LIMIT 1`, [this.hasher.formsOf(number)]);
+      return (res.rowCount ?? 0) > 0;
+    } catch (e) {
+      throw new Error(`do-not-text list ${this.target}_optout: lookup failed: ${errorText(e)}`);
+    }
+  }
+
+  /**
+   * The change's record and the list row in one transaction holding the chain head: both are
+   * there, or neither. Every stored form of the number goes; an addition stores the current form.
+   * Taking off a number that is not listed writes nothing.
+   */
+  async setOptOut(change: OptOutChange): Promise<OptOutResult> {
+    await this.ready();
+    const prepared = prepareRecord(optOutRecord(change), this.hasher, this.redact);
+    const forms = this.hasher.formsOf(change.number);
+    try {
+      return await this.inChain(async (client, head) => {
+        const listed = await client.query(`SELECT 1 FROM ${this.optOutIdent} WHERE number = ANY($1)`, [forms]);
+        const wasListed = (listed.rowCount ?? 0) > 0;
+        const dup = await client.query(`SELECT 1 FROM ${this.ident} WHERE id = $1`, [change.id]);
+        if (dup.rowCount || (!change.add && !wasListed)) return { written: false, wasListed };
+        const sealed = sealRecord(prepared, head.pos + 1, head.digest);
+        await this.insert(client, sealed);
+        await this.moveHead(client, sealed);
+        await client.query(`DELETE FROM ${this.optOutIdent} WHERE number = ANY($1)`, [forms]);
+        if (change.add) {
+          await client.query(`INSERT INTO ${this.optOutIdent} (number, key_id, since, added_by, record_id) VALUES ($1, $2, $3, $4, $5)`, [sealed.number, sealed.keyId ?? null, sealed.at, change.by, change.id]);
+        }
+        return { written: true, wasListed };
+      });
+    } catch (e) {
+      throw new Error(`consent ledger ${this.target}: do-not-text list not changed: ${errorText(e)}`);
+    }
+  }
+
+  async optOutEntries(): Promise<OptOutEntry[]> {
+    await this.ready();
+    const res = await this.pool.query<{ number: string; key_id: string | null; since: Date; added_by: OptOutBy; record_id: string }>(
+      `SELECT number, key_id, since, added_by, record_id FROM ${this.optOutIdent} ORDER BY since, number`,
+    );
+    return res.rows.map((r) => ({ number: r.number, ...(r.key_id ? { keyId: r.key_id } : {}), since: r.since.toISOString(), by: r.added_by, record: r.record_id }));
   }
 
   /** Writes a sealed record (inside `inChain`); `legacy`: placed among the legacy rows, at `seq`. */

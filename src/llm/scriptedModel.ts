@@ -16,6 +16,8 @@ const WANTS_SMS = /\b(sms|text|texte?n?|schick\w*|send\w*|message|nachricht)\b/i
 const GOODBYE = /\b(tschüss|tschüs|auf wiederhören|wiederhören|ciao|bye|goodbye|das war'?s|that'?s all)\b/i;
 const OTHER_NUMBER = /\b(andere[nr]? nummer|other number|different number|another number)\b/i;
 const OWN_NUMBER = /\b(meine eigene|eigene nummer|meine nummer|diese nummer|my own|my number|this number)\b/i;
+/** "Schicken Sie mir nie wieder eine SMS", "keine SMS mehr", "never text me again": the do-not-text list, not a plain no. */
+const NEVER_AGAIN = /\b(nie wieder|keine sms mehr|never (text|send)|no more (texts?|sms))\b/i;
 const ARRIVED = /\b(angekommen|erhalten|arrived|received|got it)\b/i;
 /** "Bin ich mit einem Menschen verbunden?", "Sind Sie ein Roboter?", "Am I talking to a real person?" */
 const ASKS_IF_HUMAN = /\b(mensch(en)?|echte[nr]? person|roboter|maschine|computer|bot|ki|human|real person|robot|machine|an ai)\b/i;
@@ -79,6 +81,9 @@ export class ScriptedModel implements ChatModel {
       const answer = /^\s*> (.+)$/m.exec(req.system)?.[1];
       if (answer) return this.reply(answer, []);
     }
+
+    // Offered in every step of a flow with the SMS task: a caller may say it anywhere.
+    if (tools.has("opt_out_sms") && NEVER_AGAIN.test(userText)) return call("opt_out_sms");
 
     if (tools.has("note_callback_detail")) return this.callbackDetails(req.system, userText, call, text);
 

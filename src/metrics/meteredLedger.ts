@@ -1,4 +1,4 @@
-import type { ConsentLedger, LedgerRecord, LedgerRecordInput } from "../ledger/ledger.js";
+import type { ConsentLedger, LedgerRecord, LedgerRecordInput, OptOutChange, OptOutEntry, OptOutResult } from "../ledger/ledger.js";
 import type { Metrics } from "./metrics.js";
 
 /**
@@ -8,10 +8,19 @@ import type { Metrics } from "./metrics.js";
  * would refuse an SMS whose evidence is already on disk.
  */
 export class MeteredLedger implements ConsentLedger {
+  /** The do-not-text list, forwarded only when the inner ledger keeps one (its absence stays visible). */
+  readonly optedOut?: (number: string) => Promise<boolean>;
+  readonly setOptOut?: (change: OptOutChange) => Promise<OptOutResult>;
+  readonly optOutEntries?: () => Promise<OptOutEntry[]>;
+
   constructor(
     readonly inner: ConsentLedger,
     private readonly metrics: Pick<Metrics, "observeLedger">,
-  ) {}
+  ) {
+    if (inner.optedOut) this.optedOut = (number) => inner.optedOut!(number);
+    if (inner.setOptOut) this.setOptOut = (change) => inner.setOptOut!(change);
+    if (inner.optOutEntries) this.optOutEntries = () => inner.optOutEntries!();
+  }
 
   ready(): Promise<void> {
     return this.inner.ready();

@@ -3,6 +3,7 @@ import { parse as parseYaml } from "yaml";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/load.js";
 import type { AppConfig, ConfigInput } from "../../src/config/schema.js";
+import type { ConsentLedger } from "../../src/ledger/ledger.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
 import { createService, type Service, type ServiceOptions } from "../../src/service.js";
@@ -69,6 +70,8 @@ export async function startTestService(
     onTurn?: (turn: TurnRecord) => void;
     deadlineClock?: ManualClock;
     store?: CallStore<SmsSlice>;
+    /** Another ledger than the in-memory one (`memoryLedger` is then unused): the real file or PostgreSQL ledger. */
+    ledger?: ConsentLedger;
     /** The callback agent's outbox, signing secret ("test-secret" by default) and whether its poster runs on its own (default: no, tests drive it). */
     callback?: Pick<ServiceOptions, "outbox" | "callbackSecret" | "startPoster">;
   } = {},
@@ -89,7 +92,7 @@ export async function startTestService(
     config,
     model,
     apiToken: opts.apiToken,
-    ledger: memoryLedger,
+    ledger: opts.ledger ?? memoryLedger,
     logger: pino({ level: "silent" }),
     now: () => clock.now,
     onTurn: opts.onTurn,

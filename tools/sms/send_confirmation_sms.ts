@@ -32,6 +32,8 @@ const REFUSAL_LINE: Record<SendRefusal, SmsLineKey | ((standing: number) => SmsL
   recipient_country_not_allowed: "sms_not_sent",
   recipient_number_type_not_allowed: "sms_not_sent",
   recipient_number_blocked: "sms_not_sent",
+  recipient_opted_out: "sms_refused_opted_out",
+  opt_out_list_unavailable: "sms_not_sent",
   turn_superseded: "sms_not_sent",
   ledger_unavailable: "sms_not_sent",
 };

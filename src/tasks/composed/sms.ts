@@ -4,6 +4,7 @@ import type { TurnContext } from "../../engine/turnContext.js";
 import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
 import { cancelSms } from "../../../tools/sms/cancel_sms.js";
 import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
+import { optOutSms } from "../../../tools/sms/opt_out_sms.js";
 import { recordConsent } from "../../../tools/sms/record_consent.js";
 import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
 import { checkModelUtterance } from "../sms/claims.js";
@@ -27,6 +28,8 @@ import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
  *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
  *   record_consent(false) / cancel_sms ──▶ back (final for the call)
  *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
+ *   opt_out_sms, offered in every LLM step of the host too ──▶ the number on the do-not-text list,
+ *     no SMS in this call (back, when called inside the task)
  * Its result (`SmsTaskResult`) goes to the step that started it; a later sms_failed reaches the
  * starting flow too. Its gate holds at the action boundary whatever the host flow does: no
  * send_sms leaves without recorded consent for exactly that number, from any step.
@@ -182,6 +185,8 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     onUnevaluated: treatAsNo,
     onRetry: settleOrphanSends,
     onStateLost: recallFromLedger,
+    // "Never text me again" may come in any step of any flow with the task.
+    flowTools: [optOutSms],
   };
   const hosted = hostTask<SmsFlowTypes, H>(task);
   return {

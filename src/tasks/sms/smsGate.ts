@@ -9,6 +9,10 @@ import { consentVerdict } from "./consentRules.js";
 import { abuseLimits, smsHolder } from "./abuseLimits.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
 import { approvalPrefix, nextApprovalId } from "./evidenceIds.js";
+import { optOutRefusal } from "./optOutCheck.js";
+
+/** The detail of an sms_withdrawn the gate writes instead of approving (no sms_sent precedes it). */
+export const SUPERSEDED_DETAIL = "the turn's answer can no longer leave (lease lost or answer given up)";
 
 /**
  * The one gate every outgoing action passes. It re-derives every SMS rule from state and
@@ -67,6 +71,9 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     const parsed = parseAiFlowNumber(n);
     const policy = checkRecipient(parsed, config.recipients);
     if (!policy.ok) return refuse(`recipient_${policy.reason}`, policy.detail);
+    // Beside the operator's static list: callers' own wishes, read on every send (fail closed).
+    const optedOut = await optOutRefusal(ctx, n);
+    if (optedOut) return refuse(optedOut.reason, optedOut.detail);
 
     // This turn's result must still be able to leave: not when another instance took the call over
     // (a stalled or partitioned holder) nor when the caller was already told it took too long. Then

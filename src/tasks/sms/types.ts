@@ -42,6 +42,9 @@ export const SMS_LINES = [
   "sms_failed_no_retry",
   "sms_no_more_attempts",
   "timeout_prefix",
+  "sms_refused_opted_out",
+  "sms_opted_out",
+  "sms_opt_out_not_saved",
 ] as const;
 export type SmsLineKey = (typeof SMS_LINES)[number];
 
@@ -72,6 +75,10 @@ export const SMS_NOTES = [
   "sms_not_sent_no_consent",
   "sms_refused",
   "sms_cancelled",
+  "opt_out_recorded",
+  "opt_out_needs_number",
+  "opt_out_number_unclear",
+  "opt_out_not_saved",
 ] as const;
 export type SmsNoteKey = (typeof SMS_NOTES)[number];
 
@@ -82,6 +89,9 @@ export type SendRefusal =
   | "template_slots_invalid"
   | "message_not_from_template"
   | `recipient_${RecipientRefusal}`
+  /** On the do-not-text list (a caller's own wish), or the list could not be read (fail closed). */
+  | "recipient_opted_out"
+  | "opt_out_list_unavailable"
   | "turn_superseded"
   | `${LimitKind}_rate_limited`
   | "rate_limiter_unavailable"

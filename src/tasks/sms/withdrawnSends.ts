@@ -116,14 +116,14 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
 
 /**
  * The call's state was lost mid-call and starts over: what the ledger says of this call still
- * holds. A "no" (declined or cancelled) or a send that may have left (an approval not recorded as
+ * holds. A "no" (declined, cancelled, or a number put on the do-not-text list) or a send that may have left (an approval not recorded as
  * not sent) ends the SMS offer for the rest of the call: no caller is asked again or texted twice
  * because a store forgot.
  */
 export async function recallFromLedger(ctx: SmsContext): Promise<void> {
   const records = await ctx.services.ledger.recordsOf?.(ctx.sessionId);
   if (!records?.length) return;
-  const declined = records.some((r) => r.kind === "consent_declined" || r.kind === "sms_cancelled");
+  const declined = records.some((r) => r.kind === "consent_declined" || r.kind === "sms_cancelled" || r.kind === "opt_out_added");
   const sent = standingSends(records);
   if (!declined && sent <= 0) return;
   ctx.state.sms.declined = true;

@@ -1,0 +1,73 @@
+import type { ToolOutcome } from "../../engine/define.js";
+import { parseCallerNumber } from "../../phone/number.js";
+import { speakable } from "./numbers.js";
+import { setSmsResult } from "./result.js";
+import { TASK_STEPS } from "./stepNames.js";
+import { evidenceId } from "./evidenceIds.js";
+import type { SmsContext } from "./types.js";
+import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
+
+/** What the `opt_out_sms` tool does when a caller says they never want texts again (the gate's check: optOutCheck.ts). */
+
+/**
+ * The caller never wants texts (at their own number, or at `named`, a number they say). Like a
+ * "no", this ends the SMS offer for the call first, whatever else happens: a send their words
+ * overtook is withdrawn, and the SMS task is left. Then the number goes on the list with its
+ * chained record. If it cannot (anonymous caller and no number named, a number that is no phone
+ * number, the list off or its write failed), the model hears why and the caller is told the truth.
+ */
+export async function optOutOfSms(ctx: SmsContext, named: string | undefined): Promise<ToolOutcome> {
+  const { state } = ctx;
+  const { sms } = state;
+  const { config } = ctx.services;
+  sms.declined = true;
+  const withdrawn = await withdrawPending(ctx, "the caller asked for no more SMS before the send left");
+  const inTask = TASK_STEPS.includes(state.step);
+  if (inTask || withdrawn.some((a) => a.type === "send_sms")) setSmsResult(ctx, { status: "declined", number: sms.consent?.number ?? sms.number });
+  // Out of the task, back to the step that started it; anywhere else the call stays where it is.
+  const done = (result: string): ToolOutcome => {
+    sayKeptLines(ctx, withdrawn);
+    return inTask ? { result, next: "exit" } : result;
+  };
+
+  let number = state.callerNumber;
+  if (named !== undefined) {
+    const parsed = parseCallerNumber(named, config.homeCountry);
+    if (!parsed?.valid) return done(ctx.note("opt_out_number_unclear", { number: named }));
+    number = parsed.aiflow;
+  }
+  if (!number) return done(ctx.note("opt_out_needs_number"));
+
+  const spoken = speakable(number, config.homeCountry);
+  if (!(await saveOptOut(ctx, number, named !== undefined))) {
+    ctx.say("sms_opt_out_not_saved");
+    return done(ctx.note("opt_out_not_saved"));
+  }
+  ctx.say("sms_opted_out", { number: spoken });
+  return done(ctx.note("opt_out_recorded", { number: spoken }));
+}
+
+/** Puts the number on the list with its record; false when the list is off or cannot be written (logged). */
+async function saveOptOut(ctx: SmsContext, number: string, named: boolean): Promise<boolean> {
+  const { config, ledger } = ctx.services;
+  if (!config.ledger.optOutList || !ledger.setOptOut) {
+    ctx.log.warn({ sessionId: ctx.sessionId }, "a caller asked never to be texted again, but the do-not-text list is off (ledger.optOutList: false): only this call sends no SMS");
+    return false;
+  }
+  try {
+    await ledger.setOptOut({
+      id: evidenceId(ctx, "opt_out_added"),
+      add: true,
+      number,
+      by: "caller",
+      callId: ctx.sessionId,
+      at: ctx.nowIso(),
+      detail: `the caller in call ${ctx.sessionId}, for ${named ? "a number they named" : "their own number"}`,
+      reply: ctx.userText,
+    });
+    return true;
+  } catch (e) {
+    ctx.log.error({ sessionId: ctx.sessionId, err: (e as Error).message }, "the do-not-text list could not be changed");
+    return false;
+  }
+}
