@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import type { AiFlowEvent } from "../src/aiflow/events.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import { RESEND_SAFETY, type CallStore, type CollectRequest, type StoreRequest } from "../src/store/callStore.js";
+import { replayCollect, RESEND_SAFETY, type CallStore, type CollectRequest, type StoreRequest } from "../src/store/callStore.js";
 
 /**
  * The CallStore contract, run against every implementation (memory, Redis): queue order,
@@ -334,6 +334,31 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       // Every request that carries a request id is covered here.
       const withIds = Object.entries(RESEND_SAFETY).filter(([, how]) => how === "request_id").map(([request]) => request);
       expect([...covered].sort()).toEqual(withIds.sort());
+      await close?.();
+    });
+
+    it("a collect whose reply was lost: its request id asked again with a request that takes nothing tells what it took; one that never ran takes nothing after (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      for (const n of [1, 2]) {
+        await store.arrive(c, { key: `k${n}`, event: speak(c, `${n}`), via: "http", holdingFollowUp: false });
+        await store.nextEvent(c, "A");
+        await store.commit(c, "A", { seq: n, state: state(c, n), ttlSeconds: 60, entry: { seq: n, via: "http", actions: [say(c, `a${n}`)] }, droppable: true });
+      }
+      // The store ran it, the client never saw the reply.
+      await store.collect(c, http(undefined), `${c}-lost`);
+      expect(await store.collect(c, replayCollect("http"), `${c}-lost`)).toMatchObject({ kind: "actions", actions: [say(c, "a1"), say(c, "a2")], entries: [{ seq: 1 }, { seq: 2 }], processed: 2 });
+      // Never ran: asked under its id, it is answered "nothing" and changes nothing, and the id is used up.
+      await store.arrive(c, { key: "k3", event: speak(c, "3"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, entry: { seq: 3, via: "http", actions: [say(c, "a3")] }, droppable: true });
+      await store.arrive(c, { key: "k4", event: speak(c, "4"), via: "http", holdingFollowUp: false });
+      expect(await store.collect(c, replayCollect("http"), `${c}-never`)).toEqual({ kind: "nothing" });
+      expect(await store.collect(c, http(undefined), `${c}-never`)).toEqual({ kind: "nothing" });
+      expect(await store.progress(c)).toEqual({ processed: 3, queued: 4, ready: { http: 1, ws: 0 }, ended: false });
+      // No holding line counted either: the next answer's is the first.
+      expect(await store.collect(c, http(4, { collecting: false }))).toEqual({ kind: "hold", count: 1 });
       await close?.();
     });
 

@@ -80,6 +80,16 @@ export interface CollectRequest {
   ignoreVerdicts?: boolean;
 }
 
+/**
+ * A collect that takes nothing and changes nothing (no own seq, not collecting, no holding line).
+ * Sent under the request id of a collect whose reply never came, it gets that collect's reply if
+ * the store ran it, and otherwise uses the id up (answered "nothing"): what the lost collect took
+ * is known, and a collect that never ran never will under that id.
+ */
+export function replayCollect(via: Transport): CollectRequest {
+  return { via, collecting: false, mayHold: false, maxHoldingLines: 0 };
+}
+
 export type Collected =
   /** `entries`: what was taken, in order (put back with `putBack` if the answer never reached sipgate). */
   | { kind: "actions"; actions: AiFlowAction[]; entries: OutboxEntry[]; processed: number }

@@ -9,6 +9,7 @@ import type { FlowTypes, NotSentReason } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
+import { untilAnswered } from "./lostCollects.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 
@@ -37,7 +38,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   private readonly streams = new Map<string, LocalStream>();
   private readonly watchers = new Set<Promise<void>>();
   private closing = false;
-  private readonly arrivals: Arrivals;
+  readonly arrivals: Arrivals;
   /** Per call: a turn whose commit failed (the store did not answer), to be committed as it was. */
   private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean }>();
 
@@ -53,10 +54,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       queued: (callId, seq) => this.startProcessing(callId, seq),
       settled: (callId) => void this.kick(callId),
       closing: () => this.closing,
-      background: (work) => {
-        this.watchers.add(work);
-        void work.finally(() => this.watchers.delete(work));
-      },
+      background: (work) => this.background(work),
     });
   }
 
@@ -76,6 +74,12 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     // Turns whose commit never went through: what they approved never leaves from here.
     for (const [callId, { outcome }] of this.uncommitted) await this.notSent(callId, outcome.record.actions, "commit_failed", outcome.record.event);
     this.uncommitted.clear();
+  }
+
+  /** Work that outlives the request that started it: a graceful shutdown waits for it. */
+  background(work: Promise<void>): void {
+    this.watchers.add(work);
+    void work.finally(() => this.watchers.delete(work));
   }
 
   /** Queue an event (see Arrivals: words kept through a store outage go first). */
@@ -107,8 +111,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         void this.kick(callId);
       }
     })();
-    this.watchers.add(watcher);
-    void watcher.finally(() => this.watchers.delete(watcher));
+    this.background(watcher);
   }
 
   /** One pump per call and instance; a kick while it runs makes it look once more before it stops. */
@@ -307,7 +310,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   private async discardOutbox(callId: string): Promise<AiFlowAction[]> {
     const discarded: AiFlowAction[] = [];
     for (const via of ["http", "ws"] as const) {
-      const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true });
+      // Sent again under its request id until the store answers: a try whose reply was lost took them all the same.
+      const left = await untilAnswered(this.timers, (rid) => this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true }, rid));
       // The session_end turn tells the flow (with the call's last state).
       if (left.kind === "actions") discarded.push(...left.actions);
     }
