@@ -68,9 +68,19 @@ export function scenarioOf(seed: number, transport: Transport): Scenario {
       renewFailure: rng.chance(0.15) ? 0.2 : 0,
       // Never the only instance: somebody must be left to take the call over.
       crashAtCall: instances > 1 && i > 0 && rng.chance(0.25) ? rng.int(5, 120) : undefined,
+      lostReplies: 0,
+      resendFails: 0,
     });
   }
   const lostAnswers = transport === "http" && rng.chance(0.15) ? 0.15 : 0;
+  // Drawn last, so every other choice of a seed stays as it was before lost replies existed.
+  // About 200 store requests a call: a lossy connection loses 2, 6 or 16 replies in one.
+  if (rng.chance(0.25)) {
+    for (const f of faults) {
+      f.lostReplies = rng.pick([0.01, 0.03, 0.08]);
+      f.resendFails = rng.pick([0, 0.25, 0.5]);
+    }
+  }
   return { seed, transport, instances, model, caller, faults, lostAnswers };
 }
 
@@ -100,14 +110,20 @@ export async function runScenario(s: Scenario, config: AppConfig, prompts: Promp
   const transcript: Transcript = { scenario: s, said: [], heard: [], answers: [], model: model.answers, ledger: ledger.records, epoch: EPOCH, crashes: [], trace: [], waiting: 0, errors: [] };
   const trace = (line: string) => transcript.trace.push(`${String(clock.now()).padStart(7)} ${line}`);
   const storeRng = rng.fork();
+  // Its own stream: a seed without lost replies draws everything else as it did before they existed.
+  const replyRng = new Rng(s.seed ^ 0x2545f491);
   for (let i = 0; i < s.instances; i++) {
     const inst: Instance = { alive: true, inFlight: new Set(), pipeline: undefined as never };
-    const store = faultyStore(shared, clock, storeRng.fork(), s.faults[i]!, () => {
-      inst.alive = false;
-      transcript.crashes.push(clock.now());
-      trace(`instance ${i} crashed`);
-      for (const fail of inst.inFlight) fail(new Error(`instance ${i} crashed`));
-      inst.inFlight.clear();
+    const store = faultyStore(shared, clock, storeRng.fork(), replyRng.fork(), s.faults[i]!, {
+      name: `i${i}`,
+      onCrash: () => {
+        inst.alive = false;
+        transcript.crashes.push(clock.now());
+        trace(`instance ${i} crashed`);
+        for (const fail of inst.inFlight) fail(new Error(`instance ${i} crashed`));
+        inst.inFlight.clear();
+      },
+      trace: (line) => trace(`i${i} ${line}`),
     });
     const engine = new Engine<ReceptionFlowTypes>({ flow: receptionFlow, services: { config, ledger, limiter, hasher: NumberHasher.full() }, options, prompts, model, log: silent, now });
     // A dead process's timers die with it: nothing of a crashed instance runs again.

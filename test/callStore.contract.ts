@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import type { AiFlowEvent } from "../src/aiflow/events.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import type { CallStore, CollectRequest } from "../src/store/callStore.js";
+import { replayCollect, RESEND_SAFETY, type CallStore, type CollectRequest, type StoreRequest } from "../src/store/callStore.js";
 
 /**
  * The CallStore contract, run against every implementation (memory, Redis): queue order,
@@ -279,6 +279,86 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await store.commit(c, "A", { seq: 4, state: null, ttlSeconds: 60, droppable: false });
       expect(await store.putBack(c, [{ seq: 3, via: "http", actions: [say(c, "spät")] }], 4)).toMatchObject([{ seq: 3 }]);
       expect((await store.progress(c)).ready.http).toBe(0);
+      await close?.();
+    });
+
+    it("the same mutating request twice changes nothing the second time, also with other requests in between; a new request id acts again (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const covered = new Set<StoreRequest>();
+      let n = 0;
+      // A client whose reply was lost sends the request again (same request id): the second reply is the first one's.
+      const twice = async <T>(request: StoreRequest, send: (requestId: string) => Promise<T>, between?: () => Promise<unknown>): Promise<T> => {
+        covered.add(request);
+        const requestId = `${c}-request-${++n}`;
+        const first = await send(requestId);
+        await between?.();
+        expect(await send(requestId), `${request} sent again`).toEqual(first);
+        return first;
+      };
+      const arriving = { key: "k1", event: speak(c, "ja"), via: "http" as const, holdingFollowUp: false };
+      expect(await twice("arrive", (rid) => store.arrive(c, arriving, rid))).toEqual({ kind: "queued", seq: 1 });
+      await store.arrive(c, { key: "k2", event: speak(c, "nein"), via: "http", holdingFollowUp: false });
+      expect(await store.progress(c)).toMatchObject({ queued: 2 });
+
+      await store.acquireLease(c, "A", 5000);
+      expect((await twice("nextEvent", (rid) => store.nextEvent(c, "A", rid))).event).toMatchObject({ seq: 1, attempts: 1 });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 1, attempts: 2 });
+      // One attempt given back, not two (and not the one counted in between).
+      await twice("yieldEvent", (rid) => store.yieldEvent(c, 1, rid), () => store.nextEvent(c, "A"));
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 1, attempts: 3 });
+
+      // Committed, not "bad head": one event off the queue, one outbox entry.
+      const entry = { seq: 1, via: "http" as const, actions: [say(c, "a1")], spokenThrough: 1 };
+      expect(await twice("commit", (rid) => store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry, droppable: true }, rid))).toBe("committed");
+      expect(await store.progress(c)).toEqual({ processed: 1, queued: 2, ready: { http: 1, ws: 0 }, ended: false });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2 });
+
+      // The actions the first run took, once.
+      const taken = await twice("collect", (rid) => store.collect(c, http(undefined, { mayHold: false }), rid));
+      expect(taken).toMatchObject({ kind: "actions", actions: [say(c, "a1")] });
+      if (taken.kind !== "actions") throw new Error("expected actions");
+      expect((await store.progress(c)).ready.http).toBe(0);
+      // Holding lines counted once each: event 2 is still running.
+      expect(await twice("collect", (rid) => store.collect(c, http(2), rid))).toEqual({ kind: "hold", count: 1 });
+      expect(await store.collect(c, http(undefined))).toEqual({ kind: "hold", count: 2 });
+
+      // Put back once: an answer that takes it in between delivers it, and the resend brings no second copy.
+      let again: unknown;
+      expect(await twice("putBack", (rid) => store.putBack(c, taken.entries, taken.processed, rid), async () => (again = await store.collect(c, http(undefined, { mayHold: false }))))).toEqual([]);
+      expect(again).toMatchObject({ kind: "actions", actions: [say(c, "a1")] });
+      expect((await store.progress(c)).ready.http).toBe(0);
+
+      // A new request id is a new request, even with the same arguments.
+      expect(await store.arrive(c, arriving, `${c}-request-new`)).toEqual({ kind: "queued", seq: 3 });
+      // Every request that carries a request id is covered here.
+      const withIds = Object.entries(RESEND_SAFETY).filter(([, how]) => how === "request_id").map(([request]) => request);
+      expect([...covered].sort()).toEqual(withIds.sort());
+      await close?.();
+    });
+
+    it("a collect whose reply was lost: its request id asked again with a request that takes nothing tells what it took; one that never ran takes nothing after (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.acquireLease(c, "A", 5000);
+      for (const n of [1, 2]) {
+        await store.arrive(c, { key: `k${n}`, event: speak(c, `${n}`), via: "http", holdingFollowUp: false });
+        await store.nextEvent(c, "A");
+        await store.commit(c, "A", { seq: n, state: state(c, n), ttlSeconds: 60, entry: { seq: n, via: "http", actions: [say(c, `a${n}`)] }, droppable: true });
+      }
+      // The store ran it, the client never saw the reply.
+      await store.collect(c, http(undefined), `${c}-lost`);
+      expect(await store.collect(c, replayCollect("http"), `${c}-lost`)).toMatchObject({ kind: "actions", actions: [say(c, "a1"), say(c, "a2")], entries: [{ seq: 1 }, { seq: 2 }], processed: 2 });
+      // Never ran: asked under its id, it is answered "nothing" and changes nothing, and the id is used up.
+      await store.arrive(c, { key: "k3", event: speak(c, "3"), via: "http", holdingFollowUp: false });
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, entry: { seq: 3, via: "http", actions: [say(c, "a3")] }, droppable: true });
+      await store.arrive(c, { key: "k4", event: speak(c, "4"), via: "http", holdingFollowUp: false });
+      expect(await store.collect(c, replayCollect("http"), `${c}-never`)).toEqual({ kind: "nothing" });
+      expect(await store.collect(c, http(undefined), `${c}-never`)).toEqual({ kind: "nothing" });
+      expect(await store.progress(c)).toEqual({ processed: 3, queued: 4, ready: { http: 1, ws: 0 }, ended: false });
+      // No holding line counted either: the next answer's is the first.
+      expect(await store.collect(c, http(4, { collecting: false }))).toEqual({ kind: "hold", count: 1 });
       await close?.();
     });
 

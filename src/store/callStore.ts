@@ -80,6 +80,16 @@ export interface CollectRequest {
   ignoreVerdicts?: boolean;
 }
 
+/**
+ * A collect that takes nothing and changes nothing (no own seq, not collecting, no holding line).
+ * Sent under the request id of a collect whose reply never came, it gets that collect's reply if
+ * the store ran it, and otherwise uses the id up (answered "nothing"): what the lost collect took
+ * is known, and a collect that never ran never will under that id.
+ */
+export function replayCollect(via: Transport): CollectRequest {
+  return { via, collecting: false, mayHold: false, maxHoldingLines: 0 };
+}
+
 export type Collected =
   /** `entries`: what was taken, in order (put back with `putBack` if the answer never reached sipgate). */
   | { kind: "actions"; actions: AiFlowAction[]; entries: OutboxEntry[]; processed: number }
@@ -125,10 +135,54 @@ export interface Progress {
   ended: boolean;
 }
 
+/**
+ * A store request that changes the call (count, queue, take) carries a request id as its last
+ * argument (every argument before it is required). A client may send the same request again when
+ * the first reply was lost (ioredis resends it after a reconnect): a request id the store has
+ * answered before gets that first reply again, and nothing changes a second time. Without one the
+ * store makes a fresh id (the request cannot be resent). Replies are kept REPLY_KEEP runs per
+ * call, REPLY_TTL_MS after the call's last run.
+ */
+export type RequestId = string;
+
+/**
+ * How long, and how many of a call's latest replies, a store keeps for a resent request: ioredis
+ * resends within its retry delay (at most 2 s by default); a pipeline that retries with the same
+ * id does so within MAX_WATCH_MS at most, but usually within a second.
+ */
+export const REPLY_TTL_MS = 300_000;
+export const REPLY_KEEP = 64;
+
+/** A store request (method), as a client sends it. */
+export type StoreRequest = Exclude<keyof CallStore, "shared" | "close">;
+
+/**
+ * Why each request is safe to send twice (what a client that resends after a lost reply does):
+ *   request_id  changes the call; the store answers a known id with its first reply (see RequestId);
+ *   safe_twice  changes the call, but a second run changes nothing more: acquire (already ours:
+ *               refreshed), renew (extends again), release (compare-and-delete);
+ *   read        changes nothing.
+ * A request with no entry here could not be resent safely; the type makes a new one choose.
+ */
+export const RESEND_SAFETY = {
+  arrive: "request_id",
+  nextEvent: "request_id",
+  yieldEvent: "request_id",
+  commit: "request_id",
+  collect: "request_id",
+  putBack: "request_id",
+  acquireLease: "safe_twice",
+  renewLease: "safe_twice",
+  releaseLease: "safe_twice",
+  progress: "read",
+  get: "read",
+  size: "read",
+} as const satisfies Record<StoreRequest, "request_id" | "safe_twice" | "read">;
+
 /** `S`: the flows' slice of call state, carried through untouched. */
 export interface CallStore<S extends object = object> {
   /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
-  arrive(callId: string, e: { key: string; event: AiFlowEvent; via: Transport; holdingFollowUp: boolean }): Promise<Arrival>;
+  arrive(callId: string, e: { key: string; event: AiFlowEvent; via: Transport; holdingFollowUp: boolean }, requestId?: RequestId): Promise<Arrival>;
   /** Take the call's lease with `token` if nobody holds it. */
   acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean>;
   /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */
@@ -139,11 +193,11 @@ export interface CallStore<S extends object = object> {
    * undelivered outbox entries of earlier events that hold a send (`pendingSends`): this event
    * overtook them, so they wait for its verdict.
    */
-  nextEvent(callId: string, token: string): Promise<NextEvent>;
+  nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent>;
   /** A live instance lost the lease mid-turn: the attempt it counted for event `seq` is given back (unfenced; only while `seq` is still the head). */
-  yieldEvent(callId: string, seq: number): Promise<void>;
+  yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void>;
   /** Fenced: only while `token` holds the lease. */
-  commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult>;
+  commit(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult>;
   progress(callId: string): Promise<Progress>;
   /**
    * Answer an event from the outbox, or decide on a holding line / giving up. Atomic. Entries are
@@ -151,7 +205,7 @@ export interface CallStore<S extends object = object> {
    * it is still unevaluated (CALLER_VERDICTS): that one and everything after it wait. Delivered
    * entries move the call's `heard` mark to their `spokenThrough`.
    */
-  collect(callId: string, r: CollectRequest): Promise<Collected>;
+  collect(callId: string, r: CollectRequest, requestId?: RequestId): Promise<Collected>;
   /**
    * An answer carrying these collected entries never reached sipgate (its write failed): they go
    * back to the front of the outbox, to leave with the call's next answer (or be withdrawn at its
@@ -161,7 +215,7 @@ export interface CallStore<S extends object = object> {
    * processed since the collect (`processedAtCollect`): that event never saw the send, so its "no"
    * could not stop it. The caller records what comes back as not delivered.
    */
-  putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]>;
+  putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number, requestId?: RequestId): Promise<OutboxEntry[]>;
   /** The call's state as last committed (read-only; tests, health). */
   get(callId: string): Promise<CallState<S> | undefined>;
   /** Number of live calls (for health and metrics). */

@@ -1,7 +1,23 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { CallState } from "../core/callState.js";
 import { CALLER_VERDICTS } from "../aiflow/eventKinds.js";
-import { holdsSend, type Arrival, type CallStore, type Collected, type CollectRequest, type CommitRequest, type CommitResult, type NextEvent, type OutboxEntry, type Progress, type QueuedEvent, type Transport } from "./callStore.js";
+import {
+  holdsSend,
+  REPLY_KEEP,
+  REPLY_TTL_MS,
+  type Arrival,
+  type CallStore,
+  type Collected,
+  type CollectRequest,
+  type CommitRequest,
+  type CommitResult,
+  type NextEvent,
+  type OutboxEntry,
+  type Progress,
+  type QueuedEvent,
+  type RequestId,
+  type Transport,
+} from "./callStore.js";
 
 interface Hold {
   /** A holding line was the last answer: its follow-up events only collect. */
@@ -31,13 +47,24 @@ interface Call {
   barged: number;
 }
 
+/** A call's answers to requests that carried a request id: what a resent one gets again (see RequestId). */
+interface Replies {
+  lastRunAt: number;
+  /** Oldest first (a Map keeps insertion order): the oldest goes beyond REPLY_KEEP. */
+  byId: Map<RequestId, { reply: unknown } | { error: unknown }>;
+}
+
 /**
  * Single-instance call store. Every method runs to completion without awaiting, so each is
- * atomic like the Redis store's scripts; the semantics are the same (see callStore.ts).
+ * atomic like the Redis store's scripts; the semantics are the same (see callStore.ts), request ids
+ * included: nothing here loses a reply, but a client that retries with the same id (and the
+ * simulation's lost replies) must find the contract the Redis store keeps.
  */
 export class MemoryCallStore<S extends object = object> implements CallStore<S> {
   readonly shared = false;
   private readonly calls = new Map<string, Call>();
+  /** Per call, apart from its record (as the Redis store's replies key): they outlive a call that ends or is swept. */
+  private readonly replies = new Map<string, Replies>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -61,19 +88,50 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return c;
   }
 
+  /**
+   * Runs a request that changes the call once per request id, as the Redis store's scripts do: a
+   * resent id gets a copy of the first run's reply (or its error again), and nothing happens twice.
+   */
+  private once<T>(callId: string, requestId: RequestId | undefined, act: () => T): T {
+    // Without an id nobody can send the request again: nothing to keep.
+    if (requestId === undefined) return act();
+    const now = this.now();
+    let r = this.replies.get(callId);
+    if (r && r.lastRunAt + REPLY_TTL_MS <= now) r = undefined;
+    const known = r?.byId.get(requestId);
+    if (known) {
+      if ("error" in known) throw known.error;
+      return jsonCopy(known.reply) as T;
+    }
+    if (!r) this.replies.set(callId, (r = { lastRunAt: now, byId: new Map() }));
+    r.lastRunAt = now;
+    try {
+      const reply = act();
+      r.byId.set(requestId, { reply: jsonCopy(reply) });
+      return reply;
+    } catch (error) {
+      r.byId.set(requestId, { error });
+      throw error;
+    } finally {
+      if (r.byId.size > REPLY_KEEP) r.byId.delete(r.byId.keys().next().value!);
+    }
+  }
+
   /** Leases are about real processes staying alive, so they run on real time (`leaseNow`), not on a test's clock. */
   private holds(c: Call, token: string): boolean {
     return c.lease !== undefined && c.lease.token === token && c.lease.expiresAt > this.leaseNow();
   }
 
-  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
-    const c = this.call(callId);
-    if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
-    const seq = ++c.lastSeq;
-    // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
-    if (e.event.type === "user_speak" && e.event.barged_in) c.barged = Math.max(c.barged, c.heard);
-    c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged });
-    return { kind: "queued", seq };
+  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1], requestId?: RequestId): Promise<Arrival> {
+    return this.once(callId, requestId, (): Arrival => {
+      const c = this.call(callId);
+      if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
+      const seq = ++c.lastSeq;
+      // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
+      if (e.event.type === "user_speak" && e.event.barged_in) c.barged = Math.max(c.barged, c.heard);
+      c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged });
+      return { kind: "queued", seq };
+    });
   }
 
   async acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean> {
@@ -95,54 +153,60 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     if (c?.lease?.token === token) c.lease = undefined;
   }
 
-  async nextEvent(callId: string, token: string): Promise<NextEvent> {
-    const c = this.call(callId);
-    if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
-    const head = c.queue[0];
-    if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
-    head.attempts++;
-    const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
-    return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends };
+  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
+    return this.once(callId, requestId, (): NextEvent => {
+      const c = this.call(callId);
+      if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
+      const head = c.queue[0];
+      if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
+      head.attempts++;
+      const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
+      return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends };
+    });
   }
 
-  async yieldEvent(callId: string, seq: number): Promise<void> {
-    const head = this.calls.get(callId)?.queue[0];
-    if (head?.seq === seq && head.attempts > 0) head.attempts--;
+  async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
+    return this.once(callId, requestId, (): void => {
+      const head = this.calls.get(callId)?.queue[0];
+      if (head?.seq === seq && head.attempts > 0) head.attempts--;
+    });
   }
 
-  async commit(callId: string, token: string, r: CommitRequest<S>): Promise<CommitResult> {
-    const c = this.call(callId);
-    if (!this.holds(c, token)) return "lease_lost";
-    const head = c.queue[0];
-    if (!head || head.seq !== r.seq) throw new Error(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
-    c.queue.shift();
-    c.processed = r.seq;
-    if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";
-    if (r.state === null) {
-      c.state = undefined;
-      c.ended = true;
-      c.outbox = [];
-      // A new conversation under the same id counts its lines from 0 again.
-      c.heard = 0;
-      c.barged = 0;
-      c.hold = { outstanding: false, count: 0, droppedThrough: c.hold.droppedThrough };
+  async commit(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult> {
+    return this.once(callId, requestId, (): CommitResult => {
+      const c = this.call(callId);
+      if (!this.holds(c, token)) return "lease_lost";
+      const head = c.queue[0];
+      if (!head || head.seq !== r.seq) throw new Error(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
+      c.queue.shift();
+      c.processed = r.seq;
+      if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";
+      if (r.state === null) {
+        c.state = undefined;
+        c.ended = true;
+        c.outbox = [];
+        // A new conversation under the same id counts its lines from 0 again.
+        c.heard = 0;
+        c.barged = 0;
+        c.hold = { outstanding: false, count: 0, droppedThrough: c.hold.droppedThrough };
+        return "committed";
+      }
+      if (r.state) {
+        c.state = jsonCopy(r.state);
+        c.expiresAt = this.now() + r.ttlSeconds * 1000;
+        // A conversation again (a new session_start after the end): later events belong to it.
+        c.ended = undefined;
+      }
+      if (r.withdraw?.length) c.outbox = c.outbox.filter((e) => !r.withdraw!.includes(e.seq));
+      if (r.entry && r.entry.actions.length) c.outbox.push(jsonCopy(r.entry));
+      else if (r.entry?.spokenThrough !== undefined) {
+        // Nothing to deliver (streamed already, or silent): heard once what is still waiting before it is.
+        const last = c.outbox.at(-1);
+        if (last) last.spokenThrough = Math.max(last.spokenThrough ?? 0, r.entry.spokenThrough);
+        else c.heard = Math.max(c.heard, r.entry.spokenThrough);
+      }
       return "committed";
-    }
-    if (r.state) {
-      c.state = jsonCopy(r.state);
-      c.expiresAt = this.now() + r.ttlSeconds * 1000;
-      // A conversation again (a new session_start after the end): later events belong to it.
-      c.ended = undefined;
-    }
-    if (r.withdraw?.length) c.outbox = c.outbox.filter((e) => !r.withdraw!.includes(e.seq));
-    if (r.entry && r.entry.actions.length) c.outbox.push(jsonCopy(r.entry));
-    else if (r.entry?.spokenThrough !== undefined) {
-      // Nothing to deliver (streamed already, or silent): heard once what is still waiting before it is.
-      const last = c.outbox.at(-1);
-      if (last) last.spokenThrough = Math.max(last.spokenThrough ?? 0, r.entry.spokenThrough);
-      else c.heard = Math.max(c.heard, r.entry.spokenThrough);
-    }
-    return "committed";
+    });
   }
 
   async progress(callId: string): Promise<Progress> {
@@ -153,41 +217,45 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return { processed: c.processed, queued: c.lastSeq, ready, ended: c.ended === true };
   }
 
-  async collect(callId: string, r: CollectRequest): Promise<Collected> {
-    const c = this.call(callId);
-    // A send waits for every caller event queued after it: their "no" must be able to stop it.
-    const verdictsDue = c.queue.filter((q) => CALLER_VERDICTS.has(q.event.type)).map((q) => q.seq);
-    const held = (e: OutboxEntry) => !r.ignoreVerdicts && holdsSend(e.actions) && verdictsDue.some((s) => s > e.seq);
-    const blockedFrom = Math.min(...c.outbox.filter(held).map((e) => e.seq));
-    const mine = (e: OutboxEntry) => e.via === r.via && (r.collecting || e.seq === r.seq) && e.seq < blockedFrom;
-    const taken = c.outbox.filter(mine);
-    if (taken.length) {
-      c.outbox = c.outbox.filter((e) => !mine(e));
-      if (r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
-      taken.sort((a, b) => a.seq - b.seq);
-      for (const e of taken) if (e.spokenThrough !== undefined) c.heard = Math.max(c.heard, e.spokenThrough);
-      return { kind: "actions", actions: taken.flatMap((e): AiFlowAction[] => e.actions), entries: jsonCopy(taken), processed: c.processed };
-    }
-    const pending = c.processed < c.lastSeq;
-    if (!pending && r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
-    if (!r.mayHold || !pending) return { kind: "nothing" };
-    c.hold.count++;
-    if (c.hold.count <= r.maxHoldingLines) {
-      c.hold.outstanding = true;
-      return { kind: "hold", count: c.hold.count };
-    }
-    c.hold = { outstanding: false, count: 0, droppedThrough: c.lastSeq };
-    return { kind: "give_up", droppedThrough: c.lastSeq };
+  async collect(callId: string, r: CollectRequest, requestId?: RequestId): Promise<Collected> {
+    return this.once(callId, requestId, (): Collected => {
+      const c = this.call(callId);
+      // A send waits for every caller event queued after it: their "no" must be able to stop it.
+      const verdictsDue = c.queue.filter((q) => CALLER_VERDICTS.has(q.event.type)).map((q) => q.seq);
+      const held = (e: OutboxEntry) => !r.ignoreVerdicts && holdsSend(e.actions) && verdictsDue.some((s) => s > e.seq);
+      const blockedFrom = Math.min(...c.outbox.filter(held).map((e) => e.seq));
+      const mine = (e: OutboxEntry) => e.via === r.via && (r.collecting || e.seq === r.seq) && e.seq < blockedFrom;
+      const taken = c.outbox.filter(mine);
+      if (taken.length) {
+        c.outbox = c.outbox.filter((e) => !mine(e));
+        if (r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
+        taken.sort((a, b) => a.seq - b.seq);
+        for (const e of taken) if (e.spokenThrough !== undefined) c.heard = Math.max(c.heard, e.spokenThrough);
+        return { kind: "actions", actions: taken.flatMap((e): AiFlowAction[] => e.actions), entries: jsonCopy(taken), processed: c.processed };
+      }
+      const pending = c.processed < c.lastSeq;
+      if (!pending && r.collecting) c.hold = { ...c.hold, outstanding: false, count: 0 };
+      if (!r.mayHold || !pending) return { kind: "nothing" };
+      c.hold.count++;
+      if (c.hold.count <= r.maxHoldingLines) {
+        c.hold.outstanding = true;
+        return { kind: "hold", count: c.hold.count };
+      }
+      c.hold = { outstanding: false, count: 0, droppedThrough: c.lastSeq };
+      return { kind: "give_up", droppedThrough: c.lastSeq };
+    });
   }
 
-  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]> {
-    const c = this.calls.get(callId);
-    if (!c || c.ended) return entries;
-    const refused = entries.filter((e) => holdsSend(e.actions) && c.processed > processedAtCollect);
-    const back = entries.filter((e) => !refused.includes(e) && !c.outbox.some((o) => o.seq === e.seq && o.via === e.via));
-    c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);
-    c.barged = Math.max(c.barged, c.heard);
-    return refused;
+  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number, requestId?: RequestId): Promise<OutboxEntry[]> {
+    return this.once(callId, requestId, (): OutboxEntry[] => {
+      const c = this.calls.get(callId);
+      if (!c || c.ended) return entries;
+      const refused = entries.filter((e) => holdsSend(e.actions) && c.processed > processedAtCollect);
+      const back = entries.filter((e) => !refused.includes(e) && !c.outbox.some((o) => o.seq === e.seq && o.via === e.via));
+      c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);
+      c.barged = Math.max(c.barged, c.heard);
+      return refused;
+    });
   }
 
   async get(callId: string): Promise<CallState<S> | undefined> {
@@ -211,6 +279,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   /** Drop expired calls: after a successful transfer sipgate may never send session_end. */
   sweep(): void {
     const t = this.now();
+    for (const [id, r] of this.replies) if (r.lastRunAt + REPLY_TTL_MS <= t) this.replies.delete(id);
     for (const [id, c] of this.calls) {
       if (c.expiresAt > t) continue;
       c.state = undefined;

@@ -6,6 +6,8 @@ import type { CallState } from "../core/callState.js";
 import { CALLER_VERDICTS } from "../aiflow/eventKinds.js";
 import {
   holdsSend,
+  REPLY_KEEP,
+  REPLY_TTL_MS,
   StoreUnavailableError,
   type Arrival,
   type CallStore,
@@ -17,6 +19,7 @@ import {
   type OutboxEntry,
   type Progress,
   type QueuedEvent,
+  type RequestId,
   type Transport,
 } from "./callStore.js";
 
@@ -63,13 +66,6 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
 
-/**
- * How long and how many of a call's mutating script replies are kept for a resent request
- * (ioredis resends a command whose reply a dropped connection lost, after it reconnects: within
- * its retry delay, at most 2 s by default). Only the replies are kept, a few per event of the call.
- */
-const REPLY_TTL_MS = 300_000;
-const REPLY_KEEP = 64;
 
 /** Shared by every script: KEYS as in KEY_NAMES. */
 const LUA_HELPERS = `
@@ -406,12 +402,12 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
 
   /**
    * EVALSHA, falling back to EVAL (which caches the script) after a restart or on a new server.
-   * A `once` script gets a fresh request id: the client may send the command again after a
-   * reconnect (autoResendUnfulfilledCommands, on by default and left on), and that second
-   * run only repeats the first one's reply.
+   * A `once` script gets the caller's request id, or a fresh one: the client may send the command
+   * again after a reconnect (autoResendUnfulfilledCommands, on by default and left on), and that
+   * second run only repeats the first one's reply.
    */
-  private run(script: Script, callId: string, args: Array<string | number>): Promise<unknown> {
-    if (script.once) args = [...args, randomUUID()];
+  private run(script: Script, callId: string, args: Array<string | number>, requestId?: RequestId): Promise<unknown> {
+    if (script.once) args = [...args, requestId ?? randomUUID()];
     return this.guard(async () => {
       const keys = this.keys(callId);
       try {
@@ -423,11 +419,11 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     });
   }
 
-  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1]): Promise<Arrival> {
+  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1], requestId?: RequestId): Promise<Arrival> {
     const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
     const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
     const bargeIn = e.event.type === "user_speak" && e.event.barged_in ? "1" : "0";
-    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn]));
+    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn], requestId));
     return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
   }
 
@@ -444,18 +440,18 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     await this.run(SCRIPTS.release, callId, [token]);
   }
 
-  async nextEvent(callId: string, token: string): Promise<NextEvent> {
-    const [held, droppedThrough, el, ...sends] = (await this.run(SCRIPTS.next, callId, [token])) as [number, number, string?, ...string[]];
+  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
+    const [held, droppedThrough, el, ...sends] = (await this.run(SCRIPTS.next, callId, [token], requestId)) as [number, number, string?, ...string[]];
     if (held !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
     if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
     return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox) };
   }
 
-  async yieldEvent(callId: string, seq: number): Promise<void> {
-    await this.run(SCRIPTS.yield, callId, [seq]);
+  async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
+    await this.run(SCRIPTS.yield, callId, [seq], requestId);
   }
 
-  async commit(callId: string, token: string, c: CommitRequest<S>): Promise<CommitResult> {
+  async commit(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult> {
     const ttlMs = ms(c.ttlSeconds * 1000);
     const delivers = c.state !== null && c.entry !== undefined && c.entry.actions.length > 0;
     const entry = delivers ? outboxElement(c.entry!) : "";
@@ -463,7 +459,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
     const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs, heardNow, (c.withdraw ?? []).join(",")];
     const expiresAt = Date.now() + ttlMs;
-    const [result, detail] = (await this.run(SCRIPTS.commit, callId, args)) as [string, string | number | undefined];
+    const [result, detail] = (await this.run(SCRIPTS.commit, callId, args, requestId)) as [string, string | number | undefined];
     switch (result) {
       case "lease_lost":
       case "dropped":
@@ -487,9 +483,9 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     return { processed: Number(processed), queued: Number(queued), ready: { http: Number(http), ws: Number(ws) }, ended: Number(ended) === 1 };
   }
 
-  async collect(callId: string, r: CollectRequest): Promise<Collected> {
+  async collect(callId: string, r: CollectRequest, requestId?: RequestId): Promise<Collected> {
     const args = [r.via, r.seq ?? "", r.collecting ? "1" : "0", r.mayHold ? "1" : "0", r.maxHoldingLines, this.idleTtlMs, r.ignoreVerdicts ? "1" : "0"];
-    const [kind, ...rest] = (await this.run(SCRIPTS.collect, callId, args)) as [string, ...Array<string | number>];
+    const [kind, ...rest] = (await this.run(SCRIPTS.collect, callId, args, requestId)) as [string, ...Array<string | number>];
     switch (kind) {
       case "actions": {
         const [processed, ...elements] = rest;
@@ -507,9 +503,9 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     }
   }
 
-  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<OutboxEntry[]> {
+  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number, requestId?: RequestId): Promise<OutboxEntry[]> {
     if (!entries.length) return [];
-    const refused = (await this.run(SCRIPTS.putBack, callId, [processedAtCollect, ...[...entries].sort((a, b) => a.seq - b.seq).map(outboxElement)])) as string[];
+    const refused = (await this.run(SCRIPTS.putBack, callId, [processedAtCollect, ...[...entries].sort((a, b) => a.seq - b.seq).map(outboxElement)], requestId)) as string[];
     return refused.map(parseOutbox);
   }
 

@@ -4,6 +4,7 @@ import { emptyTurnRecord, type TurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type CallStore, type OutboxEntry } from "../../store/callStore.js";
 import type { FlowTypes } from "../define.js";
 import type { Answers } from "./answers.js";
+import { HELD_BACK, LostCollects, STORE_ROUND_TRIP_MS } from "./lostCollects.js";
 import { MAX_WATCH_MS, type Answer, type LocalStream, type PipelineDeps } from "./types.js";
 import type { CallWorker } from "./worker.js";
 
@@ -15,6 +16,7 @@ import type { CallWorker } from "./worker.js";
  */
 export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
   private readonly store: CallStore<F["state"]>;
+  private readonly collects: LostCollects;
 
   constructor(
     private readonly deps: PipelineDeps<F>,
@@ -22,21 +24,26 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
     private readonly answers: Answers,
   ) {
     this.store = deps.store;
+    this.collects = new LostCollects(deps.store, worker, worker.timers, deps.clock, deps.log);
   }
 
   /** The webhook: one event in, its answer within the deadline. */
   async answer(event: AiFlowEvent, key: string): Promise<Answer> {
     const callId = event.session.id;
     const { clock } = this.deps;
-    const deadline = this.deps.options.answer.withinMs > 0 ? clock.now() + this.deps.options.answer.withinMs : undefined;
+    const withinMs = this.deps.options.answer.withinMs;
+    const deadline = withinMs > 0 ? clock.now() + withinMs : undefined;
+    // The answer's last store request (the collect) gets a round trip of the deadline: one that needs
+    // a reconnect does not fit, and the answer leaves without it (see LostCollects.take).
+    const waitUntil = deadline === undefined ? undefined : deadline - Math.min(STORE_ROUND_TRIP_MS, Math.floor(withinMs / 4));
     try {
       const arrival = await this.worker.arrive(callId, { key, event, via: "http", holdingFollowUp: HOLDING_FOLLOW_UPS.has(event.type) });
       const seq = arrival.kind === "queued" ? arrival.seq : undefined;
       const until = this.worker.timers.now() + MAX_WATCH_MS;
       if (seq !== undefined) {
-        // A queued event waits for its own turn (never longer than the deadline, if there is one).
+        // A queued event waits for its own turn (never longer than the deadline allows, if there is one).
         this.worker.startProcessing(callId, seq);
-        const turn = await this.worker.progress.forTurn(callId, seq, deadline, until);
+        const turn = await this.worker.progress.forTurn(callId, seq, waitUntil, until);
         if (turn === "vanished" || turn === "timed_out") return this.answers.turnLost(event, seq, turn);
       } else {
         // A holding line's follow-up waits for anything to collect.
@@ -46,20 +53,19 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
             const p = await this.store.progress(callId);
             return p.ready.http > 0 || p.processed >= p.queued || this.worker.timers.now() >= until;
           },
-          deadline,
+          waitUntil,
           undefined,
           until,
         );
       }
       const collecting = COLLECTING.has(event.type);
-      const collected = await this.store.collect(callId, {
-        via: "http",
-        seq,
-        collecting,
-        // The end of the holding line's speech is no reason for another one: its short input timeout comes next.
-        mayHold: collecting && event.type !== "assistant_speech_ended",
-        maxHoldingLines: this.deps.options.answer.maxHoldingLines,
-      });
+      // The end of the holding line's speech is no reason for another one: its short input timeout comes next.
+      const mayHold = collecting && event.type !== "assistant_speech_ended";
+      const collected = await this.collects.take(callId, { via: "http", seq, collecting, mayHold, maxHoldingLines: this.deps.options.answer.maxHoldingLines }, deadline);
+      if (collected === HELD_BACK) {
+        // What the collect took leaves with a later answer.
+        return mayHold ? this.answers.answered("holding", [this.answers.holdingLine(callId, this.deps.options.answer.holdingTimeoutSeconds)]) : this.answers.answered("nothing", []);
+      }
       switch (collected.kind) {
         case "actions":
           return {
@@ -118,21 +124,9 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
     }
   }
 
-  /** Put a lost answer's entries back, once; a failure to do so is logged (the actions are then lost: recorded as not delivered). */
+  /** Put a lost answer's entries back, once (see LostCollects.putBack). */
   private putBackOnce(callId: string, entries: OutboxEntry[], processedAtCollect: number): () => Promise<void> {
     let done: Promise<void> | undefined;
-    return () =>
-      (done ??= (async () => {
-        this.deps.log.warn({ sessionId: callId, entries: entries.length }, "answer not written: its actions go back to the outbox");
-        let lost: OutboxEntry[];
-        try {
-          // Not put back (and so not delivered): all of it once the call ended, a send the caller's later words never saw.
-          lost = await this.store.putBack(callId, entries, processedAtCollect);
-        } catch (e) {
-          this.deps.log.error({ sessionId: callId, err: (e as Error).message }, "putting a lost answer back failed: recorded as not delivered");
-          lost = entries;
-        }
-        await this.worker.outcomes.notSent(callId, lost, "not_written", "answer_lost");
-      })());
+    return () => (done ??= this.collects.putBack(callId, entries, processedAtCollect));
   }
 }

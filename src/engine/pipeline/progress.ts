@@ -3,6 +3,8 @@ import type { Clock } from "../clock.js";
 
 /** Why a wait is woken: a constant, since abort() without a reason builds a DOMException (with a stack trace) every time. */
 const WOKEN = "woken";
+/** A poll still out at the deadline. */
+const LATE = Symbol("late");
 
 /**
  * How a wait for a queued event's turn ended: the turn is done; the store no longer knows the
@@ -54,7 +56,9 @@ export class CallProgress {
   async until(callId: string, ready: () => Promise<boolean>, deadline: number | undefined, signal?: AbortSignal, until?: number): Promise<boolean> {
     const { clock, timers } = this;
     for (;;) {
-      if (await ready()) return true;
+      const polled = deadline === undefined ? await ready() : await this.pollBy(ready, deadline);
+      if (polled === LATE) return false;
+      if (polled) return true;
       if (signal?.aborted) return false;
       if (deadline !== undefined && clock.now() >= deadline) return false;
       if (until !== undefined && timers.now() >= until) return false;
@@ -76,6 +80,23 @@ export class CallProgress {
         if (set.size === 0) this.listeners.delete(callId);
         signal?.removeEventListener("abort", onProgress);
       }
+    }
+  }
+
+  /**
+   * A poll is a read: one still out at the deadline (its reply lost, the client reconnecting) is
+   * left behind, since the answer cannot wait for it. The last poll, at the deadline itself, gets
+   * until the clock's next tick.
+   */
+  private async pollBy(ready: () => Promise<boolean>, deadline: number): Promise<boolean | typeof LATE> {
+    const poll = ready();
+    const timer = new AbortController();
+    try {
+      return await Promise.race([poll, this.clock.sleep(Math.max(0, deadline - this.clock.now()), timer.signal).then((): typeof LATE => LATE)]);
+    } finally {
+      timer.abort(WOKEN);
+      // Left behind: its failure is nobody's business any more.
+      poll.catch(() => undefined);
     }
   }
 }

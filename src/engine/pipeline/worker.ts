@@ -10,14 +10,11 @@ import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
 import { ActionOutcomes } from "./outcomes.js";
+import { untilAnswered } from "./lostCollects.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 
-/**
- * A turn that killed its instance this often is skipped (and counts as a possible "no"), so one
- * poisonous event cannot take down every instance in turn. Lease losses of a live instance and
- * store errors do not count.
- */
+/** A turn that killed its instance this often is skipped (a possible "no"): one poisonous event cannot take down every instance in turn; lease losses and store errors do not count. */
 const MAX_ATTEMPTS = 3;
 
 /**
@@ -40,7 +37,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   private readonly streams = new Map<string, LocalStream>();
   private readonly watchers = new Set<Promise<void>>();
   private closing = false;
-  private readonly arrivals: Arrivals;
+  readonly arrivals: Arrivals;
   /** Per call: a turn whose commit failed (the store did not answer), to be committed as it was. */
   private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean }>();
 
@@ -68,12 +65,6 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     return () => this.streams.delete(key);
   }
 
-  /** Work that outlives the request that started it (watches, settling): drain waits for it. */
-  private background(work: Promise<void>): void {
-    this.watchers.add(work);
-    void work.finally(() => this.watchers.delete(work));
-  }
-
   /** Graceful shutdown: turns still running in the background finish before the store closes. */
   async drain(): Promise<void> {
     this.closing = true;
@@ -83,6 +74,12 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     // Turns whose commit never went through: what they approved never leaves from here.
     for (const [callId, { seq, outcome }] of this.uncommitted) await this.outcomes.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
     this.uncommitted.clear();
+  }
+
+  /** Work that outlives the request that started it: a graceful shutdown waits for it. */
+  background(work: Promise<void>): void {
+    this.watchers.add(work);
+    void work.finally(() => this.watchers.delete(work));
   }
 
   /** Queue an event (see Arrivals: words kept through a store outage go first). */
@@ -326,7 +323,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   private async discardOutbox(callId: string): Promise<OutcomeEntry[]> {
     const discarded: OutcomeEntry[] = [];
     for (const via of ["http", "ws"] as const) {
-      const left = await this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true });
+      // Sent again under its request id until the store answers: a try whose reply was lost took them all the same.
+      const left = await untilAnswered(this.timers, (rid) => this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true }, rid));
       // The session_end turn tells the flow (with the call's last state).
       if (left.kind === "actions") discarded.push(...left.entries);
     }

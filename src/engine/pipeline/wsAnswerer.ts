@@ -3,6 +3,7 @@ import type { AiFlowEvent } from "../../aiflow/events.js";
 import { StoreUnavailableError, type Collected, type OutboxEntry } from "../../store/callStore.js";
 import type { FlowTypes } from "../define.js";
 import type { Answers } from "./answers.js";
+import { HELD_BACK, LostCollects } from "./lostCollects.js";
 import { MAX_WATCH_MS, type LocalStream, type PipelineDeps } from "./types.js";
 import type { CallWorker } from "./worker.js";
 
@@ -29,12 +30,15 @@ interface WsCall {
 export class WsAnswerer<F extends FlowTypes = FlowTypes> {
   /** Calls with events being handled on this instance's socket (see WsCall). */
   private readonly calls = new Map<string, WsCall>();
+  private readonly collects: LostCollects;
 
   constructor(
     private readonly deps: PipelineDeps<F>,
     private readonly worker: CallWorker<F>,
     private readonly answers: Answers,
-  ) {}
+  ) {
+    this.collects = new LostCollects(deps.store, worker, worker.timers, deps.clock, deps.log);
+  }
 
   /** What a collect took after the call's session_end arrived (never pushed): the session_end turn's undelivered too. */
   takeWithheld(callId: string): OutboxEntry[] {
@@ -70,7 +74,6 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
 
   private async handleEvent(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => boolean | void, call: WsCall, deadline: number | undefined, signal?: AbortSignal): Promise<void> {
     const callId = event.session.id;
-    const { store } = this.deps;
     try {
       const arrival = await this.worker.arrive(callId, { key, event, via: "ws", holdingFollowUp: false });
       if (arrival.kind !== "queued") return;
@@ -118,7 +121,9 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         if (call.ended) return;
         // Every ws entry ready by now, in order: one held back for this event's verdict leaves here.
         let withheld = false;
-        const taking = store.collect(callId, { via: "ws", seq, collecting: true, mayHold: false, maxHoldingLines: 0 }).then((c) => {
+        const taking = this.collects.take(callId, { via: "ws", seq, collecting: true, mayHold: false, maxHoldingLines: 0 }).then((c): Collected => {
+          // Back in the outbox (a send the caller's words may have overtaken): it leaves with a later event.
+          if (c === HELD_BACK) return { kind: "nothing" };
           // session_end arrived while the collect was under way: what it took is never pushed, and
           // is handed to the session_end turn (which waits for this) as undelivered.
           if (call.ended && c.kind === "actions") {
