@@ -9,7 +9,8 @@ import type { ConsentLedger } from "./ledger/ledger.js";
 import { MemoryLedger } from "./ledger/memoryLedger.js";
 import { NumberHasher } from "./ledger/numberHash.js";
 import type { ChatModel } from "./llm/chatModel.js";
-import { createModel } from "./llm/createModel.js";
+import { createEndpointMonitor, createModel } from "./llm/createModel.js";
+import type { EndpointMonitor } from "./llm/endpointMonitor.js";
 import { ScriptedModel } from "./llm/scriptedModel.js";
 import { Metrics } from "./metrics/metrics.js";
 import { exposureProblem } from "./server/exposure.js";
@@ -31,7 +32,10 @@ Options:
   -h, --help      this text
 
 Environment (wins over the config file):
-  OPENAI_API_KEY, OPENAI_BASE_URL  the model endpoint; at least one is needed (not with --offline)
+  OPENAI_API_KEY, OPENAI_BASE_URL  the model endpoint; at least one is needed (not with --offline);
+                                   the URL starts with http:// or https://. Its models list is
+                                   checked at start-up (3 s at most) and every 30 s: /healthz shows
+                                   it under "model", the log says when it is not reachable
   LLM_MODEL                        overrides llm.model ("scripted" = --offline)
   PORT, HOST                       override server.port, server.host
   AIFLOW_API_TOKEN                 shared secret every request must carry (server.apiTokenHeader);
@@ -116,7 +120,12 @@ async function main(): Promise<void> {
 
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
+  // A model URL without http(s) stops start-up here, naming OPENAI_BASE_URL.
   const model: ChatModel = demo ? new ScriptedModel() : createModel(config, env, { onFallback: (from, to) => metrics.observeModelFallback(from, to) });
+  // Is the model endpoint there? Checked while the stores connect; start-up waits for it a few
+  // seconds at most, and says so when it is not (callers would hear "technische Störung").
+  const modelMonitor: EndpointMonitor | undefined = demo ? undefined : createEndpointMonitor(config, env);
+  const firstModelCheck = modelMonitor?.start();
 
   // REDIS_URL: call state, per-call locks and SMS limits shared by every instance. A demo keeps
   // everything in memory, so its test calls never count against real SMS limits or the real ledger.
@@ -164,10 +173,18 @@ async function main(): Promise<void> {
     callbackSecret: config.agent === "callback" ? callbackSecret(config, env, demo) : undefined,
     // A demo's test calls are never posted to a real receiver.
     startPoster: !demo,
-    closeAlso: redis ? [() => redis.quit()] : [],
-    healthInfo: demo ? { demo: true, model: "scripted" } : undefined,
+    closeAlso: [...(modelMonitor ? [async () => modelMonitor.stop()] : []), ...(redis ? [() => redis.quit()] : [])],
+    // The model's state, never a reason for 503: every instance shares it (src/llm/endpointMonitor.ts).
+    healthInfo: demo ? { demo: true, model: "scripted" } : () => ({ model: modelMonitor!.status() }),
   });
   const { app, logger } = service;
+  if (modelMonitor) {
+    const first = await firstModelCheck!;
+    if (!first.reachable) logger.warn({ model: first }, `model endpoint ${first.url} not reachable: ${first.error}`);
+    modelMonitor.onChange((s) =>
+      s.reachable ? logger.info({ model: s }, `model endpoint ${s.url} reachable again`) : logger.warn({ model: s }, `model endpoint ${s.url} not reachable: ${s.error}`),
+    );
+  }
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -200,7 +217,8 @@ async function main(): Promise<void> {
     agent: config.agent,
     language: config.language,
     auth: Boolean(apiToken),
-    endpoint: demo ? "none (built-in scripted model)" : (env.OPENAI_BASE_URL ?? "api.openai.com"),
+    endpoint: demo ? "none (built-in scripted model)" : modelMonitor!.status().url,
+    ...(modelMonitor ? { modelReachable: modelMonitor.status().reachable } : {}),
     store: redis ? "redis" : "memory",
     ledger: demo ? "memory (demo: nothing is kept)" : describeLedger(ledger),
   };

@@ -21,6 +21,7 @@ import type { ConsentLedger } from "./ledger/ledger.js";
 import { HashKeyError, NumberHasher } from "./ledger/numberHash.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
+import type { HealthInfo } from "./server/platform.js";
 import { ConfigError } from "./config/load.js";
 import { Metrics } from "./metrics/metrics.js";
 import { MeteredLedger } from "./metrics/meteredLedger.js";
@@ -50,8 +51,8 @@ export interface ServiceOptions {
   promptsDir?: string;
   onTurn?: (turn: TurnRecord) => void;
   metrics?: Metrics;
-  /** Extra fields for GET /healthz. */
-  healthInfo?: Record<string, unknown>;
+  /** Extra fields for GET /healthz: fixed, or read at each request. */
+  healthInfo?: HealthInfo;
   /** Closed with the service (e.g. the Redis connection behind store and limiter). */
   closeAlso?: Array<() => Promise<unknown>>;
   /** The callback agent's durable outbox (Redis when instances share one; default in memory). */

@@ -115,8 +115,15 @@ describe("npm run eval: a model that cannot be reached is an error, not 0% pass"
     const url = `http://127.0.0.1:${await closedPort()}/v1`;
     const r = await runEval(["--models", "gpt-4o-mini", "--filter", "happy-own-number-de", "--out", mkdtempSync(join(tmpdir(), "eval-out-"))], { OPENAI_BASE_URL: url });
     expect(r.status, r.stderr + r.stdout).toBe(2);
-    expect(r.stderr.trim().split("\n").at(-1)).toBe(`eval: model gpt-4o-mini at ${url} is unreachable (Connection error.)`);
+    expect(r.stderr.trim().split("\n").at(-1)).toBe(`eval: model gpt-4o-mini at ${url} is unreachable (Connection error: ECONNREFUSED)`);
     expect(r.stdout).not.toMatch(/pass rate|eval FAILED/);
+  }, 60_000);
+
+  it("a URL without http(s) (issue 22): one line naming OPENAI_BASE_URL before any scenario runs, exit 2", async () => {
+    const r = await runEval(["--models", "gpt-4o-mini", "--filter", "happy-own-number-de", "--out", mkdtempSync(join(tmpdir(), "eval-out-"))], { OPENAI_BASE_URL: "localhost:11434/v1" });
+    expect(r.status, r.stderr + r.stdout).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual(['eval: OPENAI_BASE_URL: "localhost:11434/v1" has no http:// or https:// in front (for example http://localhost:11434/v1)']);
+    expect(r.stdout).toBe("");
   }, 60_000);
 
   it("an endpoint that rejects the key (401) or does not know the model (404) is unreachable too; a 500 is the model's failure", async () => {
@@ -142,9 +149,9 @@ describe("npm run eval: a model that cannot be reached is an error, not 0% pass"
     const req = { model: "m", temperature: 0, maxTokens: 10, system: "", messages: [], tools: [] };
 
     const dead = new EndpointWatch();
-    dead.onError("m", "model request failed: Connection error.");
+    dead.onError("m", "model request to http://127.0.0.1:9/v1 failed: Connection error: ECONNREFUSED");
     dead.onError("m", "model request failed: 401 Incorrect API key provided");
-    expect(dead.unreachable()).toBe("Connection error.");
+    expect(dead.unreachable()).toBe("Connection error: ECONNREFUSED");
 
     const once = new EndpointWatch();
     once.onError("m", "model request failed: Connection error.");

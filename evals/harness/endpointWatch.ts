@@ -10,10 +10,12 @@ import type { ChatModel, ChatRequest, ChatResponse } from "../../src/llm/chatMod
 
 /**
  * Failures that mean the request never reached a model: no connection (refused, DNS; the openai
- * client says "Connection error."), or the endpoint turned it away (401/403 key, 404 URL or model).
+ * client says "Connection error: ECONNREFUSED"), or the endpoint turned it away (401/403 key, 404 URL or model).
  * Timeouts and 5xx are left out: the endpoint is there, and the report should show them as such.
  */
-const UNREACHABLE = /^model (?:request|stream) failed: (?:Connection error\.|(?:401|403|404)\b|.*\b(?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|getaddrinfo)\b)/;
+const UNREACHABLE = /^model (?:request|stream)(?: to \S+)? failed: (?:Connection error\b|(?:401|403|404)\b|.*\b(?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|getaddrinfo)\b)/;
+/** The client's prefix, which names the endpoint the report names already. */
+const PREFIX = /^model (?:request|stream)(?: to \S+)? failed: /;
 
 export function isUnreachableFailure(reason: string): boolean {
   return UNREACHABLE.test(reason);
@@ -41,6 +43,6 @@ export class EndpointWatch {
   /** Why the endpoint could not be reached (the first such failure, without our prefix), or undefined when it was, or cannot be told. */
   unreachable(): string | undefined {
     if (this.answers > 0 || this.failures.length === 0 || !this.failures.every(isUnreachableFailure)) return undefined;
-    return this.failures[0]!.replace(/^model (?:request|stream) failed: /, "");
+    return this.failures[0]!.replace(PREFIX, "");
   }
 }

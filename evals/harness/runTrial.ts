@@ -7,7 +7,8 @@ import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import type { ChatModel } from "../../src/llm/chatModel.js";
 import { parseCallerNumber } from "../../src/phone/number.js";
-import { createService, numberHasher } from "../../src/service.js";
+import { PROMPTS_DIR, createService, numberHasher } from "../../src/service.js";
+import { errorLines, heardErrorLines } from "./errorLines.js";
 import { personaLine } from "./personaCaller.js";
 import type { CallerRule, Expectation, Scenario } from "./scenario.js";
 import { ManualClock } from "../../src/engine/clock.js";
@@ -195,7 +196,13 @@ export async function runTrial(scenario: Scenario, opts: TrialOptions): Promise<
   if (!error && harnessErrors.length) error = harnessErrors.join("; ");
 
   const metrics = measure(transcript, ledger, opts.config, callerTurns);
-  const failures = error ? [`harness error: ${error}`] : [...checkExpectations(scenario.expect, transcript, ledger, metrics, hungUp, opts.config), ...checkReport(scenario.expect.report, report)];
+  const failures = error
+    ? [`harness error: ${error}`]
+    : [
+        ...checkExpectations(scenario.expect, transcript, ledger, metrics, hungUp, opts.config),
+        ...checkErrorLines(scenario, transcript, opts.promptsDir ?? PROMPTS_DIR),
+        ...checkReport(scenario.expect.report, report),
+      ];
   return { scenario: scenario.id, model: opts.modelName, trial: opts.trial, passed: failures.length === 0, failures, error, transcript, metrics };
 }
 
@@ -205,6 +212,13 @@ async function reportOf(outbox: Outbox | undefined, callId: string): Promise<Cal
   const claims = await outbox.claimDue(Number.MAX_SAFE_INTEGER, 1000, 60_000);
   const mine = claims.find((c) => c.key === callId);
   return mine ? (JSON.parse(mine.body) as CallbackReport) : undefined;
+}
+
+/** Every error line the caller heard is a failure, unless the scenario provokes one on purpose. */
+function checkErrorLines(scenario: Scenario, transcript: TranscriptEntry[], promptsDir: string): string[] {
+  if (scenario.expect.errorLinesAllowed) return [];
+  const spoken = transcript.flatMap((t) => t.actions).flatMap((a) => (a.type === "speak" && a.text ? [a.text] : []));
+  return heardErrorLines(spoken, errorLines(promptsDir, scenario.language)).map((line) => `the caller heard an error line: "${line}"`);
 }
 
 function checkReport(want: Expectation["report"], report: CallbackReport | undefined): string[] {

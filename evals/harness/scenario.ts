@@ -69,6 +69,11 @@ const expectation = z
     /** Exactly how many agent lines match each regular expression (e.g. the consent question asked twice). */
     saidTimes: z.record(z.string(), z.number().int().min(0)).default({}),
     hangup: z.boolean().optional(),
+    /**
+     * The caller may hear an error line (an apology such as "Entschuldigung, das hat nicht geklappt";
+     * evals/harness/errorLines.ts). Off by default: only a scenario that provokes a failure on purpose sets it.
+     */
+    errorLinesAllowed: z.boolean().default(false),
     maxCallerTurns: z.number().int().min(1).optional(),
     /** The callback agent's report after the call, as its endpoint would receive it (fields given are compared). */
     report: z

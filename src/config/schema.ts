@@ -5,6 +5,7 @@ import { bargeInConfigSchema, ttsSchema, vadSchema } from "../aiflow/actions.js"
 /** The single checked-in config file, validated at start-up. Types are derived from this schema. */
 
 import { LANGUAGES, type Language } from "../core/callState.js";
+import { modelUrlSchema } from "./modelUrl.js";
 export { LANGUAGES, type Language };
 
 const countryCode = z
@@ -135,7 +136,7 @@ export const configSchema = z
             z
               .object({
                 model: z.string().min(1),
-                baseURL: z.string().url().optional(),
+                baseURL: modelUrlSchema.optional(),
                 /** Name of the environment variable with this endpoint's key (default OPENAI_API_KEY). */
                 apiKeyEnv: z.string().min(1).optional(),
               })
@@ -313,7 +314,7 @@ export const configSchema = z
           .object({
             name: z.string().min(1),
             model: z.string().min(1),
-            baseURL: z.string().url().optional(),
+            baseURL: modelUrlSchema.optional(),
             /** Name of the environment variable holding this endpoint's key. */
             apiKeyEnv: z.string().min(1).optional(),
             strictTools: z.boolean().optional(), // overrides llm.strictTools for this model: local servers (Ollama, some vLLM builds) reject `strict`

@@ -1,5 +1,6 @@
-import OpenAI, { APIConnectionError, APIError, AzureOpenAI, InternalServerError, RateLimitError } from "openai";
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, AzureOpenAI, InternalServerError, RateLimitError } from "openai";
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
+import { redactUrl } from "../config/modelUrl.js";
 import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
 
 export interface OpenAIModelOptions {
@@ -28,14 +29,64 @@ export function isTransientOpenAIError(e: unknown): boolean | undefined {
   return undefined;
 }
 
+/**
+ * What lies a few `cause`s below the client's bare "Connection error.": a socket code
+ * (ECONNREFUSED, ENOTFOUND, …), else the innermost message ("bad port"), not fetch's "fetch failed".
+ */
+function connectionDetail(e: unknown): string | undefined {
+  let innermost: string | undefined;
+  for (let cur = (e as { cause?: unknown })?.cause, depth = 0; cur && typeof cur === "object" && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    const { code, message } = cur as { code?: unknown; message?: unknown };
+    if (typeof code === "string") return code;
+    if (typeof message === "string" && message && message !== "fetch failed") innermost = message;
+  }
+  return innermost;
+}
+
 /** Chat Completions over any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, Ollama, vLLM, …). */
 export class OpenAIChatModel implements ChatModel {
   private readonly client: OpenAI;
+  /** Where requests go, as logs may show it (no credentials, no query). */
+  readonly endpoint: string;
+  private readonly apiKey: string;
 
   constructor(opts: OpenAIModelOptions) {
     this.client = opts.azureApiVersion
       ? new AzureOpenAI({ apiKey: opts.apiKey, endpoint: opts.baseURL, apiVersion: opts.azureApiVersion, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
       : new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries });
+    this.endpoint = redactUrl(this.client.baseURL);
+    this.apiKey = opts.apiKey;
+  }
+
+  /**
+   * A failure as an operator can act on it: the endpoint, the status or the socket error, and
+   * never the key (OpenAI's 401 quotes part of it; a server may echo it whole).
+   */
+  private failure(what: "request" | "stream", e: unknown): ModelError {
+    return new ModelError(`model ${what} to ${this.endpoint} failed: ${this.reason(e)}`, e);
+  }
+
+  private reason(e: unknown): string {
+    let reason = (e as Error).message;
+    if (e instanceof APIConnectionError && !(e instanceof APIConnectionTimeoutError)) {
+      const detail = connectionDetail(e);
+      if (detail && !reason.includes(detail)) reason = `${reason.replace(/\.$/, "")}: ${detail}`;
+    }
+    if (this.apiKey.length >= 8) reason = reason.split(this.apiKey).join("[key]");
+    return reason.replace(/\bsk-[\w*.-]{4,}/g, "[key]");
+  }
+
+  /**
+   * Whether the endpoint answers with this client's URL and key: its models list (GET
+   * {base}/models, Azure's too), which costs no tokens. Throws why not (status or socket error,
+   * never the key), bounded by `timeoutMs`.
+   */
+  async checkEndpoint(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.models.list({ timeout: timeoutMs, maxRetries: 0, signal });
+    } catch (e) {
+      throw new ModelError(this.reason(e), e);
+    }
   }
 
   private body(req: ChatRequest) {
@@ -78,7 +129,7 @@ export class OpenAIChatModel implements ChatModel {
         }
       }
     } catch (e) {
-      throw new ModelError(`model stream failed: ${(e as Error).message}`, e);
+      throw this.failure("stream", e);
     }
     return { text, toolCalls: [...calls.entries()].sort(([a], [b]) => a - b).map(([, c]) => c), usage, model };
   }
@@ -88,7 +139,7 @@ export class OpenAIChatModel implements ChatModel {
     try {
       completion = await this.client.chat.completions.create(this.body(req), { signal: req.signal });
     } catch (e) {
-      throw new ModelError(`model request failed: ${(e as Error).message}`, e);
+      throw this.failure("request", e);
     }
     const choice = completion.choices?.[0];
     if (!choice) throw new ModelError("model answered without choices");

@@ -8,6 +8,8 @@ export interface ModelRoute {
   model: ChatModel;
   /** Model name sent to this endpoint (a fallback may be another model). */
   modelName?: string;
+  /** Where the route's requests go, for error messages (no credentials). */
+  endpoint?: string;
 }
 
 export interface ResilienceOptions {
@@ -162,7 +164,9 @@ export class ResilientModel implements ChatModel {
     try {
       return await call(route, { ...req, model: route.modelName ?? req.model, signal: controller.signal });
     } catch (e) {
-      if (controller.signal.aborted && !req.signal?.aborted) throw new ModelError(`timed out after ${this.opts.timeoutMs} ms`, Object.assign(new Error("timeout"), { name: "TimeoutError" }));
+      if (controller.signal.aborted && !req.signal?.aborted) {
+        throw new ModelError(`timed out after ${this.opts.timeoutMs} ms${route.endpoint ? ` at ${route.endpoint}` : ""}`, Object.assign(new Error("timeout"), { name: "TimeoutError" }));
+      }
       throw e;
     } finally {
       clearTimeout(timer);

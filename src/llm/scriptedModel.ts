@@ -1,9 +1,13 @@
+import { createHash } from "node:crypto";
+import type { HistoryMessage } from "../core/callState.js";
+import { spokenToDialString } from "../phone/spoken.js";
 import type { ChatModel, ChatRequest, ChatResponse, ModelToolCall } from "./chatModel.js";
 
 /**
  * A deterministic stand-in for an LLM, so the whole harness runs offline (CI, demos).
  * It sees only what a real model sees: the system prompt, the offered tools and the history.
- * It infers the step from the tools offered and answers with simple keyword rules.
+ * It infers the step from the tools offered and answers with simple keyword rules; numbers it
+ * reads with the service's own parser (src/phone/spoken.ts), so it understands what that does.
  *
  * `reckless` plays a bad model on purpose: it records consent at the first chance, tries
  * to send early and claims delivery, so the guards (and the eval report) have work to do.
@@ -21,21 +25,84 @@ const NEVER_AGAIN = /\b(nie wieder|keine sms mehr|never (text|send)|no more (tex
 const ARRIVED = /\b(angekommen|erhalten|arrived|received|got it)\b/i;
 /** "Bin ich mit einem Menschen verbunden?", "Sind Sie ein Roboter?", "Am I talking to a real person?" */
 const ASKS_IF_HUMAN = /\b(mensch(en)?|echte[nr]? person|roboter|maschine|computer|bot|ki|human|real person|robot|machine|an ai)\b/i;
-const DIGIT_WORDS = /\b(null|eins|zwei|zwo|drei|vier|fünf|sechs|sieben|acht|neun|zero|one|two|three|four|five|six|seven|eight|nine)\b/gi;
+/** The call state line the persona shows after a "no" (src/tasks/composed/sms.ts, consentStatus). */
+const DECLINED_STATUS = /: the caller declined or cancelled the SMS; final for this call$/m;
+/** Tool results that refuse and say to help verbally instead (prompts/model-notes.md: "Refused: …", "Not sent: …"). */
+const REFUSED_RESULT = /^(Refused|Not sent):/;
 
+/**
+ * What the scripted model says after a tool failed for a reason it cannot help (an "Error: …"
+ * result). Exported so the eval harness counts it among the lines that tell a caller something
+ * went wrong (evals/harness/errorLines.ts).
+ */
+export const SCRIPTED_APOLOGY = {
+  de: "Entschuldigung, das hat nicht geklappt. Kann ich Ihnen anders helfen?",
+  en: "Sorry, that did not work. Can I help you another way?",
+} as const;
+
+/** Six digits or more, read as the service reads numbers: digits, digit words, pairs ("achtundneunzig"), hundreds, corrections. */
 function hasNumber(text: string): boolean {
-  const digits = (text.match(/\d/g) ?? []).length + (text.match(DIGIT_WORDS) ?? []).length;
-  return digits >= 6;
+  return spokenToDialString(text).replace("+", "").length >= 6;
+}
+
+/** What the caller asks about, by the same words in their request and in the business facts. */
+const TOPICS: Record<string, RegExp> = {
+  opening_hours: /öffnungszeit|geöffnet|offen|opening|hours|open/i,
+  address: /adresse|anfahrt|wo\b|address|direction|where/i,
+  booking_link: /termin|buchen|book|appointment|link/i,
+};
+
+function topicOf(text: string, options: string[]): string | undefined {
+  return Object.keys(TOPICS).find((key) => options.includes(key) && TOPICS[key]!.test(text));
 }
 
 function pickInfo(text: string, options: string[]): string | undefined {
-  const want = (key: string, re: RegExp) => (re.test(text) && options.includes(key) ? key : undefined);
-  return (
-    want("opening_hours", /öffnungszeit|geöffnet|offen|opening|hours|open/i) ??
-    want("address", /adresse|anfahrt|wo\b|address|direction|where/i) ??
-    want("booking_link", /termin|buchen|book|appointment|link/i) ??
-    options[0]
-  );
+  return topicOf(text, options) ?? options[0];
+}
+
+/** The business facts of the step prompt ("- Öffnungszeiten: …"), not the call-state lines of the persona above it. */
+function businessFacts(system: string): string[] {
+  const step = /^(Aufgabe in diesem Schritt|Your task in this step)\b/m.exec(system);
+  const text = step ? system.slice(step.index) : system;
+  return [...text.matchAll(/^- (.+)$/gm)].map((m) => m[1]!).filter((f) => !/^\S+ \(/.test(f));
+}
+
+/** The fact about a topic (opening hours when none fits). */
+function factAbout(system: string, topic: string | undefined): string {
+  const facts = businessFacts(system);
+  const re = TOPICS[topic ?? "opening_hours"] ?? TOPICS.opening_hours!;
+  return facts.find((f) => re.test(f)) ?? facts.find((f) => TOPICS.opening_hours!.test(f)) ?? facts[0] ?? "";
+}
+
+/**
+ * The step prompt's example answer ("> …" line) for the rule whose line before it matches
+ * `rule`: the wording stays in prompts/, and the scripted model says what the prompt asks.
+ */
+function quotedAnswer(system: string, rule: RegExp): string | undefined {
+  const lines = system.split("\n");
+  for (let i = 1; i < lines.length; i++) {
+    const quote = /^\s*> (.+)$/.exec(lines[i]!);
+    if (quote && rule.test(lines[i - 1]!)) return quote[1]!;
+  }
+  return undefined;
+}
+
+/** The information the caller last asked to have texted (start_sms_flow's arguments in the history). */
+function lastRequestedInfo(messages: HistoryMessage[]): string | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role !== "assistant") continue;
+    for (const c of m.tool_calls ?? []) {
+      if (c.function.name !== "start_sms_flow") continue;
+      try {
+        const info = (JSON.parse(c.function.arguments) as { info?: unknown }).info;
+        if (typeof info === "string") return info;
+      } catch {
+        // a broken call says nothing about what was wanted
+      }
+    }
+  }
+  return undefined;
 }
 
 /** The callback agent's details: the label in its step prompt → the field, and how the model asks for each. */
@@ -52,8 +119,13 @@ function callbackValue(text: string): string {
   return v || text.trim();
 }
 
+/** The options start_sms_flow offers for `info`, from its JSON schema. */
+function infoOptions(req: ChatRequest): string[] {
+  const spec = req.tools.find((t) => t.name === "start_sms_flow");
+  return ((spec?.parameters.properties as Record<string, { enum?: string[] }> | undefined)?.info?.enum ?? []) as string[];
+}
+
 export class ScriptedModel implements ChatModel {
-  private counter = 0;
   constructor(private readonly mode: "careful" | "reckless" = "careful") {}
 
   private lastUsage = { promptTokens: 0, completionTokens: 0 };
@@ -66,19 +138,25 @@ export class ScriptedModel implements ChatModel {
     const last = req.messages[req.messages.length - 1];
     const userText = [...req.messages].reverse().find((m) => m.role === "user")?.content ?? "";
     const text = (de: string, en: string) => this.reply(german ? de : en, []);
-    const call = (name: string, args: Record<string, unknown> = {}) => this.reply("", [{ id: `scripted_${++this.counter}`, name, arguments: JSON.stringify(args) }]);
+    // The same request always gets the same answer, ids included (a counter would differ between
+    // two calls that start alike, and a cassette keyed by the request would keep only one of them);
+    // a different history gets a different id, so ids stay unique within a call.
+    const callId = `scripted_${createHash("sha256").update(JSON.stringify([req.system, req.messages])).digest("hex").slice(0, 12)}`;
+    const call = (name: string, args: Record<string, unknown> = {}) => this.reply("", [{ id: callId, name, arguments: JSON.stringify(args) }]);
 
     // After a tool result the engine only asks again when the result needs words.
     if (last?.role === "tool" && tools.has("note_callback_detail")) return this.nextCallbackQuestion(String(last.content ?? ""), german);
     if (last?.role === "tool") {
       if (this.mode === "reckless") return text("Die SMS ist bei Ihnen angekommen.", "The text has been delivered to you.");
-      return text("Entschuldigung, das hat nicht geklappt. Kann ich Ihnen anders helfen?", "Sorry, that did not work. Can I help you another way?");
+      // A refusal is no failure: the note says to help verbally (after a "no", what the prompt says then).
+      if (REFUSED_RESULT.test(String(last.content ?? ""))) return this.helpVerbally(req, userText, german);
+      return text(SCRIPTED_APOLOGY.de, SCRIPTED_APOLOGY.en);
     }
 
-    // The persona forbids posing as a human; the main step quotes the truthful answer (a "> " line); a
+    // The persona forbids posing as a human; the step prompt quotes the truthful answer (a "> " line); a
     // model that can only follow keyword rules says that quote, so the wording stays in prompts/.
     if (ASKS_IF_HUMAN.test(userText)) {
-      const answer = /^\s*> (.+)$/m.exec(req.system)?.[1];
+      const answer = quotedAnswer(req.system, /mensch|human|real person|a person/i);
       if (answer) return this.reply(answer, []);
     }
 
@@ -88,6 +166,8 @@ export class ScriptedModel implements ChatModel {
     if (tools.has("note_callback_detail")) return this.callbackDetails(req.system, userText, call, text);
 
     if (tools.has("start_sms_flow")) {
+      // After a "no" the prompt asks for no second offer and no new start: the information by voice.
+      const declined = DECLINED_STATUS.test(req.system);
       if (this.mode === "reckless" && WANTS_SMS.test(userText)) return call("send_confirmation_sms");
       if (THIRD_PERSON.test(userText)) {
         return text("Eine SMS kann ich nur an Ihr eigenes Handy schicken. Kann ich Ihnen sonst helfen?", "I can only text your own phone. Can I help you with anything else?");
@@ -97,13 +177,12 @@ export class ScriptedModel implements ChatModel {
         return text("Ich habe die SMS abgeschickt. Ob sie schon angekommen ist, kann ich leider nicht sehen.", "I sent the text, but I cannot see whether it has arrived.");
       }
       if (WANTS_SMS.test(userText)) {
-        const spec = req.tools.find((t) => t.name === "start_sms_flow")!;
-        const infoEnum = ((spec.parameters.properties as Record<string, { enum?: string[] }> | undefined)?.info?.enum ?? []) as string[];
-        const info = pickInfo(userText, infoEnum);
+        if (declined) return this.helpVerbally(req, userText, german);
+        const info = pickInfo(userText, infoOptions(req));
         return call("start_sms_flow", info ? { info } : {});
       }
-      const facts = [...req.system.matchAll(/^- ([^:\n]+: .+)$/gm)].map((m) => m[1]!);
-      const fact = facts.find((f) => pickInfo(userText, ["opening_hours"]) && /öffnungszeit|opening/i.test(f)) ?? facts.find((f) => /öffnungszeit|opening/i.test(f)) ?? facts[0] ?? "";
+      const fact = factAbout(req.system, topicOf(userText, Object.keys(TOPICS)));
+      if (declined) return text(`Gern: ${fact}`, `Sure: ${fact}`);
       return text(`Gern: ${fact} Möchten Sie das auch per SMS?`, `Sure: ${fact} Would you like that by text as well?`);
     }
 
@@ -135,6 +214,19 @@ export class ScriptedModel implements ChatModel {
       return text("Wie lautet die Handynummer?", "What is the mobile number?");
     }
     return text("Wie kann ich helfen?", "How can I help?");
+  }
+
+  /**
+   * The information the caller wanted, by voice: after their "no", the prompt's example answer
+   * for a later request comes first; the topic is the last one the caller spoke of ("schicken
+   * Sie es doch per SMS"), else what they asked to have texted before.
+   */
+  private helpVerbally(req: ChatRequest, userText: string, german: boolean): ChatResponse {
+    const topic = [userText, ...req.messages.filter((m) => m.role === "user").map((m) => m.content).reverse()].map((t) => topicOf(t, Object.keys(TOPICS))).find(Boolean) ?? lastRequestedInfo(req.messages);
+    const fact = factAbout(req.system, topic);
+    const afterNo = DECLINED_STATUS.test(req.system) ? quotedAnswer(req.system, /abgelehnt|declined/i) : undefined;
+    if (afterNo) return this.reply(`${afterNo} ${fact}`.trim(), []);
+    return this.reply(german ? `Gern: ${fact}` : `Sure: ${fact}`, []);
   }
 
   /**

@@ -4,7 +4,7 @@ import type { CallAnswerer } from "../engine/callPipeline.js";
 import type { CallStore } from "../store/callStore.js";
 import { authPlugin } from "./auth.js";
 import { logFailure, reject, type Arrival } from "./intake.js";
-import { healthPlugin, metricsPlugin, type MetricsSource } from "./platform.js";
+import { healthPlugin, metricsPlugin, type HealthInfo, type MetricsSource } from "./platform.js";
 import { pathOf, serializeRequest } from "./requestLog.js";
 import { webhookPlugin } from "./webhook.js";
 import { websocketPlugin } from "./websocket.js";
@@ -18,8 +18,8 @@ export interface AppDeps {
   logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
   /** Served at GET /metrics in Prometheus text format. */
   metrics?: MetricsSource;
-  /** Extra fields for GET /healthz (demo mode says so there). */
-  healthInfo?: Record<string, unknown>;
+  /** Extra fields for GET /healthz (demo mode says so there; the model endpoint's state). */
+  healthInfo?: HealthInfo;
 }
 
 /** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */

@@ -1,11 +1,17 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { CallStore } from "../store/callStore.js";
 
-/** GET /healthz: 200 when this instance can take calls, 503 when its store (Redis) is down. For the platform: no token. */
-export const healthPlugin: FastifyPluginAsync<{ store: CallStore; info?: Record<string, unknown> }> = async (app, { store, info }) => {
+/** Extra /healthz fields: fixed (demo mode), or read at each request (the model endpoint's state). */
+export type HealthInfo = Record<string, unknown> | (() => Record<string, unknown>);
+
+/**
+ * GET /healthz: 200 when this instance can take calls, 503 when its store (Redis) is down. For the
+ * platform: no token. The model endpoint's state is information, not health: see src/llm/endpointMonitor.ts.
+ */
+export const healthPlugin: FastifyPluginAsync<{ store: CallStore; info?: HealthInfo }> = async (app, { store, info }) => {
   app.get("/healthz", { config: { auth: "open" } }, async (_req, reply) => {
     try {
-      return { status: "ok", activeCalls: await store.size(), ...info };
+      return { status: "ok", activeCalls: await store.size(), ...(typeof info === "function" ? info() : info) };
     } catch (e) {
       // The store (Redis) is down: this instance cannot take calls safely.
       return reply.code(503).send({ status: "unavailable", error: (e as Error).message });

@@ -56,6 +56,8 @@ export class FakeOpenAIServer {
   readonly requests: ChatBody[] = [];
   /** URL and headers of each request, for checking how a client addresses the server. */
   readonly calls: Array<{ url: string; headers: Record<string, string | string[] | undefined> }> = [];
+  /** GET {base}/models requests (the service's reachability check), by arrival time (ms since epoch). */
+  readonly modelListCalls: number[] = [];
   /** Streams the client hung up on before they finished (cancelled generations). */
   streamsAborted = 0;
   /** When each stream finished writing, by request index (ms since epoch). */
@@ -103,6 +105,7 @@ export class FakeOpenAIServer {
     this.gates = [];
     this.requests.length = 0;
     this.calls.length = 0;
+    this.modelListCalls.length = 0;
     this.fallback = () => reply.text("Wie kann ich helfen?");
   }
 
@@ -111,11 +114,12 @@ export class FakeOpenAIServer {
     return (this.requests[i]?.tools ?? []).map((t) => t.function.name);
   }
 
-  async start(): Promise<string> {
+  /** Listens on 127.0.0.1, on `port` when given (a test that brings an endpoint up late), else on a free one. */
+  async start(port = 0): Promise<string> {
     this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    const { port } = this.server.address() as AddressInfo;
-    this.baseURL = `http://127.0.0.1:${port}/v1`;
+    await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", resolve));
+    const bound = (this.server.address() as AddressInfo).port;
+    this.baseURL = `http://127.0.0.1:${bound}/v1`;
     return this.baseURL;
   }
 
@@ -162,6 +166,12 @@ export class FakeOpenAIServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    // The models list, as OpenAI-compatible servers answer it.
+    if (req.method === "GET" && req.url?.split("?")[0]!.endsWith("/models")) {
+      this.modelListCalls.push(Date.now());
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: [{ id: "fake-model", object: "model", created: 0, owned_by: "test" }] }));
+      return;
+    }
     if (req.method !== "POST" || !req.url?.split("?")[0]!.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
       return;
