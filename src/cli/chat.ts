@@ -115,7 +115,7 @@ async function main(): Promise<void> {
         ended = true;
       } else console.log(`  ${a.type}`);
     }
-    if (last && (!quiet || args.verbose)) console.log(dim(`  [step ${last.stepAfter}, ${last.llmRequests.length} model request(s), ${Math.round(last.timings.modelMs)} ms model, ${last.timings.engineMs.toFixed(1)} ms engine]`));
+    if (last && (!quiet || args.verbose)) console.log(dim(`  [${stepLabel(last)}, ${last.llmRequests.length} model request(s), ${Math.round(last.timings.modelMs)} ms model, ${last.timings.engineMs.toFixed(1)} ms engine]`));
   };
   // sipgate reports the end of each played line; that is when a goodbye turns into a hangup.
   const played = () => send({ type: "assistant_speech_ended" }, true);
@@ -170,6 +170,12 @@ async function main(): Promise<void> {
     if (report) console.log(dim(`  ⇪ report for ${config.callback?.endpoint.url} (signed, Idempotency-Key ${report.key}; not posted from a chat):\n${JSON.stringify(JSON.parse(report.body), null, 2)}`));
   }
   await service.close();
+}
+
+/** Where the call is after a turn; after session_end there is no next step, only the one it ended in. */
+function stepLabel(turn: TurnRecord): string {
+  if (turn.event === "session_end") return turn.stepBefore ? `call ended in step ${turn.stepBefore}` : "call ended";
+  return `step ${turn.stepAfter}`;
 }
 
 /** `/sms_failed [reason] [number]`: the event's fields, or a line saying what is wrong. */

@@ -126,6 +126,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     };
 
     if (event.type === "session_end") {
+      // The step the call ended in (logs, the chat): its state goes with this event.
+      record.stepBefore = record.stepAfter = current?.step ?? "";
       // What never got collected never leaves: the flow hears it (with the last state, to make it true).
       if (stream.undelivered?.length) await this.outcome({ status: "not_sent", callId: sessionId, actions: stream.undelivered, reason: "call_ended" }, current);
       // The call is over: its bookkeeping (a flow's after-call report, say) still runs on the last state.
