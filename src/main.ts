@@ -16,6 +16,7 @@ import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisCallStore } from "./store/redisCallStore.js";
 import { RedisOutbox } from "./outbox/redisOutbox.js";
+import { describeDestination, reportDestination } from "./agents/callback/reportDestination.js";
 
 const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
 
@@ -25,7 +26,10 @@ until SIGTERM or SIGINT, then finishes the requests in flight and exits 0.
 Options:
   --config PATH   config file (default: config/agent.yaml in the package; CONFIG=PATH does the same)
   --offline       demo: the built-in scripted model instead of an LLM, no API key needed; memory
-                  store and ledger; listens on 127.0.0.1 unless HOST is set (same as LLM_MODEL=scripted)
+                  store and ledger; listens on 127.0.0.1 unless HOST is set (same as LLM_MODEL=scripted).
+                  The callback agent's demo logs each call's report ("callback report" lines) and posts
+                  it only to a receiver named in CALLBACK_URL (then CALLBACK_SIGNING_SECRET is needed);
+                  the ready line's "reports" field says which
   -h, --help      this text
 
 Environment (wins over the config file):
@@ -39,6 +43,12 @@ Environment (wins over the config file):
   REDIS_URL, REDIS_PREFIX          call state, locks, SMS limits and the callback outbox in Redis, shared by instances
   CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
                                    callback.endpoint.secretEnv names)
+  CALLBACK_URL                     overrides callback.endpoint.url (the receiver of the report posts);
+                                   with --offline, reports are posted only when it is set
+  CALLBACK_SECRET_ENV, CALLBACK_TIMEOUT_MS, CALLBACK_MAX_ATTEMPTS, CALLBACK_POLL_MS,
+  CALLBACK_BACKOFF_INITIAL_MS, CALLBACK_BACKOFF_MAX_MS, CALLBACK_BACKOFF_FACTOR
+                                   override callback.endpoint.secretEnv, .timeoutMs, .maxAttempts,
+                                   .pollMs, .backoff.initialMs, .backoff.maxMs, .backoff.factor
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
 `;
 
@@ -106,6 +116,8 @@ async function main(): Promise<void> {
   const apiToken = env.AIFLOW_API_TOKEN || undefined;
   const exposed = exposureProblem({ host: config.server.host, hasToken: Boolean(apiToken), allowNoToken: config.server.allowNoToken });
   if (exposed) throw new ConfigError(exposed);
+  // The callback agent's reports: a demo's test calls reach only a receiver named in CALLBACK_URL.
+  const reports = config.agent === "callback" ? reportDestination(config, env, { testCalls: demo }) : undefined;
 
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
@@ -151,9 +163,8 @@ async function main(): Promise<void> {
     limiter: redis ? new RedisRateLimiter(redis, `${env.REDIS_PREFIX || "aiflow:"}limit:`) : new MemoryRateLimiter(),
     // The callback agent's reports wait in Redis too, so any instance posts them, also after one died.
     outbox: redis && config.agent === "callback" ? new RedisOutbox(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : undefined,
-    callbackSecret: config.agent === "callback" ? callbackSecret(config, env, demo) : undefined,
-    // A demo's test calls are never posted to a real receiver.
-    startPoster: !demo,
+    callbackSecret: reports?.kind === "post" ? reports.secret : undefined,
+    callbackReports: reports?.kind === "shown" ? "log" : "post",
     closeAlso: redis ? [() => redis.quit()] : [],
     healthInfo: demo ? { demo: true, model: "scripted" } : undefined,
   });
@@ -193,19 +204,11 @@ async function main(): Promise<void> {
     endpoint: demo ? "none (built-in scripted model)" : (env.OPENAI_BASE_URL ?? "api.openai.com"),
     store: redis ? "redis" : "memory",
     ledger: demo ? "memory (demo: nothing is kept)" : describeLedger(ledger),
+    ...(reports ? { reports: describeDestination(reports, 'logged as "callback report" lines when each call ends (demo)') } : {}),
   };
   // Loud on purpose: a demo answers like the real service but no LLM is behind it.
   if (demo) logger.warn({ ...ready, demo: true }, "DEMO MODE: scripted model, not a real LLM; sipgate AI Flow agent ready: POST /webhook");
   else logger.info(ready, "sipgate AI Flow agent ready: POST /webhook");
-}
-
-/** The callback agent's signing secret: from the variable the config names; a demo signs with a throwaway one. */
-function callbackSecret(config: AppConfig, env: NodeJS.ProcessEnv, demo: boolean): string {
-  const name = config.callback!.endpoint.secretEnv;
-  const secret = env[name];
-  if (secret) return secret;
-  if (demo) return "demo-secret-not-for-production";
-  throw new ConfigError(`callback.endpoint.secretEnv: set ${name} to the signing secret the receiver checks the X-Signature header with`);
 }
 
 main().catch((e) => {
