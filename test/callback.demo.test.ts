@@ -59,7 +59,8 @@ async function callThrough(port: number, id: string): Promise<void> {
   const post = async (event: unknown) => {
     const r = await fetch(`http://127.0.0.1:${port}/webhook`, { method: "POST", headers: json, body: JSON.stringify(event) });
     expect(r.status).toBeLessThan(300);
-    return r.status === 204 ? [] : ([] as Array<{ type: string; text?: string }>).concat(await r.json());
+    type Action = { type: string; text?: string };
+    return r.status === 204 ? [] : ([] as Action[]).concat((await r.json()) as Action | Action[]);
   };
   await post(ev.start(id));
   for (const said of ["Anna Schmidt", "Ja", "Es geht um eine Frage zur Rechnung", "Ja", "Morgen früh", "Ja"]) {
