@@ -16,6 +16,7 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { allProcesses, freePort, isRunning, procInfo, waitGone } from "./processes.js";
+import { describeMissing, missingTestPrograms, postgresBin } from "./testPrograms.js";
 
 /** Folders of private servers are named so a later run can stop what a killed run left behind. */
 const RUN_PREFIX = "aiflow-test-services-";
@@ -24,23 +25,6 @@ function fail(line: string): never {
   // One line the operator can act on; a stack trace would only bury it.
   console.error(`\nnpm test: ${line}\n`);
   process.exit(1);
-}
-
-function onPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const p = join(dir, bin);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-/** Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH. */
-function postgresBin(): string | undefined {
-  const root = "/usr/lib/postgresql";
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const v of versions) if (existsSync(join(root, v, "bin", "initdb"))) return join(root, v, "bin");
-  const initdb = onPath("initdb");
-  return initdb && onPath("pg_ctl") ? join(initdb, "..") : undefined;
 }
 
 /** initdb and postgres refuse to run as root: run them as the postgres user then. */
@@ -156,13 +140,10 @@ export default async function setup(): Promise<() => Promise<void>> {
   const wantRedis = !process.env.TEST_REDIS_URL;
   const wantPostgres = !process.env.TEST_DATABASE_URL;
   const pgBin = postgresBin();
-  const missing = [wantRedis && !onPath("redis-server") ? "redis-server" : "", wantPostgres && !pgBin ? "postgresql" : ""].filter(Boolean);
-  if (missing.length) {
-    fail(
-      `the tests start private Redis and PostgreSQL servers and need their programs: apt-get install ${missing.join(" ")} ` +
-        `(or set TEST_REDIS_URL and TEST_DATABASE_URL to servers the tests may use)`,
-    );
-  }
+  // `npm test` checked every program (Chromium too) before the typecheck; a run of single files
+  // (npx vitest run test/x.test.ts) needs only the servers.
+  const missing = missingTestPrograms(process.env, { browser: false });
+  if (missing.length) fail(describeMissing(missing));
   cleanUpAbandonedRuns(pgBin);
 
   let dir: string | undefined;
