@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOGGED_REPORT_MESSAGE } from "../src/agents/callback/loggedReports.js";
+import { describeDestination, reportDestination } from "../src/agents/callback/reportDestination.js";
 import { CALLBACK_ENDPOINT_ENV } from "../src/config/callbackEnv.js";
 import { applyEnv, loadConfigFile } from "../src/config/load.js";
 import { signBody } from "../src/outbox/signing.js";
@@ -130,6 +131,23 @@ describe("every callback.endpoint setting from the environment", () => {
       expect(help.stdout, name).toContain(name);
     }
     expect(help.stdout).toMatch(/callback agent's demo logs each call's report/);
+  });
+});
+
+describe("where the reports go", () => {
+  const file = loadConfigFile(CALLBACK_CONFIG);
+  const env = { CALLBACK_URL: "https://user:pw@receiver.example/hook?token=abc", CALLBACK_SIGNING_SECRET: "s" };
+
+  it("the service posts to the configured receiver; test calls only to one named in CALLBACK_URL", () => {
+    expect(reportDestination(file, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: false })).toMatchObject({ kind: "post", url: file.callback!.endpoint.url });
+    expect(reportDestination(file, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: true })).toEqual({ kind: "shown" });
+    expect(reportDestination(applyEnv(file, env), env, { testCalls: true })).toMatchObject({ kind: "post", url: env.CALLBACK_URL, secret: "s" });
+    for (const testCalls of [false, true]) expect(() => reportDestination(applyEnv(file, env), { CALLBACK_URL: env.CALLBACK_URL }, { testCalls })).toThrow(/^callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /);
+  });
+
+  it("is described without the URL's credentials or query (they may carry a token)", () => {
+    const d = reportDestination(applyEnv(file, env), env, { testCalls: true });
+    expect(describeDestination(d, "logged")).toBe("posted to https://receiver.example/hook?…, signed with CALLBACK_SIGNING_SECRET");
   });
 });
 
