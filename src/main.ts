@@ -19,6 +19,7 @@ import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisCallStore } from "./store/redisCallStore.js";
 import { RedisOutbox } from "./outbox/redisOutbox.js";
+import { describeDestination, reportDestination } from "./agents/callback/reportDestination.js";
 
 const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
 
@@ -28,7 +29,10 @@ until SIGTERM or SIGINT, then finishes the requests in flight and exits 0.
 Options:
   --config PATH   config file (default: config/agent.yaml in the package; CONFIG=PATH does the same)
   --offline       demo: the built-in scripted model instead of an LLM, no API key needed; memory
-                  store and ledger; listens on 127.0.0.1 unless HOST is set (same as LLM_MODEL=scripted)
+                  store and ledger; listens on 127.0.0.1 unless HOST is set (same as LLM_MODEL=scripted).
+                  The callback agent's demo logs each call's report ("callback report" lines) and posts
+                  it only to a receiver named in CALLBACK_URL (then CALLBACK_SIGNING_SECRET is needed);
+                  the ready line's "reports" field says which
   -h, --help      this text
 
 Environment (wins over the config file):
@@ -45,6 +49,12 @@ Environment (wins over the config file):
   REDIS_URL, REDIS_PREFIX          call state, locks, SMS limits and the callback outbox in Redis, shared by instances
   CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
                                    callback.endpoint.secretEnv names)
+  CALLBACK_URL                     overrides callback.endpoint.url (the receiver of the report posts);
+                                   with --offline, reports are posted only when it is set
+  CALLBACK_SECRET_ENV, CALLBACK_TIMEOUT_MS, CALLBACK_MAX_ATTEMPTS, CALLBACK_POLL_MS,
+  CALLBACK_BACKOFF_INITIAL_MS, CALLBACK_BACKOFF_MAX_MS, CALLBACK_BACKOFF_FACTOR
+                                   override callback.endpoint.secretEnv, .timeoutMs, .maxAttempts,
+                                   .pollMs, .backoff.initialMs, .backoff.maxMs, .backoff.factor
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
   LEDGER_HASH_KEY                  ledger.numbers: hashed: <id>:<secret> (openssl rand -base64 33), the key
                                    numbers in the ledger and the shared SMS limits are HMAC'd with; required
@@ -117,6 +127,8 @@ async function main(): Promise<void> {
   if (exposed) throw new ConfigError(exposed);
   // ledger.numbers: hashed without a valid LEDGER_HASH_KEY stops start-up here, before anything connects.
   const hasher = demo ? demoHasher(config) : numberHasher(config, env);
+  // The callback agent's reports: a demo's test calls reach only a receiver named in CALLBACK_URL.
+  const reports = config.agent === "callback" ? reportDestination(config, env, { testCalls: demo }) : undefined;
 
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
@@ -170,9 +182,8 @@ async function main(): Promise<void> {
     hasher,
     // The callback agent's reports wait in Redis too, so any instance posts them, also after one died.
     outbox: redis && config.agent === "callback" ? new RedisOutbox(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : undefined,
-    callbackSecret: config.agent === "callback" ? callbackSecret(config, env, demo) : undefined,
-    // A demo's test calls are never posted to a real receiver.
-    startPoster: !demo,
+    callbackSecret: reports?.kind === "post" ? reports.secret : undefined,
+    callbackReports: reports?.kind === "shown" ? "log" : "post",
     closeAlso: [...(modelMonitor ? [async () => modelMonitor.stop()] : []), ...(redis ? [() => redis.quit()] : [])],
     // The model's state, never a reason for 503: every instance shares it (src/llm/endpointMonitor.ts).
     healthInfo: demo ? { demo: true, model: "scripted" } : () => ({ model: modelMonitor!.status() }),
@@ -221,6 +232,7 @@ async function main(): Promise<void> {
     ...(modelMonitor ? { modelReachable: modelMonitor.status().reachable } : {}),
     store: redis ? "redis" : "memory",
     ledger: demo ? "memory (demo: nothing is kept)" : describeLedger(ledger),
+    ...(reports ? { reports: describeDestination(reports, 'logged as "callback report" lines when each call ends (demo)') } : {}),
   };
   // Loud on purpose: a demo answers like the real service but no LLM is behind it.
   if (demo) logger.warn({ ...ready, demo: true }, "DEMO MODE: scripted model, not a real LLM; sipgate AI Flow agent ready: POST /webhook");
@@ -232,14 +244,6 @@ function demoHasher(config: AppConfig): NumberHasher {
   return config.ledger.numbers === "hashed" ? NumberHasher.keyed({ id: "demo", secret: randomBytes(33).toString("base64") }) : NumberHasher.full();
 }
 
-/** The callback agent's signing secret: from the variable the config names; a demo signs with a throwaway one. */
-function callbackSecret(config: AppConfig, env: NodeJS.ProcessEnv, demo: boolean): string {
-  const name = config.callback!.endpoint.secretEnv;
-  const secret = env[name];
-  if (secret) return secret;
-  if (demo) return "demo-secret-not-for-production";
-  throw new ConfigError(`callback.endpoint.secretEnv: set ${name} to the signing secret the receiver checks the X-Signature header with`);
-}
 
 main().catch((e) => {
   // One clear line for configuration problems; a stack only for real bugs.

@@ -9,6 +9,7 @@ import { PromptLibrary } from "./engine/promptLibrary.js";
 import { receptionFlow } from "./agents/reception/flow.js";
 import { callbackFlow } from "./agents/callback/flow.js";
 import { OutboxReports } from "./agents/callback/outboxReports.js";
+import { LoggedReports } from "./agents/callback/loggedReports.js";
 import type { SmsSlice } from "./tasks/sms/state.js";
 import type { FlowDef, FlowTypes } from "./engine/define.js";
 import type { EngineOptions } from "./engine/options.js";
@@ -61,6 +62,12 @@ export interface ServiceOptions {
   callbackSecret?: string;
   /** Post due callback reports in the background (default true; tests drive the poster themselves). */
   startPoster?: boolean;
+  /**
+   * Where the callback agent's reports go: "post" (default) to `callback.endpoint.url` through the
+   * outbox and its poster; "log": one log line per ended call, no outbox, no poster, no secret
+   * needed (the offline demo without a receiver).
+   */
+  callbackReports?: "post" | "log";
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
@@ -160,6 +167,10 @@ export function createService(opts: ServiceOptions): Service {
       break;
     case "callback": {
       const callback = config.callback!;
+      if (opts.callbackReports === "log") {
+        pipeline = wire(callbackFlow, { config, ledger, limiter, hasher, reports: new LoggedReports(logger.child({ component: "callback-reports" })) });
+        break;
+      }
       const secret = opts.callbackSecret ?? process.env[callback.endpoint.secretEnv];
       if (!secret) throw new ConfigError(`callback.endpoint.secretEnv: the environment variable ${callback.endpoint.secretEnv} holds no signing secret`);
       outbox = opts.outbox ?? new MemoryOutbox(now);

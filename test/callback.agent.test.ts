@@ -25,6 +25,8 @@ const READ_WINDOW = (v: string) => `Wir rufen Sie ${v} zurück. Passt das?`;
 const SPOKEN_CALLER = speakable(CALLER, "DE");
 const QUESTION = `Darf ich Ihnen eine Bestätigung Ihrer Rückrufbitte per SMS an die Nummer ${SPOKEN_CALLER} schicken?`;
 const DONE = "Vielen Dank, Anna Schmidt. Ihre Rückrufbitte ist notiert, wir melden uns morgen zwischen 9 und 12 Uhr.";
+/** With all three details confirmed the caller hears that the request is taken, then the SMS offer. */
+const OFFER = [DONE, QUESTION];
 const SMS_TEXT = "Praxis Dr. Muster: Ihre Rückrufbitte ist eingegangen. Wir rufen Sie im gewünschten Zeitraum zurück. Antworten auf diese SMS werden nicht gelesen.";
 
 const prompts = new PromptLibrary(PROMPTS_DIR, "de-DE");
@@ -78,11 +80,12 @@ describe("the callback agent", () => {
   it("collects, confirms each detail, offers the SMS through the SMS task, and posts the request after session_end", async () => {
     const id = "cb-happy";
     // The last confirmation moves on at once: no model request, the consent question is the offer.
-    expect(await collectAll(id)).toEqual([QUESTION]);
+    expect(await collectAll(id)).toEqual(OFFER);
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const yes = await svc.post(ev.speak(id, "Ja, gerne."));
     expect(smsActions(yes.actions)).toEqual([{ type: "send_sms", session_id: id, phone_number: CALLER, message: SMS_TEXT }]);
-    expect(spoken(yes.actions)).toEqual([prompts.line("sms_sent", { number: SPOKEN_CALLER }), DONE]);
+    // The SMS outcome ("… Kann ich sonst noch etwas für Sie tun?") ends the answer: no thanks after the question.
+    expect(spoken(yes.actions)).toEqual([prompts.line("sms_sent", { number: SPOKEN_CALLER })]);
     // Nothing is posted while the call runs: the report waits for the call's end.
     await postDue();
     expect(receiver.received).toHaveLength(0);
@@ -146,11 +149,11 @@ describe("the callback agent", () => {
 
   it("a declined SMS: nothing is sent, the request is still taken, and the report says declined", async () => {
     const id = "cb-decline";
-    expect(await collectAll(id)).toEqual([QUESTION]);
+    expect(await collectAll(id)).toEqual(OFFER);
     svc.fake.enqueue(reply.tool("record_consent", { consented: false }));
     const no = await svc.post(ev.speak(id, "Nein, keine SMS."));
     expect(smsActions(no.actions)).toEqual([]);
-    expect(spoken(no.actions).at(-1)).toBe(DONE);
+    expect(spoken(no.actions)).toEqual([prompts.line("sms_declined")]);
     await svc.post(ev.end(id));
     await postDue();
     expect(lastReport()).toMatchObject({ callId: id, request: { complete: true }, sms: { status: "declined" } });
@@ -303,10 +306,11 @@ describe("review findings (each one a defect found by an adversarial review)", (
     expect(JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body)).toMatchObject({ sms: { status: "handed_over", failed: "insufficient_balance" } });
 
     const retry = "cb-review-retry";
-    await collectAll(retry);
+    expect(await collectAll(retry)).toEqual(OFFER);
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const first = await svc.post(ev.speak(retry, "Ja."));
-    expect(spoken(first.actions).filter((t) => t === DONE)).toHaveLength(1);
+    // Said once, with the offer (collectAll): not again with the SMS, nor after the retry.
+    expect(spoken(first.actions)).not.toContain(DONE);
     await svc.post(ev.smsFailed(retry, "smsc_unavailable"));
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));
     const again = await svc.post(ev.speak(retry, "Ja, nochmal bitte."));
@@ -320,7 +324,7 @@ describe("review findings (each one a defect found by an adversarial review)", (
 
   it("an SMS offered but never answered is reported as unanswered, not as not offered", async () => {
     const id = "cb-review-unanswered";
-    expect(await collectAll(id)).toEqual([QUESTION]);
+    expect(await collectAll(id)).toEqual(OFFER);
     await svc.post(ev.end(id));
     await postDue();
     expect(JSON.parse(receiver.received.find((r) => r.headers["idempotency-key"] === id)!.body)).toMatchObject({ request: { complete: true }, sms: { status: "unanswered" } });
@@ -387,7 +391,7 @@ describe("operators see the report posts", () => {
 describe("review findings, second pass", () => {
   it("a send that never left (the call ended while it waited behind a holding line) is not reported as handed over", async () => {
     const id = "cb-review2-withdrawn";
-    expect(await collectAll(id)).toEqual([QUESTION]);
+    expect(await collectAll(id)).toEqual(OFFER);
     // The model is slower than the deadline: the caller hears the holding line.
     const gate = svc.fake.block();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }));

@@ -13,6 +13,7 @@ import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { mermaidDiagram } from "../src/engine/diagram.js";
 import { receptionFlow } from "../src/agents/reception/flow.js";
 import { callbackFlow } from "../src/agents/callback/flow.js";
+import { describeMissing, findChromium, missingTestPrograms } from "./support/testPrograms.js";
 
 const allScenarios = loadScenarios("evals/scenarios");
 /** The reception agent's scenarios (the callback agent's have their own suite below). */
@@ -238,9 +239,10 @@ describe("npm run eval", () => {
 
 describe("the HTML report in a real browser", () => {
   it("renders the chart, the summary and one row per scenario in headless Chromium", () => {
-    const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-    // .ci/run installs Debian's chromium when it is missing; without it this test must fail, not skip.
-    expect(chromium, "chromium not installed: run `apt-get install -y chromium` (.ci/run does)").toBeDefined();
+    const chromium = findChromium();
+    // npm test names a missing Chromium before it starts (test/support/testPrograms.ts); a run of
+    // this file alone fails here instead, never skips.
+    expect(chromium, describeMissing(missingTestPrograms(process.env, { browser: true }))).toBeDefined();
     const out = mkdtempSync(join(tmpdir(), "eval-html-"));
     const r = spawnSync(TSX, ["evals/run.ts", "--offline", "--models", "scripted,scripted-reckless", "--filter", "de", "--out", out], { encoding: "utf8" });
     expect(r.status).toBe(1);

@@ -7,12 +7,11 @@ import { postPending, until } from "./support/deadline.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 
 /**
- * Review of issue 17 (rule 2) with the callback agent. The yes's turn produces, in one outbox
- * entry: send_sms, "SMS sent", and wrap_up's "callback_done" line (the request is taken; the flow
- * marks callback.closed so it is said once). A "no" overtaking the send withdraws the WHOLE entry
- * (commit `withdraw` by seq), so "callback_done" is never said; the "no" exits back to wrap_up,
- * whose onEnter sees callback.closed and stays silent. The caller is never told their callback
- * request was taken.
+ * Review of issue 17 (rule 2) with the callback agent. The yes's turn produced, in one outbox
+ * entry: send_sms, "SMS sent", and wrap_up's "callback_done" line. A "no" overtaking the send
+ * withdrew the WHOLE entry (commit `withdraw` by seq), so the caller was never told their callback
+ * request was taken. Since issue 22 "callback_done" comes with the SMS offer, a turn before the
+ * yes (callback.closed marks it said): a withdrawn send cannot take it back.
  */
 
 const HOLDING = "Einen Moment bitte.";
@@ -30,7 +29,7 @@ afterAll(async () => {
 });
 beforeEach(() => svc.fake.reset());
 
-async function collectAll(id: string): Promise<void> {
+async function collectAll(id: string): Promise<string[]> {
   await svc.post(ev.start(id));
   svc.fake.enqueue(reply.tool("note_callback_detail", { field: "name", value: "Anna Schmidt" }));
   await svc.post(ev.speak(id, "Anna Schmidt"));
@@ -45,12 +44,13 @@ async function collectAll(id: string): Promise<void> {
   svc.fake.enqueue(reply.tool("confirm_callback_detail", { field: "time_window", correct: true }));
   const q = await svc.post(ev.speak(id, "Ja, passt."));
   expect(spoken(q.actions).at(-1)).toMatch(/^Darf ich Ihnen eine Bestätigung/);
+  return spoken(q.actions);
 }
 
 describe("review17: callback agent, a 'no' overtaking the confirmation SMS", () => {
   it("the caller still hears that the callback request is taken (callback_done) after 'Nein, doch nicht'", async () => {
     const id = "r17-cb-no-overtakes";
-    await collectAll(id);
+    const offer = await collectAll(id);
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: false }));
     const gate = svc.fake.block();
@@ -69,7 +69,8 @@ describe("review17: callback agent, a 'no' overtaking the confirmation SMS", () 
     expect(state.step).toBe("wrap_up");
     expect(state.callback.closed).toBe(true);
     // What must happen: the withdrawal takes back the send (and its "sent" line), not the flow's
-    // own news: the caller hears that the callback request is taken.
-    expect(spoken(all).some((t) => DONE.test(t))).toBe(true);
+    // own news: the caller heard that the callback request is taken, with the offer, and only then.
+    expect(offer.filter((t) => DONE.test(t))).toHaveLength(1);
+    expect(spoken(all).some((t) => DONE.test(t))).toBe(false);
   });
 });

@@ -13,6 +13,10 @@ import { parseCallerNumber } from "../phone/number.js";
 import { createService, numberHasher } from "../service.js";
 import { ManualClock } from "../engine/clock.js";
 import { TerminalLines } from "./terminalLines.js";
+import { describeDestination, reportDestination, shownUrl, type ReportDestination } from "../agents/callback/reportDestination.js";
+import type { AppConfig } from "../config/schema.js";
+import type { Outbox } from "../outbox/outbox.js";
+import { OutboxPoster } from "../outbox/webhookPoster.js";
 
 /**
  * `npm run chat`: be the caller. Each line you type is a user_speak event; the agent's
@@ -45,6 +49,10 @@ options:
   --from number       the caller's number (default 4915112345678)
   --verbose           show every turn's tool calls, step and timings
   --help              this text
+
+The callback agent (--config config/callback.yaml) prints the report its endpoint would get when
+the chat ends. With CALLBACK_URL (and CALLBACK_SIGNING_SECRET) set it also posts it there, signed,
+once; the config file's callback.endpoint.url is never posted to from a chat.
 
 ${HELP}`;
 
@@ -91,6 +99,8 @@ async function main(): Promise<void> {
     if (!process.env.OPENAI_API_KEY && !process.env.OPENAI_BASE_URL) throw new ConfigError("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline");
     model = createModel(config, process.env);
   }
+  // A chat's calls are test calls: their report reaches only a receiver named in CALLBACK_URL.
+  const reports = config.agent === "callback" ? reportDestination(config, process.env, { testCalls: true }) : undefined;
   const ledger = new MemoryLedger();
   const seen: { turn?: TurnRecord } = {};
   const service = createService({
@@ -98,8 +108,8 @@ async function main(): Promise<void> {
     clock: new ManualClock(), config, model, ledger, logger: pino({ level: "silent" }), onTurn: (t) => (seen.turn = t),
     // ledger.numbers: hashed takes its key from the environment, as `npm start` does.
     hasher: numberHasher(config, process.env),
-    // The callback agent's report is shown at the end of the chat, never posted anywhere.
-    callbackSecret: "chat-not-posted", startPoster: false });
+    // The callback agent's report is shown (and posted when CALLBACK_URL names a receiver, see showReport) when the chat ends.
+    callbackSecret: reports?.kind === "post" ? reports.secret : "chat-not-posted", startPoster: false });
   const session = { id: `chat-${Date.now()}`, account_id: "chat", phone_number: "4921112345678", direction: "inbound", from_phone_number: args.from, to_phone_number: "4921112345678" };
   let ended = false;
   let sessionEnded = false;
@@ -131,7 +141,7 @@ async function main(): Promise<void> {
         ended = true;
       } else console.log(`  ${a.type}`);
     }
-    if (last && (!quiet || args.verbose)) console.log(dim(`  [step ${last.stepAfter}, ${last.llmRequests.length} model request(s), ${Math.round(last.timings.modelMs)} ms model, ${last.timings.engineMs.toFixed(1)} ms engine]`));
+    if (last && (!quiet || args.verbose)) console.log(dim(`  [${stepLabel(last)}, ${last.llmRequests.length} model request(s), ${Math.round(last.timings.modelMs)} ms model, ${last.timings.engineMs.toFixed(1)} ms engine]`));
   };
   // sipgate reports the end of each played line; that is when a goodbye turns into a hangup.
   const played = () => send({ type: "assistant_speech_ended" }, true);
@@ -175,14 +185,48 @@ async function main(): Promise<void> {
     if (ended) break;
   }
   lines.close();
-  if (service.outbox) {
+  if (service.outbox && reports) {
     // The callback agent: sipgate ends every session with session_end; then the report is due.
     if (!sessionEnded) await send({ type: "session_end" }, true);
-    const due = await service.outbox.claimDue(Number.MAX_SAFE_INTEGER, 10, 1000);
-    const report = due.find((c) => c.key === session.id);
-    if (report) console.log(dim(`  ⇪ report for ${config.callback?.endpoint.url} (signed, Idempotency-Key ${report.key}; not posted from a chat):\n${JSON.stringify(JSON.parse(report.body), null, 2)}`));
+    console.log(dim(await showReport(service.outbox, session.id, reports, config)));
   }
   await service.close();
+}
+
+/** The chat's report, printed; posted once first when CALLBACK_URL names a receiver (a failure is shown, not retried). */
+async function showReport(outbox: Outbox, key: string, reports: ReportDestination, config: AppConfig): Promise<string> {
+  const shown = (body: string | undefined) => (body ? `:\n${JSON.stringify(JSON.parse(body), null, 2)}` : "");
+  if (reports.kind === "shown") {
+    const entry = (await outbox.claimDue(Number.MAX_SAFE_INTEGER, 10, 1000)).find((c) => c.key === key);
+    return `  ⇪ report (Idempotency-Key ${key}) ${describeDestination(reports, "shown here")}${shown(entry?.body)}`;
+  }
+  const e = config.callback!.endpoint;
+  let posted: string | undefined;
+  const poster = new OutboxPoster({
+    outbox,
+    url: reports.url,
+    secret: reports.secret,
+    timeoutMs: e.timeoutMs,
+    // One attempt: a failure is dead-lettered at once, so its reason can be shown.
+    maxAttempts: 1,
+    backoff: e.backoff,
+    pollMs: e.pollMs,
+    batch: 10,
+    leaseMs: Math.max(30_000, e.timeoutMs * 3),
+    log: pino({ level: "silent" }),
+    // The body as it went out, to print after the post.
+    fetch: (url, init) => ((posted = String(init?.body)), fetch(url, init)),
+  });
+  const cycle = await poster.runOnce();
+  const failed = (await outbox.deadLetters()).find((d) => d.key === key);
+  const outcome = cycle.delivered > 0 ? describeDestination(reports, "") : `NOT delivered to ${shownUrl(reports.url)} (${failed?.error ?? "nothing was due"}; a running service would retry it)`;
+  return `  ⇪ report (Idempotency-Key ${key}) ${outcome}${shown(posted ?? failed?.body)}`;
+}
+
+/** Where the call is after a turn; after session_end there is no next step, only the one it ended in. */
+function stepLabel(turn: TurnRecord): string {
+  if (turn.event === "session_end") return turn.stepBefore ? `call ended in step ${turn.stepBefore}` : "call ended";
+  return `step ${turn.stepAfter}`;
 }
 
 /** `/sms_failed [reason] [number]`: the event's fields, or a line saying what is wrong. */

@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { packageRoot } from "./paths.js";
 import { disclosureProblems } from "./disclosure.js";
+import { callbackEndpointFromEnv } from "./callbackEnv.js";
 import { configSchema, type AppConfig } from "./schema.js";
 
 /** The checked-in config, relative to the package root (not the working directory). */
@@ -57,6 +58,12 @@ export function applyEnv(cfg: AppConfig, env: NodeJS.ProcessEnv): AppConfig {
     const port = Number(env.PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid environment: PORT must be an integer 0-65535, got "${env.PORT}"`);
     out.server.port = port;
+  }
+  // Only where the config has a callback section: another agent's deployment may share the variables.
+  if (out.callback) {
+    const r = callbackEndpointFromEnv(out.callback.endpoint, env);
+    if ("problems" in r) throw new ConfigError(`invalid environment:${r.problems.length === 1 ? ` ${r.problems[0]}` : r.problems.map((p) => `\n  ${p}`).join("")}`);
+    out.callback.endpoint = r.endpoint;
   }
   return parseConfig(out, "after environment overrides");
 }

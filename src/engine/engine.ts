@@ -128,6 +128,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     };
 
     if (event.type === "session_end") {
+      // The step the call ended in (logs, the chat): its state goes with this event.
+      record.stepBefore = record.stepAfter = current?.step ?? "";
       // What never got collected never leaves: the flow hears it (with the last state, to make it true).
       const undelivered = stream.undelivered?.filter((e) => e.actions.length) ?? [];
       if (undelivered.length) await this.outcome({ status: "not_sent", callId: sessionId, actions: undelivered.flatMap((e) => e.actions), entries: undelivered, reason: "call_ended" }, current);

@@ -20,6 +20,7 @@ export interface OutboxPosterOptions {
   batch: number;
   /** How long a claim keeps other posters away; a poster that dies leaves its entries for this long. */
   leaseMs: number;
+  /** Its lines carry `component`: "outbox-poster", unless this logger names one already. */
   log: Logger;
   now?: () => number;
   fetch?: typeof globalThis.fetch;
@@ -81,7 +82,9 @@ export class OutboxPoster {
     if (!Number.isInteger(opts.maxAttempts) || opts.maxAttempts < 1) throw new RangeError(`OutboxPoster: maxAttempts must be a positive integer, got ${opts.maxAttempts}`);
     if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new RangeError(`OutboxPoster: batch must be a positive integer, got ${opts.batch}`);
     this.o = opts;
-    this.log = opts.log.child({ component: "outbox-poster" });
+    // A caller that names the component (the service: "callback-poster") keeps its name; a second
+    // binding would write the key twice in every line, which strict JSON log pipelines reject.
+    this.log = "component" in opts.log.bindings() ? opts.log : opts.log.child({ component: "outbox-poster" });
     this.now = opts.now ?? Date.now;
     this.fetch = opts.fetch ?? globalThis.fetch;
     this.random = opts.random ?? Math.random;

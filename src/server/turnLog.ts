@@ -16,8 +16,9 @@ export function turnLogFields(turn: TurnRecord, event: AiFlowEvent, transport: "
     sessionId: turn.sessionId,
     transport,
     event: turn.event,
-    step: turn.stepAfter,
-    stepBefore: turn.stepBefore,
+    // Absent rather than "" when there is no step: a session_end (or late event) of a call with no state.
+    step: turn.stepAfter || undefined,
+    stepBefore: turn.stepBefore || undefined,
     caller: maskNumber(event.session.from_phone_number),
     actions: turn.actions.map(describeAction),
     refusals: turn.guardDecisions.filter((d) => !d.allowed).map((d) => `${d.subject}:${d.reason}`),

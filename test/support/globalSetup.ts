@@ -14,8 +14,9 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { asPostgresUser, makePostgresDir, onPath, postgresBin, startPostgres } from "./postgresServer.js";
+import { asPostgresUser, makePostgresDir, startPostgres } from "./postgresServer.js";
 import { allProcesses, freePort, isRunning, procInfo, waitGone } from "./processes.js";
+import { describeMissing, missingTestPrograms, postgresBin } from "./testPrograms.js";
 
 /** Folders of private servers are named so a later run can stop what a killed run left behind. */
 const RUN_PREFIX = "aiflow-test-services-";
@@ -106,13 +107,10 @@ export default async function setup(): Promise<() => Promise<void>> {
   const wantRedis = !process.env.TEST_REDIS_URL;
   const wantPostgres = !process.env.TEST_DATABASE_URL;
   const pgBin = postgresBin();
-  const missing = [wantRedis && !onPath("redis-server") ? "redis-server" : "", wantPostgres && !pgBin ? "postgresql" : ""].filter(Boolean);
-  if (missing.length) {
-    fail(
-      `the tests start private Redis and PostgreSQL servers and need their programs: apt-get install ${missing.join(" ")} ` +
-        `(or set TEST_REDIS_URL and TEST_DATABASE_URL to servers the tests may use)`,
-    );
-  }
+  // `npm test` checked every program (Chromium too) before the typecheck; a run of single files
+  // (npx vitest run test/x.test.ts) needs only the servers.
+  const missing = missingTestPrograms(process.env, { browser: false });
+  if (missing.length) fail(describeMissing(missing));
   cleanUpAbandonedRuns(pgBin);
 
   let dir: string | undefined;

@@ -4,28 +4,14 @@
  * ledger row (bench/ledgerAppend.ts, durable as production runs it: every commit fsync'd).
  */
 import { spawnSync } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { chownSync, mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { freePort } from "./processes.js";
 
-export function onPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const p = join(dir, bin);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-/** Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH. */
-export function postgresBin(): string | undefined {
-  const root = "/usr/lib/postgresql";
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const v of versions) if (existsSync(join(root, v, "bin", "initdb"))) return join(root, v, "bin");
-  const initdb = onPath("initdb");
-  return initdb && onPath("pg_ctl") ? join(initdb, "..") : undefined;
-}
+// One finder for the test programs (the pretest, the global setup, .ci/run): testPrograms.ts.
+export { onPath, postgresBin } from "./testPrograms.js";
 
 /** initdb and postgres refuse to run as root: run them as the postgres user then. */
 export function asPostgresUser(cmd: string, args: string[]): [string, string[]] {

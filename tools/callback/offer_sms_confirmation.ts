@@ -2,7 +2,7 @@ import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
 import { SMS_TASK_ENTRY, startSmsTask } from "../../src/tasks/sms/start.js";
 import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
-import type { CallbackFlowTypes } from "../../src/tasks/callback/types.js";
+import type { CallbackContext, CallbackFlowTypes } from "../../src/tasks/callback/types.js";
 import { missingFields } from "../../src/tasks/callback/state.js";
 
 /**
@@ -21,6 +21,21 @@ export const offerSmsConfirmation = defineTool<CallbackFlowTypes>()({
     if (missing.length > 0) return { result: ctx.note("callback_detail_confirmed", { field: "-", missing: missing.join(", ") }), next: CALLBACK_STEP.collectDetails };
     state.callback.smsOffered = true;
     const start = startSmsTask(ctx, { slots: ctx.services.config.callback?.smsSlots ?? {}, returnTo: CALLBACK_STEP.wrapUp });
+    // The task's first line (the offer) comes with the next step, after this one.
+    sayRequestTaken(ctx, { questionFollows: start.status === "started" });
     return { result: start.note, next: start.status === "started" ? start.next : CALLBACK_STEP.wrapUp };
   },
 });
+
+/**
+ * "Thank you, Anna Schmidt. Your request is noted …", once per call, before the SMS offer: the
+ * request is taken whatever the caller answers, and the offer's outcome ("sent. Anything else?")
+ * then ends the caller's turn instead of being followed by the thanks.
+ */
+function sayRequestTaken(ctx: CallbackContext, { questionFollows }: { questionFollows: boolean }): void {
+  const { callback } = ctx.state;
+  if (callback.closed) return;
+  callback.closed = true;
+  const name = callback.details.name?.value;
+  ctx.say("callback_done", { name_suffix: name ? `, ${name}` : "", time_window: callback.details.time_window?.value ?? "" }, { expectAnswer: !questionFollows });
+}

@@ -16,7 +16,7 @@ import { endCall } from "../../../tools/common/end_call.js";
 /**
  * The callback agent, built only from the public parts (steps, tools, the SMS task):
  *   collect_details ──note_callback_detail / confirm_callback_detail──▶ (each detail read back and confirmed)
- *   all three confirmed ──▶ offer_sms (code) ──▶ the SMS task (its consent question is the offer) ──▶ wrap_up
+ *   all three confirmed ──▶ offer_sms (code: "request taken", then the SMS task, its consent question is the offer) ──▶ wrap_up
  *   after the call: the request and its outcome are posted to the company's endpoint (CallReports)
  */
 
@@ -43,17 +43,10 @@ const wrapUp = step({
   name: CALLBACK_STEP.wrapUp,
   kind: "llm",
   prompt: "callback_wrap_up",
-  // A caller may still correct a detail after the SMS offer.
+  // A caller may still correct a detail after the SMS offer. The caller heard that the request is
+  // taken with the offer (offer_sms_confirmation), so the SMS outcome's "anything else?" is the
+  // last thing they hear here, never followed by the thanks.
   tools: [noteCallbackDetail, confirmCallbackDetail, endCall],
-  // Entered once the SMS offer is over (whatever its result): the caller hears that the request is
-  // taken, once (a retry after sms_failed comes back here too).
-  onEnter: (ctx) => {
-    const { details } = ctx.state.callback;
-    if (ctx.state.callback.closed) return;
-    ctx.state.callback.closed = true;
-    const name = details.name?.value;
-    ctx.say("callback_done", { name_suffix: name ? `, ${name}` : "", time_window: details.time_window?.value ?? "" });
-  },
 });
 
 /** Pauses before the final report's second and third save (the call is over: nobody waits for them). */

@@ -17,7 +17,7 @@ export interface CallbackState {
   details: Partial<Record<CallbackField, CallbackDetail>>;
   /** The SMS confirmation was offered (once per call). */
   smsOffered: boolean;
-  /** The closing line was said (a retry after sms_failed comes back to the wrap-up without it). */
+  /** The caller heard that the request is taken (callback_done, said with the SMS offer, once). */
   closed?: boolean;
 }
 
