@@ -4,7 +4,7 @@ import { holdsSend, REPLY_TTL_MS, replayCollect, StoreUnavailableError, type Cal
 import type { Clock } from "../clock.js";
 import type { FlowTypes } from "../define.js";
 import type { ActionOutcomes } from "./outcomes.js";
-import type { CallWorker } from "./worker.js";
+import type { Arrivals } from "./arrivals.js";
 
 /** How often a request whose reply was lost is sent again (or its request id asked again) while the store does not answer. */
 const RETRY_MS = 100;
@@ -55,7 +55,7 @@ export const STORE_ROUND_TRIP_MS = 50;
 export class LostCollects {
   constructor(
     private readonly store: CallStore,
-    private readonly worker: { outcomes: Pick<ActionOutcomes<FlowTypes>, "notSent">; background: CallWorker["background"]; arrivals: CallWorker["arrivals"] },
+    private readonly worker: { outcomes: Pick<ActionOutcomes<FlowTypes>, "notSent">; background: (work: Promise<void>) => void; arrivals: Pick<Arrivals, "waiting"> },
     private readonly timers: Clock,
     /** The answer deadlines' clock. */
     private readonly clock: Clock,
