@@ -106,7 +106,7 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
 
     // The chat's ledger holds the evidence, with the person's answer recorded as the model's.
     const records = out.split("\n").filter((l) => l.startsWith("{") && l.includes('"kind"')).map((l) => JSON.parse(l) as { kind: string; number?: string; model?: string; reply?: string });
-    expect(records.map((x) => x.kind)).toEqual(expect.arrayContaining(["consent_asked", "consent_given", "sms_sent"]));
+    expect(records.map((x) => x.kind)).toEqual(expect.arrayContaining(["consent_asked", "consent_given", "sms_approved"]));
     expect(records.find((x) => x.kind === "consent_given")).toMatchObject({ number: "491701234567", reply: "Ja, gerne.", model: "person" });
 
     // end_call: the goodbye, then the hangup once it was played; the chat ends by itself.

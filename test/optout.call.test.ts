@@ -271,7 +271,7 @@ describe("opt_out_sms in the call (memory ledger)", () => {
     expect(state.sms.result?.value).toEqual({ status: "declined", number: CALLER });
     // Out of the SMS task, back where the call was.
     expect(state.step).toBe("main");
-    expect(ledgerKinds(svc, id)).toEqual(expect.arrayContaining(["sms_withdrawn", "opt_out_added"]));
+    expect(ledgerKinds(svc, id)).toEqual(expect.arrayContaining(["sms_not_sent", "opt_out_added"]));
     expect(await svc.memoryLedger.optedOut(CALLER)).toBe(true);
   });
 
