@@ -156,7 +156,7 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
     const r = chat([], ["Hallo?", "", "7", "Guten Tag!", "start_sms_flow info", "start_sms_flow info=\"x", "say", "?", "?prompt", "say Guten Tag, wie kann ich helfen?"]);
     expect(r.status, r.stderr).toBe(0);
     const out = r.stdout;
-    expect(out).toContain("✗ there is no tool 7: pick 1-3");
+    expect(out).toContain("✗ there is no tool 7: pick 1-4");
     expect(out).toContain('✗ "Guten" is not a tool of this step, and words to speak start with "say"');
     expect(out).toContain('✗ start_sms_flow: expected name=value pairs or one JSON object, not "info"');
     expect(out).toContain("✗ say what?");

@@ -164,8 +164,8 @@ describe("npm run ledger -- export (file ledger)", () => {
     [["export", "--frmo", "2026-01-01"], /^ledger: Unknown option '--frmo'/],
     [["export", "--from"], /^ledger: Option '--from' argument is ambiguous/],
     [["export", "stray"], /^ledger: unexpected argument "stray" for export$/],
-    [["exprot"], /^ledger: unknown command "exprot": use export, show, verify, purge or erase$/],
-    [[], /^ledger: no command: use export, show, verify, purge or erase$/],
+    [["exprot"], /^ledger: unknown command "exprot": use export, show, verify, purge, erase or optout$/],
+    [[], /^ledger: no command: use export, show, verify, purge, erase or optout$/],
     [["purge", "--days", "3"], /^ledger: Unknown option '--days'/],
   ])("bad input %j: exit 2, one line naming the problem, no output", async (args, message) => {
     const r = await cli(args.length ? [...args, "--config", configPath] : []);
