@@ -15,9 +15,15 @@ import type { TurnContext } from "../../engine/turnContext.js";
  * place is 0 in practice; it is counted all the same.
  */
 
-/** Where the event stands in the call: `e<seq>`; without a call pipeline (an engine run on its own) the turn number. */
+/**
+ * Where the event stands in the call: `e<seq>`; without a call pipeline (an engine run on its own)
+ * the turn number. In a later life of the call (its state was lost and started over, see
+ * recallFromLedger) prefixed `L<life>:`, as positions start again at 1 then.
+ */
 function position(ctx: TurnContext): string {
-  return ctx.eventSeq !== undefined ? `e${ctx.eventSeq}` : `t${ctx.state.turn}`;
+  const life = (ctx.state as { sms?: { life?: number } }).sms?.life;
+  const at = ctx.eventSeq !== undefined ? `e${ctx.eventSeq}` : `t${ctx.state.turn}`;
+  return life ? `L${life}:${at}` : at;
 }
 
 const issued = new WeakMap<object, Map<string, number>>();

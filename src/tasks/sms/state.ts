@@ -52,6 +52,12 @@ export interface SmsState {
    * to go back there unless the words were a "no". Only within one turn.
    */
   recheck?: { step: string; returnStep?: string; stepHistoryStart?: number; confirmed?: boolean };
+  /**
+   * How often this call's state was lost and started over while the ledger kept its records (0 or
+   * absent: the first). Event positions start again at 1 in a new life, so record ids carry it
+   * (`L<life>`): a new record never shares an id with an old one, which the ledger would drop.
+   */
+  life?: number;
   /** Set by the sms_failed bookkeeping for the spoken reaction in the same turn. */
   lastFailure?: { reason: SmsFailureReason; matched: boolean; wasRetry: boolean; canRetry: boolean; number?: string };
 }

@@ -116,17 +116,23 @@ export async function withdrawPending(ctx: SmsContext, why: string): Promise<AiF
 
 /**
  * The call's state was lost mid-call and starts over: what the ledger says of this call still
- * holds. A "no" (declined, cancelled, or a number put on the do-not-text list) or a send that may have left (an approval not recorded as
- * not sent) ends the SMS offer for the rest of the call: no caller is asked again or texted twice
- * because a store forgot.
+ * holds. Any record of its SMS flow (a "no": declined, cancelled, or a number put on the
+ * do-not-text list; a send that may have left; a question asked) ends the SMS offer for the rest
+ * of the call: no caller is asked again or texted twice because a store forgot.
  */
 export async function recallFromLedger(ctx: SmsContext): Promise<void> {
   const records = await ctx.services.ledger.recordsOf?.(ctx.sessionId);
   if (!records?.length) return;
+  // A new life of the call: its records get ids the old ones cannot have.
+  const lives = records.map((r) => Number(/:L(\d+):/.exec(r.id ?? "")?.[1] ?? 0));
+  ctx.state.sms.life = Math.max(0, ...lives) + 1;
   const declined = records.some((r) => r.kind === "consent_declined" || r.kind === "sms_cancelled" || r.kind === "opt_out_added");
   const sent = standingSends(records);
-  if (!declined && sent <= 0) return;
+  // Any evidence of this call's SMS flow ends the offer: what the caller heard and said before the
+  // state was lost cannot be rebuilt, and a send's outcome is named after its approval's event,
+  // whose position a new life would reuse. A caller who wanted the SMS loses it; none gets a wrong one.
   ctx.state.sms.declined = true;
-  ctx.guard({ subject: "sms_offer", allowed: false, reason: "declined", detail: declined ? "the ledger has this call's no; the call's state was lost" : "the ledger has this call's SMS; the call's state was lost" });
-  ctx.log.warn({ sessionId: ctx.sessionId, declined, sent }, "call state lost mid-call: the SMS offer ends for this call (the ledger has its no or its SMS)");
+  const detail = declined ? "the ledger has this call's no" : sent > 0 ? "the ledger has this call's SMS" : "the ledger has this call's SMS flow from before";
+  ctx.guard({ subject: "sms_offer", allowed: false, reason: "declined", detail: `${detail}; the call's state was lost` });
+  ctx.log.warn({ sessionId: ctx.sessionId, declined, sent, life: ctx.state.sms.life }, "call state lost mid-call: the SMS offer ends for this call (the ledger has its evidence)");
 }
