@@ -20,7 +20,7 @@ const SECRET = "k1:" + "s".repeat(40);
 const ALICE = "4915112345678";
 const BOB = "4915798765432";
 // How the agent reads Alice's number back (spokenDigitGroups with homeCountry DE).
-const ALICE_SPOKEN = "0 1 5 1, 1 2 3, 4 5 6 7 8";
+const ALICE_SPOKEN = "0 1 5 1 1, 2 3 4, 5 6, 7 8";
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const base = { ...process.env };

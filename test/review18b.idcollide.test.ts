@@ -6,7 +6,7 @@ import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { OutboxEntry } from "../src/store/callStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import { reply } from "./support/fakeOpenAI.js";
-import { CALLER, ev } from "./support/events.js";
+import { ev } from "./support/events.js";
 import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { atConsentQuestion, postAndHangUp, until } from "./support/deadline.js";
 

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { AppConfig } from "../config/schema.js";
+import { unknownKeyIds } from "../ledger/maintenance.js";
 import { filterByTime, readLedgerFile } from "../ledger/readLedger.js";
 import { accessText, allRecords, callPage, forThePerson, recordsAbout } from "./ledger/access.js";
 import { ConfigError, DAY_MS, hasherOf, loadConfig, numberArg, postgres, UsageError, warn, writePrivateFile } from "./ledger/common.js";
@@ -165,10 +166,13 @@ async function output(text: string, out: string | undefined, count: number): Pro
 /** The right of access: every record about one number, each question as it was spoken. */
 async function exportForPerson(number: string, format: string, out: string | undefined, config: AppConfig, env: NodeJS.ProcessEnv, range: { from?: Date; to?: Date }): Promise<number> {
   const { records, malformed } = await allRecords(config, env);
-  const about = forThePerson(filterByTime(recordsAbout(records, number, hasherOf(config, env)), range.from, range.to), number, config);
+  const hasher = hasherOf(config, env);
+  const about = forThePerson(filterByTime(recordsAbout(records, number, hasher), range.from, range.to), number, config);
   const text = format === "text" ? accessText(about, number) : format === "csv" ? toCsv(about) : JSON.stringify(about, null, 2) + "\n";
   await output(text, out, about.length);
-  return malformed ? 1 : 0;
+  const unknown = unknownKeyIds(records, hasher);
+  if (unknown.length) console.error(`ledger: records hashed with key(s) ${unknown.join(", ")} cannot be matched to a number (LEDGER_HASH_KEYS_OLD does not list them): the answer may be incomplete`);
+  return malformed || unknown.length ? 1 : 0;
 }
 
 async function runShow(args: string[], env: NodeJS.ProcessEnv, now: Date): Promise<number> {

@@ -58,13 +58,17 @@ export function numberRedactor(homeCountry: CountryCode = "DE"): Redactor {
   return (text, number) => redactNumber(text, number, homeCountry);
 }
 
+/** Digits with the separators people write numbers with; six or more digits of them are taken as a phone number. */
+const DIGIT_RUN = /\+?\d[\d\s\-/.()]*\d/g;
+const MIN_NUMBER_DIGITS = 6;
+
 /**
  * The record as it is stored, before its place in the chain is known: timestamps normalised,
  * the number hashed and every text field redacted when numbers are hashed, absent fields left out.
  */
 export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, redact: Redactor = numberRedactor()): Omit<LedgerRecord, "seq" | "prev"> {
   const rec: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(input)) if (v !== undefined) rec[k] = v;
+  for (const [k, v] of Object.entries(input)) if (v !== undefined) rec[k] = typeof v === "string" ? storable(v) : v;
   for (const f of TIME_FIELDS) {
     const v = rec[f];
     if (v === undefined) continue;
@@ -73,15 +77,30 @@ export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, re
     rec[f] = new Date(t).toISOString();
   }
   if (!input.id) throw new LedgerRecordError(`ledger record of kind ${input.kind} has no id`);
-  if (input.number !== undefined && hasher.mode === "hashed") {
-    const stored = hasher.store(input.number);
-    rec.number = stored.number;
-    if (stored.keyId) rec.keyId = stored.keyId;
+  if (hasher.mode === "hashed") {
+    if (input.number !== undefined) {
+      const stored = hasher.store(input.number);
+      rec.number = stored.number;
+      if (stored.keyId) rec.keyId = stored.keyId;
+    }
     for (const f of ["question", "reply", "message", "detail"] as const) {
-      if (typeof rec[f] === "string") rec[f] = redact(rec[f], input.number);
+      if (typeof rec[f] !== "string") continue;
+      const own = input.number !== undefined ? redact(rec[f], input.number) : rec[f];
+      // Any other number written in digits (a number the caller began to dictate, then dropped).
+      rec[f] = own.replace(DIGIT_RUN, (run) => (run.replace(/\D/g, "").length >= MIN_NUMBER_DIGITS ? "{digits}" : run));
     }
   }
+
   return rec as Omit<LedgerRecord, "seq" | "prev">;
+}
+
+/**
+ * Text every store gives back unchanged: a lone surrogate (half an emoji) becomes U+FFFD, as
+ * PostgreSQL's UTF-8 would make it; otherwise the digest sealed here differs from the one
+ * computed over the row read back. (NUL stays: PostgreSQL refuses it, and the append fails.)
+ */
+function storable(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
 }
 
 /** The record with its place in the chain. */

@@ -6,7 +6,7 @@ import { digestOf, sealRecord } from "./chain.js";
 import { LEDGER_FILE_MODE } from "./fileLedger.js";
 import { lockPathOf, withFileLock } from "./fileLock.js";
 import type { LedgerRecord } from "./ledger.js";
-import { planErasure, planPurge, purgeablePrefix } from "./maintenance.js";
+import { planErasure, planPurge, purgeablePrefix, unknownKeyIds } from "./maintenance.js";
 import type { NumberHasher } from "./numberHash.js";
 import { LedgerFileError, parseText, type LedgerLineProblem, type ParsedLine } from "./readLedger.js";
 
@@ -124,6 +124,8 @@ export async function purgeFile(path: string, before: Date, now = new Date(), op
 export interface EraseResult {
   /** How many records were tombstoned. */
   erased: number;
+  /** Key ids of hashed records no configured key can match: the erasure may be incomplete. */
+  unknownKeys?: string[];
   /** The erasure record's id (absent when nothing was about the number). */
   erasureId?: string;
 }
@@ -138,8 +140,9 @@ export async function eraseFromFile(path: string, number: string, hasher: Number
       if (!parsed) return { erased: 0 };
       const { lines, tornTail } = parsed;
       const records = lines.flatMap((l) => (l.record ? [l.record] : []));
+      const unknownKeys = unknownKeyIds(records, hasher);
       const plan = planErasure(records, number, hasher, now);
-      if (!plan.tombstones.length) return { erased: 0 };
+      if (!plan.tombstones.length) return { erased: 0, unknownKeys };
       const bySeq = new Map(plan.tombstones.map((t) => [t.seq, t]));
       const out = lines.map((l) => {
         const t = l.record && bySeq.get(l.record.seq);
@@ -149,7 +152,7 @@ export async function eraseFromFile(path: string, number: string, hasher: Number
       const last = lastRecord(lines)!;
       const erasure = sealRecord(plan.erasure, last.seq + 1, digestOf(last));
       await replaceFile(path, [...out, ...(tornTail ? [tornTail.raw] : []), lineOf(erasure)].join("\n") + "\n");
-      return { erased: plan.tombstones.length, erasureId: plan.erasure.id };
+      return { erased: plan.tombstones.length, erasureId: plan.erasure.id, unknownKeys };
     },
     { waitMs: opts.lockWaitMs },
   );

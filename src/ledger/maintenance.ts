@@ -47,10 +47,12 @@ export function isAboutNumber(r: LedgerRecord, number: string, hasher: NumberHas
   if (hasher.matches(r.number, number, r.keyId)) return true;
   const digits = number.replace(/\D/g, "");
   const national = digits.startsWith("49") ? "0" + digits.slice(2) : undefined;
+  // The whole number, not the start of a longer one (+49 30 1234567 is not +49 30 12345678).
+  const forms = [digits, ...(national !== undefined ? [national, "49" + national] : [])]; // 49…, 0…, +49 (0)…
+  const whole = new RegExp(`(?<!\\d)(?:${forms.join("|")})(?!\\d)`);
   return [r.question, r.reply, r.message, r.detail].some((t) => {
     if (!t) return false;
-    const plain = t.replace(/[\s\-/.()]/g, "");
-    return plain.includes(digits) || (national !== undefined && plain.includes(national));
+    return whole.test(t.replace(/[\s\-/.()]/g, ""));
   });
 }
 
@@ -66,4 +68,14 @@ export function planErasure(records: readonly LedgerRecord[], number: string, ha
   const tombstones = about.map((r) => tombstone(r, erasureId));
   const ids = about.map((r) => r.id ?? `#${r.seq}`);
   return { tombstones, erasure: { id: erasureId, kind: "erasure", callId: "", at: now.toISOString(), maintenance: { ids, count: ids.length } } };
+}
+
+/**
+ * Key ids of hashed records the hasher has no key for (dropped from LEDGER_HASH_KEYS_OLD too
+ * early): their numbers cannot be matched, so an access or erasure request cannot be complete.
+ */
+export function unknownKeyIds(records: Iterable<LedgerRecord>, hasher: NumberHasher): string[] {
+  const unknown = new Set<string>();
+  for (const r of records) if (r.keyId !== undefined && !r.erased && !hasher.knowsKey(r.keyId)) unknown.add(r.keyId);
+  return [...unknown].sort();
 }

@@ -392,7 +392,7 @@ export class PostgresLedger implements ConsentLedger {
   }
 
   /** Tombstones every record about `number` and appends the erasure record, in one transaction holding the chain head. */
-  async erase(number: string, now = new Date()): Promise<{ erased: number; erasureId?: string }> {
+  async erase(number: string, now = new Date()): Promise<{ erased: number; erasureId?: string; unknownKeys?: string[] }> {
     try {
       await this.existingTable();
       return await this.inChain(async (client, head) => {
@@ -403,8 +403,10 @@ export class PostgresLedger implements ConsentLedger {
           `SELECT * FROM ${this.ident} WHERE erased IS NULL AND (number = ANY($1) OR ${text} LIKE '%' || $2 || '%' OR ${text} LIKE '%' || $3 || '%') ORDER BY ${ORDER}`,
           [this.hasher.formsOf(number), digits, digits.startsWith("49") ? "0" + digits.slice(2) : digits],
         );
+        const keys = await client.query<{ key_id: string }>(`SELECT DISTINCT key_id FROM ${this.ident} WHERE key_id IS NOT NULL AND erased IS NULL`);
+        const unknownKeys = keys.rows.map((k) => k.key_id).filter((k) => !this.hasher.knowsKey(k)).sort();
         const plan = planErasure(res.rows.map(toRecord), number, this.hasher, now);
-        if (!plan.tombstones.length) return { erased: 0 };
+        if (!plan.tombstones.length) return { erased: 0, unknownKeys };
         for (const t of plan.tombstones) {
           const where = t.id !== undefined ? "id = $1" : "pos IS NULL AND seq = $1";
           await client.query(
@@ -415,7 +417,7 @@ export class PostgresLedger implements ConsentLedger {
         const erasure = sealRecord(plan.erasure, head.pos + 1, head.digest);
         await this.insert(client, erasure);
         await this.moveHead(client, erasure);
-        return { erased: plan.tombstones.length, erasureId: plan.erasure.id };
+        return { erased: plan.tombstones.length, erasureId: plan.erasure.id, unknownKeys };
       });
     } catch (e) {
       throw new Error(`consent ledger ${this.target}: erasure failed: ${errorText(e)}`);

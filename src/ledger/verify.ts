@@ -93,6 +93,8 @@ export class ChainVerifier {
   private readonly legacy = { records: 0, sha256Numbers: 0 };
   private anchor: { seq: number; digest: string } | undefined;
   private anchorConfirmed = false;
+  /** The time of the last record a purge removed (the anchor's `at`). */
+  private anchorAt = -Infinity;
   private readonly erasedBy = new Map<string, VerifyProblem>();
   private readonly erasureIds = new Map<string, Set<string>>();
   private erasedCount = 0;
@@ -145,6 +147,7 @@ export class ChainVerifier {
       if (!r.erased) return this.bad(r, "an anchor without the digest of the last purged record");
       // Legacy records may still follow (a purge that cut into them); the next chained record links to the anchor or to them.
       this.anchor = { seq: r.seq, digest: r.erased.digest };
+      this.anchorAt = Date.parse(r.at);
       return;
     }
     if (r.prev === undefined) {
@@ -173,7 +176,7 @@ export class ChainVerifier {
         return;
       case "consent_given": {
         const answered = r.ref ? f.asked.find((a) => a.id === r.ref) : f.asked.findLast((a) => sameNumber(a, r));
-        if (!answered && !this.anchor) this.bad(r, `consent_given in call ${r.callId} answers no consent_asked ${r.ref ? `(ref ${r.ref})` : "for that number"} before it`);
+        if (!answered && !this.spansCut(r)) this.bad(r, `consent_given in call ${r.callId} answers no consent_asked ${r.ref ? `(ref ${r.ref})` : "for that number"} before it`);
         if (answered && !sameNumber(answered, r)) this.bad(r, `consent_given in call ${r.callId} is for another number than the question it answers`);
         f.given.push(r);
         return;
@@ -189,7 +192,7 @@ export class ChainVerifier {
       const given = r.ref ? f.given.find((g) => g.id === r.ref) : f.given.findLast((g) => sameNumber(g, r));
       if (!given) {
         // A purge may have removed the consent of a call that spans the cut; without an anchor nothing can have.
-        if (!this.anchor || f.asked.length > 0) this.bad(r, `${r.kind} in call ${r.callId} without a consent_given for that number before it`);
+        if (!this.spansCut(r) || f.asked.length > 0) this.bad(r, `${r.kind} in call ${r.callId} without a consent_given for that number before it`);
       } else if (!sameNumber(given, r)) this.bad(r, `${r.kind} in call ${r.callId} is for another number than the consent it names`);
       if (r.kind === "sms_approved" && r.id) f.approvals.set(r.id, r);
       return;
@@ -197,7 +200,7 @@ export class ChainVerifier {
     if (OUTCOMES.has(r.kind)) {
       if (!r.ref) return this.bad(r, `${r.kind} names no approval (ref)`);
       if (!f.approvals.has(r.ref)) {
-        if (!this.anchor) this.bad(r, `${r.kind} for ${r.ref}, which is no sms_approved of call ${r.callId} before it`);
+        if (!this.spansCut(r)) this.bad(r, `${r.kind} for ${r.ref}, which is no sms_approved of call ${r.callId} before it`);
         return;
       }
       if (f.outcomes.has(r.ref)) return this.bad(r, `a second outcome for ${r.ref}`);
@@ -205,11 +208,23 @@ export class ChainVerifier {
     }
   }
 
+  /**
+   * Whether what this record rests on may have been purged: only in a call that was running when
+   * the purged prefix ended (its question asked, or the record written, within a call's length
+   * of the last removed record). Any other record must find what it rests on in the chain.
+   */
+  private spansCut(r: LedgerRecord): boolean {
+    if (!this.anchor) return false;
+    const t = Date.parse(r.consentAskedAt ?? r.at);
+    return t - this.anchorAt <= this.openCallMs;
+  }
+
   finish(): VerifyReport {
     if (this.links && this.anchor && !this.anchorConfirmed) {
       this.problems.unshift({ seq: this.anchor.seq, problem: "the anchor is confirmed by no purge record (through and digest): it may have been forged" });
     }
-    for (const [id, p] of this.erasedBy) {
+    // A part of the ledger (show CALL_ID) does not hold the erasure records: only the whole chain can check them.
+    for (const [id, p] of this.links ? this.erasedBy : []) {
       const listed = this.erasureIds.get(p.problem);
       if (!listed?.has(id)) this.problems.push({ ...p, problem: `erased, but erasure ${p.problem} does not list it` });
     }

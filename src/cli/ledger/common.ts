@@ -23,9 +23,10 @@ export function loadConfig(configArg: string | undefined, env: NodeJS.ProcessEnv
 }
 
 /** The PostgreSQL ledger when DATABASE_URL is set, else undefined (the file at ledger.path). */
-export function postgres(config: AppConfig, env: NodeJS.ProcessEnv): PostgresLedger | undefined {
+export function postgres(config: AppConfig, env: NodeJS.ProcessEnv, keyed = true): PostgresLedger | undefined {
   const url = env.DATABASE_URL?.trim();
-  return url ? new PostgresLedger({ connectionString: url, hasher: hasherOf(config, env), redact: numberRedactor(config.homeCountry), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
+  // Reading and checking the chain (verify, purge) needs no key: an auditor holds the log, not the secret.
+  return url ? new PostgresLedger({ connectionString: url, hasher: keyed ? hasherOf(config, env) : NumberHasher.full(), redact: numberRedactor(config.homeCountry), table: env.LEDGER_TABLE?.trim() || undefined }) : undefined;
 }
 
 /** How the ledger stores numbers (with `hashed`, the keys from LEDGER_HASH_KEY / LEDGER_HASH_KEYS_OLD). */

@@ -50,7 +50,7 @@ export async function runVerify(args: string[], env: NodeJS.ProcessEnv, now: Dat
   noPositionals("verify", positionals);
   const config = loadConfig(values.config, env);
   const heads = (values.head ?? []).map(headArg);
-  const db = postgres(config, env);
+  const db = postgres(config, env, false);
   let where: string;
   let verifier: ChainVerifier;
   if (db) {
@@ -88,7 +88,7 @@ export async function runPurge(args: string[], env: NodeJS.ProcessEnv, now: Date
   const days = config.ledger.retentionDays;
   const before = new Date(now.getTime() - days * DAY_MS);
   let result: { deleted: number; through?: number };
-  const db = postgres(config, env);
+  const db = postgres(config, env, false);
   if (db) {
     try {
       result = await db.purge(before, now);
@@ -111,7 +111,7 @@ export async function runErase(args: string[], env: NodeJS.ProcessEnv, now: Date
   const config = loadConfig(values.config, env);
   const number = numberArg("--number", values.number, config);
   const hasher = hasherOf(config, env);
-  let result: { erased: number; erasureId?: string };
+  let result: { erased: number; erasureId?: string; unknownKeys?: string[] };
   const db = postgres(config, env);
   if (db) {
     try {
@@ -122,7 +122,10 @@ export async function runErase(args: string[], env: NodeJS.ProcessEnv, now: Date
   } else {
     result = await eraseFromFile(config.ledger.path, number, hasher, now);
   }
-  if (!result.erased) console.log("no record is about that number: nothing erased");
+  if (result.unknownKeys?.length) {
+    console.error(`ledger: records hashed with key(s) ${result.unknownKeys.join(", ")} cannot be matched to a number: LEDGER_HASH_KEY / LEDGER_HASH_KEYS_OLD do not list them. Add them to LEDGER_HASH_KEYS_OLD and run erase again; until then the erasure is not complete.`);
+  }
+  if (!result.erased) console.log(result.unknownKeys?.length ? "no record hashed with a configured key is about that number" : "no record is about that number: nothing erased");
   else console.log(`${result.erased} record(s) about that number erased (personal fields removed, digests kept); erasure record ${result.erasureId}. The do-not-text list keeps the number if it is on it.`);
-  return 0;
+  return result.unknownKeys?.length ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 import type { ToolOutcome } from "../../engine/define.js";
 import { parseCallerNumber } from "../../phone/number.js";
+import { redactNumber } from "../../phone/redact.js";
 import { speakable } from "./numbers.js";
 import { setSmsResult } from "./result.js";
 import { TASK_STEPS } from "./stepNames.js";
@@ -33,7 +34,7 @@ export async function optOutOfSms(ctx: SmsContext, named: string | undefined): P
   let number = state.callerNumber;
   if (named !== undefined) {
     const parsed = parseCallerNumber(named, config.homeCountry);
-    if (!parsed?.valid) return done(ctx.note("opt_out_number_unclear", { number: named }));
+    if (!parsed?.valid || !callerMeant(ctx, parsed.aiflow)) return done(ctx.note("opt_out_number_unclear", { number: named }));
     number = parsed.aiflow;
   }
   if (!number) return done(ctx.note("opt_out_needs_number"));
@@ -45,6 +46,17 @@ export async function optOutOfSms(ctx: SmsContext, named: string | undefined): P
   }
   ctx.say("sms_opted_out", { number: spoken });
   return done(ctx.note("opt_out_recorded", { number: spoken }));
+}
+
+/**
+ * A number the model names is the caller's wish only if the caller said it in this turn, or it is
+ * a number of this call (the caller's own, the SMS flow's): a confused or prompt-injected model
+ * must not put a stranger's number on the list.
+ */
+function callerMeant(ctx: SmsContext, number: string): boolean {
+  const { state } = ctx;
+  if ([state.callerNumber, state.sms.number, state.sms.consent?.number].includes(number)) return true;
+  return redactNumber(ctx.userText, number, ctx.services.config.homeCountry) !== ctx.userText;
 }
 
 /** Puts the number on the list with its record; false when the list is off or cannot be written (logged). */
