@@ -145,7 +145,12 @@ function inReadme(output: string, blocks: GuideBlock[], others: { file: string; 
 function guideSpan(text: string): [number, number] {
   const lines = text.split("\n");
   const start = lines.indexOf(SECTION);
-  const end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+  let fence = false;
+  // A markdown file block holds "## " lines of its own: only a heading outside blocks ends the section.
+  const end = lines.findIndex((l, i) => {
+    if (i > start && /^\s*```/.test(l)) fence = !fence;
+    return i > start && !fence && /^## /.test(l);
+  });
   return [start + 1, end < 0 ? lines.length + 1 : end + 1];
 }
 
