@@ -24,11 +24,11 @@ const CALLBACK_CONFIG = join(ROOT, "config/callback.yaml");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
 const SECRET = "demo-secret";
 
-/** The README's receiver block, exactly as written: the ```js block that starts with `// receiver.mjs`. */
+/** The receiver block the README links to (docs/operations.md, "Callback reports"), exactly as written: the ```js block that starts with `// receiver.mjs`. */
 function readmeReceiver(): string {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const readme = readFileSync(join(ROOT, "docs/operations.md"), "utf8");
   const m = /```js\n(\/\/ receiver\.mjs[^\n]*\n[\s\S]*?)```/.exec(readme);
-  if (!m) throw new Error("README.md has no ```js block starting with // receiver.mjs");
+  if (!m) throw new Error("docs/operations.md has no ```js block starting with // receiver.mjs");
   return m[1]!;
 }
 

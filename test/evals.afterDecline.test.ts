@@ -135,8 +135,8 @@ describe("numbers in pairs, hundreds and corrections reach the SMS as the parser
   });
 });
 
-describe("the README's scenario counts are the suite's", () => {
-  const readme = readFileSync("README.md", "utf8");
+describe("the scenario counts the docs state (docs/evals.md) are the suite's", () => {
+  const readme = readFileSync("docs/evals.md", "utf8");
   it("states as many reception scenarios (without the self-check) and callback scenarios as evals/scenarios holds", () => {
     const reception = scenarios.filter((s) => s.agent === "reception" && !s.expectFailure).length;
     const callback = scenarios.filter((s) => s.agent === "callback").length;

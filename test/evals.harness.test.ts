@@ -282,7 +282,7 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(r.stdout).toMatch(/"status": "handed_over"/);
   }, 30_000);
 
-  it("flow:diagram prints Mermaid generated from both agents' flows, and the README embeds exactly that", () => {
+  it("flow:diagram prints Mermaid generated from both agents' flows, and docs/architecture.md embeds exactly that", () => {
     const reception = mermaidDiagram(receptionFlow);
     const callback = mermaidDiagram(callbackFlow);
     expect(reception).toMatch(/^flowchart LR/);
@@ -293,8 +293,8 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(callback).toContain('offer_sms -- "offer_sms_confirmation" --> confirm_consent');
     const cli = execFileSync(TSX, ["src/cli/flowDiagram.ts"], { encoding: "utf8" });
     expect(cli.trim()).toBe(`%% agent: reception\n${reception}\n\n%% agent: callback\n${callback}`);
-    const readme = readFileSync("README.md", "utf8");
-    const hint = "README.md is behind the flows: run `node scripts/readme-diagrams.mjs`";
+    const readme = readFileSync("docs/architecture.md", "utf8");
+    const hint = "docs/architecture.md is behind the flows: run `node scripts/readme-diagrams.mjs`";
     expect(readme.includes("```mermaid\n" + reception + "\n```"), hint).toBe(true);
     expect(readme.includes("```mermaid\n" + callback + "\n```"), hint).toBe(true);
   }, 30_000);

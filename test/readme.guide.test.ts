@@ -3,6 +3,7 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSyn
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { allDocBlocks, docBlocks, TYPESCRIPT, type DocBlock } from "./support/docBlocks.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { wireGuideAgent } from "./support/guideWiring.js";
 
@@ -11,7 +12,9 @@ import { wireGuideAgent } from "./support/guideWiring.js";
  * written into a copy of the project (never into the real src/, tools/ or prompts/), the copy is
  * type-checked under the repo's strict settings and checked against the layer rules, and the
  * "Run it" block plays its call against a local scripted model. A guide that no longer compiles,
- * breaks a layer rule or no longer runs fails here, naming the block.
+ * breaks a layer rule or no longer runs fails here, naming the block. Every other TypeScript block
+ * of the README and docs/*.md is type-checked in the same copy and the same tsc run (folder
+ * docs-blocks/), unless an HTML comment right before it says why not (`<!-- no-check: reason -->`).
  */
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -128,12 +131,33 @@ function writeBlocks(root: string, blocks: GuideBlock[]): void {
   }
 }
 
-/** tsc's "path(line,col): error …" lines of a guide file, pointed at the README line it came from. */
-function inReadme(output: string, blocks: GuideBlock[]): string {
+/** tsc's "path(line,col): error …" lines of a guide or docs file, pointed at the README (or docs) line it came from. */
+function inReadme(output: string, blocks: GuideBlock[], others: { file: string; block: DocBlock }[] = []): string {
   return output.replace(/^(\S+?)\((\d+),(\d+)\): /gm, (all, file: string, line: string) => {
     const b = blocks.find((x) => !x.append && x.path === file);
-    return b ? `${b.name}, ${b.path} line ${line} (README.md line ${b.fence + 1 + Number(line)}): ` : all;
+    if (b) return `${b.name}, ${b.path} line ${line} (README.md line ${b.fence + 1 + Number(line)}): `;
+    const o = others.find((x) => x.file === file);
+    return o ? `the \`\`\`${o.block.lang} block at ${o.block.doc} line ${o.block.line}, its line ${line} (${o.block.doc} line ${o.block.line + Number(line)}): ` : all;
   });
+}
+
+/** README lines [from, to) of the guide's section: its blocks are files, written and checked above. */
+function guideSpan(text: string): [number, number] {
+  const lines = text.split("\n");
+  const start = lines.indexOf(SECTION);
+  let fence = false;
+  // A markdown file block holds "## " lines of its own: only a heading outside blocks ends the section.
+  const end = lines.findIndex((l, i) => {
+    if (i > start && /^\s*```/.test(l)) fence = !fence;
+    return i > start && !fence && /^## /.test(l);
+  });
+  return [start + 1, end < 0 ? lines.length + 1 : end + 1];
+}
+
+/** The TypeScript blocks of the README (outside the guide) and docs/*.md: checked here unless marked no-check. */
+function otherTypeScriptBlocks(all: DocBlock[], readmeText: string): DocBlock[] {
+  const [from, to] = guideSpan(readmeText);
+  return all.filter((b) => TYPESCRIPT.has(b.lang) && !(b.doc === "README.md" && b.line > from && b.line < to));
 }
 
 // ---- child processes (tsc, the Run it script): all of them ours, all of them stopped ----------
@@ -181,6 +205,8 @@ const readme = readFileSync(join(ROOT, "README.md"), "utf8");
 const fake = new FakeOpenAIServer();
 let copy = "";
 let blocks: GuideBlock[] = [];
+/** The docs' other TypeScript blocks written into the copy's docs-blocks/, each with its file there. */
+let docTs: { file: string; block: DocBlock }[] = [];
 type Ran = { code: number | null; stdout: string; stderr: string };
 /** Started in beforeAll, so the type check and the layering check run while the call is played. */
 let typecheck: Promise<Ran> | undefined;
@@ -193,10 +219,16 @@ beforeAll(async () => {
   for (const part of ["src", "tools", "prompts"]) cpSync(join(ROOT, part), join(copy, part), { recursive: true });
   for (const file of ["package.json", "tsconfig.json", ".dependency-cruiser.cjs"]) cpSync(join(ROOT, file), join(copy, file));
   writeBlocks(copy, blocks);
+  // The README's and docs' other TypeScript blocks, one module each, type-checked with the guide.
+  mkdirSync(join(copy, "docs-blocks"));
+  docTs = otherTypeScriptBlocks(allDocBlocks(ROOT), readme)
+    .filter((b) => !b.mark)
+    .map((block) => ({ file: `docs-blocks/${block.doc.replace(/\W+/g, "_")}_line${block.line}.ts`, block }));
+  for (const { file, block } of docTs) writeFileSync(join(copy, file), `${block.body}\nexport {};\n`);
   // The guide's last paragraph: the agent made selectable (`agent: pharmacy`), as a reader does it.
   wireGuideAgent(copy, `${SECTION}, "To make it selectable"`);
   // The repo's compiler options on the copy's src/ and tools/ (the guide's files among them).
-  writeFileSync(join(copy, "tsconfig.guide.json"), JSON.stringify({ extends: "./tsconfig.json", include: ["src", "tools"] }));
+  writeFileSync(join(copy, "tsconfig.guide.json"), JSON.stringify({ extends: "./tsconfig.json", include: ["src", "tools", "docs-blocks"] }));
   typecheck = run(TSC, ["--noEmit", "-p", join(copy, "tsconfig.guide.json")], { cwd: copy, timeoutMs: 90_000 });
   // The same layer rules as `npm run lint:deps`, with the guide's folders in them.
   layering = run(DEPCRUISE, ["src", "tools", "--config", ".dependency-cruiser.cjs"], { cwd: copy, timeoutMs: 90_000 });
@@ -329,9 +361,27 @@ describe(`README "${SECTION}"`, () => {
 
   it("type-checks: the guide's files with the project's own, under the repo's strict settings", async () => {
     const r = await typecheck!;
-    expect(r.code, `tsc on the guide's files failed:\n${inReadme(r.stdout, blocks)}${r.stderr}`).toBe(0);
+    expect(r.code, `tsc on the guide's files failed:\n${inReadme(r.stdout, blocks, docTs)}${r.stderr}`).toBe(0);
     // As long as tsc itself may take (run's 90 s): it shares the cores with the calls played above.
   }, 95_000);
+
+  it("every other TypeScript block of the README and docs/ is type-checked with it, or says why not (<!-- no-check: reason -->)", () => {
+    const others = otherTypeScriptBlocks(allDocBlocks(ROOT), readme);
+    for (const b of others) {
+      const checked = docTs.some((d) => d.block === b);
+      expect(checked || b.mark?.kind === "no-check", `${b.doc} line ${b.line}: neither type-checked nor marked <!-- no-check: reason -->`).toBe(true);
+    }
+    // The guide's own TypeScript blocks are the files written above.
+    expect(blocks.filter((b) => b.lang === "ts").length).toBeGreaterThanOrEqual(5);
+    // What the marks look like, and a mark without its reason.
+    const sample = "# x\n\n<!-- no-check: a fragment of flow.ts -->\n```ts\nfoo(\n```\n\n```typescript\nconst a: number = 1;\n```\n";
+    const parsed = docBlocks(sample, "docs/x.md");
+    expect(otherTypeScriptBlocks(parsed, "").map((b) => [b.line, b.mark?.reason])).toEqual([
+      [4, "a fragment of flow.ts"],
+      [8, undefined],
+    ]);
+    expect(() => docBlocks("<!-- no-check -->\n```ts\nfoo(\n```\n", "docs/x.md")).toThrow(/docs\/x\.md line 2: the no-check mark before this block gives no reason/);
+  });
 
   it("keeps the layering: the guide's tools, task types and agent pass the rules of .dependency-cruiser.cjs", async () => {
     const r = await layering!;

@@ -5,7 +5,7 @@ import { AGENTS, type AgentName } from "../config/schema.js";
 
 /**
  * `npm run flow:diagram`: every shipped agent as a Mermaid diagram, generated from its
- * definition (`-- --agent callback`: one agent only). The README embeds exactly this output.
+ * definition (`-- --agent callback`: one agent only). docs/architecture.md embeds exactly this output.
  */
 const diagrams: Record<AgentName, string> = {
   reception: mermaidDiagram(receptionFlow),
