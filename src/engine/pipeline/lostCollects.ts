@@ -5,6 +5,9 @@ import type { Clock } from "../clock.js";
 import { RETRY_MS, untilAnswered } from "./resend.js";
 import type { CallWorker } from "./worker.js";
 
+/** Why the deadline timer of a collect that answered is stopped (a constant: abort() without one builds a DOMException). */
+const ANSWERED = "answered";
+
 /** What a collect took does not leave with this answer (see LostCollects.take): it went back to the outbox. */
 export const HELD_BACK = Symbol("held back");
 
@@ -61,7 +64,7 @@ export class LostCollects {
     if (left <= 0) first = await collecting;
     else {
       const timer = new AbortController();
-      first = await Promise.race([collecting, this.clock.sleep(left, timer.signal).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort());
+      first = await Promise.race([collecting, this.clock.sleep(left, timer.signal).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort(ANSWERED));
     }
     if (first === HELD_BACK) {
       this.log.warn({ sessionId: callId, via: r.via }, "collect not back by the deadline: the answer leaves without it; what it takes goes back");
