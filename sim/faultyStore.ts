@@ -17,7 +17,11 @@ export interface StoreFaults {
    * configures ioredis).
    */
   lostReplies: number;
-  /** Share of those resends that fail as well (the reconnect does not come in time): the caller sees an error for a request that ran. */
+  /**
+   * Share of those resends that fail as well: the caller sees an error for a request that ran (a
+   * client that gives up on it, e.g. by a command timeout; ioredis 6 as src/main.ts configures it
+   * keeps the request for the next connection instead, which the reconnect delay models).
+   */
   resendFails: number;
 }
 

@@ -221,6 +221,20 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await close?.();
     });
 
+    it("a delayed arrival (kept through an outage) marks every line delivered so far as possibly unheard, as a barge-in does (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      await store.arrive(c, { key: "k1", event: speak(c, "eins"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      await store.nextEvent(c, "A");
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: [say(c, "frage")], spokenThrough: 2 }, droppable: true });
+      expect(await store.collect(c, http(1))).toMatchObject({ kind: "actions" });
+      // Said before the question reached the caller, queued only now: it may answer nothing delivered.
+      await store.arrive(c, { key: "k2", event: speak(c, "ja"), via: "http", holdingFollowUp: false, delayed: true });
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 2, heard: 2, barged: 2 });
+      await close?.();
+    });
+
     it("a send waits for the caller events queued after it; their commit can withdraw it; a discard takes it anyway (issue 17)", async () => {
       const { store, id, close } = await make();
       const c = id();

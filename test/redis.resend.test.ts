@@ -1,4 +1,3 @@
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
@@ -8,7 +7,8 @@ import { RedisRateLimiter } from "../src/store/rateLimiter.js";
 import { RedisCallStore } from "../src/store/redisCallStore.js";
 import type { CollectRequest } from "../src/store/callStore.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import { REDIS_URL, connectRedis, uniquePrefix } from "./support/redis.js";
+import { connectRedis, uniquePrefix } from "./support/redis.js";
+import { DroppingProxy } from "./support/droppingProxy.js";
 
 /*
  * ioredis sends a command again after a reconnect when the dropped connection lost its reply
@@ -192,56 +192,6 @@ describe("store scripts sent twice (reply lost, command resent)", () => {
     expect(await new RedisOutbox(a, { prefix }).delivered(claim!)).toBe("settled");
   });
 });
-
-/**
- * A TCP proxy in front of the test Redis that can drop the connection when the next reply
- * arrives: the command ran, the client never sees its reply and resends it after reconnecting.
- */
-class DroppingProxy {
-  private server?: Server;
-  private readonly sockets = new Set<Socket>();
-  private drop = false;
-  connections = 0;
-  dropped = 0;
-
-  async start(): Promise<number> {
-    const target = new URL(REDIS_URL);
-    this.server = createServer((client) => {
-      this.connections++;
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => undefined);
-      }
-      client.on("data", (d) => upstream.write(d));
-      upstream.on("data", (d) => {
-        if (this.drop) {
-          this.drop = false;
-          this.dropped++;
-          client.destroy();
-          upstream.destroy();
-          return;
-        }
-        client.write(d);
-      });
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((r) => this.server!.listen(0, "127.0.0.1", r));
-    return (this.server.address() as { port: number }).port;
-  }
-
-  /** The next reply from Redis is lost with its connection. */
-  dropNextReply() {
-    this.drop = true;
-  }
-
-  async close() {
-    for (const s of this.sockets) s.destroy();
-    await new Promise((r) => this.server?.close(r));
-  }
-}
 
 describe("a real dropped connection: ioredis resends the command, nothing happens twice", () => {
   it("arrive, nextEvent, commit and collect each lose their reply once and still act once", async () => {

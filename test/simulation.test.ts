@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { describeFailure, runSeed, simulate } from "../sim/run.js";
+import type { Transport } from "../src/store/callStore.js";
 
 /**
  * The deterministic simulation (sim/): whole calls through the service (one to three instances on
@@ -10,6 +11,29 @@ import { describeFailure, runSeed, simulate } from "../sim/run.js";
  */
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 10_000);
+
+/**
+ * Seeds that once broke an invariant, with what they found; each failed before its fix. They run
+ * whatever SIM_SEEDS says (some lie beyond the CI range).
+ */
+const REGRESSIONS: Array<{ seed: number; transport: Transport; found: string }> = [
+  // Lost store replies, resent with their request id (sim/faultyStore.ts).
+  { seed: 738, transport: "ws", found: "a collect ran, its reply was lost and the resend failed: the send it took never left and had no sms_withdrawn (ledger_disagrees)" },
+  { seed: 7535, transport: "http", found: "the same over HTTP: what a lost collect took is now put back by its request id (ledger_disagrees)" },
+  { seed: 34, transport: "http", found: "a progress poll whose reply took a reconnect made the answer late (answer_late)" },
+  { seed: 2006, transport: "http", found: "another store reply near the deadline took a reconnect: the answer left late (answer_late)" },
+  { seed: 3122, transport: "http", found: "a collect's reply came after a reconnect, and the send it took left after the caller's 'Nein' had arrived (send_before_verdict)" },
+  { seed: 9950, transport: "ws", found: "a 'Ja' kept through the reconnect was queued late and judged against the question delivered after it was said (send_without_heard_yes)" },
+  { seed: 3159, transport: "ws", found: "session_end's discard of the outbox lost its collect reply: the send it took had no sms_withdrawn (ledger_disagrees)" },
+  { seed: 1571, transport: "http", found: "the same over HTTP (ledger_disagrees)" },
+];
+
+describe("simulation regressions: seeds that broke an invariant once", () => {
+  it.each(REGRESSIONS)("seed $seed over $transport: $found", async ({ seed, transport }) => {
+    const r = await runSeed(seed, transport);
+    expect(r.violations, describeFailure(r)).toEqual([]);
+  });
+});
 
 describe.each(["http", "ws"] as const)("simulated calls over %s", (transport) => {
   it(`${SEEDS} seeds: every invariant holds`, { timeout: 600_000 }, async () => {

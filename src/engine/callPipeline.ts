@@ -24,6 +24,8 @@ export type { Answer, AnswerKind, CallAnswerer, PipelineDeps } from "./pipeline/
  *   src/engine/pipeline/answers.ts      holding lines, apologies, the socket's holding rule
  *   src/engine/pipeline/httpAnswerer.ts the webhook's answer (and a lost one put back)
  *   src/engine/pipeline/wsAnswerer.ts   the socket's pushes (and nothing after session_end)
+ *   src/engine/pipeline/lostCollects.ts what a lost, late or stale collect took goes back to the outbox
+ *   src/engine/pipeline/resend.ts       a request sent again with one request id until the store answers
  */
 export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswerer {
   private readonly worker: CallWorker<F>;

@@ -58,6 +58,20 @@ export function holdsSend(actions: readonly AiFlowAction[]): boolean {
   return actions.some((a) => a.type === "send_sms");
 }
 
+/** An event to queue. */
+export interface Arriving {
+  key: string;
+  event: AiFlowEvent;
+  via: Transport;
+  holdingFollowUp: boolean;
+  /**
+   * Queued later than it arrived (kept through a store outage): lines delivered meanwhile may
+   * have reached the caller only after they said it. Like a barge-in, it marks every line delivered
+   * so far as possibly unheard (the barged mark), so a yes in it answers no question asked before.
+   */
+  delayed?: boolean;
+}
+
 export type Arrival =
   /** Queued for processing with this number. */
   | { kind: "queued"; seq: number }
@@ -182,7 +196,7 @@ export const RESEND_SAFETY = {
 /** `S`: the flows' slice of call state, carried through untouched. */
 export interface CallStore<S extends object = object> {
   /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
-  arrive(callId: string, e: { key: string; event: AiFlowEvent; via: Transport; holdingFollowUp: boolean }, requestId?: RequestId): Promise<Arrival>;
+  arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival>;
   /** Take the call's lease with `token` if nobody holds it. */
   acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean>;
   /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */

@@ -6,6 +6,7 @@ import {
   REPLY_KEEP,
   REPLY_TTL_MS,
   type Arrival,
+  type Arriving,
   type CallStore,
   type Collected,
   type CollectRequest,
@@ -122,13 +123,13 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return c.lease !== undefined && c.lease.token === token && c.lease.expiresAt > this.leaseNow();
   }
 
-  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1], requestId?: RequestId): Promise<Arrival> {
+  async arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival> {
     return this.once(callId, requestId, (): Arrival => {
       const c = this.call(callId);
       if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
       const seq = ++c.lastSeq;
       // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
-      if (e.event.type === "user_speak" && e.event.barged_in) c.barged = Math.max(c.barged, c.heard);
+      if ((e.event.type === "user_speak" && e.event.barged_in) || e.delayed) c.barged = Math.max(c.barged, c.heard);
       c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged });
       return { kind: "queued", seq };
     });

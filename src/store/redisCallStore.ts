@@ -10,6 +10,7 @@ import {
   REPLY_TTL_MS,
   StoreUnavailableError,
   type Arrival,
+  type Arriving,
   type CallStore,
   type Collected,
   type CollectRequest,
@@ -419,10 +420,11 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     });
   }
 
-  async arrive(callId: string, e: Parameters<CallStore["arrive"]>[1], requestId?: RequestId): Promise<Arrival> {
+  async arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival> {
     const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
     const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
-    const bargeIn = e.event.type === "user_speak" && e.event.barged_in ? "1" : "0";
+    // A delayed event (kept through an outage) marks what was delivered as possibly unheard, as a barge-in does.
+    const bargeIn = (e.event.type === "user_speak" && e.event.barged_in) || e.delayed ? "1" : "0";
     const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn], requestId));
     return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
   }

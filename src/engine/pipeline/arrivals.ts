@@ -49,7 +49,7 @@ export class Arrivals {
         return this.store.arrive(callId, e);
       });
     } catch (err) {
-      if (err instanceof StoreUnavailableError && KEPT_THROUGH_OUTAGES.has(e.event.type) && !this.hooks.closing()) this.keepForLater(callId, { ...e, holdingFollowUp: false });
+      if (err instanceof StoreUnavailableError && KEPT_THROUGH_OUTAGES.has(e.event.type) && !this.hooks.closing()) this.keepForLater(callId, { ...e, holdingFollowUp: false, delayed: true });
       throw err;
     }
   }

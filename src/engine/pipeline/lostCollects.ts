@@ -5,29 +5,10 @@ import type { Clock } from "../clock.js";
 import type { FlowTypes } from "../define.js";
 import type { ActionOutcomes } from "./outcomes.js";
 import type { Arrivals } from "./arrivals.js";
+import { RETRY_MS, untilAnswered } from "./resend.js";
 
-/** How often a request whose reply was lost is sent again (or its request id asked again) while the store does not answer. */
-const RETRY_MS = 100;
-/** How often `untilAnswered` tries: about half a second of store trouble. */
-const TRIES = 6;
-
-/**
- * A store request that changes the call, sent with one request id until the store answers (at
- * most TRIES times; then its error is thrown): it acts once, whether a try whose reply was lost
- * ran or not. For requests that must happen (put back what never left, discard at the call's end);
- * an answer's own collect cannot wait (see LostCollects).
- */
-export async function untilAnswered<T>(timers: Clock, send: (requestId: RequestId) => Promise<T>): Promise<T> {
-  const requestId = randomUUID();
-  for (let tries = 1; ; tries++) {
-    try {
-      return await send(requestId);
-    } catch (e) {
-      if (!(e instanceof StoreUnavailableError) || tries >= TRIES) throw e;
-      await timers.sleep(RETRY_MS);
-    }
-  }
-}
+/** Why the deadline timer of a collect that answered is stopped (a constant: abort() without one builds a DOMException). */
+const ANSWERED = "answered";
 
 /** What a collect took does not leave with this answer (see LostCollects.take): it went back to the outbox. */
 export const HELD_BACK = Symbol("held back");
@@ -85,7 +66,7 @@ export class LostCollects {
     if (left <= 0) first = await collecting;
     else {
       const timer = new AbortController();
-      first = await Promise.race([collecting, this.clock.sleep(left, timer.signal).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort());
+      first = await Promise.race([collecting, this.clock.sleep(left, timer.signal).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort(ANSWERED));
     }
     if (first === HELD_BACK) {
       this.log.warn({ sessionId: callId, via: r.via }, "collect not back by the deadline: the answer leaves without it; what it takes goes back");

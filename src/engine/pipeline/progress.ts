@@ -5,6 +5,9 @@ import type { Clock } from "../clock.js";
 const WOKEN = "woken";
 /** A poll still out at the deadline. */
 const LATE = Symbol("late");
+/** A poll not answered yet (raced against this, an answer already there wins). */
+const NOT_YET = Symbol("not yet");
+const notYet = Promise.resolve(NOT_YET);
 
 /**
  * How a wait for a queued event's turn ended: the turn is done; the store no longer knows the
@@ -90,6 +93,9 @@ export class CallProgress {
    */
   private async pollBy(ready: () => Promise<boolean>, deadline: number): Promise<boolean | typeof LATE> {
     const poll = ready();
+    // Answered at once (most are; a store in memory always): no timer needed.
+    const now = await Promise.race([poll, notYet]);
+    if (now !== NOT_YET) return now;
     const timer = new AbortController();
     try {
       return await Promise.race([poll, this.clock.sleep(Math.max(0, deadline - this.clock.now()), timer.signal).then((): typeof LATE => LATE)]);

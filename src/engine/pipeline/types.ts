@@ -67,12 +67,7 @@ export interface LocalStream {
 }
 
 /** An event as it is queued. */
-export interface Arriving {
-  key: string;
-  event: AiFlowEvent;
-  via: Transport;
-  holdingFollowUp: boolean;
-}
+export type { Arriving } from "../../store/callStore.js";
 
 /**
  * How long an instance keeps trying to get a queued event processed (taking over a dead holder's

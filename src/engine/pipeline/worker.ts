@@ -10,7 +10,7 @@ import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
 import { ActionOutcomes } from "./outcomes.js";
-import { untilAnswered } from "./lostCollects.js";
+import { untilAnswered } from "./resend.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 
