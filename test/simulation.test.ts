@@ -26,6 +26,7 @@ const REGRESSIONS: Array<{ seed: number; transport: Transport; found: string }> 
   { seed: 9950, transport: "ws", found: "a 'Ja' kept through the reconnect was queued late and judged against the question delivered after it was said (send_without_heard_yes)" },
   { seed: 3159, transport: "ws", found: "session_end's discard of the outbox lost its collect reply: the send it took had no sms_withdrawn (ledger_disagrees)" },
   { seed: 1571, transport: "http", found: "the same over HTTP (ledger_disagrees)" },
+  { seed: 591, transport: "ws", found: "a commit ran, its reply was lost and the resend failed: the next event took it for failed and recorded sms_not_sent for a send that then left (ledger_disagrees); the commit is now resent, and asked again, by its request id" },
 ];
 
 describe("simulation regressions: seeds that broke an invariant once", () => {
@@ -54,15 +55,12 @@ describe.each(["http", "ws"] as const)("simulated calls over %s", (transport) =>
  * the oracle accepts only because an instance died after it (verify's `outcome_unknown`).
  */
 describe("regression seeds: an instance dies between the approval and the handover", () => {
-  it.each([11303, 22868])("seed %i over http: the approval has no outcome, and that is honest", async (seed) => {
+  // Under the old records (sms_sent at approval, sms_withdrawn when it never left) these seeds showed
+  // a ledger claiming a send that never reached sipgate. The lost-reply fault drawn since changed
+  // their timing, so they no longer die at that point; they stay as regressions, and the situation
+  // itself (a real server killed between approval and handover) is test/ledger.handover.kill.test.ts.
+  it.each([11303, 22868])("seed %i over http: every invariant holds", async (seed) => {
     const r = await runSeed(seed, "http");
     expect(r.violations, describeFailure(r)).toEqual([]);
-    const approvals = r.transcript.ledger.filter((x) => x.kind === "sms_approved");
-    const answered = new Set(r.transcript.ledger.filter((x) => x.kind === "sms_handed_over" || x.kind === "sms_not_sent").map((x) => x.ref));
-    // The situation the seed stands for: nothing delivered, an approval without outcome, a crash after it.
-    expect(r.transcript.heard.filter((h) => h.kind === "send_sms")).toEqual([]);
-    expect(approvals.filter((a) => !answered.has(a.id))).toHaveLength(1);
-    const approvedAt = Date.parse(approvals[0]!.at) - r.transcript.epoch;
-    expect(r.transcript.crashes.some((c) => c >= approvedAt)).toBe(true);
   });
 });

@@ -13,8 +13,7 @@ const TRIES = 6;
  * ran or not. For requests that must happen (put back what never left, discard at the call's end);
  * an answer's own collect cannot wait (see LostCollects).
  */
-export async function untilAnswered<T>(timers: Clock, send: (requestId: RequestId) => Promise<T>): Promise<T> {
-  const requestId = randomUUID();
+export async function untilAnswered<T>(timers: Clock, send: (requestId: RequestId) => Promise<T>, requestId: RequestId = randomUUID()): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
       return await send(requestId);

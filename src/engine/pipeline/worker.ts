@@ -10,6 +10,7 @@ import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
 import { ActionOutcomes } from "./outcomes.js";
+import { committedAnyway, ranAfterAll } from "./commitCheck.js";
 import { untilAnswered } from "./resend.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
@@ -39,7 +40,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   private closing = false;
   readonly arrivals: Arrivals;
   /** Per call: a turn whose commit failed (the store did not answer), to be committed as it was. */
-  private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean }>();
+  /** Turns whose commit threw: with the request id it went out under, so the store can be asked again what became of it. */
+  private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean; requestId: string }>();
 
   constructor(
     private readonly deps: PipelineDeps<F>,
@@ -206,7 +208,9 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // caller's words were judged once; a "no" stays a "no"). Processed elsewhere meanwhile: what
       // it approved never left.
       if (unsaved.seq === q.seq) return this.commitOutcome(callId, token, q, unsaved.outcome, local, unsaved.droppable);
-      await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
+      // The queue went on: that commit may have gone through with its reply lost. The store answers
+      // its request id as it did then; only if it never ran did what it approved never leave.
+      if (!(await ranAfterAll(this.deps.store, callId, token, unsaved, this.deps.options.limits.sessionTtlSeconds))) await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     const current = await store.get(callId);
     if (q.attempts > MAX_ATTEMPTS) {
@@ -265,8 +269,10 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     const deliver = (q.via === "ws" && record.duplicate) || firstStillWaiting ? [] : record.actions.filter((a) => !local?.pushed.has(a));
     // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
     let result: CommitResult;
+    // Sent under one request id until the store answers: a try whose reply was lost is answered as it ran.
+    const requestId = randomUUID();
     try {
-      result = await store.commit(callId, token, {
+      const request = {
         seq: q.seq,
         state: next.kind === "save" ? next.state : next.kind === "delete" ? null : undefined,
         ttlSeconds: options.limits.sessionTtlSeconds,
@@ -274,14 +280,15 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         // A "no" is never dropped: the caller heard the apology, and the decline still holds.
         droppable: droppable && !record.withdrawal,
         ...(outcome.withdrawn?.length ? { withdraw: outcome.withdrawn } : {}),
-      });
+      };
+      result = await untilAnswered(this.timers, (rid) => store.commit(callId, token, request, rid), requestId);
     } catch (e) {
       // Nothing of the turn was written (unless the store says it was after all). The outcome is kept
       // and committed as it is when this instance takes the event up again; if the store cannot be
       // asked, or this instance is closing, what the gate approved never leaves from here.
-      if (!(await this.committedAnyway(callId, q.seq))) {
+      if (!(await committedAnyway(this.deps.store, callId, q.seq))) {
         if (this.closing) await this.outcomes.stoppedUncommitted(callId, q.seq, record.actions, q.event.type);
-        else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable });
+        else this.uncommitted.set(callId, { seq: q.seq, outcome, droppable, requestId });
       }
       throw e;
     }
@@ -331,15 +338,6 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     // What a socket's collect took after session_end arrived (never pushed): not sent either.
     discarded.push(...(this.takeWithheld?.(callId) ?? []));
     return discarded;
-  }
-
-  /** Whether a commit that threw was written all the same (the store failed on the answer): if the store cannot say, it was not. */
-  private async committedAnyway(callId: string, seq: number): Promise<boolean> {
-    try {
-      return (await this.deps.store.progress(callId)).processed >= seq;
-    } catch {
-      return false;
-    }
   }
 }
 
