@@ -146,7 +146,7 @@ describe("the action gate alone", () => {
   });
 
   it("two sends in one batch: the second is refused by the per-call limit", async () => {
-    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "2026-12-07T09:00:03.000Z", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "2026-12-07T09:00:07.000Z", spokenBeforeAnswer: 2 } };
     const state = stateWith(c, "4915112345678", false, [], 0, "address");
     const ctx = contextFor(state, new MemoryLedger(), new MemoryRateLimiter(() => 0));
     const a = actions.sendSms("gate", "4915112345678", GOOD_TEXT);
@@ -159,7 +159,7 @@ describe("the action gate alone", () => {
 
   it("one yes covers one SMS, also where more SMS per call are allowed: a later send needs a new answer", async () => {
     const wide = testConfig({ sms: { maxPerCall: 2 } });
-    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+    const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "2026-12-07T09:00:03.000Z", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "2026-12-07T09:00:07.000Z", spokenBeforeAnswer: 2 } };
     const state = stateWith(c, "4915112345678", false, [], 0, "address");
     const ledger = new MemoryLedger();
     const record = emptyTurnRecord("gate", "user_speak");
@@ -180,7 +180,7 @@ describe("the action gate alone", () => {
     const limiter = new MemoryRateLimiter(() => 0);
     const results: boolean[] = [];
     for (let call = 0; call < 3; call++) {
-      const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "t", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "t", spokenBeforeAnswer: 2 } };
+      const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "2026-12-07T09:00:03.000Z", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "2026-12-07T09:00:07.000Z", spokenBeforeAnswer: 2 } };
       const ctx = contextFor(stateWith(c, "4915112345678", false, [], 0, "address"), new MemoryLedger(), limiter);
       const { allowed } = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], ctx);
       results.push(allowed.length === 1);
