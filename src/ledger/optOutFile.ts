@@ -55,12 +55,12 @@ export class OptOutFile {
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new OptOutListError(`do-not-text list ${this.path} is not JSON (${(e as Error).message}): move it away; the next start rebuilds it from the ledger`);
+      throw new OptOutListError(`do-not-text list ${this.path} is not JSON (${(e as Error).message}): move it away; the next start rebuilds it from the ledger (unless the ledger was purged: then restore it from a backup)`);
     }
     const r = LIST_FILE.safeParse(json);
     if (!r.success) {
       const i = r.error.issues[0]!;
-      throw new OptOutListError(`do-not-text list ${this.path} is not a list (${i.path.join(".") || "(root)"}: ${i.message}): move it away; the next start rebuilds it from the ledger`);
+      throw new OptOutListError(`do-not-text list ${this.path} is not a list (${i.path.join(".") || "(root)"}: ${i.message}): move it away; the next start rebuilds it from the ledger (unless the ledger was purged: then restore it from a backup)`);
     }
     return r.data;
   }
@@ -135,7 +135,15 @@ export class OptOutFile {
     let input;
     try {
       input = createReadStream(this.ledgerPath, { encoding: "utf8" });
+      let first = true;
       for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+        if (first && line.trim()) {
+          first = false;
+          // A purge removed the chain's old prefix, opt-outs in it too: the ledger no longer holds the whole list.
+          if (parseLedgerText(line).records[0]?.kind === "anchor") {
+            throw new OptOutListError(`do-not-text list ${this.path} is missing and ${this.ledgerPath} was purged (it starts at an anchor), so opt-outs older than the purge are not in it: restore ${this.path} from a backup; sends are refused until then`);
+          }
+        }
         if (!line.includes(OPT_OUT_MARK)) continue;
         const r = parseLedgerText(line).records[0];
         if (!r || !isOptOutRecord(r)) continue;
@@ -143,6 +151,7 @@ export class OptOutFile {
         list.throughSeq = r.seq;
       }
     } catch (e) {
+      if (e instanceof OptOutListError) throw e;
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new OptOutListError(`do-not-text list ${this.path} cannot be rebuilt from ${this.ledgerPath}: ${(e as Error).message}`);
     } finally {
       input?.destroy();
