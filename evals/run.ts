@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { npmTookOffline } from "../src/cli/npmOffline.js";
 import { parseArgs } from "node:util";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../src/config/load.js";
 import type { AppConfig, Language } from "../src/config/schema.js";
@@ -59,6 +60,11 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<number> {
+  const tookOffline = npmTookOffline(process.env, process.argv.slice(2), "run eval");
+  if (tookOffline) {
+    console.error(`eval: ${tookOffline}`);
+    return 2;
+  }
   let args;
   try {
     args = parseArgs({

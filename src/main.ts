@@ -13,6 +13,8 @@ import { createEndpointMonitor, createModel } from "./llm/createModel.js";
 import type { EndpointMonitor } from "./llm/endpointMonitor.js";
 import { ScriptedModel } from "./llm/scriptedModel.js";
 import { Metrics } from "./metrics/metrics.js";
+import { npmTookOffline } from "./cli/npmOffline.js";
+import { modelUrlProblem } from "./config/modelUrl.js";
 import { exposureProblem } from "./server/exposure.js";
 import { createService, numberHasher } from "./service.js";
 import { MemoryCallStore } from "./store/memoryCallStore.js";
@@ -102,8 +104,9 @@ async function main(): Promise<void> {
   const env = process.env;
   // `npm start --offline` (without `--`): npm keeps --offline as its own setting and passes it on
   // only as npm_config_offline. Say what to type rather than start against a real model.
-  if (env.npm_config_offline === "true" && !process.argv.includes("--offline")) {
-    console.error("aiflow-sms-agent: npm took --offline as its own setting; to start the demo type: npm start -- --offline");
+  const tookOffline = npmTookOffline(env, process.argv.slice(2), "start");
+  if (tookOffline) {
+    console.error(`aiflow-sms-agent: ${tookOffline}`);
     process.exit(2);
   }
   const opts = readOptions(process.argv.slice(2));
@@ -121,6 +124,11 @@ async function main(): Promise<void> {
     throw new ConfigError(
       "no model endpoint: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama, vLLM or Azure OpenAI), or try the demo with --offline",
     );
+  }
+  // A model URL without http(s) is named before anything else is asked of the user.
+  if (!demo && env.OPENAI_BASE_URL) {
+    const problem = modelUrlProblem(env.OPENAI_BASE_URL);
+    if (problem) throw new ConfigError(`OPENAI_BASE_URL: ${problem}`);
   }
   const apiToken = env.AIFLOW_API_TOKEN || undefined;
   const exposed = exposureProblem({ host: config.server.host, hasToken: Boolean(apiToken), allowNoToken: config.server.allowNoToken });

@@ -75,8 +75,8 @@ describe("a collect whose reply a dropped Redis connection lost", () => {
     const next = await svc.post(ev.speechEnded(id));
     expect(smsActions(next.actions)).toHaveLength(1);
     expect(spoken(next.actions).at(-1)).toMatch(/abgeschickt/);
-    expect(ledgerKinds(svc, id).filter((k) => k === "sms_sent")).toHaveLength(1);
-    expect(ledgerKinds(svc, id)).not.toContain("sms_withdrawn");
+    expect(ledgerKinds(svc, id).filter((k) => k === "sms_approved")).toHaveLength(1);
+    expect(ledgerKinds(svc, id)).not.toContain("sms_not_sent");
     // Nothing twice.
     const after = await svc.post(ev.speechEnded(id));
     expect(smsActions(after.actions)).toEqual([]);

@@ -91,6 +91,8 @@ describe("an endpoint that does not answer: the service starts, says so once, an
     await post(ev.start("model-down-1"));
     const answer = (await (await post(ev.speak("model-down-1", "Wann haben Sie geöffnet?"))).json()) as { text: string };
     expect(answer.text).toMatch(/technische Störung/);
+    // The apology may leave (a holding line's deadline) before the failed request is logged.
+    await p.waitFor(/"msg":"model request failed"/);
     const failed = logLines(p).find((l) => l.msg === "model request failed")!;
     expect(failed.err).toContain(`model request to ${url} failed: Connection error: ECONNREFUSED`);
 

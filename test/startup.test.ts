@@ -60,8 +60,27 @@ describe("npm start: usage and operator errors, one line each", () => {
   it("npm start --offline without --: npm keeps the option; one line says what to type, exit 2 (issue 22, point 5)", async () => {
     const p = startProcess("npm", ["--prefix", ROOT, "start", "--offline"], { env: baseEnv({ HOST: "127.0.0.1" }), cwd: outside });
     expect((await p.exited).code).toBe(2);
-    expect(p.err()).toContain("aiflow-sms-agent: npm took --offline as its own setting; to start the demo type: npm start -- --offline");
+    expect(p.err()).toContain("aiflow-sms-agent: npm took --offline as its own setting; type: npm start -- --offline");
     expect(p.err()).not.toContain("no model endpoint");
+  }, 60_000);
+
+  it("npm run chat --offline and npm start --offline --config …: the same one line, keeping what else was typed (fresh-clone walkthrough)", async () => {
+    const chat = startProcess("npm", ["--prefix", ROOT, "run", "chat", "--offline"], { env: baseEnv({}), cwd: outside });
+    expect((await chat.exited).code).toBe(2);
+    expect(chat.err()).toContain("chat: npm took --offline as its own setting; type: npm run chat -- --offline");
+    const start = startProcess("npm", ["--prefix", ROOT, "start", "--offline", "--", "--config", "config/callback.yaml"], { env: baseEnv({ HOST: "127.0.0.1" }), cwd: outside });
+    expect((await start.exited).code).toBe(2);
+    expect(start.err()).toContain("type: npm start -- --offline --config config/callback.yaml");
+  }, 60_000);
+
+  it("a model URL without a scheme is named first, before the token a public HOST needs (fresh-clone walkthrough)", async () => {
+    const p = node({ OPENAI_BASE_URL: "localhost:11434/v1" });
+    expect((await p.exited).code).toBe(1);
+    expect(p.err()).toMatch(/OPENAI_BASE_URL: "localhost:11434\/v1" has no http:\/\/ or https:\/\/ in front/);
+    expect(p.err()).not.toMatch(/AIFLOW_API_TOKEN/);
+    const spaced = node({ OPENAI_BASE_URL: " http://127.0.0.1:11434/v1", HOST: "127.0.0.1" });
+    expect((await spaced.exited).code).toBe(1);
+    expect(spaced.err()).toMatch(/has spaces around it/);
   }, 60_000);
 
   it("without OPENAI_API_KEY or OPENAI_BASE_URL: exit 1 and one line saying what to set, also through npm", async () => {

@@ -29,13 +29,15 @@ afterEach(async () => {
 describe("a commit that throws after the gate approved a send", () => {
   it("the turn is committed as it was when the queue moves again (judged once, sent once); an instance that stops first records sms_not_sent (commit_failed) and gives the hit back", async () => {
     const inner = new MemoryCallStore<SmsSlice>();
-    let failNextSend = false;
+    // Commits carrying a send that fail from now on: as many as the worker's resend tries (src/engine/pipeline/resend.ts), so the outage outlasts them.
+    const RESEND_TRIES = 6;
+    let failSendCommits = 0;
     let thrown = 0;
-    // A store whose commit fails (Redis gone, say) once, for the turn that carries the approved send.
+    // A store whose commit fails (Redis gone, say) for the turn that carries the approved send.
     const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
       async commit(callId: string, token: string, r: CommitRequest<SmsSlice>) {
-        if (failNextSend && r.entry?.actions.some((a) => a.type === "send_sms")) {
-          failNextSend = false;
+        if (failSendCommits > 0 && r.entry?.actions.some((a) => a.type === "send_sms")) {
+          failSendCommits--;
           thrown++;
           throw new StoreUnavailableError("Redis call store: connection lost");
         }
@@ -52,9 +54,9 @@ describe("a commit that throws after the gate approved a send", () => {
     svc.fake.reset();
     // The yes, and the caller's "Ja?" over the silence (the yes's verdict while its send waits).
     svc.fake.enqueue(reply.tool("record_consent", { consented: true }), reply.tool("record_consent", { consented: true }));
-    failNextSend = true;
+    failSendCommits = RESEND_TRIES;
     const { answer } = await postPending(svc, ev.speak(id, "Ja, gerne."));
-    await until(() => thrown === 1, "the commit threw");
+    await until(() => thrown === RESEND_TRIES, "the commit threw, every try");
     svc.deadlineClock.advance(800);
     const first = await answer;
     // The turn's result was not committed: the caller hears the holding line, no SMS.
@@ -80,9 +82,9 @@ describe("a commit that throws after the gate approved a send", () => {
     svc.fake.reset();
     svc.fake.enqueue(reply.tool("start_sms_flow", { info: "address" }), reply.tool("record_consent", { consented: true }));
     await svc.post(ev.speak(id2, "Die Adresse per SMS, bitte.", false, other));
-    failNextSend = true;
+    failSendCommits = RESEND_TRIES;
     const pending = await postPending(svc, ev.speak(id2, "Ja.", false, other));
-    await until(() => thrown === 2, "the second commit threw");
+    await until(() => thrown === 2 * RESEND_TRIES, "the second commit threw, every try");
     svc.deadlineClock.advance(800);
     await pending.answer;
     await svc.pipeline.drain();

@@ -11,6 +11,10 @@ import { PersonModel } from "../llm/personModel.js";
 import { ScriptedModel } from "../llm/scriptedModel.js";
 import { parseCallerNumber } from "../phone/number.js";
 import { createService, numberHasher } from "../service.js";
+import { npmTookOffline } from "./npmOffline.js";
+
+/** The agents whose tools the offline scripted model knows how to call. */
+const SCRIPTED_AGENTS: readonly string[] = ["reception", "callback"];
 import { ManualClock } from "../engine/clock.js";
 import { TerminalLines } from "./terminalLines.js";
 import { describeDestination, reportDestination, shownUrl, type ReportDestination } from "../agents/callback/reportDestination.js";
@@ -62,6 +66,11 @@ const EXIT_USAGE = 2;
 const dim = (s: string) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s);
 
 async function main(): Promise<void> {
+  const tookOffline = npmTookOffline(process.env, process.argv.slice(2), "run chat");
+  if (tookOffline) {
+    console.error(`chat: ${tookOffline}`);
+    process.exit(2);
+  }
   let args;
   try {
     args = parseArgs({
@@ -94,8 +103,11 @@ async function main(): Promise<void> {
   const asModel = args["as-model"];
   let model: ChatModel;
   if (asModel) model = new PersonModel({ ask: (p) => lines.ask(p), show: (text) => console.log(text) });
-  else if (args.offline) model = new ScriptedModel();
-  else {
+  else if (args.offline) {
+    model = new ScriptedModel();
+    // The scripted model knows the built-in agents' tools; an agent of your own it can only greet.
+    if (!SCRIPTED_AGENTS.includes(config.agent)) console.log(`(--offline: the scripted model plays only the built-in agents (${SCRIPTED_AGENTS.join(", ")}); to try the ${config.agent} agent without an API key, play the model yourself: npm run chat -- --as-model${args.config ? ` --config ${args.config}` : ""})`);
+  } else {
     if (!process.env.OPENAI_API_KEY && !process.env.OPENAI_BASE_URL) throw new ConfigError("set OPENAI_API_KEY or OPENAI_BASE_URL, or use --offline");
     model = createModel(config, process.env);
   }

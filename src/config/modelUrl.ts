@@ -14,6 +14,7 @@ const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
 /** Why `value` cannot be a model endpoint, or undefined when it is an http(s) URL. */
 export function modelUrlProblem(value: string): string | undefined {
   const shown = JSON.stringify(redactUrl(value));
+  if (value !== value.trim()) return `${shown} has spaces around it; remove them`;
   const scheme = SCHEME.exec(value)?.[1];
   if (scheme === undefined) return `${shown} has no http:// or https:// in front (for example http://${redactUrl(value).replace(/^\/+/, "")})`;
   if (!/^https?$/i.test(scheme)) return `${shown} starts with ${scheme}://; a model endpoint starts with http:// or https://`;
