@@ -12,15 +12,15 @@ import { ScriptedModel } from "../llm/scriptedModel.js";
 import { parseCallerNumber } from "../phone/number.js";
 import { createService, numberHasher } from "../service.js";
 import { npmTookOffline } from "./npmOffline.js";
-
-/** The agents whose tools the offline scripted model knows how to call. */
-const SCRIPTED_AGENTS: readonly string[] = ["reception", "callback"];
 import { ManualClock } from "../engine/clock.js";
 import { TerminalLines } from "./terminalLines.js";
 import { describeDestination, reportDestination, shownUrl, type ReportDestination } from "../agents/callback/reportDestination.js";
 import type { AppConfig } from "../config/schema.js";
 import type { Outbox } from "../outbox/outbox.js";
 import { OutboxPoster } from "../outbox/webhookPoster.js";
+
+/** The agents whose tools the offline scripted model knows how to call. */
+const SCRIPTED_AGENTS: readonly string[] = ["reception", "callback"];
 
 /**
  * `npm run chat`: be the caller. Each line you type is a user_speak event; the agent's
