@@ -33,22 +33,34 @@ const NOW = new Date("2026-11-24T00:00:00.000Z");
 const OLD_KEY = { id: "2026-06", secret: "o".repeat(40) };
 const NEW_KEY = { id: "2026-12", secret: "n".repeat(40) };
 
-/** SHA-256 of the record's JSON with keys sorted and `erased` left out: the chain's digest, written anew. */
+const PERSONAL = ["number", "keyId", "question", "reply", "message", "detail", "salt"] as const;
+
+/**
+ * The chain's digest, written anew: SHA-256 of the record's JSON with keys sorted, its personal
+ * fields (and salt) replaced by `personal`, the SHA-256 of them alone; an anchor's is the digest it holds.
+ */
 function independentDigest(r: LedgerRecord): string {
-  if (r.erased) return r.erased.digest;
-  const sorted = (v: unknown): unknown =>
-    Array.isArray(v)
-      ? v.map(sorted)
-      : v !== null && typeof v === "object"
-        ? Object.fromEntries(
-            Object.entries(v)
-              .filter(([, x]) => x !== undefined)
-              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-              .map(([k, x]) => [k, sorted(x)]),
-          )
-        : v;
-  const { erased: _erased, ...rest } = r;
-  return createHash("sha256").update(JSON.stringify(sorted(rest))).digest("hex");
+  if (r.kind === "anchor" && r.erased?.digest) return r.erased.digest;
+  const h = (v: unknown) => createHash("sha256").update(JSON.stringify(sorted(v))).digest("hex");
+  const own: Record<string, unknown> = {};
+  for (const f of PERSONAL) if (r[f] !== undefined) own[f] = r[f];
+  const personal = r.erased ? r.erased.personal : Object.keys(own).length ? h(own) : undefined;
+  const rest: Record<string, unknown> = { ...r, erased: undefined };
+  for (const f of PERSONAL) rest[f] = undefined;
+  return h({ ...rest, ...(personal ? { personal } : {}) });
+}
+
+function sorted(v: unknown): unknown {
+  return Array.isArray(v)
+    ? v.map(sorted)
+    : v !== null && typeof v === "object"
+      ? Object.fromEntries(
+          Object.entries(v)
+            .filter(([, x]) => x !== undefined)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([k, x]) => [k, sorted(x)]),
+        )
+      : v;
 }
 
 /** Each record after the first at the next position, linked to the digest of the one before. */
@@ -614,14 +626,16 @@ describe("the chain: PostgreSQL, several instances", () => {
         expect(rows.map((r) => r.id)).toEqual(ids);
         for (const [i, { input, erase }] of inputs.entries()) {
           const got = rows[i]!;
-          const sealed = sealRecord(prepareRecord(input, hasher), got.seq, got.prev!);
-          const expected = erase ? tombstone(sealed, "erasure-1") : sealed;
+          // Prepared anew, the record gets a salt of its own: the stored one is taken over (an erased record keeps only the hash it salted).
+          const sealed = { ...sealRecord(prepareRecord(input, hasher), got.seq, got.prev!), ...(got.salt ? { salt: got.salt } : {}) };
+          const expected = erase ? { ...tombstone(sealed, "erasure-1"), erased: { ...got.erased!, by: "erasure-1" } } : sealed;
           expect(got).toEqual(expected);
           expect(digestOf(got)).toBe(digestOf(expected));
-          expect(independentDigest(got)).toBe(independentDigest(expected));
+          expect(independentDigest(got)).toBe(digestOf(got));
           if (!erase) {
             const line = lines.find((l) => l.id === input.id)!;
-            expect(line).toEqual(sealRecord(prepareRecord(input, hasher), line.seq, line.prev!));
+            expect(line).toEqual({ ...sealRecord(prepareRecord(input, hasher), line.seq, line.prev!), ...(line.salt ? { salt: line.salt } : {}) });
+            expect(independentDigest(line)).toBe(digestOf(line));
           }
         }
       }),

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { CountryCode } from "libphonenumber-js/max";
 import { redactNumber } from "../phone/redact.js";
 import type { LedgerRecord, LedgerRecordInput } from "./ledger.js";
@@ -32,10 +32,26 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
 }
 
-/** The digest of a record as written: its canonical bytes without `erased`; an erased record's kept digest. */
+/**
+ * The digest of a record, in two levels so an erasure can keep it verifiable: the personal
+ * fields (with the record's random `salt`, so their hash cannot be guessed from a number) are
+ * hashed on their own, and the digest covers every other field and that hash. A tombstone keeps
+ * the personal hash (`erased.personal`): every field it still shows stays covered by the chain.
+ * An anchor stands for a removed record and carries that record's digest (`erased.digest`).
+ */
 export function digestOf(record: LedgerRecord): string {
-  if (record.erased) return record.erased.digest;
-  return sha256(canonicalJson({ ...record, erased: undefined }));
+  if (record.kind === "anchor" && record.erased?.digest) return record.erased.digest;
+  const rest: Record<string, unknown> = { ...record, erased: undefined, salt: undefined };
+  for (const f of PERSONAL_FIELDS) rest[f] = undefined;
+  const personal = record.erased ? record.erased.personal : personalDigestOf(record);
+  return sha256(canonicalJson({ ...rest, ...(personal ? { personal } : {}) }));
+}
+
+/** The hash of a record's personal fields and salt; undefined when it has none. */
+export function personalDigestOf(record: LedgerRecord): string | undefined {
+  const fields: Record<string, unknown> = {};
+  for (const f of [...PERSONAL_FIELDS, "salt"] as const) if (record[f] !== undefined) fields[f] = record[f];
+  return Object.keys(fields).length ? sha256(canonicalJson(fields)) : undefined;
 }
 
 export function sha256(text: string): string {
@@ -91,6 +107,9 @@ export function prepareRecord(input: LedgerRecordInput, hasher: NumberHasher, re
     }
   }
 
+  // A random salt for the personal fields' hash, which an erasure keeps: without it, the hash of a
+  // number or a short reply could be found by trying.
+  if (PERSONAL_FIELDS.some((f) => rec[f] !== undefined)) rec.salt = randomBytes(16).toString("hex");
   return rec as Omit<LedgerRecord, "seq" | "prev">;
 }
 
@@ -108,9 +127,11 @@ export function sealRecord(prepared: Omit<LedgerRecord, "seq" | "prev">, seq: nu
   return { seq, ...prepared, prev };
 }
 
-/** The record with its personal fields removed and its digest kept: the chain still verifies. */
+/** The record with its personal fields (and salt) removed and their hash kept: the chain still verifies, over every field left. */
 export function tombstone(record: LedgerRecord, erasureId: string): LedgerRecord {
-  const out: LedgerRecord = { ...record, erased: { digest: digestOf(record), by: erasureId } };
+  const personal = record.erased ? record.erased.personal : personalDigestOf(record);
+  const out: LedgerRecord = { ...record, erased: { ...(personal ? { personal } : {}), by: erasureId } };
   for (const f of PERSONAL_FIELDS) delete out[f];
+  delete out.salt;
   return out;
 }

@@ -104,8 +104,13 @@ export interface LedgerRecord extends Omit<LedgerRecordInput, "id"> {
   prev?: string;
   /** The id of the key the number was hashed with (`hashed` numbers only). */
   keyId?: string;
-  /** Set by an erasure: personal fields removed, the digest of the record as it was kept. */
-  erased?: { digest: string; by: string };
+  /** Random, per record with personal fields: salts the hash an erasure keeps of them. */
+  salt?: string;
+  /**
+   * Set by an erasure: personal fields removed, their hash kept (`personal`); on an anchor (a
+   * purge), the digest of the removed record it stands for (`digest`).
+   */
+  erased?: { personal?: string; digest?: string; by: string };
 }
 
 /** Who changed the do-not-text list: the caller in a call (opt_out_sms), or an operator (`npm run ledger -- optout`). */

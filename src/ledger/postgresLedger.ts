@@ -32,7 +32,8 @@ interface Row {
   key_id: string | null;
   ref: string | null;
   reason: string | null;
-  erased: { digest: string; by: string } | null;
+  erased: { digest?: string; personal?: string; by: string } | null;
+  salt: string | null;
   maintenance: MaintenanceFacts | null;
   kind: string;
   call_id: string;
@@ -135,7 +136,7 @@ export class PostgresLedger implements ConsentLedger {
         detail text
       )`);
       // Columns of the chained records; a table from before the chain gets them (its rows stay legacy).
-      for (const col of ["pos bigint", "id text", "prev text", "key_id text", "ref text", "reason text", "erased jsonb", "maintenance jsonb"]) {
+      for (const col of ["pos bigint", "id text", "prev text", "key_id text", "ref text", "reason text", "erased jsonb", "maintenance jsonb", "salt text"]) {
         await client.query(`ALTER TABLE ${this.ident} ADD COLUMN IF NOT EXISTS ${col}`);
       }
       await client.query(`CREATE INDEX IF NOT EXISTS "${this.table}_at_idx" ON ${this.ident} (at)`);
@@ -255,8 +256,8 @@ export class PostgresLedger implements ConsentLedger {
   /** Writes a sealed record (inside `inChain`); `legacy`: placed among the legacy rows, at `seq`. */
   async insert(client: pg.PoolClient, r: LedgerRecord, legacy = false): Promise<void> {
     await client.query(
-      `INSERT INTO ${this.ident} (${legacy ? "seq" : "pos"}, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+      `INSERT INTO ${this.ident} (${legacy ? "seq" : "pos"}, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance, salt)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
       [
         r.seq,
         r.id ?? null,
@@ -278,6 +279,7 @@ export class PostgresLedger implements ConsentLedger {
         r.reason ?? null,
         r.erased ? JSON.stringify(r.erased) : null,
         r.maintenance ? JSON.stringify(r.maintenance) : null,
+        r.salt ?? null,
       ],
     );
   }
@@ -410,7 +412,7 @@ export class PostgresLedger implements ConsentLedger {
         for (const t of plan.tombstones) {
           const where = t.id !== undefined ? "id = $1" : "pos IS NULL AND seq = $1";
           await client.query(
-            `UPDATE ${this.ident} SET number = NULL, key_id = NULL, question = NULL, reply = NULL, message = NULL, detail = NULL, erased = $2 WHERE ${where}`,
+            `UPDATE ${this.ident} SET number = NULL, key_id = NULL, question = NULL, reply = NULL, message = NULL, detail = NULL, salt = NULL, erased = $2 WHERE ${where}`,
             [t.id ?? t.seq, JSON.stringify(t.erased)],
           );
         }
@@ -455,6 +457,7 @@ export function toRecord(r: Row): LedgerRecord {
   if (r.key_id !== null) rec.keyId = r.key_id;
   if (r.erased !== null) rec.erased = r.erased;
   if (r.maintenance !== null) rec.maintenance = r.maintenance;
+  if (r.salt !== null && r.salt !== undefined) rec.salt = r.salt;
   return rec;
 }
 

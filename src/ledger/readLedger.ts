@@ -32,7 +32,15 @@ const recordSchema = z
     reason: optionalText,
     prev: z.string().regex(/^[0-9a-f]{64}$/, "prev is not a SHA-256 digest").optional(),
     keyId: optionalText,
-    erased: z.object({ digest: z.string().regex(/^[0-9a-f]{64}$/, "erased.digest is not a SHA-256 digest"), by: z.string() }).passthrough().optional(),
+    salt: optionalText,
+    erased: z
+      .object({
+        digest: z.string().regex(/^[0-9a-f]{64}$/, "erased.digest is not a SHA-256 digest").optional(),
+        personal: z.string().regex(/^[0-9a-f]{64}$/, "erased.personal is not a SHA-256 digest").optional(),
+        by: z.string(),
+      })
+      .passthrough()
+      .optional(),
     maintenance: z
       .object({ through: z.number().int().optional(), digest: optionalText, count: z.number().int().optional(), before: optionalText, ids: z.array(z.string()).optional() })
       .passthrough()

@@ -129,6 +129,7 @@ export class ChainVerifier {
     }
     if (r.number?.startsWith(LEGACY_PREFIX)) this.legacy.sha256Numbers++;
     if (r.erased && r.kind !== "anchor") {
+      if (!r.erased.personal) this.bad(r, "a tombstone without the hash of the personal fields it removed: the fields it shows are not covered by the chain");
       this.erasedCount++;
       this.erasedBy.set(r.id ?? `#${r.seq}`, { seq: r.seq, ...(r.id ? { id: r.id } : {}), callId: r.callId, problem: r.erased.by });
     }
@@ -144,7 +145,7 @@ export class ChainVerifier {
   private checkLink(r: LedgerRecord, prev: LedgerRecord | undefined): void {
     if (r.kind === "anchor") {
       if (prev) return this.bad(r, "an anchor (left by a purge) that is not the first record: records before it were put back or it was inserted");
-      if (!r.erased) return this.bad(r, "an anchor without the digest of the last purged record");
+      if (!r.erased?.digest) return this.bad(r, "an anchor without the digest of the last purged record");
       // Legacy records may still follow (a purge that cut into them); the next chained record links to the anchor or to them.
       this.anchor = { seq: r.seq, digest: r.erased.digest };
       this.anchorAt = Date.parse(r.at);
