@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { open, readFile, stat, unlink } from "node:fs/promises";
+import { readlinkSync } from "node:fs";
+import { open, readFile, stat, unlink, utimes } from "node:fs/promises";
+import { hostname } from "node:os";
 
 /**
  * A lock file beside the ledger (`<ledger>.lock`) that every writer of the file takes: the
@@ -34,10 +36,19 @@ export function lockPathOf(ledgerPath: string): string {
 }
 
 export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
-  const token = await acquire(lockPath, opts.waitMs ?? 10_000, opts.staleMs ?? 60_000);
+  const staleMs = opts.staleMs ?? 60_000;
+  const token = await acquire(lockPath, opts.waitMs ?? 10_000, staleMs);
+  // A long rewrite keeps its lock fresh: another process judging by the lock's age never takes it from a live holder.
+  const heartbeat = setInterval(() => {
+    void readFile(lockPath, "utf8")
+      .then((held) => (held === token ? utimes(lockPath, new Date(), new Date()) : undefined))
+      .catch(() => undefined);
+  }, Math.max(10, Math.floor(staleMs / 3)));
+  heartbeat.unref();
   try {
     return await work();
   } finally {
+    clearInterval(heartbeat);
     // Only our own lock: one taken over as stale (we hung past staleMs) belongs to its new holder.
     if ((await readFile(lockPath, "utf8").catch(() => "")) === token) await unlink(lockPath).catch(() => undefined);
   }
@@ -62,7 +73,7 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
 
 /** Takes the lock; resolves with the token it holds (`<pid> <random>`). */
 async function acquire(lockPath: string, waitMs: number, staleMs: number): Promise<string> {
-  const token = `${process.pid} ${randomBytes(8).toString("hex")}`;
+  const token = `${process.pid} ${randomBytes(8).toString("hex")} ${PLACE}`;
   const deadline = Date.now() + waitMs;
   let pause = 1;
   for (;;) {
@@ -107,9 +118,30 @@ function pidOf(content: string): number {
   return Number(content.split(" ")[0]);
 }
 
+/**
+ * Where a pid means something: this host and this pid namespace. A CLI run in another container
+ * beside the service (`docker compose run … ledger purge`) holds the lock under a pid the service
+ * cannot see; that pid proves nothing there, and only the lock's age can say it is stale.
+ */
+const PLACE = `${hostname()}/${pidNamespace()}`;
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return "-";
+  }
+}
+
+/** The place a lock's holder named (absent in a lock written without one). */
+function placeOf(content: string): string | undefined {
+  return content.split(" ")[2];
+}
+
 async function isStale(lockPath: string, content: string, staleMs: number): Promise<boolean> {
   const pid = pidOf(content);
-  if (Number.isInteger(pid) && pid > 0) {
+  const place = placeOf(content);
+  if (Number.isInteger(pid) && pid > 0 && (place === undefined || place === PLACE)) {
     if (pid !== process.pid) {
       try {
         process.kill(pid, 0);
