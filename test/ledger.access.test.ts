@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { FileLedger } from "../src/ledger/fileLedger.js";
@@ -9,32 +8,20 @@ import type { ConsentLedger, LedgerRecordInput } from "../src/ledger/ledger.js";
 import { NumberHasher } from "../src/ledger/numberHash.js";
 import { PostgresLedger } from "../src/ledger/postgresLedger.js";
 import { TEST_DATABASE_URL, dropTable, uniqueTable } from "./support/postgres.js";
+import { ledgerCli } from "./support/ledgerCli.js";
 
 /**
  * Issue 18 point 5: one person's records, readable (`export --number`), one call's evidence as a
  * page (`show`), and every file the CLI writes 0600 (point 4). On the file ledger and PostgreSQL.
  */
 
-const TSX = resolve("node_modules", ".bin", "tsx");
 const SECRET = "k1:" + "s".repeat(40);
 const ALICE = "4915112345678";
 const BOB = "4915798765432";
 // How the agent reads Alice's number back (spokenDigitGroups with homeCountry DE).
 const ALICE_SPOKEN = "0 1 5 1 1, 2 3 4, 5 6, 7 8";
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = { ...process.env };
-  for (const k of ["DATABASE_URL", "LEDGER_TABLE", "CONFIG", "LEDGER_HASH_KEY", "LEDGER_HASH_KEYS_OLD"]) delete base[k];
-  return new Promise((done, reject) => {
-    const child = spawn(TSX, ["src/cli/ledger.ts", ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => done({ code, stdout, stderr }));
-  });
-}
+const cli = ledgerCli;
 
 /** Alice's call (asked, yes, approved, handed over), Bob's call (asked, no without a number), and a call where Alice asks for an SMS to Bob. */
 function evidence(): LedgerRecordInput[] {

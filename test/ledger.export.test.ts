@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,32 +10,12 @@ import { purgeFile } from "../src/ledger/fileMaintenance.js";
 import { readLedgerFile } from "../src/ledger/readLedger.js";
 import { verifyRecords } from "../src/ledger/verify.js";
 import { TEST_DATABASE_URL, dropTable, requirePostgres, uniqueTable } from "./support/postgres.js";
+import { ledgerCli } from "./support/ledgerCli.js";
 
-const TSX = "node_modules/.bin/tsx";
 const DAY = 86_400_000;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** `npm run ledger -- …` without npm: the CLI as a real process, with a clean environment. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  delete base.DATABASE_URL;
-  delete base.LEDGER_TABLE;
-  delete base.CONFIG;
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, ["src/cli/ledger.ts", ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = ledgerCli;
 
 /** A YAML copy of config/agent.yaml whose ledger lives in `dir`. */
 function configIn(dir: string, ledger: Record<string, unknown> = {}): { configPath: string; ledgerPath: string } {

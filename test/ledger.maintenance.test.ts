@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml, parse as parseYaml } from "yaml";
 import { FileLedger } from "../src/ledger/fileLedger.js";
@@ -12,6 +11,7 @@ import { PostgresLedger } from "../src/ledger/postgresLedger.js";
 import { parseLedgerText, readLedgerFile } from "../src/ledger/readLedger.js";
 import { verifyRecords } from "../src/ledger/verify.js";
 import { TEST_DATABASE_URL, dropTable, sql, uniqueTable } from "./support/postgres.js";
+import { ledgerCli } from "./support/ledgerCli.js";
 
 /**
  * Verify, purge and erase (issue 18 points 3 and 4) on the real file ledger and real PostgreSQL:
@@ -19,35 +19,13 @@ import { TEST_DATABASE_URL, dropTable, sql, uniqueTable } from "./support/postgr
  * leaves an anchor so the rest still verifies, an erasure that keeps each record's digest.
  */
 
-const TSX = resolve("node_modules", ".bin", "tsx");
 const KEY = "test-1:0123456789abcdef0123456789abcdef0123";
 const ALICE = "4915112345678";
 const BOB = "4915798765432";
 
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** `npm run ledger -- …` as a real process with a clean environment. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  delete base.DATABASE_URL;
-  delete base.LEDGER_TABLE;
-  delete base.CONFIG;
-  delete base.LEDGER_HASH_KEY;
-  return new Promise((done, reject) => {
-    const child = spawn(TSX, ["src/cli/ledger.ts", ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => done({ code, stdout, stderr }));
-  });
-}
+const cli = ledgerCli;
 
 function configIn(dir: string, ledger: Record<string, unknown> = {}): { configPath: string; ledgerPath: string } {
   const raw = parseYaml(readFileSync("config/agent.yaml", "utf8")) as Record<string, unknown>;
