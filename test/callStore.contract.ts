@@ -343,6 +343,11 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       expect(again).toMatchObject({ kind: "actions", actions: [say(c, "a1")] });
       expect((await store.progress(c)).ready.http).toBe(0);
 
+      // Noted once: sent again, the note is not added twice (the next event gets it once).
+      const sendEntry = { seq: 1, actions: [{ type: "send_sms" as const, session_id: c, phone_number: "+4915112345678", message: "m" }] };
+      await twice("markNotSent", (rid) => store.markNotSent(c, [sendEntry], rid));
+      expect((await store.nextEvent(c, "A")).notSent).toEqual([sendEntry]);
+
       // A new request id is a new request, even with the same arguments.
       expect(await store.arrive(c, arriving, `${c}-request-new`)).toEqual({ kind: "queued", seq: 3 });
       // Every request that carries a request id is covered here.
@@ -373,6 +378,37 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       expect(await store.progress(c)).toEqual({ processed: 3, queued: 4, ready: { http: 1, ws: 0 }, ended: false });
       // No holding line counted either: the next answer's is the first.
       expect(await store.collect(c, http(4, { collecting: false }))).toEqual({ kind: "hold", count: 1 });
+      await close?.();
+    });
+
+    it("markNotSent: every later event gets the committed sends noted as never sent until a commit that writes a state names them; none for a call without state or that ended (issue 17)", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const send = (seq: number, n: string) => ({ seq, actions: [say(c, `gesendet ${n}`), { type: "send_sms" as const, session_id: c, phone_number: `+49151123456${n}`, message: "m" }] });
+      // No state yet: nothing to make true, nothing noted.
+      await store.markNotSent(c, [send(1, "01")]);
+      for (let i = 1; i <= 4; i++) await store.arrive(c, { key: `k${i}`, event: speak(c, `w${i}`), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      expect((await store.nextEvent(c, "A")).notSent).toBeUndefined();
+      expect(await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry: { seq: 1, via: "http", actions: send(1, "01").actions }, droppable: true })).toBe("committed");
+      await store.markNotSent(c, [send(1, "01")]);
+      await store.markNotSent(c, [send(1, "01"), send(2, "02")]);
+      const second = await store.nextEvent(c, "A");
+      expect(second.event).toMatchObject({ seq: 2 });
+      expect(second.notSent).toEqual([send(1, "01"), send(2, "02")]);
+      // A commit that leaves the state unchanged does not clear the note: its state never knew.
+      expect(await store.commit(c, "A", { seq: 2, state: undefined, ttlSeconds: 60, droppable: true, notSentSeen: [1, 2] })).toBe("committed");
+      expect((await store.nextEvent(c, "A")).notSent).toEqual([send(1, "01"), send(2, "02")]);
+      // A commit with a state clears what it names, and only that.
+      expect(await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, droppable: true, notSentSeen: [1] })).toBe("committed");
+      expect((await store.nextEvent(c, "A")).notSent).toEqual([send(2, "02")]);
+      // The call ends: the note goes with its state, and an ended call takes no new one.
+      expect(await store.commit(c, "A", { seq: 4, state: null, ttlSeconds: 60, droppable: false })).toBe("committed");
+      await store.markNotSent(c, [send(3, "03")]);
+      await store.arrive(c, { key: "k5", event: speak(c, "w5"), via: "http", holdingFollowUp: false });
+      const after = await store.nextEvent(c, "A");
+      expect(after.event).toMatchObject({ seq: 5 });
+      expect(after.notSent).toBeUndefined();
       await close?.();
     });
 

@@ -226,11 +226,17 @@ export interface OutcomeEntry {
  *   (committed, dropped or skipped by a later attempt): whatever that attempt produced that the
  *   event's final result does not carry never left. `entries`: what the attempt produced, when this
  *   instance ran it; absent when its instance stopped (the flow looks up what it left, its ledger).
+ * - `not_sent_noted`: actions the call's committed state still counts were reported `not_sent`
+ *   ("not_written") outside any turn, where no state could be changed (an answer lost after its
+ *   commit). The next turn gets them with its state, to make the state true (the SMS it says was
+ *   handed over was not); their record and limits were settled with the `not_sent`. May come again
+ *   for the same entries: only what the state still counts changes.
  */
 export type ActionOutcome =
   | { status: "handed_over"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] }
   | { status: "not_sent"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[]; reason: NotSentReason; rerun?: boolean }
-  | { status: "rerun_done"; callId: string; seq: number; reason: RerunReason; entries?: OutcomeEntry[] };
+  | { status: "rerun_done"; callId: string; seq: number; reason: RerunReason; entries?: OutcomeEntry[] }
+  | { status: "not_sent_noted"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] };
 
 /**
  * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host

@@ -127,6 +127,11 @@ export interface CommitRequest<S extends object = object> {
    * are removed with the commit, never delivered (the caller's event kept them from leaving).
    */
   withdraw?: number[];
+  /**
+   * Seqs of `NextEvent.notSent` entries this turn's state was made true for (it no longer counts
+   * their sends): the store forgets them with the commit. Only with a state written.
+   */
+  notSentSeen?: number[];
 }
 
 export interface NextEvent {
@@ -134,7 +139,12 @@ export interface NextEvent {
   droppedThrough: number;
   held: boolean;
   pendingSends?: OutboxEntry[];
+  /** Committed entries that never reached sipgate, noted after their commit (`markNotSent`): the turn makes its state true for them. */
+  notSent?: NotedEntry[];
 }
+
+/** A committed entry noted as never sent (see CallStore.markNotSent): the event that produced it, and its actions. */
+export type NotedEntry = Pick<OutboxEntry, "seq" | "actions">;
 
 export type CommitResult = "committed" | "dropped" | "lease_lost";
 
@@ -185,6 +195,7 @@ export const RESEND_SAFETY = {
   commit: "request_id",
   collect: "request_id",
   putBack: "request_id",
+  markNotSent: "request_id",
   acquireLease: "safe_twice",
   renewLease: "safe_twice",
   releaseLease: "safe_twice",
@@ -230,6 +241,14 @@ export interface CallStore<S extends object = object> {
    * could not stop it. The caller records what comes back as not delivered.
    */
   putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number, requestId?: RequestId): Promise<OutboxEntry[]>;
+  /**
+   * Committed entries whose actions never reached sipgate, found out outside any turn (their answer
+   * could not be written, and they could not go back): the call's state as committed still counts
+   * them (an SMS "sent"). Every later `nextEvent` returns them (`notSent`) until a commit that wrote
+   * a state names them in `notSentSeen`. Nothing for a call that ended or has no state. An entry
+   * already noted (its seq) is not noted twice.
+   */
+  markNotSent(callId: string, entries: NotedEntry[], requestId?: RequestId): Promise<void>;
   /** The call's state as last committed (read-only; tests, health). */
   get(callId: string): Promise<CallState<S> | undefined>;
   /** Number of live calls (for health and metrics). */

@@ -13,6 +13,7 @@ import {
   type CommitRequest,
   type CommitResult,
   type NextEvent,
+  type NotedEntry,
   type OutboxEntry,
   type Progress,
   type QueuedEvent,
@@ -46,6 +47,8 @@ interface Call {
   heard: number;
   /** `heard` when the latest barge-in arrived (see QueuedEvent.barged). */
   barged: number;
+  /** Committed entries noted as never sent (see CallStore.markNotSent), until a commit says its state knows. */
+  notSent?: NotedEntry[];
 }
 
 /** A call's answers to requests that carried a request id: what a resent one gets again (see RequestId). */
@@ -162,7 +165,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
       head.attempts++;
       const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
-      return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends };
+      const notSent = c.notSent?.length ? { notSent: jsonCopy(c.notSent) } : {};
+      return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends, ...notSent };
     });
   }
 
@@ -186,6 +190,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
         c.state = undefined;
         c.ended = true;
         c.outbox = [];
+        c.notSent = undefined;
         // A new conversation under the same id counts its lines from 0 again.
         c.heard = 0;
         c.barged = 0;
@@ -197,6 +202,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
         c.expiresAt = this.now() + r.ttlSeconds * 1000;
         // A conversation again (a new session_start after the end): later events belong to it.
         c.ended = undefined;
+        if (r.notSentSeen?.length) c.notSent = c.notSent?.filter((e) => !r.notSentSeen!.includes(e.seq));
       }
       if (r.withdraw?.length) c.outbox = c.outbox.filter((e) => !r.withdraw!.includes(e.seq));
       if (r.entry && r.entry.actions.length) c.outbox.push(jsonCopy(r.entry));
@@ -256,6 +262,15 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);
       c.barged = Math.max(c.barged, c.heard);
       return refused;
+    });
+  }
+
+  async markNotSent(callId: string, entries: NotedEntry[], requestId?: RequestId): Promise<void> {
+    return this.once(callId, requestId, (): void => {
+      const c = this.calls.get(callId);
+      if (!c?.state || c.ended || c.expiresAt <= this.now()) return;
+      const noted = (c.notSent ??= []);
+      for (const e of entries) if (!noted.some((n) => n.seq === e.seq)) noted.push(jsonCopy({ seq: e.seq, actions: e.actions }));
     });
   }
 

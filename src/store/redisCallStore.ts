@@ -17,6 +17,7 @@ import {
   type CommitRequest,
   type CommitResult,
   type NextEvent,
+  type NotedEntry,
   type OutboxEntry,
   type Progress,
   type QueuedEvent,
@@ -37,7 +38,9 @@ export interface RedisCallStoreOptions {
 /**
  * Layout version of the keys and of what they hold. A release that changes either uses a new
  * version (v3, ...) and never reads keys of another version: calls running during a rolling
- * upgrade stay with the instances of their own release, and old keys expire by their TTLs.
+ * upgrade stay with the instances of their own release, and old keys expire by their TTLs. A new
+ * key that an older release of the same version may ignore without misreading the call (`unsent`)
+ * needs no new version.
  */
 const LAYOUT = "v3";
 
@@ -45,7 +48,7 @@ const LAYOUT = "v3";
  * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
  * call's keys live in one Redis Cluster slot and a script may touch all of them.
  */
-const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "heard", "replies"] as const;
+const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "heard", "replies", "unsent"] as const;
 
 /*
  * Values, written so that Lua never has to re-encode JSON (cjson turns [] into {} and rounds
@@ -63,6 +66,8 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *                      "#" -> n (counts runs); PX = REPLY_TTL_MS from the last run, trimmed to the
  *                      last REPLY_KEEP runs (see `once`); emptied when the call ends (they hold its
  *                      events and actions), but for the ending commit's own reply
+ *   unsent     list    "<seq>:<JSON actions>" committed and never sent, noted after their commit
+ *                      (markNotSent), until a commit with a state names their seqs; TTL of the state
  * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
@@ -70,7 +75,7 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
 
 /** Shared by every script: KEYS as in KEY_NAMES. */
 const LUA_HELPERS = `
-local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE, K_HEARD, K_REPLIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_STATE, K_QUEUE, K_SEQ, K_PROCESSED, K_OUTBOX, K_HOLD, K_LEASE, K_HEARD, K_REPLIES, K_UNSENT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 -- Make key expire no sooner than ms from now (a missing key stays missing).
 local function extend(key, ms)
   local t = redis.call('pttl', key)
@@ -150,7 +155,7 @@ return 0
 
 /**
  * ARGV: token. Returns {held 1/0, droppedThrough, head element with its attempts counted (if any),
- * outbox elements of earlier events that hold a send...}.
+ * n, then n outbox elements of earlier events that hold a send, then the elements noted unsent...}.
  */
 const NEXT = `
 local dt = droppedThrough()
@@ -160,11 +165,13 @@ if not head then return {1, dt} end
 local seq, attempts, rest = string.match(head, '^(%d+):(%d+):(.*)$')
 local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. rest
 redis.call('lset', K_QUEUE, 0, el)
-local reply = {1, dt, el}
+local reply = {1, dt, el, 0}
 for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
   local s, send = string.match(e, '^(%d+):%a+:%d*:(%a):')
   if send == 's' and tonumber(s) < tonumber(seq) then reply[#reply + 1] = e end
 end
+reply[4] = #reply - 4
+for _, e in ipairs(redis.call('lrange', K_UNSENT, 0, -1)) do reply[#reply + 1] = e end
 return reply
 `;
 
@@ -181,7 +188,8 @@ return 1
 /**
  * ARGV: token, seq, droppable ("1"/"0"), state mode ("1" write, "0" call ended, "2" unchanged), state JSON, ttl ms, outbox
  * element ("" for none), idle ms, spokenThrough heard at once ("" for none: nothing silent to hear),
- * seqs of outbox entries withdrawn (comma-separated, "" for none). Returns {"lease_lost"} | {"bad_head", head seq or ""} |
+ * seqs of outbox entries withdrawn (comma-separated, "" for none), seqs of unsent elements the state
+ * now knows of (comma-separated, "" for none). Returns {"lease_lost"} | {"bad_head", head seq or ""} |
  * {"dropped"} | {"committed", 1 with state / 0 ended}.
  */
 const COMMIT = `
@@ -202,7 +210,7 @@ if ARGV[4] == '0' then
   -- A new conversation under the same id counts its lines from 0 again (heard and barged marks go).
   -- The replies kept for resent requests go too: they hold the call's events and actions (numbers,
   -- the caller's words), and the call is over. This run's own reply is kept (\`once\` writes it after).
-  redis.call('del', K_STATE, K_OUTBOX, K_HEARD, K_REPLIES)
+  redis.call('del', K_STATE, K_OUTBOX, K_HEARD, K_REPLIES, K_UNSENT)
   -- The holding record goes, except how far answers gave up (later queued turns stay dropped).
   redis.call('hdel', K_HOLD, 'outstanding', 'count', 'barged')
   -- A tombstone: a late or redelivered event of an ended call starts no new conversation.
@@ -215,6 +223,13 @@ if ARGV[4] == '1' then
   redis.call('set', K_STATE, ARGV[5], 'PX', ttl)
   -- A conversation again (a new session_start after the end): later events belong to it.
   redis.call('hdel', K_HOLD, 'ended')
+  if ARGV[11] ~= '' then
+    local seen = {}
+    for s in string.gmatch(ARGV[11], '%d+') do seen[tonumber(s)] = true end
+    for _, e in ipairs(redis.call('lrange', K_UNSENT, 0, -1)) do
+      if seen[tonumber(string.match(e, '^(%d+):'))] then redis.call('lrem', K_UNSENT, 1, e) end
+    end
+  end
 end
 if ARGV[10] ~= '' then
   local gone = {}
@@ -329,6 +344,27 @@ if heard > tonumber(redis.call('hget', K_HOLD, 'barged') or '0') then redis.call
 return refused
 `;
 
+/**
+ * ARGV: the entries noted as never sent ("<seq>:<JSON actions>"). Nothing for a call that ended or
+ * has no state; an entry already noted (its seq) is not noted twice. The list lives as long as the state.
+ */
+const MARK_NOT_SENT = `
+if redis.call('hget', K_HOLD, 'ended') == '1' then return 0 end
+local ttl = redis.call('pttl', K_STATE)
+if ttl < 0 then return 0 end
+local present = {}
+for _, e in ipairs(redis.call('lrange', K_UNSENT, 0, -1)) do present[string.match(e, '^(%d+):')] = true end
+for i = 1, #ARGV - 1 do
+  local s = string.match(ARGV[i], '^(%d+):')
+  if not present[s] then
+    redis.call('rpush', K_UNSENT, ARGV[i])
+    present[s] = true
+  end
+end
+extend(K_UNSENT, ttl)
+return 0
+`;
+
 class Script {
   readonly lua: string;
   readonly sha: string;
@@ -358,6 +394,7 @@ const SCRIPTS = {
   progress: new Script(PROGRESS),
   collect: new Script(COLLECT, true),
   putBack: new Script(PUT_BACK, true),
+  markNotSent: new Script(MARK_NOT_SENT, true),
 };
 
 /** The store answered with something no script of this version returns. */
@@ -443,10 +480,12 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    const [held, droppedThrough, el, ...sends] = (await this.run(SCRIPTS.next, callId, [token], requestId)) as [number, number, string?, ...string[]];
+    const [held, droppedThrough, el, pending, ...elements] = (await this.run(SCRIPTS.next, callId, [token], requestId)) as [number, number, string?, number?, ...string[]];
     if (held !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
     if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
-    return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox) };
+    const sends = elements.slice(0, Number(pending));
+    const unsent = elements.slice(Number(pending));
+    return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox), ...(unsent.length ? { notSent: unsent.map(parseNoted) } : {}) };
   }
 
   async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
@@ -459,7 +498,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     const entry = delivers ? outboxElement(c.entry!) : "";
     const heardNow = !delivers && c.state !== null && c.entry?.spokenThrough !== undefined ? String(c.entry.spokenThrough) : "";
     const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
-    const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs, heardNow, (c.withdraw ?? []).join(",")];
+    const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs, heardNow, (c.withdraw ?? []).join(","), (c.notSentSeen ?? []).join(",")];
     const expiresAt = Date.now() + ttlMs;
     const [result, detail] = (await this.run(SCRIPTS.commit, callId, args, requestId)) as [string, string | number | undefined];
     switch (result) {
@@ -511,6 +550,11 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     return refused.map(parseOutbox);
   }
 
+  async markNotSent(callId: string, entries: NotedEntry[], requestId?: RequestId): Promise<void> {
+    if (!entries.length) return;
+    await this.run(SCRIPTS.markNotSent, callId, entries.map((e) => `${e.seq}:${JSON.stringify(e.actions)}`), requestId);
+  }
+
   async get(callId: string): Promise<CallState<S> | undefined> {
     const json = await this.guard(() => this.redis.get(this.key(callId, "state")));
     return json ? (JSON.parse(json) as CallState<S>) : undefined;
@@ -548,4 +592,10 @@ function parseOutbox(el: string): OutboxEntry {
   const m = /^(\d+):(http|ws):(\d*):[sn]:/.exec(el);
   if (!m) throw new CorruptReplyError(`outbox element ${el.slice(0, 40)}`);
   return { seq: Number(m[1]), via: m[2] as Transport, actions: JSON.parse(el.slice(m[0].length)) as AiFlowAction[], ...(m[3] ? { spokenThrough: Number(m[3]) } : {}) };
+}
+
+function parseNoted(el: string): NotedEntry {
+  const m = /^(\d+):/.exec(el);
+  if (!m) throw new CorruptReplyError(`unsent element ${el.slice(0, 40)}`);
+  return { seq: Number(m[1]), actions: JSON.parse(el.slice(m[0].length)) as AiFlowAction[] };
 }

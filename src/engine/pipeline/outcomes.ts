@@ -1,7 +1,10 @@
+import { randomUUID } from "node:crypto";
 import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { CallState } from "../../core/callState.js";
+import { holdsSend } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
 import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
+import { RETRY_MS, untilAnswered } from "./resend.js";
 import { MAX_WATCH_MS, type PipelineDeps } from "./types.js";
 
 /**
@@ -29,7 +32,51 @@ export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
     if (!kept.length) return;
     const actions = kept.flatMap((e) => e.actions);
     this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length, ...(rerun ? { rerun } : {}) }, "actions not sent");
+    // Not written after their commit: the state still counts their sends. The store notes them
+    // first, so that no turn after this record was written still says "sent".
+    if (reason === "not_written") await this.noteForNextTurn(callId, kept);
     await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
+  }
+
+  /**
+   * Committed sends that never left, noted in the store for the call's next turn (see
+   * `CallStore.markNotSent`). While the store does not answer, asked again in the background
+   * (bounded like every watch); a store that never answers leaves the state saying "sent" (logged).
+   */
+  private async noteForNextTurn(callId: string, entries: OutcomeEntry[]): Promise<void> {
+    const sends = entries.filter((e) => holdsSend(e.actions));
+    if (!sends.length) return;
+    const mark = (rid: string) => this.deps.store.markNotSent(callId, sends, rid);
+    const requestId = randomUUID();
+    try {
+      await untilAnswered(this.timers, mark, requestId);
+    } catch {
+      this.background(
+        (async () => {
+          const started = this.timers.now();
+          while (!this.closing() && this.timers.now() - started < MAX_WATCH_MS) {
+            await this.timers.sleep(RETRY_MS * 10);
+            try {
+              return await mark(requestId);
+            } catch {
+              // The store is down: ask again later.
+            }
+          }
+          this.deps.log.error({ sessionId: callId }, "sends not written could not be noted for the next turn: the call's state still counts them");
+        })(),
+      );
+    }
+  }
+
+  /**
+   * The turn about to run gets the committed sends noted as never sent (`NextEvent.notSent`): the
+   * flow makes `state` true for them. Returns their seqs, for the commit to clear.
+   */
+  async applyNoted(callId: string, noted: readonly OutcomeEntry[], state: CallState<F["state"]>): Promise<number[]> {
+    if (!noted.length) return [];
+    this.deps.log.info({ sessionId: callId, entries: noted.length }, "sends not written after their commit: the call's state stops counting them");
+    await this.deps.engine.outcome({ status: "not_sent_noted", callId, actions: noted.flatMap((e) => e.actions), entries: noted.map((e) => ({ seq: e.seq, actions: e.actions })) }, state);
+    return noted.map((e) => e.seq);
   }
 
   /** Actions written into an answer or a frame, by the event that produced them: handed to sipgate. */

@@ -3,7 +3,7 @@ import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
-import { StoreUnavailableError, type Arrival, type CommitResult, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
+import { StoreUnavailableError, type Arrival, type CommitResult, type NotedEntry, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
 import type { FlowTypes, OutcomeEntry } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
@@ -175,7 +175,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         if (!next.held || !next.event) break;
         let outcome: CommitResult;
         try {
-          outcome = await this.runQueued(callId, token, next.event, next.pendingSends ?? []);
+          outcome = await this.runQueued(callId, token, next.event, next.pendingSends ?? [], next.notSent ?? []);
         } catch (e) {
           // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
           if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
@@ -196,7 +196,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     }
   }
 
-  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[]): Promise<CommitResult> {
+  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[], noted: NotedEntry[]): Promise<CommitResult> {
     const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
     const ttlSeconds = options.limits.sessionTtlSeconds;
@@ -213,6 +213,9 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       if (!(await ranAfterAll(this.deps.store, callId, token, unsaved, this.deps.options.limits.sessionTtlSeconds))) await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     const current = await store.get(callId);
+    // Sends noted as never sent after their commit (an answer lost): the state stops counting them
+    // before the turn runs on it; a commit that writes this state clears the note.
+    const notSentSeen = current ? await this.outcomes.applyNoted(callId, noted, current) : [];
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
       if (!CONVERSATIONAL.has(q.event.type)) {
@@ -223,7 +226,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
       const outcome = await engine.runUnevaluated(current, q.event, { pendingSends, attempt: q.attempts, seq: q.seq });
       if (local) local.record = outcome.record;
-      return this.commitOutcome(callId, token, q, outcome, local, false);
+      return this.commitOutcome(callId, token, q, outcome, local, false, notSentSeen);
     }
     if (!current && CONVERSATIONAL.has(q.event.type) && (await store.progress(callId)).ended) {
       // A late or redelivered caller event of a call that ended starts no new conversation
@@ -256,11 +259,11 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     // heard before their words, so nothing of it counts as the last line they answered.
     if (local?.signal?.aborted && outcome.next.kind === "save") outcome.next.state.spoken++;
     if (local) local.record = outcome.record;
-    return this.commitOutcome(callId, token, q, outcome, local, droppable);
+    return this.commitOutcome(callId, token, q, outcome, local, droppable, notSentSeen);
   }
 
   /** Commit a turn's outcome (fenced), and record what never left. */
-  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean): Promise<CommitResult> {
+  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean, notSentSeen: number[] = []): Promise<CommitResult> {
     const { store, options } = this.deps;
     const { record, next } = outcome;
     // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again,
@@ -280,6 +283,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         // A "no" is never dropped: the caller heard the apology, and the decline still holds.
         droppable: droppable && !record.withdrawal,
         ...(outcome.withdrawn?.length ? { withdraw: outcome.withdrawn } : {}),
+        ...(notSentSeen.length && next.kind === "save" ? { notSentSeen } : {}),
       };
       result = await untilAnswered(this.timers, (rid) => store.commit(callId, token, request, rid), requestId);
     } catch (e) {

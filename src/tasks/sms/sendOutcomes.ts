@@ -4,7 +4,7 @@ import { approvalPrefix, approvedSends } from "./evidenceIds.js";
 import { answeredApprovals, recordHandedOver, recordNotSent } from "./sendRecords.js";
 import type { SmsCallState } from "./state.js";
 import type { SmsServices } from "./types.js";
-import { forgetWithdrawnSends, releaseLimits } from "./withdrawnSends.js";
+import { forgetNotedSends, forgetWithdrawnSends, releaseLimits } from "./withdrawnSends.js";
 
 /** The transport's reasons as the ledger names them (SmsNotSentReason). */
 const LEDGER_REASON: Record<NotSentReason | RerunReason, SmsNotSentReason> = {
@@ -32,13 +32,16 @@ const DETAIL: Record<NotSentReason | RerunReason, string> = {
  *   known inside a turn (the call ended), the state stops saying it was sent;
  * - not sent by an attempt whose event runs again: only the hits go back; the evidence waits for
  *   the event's last attempt (it may approve the same send again, under the same id);
- * - that event done: see settleRerun.
+ * - that event done: see settleRerun;
+ * - noted not sent after its commit (an answer lost): its record and hits were settled when that was
+ *   found out; the state, which still counts the send, stops saying it was sent (see forgetNotedSends).
  */
 export async function recordSendOutcome(outcome: ActionOutcome, services: SmsServices, state: SmsCallState | undefined, now: number): Promise<void> {
   const { ledger } = services;
   const at = new Date(now).toISOString();
   if (outcome.status === "rerun_done") return settleRerun(outcome, services, state, at);
   const sends = approvedSends(outcome.callId, outcome.entries);
+  if (outcome.status === "not_sent_noted") return state && forgetNotedSends(state, sends);
   if (outcome.status === "handed_over") return recordHandedOver(ledger, outcome.callId, sends, at);
   if (outcome.rerun) return releaseLimits(services, outcome.callId, outcome.actions);
   if (state) forgetWithdrawnSends(state, sends);

@@ -23,6 +23,19 @@ export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedS
 }
 
 /**
+ * Sends the ledger already records as not sent, noted after the state that counts them was
+ * committed (their answer was lost): the state forgets those it still counts, and only those. The
+ * same note may come again (a turn that applied it was not committed): a send already forgotten, or
+ * a later send's result to the same number, is left alone.
+ */
+export function forgetNotedSends(state: SmsCallState, sends: readonly NamedSend[]): void {
+  forgetWithdrawnSends(
+    state,
+    sends.filter(({ approval, send }) => state.sms.sent.some((s) => s.approval === approval || (!s.approval && !s.failed && s.number === send.phone_number && s.message === send.message))),
+  );
+}
+
+/**
  * Sends that never left give their rate-limit hits back (the gate counted each under its
  * `smsHolder`): a caller is never refused "too many SMS" for SMS they never got. Each release is
  * tried; the first failure is thrown after.

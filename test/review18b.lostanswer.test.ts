@@ -1,28 +1,40 @@
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
-import { MemoryCallStore } from "../../src/store/memoryCallStore.js";
-import type { OutboxEntry } from "../../src/store/callStore.js";
-import type { SmsSlice } from "../../src/tasks/sms/state.js";
-import { reply } from "../support/fakeOpenAI.js";
-import { ev } from "../support/events.js";
-import { startTestService, testConfig, type TestService } from "../support/harness.js";
-import { atConsentQuestion, postAndHangUp, until } from "../support/deadline.js";
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { MemoryCallStore } from "../src/store/memoryCallStore.js";
+import { RedisCallStore } from "../src/store/redisCallStore.js";
+import type { CallStore, OutboxEntry } from "../src/store/callStore.js";
+import type { SmsSlice } from "../src/tasks/sms/state.js";
+import { reply } from "./support/fakeOpenAI.js";
+import { ev } from "./support/events.js";
+import { startTestService, testConfig, type TestService } from "./support/harness.js";
+import { atConsentQuestion, postAndHangUp, until } from "./support/deadline.js";
+import { connectRedis, uniquePrefix } from "./support/redis.js";
 
 /**
- * NOT YET A TEST: the reproducer of the one open gap of issue 17 (point 4), kept here so it is not
- * lost. It fails today; vitest does not pick it up (test/**\/*.test.ts). Once the store hands the
- * next turn the approvals recorded as not sent (the fix proposed in the issue's note), move it to
- * test/review18b.lostanswer.test.ts and it runs with the rest.
- *
  * Review 18b, issue 17 point 4: an HTTP answer whose write failed and whose send could not go back
- * (the caller spoke since) is recorded sms_not_sent (connection_failed), but the call's state still
- * says it was sent: the task's result stays handed_over (the callback report says so), the send
- * still counts against the per-call limit, and the model is told "sent to …".
+ * (the caller spoke since) is recorded sms_not_sent (connection_failed), and the call's state stops
+ * saying it was sent: the store notes the send for the next turn (CallStore.markNotSent), which
+ * forgets it before it runs. The task's result no longer says handed_over (the callback report),
+ * the send no longer counts against the per-call limit, and the model is not told "sent to …".
  */
 
 const OPEN = { max: 1000, windowSeconds: 60 };
 
-describe("review18b: a lost answer's send, not put back", () => {
+let redis: Redis;
+beforeAll(async () => {
+  redis = await connectRedis();
+});
+afterAll(() => {
+  redis?.disconnect();
+});
+
+const STORES: Array<[string, () => CallStore<SmsSlice>]> = [
+  ["memory store", () => new MemoryCallStore<SmsSlice>()],
+  ["Redis store", () => new RedisCallStore<SmsSlice>(redis, { prefix: uniquePrefix() })],
+];
+
+describe.each(STORES)("review18b: a lost answer's send, not put back (%s)", (_name, makeStore) => {
   let svc: TestService | undefined;
   afterEach(async () => {
     await svc?.close();
@@ -30,10 +42,10 @@ describe("review18b: a lost answer's send, not put back", () => {
   });
 
   it("the state stops saying it was sent once the ledger says sms_not_sent", async () => {
-    const inner = new MemoryCallStore<SmsSlice>();
+    const inner = makeStore();
     let putBackArrived: () => void = () => undefined;
     let putBackGate: Promise<void> | undefined;
-    const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
+    const store = Object.assign(Object.create(inner) as CallStore<SmsSlice>, {
       async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number) {
         putBackArrived();
         if (putBackGate) await putBackGate;
