@@ -99,18 +99,41 @@ export class LostCollects {
   /**
    * Entries that never reached sipgate go back to the outbox; what the store refuses to take back
    * (the call ended, or an event was processed since that never saw a send) is recorded as not
-   * sent. A failure to put them back (the store does not answer) records them all as not sent.
+   * sent. While the store does not answer, whether they went back is unknown (a try may have run
+   * with its reply lost: then they are in the outbox and may still leave): the same request id is
+   * asked again in the background until the store answers; only if it never does are they all
+   * recorded as not sent.
    */
   async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<void> {
     this.log.warn({ sessionId: callId, entries: entries.length }, "actions taken for an answer that never left: they go back to the outbox");
+    const ask = (rid: RequestId) => this.store.putBack(callId, entries, processedAtCollect, rid);
+    const requestId = randomUUID();
     let lost: OutboxEntry[];
     try {
-      lost = await untilAnswered(this.timers, (rid) => this.store.putBack(callId, entries, processedAtCollect, rid));
+      lost = await untilAnswered(this.timers, ask, requestId);
     } catch (e) {
-      this.log.error({ sessionId: callId, err: (e as Error).message }, "putting actions back failed: recorded as not delivered");
-      lost = entries;
+      this.log.error({ sessionId: callId, err: (e as Error).message }, "putting actions back got no answer: asked again in the background");
+      this.worker.background(this.settlePutBack(callId, entries, ask, requestId));
+      return;
     }
     await this.worker.outcomes.notSent(callId, lost, "not_written", "answer_lost");
+  }
+
+  /** A putBack without an answer: its request id asked again (while the store keeps the reply) until the store says what it refused. */
+  private async settlePutBack(callId: string, entries: OutboxEntry[], ask: (rid: RequestId) => Promise<OutboxEntry[]>, requestId: RequestId): Promise<void> {
+    const until = this.timers.now() + REPLY_TTL_MS / 2;
+    while (this.timers.now() < until) {
+      await this.timers.sleep(RETRY_MS);
+      let lost: OutboxEntry[];
+      try {
+        lost = await ask(requestId);
+      } catch {
+        continue; // still down: ask again
+      }
+      return this.worker.outcomes.notSent(callId, lost, "not_written", "answer_lost");
+    }
+    this.log.error({ sessionId: callId }, "putting actions back never got an answer: recorded as not delivered");
+    await this.worker.outcomes.notSent(callId, entries, "not_written", "answer_lost");
   }
 
   /** Ask the lost collect's request id again until the store answers (while it still keeps the reply). */
