@@ -261,7 +261,7 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await close?.();
     });
 
-    it("putBack: a lost answer's entries return in order; a send is refused when an event was processed since; an ended call takes nothing back (issue 17)", async () => {
+    it("putBack: a lost answer's entries return in order; a send is refused when an event was processed since; an ended or ending call takes nothing back (issue 17)", async () => {
       const { store, id, close } = await make();
       const c = id();
       const sms = { type: "send_sms", session_id: c, phone_number: "4915112345678", message: "Hallo" } as AiFlowAction;
@@ -287,9 +287,12 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await store.commit(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, droppable: true });
       const refused = await store.putBack(c, again.entries, again.processed);
       expect(refused).toMatchObject([{ seq: 1, actions: [sms, say(c, "gesendet")] }]);
-      // The call ended: nothing goes back, everything is returned as not delivered.
+      // The call ends: from the moment its session_end is queued (its turn may have taken the outbox
+      // already, and its commit deletes it) nothing goes back, everything is returned as not delivered.
       await store.arrive(c, { key: "k4", event: { type: "session_end", session: session(c) } as AiFlowEvent, via: "http", holdingFollowUp: false });
       await store.nextEvent(c, "A");
+      expect(await store.putBack(c, [{ seq: 3, via: "http", actions: [say(c, "vor dem Ende")] }], 4)).toMatchObject([{ seq: 3 }]);
+      expect((await store.progress(c)).ready.http).toBe(0);
       await store.commit(c, "A", { seq: 4, state: null, ttlSeconds: 60, droppable: false });
       expect(await store.putBack(c, [{ seq: 3, via: "http", actions: [say(c, "spät")] }], 4)).toMatchObject([{ seq: 3 }]);
       expect((await store.progress(c)).ready.http).toBe(0);

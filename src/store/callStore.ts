@@ -236,7 +236,7 @@ export interface CallStore<S extends object = object> {
    * back to the front of the outbox, to leave with the call's next answer (or be withdrawn at its
    * end), and whatever had been delivered may not have been heard (the barged mark moves up to
    * the heard mark: a question asked before is asked again before a yes counts). Not put back, and
-   * returned: everything when the call ended, and an entry holding a send when an event was
+   * returned: everything when the call ended or its session_end is queued, and an entry holding a send when an event was
    * processed since the collect (`processedAtCollect`): that event never saw the send, so its "no"
    * could not stop it. The caller records what comes back as not delivered.
    */

@@ -256,7 +256,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number, requestId?: RequestId): Promise<OutboxEntry[]> {
     return this.once(callId, requestId, (): OutboxEntry[] => {
       const c = this.calls.get(callId);
-      if (!c || c.ended) return entries;
+      // The call ends: its session_end turn may have taken the outbox already, and its commit deletes it.
+      if (!c || c.ended || c.queue.some((q) => q.event.type === "session_end")) return entries;
       const refused = entries.filter((e) => holdsSend(e.actions) && c.processed > processedAtCollect);
       const back = entries.filter((e) => !refused.includes(e) && !c.outbox.some((o) => o.seq === e.seq && o.via === e.via));
       c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);

@@ -322,12 +322,18 @@ return {'give_up', last}
 /**
  * ARGV: processed at the collect, then the outbox elements to put back (in seq order). An element
  * already in the outbox is not added twice. Returns the elements not put back: all of them for an
- * ended call, an element holding a send when an event was processed since the collect. The barged
+ * ended call or one whose session_end is queued (its turn may have taken the outbox already, and its
+ * commit deletes it), an element holding a send when an event was processed since the collect. The barged
  * mark moves up to the heard mark.
  */
 const PUT_BACK = `
 local refused = {}
-if redis.call('hget', K_HOLD, 'ended') == '1' then
+local ending = false
+for _, q in ipairs(redis.call('lrange', K_QUEUE, 0, -1)) do
+  -- Only non-verdict events can be the end; the body is read, never written back (see Values).
+  if string.match(q, '^%d+:%d+:o:') and cjson.decode(string.match(q, '^%d+:%d+:%a:%d+:%d+:(.*)$')).event.type == 'session_end' then ending = true end
+end
+if ending or redis.call('hget', K_HOLD, 'ended') == '1' then
   for i = 2, #ARGV - 1 do refused[#refused + 1] = ARGV[i] end
   return refused
 end
