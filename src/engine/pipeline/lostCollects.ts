@@ -36,7 +36,7 @@ export const STORE_ROUND_TRIP_MS = 50;
 export class LostCollects {
   constructor(
     private readonly store: CallStore,
-    private readonly worker: { outcomes: Pick<ActionOutcomes<FlowTypes>, "notSent">; background: (work: Promise<void>) => void; arrivals: Pick<Arrivals, "waiting"> },
+    private readonly worker: { outcomes: Pick<ActionOutcomes<FlowTypes>, "notSent" | "settling">; background: (work: Promise<void>) => void; arrivals: Pick<Arrivals, "waiting"> },
     private readonly timers: Clock,
     /** The answer deadlines' clock. */
     private readonly clock: Clock,
@@ -104,7 +104,11 @@ export class LostCollects {
    * asked again in the background until the store answers; only if it never does are they all
    * recorded as not sent.
    */
-  async putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<void> {
+  putBack(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<void> {
+    return this.worker.outcomes.settling(callId, this.putBackNow(callId, entries, processedAtCollect));
+  }
+
+  private async putBackNow(callId: string, entries: OutboxEntry[], processedAtCollect: number): Promise<void> {
     this.log.warn({ sessionId: callId, entries: entries.length }, "actions taken for an answer that never left: they go back to the outbox");
     const ask = (rid: RequestId) => this.store.putBack(callId, entries, processedAtCollect, rid);
     const requestId = randomUUID();
@@ -113,7 +117,7 @@ export class LostCollects {
       lost = await untilAnswered(this.timers, ask, requestId);
     } catch (e) {
       this.log.error({ sessionId: callId, err: (e as Error).message }, "putting actions back got no answer: asked again in the background");
-      this.worker.background(this.settlePutBack(callId, entries, ask, requestId));
+      this.worker.background(this.worker.outcomes.settling(callId, this.settlePutBack(callId, entries, ask, requestId)));
       return;
     }
     await this.worker.outcomes.notSent(callId, lost, "not_written", "answer_lost");

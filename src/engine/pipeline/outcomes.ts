@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { CallState } from "../../core/callState.js";
-import { holdsSend } from "../../store/callStore.js";
+import { holdsSend, type NotedEntry } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
 import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
+import { LostHere } from "./lostHere.js";
 import { RETRY_MS, untilAnswered } from "./resend.js";
 import { MAX_WATCH_MS, type PipelineDeps } from "./types.js";
 
@@ -14,6 +15,8 @@ import { MAX_WATCH_MS, type PipelineDeps } from "./types.js";
  * it (the SMS task's sms_handed_over / sms_not_sent) name the approval they answer.
  */
 export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
+  private readonly lostHere: LostHere;
+
   constructor(
     private readonly deps: PipelineDeps<F>,
     private readonly timers: Clock,
@@ -21,7 +24,20 @@ export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
     private readonly closing: () => boolean,
     /** Work that outlives the call that started it (drain waits for it). */
     private readonly background: (work: Promise<void>) => void,
-  ) {}
+  ) {
+    this.lostHere = new LostHere(timers);
+  }
+
+  /** A lost answer's settlement under way (see LostHere): the call's end waits a moment for it. */
+  settling<T>(callId: string, work: Promise<T>): Promise<T> {
+    return this.lostHere.track(callId, work);
+  }
+
+  /** The committed sends a turn makes its state true for: the store's note and what this instance knows (see LostHere). */
+  async notesFor(callId: string, ending: boolean, noted: readonly NotedEntry[]): Promise<OutcomeEntry[]> {
+    const here = await this.lostHere.forTurn(callId, ending);
+    return [...noted, ...here.filter((h) => !noted.some((n) => n.seq === h.seq))];
+  }
 
   /**
    * Actions that never reached sipgate, by the event that produced them (an SMS approved but never
@@ -34,7 +50,10 @@ export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
     this.deps.log.warn({ sessionId: callId, event, reason, actions: actions.length, ...(rerun ? { rerun } : {}) }, "actions not sent");
     // Not written after their commit: the state still counts their sends. The store notes them
     // first, so that no turn after this record was written still says "sent".
-    if (reason === "not_written") await this.noteForNextTurn(callId, kept);
+    if (reason === "not_written") {
+      this.lostHere.add(callId, kept.filter((e) => holdsSend(e.actions)));
+      await this.noteForNextTurn(callId, kept);
+    }
     await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
   }
 

@@ -215,7 +215,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     const current = await store.get(callId);
     // Sends noted as never sent after their commit (an answer lost): the state stops counting them
     // before the turn runs on it; a commit that writes this state clears the note.
-    const notSentSeen = current ? await this.outcomes.applyNoted(callId, noted, current) : [];
+    const notSentSeen = current ? await this.outcomes.applyNoted(callId, await this.outcomes.notesFor(callId, q.event.type === "session_end", noted), current) : [];
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
       if (!CONVERSATIONAL.has(q.event.type)) {
