@@ -5,6 +5,7 @@ import { StoreUnavailableError } from "../src/store/callStore.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { spoken, startTestService, testConfig } from "./support/harness.js";
+import { until } from "./support/deadline.js";
 
 /** A store whose lease renewal fails now and then, as a Redis blip would. */
 class FlakyRenewStore extends MemoryCallStore<SmsSlice> {
@@ -30,7 +31,10 @@ it("one failed lease renewal (a blip) aborts the turn without committing it: the
     store.failNext = 1;
     const answer = svc.post(ev.speak(id, "Wann haben Sie geöffnet?"));
     await gate.arrived;
-    await new Promise((r) => setTimeout(r, 250)); // one renewal tick (100 ms) fails
+    // One renewal tick (100 ms) fails while the model request hangs: waited for, not timed (a slow
+    // machine's timers run late). The aborted attempt may still take a scripted reply: the rerun has its own.
+    await until(() => store.failNext === 0, "the renewal failed", { tries: 500, everyMs: 10 });
+    svc.fake.enqueue(reply.text("Die Antwort."));
     gate.release();
     const a = await answer;
     const st = (await svc.store.get(id))!;
