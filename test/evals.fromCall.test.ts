@@ -73,7 +73,7 @@ describe("from a reviewed call to a scenario in the offline suite", () => {
     expect(scenario!.caller.number).not.toBe(scenario!.expect.sms.recipient);
     expect(scenario!.caller.number.slice(-3)).toBe(LANDLINE.slice(-3));
     expect(scenario!.expect.sms.recipient.slice(-3)).toBe("567");
-  });
+  }, 180_000);
 
   it("is the scenario committed under evals/scenarios/", () => {
     const yaml = readFileSync(written, "utf8");
@@ -89,7 +89,7 @@ describe("from a reviewed call to a scenario in the offline suite", () => {
     const trial = report.trials.find((t) => t.scenario === `from-call-${CALL_ID}`)!;
     expect(trial.passed).toBe(true);
     expect(trial.transcript.flatMap((t) => t.llmRequests.map((q) => q.model))).toEqual(["replay", "replay", "replay"]);
-  });
+  }, 180_000);
 
   it("fails loudly when the call went another way than its replay", () => {
     const changed = readFileSync(written, "utf8").replace("step: confirm_consent", "step: main");
@@ -98,7 +98,7 @@ describe("from a reviewed call to a scenario in the offline suite", () => {
     const r = run(["--offline", "--scenarios", dir, "--out", join(dir, "report")]);
     expect(r.status).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/model request 3 is for step confirm_consent, the call's was for step main/);
-  });
+  }, 180_000);
 
   it("names what is missing: no transcripts, no token, an unknown call", async () => {
     expect((await runBeside(["--from-call", CALL_ID, "--service", service], {})).stderr).toMatch(/--service needs ADMIN_TOKEN/);
@@ -111,5 +111,5 @@ describe("from a reviewed call to a scenario in the offline suite", () => {
       { kind: "arrival" as const, at: 2, via: "http" as const, event: "user_speak" },
     ];
     expect(() => scenarioFromCall("quiet", quiet, { language: "de-DE", agent: "reception" })).toThrow(/recorded without transcripts: set review.transcripts: true/);
-  });
+  }, 180_000);
 });

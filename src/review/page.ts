@@ -28,7 +28,7 @@ export function loginPage(csrf: string, problem?: string): string {
   return layout(
     "Call review: log in",
     `${problem ? `<p class="refused" id="problem">${esc(problem)}</p>` : ""}<form method="post" action="/calls/login" id="login">
-<input type="hidden" name="csrf" value="${esc(csrf)}"><label>Admin token <input type="password" name="token" id="token" autocomplete="current-password" required></label> <button type="submit" id="submit">Log in</button></form>`,
+<input type="hidden" name="csrf" value="${esc(csrf)}"><label>Admin token <input type="password" name="token" id="token" autocomplete="current-password" required></label> <button type="submit" id="log-in">Log in</button></form>`,
   );
 }
 
@@ -111,13 +111,13 @@ function entryRow(e: ReviewEntry, start: number): string {
           (m) =>
             `<div class="model">model ${esc(m.model)} (step ${esc(m.step)}): ${m.ms} ms, ${m.promptTokens}+${m.completionTokens} tokens${m.error ? ` <span class="refused">error: ${esc(m.error)}</span>` : ""}${m.answer ? `<div class="muted">answered: ${esc(m.answer.text || "")} ${m.answer.toolCalls.map((c) => `${esc(c.name)}(${esc(c.arguments)})`).join(" ")}</div>` : ""}</div>`,
         ),
-        ...e.tools.map((c) => `<div class="tool">🛠 ${esc(c.name)}${c.args !== undefined ? `(${esc(JSON.stringify(c.args))})` : ""}${c.ok ? "" : ` <span class="refused">failed</span>`}${c.result !== undefined ? ` <span class="muted">→ ${esc(c.result)}</span>` : ""}</div>`),
-        ...e.refusals.map((r) => `<div class="refused guard">⛔ ${esc(r.subject)}: ${esc(r.reason)}${r.detail ? ` (${esc(r.detail)})` : ""}</div>`),
+        ...e.tools.map((c) => `<div class="tool">tool ${esc(c.name)}${c.args !== undefined ? `(${esc(JSON.stringify(c.args))})` : ""}${c.ok ? "" : ` <span class="refused">failed</span>`}${c.result !== undefined ? ` <span class="muted">→ ${esc(c.result)}</span>` : ""}</div>`),
+        ...e.refusals.map((r) => `<div class="refused guard">refused: ${esc(r.subject)}: ${esc(r.reason)}${r.detail ? ` (${esc(r.detail)})` : ""}</div>`),
       ];
       return `<tr class="entry turn">${t}<td>turn</td><td>${parts.join("")}</td></tr>`;
     }
     case "ledger":
-      return `<tr class="entry ledger">${t}<td>ledger</td><td>📒 ${esc(e.record)}${e.to ? ` ${esc(e.to)}` : ""}${e.outcome ? `, ${esc(e.outcome)}` : ""}${e.reason ? `, ${esc(e.reason)}` : ""} <span class="muted">${esc(e.id)}</span></td></tr>`;
+      return `<tr class="entry ledger">${t}<td>ledger</td><td>${esc(e.record)}${e.to ? ` ${esc(e.to)}` : ""}${e.outcome ? `, ${esc(e.outcome)}` : ""}${e.reason ? `, ${esc(e.reason)}` : ""} <span class="muted">${esc(e.id)}</span></td></tr>`;
   }
 }
 
