@@ -229,3 +229,38 @@ describe("review stores", () => {
     }
   });
 });
+
+describe("calls over the WebSocket", () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService({ config: testConfig({ review: { transcripts: true } }), review: { adminToken: ADMIN_TOKEN } });
+    await svc.app.listen({ port: 0, host: "127.0.0.1" });
+  });
+  afterAll(async () => svc.close());
+
+  it("records arrivals and the pushed frames as the caller heard them", async () => {
+    const { WebSocket } = await import("ws");
+    const port = (svc.app.server.address() as { port: number }).port;
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false });
+    const frames: Array<{ type: string; text?: string }> = [];
+    ws.on("message", (d) => frames.push(JSON.parse(d.toString()) as { type: string; text?: string }));
+    await new Promise((r) => ws.once("open", r));
+    const waitFrames = async (n: number) => {
+      for (let i = 0; i < 400 && frames.length < n; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(frames.length).toBeGreaterThanOrEqual(n);
+    };
+    ws.send(JSON.stringify(ev.start("ws-review-1")));
+    await waitFrames(1);
+    svc.fake.enqueue(reply.text("Wir haben montags bis freitags von 8 bis 12 Uhr geöffnet."));
+    ws.send(JSON.stringify(ev.speak("ws-review-1", "Wann haben Sie geöffnet?")));
+    await waitFrames(2);
+    ws.close();
+    await svc.review.flush();
+    const r = await svc.app.inject({ url: "/calls/ws-review-1.json", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const { entries } = r.json() as { entries: ReviewEntry[] };
+    expect(entries.filter((e) => e.kind === "arrival").map((e) => (e.kind === "arrival" ? `${e.via}:${e.event}` : ""))).toEqual(["ws:session_start", "ws:user_speak"]);
+    // What was pushed, in order, is what the timeline says the caller heard.
+    const heard = entries.flatMap((e) => (e.kind === "answer" && e.answer === "pushed" ? e.actions.map((a) => a.text) : []));
+    expect(heard).toEqual(frames.filter((f) => f.type === "speak").map((f) => f.text));
+  });
+});
