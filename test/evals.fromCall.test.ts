@@ -10,6 +10,8 @@ import { ev } from "./support/events.js";
 import { startTestService, testConfig, type TestService } from "./support/harness.js";
 import { loadScenarios } from "../evals/harness/scenario.js";
 import { PREFILLED_MARK, scenarioFromCall } from "../evals/harness/fromCall.js";
+import { MemoryReviewStore, RedisReviewStore, type ReviewStore } from "../src/review/reviewStore.js";
+import { REDIS_URL, connectRedis, uniquePrefix } from "./support/redis.js";
 
 const TSX = join("node_modules", ".bin", "tsx");
 const ADMIN_TOKEN = "admin-review-secret-0003";
@@ -21,13 +23,14 @@ const LANDLINE = "493012345678";
 const MOBILE_SAID = "0170 1234567";
 
 describe("from a reviewed call to a scenario in the offline suite", () => {
-  let svc: TestService;
+  let svc: TestService & { reviewStoreEntries: ReviewStore["get"] };
   let service: string;
   const out = mkdtempSync(join(tmpdir(), "from-call-"));
   const written = join(out, "from-call.yaml");
 
   beforeAll(async () => {
-    svc = await startTestService({ config: testConfig({ review: { transcripts: true } }), review: { adminToken: ADMIN_TOKEN } });
+    const store = new MemoryReviewStore(3600_000, 100);
+    svc = Object.assign(await startTestService({ config: testConfig({ review: { transcripts: true } }), review: { adminToken: ADMIN_TOKEN, reviewStore: store } }), { reviewStoreEntries: (id: string) => store.get(id) });
     // The call: a landline caller asks for the address by SMS, gives a mobile number, says yes.
     const s = { from: LANDLINE };
     await svc.post(ev.start(CALL_ID, s));
@@ -73,6 +76,22 @@ describe("from a reviewed call to a scenario in the offline suite", () => {
     expect(scenario!.caller.number).not.toBe(scenario!.expect.sms.recipient);
     expect(scenario!.caller.number.slice(-3)).toBe(LANDLINE.slice(-3));
     expect(scenario!.expect.sms.recipient.slice(-3)).toBe("567");
+  }, 180_000);
+
+  it("writes the same scenario from the shared Redis (REDIS_URL, REDIS_PREFIX)", async () => {
+    const redis = await connectRedis();
+    try {
+      const prefix = uniquePrefix();
+      // The call's timeline as a service with REDIS_URL keeps it.
+      await new RedisReviewStore(redis, 3600_000, prefix).append(CALL_ID, (await svc.reviewStoreEntries(CALL_ID))!);
+      const fromRedis = join(out, "from-redis.yaml");
+      const r = run(["--from-call", CALL_ID, "--scenario-out", fromRedis], { REDIS_URL, REDIS_PREFIX: prefix });
+      expect(r.status, r.stderr).toBe(0);
+      expect(readFileSync(fromRedis, "utf8")).toBe(readFileSync(written, "utf8"));
+      expect(run(["--from-call", "nope"], { REDIS_URL, REDIS_PREFIX: prefix }).stderr).toMatch(/no call nope in the review at REDIS_URL/);
+    } finally {
+      await redis.quit();
+    }
   }, 180_000);
 
   it("is the scenario committed under evals/scenarios/", () => {
