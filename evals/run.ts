@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { npmTookOffline } from "../src/cli/npmOffline.js";
 import { parseArgs } from "node:util";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../src/config/load.js";
@@ -7,6 +8,9 @@ import type { ChatModel } from "../src/llm/chatModel.js";
 import { createModel } from "../src/llm/createModel.js";
 import { NoCassetteError, ReplayModel, RecordingModel, personaCallerCassette } from "./harness/cassette.js";
 import { EndpointWatch } from "./harness/endpointWatch.js";
+import { CallReplayModel } from "./harness/callReplay.js";
+import { readCallTimeline } from "./harness/callSource.js";
+import { FromCallError, PREFILLED_MARK, scenarioFromCall } from "./harness/fromCall.js";
 import { summarizeModel, summarizeScenarios } from "./harness/metrics.js";
 import { ScriptedPersonaModel } from "./harness/personaCaller.js";
 import { consoleReport, writeReports, type RunReport } from "./harness/report.js";
@@ -35,7 +39,11 @@ const USAGE = `usage: npm run eval -- [options]
   --scenarios dir      scenario folder (default evals/scenarios)
   --out dir            where report.json, junit.xml and report.html go (default .eval-out)
   --config path        base config (default CONFIG or config/agent.yaml); its agent picks the scenarios
-                       (config/callback.yaml: the callback agent's)`;
+                       (config/callback.yaml: the callback agent's)
+  --from-call id       write a scenario from a reviewed call (review.transcripts: true) and stop; the call is read
+                       from --service URL (with ADMIN_TOKEN) or from REDIS_URL
+  --service url        the running service whose call review --from-call reads (e.g. https://agent.example.com)
+  --scenario-out file  where --from-call writes (default <scenarios>/from-call-<id>.yaml)`;
 
 interface ModelEntry {
   name: string;
@@ -80,6 +88,9 @@ async function main(): Promise<number> {
         scenarios: { type: "string", default: "evals/scenarios" },
         out: { type: "string", default: ".eval-out" },
         config: { type: "string" },
+        "from-call": { type: "string" },
+        service: { type: "string" },
+        "scenario-out": { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -97,6 +108,7 @@ async function main(): Promise<number> {
 
   const basePath = args.config ?? configPathFrom([], process.env);
   const base = applyEnv(loadConfigFile(basePath), process.env);
+  if (args["from-call"]) return writeFromCall(args["from-call"], args, base);
   // ledger.numbers: hashed without LEDGER_HASH_KEY: one line now, not an error in every trial.
   numberHasher(base, process.env);
   const configs = new Map<Language, AppConfig>([[base.language, base]]);
@@ -169,7 +181,10 @@ async function main(): Promise<number> {
         const langConfig = configFor(scenario.language);
         const config = { ...langConfig, llm: { ...langConfig.llm, model: entry.model, strictTools: entry.strictTools ?? langConfig.llm.strictTools } };
         for (let trial = 1; trial <= trials; trial++) {
-          const r = await runTrial(scenario, { config, model, modelName: column, trial, promptsDir, harnessErrors, callerModel });
+          // A reviewed call's scenario answers offline from its own recorded model answers.
+          const callReplay = scenario.replay && (args.offline || args.replay) ? new CallReplayModel(scenario.id, scenario.replay) : undefined;
+          const trialErrors = callReplay ? () => [...(harnessErrors?.() ?? []), ...callReplay.misses] : harnessErrors;
+          const r = await runTrial(scenario, { config, model: callReplay ?? model, modelName: column, trial, promptsDir, harnessErrors: trialErrors, callerModel });
           results.push(r);
           progress.tick(r, scenario.expectFailure);
         }
@@ -211,6 +226,17 @@ async function main(): Promise<number> {
   console.log(consoleReport(report));
   console.log(`reports: ${files.json}, ${files.junit}, ${files.html}`);
   return report.ok ? 0 : 1;
+}
+
+/** `--from-call`: the reviewed call as a scenario file; the suite runs it from then on. */
+async function writeFromCall(callId: string, args: { service?: string; "scenario-out"?: string; scenarios?: string }, base: AppConfig): Promise<number> {
+  const entries = await readCallTimeline(callId, { service: args.service, env: process.env });
+  const { id, yaml } = scenarioFromCall(callId, entries, { language: base.language, agent: base.agent });
+  const file = args["scenario-out"] ?? join(args.scenarios!, `${id}.yaml`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, yaml);
+  console.log(`scenario ${id} written to ${file}: review the expectations marked "${PREFILLED_MARK.slice(2)}", then npm run eval -- --offline --filter ${id}`);
+  return 0;
 }
 
 function modelEntries(args: { offline?: boolean; models?: string; matrix?: boolean; replay?: string }, base: AppConfig): ModelEntry[] {
@@ -269,7 +295,7 @@ class Progress {
 main().then(
   (code) => process.exit(code),
   (e) => {
-    if (e instanceof ScenarioError || e instanceof ConfigError) {
+    if (e instanceof ScenarioError || e instanceof ConfigError || e instanceof FromCallError) {
       console.error(`eval: ${e.message}`);
       process.exit(2);
     }

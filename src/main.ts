@@ -20,6 +20,7 @@ import { createService, numberHasher } from "./service.js";
 import { MemoryCallStore } from "./store/memoryCallStore.js";
 import { MemoryRateLimiter, RedisRateLimiter } from "./store/rateLimiter.js";
 import { RedisCallStore } from "./store/redisCallStore.js";
+import { RedisReviewStore } from "./review/reviewStore.js";
 import { RedisOutbox } from "./outbox/redisOutbox.js";
 import { describeDestination, reportDestination } from "./agents/callback/reportDestination.js";
 
@@ -48,6 +49,7 @@ Environment (wins over the config file):
                                    required on a non-loopback HOST unless server.allowNoToken: true
   LOG_LEVEL                        overrides logLevel: fatal, error, warn, info, debug, trace, silent
   CONFIG                           config file path (--config wins)
+  ADMIN_TOKEN                      the call review at /calls (login form, or Authorization: Bearer); off without it
   REDIS_URL, REDIS_PREFIX          call state, locks, SMS limits and the callback outbox in Redis, shared by instances
   CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
                                    callback.endpoint.secretEnv names)
@@ -131,6 +133,10 @@ async function main(): Promise<void> {
     if (problem) throw new ConfigError(`OPENAI_BASE_URL: ${problem}`);
   }
   const apiToken = env.AIFLOW_API_TOKEN || undefined;
+  // The call review's own secret: the AI Flow token (which sipgate holds too) must never open it.
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken && apiToken && adminToken === apiToken) throw new ConfigError("ADMIN_TOKEN: must differ from AIFLOW_API_TOKEN (sipgate holds that one; it never opens the call review)");
+  if (adminToken && adminToken.length < 16) throw new ConfigError("ADMIN_TOKEN: at least 16 characters (openssl rand -base64 24)");
   const exposed = exposureProblem({ host: config.server.host, hasToken: Boolean(apiToken), allowNoToken: config.server.allowNoToken });
   if (exposed) throw new ConfigError(exposed);
   // ledger.numbers: hashed without a valid LEDGER_HASH_KEY stops start-up here, before anything connects.
@@ -141,7 +147,10 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.
   // A model URL without http(s) stops start-up here, naming OPENAI_BASE_URL.
-  const model: ChatModel = demo ? new ScriptedModel() : createModel(config, env, { onFallback: (from, to) => metrics.observeModelFallback(from, to) });
+  const resilient = demo ? undefined : createModel(config, env, { onFallback: (from, to) => metrics.observeModelFallback(from, to) });
+  const model: ChatModel = resilient ?? new ScriptedModel();
+  // For the alert on an open circuit breaker (deploy/prometheus/alerts.yml).
+  if (resilient) metrics.setOpenCircuitsProvider(() => resilient.openCircuits().length);
   // Is the model endpoint there? Checked while the stores connect; start-up waits for it a few
   // seconds at most, and says so when it is not (callers would hear "technische Störung").
   const modelMonitor: EndpointMonitor | undefined = demo ? undefined : createEndpointMonitor(config, env);
@@ -192,6 +201,9 @@ async function main(): Promise<void> {
     outbox: redis && config.agent === "callback" ? new RedisOutbox(redis, { prefix: env.REDIS_PREFIX || "aiflow:" }) : undefined,
     callbackSecret: reports?.kind === "post" ? reports.secret : undefined,
     callbackReports: reports?.kind === "shown" ? "log" : "post",
+    adminToken,
+    // Call timelines in Redis too, so any instance's page shows every call.
+    reviewStore: redis ? new RedisReviewStore(redis, config.review.retentionDays * 86_400_000, env.REDIS_PREFIX || "aiflow:") : undefined,
     closeAlso: [...(modelMonitor ? [async () => modelMonitor.stop()] : []), ...(redis ? [() => redis.quit()] : [])],
     // The model's state, never a reason for 503: every instance shares it (src/llm/endpointMonitor.ts).
     healthInfo: demo ? { demo: true, model: "scripted" } : () => ({ model: modelMonitor!.status() }),
@@ -236,6 +248,7 @@ async function main(): Promise<void> {
     agent: config.agent,
     language: config.language,
     auth: Boolean(apiToken),
+    callReview: adminToken ? "/calls" : "off (set ADMIN_TOKEN)",
     endpoint: demo ? "none (built-in scripted model)" : modelMonitor!.status().url,
     ...(modelMonitor ? { modelReachable: modelMonitor.status().reachable } : {}),
     store: redis ? "redis" : "memory",

@@ -32,6 +32,8 @@ import type { CallStore } from "./store/callStore.js";
 import { CallPipeline } from "./engine/callPipeline.js";
 import { systemClock, type Clock } from "./engine/clock.js";
 import { turnLogFields } from "./server/turnLog.js";
+import { ReviewRecorder } from "./review/recorder.js";
+import { MemoryReviewStore, type ReviewStore } from "./review/reviewStore.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -68,6 +70,10 @@ export interface ServiceOptions {
    * needed (the offline demo without a receiver).
    */
   callbackReports?: "post" | "log";
+  /** ADMIN_TOKEN: serves the call review at /calls (never the AI Flow token); without it the page is off. */
+  adminToken?: string;
+  /** Where call timelines are kept (Redis when instances share one; default in memory, `review.memoryMaxCalls`). */
+  reviewStore?: ReviewStore;
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
@@ -85,6 +91,8 @@ export interface Service {
   ledger: ConsentLedger;
   logger: Logger;
   metrics: Metrics;
+  /** The call review's recorder (tests wait for its appends with `flush`). */
+  review: ReviewRecorder;
   close(): Promise<void>;
 }
 
@@ -123,9 +131,21 @@ export function createService(opts: ServiceOptions): Service {
   const store: CallStore<SmsSlice> = opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
-  // Counted only once durably recorded.
+  metrics.setCallerWaitBound(config.alerts.callerWaitP95Seconds);
+  const retentionMs = config.review.retentionDays * 86_400_000;
+  const reviewStore = opts.reviewStore ?? new MemoryReviewStore(retentionMs, config.review.memoryMaxCalls, now);
+  const review = new ReviewRecorder({
+    store: reviewStore,
+    transcripts: config.review.transcripts,
+    homeCountry: config.homeCountry,
+    agent: config.agent,
+    log: logger.child({ component: "call-review" }),
+    onCallEnded: (call) => metrics.observeCallEnded(call),
+    now,
+  });
+  // Counted (and shown in the call's review) only once durably recorded.
   const hasher = opts.hasher ?? numberHasher(config, process.env);
-  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics);
+  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics, (rec) => review.ledger(rec));
   // Fail at start-up, not on every send: the gate refuses all sends when the list cannot be read.
   if (config.ledger.optOutList && !ledger.optedOut) throw new ConfigError("ledger.optOutList: this consent ledger keeps no do-not-text list; use the file or PostgreSQL ledger, or set ledger.optOutList: false");
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
@@ -146,6 +166,7 @@ export function createService(opts: ServiceOptions): Service {
       onTurn: (turn, event, via) => {
         logger.info(turnLogFields(turn, event, via), "event handled");
         metrics.observeTurn(turn);
+        review.turn(turn, event);
         try {
           opts.onTurn?.(turn);
         } catch (e) {
@@ -153,7 +174,10 @@ export function createService(opts: ServiceOptions): Service {
           logger.error({ err: e }, "onTurn observer failed");
         }
       },
-      onAnswer: (kind) => metrics.observeAnswer(kind),
+      onAnswer: (kind, actions) => {
+        metrics.observeAnswer(kind);
+        review.answered(kind, actions);
+      },
     });
   };
   let pipeline: AgentPipeline;
@@ -197,7 +221,8 @@ export function createService(opts: ServiceOptions): Service {
     default:
       throw new Error(`no agent ${agent satisfies never}`);
   }
-  const app = buildApp({ config, pipeline, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo });
+  const page = opts.adminToken ? { adminToken: opts.adminToken, store: reviewStore, listCalls: config.review.listCalls, retentionDays: config.review.retentionDays, now } : undefined;
+  const app = buildApp({ config, pipeline, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo, review: { recorder: review, page } });
   return {
     app,
     flow: config.agent,
@@ -208,11 +233,13 @@ export function createService(opts: ServiceOptions): Service {
     ledger,
     logger,
     metrics,
+    review,
     async close() {
       // Fastify stops taking requests and waits for the ones in flight: turns finish first.
       await app.close();
       // Turns that missed their deadline still run in the background: they finish and commit first.
       await pipeline.drain();
+      await review.flush();
       // Posts in flight finish; what is not due yet waits in the outbox for the next start.
       await poster?.stop();
       await outbox?.close();

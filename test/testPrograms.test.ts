@@ -29,8 +29,8 @@ function check(env: Record<string, string>, args: string[] = []) {
   return { ...r, ms: Date.now() - started };
 }
 
-/** The servers are there (or named by URL): only the browser is in question. */
-const SERVERS = { TEST_REDIS_URL: "redis://127.0.0.1:1", TEST_DATABASE_URL: "postgres://127.0.0.1:1/test" };
+/** The servers are there (or named by URL), and promtool: only the browser is in question. */
+const SERVERS = { TEST_REDIS_URL: "redis://127.0.0.1:1", TEST_DATABASE_URL: "postgres://127.0.0.1:1/test", PROMTOOL: join(pathWith("promtool"), "promtool") };
 
 describe("the test programs check (npm test's pretest)", () => {
   it("no chromium on the PATH: exit 1 and one line naming Chromium, the package and CHROMIUM", () => {
@@ -63,9 +63,9 @@ describe("the test programs check (npm test's pretest)", () => {
     expect(r.status).toBe(1);
     const lines = r.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^npm test: missing redis-server, Chromium \(.*\): apt-get install redis-server chromium \(\.ci\/run does\), or set TEST_REDIS_URL .*; CHROMIUM /);
+    expect(lines[0]).toMatch(/^npm test: missing redis-server, Chromium \(.*\), promtool \(no promtool on the PATH; .*\): apt-get install redis-server chromium prometheus \(\.ci\/run does\), or set TEST_REDIS_URL .*; CHROMIUM .*; PROMTOOL /);
     const apt = check(env, ["--apt-packages"]);
-    expect([apt.status, apt.stdout.trim()]).toEqual([0, "redis-server chromium"]);
+    expect([apt.status, apt.stdout.trim()]).toEqual([0, "redis-server chromium prometheus"]);
   });
 
   it("npm test stops at the check, in seconds, before the typecheck and any test", () => {

@@ -89,6 +89,19 @@ const expectation = z
   })
   .strict();
 
+/** One recorded model answer of a reviewed call (`replay:`, written by `npm run eval -- --from-call`). */
+const replayAnswer = z
+  .object({
+    /** The step whose request got this answer in the call. */
+    step: z.string().min(1),
+    text: z.string().default(""),
+    /** `arguments` as the model sent them: an object, or the raw text when it was not JSON. */
+    toolCalls: z.array(z.object({ name: z.string().min(1), arguments: z.union([z.record(z.unknown()), z.string()]) }).strict()).default([]),
+    /** The request failed in the call (the caller heard the apology): replayed as a failure. */
+    error: z.string().optional(),
+  })
+  .strict();
+
 export const scenarioSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "ids are lower-case words joined by -"),
@@ -114,6 +127,13 @@ export const scenarioSchema = z
     expectFailure: z.boolean().default(false),
     /** Exploratory: an LLM plays the caller with this persona and goal instead of the script. */
     persona: z.object({ description: z.string(), goal: z.string(), model: z.string().optional() }).strict().optional(),
+    /** The reviewed call this scenario was made from (`--from-call`). */
+    fromCall: z.string().optional(),
+    /**
+     * The call's model answers, in order: offline runs (--offline, --replay) answer from them
+     * instead of the scripted model; runs against a real model ignore them (the same caller, a new model).
+     */
+    replay: z.array(replayAnswer).optional(),
   })
   .strict()
   .refine((s) => s.script.length > 0 || s.persona !== undefined, { message: "a scenario needs a script (or a persona)", path: ["script"] });
@@ -121,6 +141,7 @@ export const scenarioSchema = z
 export type Scenario = z.infer<typeof scenarioSchema>;
 export type CallerRule = z.infer<typeof rule>;
 export type Expectation = z.infer<typeof expectation>;
+export type ReplayAnswer = z.infer<typeof replayAnswer>;
 
 export class ScenarioError extends Error {
   constructor(message: string) {

@@ -300,6 +300,28 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** The call review (`GET /calls`, on with ADMIN_TOKEN): what it keeps of each call, and for how long. */
+    review: z
+      .object({
+        /** How long a call's timeline is kept (in Redis with REDIS_URL, else in memory). */
+        retentionDays: z.number().positive().max(366).default(7),
+        /** Keep what the caller said and heard, tool arguments and the model's answers (numbers always masked); needed by `npm run eval -- --from-call`. */
+        transcripts: z.boolean().default(false),
+        /** Without Redis: calls kept in this process's memory at most (the oldest go first). */
+        memoryMaxCalls: z.number().int().min(1).max(100_000).default(2000),
+        /** Calls the page lists. */
+        listCalls: z.number().int().min(1).max(1000).default(100),
+      })
+      .strict()
+      .default({}),
+    /** Bounds the shipped Prometheus alert rules compare with (deploy/prometheus/alerts.yml), exported as gauges. */
+    alerts: z
+      .object({
+        /** Alert when the caller's wait until the real answer (not the holding line) has a p95 above this. */
+        callerWaitP95Seconds: z.number().positive().max(60).default(3),
+      })
+      .strict()
+      .default({}),
     /** Settings of the callback agent; required when `agent: callback`. */
     callback: callbackConfigSchema.optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -30,6 +30,8 @@ export interface LlmRequestRecord {
   /** Size of the whole call's history at this request, sent or not (benchmarks compare prompt designs with it). */
   callHistoryChars?: number;
   error?: string;
+  /** What the model answered (the call review keeps it with transcripts on: a reviewed call's replay). */
+  answer?: { text: string; toolCalls: Array<{ name: string; arguments: string }> };
 }
 
 export interface TurnRecord {

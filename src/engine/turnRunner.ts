@@ -152,6 +152,7 @@ export class TurnRunner<F extends FlowTypes> {
       promptTokens: response.usage.promptTokens,
       completionTokens: response.usage.completionTokens,
       callHistoryChars: JSON.stringify(turn.state.history).length,
+      answer: { text: response.text, toolCalls: response.toolCalls.map((c) => ({ name: c.name, arguments: c.arguments })) },
     });
 
     // Ids are derived from the position in history, not random, so recorded model exchanges replay exactly.

@@ -16,6 +16,8 @@ export class MeteredLedger implements ConsentLedger {
   constructor(
     readonly inner: ConsentLedger,
     private readonly metrics: Pick<Metrics, "observeLedger">,
+    /** Every durably written record (the call review's timeline); best effort like the metrics. */
+    private readonly onAppended?: (rec: LedgerRecordInput) => void,
   ) {
     if (inner.optedOut) this.optedOut = (number) => inner.optedOut!(number);
     if (inner.setOptOut) this.setOptOut = (change) => inner.setOptOut!(change);
@@ -30,6 +32,7 @@ export class MeteredLedger implements ConsentLedger {
     await this.inner.append(rec);
     try {
       this.metrics.observeLedger(rec.kind, rec.outcome);
+      this.onAppended?.(rec);
     } catch {
       // Metrics are best effort; the record is written.
     }

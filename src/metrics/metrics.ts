@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { TurnRecord } from "../core/turnRecord.js";
+import type { CallSummary } from "../review/summary.js";
 
 /**
  * Prometheus metrics for the voice agent, on a registry of their own (never prom-client's
@@ -11,6 +12,10 @@ import type { TurnRecord } from "../core/turnRecord.js";
  * - `observeLedger` (from `MeteredLedger`, after a durable append): consent asked/given/declined
  *   and `sms_failed` by reason. Consent is counted from the ledger because the ledger is the
  *   evidence: a consent that was not durably recorded did not happen.
+ * - `observeCallEnded` (from the call review's recorder, once a call's session_end turn is
+ *   done): what calls came to (outcomes), holding lines per call, and how long callers waited
+ *   until the holding line and until the real answer, from the call's whole timeline (whichever
+ *   instances answered its events).
  * - `observeModelFallback` / `observeModelError`: for a model wrapper that switches models or
  *   absorbs a failed request the TurnRecord never shows. Errors that reach the engine are already
  *   in `turn.llmRequests` (with `error`) and counted by `observeTurn`; do not report them twice.
@@ -32,7 +37,12 @@ export interface MetricsOptions {
   activeCalls?: () => number | Promise<number>;
   /** Distinct values per label before further ones are reported as "other" (default 50). */
   maxLabelValues?: number;
+  /** `alerts.callerWaitP95Seconds`, exported for the alert rule (default 3). */
+  callerWaitP95BoundSeconds?: number;
 }
+
+/** The outcomes of src/review/summary.ts, each a series from the start. */
+const CALL_OUTCOMES = ["sms_handed_over", "sms_declined", "sms_failed", "sms_refused", "transferred", "agent_hung_up", "caller_hung_up", "apology"] as const;
 
 const OVERFLOW = "other";
 const MAX_LABEL_LENGTH = 64;
@@ -58,6 +68,14 @@ export class Metrics {
   private readonly activeCalls: Gauge;
   private readonly answers: Counter<"kind">;
   private readonly reportPosts: Counter<"outcome">;
+  private readonly transfers: Counter;
+  private readonly callsEnded: Counter;
+  private readonly callOutcomes: Counter<"outcome">;
+  private readonly holdingLinesPerCall: Histogram;
+  private readonly callerWait: Histogram<"until">;
+  private readonly circuitsOpen: Gauge;
+  private readonly waitBound: Gauge;
+  private openCircuitsProvider?: () => number;
 
   constructor(opts: MetricsOptions = {}) {
     this.maxLabelValues = opts.maxLabelValues ?? 50;
@@ -83,7 +101,33 @@ export class Metrics {
       labelNames: ["outcome"],
       registers,
     });
+    this.transfers = new Counter({ name: "aiflow_transfers_total", help: "transfer actions returned to AI Flow (to a person).", registers });
+    this.callsEnded = new Counter({ name: "aiflow_calls_ended_total", help: "Calls whose session_end was handled (the denominator of the outcome rates).", registers });
+    this.callOutcomes = new Counter({
+      name: "aiflow_call_outcomes_total",
+      help: "Ended calls by outcome (a call may count under several): sms_handed_over, sms_declined, sms_failed, sms_refused, transferred, agent_hung_up, caller_hung_up, apology.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.holdingLinesPerCall = new Histogram({ name: "aiflow_holding_lines_per_call", help: "Holding lines a caller heard per ended call.", buckets: [0, 1, 2, 3, 5, 8, 13], registers });
+    this.callerWait = new Histogram({
+      name: "aiflow_caller_wait_seconds",
+      help: "Per caller turn of an ended call: time from the caller's words to the holding line (until=holding) and to the real answer (until=answer).",
+      labelNames: ["until"],
+      buckets: VOICE_BUCKETS,
+      registers,
+    });
+    this.waitBound = new Gauge({ name: "aiflow_alert_caller_wait_p95_bound_seconds", help: "alerts.callerWaitP95Seconds: the bound the CallerWaitTooLong alert compares the p95 caller wait until the real answer with.", registers });
     const self = this;
+    this.circuitsOpen = new Gauge({
+      name: "aiflow_model_circuits_open",
+      help: "Model routes whose circuit breaker is open right now (skipped until their cooldown passed).",
+      registers,
+      collect() {
+        const provider = self.openCircuitsProvider;
+        if (provider) this.set(provider());
+      },
+    });
     this.activeCalls = new Gauge({
       name: "aiflow_active_calls",
       help: "Calls with state in the session store.",
@@ -103,6 +147,10 @@ export class Metrics {
     // Series that dashboards expect to exist before the first event.
     for (const outcome of Object.values(CONSENT_OUTCOMES)) this.consent.inc({ outcome }, 0);
     for (const kind of ["prompt", "completion"]) this.tokens.inc({ kind }, 0);
+    for (const until of ["holding", "answer"]) this.callerWait.zero({ until });
+    for (const outcome of CALL_OUTCOMES) this.callOutcomes.inc({ outcome }, 0);
+    this.circuitsOpen.set(0);
+    this.waitBound.set(opts.callerWaitP95BoundSeconds ?? 3);
     this.activeCalls.set(0);
 
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
@@ -124,6 +172,24 @@ export class Metrics {
   /** Read the active call count at every scrape (e.g. `() => store.size()`). */
   setActiveCallsProvider(provider: (() => number | Promise<number>) | undefined): void {
     this.activeCallsProvider = provider;
+  }
+
+  /** Read at every scrape for `aiflow_model_circuits_open` (the resilient model's open circuits). */
+  setOpenCircuitsProvider(provider: (() => number) | undefined): void {
+    this.openCircuitsProvider = provider;
+  }
+
+  setCallerWaitBound(seconds: number): void {
+    this.waitBound.set(seconds);
+  }
+
+  /** A call ended: its outcomes, holding lines and caller waits (see src/review/summary.ts). */
+  observeCallEnded(call: Pick<CallSummary, "outcomes" | "holdingLines" | "waitsUntilHolding" | "waitsUntilAnswer">): void {
+    this.callsEnded.inc();
+    for (const outcome of call.outcomes) this.callOutcomes.inc({ outcome });
+    this.holdingLinesPerCall.observe(call.holdingLines);
+    for (const ms of call.waitsUntilHolding) this.callerWait.observe({ until: "holding" }, seconds(ms));
+    for (const ms of call.waitsUntilAnswer) this.callerWait.observe({ until: "answer" }, seconds(ms));
   }
 
   /** One cycle of the callback report poster. */
@@ -160,6 +226,8 @@ export class Metrics {
 
     const sent = turn.actions.filter((a) => a.type === "send_sms").length;
     if (sent > 0) this.smsSent.inc(sent);
+    const transfers = turn.actions.filter((a) => a.type === "transfer").length;
+    if (transfers > 0) this.transfers.inc(transfers);
 
     for (const d of turn.guardDecisions) {
       if (d.allowed) continue;

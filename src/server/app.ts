@@ -3,6 +3,8 @@ import type { AppConfig } from "../config/schema.js";
 import type { CallAnswerer } from "../engine/callPipeline.js";
 import type { CallStore } from "../store/callStore.js";
 import { authPlugin } from "./auth.js";
+import { callsPagePlugin, type CallsPageOptions } from "./callsPage.js";
+import type { TransportObserver } from "./transportObserver.js";
 import { logFailure, reject, type Arrival } from "./intake.js";
 import { healthPlugin, metricsPlugin, type HealthInfo, type MetricsSource } from "./platform.js";
 import { pathOf, serializeRequest } from "./requestLog.js";
@@ -20,7 +22,10 @@ export interface AppDeps {
   metrics?: MetricsSource;
   /** Extra fields for GET /healthz (demo mode says so there; the model endpoint's state). */
   healthInfo?: HealthInfo;
+  /** The call review: what the transports tell it, and its page (only with ADMIN_TOKEN). */
+  review?: { recorder?: TransportObserver; page?: CallsPageOptions };
 }
+
 
 /** Fastify error codes for bodies we reject, mapped to a message the sender can act on. */
 function clientErrorMessage(code: string | undefined, maxBodyBytes: number): string | undefined {
@@ -76,11 +81,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   // Order matters. The WebSocket support first: it must see every route, and its hook marks an
   // upgrade (req.ws) before any other runs, so a refused upgrade's socket is closed after the answer.
-  app.register(websocketPlugin, { config, pipeline });
+  app.register(websocketPlugin, { config, pipeline, observer: deps.review?.recorder });
   app.register(authPlugin, { apiToken: deps.apiToken, headerName: config.server.apiTokenHeader });
   app.register(healthPlugin, { store, info: deps.healthInfo });
   if (deps.metrics) app.register(metricsPlugin, { metrics: deps.metrics });
-  app.register(webhookPlugin, { pipeline });
+  app.register(webhookPlugin, { pipeline, observer: deps.review?.recorder });
+  if (deps.review?.page) app.register(callsPagePlugin, deps.review.page);
 
   return app;
 }

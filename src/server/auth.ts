@@ -9,9 +9,11 @@ declare module "fastify" {
      * Who may call a route when a token is configured: `token` (the default) wants it in the
      * configured header; `token_or_query` also takes a `token` query parameter (the WebSocket
      * upgrade: sipgate documents no headers for it, so wss://host/ws?token=… must work);
-     * `open` is for the platform (health checks, Prometheus scrapes), not for sipgate.
+     * `open` is for the platform (health checks, Prometheus scrapes), not for sipgate;
+     * `admin` is the call review's own check (ADMIN_TOKEN, src/server/adminSession.ts): the AI Flow
+     * token neither opens nor is asked for there.
      */
-    auth?: "token" | "token_or_query" | "open";
+    auth?: "token" | "token_or_query" | "open" | "admin";
   }
 }
 
@@ -53,7 +55,7 @@ export const authPlugin = fp<AuthOptions>(
     const header = headerName.toLowerCase();
     app.addHook("onRequest", async function checkApiToken(req: FastifyRequest, reply: FastifyReply) {
       const auth = req.routeOptions.config?.auth ?? "token";
-      if (auth === "open") return;
+      if (auth === "open" || auth === "admin") return;
       if (tokenMatches(requestToken(req, header, auth === "token_or_query"), apiToken)) return;
       // The path only: a query may carry a (wrong) token, and no token reaches a log line.
       req.log.warn({ path: pathOf(req.url) }, "rejected request with a missing or wrong API token");

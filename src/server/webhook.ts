@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { CallAnswerer } from "../engine/callPipeline.js";
+import type { TransportObserver } from "./transportObserver.js";
 import { handleSafely, takeIn, type Arrival } from "./intake.js";
 
 /**
@@ -8,7 +9,7 @@ import { handleSafely, takeIn, type Arrival } from "./intake.js";
  * the shared intake; this plugin only maps the outcome to HTTP: a rejection is 400 with its
  * message, an unknown type 204, an event the pipeline's answer (or 204 when handling failed).
  */
-export const webhookPlugin: FastifyPluginAsync<{ pipeline: CallAnswerer }> = async (app, { pipeline }) => {
+export const webhookPlugin: FastifyPluginAsync<{ pipeline: CallAnswerer; observer?: Pick<TransportObserver, "arrived"> }> = async (app, { pipeline, observer }) => {
   // Events are JSON only; anything else is a sender error, reported as such (see the error handler).
   app.removeContentTypeParser("text/plain");
   // The raw text, parsed by the intake: the redelivery key is a hash of exactly what was sent.
@@ -22,6 +23,7 @@ export const webhookPlugin: FastifyPluginAsync<{ pipeline: CallAnswerer }> = asy
     if (intake.kind === "rejected") return reply.code(400).send({ error: intake.message });
     if (intake.kind === "unknown") return reply.code(204).send();
     const { event, key } = intake;
+    observer?.arrived(event, "http");
     // Within server.answerWithinMs: the turn's actions, or a holding line while it finishes in the background.
     const answer = await handleSafely(at, event, () => pipeline.answerHttp(event, key));
     if (!answer) return reply.code(204).send();

@@ -5,11 +5,14 @@ import type { RawData, WebSocket } from "ws";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AppConfig } from "../config/schema.js";
 import type { CallAnswerer } from "../engine/callPipeline.js";
+import type { TransportObserver } from "./transportObserver.js";
 import { handleSafely, reject, takeIn, type Arrival } from "./intake.js";
 
 export interface WebSocketOptions {
   config: AppConfig;
   pipeline: CallAnswerer;
+  /** The call review: events as they arrive, frames as they are pushed. */
+  observer?: TransportObserver;
 }
 
 /**
@@ -25,7 +28,7 @@ export interface WebSocketOptions {
  * route to keep upgrades off the ones that are not the WebSocket.
  */
 export const websocketPlugin = fp<WebSocketOptions>(
-  async (app, { config, pipeline }) => {
+  async (app, { config, pipeline, observer }) => {
     const { wsPath } = config.server;
     const inFlight = new Set<Promise<unknown>>();
 
@@ -62,6 +65,7 @@ export const websocketPlugin = fp<WebSocketOptions>(
       const push = (action: AiFlowAction): boolean => {
         if (ws.readyState !== ws.OPEN) return false;
         ws.send(JSON.stringify(action));
+        observer?.pushed(action);
         return true;
       };
 
@@ -73,6 +77,7 @@ export const websocketPlugin = fp<WebSocketOptions>(
         const { event, key } = intake;
         const sid = event.session.id;
         calls.add(sid);
+        observer?.arrived(event, "ws");
         // The caller started talking: stop generating, keep tool calls and results paired.
         if (event.type === "user_speech_started" || (event.type === "user_speak" && event.barged_in)) {
           for (const c of running.get(sid) ?? []) c.abort();

@@ -74,6 +74,8 @@ export async function startTestService(
     ledger?: ConsentLedger;
     /** The callback agent's outbox, signing secret ("test-secret" by default) and whether its poster runs on its own (default: no, tests drive it). */
     callback?: Pick<ServiceOptions, "outbox" | "callbackSecret" | "startPoster">;
+    /** The call review: its page's token and where timelines are kept. */
+    review?: Pick<ServiceOptions, "adminToken" | "reviewStore">;
   } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
@@ -102,6 +104,8 @@ export async function startTestService(
     callbackSecret: opts.callback?.callbackSecret ?? "test-secret",
     outbox: opts.callback?.outbox,
     startPoster: opts.callback?.startPoster ?? false,
+    adminToken: opts.review?.adminToken,
+    reviewStore: opts.review?.reviewStore,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({

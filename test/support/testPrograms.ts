@@ -5,7 +5,8 @@
  *   one line in the first seconds, not a failed test minutes later;
  * - the vitest global setup (test/support/globalSetup.ts) checks redis-server and PostgreSQL again
  *   for runs of single files (`npx vitest run test/x.test.ts`), which need no browser;
- * - the HTML eval report test runs the Chromium found here.
+ * - the HTML eval report test and the call review page test run the Chromium found here;
+ * - the alert rules test runs Prometheus' promtool found here.
  *
  * `.ci/run` installs the Debian packages named here when they are missing.
  */
@@ -54,6 +55,12 @@ export function findChromium(env: Env = process.env): string | undefined {
   return undefined;
 }
 
+/** PROMTOOL (a path) when set, else promtool on the PATH (Debian's prometheus package). */
+export function findPromtool(env: Env = process.env): string | undefined {
+  if (env.PROMTOOL) return executable(env.PROMTOOL) ? env.PROMTOOL : undefined;
+  return onPath("promtool", env);
+}
+
 export interface MissingProgram {
   /** What is missing, as the operator knows it. */
   program: string;
@@ -63,14 +70,18 @@ export interface MissingProgram {
   orSet: string;
 }
 
-/** The programs a run needs that this machine lacks. `browser`: the run includes the HTML report test. */
-export function missingTestPrograms(env: Env, opts: { browser: boolean }): MissingProgram[] {
+/** The programs a run needs that this machine lacks. `browser`: the run includes the HTML report test; `promtool`: the alert rules test. */
+export function missingTestPrograms(env: Env, opts: { browser: boolean; promtool?: boolean }): MissingProgram[] {
   const missing: MissingProgram[] = [];
   if (!env.TEST_REDIS_URL && !onPath("redis-server", env)) missing.push({ program: "redis-server", aptPackage: "redis-server", orSet: "TEST_REDIS_URL to a Redis the tests may use" });
   if (!env.TEST_DATABASE_URL && !postgresBin(env)) missing.push({ program: "PostgreSQL (initdb, pg_ctl)", aptPackage: "postgresql", orSet: "TEST_DATABASE_URL to a PostgreSQL the tests may use" });
   if (opts.browser && !findChromium(env)) {
     const bad = env.CHROMIUM ? `CHROMIUM=${env.CHROMIUM} is not an executable file` : "no chromium on the PATH";
     missing.push({ program: `Chromium (${bad}; the HTML eval report is checked in headless Chromium)`, aptPackage: "chromium", orSet: "CHROMIUM to a Chromium or Chrome binary" });
+  }
+  if (opts.promtool && !findPromtool(env)) {
+    const bad = env.PROMTOOL ? `PROMTOOL=${env.PROMTOOL} is not an executable file` : "no promtool on the PATH";
+    missing.push({ program: `promtool (${bad}; the Prometheus alert rules are checked with it)`, aptPackage: "prometheus", orSet: "PROMTOOL to a promtool binary" });
   }
   return missing;
 }
@@ -86,7 +97,7 @@ export function describeMissing(missing: MissingProgram[]): string {
 // `npm test`'s pretest: every program, before the typecheck; exit 1 with one line when one is missing.
 // With --apt-packages (.ci/run): print the Debian packages of the missing ones instead, exit 0.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const missing = missingTestPrograms(process.env, { browser: true });
+  const missing = missingTestPrograms(process.env, { browser: true, promtool: true });
   if (process.argv.includes("--apt-packages")) console.log(missing.map((m) => m.aptPackage).join(" "));
   else if (missing.length) {
     console.error(`npm test: ${describeMissing(missing)}`);

@@ -24,11 +24,11 @@ export class Answers {
     private readonly options: EngineOptions,
     private readonly prompts: PromptLibrary,
     private readonly log: Logger,
-    private readonly onAnswer?: (kind: AnswerKind) => void,
+    private readonly onAnswer?: (kind: AnswerKind, actions: readonly AiFlowAction[]) => void,
   ) {}
 
   answered(kind: AnswerKind, actions: AiFlowAction[]): Answer {
-    this.onAnswer?.(kind);
+    this.onAnswer?.(kind, actions);
     return { kind, actions };
   }
 
@@ -75,8 +75,9 @@ export class Answers {
   wsHolding(callId: string): AiFlowAction {
     this.wsHeld.add(callId);
     this.wsEchoes.set(callId, (this.wsEchoes.get(callId) ?? 0) + 1);
-    this.onAnswer?.("holding");
-    return this.holdingLine(callId);
+    const line = this.holdingLine(callId);
+    this.onAnswer?.("holding", [line]);
+    return line;
   }
 
   /** The event's answer is out: the next turn may get a holding line of its own. */

@@ -20,8 +20,8 @@ export interface PipelineDeps<F extends FlowTypes = FlowTypes> {
   clock: Clock;
   /** Every committed turn (metrics, evals, the log line). */
   onTurn?: (turn: TurnRecord, event: AiFlowEvent, via: Transport) => void;
-  /** How an answer was made, for metrics: a holding line, giving up, or a store outage. */
-  onAnswer?: (kind: AnswerKind) => void;
+  /** How an answer was made, for metrics and the call review: a holding line, giving up, or a store outage, and what it said. */
+  onAnswer?: (kind: AnswerKind, actions: readonly AiFlowAction[]) => void;
   /** How often a shared store is asked whether another instance finished an event. */
   pollMs?: number;
   /**

@@ -1,0 +1,109 @@
+import type { Redis } from "ioredis";
+import { reviewEntrySchema, type ReviewEntry } from "./entries.js";
+
+/**
+ * Where the call review keeps its timelines: memory for one instance, Redis when instances share
+ * one (`REDIS_URL`), so any instance shows every call. Its own keys (`<prefix>review:v1:…`), apart
+ * from the call store's: a call's timeline outlives the call by `review.retentionDays`.
+ */
+export interface ReviewStore {
+  /** Adds entries to a call's timeline (created on first use, its retention renewed). */
+  append(callId: string, entries: ReviewEntry[]): Promise<void>;
+  /** Call ids, newest call first. */
+  recent(limit: number): Promise<string[]>;
+  /** A call's timeline in time order; undefined when unknown or expired. */
+  get(callId: string): Promise<ReviewEntry[] | undefined>;
+}
+
+/** Time order, stable for entries of the same millisecond (appended in order). */
+function ordered(entries: ReviewEntry[]): ReviewEntry[] {
+  return entries.map((e, i) => [e, i] as const).sort((a, b) => a[0].at - b[0].at || a[1] - b[1]).map(([e]) => e);
+}
+
+export class MemoryReviewStore implements ReviewStore {
+  private readonly calls = new Map<string, { started: number; touched: number; entries: ReviewEntry[] }>();
+
+  constructor(
+    private readonly retentionMs: number,
+    /** Calls kept at most: the oldest go first (one process's memory, unlike Redis). */
+    private readonly maxCalls: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async append(callId: string, entries: ReviewEntry[]): Promise<void> {
+    const t = this.now();
+    let call = this.calls.get(callId);
+    if (!call) {
+      this.calls.set(callId, (call = { started: entries[0]?.at ?? t, touched: t, entries: [] }));
+    }
+    call.touched = t;
+    call.entries.push(...entries);
+    this.prune(t);
+  }
+
+  async recent(limit: number): Promise<string[]> {
+    this.prune(this.now());
+    return [...this.calls.entries()]
+      .sort((a, b) => b[1].started - a[1].started)
+      .slice(0, limit)
+      .map(([id]) => id);
+  }
+
+  async get(callId: string): Promise<ReviewEntry[] | undefined> {
+    this.prune(this.now());
+    const call = this.calls.get(callId);
+    return call ? ordered(call.entries) : undefined;
+  }
+
+  private prune(t: number): void {
+    for (const [id, c] of this.calls) if (t - c.touched > this.retentionMs) this.calls.delete(id);
+    // Insertion order is start order: the oldest calls go first.
+    while (this.calls.size > this.maxCalls) this.calls.delete(this.calls.keys().next().value!);
+  }
+}
+
+export class RedisReviewStore implements ReviewStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly retentionMs: number,
+    private readonly prefix = "aiflow:",
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private index(): string {
+    return `${this.prefix}review:v1:calls`;
+  }
+
+  private timeline(callId: string): string {
+    return `${this.prefix}review:v1:call:{${callId}}`;
+  }
+
+  async append(callId: string, entries: ReviewEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const t = this.now();
+    await this.redis
+      .multi()
+      .rpush(this.timeline(callId), ...entries.map((e) => JSON.stringify(e)))
+      .pexpire(this.timeline(callId), this.retentionMs)
+      // The call's first entry dates it in the list; later appends (another instance) leave that.
+      .zadd(this.index(), "NX", entries[0]!.at, callId)
+      .zremrangebyscore(this.index(), "-inf", t - this.retentionMs)
+      .exec();
+  }
+
+  async recent(limit: number): Promise<string[]> {
+    return this.redis.zrevrangebyscore(this.index(), "+inf", this.now() - this.retentionMs, "LIMIT", 0, limit);
+  }
+
+  async get(callId: string): Promise<ReviewEntry[] | undefined> {
+    const raw = await this.redis.lrange(this.timeline(callId), 0, -1);
+    if (!raw.length) return undefined;
+    const entries: ReviewEntry[] = [];
+    for (const r of raw) {
+      // An entry another release wrote in a shape this one does not know is left out, not a crash of the page.
+      const parsed = reviewEntrySchema.safeParse(JSON.parse(r));
+      if (parsed.success) entries.push(parsed.data);
+    }
+    return ordered(entries);
+  }
+}
