@@ -32,6 +32,9 @@ import type { CallStore } from "./store/callStore.js";
 import { CallPipeline } from "./engine/callPipeline.js";
 import { systemClock, type Clock } from "./engine/clock.js";
 import { turnLogFields } from "./server/turnLog.js";
+import { installTracing, type Tracing } from "./core/telemetry.js";
+import { tracingFromEnv } from "./telemetry/otelTracing.js";
+import { tracedLedger, tracedStore } from "./telemetry/traced.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -68,6 +71,8 @@ export interface ServiceOptions {
    * needed (the offline demo without a receiver).
    */
   callbackReports?: "post" | "log";
+  /** Traces (default: by the OTEL_* environment, off unless an OTLP endpoint is set). Installed for the process while the service runs. */
+  tracing?: Tracing;
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
@@ -120,12 +125,15 @@ export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  const store: CallStore<SmsSlice> = opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000);
+  // Never in a span: the AI Flow token and the model key, wherever they might turn up.
+  const tracing = opts.tracing ?? tracingFromEnv(config, process.env, [opts.apiToken, process.env.AIFLOW_API_TOKEN, process.env.OPENAI_API_KEY]);
+  const uninstallTracing = installTracing(tracing);
+  const store: CallStore<SmsSlice> = tracedStore(opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000), tracing);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   // Counted only once durably recorded.
   const hasher = opts.hasher ?? numberHasher(config, process.env);
-  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics);
+  const ledger = new MeteredLedger(tracedLedger(opts.ledger ?? createLedger(config, process.env, hasher), tracing), metrics);
   // Fail at start-up, not on every send: the gate refuses all sends when the list cannot be read.
   if (config.ledger.optOutList && !ledger.optedOut) throw new ConfigError("ledger.optOutList: this consent ledger keeps no do-not-text list; use the file or PostgreSQL ledger, or set ledger.optOutList: false");
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
@@ -219,6 +227,9 @@ export function createService(opts: ServiceOptions): Service {
       await store.close();
       await ledger.close();
       for (const c of opts.closeAlso ?? []) await c();
+      // What the last turns traced is exported before the process goes.
+      uninstallTracing();
+      await tracing.shutdown();
     },
   };
 }

@@ -14,6 +14,7 @@ import { committedAnyway, ranAfterAll } from "./commitCheck.js";
 import { untilAnswered } from "./resend.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
+import { telemetry } from "../../core/telemetry.js";
 
 /** A turn that killed its instance this often is skipped (a possible "no"): one poisonous event cannot take down every instance in turn; lease losses and store errors do not count. */
 const MAX_ATTEMPTS = 3;
@@ -175,7 +176,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         if (!next.held || !next.event) break;
         let outcome: CommitResult;
         try {
-          outcome = await this.runQueued(callId, token, next.event, next.pendingSends ?? []);
+          // The turn's span (its commit's result is on the store.commit span): see Tracing.turn.
+          outcome = await telemetry.turn(callId, next.event.key, next.event.seq, next.event.event.type, () => this.runQueued(callId, token, next.event!, next.pendingSends ?? []));
         } catch (e) {
           // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
           if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
