@@ -35,11 +35,12 @@ export function tracingWanted(env: NodeJS.ProcessEnv): boolean {
  */
 export function tracingFromEnv(config: AppConfig, env: NodeJS.ProcessEnv, secrets: ReadonlyArray<string | undefined>): Tracing {
   if (!tracingWanted(env)) return NO_TRACING;
-  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf").trim();
+  const variable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
+  const protocol = (env[variable] || "http/protobuf").trim();
   let exporter: SpanExporter;
   if (protocol === "http/protobuf") exporter = new ProtobufExporter();
   else if (protocol === "http/json") exporter = new JsonExporter();
-  else throw new ConfigError(`OTEL_EXPORTER_OTLP_PROTOCOL: "${protocol}" is not supported; use http/protobuf or http/json (OTLP over HTTP)`);
+  else throw new ConfigError(`${variable}: "${protocol}" is not supported; use http/protobuf or http/json (OTLP over HTTP)`);
   return new OtelTracing(config, exporter, secrets);
 }
 
