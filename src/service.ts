@@ -32,8 +32,7 @@ import type { CallStore } from "./store/callStore.js";
 import { CallPipeline } from "./engine/callPipeline.js";
 import { systemClock, type Clock } from "./engine/clock.js";
 import { turnLogFields } from "./server/turnLog.js";
-import { installTracing, type Tracing } from "./core/telemetry.js";
-import { tracingFromEnv } from "./telemetry/otelTracing.js";
+import { NO_TRACING, installTracing, type Tracing } from "./core/telemetry.js";
 import { tracedLedger, tracedStore } from "./telemetry/traced.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
@@ -71,7 +70,7 @@ export interface ServiceOptions {
    * needed (the offline demo without a receiver).
    */
   callbackReports?: "post" | "log";
-  /** Traces (default: by the OTEL_* environment, off unless an OTLP endpoint is set). Installed for the process while the service runs. */
+  /** Traces (default: none; `npm start` passes startTracing's, by the OTEL_* environment). Installed for the process while the service runs. */
   tracing?: Tracing;
 }
 
@@ -125,8 +124,7 @@ export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  // Never in a span: the AI Flow token and the model key, wherever they might turn up.
-  const tracing = opts.tracing ?? tracingFromEnv(config, process.env, [opts.apiToken, process.env.AIFLOW_API_TOKEN, process.env.OPENAI_API_KEY]);
+  const tracing = opts.tracing ?? NO_TRACING;
   const uninstallTracing = installTracing(tracing);
   const store: CallStore<SmsSlice> = tracedStore(opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000), tracing);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });

@@ -6,6 +6,7 @@ import { CALLER, FLOW_NUMBER, ev } from "./support/events.js";
 import { smsActions, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { until } from "./support/deadline.js";
 import { OtlpReceiver, type ReceivedSpan } from "./support/otlpReceiver.js";
+import { startTracing } from "../src/telemetry/start.js";
 
 /**
  * OpenTelemetry traces (issue 20, point 1): calls played through the real service (webhook and
@@ -74,7 +75,8 @@ describe("traces of played calls, exported over OTLP/HTTP", () => {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = await receiver.start();
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
     process.env.OTEL_SERVICE_NAME = "trace-test-agent";
-    svc = await startTestService({ apiToken: TOKEN });
+    // As npm start does: the tracer from the OTEL_* environment, told the token to keep out.
+    svc = await startTestService({ apiToken: TOKEN, tracing: await startTracing(testConfig(), process.env, [TOKEN]) });
 
     await playHappyCall(svc, happy);
 
@@ -256,7 +258,8 @@ describe("with telemetry.transcript on", () => {
   beforeAll(async () => {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = await receiver.start();
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-    const svc = await startTestService({ apiToken: TOKEN, config: testConfig({ telemetry: { transcript: true } }) });
+    const config = testConfig({ telemetry: { transcript: true } });
+    const svc = await startTestService({ apiToken: TOKEN, config, tracing: await startTracing(config, process.env, [TOKEN]) });
     await playHappyCall(svc, id);
     await svc.close();
   });

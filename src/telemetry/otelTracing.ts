@@ -9,6 +9,7 @@ import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
 import { ConfigError } from "../config/load.js";
 import type { AppConfig } from "../config/schema.js";
 import { Scrubber } from "./scrub.js";
+import { tracingWanted } from "./wanted.js";
 import { NO_TRACING, type Attrs, type DeliveredEntry, type LazyAttrs, type SpanNote, type TracedEvent, type Tracing } from "../core/telemetry.js";
 
 /** The call a span belongs to: its id (every span's `call.id`) and its numbers (masked wherever they appear). */
@@ -20,11 +21,6 @@ interface CallTag {
 const CALL = createContextKey("aiflow.call");
 /** Span contexts kept for links (events waiting for their turns, turns whose actions leave later): bounded, oldest out. */
 const MAX_REMEMBERED = 10_000;
-
-/** Whether the OTEL_* environment asks for traces: an OTLP endpoint (general or for traces) is set. */
-export function tracingWanted(env: NodeJS.ProcessEnv): boolean {
-  return Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim()) && env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== "true";
-}
 
 /**
  * Traces by OpenTelemetry's own variables, or NO_TRACING when no endpoint is set. The exporter,

@@ -14,6 +14,7 @@ import { FakeOpenAIServer } from "./fakeOpenAI.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { CallStore } from "../../src/store/callStore.js";
 import type { SmsSlice } from "../../src/tasks/sms/state.js";
+import type { Tracing } from "../../src/core/telemetry.js";
 
 /** The callback agent's checked-in config, with test-friendly limits, and the endpoint a test's receiver listens on. */
 export function callbackTestConfig(url: string, patch: Record<string, unknown> = {}): AppConfig {
@@ -74,6 +75,8 @@ export async function startTestService(
     ledger?: ConsentLedger;
     /** The callback agent's outbox, signing secret ("test-secret" by default) and whether its poster runs on its own (default: no, tests drive it). */
     callback?: Pick<ServiceOptions, "outbox" | "callbackSecret" | "startPoster">;
+    /** Traces (default none, as createService): see test/telemetry.traces.test.ts. */
+    tracing?: Tracing;
   } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
@@ -102,6 +105,7 @@ export async function startTestService(
     callbackSecret: opts.callback?.callbackSecret ?? "test-secret",
     outbox: opts.callback?.outbox,
     startPoster: opts.callback?.startPoster ?? false,
+    tracing: opts.tracing,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({
