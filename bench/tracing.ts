@@ -201,7 +201,7 @@ export function tracingRows(t: TracingResult, ok: (met: boolean) => string): str
 
 /** How row (h) is measured, for the notes under the table. */
 export function tracingNote(t: TracingResult, alone?: string): string {
-  return `- (h) bench/tracing.ts${alone ? `, run alone (\`npx tsx bench/tracing.ts --update\`, ${alone})` : ", in this process"}: the same calls as (a) through the real service (inject, engine, gate, memory store and ledger, scripted model), ${t.rounds} rounds, each playing them with tracing off (the no-op tracer, as without OTEL_EXPORTER_OTLP_ENDPOINT) and then on (every span batched and exported over OTLP/HTTP protobuf to a local sink), CPU time of the process per event, medians. The no-op tracer's share: the tracing calls an event makes (counted) times what one no-op call costs over calling its work directly (timed over 2 million calls), i.e. off against a build without the tracing code path.`;
+  return `- (h) bench/tracing.ts${alone ? `, run alone (\`npx tsx bench/tracing.ts --update\`, ${alone})` : ", in this process"}: the same calls as (a) through the real service (inject, engine, gate, memory store and ledger, scripted model), ${t.rounds} rounds, each playing them with tracing off (the no-op tracer, as without OTEL_EXPORTER_OTLP_ENDPOINT) and then on (every span batched and exported over OTLP/HTTP protobuf to a local sink), CPU time of the process per event (the in-process client, \`inject\`, included), medians. The no-op tracer's share: the tracing calls an event makes (counted) times what one no-op call costs over calling its work directly (timed over 2 million calls), i.e. off against a build without the tracing code path.`;
 }
 
 /** Row (h) into the checked-in results, the other rows as they were measured. */

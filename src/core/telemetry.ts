@@ -1,9 +1,10 @@
 /**
  * The one interface the service traces through. Nothing outside src/telemetry/ imports
  * OpenTelemetry: the engine, the pipeline, the gate and the model wrapper call `telemetry`, which
- * is a no-op (a direct call of the wrapped work, nothing recorded, nothing allocated for it) until
- * a tracer is installed (`installTracing`, done by createService when OTEL_EXPORTER_OTLP_ENDPOINT
- * or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; see src/telemetry/otelTracing.ts).
+ * is a no-op (a direct call of the wrapped work; attributes given as functions are never worked
+ * out) until a tracer is installed: createService installs the one it is given, which `npm start`
+ * builds with startTracing (src/telemetry/start.ts) when OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Bench row (h) measures what the no-op costs.
  *
  * Attribute values pass the installed tracer's scrubber (numbers masked, secrets removed); a span
  * started inside a call's event or turn carries `call.id` without being told.
