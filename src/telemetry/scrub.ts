@@ -5,9 +5,9 @@ import { redactNumber } from "../phone/redact.js";
 /**
  * Five or more digits in one run, with the separators numbers are written and read back with
  * (spaces, commas of the read-back groups, dashes, slashes, dots, parentheses) and an optional "+"
- * or "00": E.164, national, AI Flow's digits, "0 1 5 1 1, 2 3 4, 5 6, 7 8".
+ * or an opening parenthesis: E.164, national, AI Flow's digits, "0 1 5 1 1, 2 3 4, 5 6, 7 8".
  */
-const DIGIT_RUN = /\+?\d(?:[\s,./()-]{0,3}\d){4,}/g;
+const DIGIT_RUN = /(?:\+|\()?\d(?:[\s,./()-]{0,3}\d){4,}/g;
 
 /**
  * What a span may carry of a text: every digit run that could be a number masked the way logs mask
