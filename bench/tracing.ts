@@ -151,8 +151,8 @@ export async function tracingScenario(): Promise<TracingResult> {
   };
 
   // Warm-up (JIT, caches), then off and on alternating.
-  await play(config, NO_TRACING, 40);
-  await play(config, onTracing(), 40);
+  await play(config, NO_TRACING, Math.min(40, CALLS));
+  await play(config, onTracing(), Math.min(40, CALLS));
   spans = 0;
   const off: number[] = [];
   const on: number[] = [];

@@ -9,7 +9,7 @@ describe("npm run bench", () => {
   it("measures (a) to (g) and writes results.md and results.json", () => {
     const out = mkdtempSync(join(tmpdir(), "bench-"));
     const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
-      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_OUT: out },
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_OUT: out },
       encoding: "utf8",
       timeout: 180_000,
     });
@@ -38,6 +38,11 @@ describe("npm run bench", () => {
     expect(json.ledger.postgres.chain).toEqual({ records: 60, ok: true });
     expect(json.ledger.file.oneWriter.n).toBe(10);
     expect(json.ledger.file.chain).toEqual({ records: 15, ok: true });
+    // (h): tracing off and on over the same calls, spans exported, the no-op's calls counted and timed.
+    expect(json.tracing.offCpuUsPerEvent).toBeGreaterThan(0);
+    expect(json.tracing.onCpuUsPerEvent).toBeGreaterThan(0);
+    expect(json.tracing.spansPerEvent).toBeGreaterThan(1);
+    expect(json.tracing.facadeCallsPerEvent).toBeGreaterThan(1);
     expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory", "concurrency", "ledgerAppend"]);
     const md = readFileSync(join(out, "results.md"), "utf8");
     for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event", "(g) consent-ledger append p50 / p99, PostgreSQL, 4 instances", "(g) consent-ledger append p50 / p99, file ledger"]) expect(md).toContain(row);
