@@ -107,7 +107,7 @@ function countingTracer(): { tracing: Tracing; count: () => number } {
 /** ns one no-op `telemetry.span` costs over calling its work directly (the facade's forwarding, the closures). */
 function facadeNsPerCall(): number {
   const uninstall = installTracing(NO_TRACING);
-  const N = 2_000_000;
+  const N = 1_000_000;
   let sink = 0;
   const work = (x: number) => x + 1;
   const direct = () => {
@@ -121,7 +121,7 @@ function facadeNsPerCall(): number {
     return Number(process.hrtime.bigint() - t);
   };
   const diffs: number[] = [];
-  for (let r = 0; r < 7; r++) diffs.push((traced() - direct()) / N);
+  for (let r = 0; r < Math.max(3, ROUNDS); r++) diffs.push((traced() - direct()) / N);
   uninstall();
   if (sink < 0) console.log(sink);
   return Math.max(0, median(diffs));
@@ -201,7 +201,7 @@ export function tracingRows(t: TracingResult, ok: (met: boolean) => string): str
 
 /** How row (h) is measured, for the notes under the table. */
 export function tracingNote(t: TracingResult, alone?: string): string {
-  return `- (h) bench/tracing.ts${alone ? `, run alone (\`npx tsx bench/tracing.ts --update\`, ${alone})` : ", in this process"}: the same calls as (a) through the real service (inject, engine, gate, memory store and ledger, scripted model), ${t.rounds} rounds, each playing them with tracing off (the no-op tracer, as without OTEL_EXPORTER_OTLP_ENDPOINT) and then on (every span batched and exported over OTLP/HTTP protobuf to a local sink), CPU time of the process per event (the in-process client, \`inject\`, included), medians. The no-op tracer's share: the tracing calls an event makes (counted) times what one no-op call costs over calling its work directly (timed over 2 million calls), i.e. off against a build without the tracing code path.`;
+  return `- (h) bench/tracing.ts${alone ? `, run alone (\`npx tsx bench/tracing.ts --update\`, ${alone})` : ", in this process"}: the same calls as (a) through the real service (inject, engine, gate, memory store and ledger, scripted model), ${t.rounds} rounds, each playing them with tracing off (the no-op tracer, as without OTEL_EXPORTER_OTLP_ENDPOINT) and then on (every span batched and exported over OTLP/HTTP protobuf to a local sink), CPU time of the process per event (the in-process client, \`inject\`, included), medians. The no-op tracer's share: the tracing calls an event makes (counted) times what one no-op call costs over calling its work directly (timed over 1 million calls, ${Math.max(3, t.rounds)} times, median), i.e. off against a build without the tracing code path.`;
 }
 
 /** Row (h) into the checked-in results, the other rows as they were measured. */
