@@ -185,6 +185,18 @@ module.exports = {
       to: { path: "^src/agents/|" + ROOT },
     },
 
+    // ---- issue 20: OpenTelemetry stays behind one module ---------------------------------------
+    {
+      name: "only-telemetry-imports-opentelemetry",
+      comment:
+        "The engine, pipeline, gate and model wrapper trace through the small interface in " +
+        "src/core/telemetry.ts (a no-op when tracing is off); only src/telemetry/ knows the " +
+        "OpenTelemetry SDK, so the rest of the code never depends on it (nor loads it when off).",
+      severity: "error",
+      from: { path: OURS, pathNot: "^src/telemetry/" },
+      to: { path: "node_modules/@opentelemetry/" },
+    },
+
     // ---- the check itself ----------------------------------------------------------------------
     {
       name: "not-to-unresolvable",

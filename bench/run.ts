@@ -22,6 +22,7 @@ import { WS_ANSWER, deadlineScenario, openLimits, wsSpeech, type DeadlineResult,
 import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
 import { ledgerAppendScenario, type LedgerAppendResult } from "./ledgerAppend.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
+import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -363,6 +364,8 @@ async function main() {
   const deadline = await benchDeadline(streamed);
   const concurrency = await benchConcurrency();
   const ledger = await benchLedgerAppend();
+  log("(h) tracing cost");
+  const tracing = await tracingScenario();
   const answerWithinMs = deadline.webhook[0]!.server.answerWithinMs;
   const concurrencyMet = concurrency.http.p99Ms <= answerWithinMs && concurrency.holdingLines === 0 && concurrency.completedCalls === concurrency.calls;
   const targets = {
@@ -378,9 +381,10 @@ async function main() {
       target: `p99 of one consent-ledger append ≤ server.answerWithinMs (${answerWithinMs} ms) with four PostgreSQL instances appending at once, and with the file ledger; each chain verified`,
       met: ledger.postgres.fourAtOnce.p99Ms <= answerWithinMs && ledger.postgres.chain.ok && ledger.file.oneWriter.p99Ms <= answerWithinMs && ledger.file.chain.ok,
     },
+    tracingOff: { value: tracing.facadeRatio, target: "tracing off costs ≤ 1 % of an event's CPU", met: tracing.facadeRatio <= 0.01 },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger };
+  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger, tracing };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -405,6 +409,7 @@ Every figure is compared with a baseline measured in the same run.
 ${deadlineRows(deadline)}
 ${concurrencyRows(concurrency, answerWithinMs, ok(concurrencyMet))}
 ${ledgerRows(ledger, answerWithinMs, ok)}
+${tracingRows(tracing, ok)}
 
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
@@ -415,6 +420,7 @@ How each row is measured:
 - (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
 - (f) the real service (createService, system clock, RedisCallStore, Redis SMS limits) alone in its own process, as \`npm start\` runs it, on ${concurrency.redis}; a local model server in another process taking a random ${concurrency.model.minMs}–${concurrency.model.maxMs} ms per request; this process plays ${concurrency.calls} whole calls as in (e) over keep-alive HTTP connections (one per request in flight), started evenly within ${concurrency.rampMs / 1000} s so all are live at once, each line spoken for ${concurrency.speechMs} ms. Answer time is each webhook request from sending to its last byte; "in the service" from its headers parsed to its answer written. Where the time goes is measured inside the service: event-loop delay (perf_hooks.monitorEventLoopDelay), every Redis command it sends (ioredis sendCommand) and each call-store operation with its time, refused lease attempts, its CPU; the kernel's machine-wide TCP counters show connection attempts dropped at a full listen queue.
 - (g) each writer a process of its own (bench/ledgerWriter.ts) with the real ledger (PostgresLedger with a pool of its own, or FileLedger), appending ${ledger.appendsPerWriter} records one after another after 5 to warm up, each awaited as the gate awaits its evidence before a send_sms leaves; PostgreSQL on ${ledger.postgres.server}. "Alone" is one such process, then four start at the same moment on another table: every append locks the chain-head row in its transaction, so the four take turns, and the ratio is what that costs. The file ledger: one process, lock file, write, fsync per append, on ${tmpdir()}. Afterwards each chain is read back and verified (positions 1..N, links, no id twice).
+${tracingNote(tracing)}
 `;
   writeFileSync(output.md, md);
   console.log(md);

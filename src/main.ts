@@ -23,6 +23,7 @@ import { RedisCallStore } from "./store/redisCallStore.js";
 import { RedisReviewStore } from "./review/reviewStore.js";
 import { RedisOutbox } from "./outbox/redisOutbox.js";
 import { describeDestination, reportDestination } from "./agents/callback/reportDestination.js";
+import { startTracing } from "./telemetry/start.js";
 
 const USAGE = `Usage: npm start [-- OPTIONS]        (or: node dist/src/main.js [OPTIONS])
 
@@ -60,6 +61,8 @@ Environment (wins over the config file):
                                    override callback.endpoint.secretEnv, .timeoutMs, .maxAttempts,
                                    .pollMs, .backoff.initialMs, .backoff.maxMs, .backoff.factor
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
+  OTEL_EXPORTER_OTLP_ENDPOINT      OpenTelemetry traces over OTLP/HTTP (off without it); OTEL_SERVICE_NAME,
+                                   OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, _PROTOCOL … as the SDK reads them
   LEDGER_HASH_KEY                  ledger.numbers: hashed: <id>:<secret> (openssl rand -base64 33), the key
                                    numbers in the ledger and the shared SMS limits are HMAC'd with; required
   LEDGER_HASH_KEYS_OLD             <id>:<secret>,… keys before a rotation, so their records stay findable
@@ -187,10 +190,13 @@ async function main(): Promise<void> {
   } catch (e) {
     throw new ConfigError(`${(e as Error).message} (set ledger.path in the config, or DATABASE_URL)`);
   }
+  // OTEL_EXPORTER_OTLP_ENDPOINT: traces (docs/observability.md); never a span with the token or the model key in it.
+  const tracing = await startTracing(config, env, [apiToken, env.OPENAI_API_KEY]);
   const service = createService({
     config,
     model,
     apiToken,
+    tracing,
     ledger,
     metrics,
     // REDIS_PREFIX separates several deployments (or test runs) on one Redis.

@@ -34,6 +34,8 @@ import { systemClock, type Clock } from "./engine/clock.js";
 import { turnLogFields } from "./server/turnLog.js";
 import { ReviewRecorder } from "./review/recorder.js";
 import { MemoryReviewStore, type ReviewStore } from "./review/reviewStore.js";
+import { NO_TRACING, installTracing, type Tracing } from "./core/telemetry.js";
+import { tracedLedger, tracedStore } from "./telemetry/traced.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -74,6 +76,8 @@ export interface ServiceOptions {
   adminToken?: string;
   /** Where call timelines are kept (Redis when instances share one; default in memory, `review.memoryMaxCalls`). */
   reviewStore?: ReviewStore;
+  /** Traces (default: none; `npm start` passes startTracing's, by the OTEL_* environment). Installed for the process while the service runs. */
+  tracing?: Tracing;
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
@@ -128,7 +132,9 @@ export function createService(opts: ServiceOptions): Service {
   const { config } = opts;
   const now = opts.now ?? Date.now;
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  const store: CallStore<SmsSlice> = opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000);
+  const tracing = opts.tracing ?? NO_TRACING;
+  const uninstallTracing = installTracing(tracing);
+  const store: CallStore<SmsSlice> = tracedStore(opts.store ?? new MemoryCallStore<SmsSlice>(now, config.limits.sessionTtlSeconds * 1000), tracing);
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   metrics.setActiveCallsProvider(() => store.size());
   metrics.setCallerWaitBound(config.alerts.callerWaitP95Seconds);
@@ -145,7 +151,7 @@ export function createService(opts: ServiceOptions): Service {
   });
   // Counted (and shown in the call's review) only once durably recorded.
   const hasher = opts.hasher ?? numberHasher(config, process.env);
-  const ledger = new MeteredLedger(opts.ledger ?? createLedger(config, process.env, hasher), metrics, (rec) => review.ledger(rec));
+  const ledger = new MeteredLedger(tracedLedger(opts.ledger ?? createLedger(config, process.env, hasher), tracing), metrics, (rec) => review.ledger(rec));
   // Fail at start-up, not on every send: the gate refuses all sends when the list cannot be read.
   if (config.ledger.optOutList && !ledger.optedOut) throw new ConfigError("ledger.optOutList: this consent ledger keeps no do-not-text list; use the file or PostgreSQL ledger, or set ledger.optOutList: false");
   const limiter = opts.limiter ?? new MemoryRateLimiter(now);
@@ -246,6 +252,9 @@ export function createService(opts: ServiceOptions): Service {
       await store.close();
       await ledger.close();
       for (const c of opts.closeAlso ?? []) await c();
+      // What the last turns traced is exported before the process goes.
+      uninstallTracing();
+      await tracing.shutdown();
     },
   };
 }

@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 
 /** `npm run bench` end to end at minimum size: every part runs and reports (numbers are for bench/results.md, not asserted). */
 describe("npm run bench", () => {
-  it("measures (a) to (g) and writes results.md and results.json", () => {
+  it("measures (a) to (h) and writes results.md and results.json", () => {
     const out = mkdtempSync(join(tmpdir(), "bench-"));
     const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
-      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_OUT: out },
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_OUT: out },
       encoding: "utf8",
       timeout: 180_000,
     });
@@ -38,8 +38,13 @@ describe("npm run bench", () => {
     expect(json.ledger.postgres.chain).toEqual({ records: 60, ok: true });
     expect(json.ledger.file.oneWriter.n).toBe(10);
     expect(json.ledger.file.chain).toEqual({ records: 15, ok: true });
-    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory", "concurrency", "ledgerAppend"]);
+    // (h): tracing off and on over the same calls, spans exported, the no-op's calls counted and timed.
+    expect(json.tracing.offCpuUsPerEvent).toBeGreaterThan(0);
+    expect(json.tracing.onCpuUsPerEvent).toBeGreaterThan(0);
+    expect(json.tracing.spansPerEvent).toBeGreaterThan(1);
+    expect(json.tracing.facadeCallsPerEvent).toBeGreaterThan(1);
+    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "firstSpeech", "memory", "concurrency", "ledgerAppend", "tracingOff"]);
     const md = readFileSync(join(out, "results.md"), "utf8");
-    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event", "(g) consent-ledger append p50 / p99, PostgreSQL, 4 instances", "(g) consent-ledger append p50 / p99, file ledger"]) expect(md).toContain(row);
+    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event", "(g) consent-ledger append p50 / p99, PostgreSQL, 4 instances", "(g) consent-ledger append p50 / p99, file ledger", "(h) server CPU per event, tracing off / on", "(h) tracing off: the no-op tracer's share"]) expect(md).toContain(row);
   }, 200_000);
 });

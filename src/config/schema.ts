@@ -325,6 +325,14 @@ export const configSchema = z
     /** Settings of the callback agent; required when `agent: callback`. */
     callback: callbackConfigSchema.optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** OpenTelemetry traces: on when OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set; see docs/observability.md. */
+    telemetry: z
+      .object({
+        /** Put what the caller said and what the agent spoke into the spans (numbers masked). Off: event kinds, steps, tools and reasons only. */
+        transcript: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
     /** USD per million tokens, by model name: evals estimate cost per call from it. */
     pricing: z
       .record(z.string(), z.object({ inputPerMillion: z.number().min(0), outputPerMillion: z.number().min(0) }).strict())

@@ -1,6 +1,7 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { TurnRecord } from "../core/turnRecord.js";
+import { telemetry } from "../core/telemetry.js";
 import type { FlowTypes } from "./define.js";
 import { Answers } from "./pipeline/answers.js";
 import { HttpAnswerer } from "./pipeline/httpAnswerer.js";
@@ -43,12 +44,17 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
 
   /** The webhook: one event in, its answer within the deadline. */
   answerHttp(event: AiFlowEvent, key: string): Promise<Answer> {
-    return this.http.answer(event, key);
+    // One trace per event: its answer's kind (actions, a holding line, an apology) on the event's span.
+    return telemetry.callEvent(event, "http", key, async (span) => {
+      const answer = await this.http.answer(event, key);
+      span.set(() => ({ "aiflow.answer.kind": answer.kind, "aiflow.answer.actions": answer.actions.map((a) => a.type) }));
+      return answer;
+    });
   }
 
   /** The WebSocket: pushes for one event (see WsAnswerer). */
   handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => boolean | void, signal?: AbortSignal): Promise<void> {
-    return this.ws.handle(event, key, push, signal);
+    return telemetry.callEvent(event, "ws", key, () => this.ws.handle(event, key, push, signal));
   }
 
   callerSpeaking(callId: string): void {

@@ -17,6 +17,7 @@ import { ToolRunner } from "./toolRunner.js";
 import { Transitions } from "./transitions.js";
 import { Turn } from "./turnContext.js";
 import { TurnRunner } from "./turnRunner.js";
+import { telemetry } from "../core/telemetry.js";
 
 /** How a streaming transport (WebSocket) takes part in a turn. */
 export interface TurnStream {
@@ -181,8 +182,12 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     }
 
     try {
-      await this.router.route(turn, event, isNew);
-      await this.deps.flow.afterTurn?.(turn);
+      // The step's span: the step the event found, the one it left the call in.
+      await telemetry.span(`aiflow.step ${state.step}`, { "aiflow.step": state.step }, async (span) => {
+        await this.router.route(turn, event, isNew);
+        await this.deps.flow.afterTurn?.(turn);
+        span.set(() => ({ "aiflow.step.after": state.step, "aiflow.actions": turn.outgoing.map((a) => a.type) }));
+      });
     } catch (e) {
       if (e instanceof FlowDefinitionError) turn.log.error({ sessionId, err: e.message }, "flow definition error");
       // A bug must not cost the caller the call: keep what was said, repair history, apologize.
@@ -196,10 +201,12 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       if (turn.pendingSends().length) await this.unevaluated(turn);
     }
 
-    const { allowed, decisions } = await this.review(
-      turn.outgoing.filter((a) => !turn.isApproved(a)),
-      turn,
-    );
+    const reviewed = turn.outgoing.filter((a) => !turn.isApproved(a));
+    const { allowed, decisions } = await telemetry.span("aiflow.gate", () => ({ "aiflow.actions": reviewed.map((a) => a.type) }), async (span) => {
+      const r = await this.review(reviewed, turn);
+      span.set(() => ({ "aiflow.gate.refused": r.decisions.filter((d) => !d.allowed).map((d) => `${d.subject}: ${d.reason}`) }));
+      return r;
+    });
     record.guardDecisions.push(...decisions);
     const allowedSet = new Set(allowed);
     record.actions = turn.outgoing.filter((a) => turn.isApproved(a) || allowedSet.has(a));

@@ -5,6 +5,7 @@ import { FlowDefinitionError, ToolFailure } from "./errors.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import type { Transitions } from "./transitions.js";
 import type { Turn } from "./turnContext.js";
+import { telemetry } from "../core/telemetry.js";
 
 /**
  * Runs tool calls, the model's and code's. Every call gets exactly one result message, whatever
@@ -48,7 +49,7 @@ export class ToolRunner<F extends FlowTypes> {
           } else {
             const before = turn.state.step;
             const enteredBefore = turn.enterScopes.at(-1)?.length ?? 0;
-            const r = await this.executeModelCall(turn, step, call);
+            const r = await this.traced(turn, call.name, "model", () => this.executeModelCall(turn, step, call));
             result = r.result;
             ok = r.ok;
             args = r.args;
@@ -70,13 +71,24 @@ export class ToolRunner<F extends FlowTypes> {
     return this.transitions.collecting(turn, async () => {
       turn.beginToolBatch();
       try {
-        const r = await this.execute(turn, tool, args, args);
+        const r = await this.traced(turn, tool.name, "code", () => this.execute(turn, tool, args, args));
         turn.record.toolCalls.push({ name: tool.name, arguments: args, ok: r.ok, result: r.result, origin: "code" });
         turn.pushHistory({ role: "tool", tool_call_id: id, content: r.result });
         return r.result;
       } finally {
         turn.endToolBatch();
       }
+    });
+  }
+
+  /** A tool call's span (GenAI execute_tool): its outcome and the guard's reason when refused; never its arguments or result (numbers, words). */
+  private traced(turn: Turn<F>, name: string, origin: "model" | "code", run: () => Promise<{ ok: boolean; result: string; args: unknown }>) {
+    const guardsBefore = turn.record.guardDecisions.length;
+    return telemetry.span(`execute_tool ${name}`, () => ({ "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "aiflow.tool.origin": origin }), async (span) => {
+      const r = await run();
+      const refused = turn.record.guardDecisions.slice(guardsBefore).find((d) => !d.allowed);
+      span.set(() => ({ "aiflow.tool.outcome": r.ok ? "ok" : refused ? "refused" : "failed", "aiflow.guard.reason": refused?.reason }));
+      return r;
     });
   }
 

@@ -7,6 +7,7 @@ import type { FlowTypes, LineKey, NoteKey, ReasonKey, ToolDef } from "./define.j
 import type { EngineLineKey, EngineNoteKey, EngineReason } from "./keys.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
+import { telemetry } from "../core/telemetry.js";
 import { speakOptions } from "./speech.js";
 
 type Values = Record<string, string | number>;
@@ -262,6 +263,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
 
   guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void {
     this.record.guardDecisions.push(decision);
+    telemetry.event("guard", () => ({ "aiflow.guard.subject": decision.subject, "aiflow.guard.allowed": decision.allowed, "aiflow.guard.reason": decision.reason, "aiflow.guard.detail": decision.detail }));
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");
   }
 

@@ -9,6 +9,8 @@ import { StreamedSpeech } from "./streamedSpeech.js";
 import type { ToolRunner } from "./toolRunner.js";
 import type { Transitions } from "./transitions.js";
 import type { Turn } from "./turnContext.js";
+import { telemetry } from "../core/telemetry.js";
+import { genAiRequest, genAiResponse } from "../llm/genAiAttributes.js";
 
 type Outcome = "done" | "again" | "model_failed" | "cancelled";
 
@@ -124,7 +126,12 @@ export class TurnRunner<F extends FlowTypes> {
     const toolNames = tools.map((t) => t.name);
     let response: ChatResponse;
     try {
-      response = streamed && model.stream ? await model.stream(request, (d) => streamed.push(d)) : await model.complete(request);
+      // The model request's span (GenAI conventions); retries and fallbacks are noted on it by the model wrapper.
+      response = await telemetry.span(`chat ${modelName}`, () => genAiRequest(request), async (span) => {
+        const r = streamed && model.stream ? await model.stream(request, (d) => streamed.push(d)) : await model.complete(request);
+        span.set(() => genAiResponse(r, performance.now() - t0));
+        return r;
+      }, "client");
       streamed?.finish();
     } catch (e) {
       const ms = performance.now() - t0;

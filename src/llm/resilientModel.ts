@@ -1,5 +1,6 @@
 import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
 import { isTransientOpenAIError } from "./openaiChatModel.js";
+import { telemetry } from "../core/telemetry.js";
 
 /** One model endpoint the resilient model may use, in order of preference. */
 export interface ModelRoute {
@@ -121,24 +122,31 @@ export class ResilientModel implements ChatModel {
   private async run(req: ChatRequest, call: (route: ModelRoute, req: ChatRequest) => Promise<ChatResponse>, committed: () => boolean = () => false): Promise<ChatResponse> {
     const errors: string[] = [];
     let previous: string | undefined;
+    let attempts = 0;
     for (const route of this.routes) {
       const breaker = this.breakers.get(route.name) ?? { failures: 0, openUntil: 0 };
       this.breakers.set(route.name, breaker);
       if (breaker.openUntil > this.now()) {
+        telemetry.event("circuit_open", { "aiflow.llm.route": route.name });
         errors.push(`${route.name}: circuit open`);
         continue;
       }
       if (previous) this.opts.onFallback?.(previous, route.name, errors.at(-1) ?? "");
+      // On the model request's span: which route answered, after how many retries, falling back from which.
+      if (previous) telemetry.note({ "aiflow.llm.fallback_from": previous });
       previous = route.name;
       let delay = this.opts.backoffInitialMs;
       for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
         try {
-          const res = await this.attempt(route, req, call);
+          const res = await telemetry.span("aiflow.llm.attempt", () => ({ "aiflow.llm.route": route.name, "aiflow.llm.attempt": attempt + 1, "gen_ai.request.model": route.modelName ?? req.model }), () => this.attempt(route, req, call), "client");
+          telemetry.note(() => ({ "aiflow.llm.route": route.name, "aiflow.llm.retries": attempts, "aiflow.llm.fallback": previous !== this.routes[0]!.name }));
           breaker.failures = 0;
           return res;
         } catch (e) {
           if (req.signal?.aborted) throw e;
           if (committed()) throw new ModelError(`model failed mid-answer: ${(e as Error).message}`, e);
+          attempts++;
+          telemetry.note(() => ({ "aiflow.llm.retries": attempts }));
           const reason = (e as Error).message;
           this.opts.onError?.(route.name, reason);
           errors.push(`${route.name}: ${reason}`);

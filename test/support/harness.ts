@@ -14,6 +14,7 @@ import { FakeOpenAIServer } from "./fakeOpenAI.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { CallStore } from "../../src/store/callStore.js";
 import type { SmsSlice } from "../../src/tasks/sms/state.js";
+import type { Tracing } from "../../src/core/telemetry.js";
 
 /** The callback agent's checked-in config, with test-friendly limits, and the endpoint a test's receiver listens on. */
 export function callbackTestConfig(url: string, patch: Record<string, unknown> = {}): AppConfig {
@@ -76,6 +77,8 @@ export async function startTestService(
     callback?: Pick<ServiceOptions, "outbox" | "callbackSecret" | "startPoster">;
     /** The call review: its page's token and where timelines are kept. */
     review?: Pick<ServiceOptions, "adminToken" | "reviewStore">;
+    /** Traces (default none, as createService): see test/telemetry.traces.test.ts. */
+    tracing?: Tracing;
   } = {},
 ): Promise<TestService> {
   const fake = opts.fake ?? new FakeOpenAIServer();
@@ -106,6 +109,7 @@ export async function startTestService(
     startPoster: opts.callback?.startPoster ?? false,
     adminToken: opts.review?.adminToken,
     reviewStore: opts.review?.reviewStore,
+    tracing: opts.tracing,
   });
   const post: TestService["post"] = async (event, headers = {}) => {
     const res = await service.app.inject({

@@ -7,6 +7,7 @@ import type { Answers } from "./answers.js";
 import { HELD_BACK, LostCollects, STORE_ROUND_TRIP_MS } from "./lostCollects.js";
 import { MAX_WATCH_MS, type Answer, type LocalStream, type PipelineDeps } from "./types.js";
 import type { CallWorker } from "./worker.js";
+import { telemetry } from "../../core/telemetry.js";
 
 /**
  * The webhook's answerer: one event in, its answer within the deadline (`server.answerWithinMs`):
@@ -68,12 +69,15 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
       }
       switch (collected.kind) {
         case "actions":
+          telemetry.delivered(callId, "http", collected.entries);
           return {
             ...this.answers.answered("actions", collected.actions),
-            lost: this.putBackOnce(callId, collected.entries, collected.processed),
-            written: () => this.worker.outcomes.handedOver(callId, collected.entries),
+            // Run later, by the transport: their writes (the handover record) stay in the event's trace.
+            lost: telemetry.bind(this.putBackOnce(callId, collected.entries, collected.processed)),
+            written: telemetry.bind(() => this.worker.outcomes.handedOver(callId, collected.entries)),
           };
         case "hold":
+          telemetry.event("holding_line", { "aiflow.holding_line": collected.count });
           this.deps.log.info({ sessionId: callId, event: event.type, holdingLine: collected.count }, "turn not done within the deadline: holding line");
           return this.answers.answered("holding", [this.answers.holdingLine(callId, this.deps.options.answer.holdingTimeoutSeconds)]);
         case "give_up":

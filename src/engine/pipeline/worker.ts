@@ -14,6 +14,7 @@ import { committedAnyway, ranAfterAll } from "./commitCheck.js";
 import { untilAnswered } from "./resend.js";
 import { CallProgress } from "./progress.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
+import { telemetry } from "../../core/telemetry.js";
 
 /** A turn that killed its instance this often is skipped (a possible "no"): one poisonous event cannot take down every instance in turn; lease losses and store errors do not count. */
 const MAX_ATTEMPTS = 3;
@@ -175,7 +176,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         if (!next.held || !next.event) break;
         let outcome: CommitResult;
         try {
-          outcome = await this.runQueued(callId, token, next.event, next.pendingSends ?? [], next.notSent ?? []);
+          outcome = await telemetry.turn(callId, next.event.key, next.event.seq, next.event.event.type, () => this.runQueued(callId, token, next.event!, next.pendingSends ?? [], next.notSent ?? []));
         } catch (e) {
           // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
           if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
@@ -213,8 +214,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       if (!(await ranAfterAll(this.deps.store, callId, token, unsaved, this.deps.options.limits.sessionTtlSeconds))) await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     const current = await store.get(callId);
-    // Sends noted as never sent after their commit (an answer lost): the state stops counting them
-    // before the turn runs on it; a commit that writes this state clears the note.
+    // Sends noted as never sent after their commit: the state stops counting them (see ActionOutcomes.notesFor).
     const notSentSeen = current ? await this.outcomes.applyNoted(callId, await this.outcomes.notesFor(callId, q.event.type === "session_end", noted), current) : [];
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");

@@ -6,6 +6,7 @@ import type { Answers } from "./answers.js";
 import { HELD_BACK, LostCollects } from "./lostCollects.js";
 import { MAX_WATCH_MS, type LocalStream, type PipelineDeps } from "./types.js";
 import type { CallWorker } from "./worker.js";
+import { telemetry } from "../../core/telemetry.js";
 
 /** A call on this instance's socket, while any of its events is being handled here. */
 interface WsCall {
@@ -103,6 +104,7 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
         if (first === undefined && waits && !spoke && !signal?.aborted && !call.ended) {
           // No input timeout on the socket's holding line: its silence must not reach the flow.
           push(this.answers.wsHolding(callId));
+          telemetry.event("holding_line", {});
         }
         // The caller's voice cancels generation, not delivery: what the turn committed still goes out.
         // Bounded all the same: a call the store lost, or a turn nobody finishes, ends the wait.
@@ -152,6 +154,7 @@ export class WsAnswerer<F extends FlowTypes = FlowTypes> {
           const lost = e.actions.filter((a) => push(a) === false);
           return { sent: { seq: e.seq, actions: e.actions.filter((a) => !lost.includes(a)) }, lost: { seq: e.seq, actions: lost } };
         });
+        telemetry.delivered(callId, "ws", pushed.map((p) => p.sent));
         await this.worker.outcomes.handedOver(callId, pushed.map((p) => p.sent));
         // The socket closed meanwhile: an approved SMS that could not be pushed was not sent.
         await this.worker.outcomes.notSent(callId, pushed.map((p) => p.lost), "not_written", event.type);

@@ -10,6 +10,7 @@ import { abuseLimits, smsHolder } from "./abuseLimits.js";
 import { renderSmsText, SmsSlotError } from "./smsText.js";
 import { approvalPrefix, nextApprovalId } from "./evidenceIds.js";
 import { optOutRefusal } from "./optOutCheck.js";
+import { telemetry } from "../../core/telemetry.js";
 
 /** The detail of an sms_withdrawn the gate writes instead of approving (no sms_sent precedes it). */
 export const SUPERSEDED_DETAIL = "the turn's answer can no longer leave (lease lost or answer given up)";
@@ -35,7 +36,12 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
         allowed.push(action);
         continue;
       }
-      const decision = await this.reviewSend(action, ctx);
+      // The gate's decision on this send, with its reason (the recipient masked).
+      const decision = await telemetry.span("sms.gate send_sms", () => ({ "aiflow.sms.recipient": maskNumber(action.phone_number) }), async (span) => {
+        const d = await this.reviewSend(action, ctx);
+        span.set(() => ({ "aiflow.gate.allowed": d.allowed, "aiflow.gate.reason": d.reason, "aiflow.gate.detail": d.detail }));
+        return d;
+      });
       decisions.push(decision);
       if (decision.allowed) allowed.push(action);
     }
