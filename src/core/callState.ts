@@ -39,6 +39,8 @@ export interface CallCore {
   spoken: number;
   /** `spoken` when the current caller turn began: tells what the caller was answering. */
   spokenBeforeTurn: number;
+  /** `spoken` at the caller's latest barge-in: lines through it may not have been heard in full (see src/engine/heard.ts). */
+  bargedIn?: number;
   /** History index where the current step began (for steps that only see their own part). */
   stepHistoryStart?: number;
   /** The last line spoken that was not a repeat: what a re-prompt after silence repeats. */

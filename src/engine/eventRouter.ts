@@ -37,6 +37,8 @@ export class EventRouter<F extends FlowTypes> {
       turn.hangupNow();
       return;
     }
+    // The one place a barge-in is noted: every "was this an answer?" check reads it (heard.ts).
+    if (event.type === "user_speak" && event.barged_in) state.bargedIn = state.spoken;
     const hook = this.flow.hooks[event.type];
     if (hook) {
       const handled = await this.transitions.collecting(turn, async () => {

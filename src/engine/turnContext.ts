@@ -101,6 +101,27 @@ export interface TurnEngine<F extends FlowTypes> {
   review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
 }
 
+/** What a turn is made of: the call, the event, what the flow and engine lend it, and how the transport takes part. */
+export interface TurnOptions<F extends FlowTypes> {
+  state: CallState<F["state"]>;
+  event: AiFlowEvent;
+  services: F["services"];
+  options: EngineOptions;
+  prompts: PromptLibrary;
+  log: Logger;
+  record: TurnRecord;
+  /** The engine's clock (epoch ms). */
+  now: () => number;
+  engine: TurnEngine<F>;
+  /** Streaming transports get the model's speech the moment it exists. */
+  sink?: (action: AiFlowAction) => void;
+  /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
+  signal?: AbortSignal;
+  /** Whether this instance still owns the call (default: it does). */
+  ownership?: () => Promise<boolean>;
+  delivery?: TurnDelivery;
+}
+
 /**
  * One turn: everything that lives only while one event is handled (actions queued, actions the
  * gate approved, lines waiting for a tool batch to finish, steps entered, corrections for the
@@ -129,23 +150,35 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   /** Seqs of the pending entries this turn took back. */
   readonly withdrawnSeqs: number[] = [];
 
-  constructor(
-    readonly state: CallState<F["state"]>,
-    readonly event: AiFlowEvent,
-    readonly services: F["services"],
-    readonly options: EngineOptions,
-    readonly prompts: PromptLibrary,
-    readonly log: Logger,
-    readonly record: TurnRecord,
-    private readonly now: () => number,
-    private readonly engine: TurnEngine<F>,
-    /** Streaming transports get the model's speech the moment it exists. */
-    readonly sink?: (action: AiFlowAction) => void,
-    /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
-    readonly signal?: AbortSignal,
-    private readonly ownership?: () => Promise<boolean>,
-    private readonly delivery: TurnDelivery = { pendingSends: [] },
-  ) {}
+  readonly state: CallState<F["state"]>;
+  readonly event: AiFlowEvent;
+  readonly services: F["services"];
+  readonly options: EngineOptions;
+  readonly prompts: PromptLibrary;
+  readonly log: Logger;
+  readonly record: TurnRecord;
+  readonly sink?: (action: AiFlowAction) => void;
+  readonly signal?: AbortSignal;
+  private readonly now: () => number;
+  private readonly engine: TurnEngine<F>;
+  private readonly ownership?: () => Promise<boolean>;
+  private readonly delivery: TurnDelivery;
+
+  constructor(o: TurnOptions<F>) {
+    this.state = o.state;
+    this.event = o.event;
+    this.services = o.services;
+    this.options = o.options;
+    this.prompts = o.prompts;
+    this.log = o.log;
+    this.record = o.record;
+    this.now = o.now;
+    this.engine = o.engine;
+    this.sink = o.sink;
+    this.signal = o.signal;
+    this.ownership = o.ownership;
+    this.delivery = o.delivery ?? { pendingSends: [] };
+  }
 
   get sessionId(): string {
     return this.state.sessionId;

@@ -23,6 +23,7 @@ import {
   type RequestId,
   type Transport,
 } from "./callStore.js";
+import { AgentError } from "../core/errors.js";
 
 export interface RedisCallStoreOptions {
   /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tags). */
@@ -361,7 +362,9 @@ const SCRIPTS = {
 };
 
 /** The store answered with something no script of this version returns. */
-class CorruptReplyError extends Error {}
+class CorruptReplyError extends AgentError {
+  readonly code = "store_reply_corrupt";
+}
 
 /**
  * Call store shared by every instance (see callStore.ts for the model). Every method that reads

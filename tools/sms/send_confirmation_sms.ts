@@ -38,13 +38,19 @@ const REFUSAL_LINE: Record<SendRefusal, SmsLineKey | ((standing: number) => SmsL
   ledger_unavailable: "sms_not_sent",
 };
 
-/** The gate's reason as a typed refusal: every SendRefusal has a line above; anything else is a malformed action. */
-function asRefusal(reason: string): SmsTaskRefusal {
-  return Object.hasOwn(REFUSAL_LINE, reason) ? (reason as SendRefusal) : "invalid_action";
+/** Whether a guard decision's reason is one of the gate's send refusals (every SendRefusal has a line above). */
+function isSendRefusal(reason: string): reason is SendRefusal {
+  return Object.hasOwn(REFUSAL_LINE, reason);
 }
 
-function refusalLine(reason: string, standing: number): SmsLineKey {
-  const line = (REFUSAL_LINE as Record<string, SmsLineKey | ((standing: number) => SmsLineKey) | undefined>)[reason] ?? "sms_not_sent";
+/** The gate's reason as a typed refusal: anything but a send refusal is a malformed action. */
+function asRefusal(reason: string): SmsTaskRefusal {
+  return isSendRefusal(reason) ? reason : "invalid_action";
+}
+
+function refusalLine(refusal: SmsTaskRefusal, standing: number): SmsLineKey {
+  if (!isSendRefusal(refusal)) return "sms_not_sent";
+  const line = REFUSAL_LINE[refusal];
   return typeof line === "function" ? line(standing) : line;
 }
 
@@ -66,8 +72,9 @@ export const sendConfirmationSms = defineTool<SmsFlowTypes>()({
     const text = renderSmsText(config, state.sms.slots);
     const decision = await ctx.emitChecked(actions.sendSms(ctx.sessionId, consent.number, text));
     if (!decision.allowed) {
-      setSmsResult(ctx, { status: "refused", reason: asRefusal(decision.reason), number: consent.number });
-      ctx.say(refusalLine(decision.reason, smsBudget(state, config).standing));
+      const refusal = asRefusal(decision.reason);
+      setSmsResult(ctx, { status: "refused", reason: refusal, number: consent.number });
+      ctx.say(refusalLine(refusal, smsBudget(state, config).standing));
       return { result: ctx.note("sms_refused", { reason: decision.reason }), next: "exit" };
     }
     setSmsResult(ctx, { status: "handed_over", number: consent.number });

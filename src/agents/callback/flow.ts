@@ -1,5 +1,5 @@
 import type { CallState } from "../../core/callState.js";
-import { defineStep, type EventHook, type Observer } from "../../engine/define.js";
+import { defineStep, type Observer } from "../../engine/define.js";
 import { defineFlow } from "../../engine/defineFlow.js";
 import type { Logger } from "pino";
 import { CALLBACK_STEP } from "../../tasks/callback/stepNames.js";
@@ -79,15 +79,6 @@ const onSessionEnd: Observer<CallbackFlowTypes> = async (ctx, event) => {
   if (event.type === "session_end") await saveReport(ctx.state, ctx.services, ctx.log, Date.parse(ctx.nowIso()), true);
 };
 
-/** A barge-in into a read-back means it may not have been heard: it cannot be confirmed by this answer. */
-const onUserSpeak: EventHook<CallbackFlowTypes> = (ctx, event) => {
-  if (event.type !== "user_speak" || !event.barged_in) return false;
-  for (const detail of Object.values(ctx.state.callback.details)) {
-    if (detail && !detail.confirmed && detail.readBackTurn === ctx.state.turn) detail.interrupted = true;
-  }
-  return false; // the caller's turn still runs
-};
-
 function promptValues(state: CallState<SmsSlice & CallbackSlice>, { config }: CallbackServices): Record<string, string> {
   const { details } = state.callback;
   const shown = (f: "name" | "reason" | "time_window") => {
@@ -116,7 +107,8 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,
   promptValues,
-  hooks: { user_speak: onUserSpeak },
+  // A barge-in into a read-back needs no hook: the engine notes it, and answerTo (src/engine/heard.ts) reads it.
+  hooks: {},
   hookTransitions: {},
   observers: { session_end: onSessionEnd },
   neverReplay: [],

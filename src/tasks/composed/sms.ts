@@ -86,16 +86,10 @@ const sendSms = step({
 });
 
 /**
- * A barge-in into the consent question means it may not have been heard: it does not count.
  * Words that overtook a yes's send (it has not left yet) are that yes's verdict: see overtaken.ts.
+ * (A barge-in into the consent question is the engine's to note: see src/engine/heard.ts.)
  */
-const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
-  const consent = ctx.state.sms.consent;
-  // Any open question: the caller may have cut it, or lines delivered with it, short (what they
-  // cut is not known here, so a yes after a barge-in never counts; the question is asked again).
-  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer) {
-    consent.interrupted = true;
-  }
+const onUserSpeak: EventHook<SmsFlowTypes> = (ctx) => {
   overtakenSend(ctx);
   return false; // the engine (or the host's hook) still runs the caller turn
 };
@@ -136,7 +130,7 @@ function consentStatus(state: SmsCallState): string {
   const c = state.sms.consent;
   if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
   if (!c) return "not asked";
-  if (!c.answer) return c.interrupted ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  if (!c.answer) return c.interrupted || (state.bargedIn !== undefined && c.spokenIndex <= state.bargedIn) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
   return c.answer.consented ? "given" : "declined";
 }
 
