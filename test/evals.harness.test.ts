@@ -289,7 +289,7 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(reception).toContain('confirm_consent -- "record_consent" --> send_sms');
     expect(reception).toContain('any_step -- "event sms_failed" --> confirm_consent');
     // The callback agent reaches the same SMS task, drawn as a subgraph.
-    expect(callback).toContain('subgraph sms_task["task: sms_task"]');
+    expect(callback).toContain('subgraph sms["task: sms"]');
     expect(callback).toContain('offer_sms -- "offer_sms_confirmation" --> confirm_consent');
     const cli = execFileSync(TSX, ["src/cli/flowDiagram.ts"], { encoding: "utf8" });
     expect(cli.trim()).toBe(`%% agent: reception\n${reception}\n\n%% agent: callback\n${callback}`);

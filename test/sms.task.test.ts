@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import type { CallState } from "../src/core/callState.js";
-import { defineStep, defineTool, type Keys } from "../src/engine/define.js";
+import { defineStep, defineTool, hostTask, startTask, type Keys, type StepDef } from "../src/engine/define.js";
 import { defineFlow } from "../src/engine/defineFlow.js";
 import { Engine } from "../src/engine/engine.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
@@ -17,9 +17,8 @@ import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
 import type { RateLimiter } from "../src/store/rateLimiter.js";
 import { smsTask } from "../src/tasks/composed/sms.js";
-import type { SmsFailureNotice } from "../src/tasks/sms/failures.js";
-import type { SmsTaskResult } from "../src/tasks/sms/result.js";
-import { SMS_TASK_ENTRY, startSmsTask } from "../src/tasks/sms/start.js";
+import type { SmsFailureNotice, SmsTaskResult } from "../src/tasks/sms/result.js";
+import { SMS_TASK, SMS_TASK_ENTRY } from "../src/tasks/sms/start.js";
 import { initialSmsSlice, type SmsSlice } from "../src/tasks/sms/state.js";
 import type { SmsContext, SmsFlowTypes, SmsLineKey, SmsServices } from "../src/tasks/sms/types.js";
 import type { TurnContext } from "../src/engine/turnContext.js";
@@ -29,14 +28,15 @@ import { CALLER, ev } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
 
 /**
- * The SMS consent-and-send flow as a reusable task (issue 13, point 1), seen from a host flow
- * written here, in the test, only from the public parts: the host starts the task with its own
- * parameters (what to send, which number to offer first), gets a typed result back in the step
- * that started it, hears about a later sms_failed after it moved on, and cannot get a send_sms
- * past the task's gate, whatever its own code does.
+ * The SMS consent-and-send flow as a reusable task (issue 13, point 1; issue 19, point 1), seen
+ * from a host flow written here, in the test, only from the public parts: the host starts the task
+ * with its own parameters (what to send, which number to offer first), gets a typed result back in
+ * the step that started it (its onResult), hears about a later sms_failed after it moved on (its
+ * onNotice), and cannot get a send_sms past the task's gate, whatever its own code does.
  */
 
 interface HostSlice extends SmsSlice {
+  /** `startedBy`: the step whose onResult heard the result (every host step records its own name). */
   desk: { results: Array<{ result: SmsTaskResult; startedBy: string }>; failures: SmsFailureNotice[] };
 }
 interface HostTypes extends SmsFlowTypes {
@@ -56,10 +56,7 @@ const offerAddressSms = defineTool<HostTypes>()({
   name: "offer_address_sms",
   transitions: [...SMS_TASK_ENTRY],
   parameters: () => z.object({}),
-  execute(ctx) {
-    const start = startSmsTask(ctx, { slots: { info: "address" }, offerNumber });
-    return start.status === "started" ? { result: start.note, next: start.next } : start.note;
-  },
+  execute: () => ({ next: startTask(SMS_TASK, { slots: { info: "address" }, offerNumber }) }),
 });
 
 const goElsewhere = defineTool<HostTypes>()({
@@ -81,19 +78,19 @@ const rogueSend = defineTool<HostTypes>()({
 });
 
 const step = defineStep<HostTypes>();
+/** Each host step hears what reaches it under its own name. */
+const hears = (name: string): Pick<StepDef<HostTypes>, "onResult" | "onNotice"> => ({
+  onResult: (ctx, done) => void ctx.state.desk.results.push({ result: done.result, startedBy: name }),
+  onNotice: (ctx, n) => void ctx.state.desk.failures.push(n.notice),
+});
 const hostFlow = defineFlow<HostTypes>({
   name: "host",
   initialStep: "desk",
   steps: [
-    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, endCall] }),
-    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall] }),
+    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, endCall], ...hears("desk") }),
+    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall], ...hears("elsewhere") }),
   ],
-  tasks: [
-    smsTask<HostTypes>({
-      onResult: (ctx, result, startedBy) => void ctx.state.desk.results.push({ result, startedBy }),
-      onFailed: (ctx, failure) => void ctx.state.desk.failures.push(failure),
-    }),
-  ],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), desk: { results: [], failures: [] } }),
   lines: [],
   notes: [],

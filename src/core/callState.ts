@@ -22,6 +22,13 @@ export type HistoryMessage =
 export const LANGUAGES = ["de-DE", "en-US"] as const;
 export type Language = (typeof LANGUAGES)[number];
 
+/** One running task: which, the step that started it (its result goes to that step's onResult), the step it returns to. */
+export interface TaskFrame {
+  task: string;
+  startedBy: string;
+  returnTo: string;
+}
+
 /** What every call has, whatever its flow. */
 export interface CallCore {
   sessionId: string;
@@ -31,8 +38,10 @@ export interface CallCore {
   callerNumber?: string;
   language: Language;
   step: string;
-  /** Where an "exit" transition returns to. */
-  returnStep?: string;
+  /** The tasks running now, innermost last (see src/engine/tasks.ts): where each returns, whose result it is. */
+  tasks?: TaskFrame[];
+  /** Each task that ran in this call, by name: the step that started it last (its later events go there). */
+  taskStarters?: Record<string, string>;
   /** Caller turns so far (spoken answers and keyed-in numbers). */
   turn: number;
   /** Lines spoken to the caller so far (a repeated line does not count again). */

@@ -302,6 +302,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       engine: {
         invokeTool: (turn, tool: ToolDef<F>, args) => this.tools.runFromCode(turn, tool, args),
         review: (actions, turn) => this.review(actions, turn),
+        tasks: (turn) => this.transitions.taskControl(turn),
       },
       sink: stream.sink,
       signal: stream.signal,

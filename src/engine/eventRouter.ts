@@ -44,7 +44,7 @@ export class EventRouter<F extends FlowTypes> {
       const handled = await this.transitions.collecting(turn, async () => {
         const outcome = await hook(turn, event);
         const { handled, next } = typeof outcome === "boolean" ? { handled: outcome, next: undefined } : outcome;
-        if (next !== undefined) this.transitions.apply(turn, { label: `${event.type} hook`, declared: this.flow.hookTransitions[event.type] ?? [] }, next);
+        if (next !== undefined) await this.transitions.apply(turn, { label: `${event.type} hook`, declared: this.flow.hookTransitions[event.type] ?? [] }, next);
         return handled;
       });
       if (handled) return;

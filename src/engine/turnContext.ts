@@ -8,6 +8,7 @@ import type { EngineLineKey, EngineNoteKey, EngineReason } from "./keys.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { speakOptions } from "./speech.js";
+import type { TaskControl } from "./tasks.js";
 
 type Values = Record<string, string | number>;
 
@@ -55,6 +56,8 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   hangupNow(): void;
   /** Run a tool from code (code steps, hooks): in history as a call/result pair like a model's; its transition applies. */
   invokeTool(tool: ToolDef<F>, args?: Record<string, unknown>): Promise<string>;
+  /** The call's running tasks, beyond starting and finishing them (src/engine/tasks.ts). */
+  readonly tasks: TaskControl;
   /** Whether this instance still owns the call, asked right before an irreversible step (an SMS approved). */
   stillOwner(): Promise<boolean>;
   /**
@@ -99,6 +102,8 @@ export interface TurnDelivery {
 export interface TurnEngine<F extends FlowTypes> {
   invokeTool(turn: Turn<F>, tool: ToolDef<F>, args: Record<string, unknown>): Promise<string>;
   review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+  /** The turn's view of the task stack (absent: a turn built without an engine, e.g. for a gate test). */
+  tasks?(turn: Turn<F>): TaskControl;
 }
 
 /** What a turn is made of: the call, the event, what the flow and engine lend it, and how the transport takes part. */
@@ -284,6 +289,11 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
 
   invokeTool(tool: ToolDef<F>, args: Record<string, unknown> = {}): Promise<string> {
     return this.engine.invokeTool(this, tool, args);
+  }
+
+  get tasks(): TaskControl {
+    if (!this.engine.tasks) throw new Error("this turn runs without an engine: it has no tasks");
+    return this.engine.tasks(this);
   }
 
   async emitChecked(action: AiFlowAction): Promise<GuardDecision> {

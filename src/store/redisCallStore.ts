@@ -39,8 +39,9 @@ export interface RedisCallStoreOptions {
  * Layout version of the keys and of what they hold. A release that changes either uses a new
  * version (v3, ...) and never reads keys of another version: calls running during a rolling
  * upgrade stay with the instances of their own release, and old keys expire by their TTLs.
+ * v4: the call state keeps a stack of running tasks (`CallState.tasks`) instead of a return step.
  */
-const LAYOUT = "v3";
+const LAYOUT = "v4";
 
 /**
  * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
@@ -64,7 +65,7 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *                      "#" -> n (counts runs); PX = REPLY_TTL_MS from the last run, trimmed to the
  *                      last REPLY_KEEP runs (see `once`); emptied when the call ends (they hold its
  *                      events and actions), but for the ending commit's own reply
- * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
+ * The index zset `<prefix>v4:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
 

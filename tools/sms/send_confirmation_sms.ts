@@ -5,7 +5,7 @@ import { consentVerdict } from "../../src/tasks/sms/consentRules.js";
 import { renderSmsText } from "../../src/tasks/sms/smsText.js";
 import { speakable } from "../../src/tasks/sms/numbers.js";
 import { smsBudget } from "../../src/tasks/sms/smsBudget.js";
-import { setSmsResult, type SmsTaskRefusal } from "../../src/tasks/sms/result.js";
+import { finishSms, type SmsTaskRefusal } from "../../src/tasks/sms/result.js";
 import type { SendRefusal, SmsFlowTypes, SmsLineKey } from "../../src/tasks/sms/types.js";
 
 /** Which fixed line explains a refused send to the caller, truthfully: one entry per refusal, checked by the compiler. */
@@ -65,21 +65,21 @@ export const sendConfirmationSms = defineTool<SmsFlowTypes>()({
     const consent = consentVerdict(state);
     if (!consent.valid) {
       ctx.guard({ subject: "send_confirmation_sms", allowed: false, reason: `consent_${consent.reason}` });
-      setSmsResult(ctx, { status: "refused", reason: `consent_${consent.reason}`, number: state.sms.number });
+      const next = finishSms(ctx, { status: "refused", reason: `consent_${consent.reason}`, number: state.sms.number });
       ctx.say("sms_not_sent");
-      return { result: ctx.note("sms_not_sent_no_consent", { reason: consent.reason }), next: "exit" };
+      return { result: ctx.note("sms_not_sent_no_consent", { reason: consent.reason }), next };
     }
     const text = renderSmsText(config, state.sms.slots);
     const decision = await ctx.emitChecked(actions.sendSms(ctx.sessionId, consent.number, text));
     if (!decision.allowed) {
       const refusal = asRefusal(decision.reason);
-      setSmsResult(ctx, { status: "refused", reason: refusal, number: consent.number });
+      const next = finishSms(ctx, { status: "refused", reason: refusal, number: consent.number });
       ctx.say(refusalLine(refusal, smsBudget(state, config).standing));
-      return { result: ctx.note("sms_refused", { reason: decision.reason }), next: "exit" };
+      return { result: ctx.note("sms_refused", { reason: decision.reason }), next };
     }
-    setSmsResult(ctx, { status: "handed_over", number: consent.number });
+    const next = finishSms(ctx, { status: "handed_over", number: consent.number });
     const spoken = speakable(consent.number, config.homeCountry);
     ctx.say("sms_sent", { number: spoken });
-    return { result: ctx.note("sms_sent", { number: spoken }), next: "exit" };
+    return { result: ctx.note("sms_sent", { number: spoken }), next };
   },
 });

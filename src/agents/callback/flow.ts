@@ -1,5 +1,5 @@
 import type { CallState } from "../../core/callState.js";
-import { defineStep, type Observer } from "../../engine/define.js";
+import { defineStep, hostTask, type Observer } from "../../engine/define.js";
 import { defineFlow } from "../../engine/defineFlow.js";
 import type { Logger } from "pino";
 import { CALLBACK_STEP } from "../../tasks/callback/stepNames.js";
@@ -102,7 +102,7 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   steps: [collectDetails, offerSms, wrapUp],
   // The SMS task's typed result is read from its state by the report (src/tasks/callback/report.ts);
   // a later sms_failed needs nothing of the agent: the task's own line tells the caller.
-  tasks: [smsTask<CallbackFlowTypes>()],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), ...initialCallbackSlice() }),
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,

@@ -1,5 +1,5 @@
 import type { CallState } from "../../core/callState.js";
-import { defineStep, type EventHook, type Keys } from "../../engine/define.js";
+import { defineStep, hostTask, type EventHook, type Keys } from "../../engine/define.js";
 import { defineFlow } from "../../engine/defineFlow.js";
 import { initialSmsSlice, type SmsSlice } from "../../tasks/sms/state.js";
 import { smsTask } from "../../tasks/composed/sms.js";
@@ -59,7 +59,7 @@ export const receptionFlow = defineFlow<ReceptionFlowTypes>({
   name: "reception",
   initialStep: main.name,
   steps: [main],
-  tasks: [smsTask<ReceptionFlowTypes>()],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), transfer: undefined }),
   lines: TRANSFER_LINES,
   notes: TRANSFER_NOTES,

@@ -18,7 +18,7 @@ export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedS
     const i = byId >= 0 ? byId : state.sms.sent.findLastIndex((s) => !s.approval && !s.failed && s.number === send.phone_number && s.message === send.message);
     if (i >= 0) state.sms.sent.splice(i, 1);
     const r = state.sms.result?.value;
-    if (r?.status === "handed_over" && r.number === send.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
+    if (r?.status === "handed_over" && r.number === send.phone_number) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number } };
   }
 }
 
