@@ -11,8 +11,8 @@ import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { mermaidDiagram } from "../src/engine/diagram.js";
-import { receptionFlow } from "../src/agents/reception/flow.js";
-import { callbackFlow } from "../src/agents/callback/flow.js";
+import { receptionFlow } from "../tools/reception/agent.js";
+import { callbackFlow } from "../tools/callback/agent.js";
 import { describeMissing, findChromium, missingTestPrograms } from "./support/testPrograms.js";
 
 const allScenarios = loadScenarios("evals/scenarios");

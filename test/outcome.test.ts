@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
-import { receptionFlow, type ReceptionFlowTypes } from "../src/agents/reception/flow.js";
+import { receptionFlow, type ReceptionFlowTypes } from "../tools/reception/agent.js";
 import type { ActionOutcome, FlowDef } from "../src/engine/define.js";
 import { Engine } from "../src/engine/engine.js";
 import { CallPipeline } from "../src/engine/callPipeline.js";

@@ -249,7 +249,7 @@ afterAll(async () => {
 describe(`README "${SECTION}"`, () => {
   it("every block names its file inside the project; blocks that do not fail naming the block", () => {
     expect(blocks.map((b) => `${b.append ? "append to " : ""}${b.path}`)).toEqual(
-      expect.arrayContaining(["append to prompts/tools.md", "append to prompts/model-notes.md", RUN_IT, "src/agents/pharmacy/flow.ts"]),
+      expect.arrayContaining(["append to prompts/tools.md", "append to prompts/model-notes.md", RUN_IT, "tools/pharmacy/agent.ts"]),
     );
     // The guide's new agent lives only in the README, never in the real project.
     for (const b of blocks.filter((x) => !x.append)) expect(existsSync(join(ROOT, b.path)), `${b.path} exists in the real project`).toBe(false);

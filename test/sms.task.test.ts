@@ -16,7 +16,7 @@ import { NumberHasher } from "../src/ledger/numberHash.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
 import type { RateLimiter } from "../src/store/rateLimiter.js";
-import { smsTask } from "../src/tasks/composed/sms.js";
+import { smsTask } from "../tools/sms/task.js";
 import type { SmsFailureNotice, SmsTaskResult } from "../src/tasks/sms/result.js";
 import { SMS_TASK, SMS_TASK_ENTRY } from "../src/tasks/sms/start.js";
 import { initialSmsSlice, type SmsSlice } from "../src/tasks/sms/state.js";

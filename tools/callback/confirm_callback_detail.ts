@@ -1,10 +1,10 @@
 import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
 import { answerTo } from "../../src/engine/heard.js";
-import { CALLBACK_FIELDS, missingFields } from "../../src/tasks/callback/state.js";
-import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
-import { readBack } from "../../src/tasks/callback/readBack.js";
-import type { CallbackFlowTypes } from "../../src/tasks/callback/types.js";
+import { CALLBACK_FIELDS, missingFields } from "../../src/agents/callback/state.js";
+import { CALLBACK_STEP } from "../../src/agents/callback/stepNames.js";
+import { readBack } from "../../src/agents/callback/readBack.js";
+import type { CallbackFlowTypes } from "../../src/agents/callback/types.js";
 
 /**
  * The caller's answer to a read-back. A "yes" counts only as an answer to the read-back itself:

@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { defineTool, startTask } from "../../src/engine/define.js";
 import { SMS_TASK, SMS_TASK_ENTRY, smsStartOutcome } from "../../src/tasks/sms/start.js";
-import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
-import type { CallbackContext, CallbackFlowTypes } from "../../src/tasks/callback/types.js";
-import { missingFields } from "../../src/tasks/callback/state.js";
+import { CALLBACK_STEP } from "../../src/agents/callback/stepNames.js";
+import type { CallbackContext, CallbackFlowTypes } from "../../src/agents/callback/types.js";
+import { missingFields } from "../../src/agents/callback/state.js";
 
 /**
  * Run by code once every detail is confirmed: offer the confirmation SMS through the SMS task

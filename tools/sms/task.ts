@@ -1,24 +1,24 @@
-import type { AppConfig } from "../../config/schema.js";
-import { defineStep, type EventHook, type TaskDef } from "../../engine/define.js";
-import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
-import { cancelSms } from "../../../tools/sms/cancel_sms.js";
-import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
-import { optOutSms } from "../../../tools/sms/opt_out_sms.js";
-import { recordConsent } from "../../../tools/sms/record_consent.js";
-import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
-import { checkModelUtterance } from "../sms/claims.js";
-import { askConsentQuestion } from "../sms/consentQuestion.js";
-import { reactToSmsFailure, recordSmsFailure, RETRY_STEP } from "../sms/failures.js";
-import { speakable } from "../sms/numbers.js";
-import { SMS_TASK, type SmsTaskParams, type SmsTaskResult } from "../sms/result.js";
-import { SmsActionGate } from "../sms/smsGate.js";
-import type { SmsCallState } from "../sms/state.js";
-import { NUMBER_STEPS, STEP } from "../sms/stepNames.js";
-import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
-import { SMS_TASK_ENTRY, startSms } from "../sms/start.js";
-import { recallFromLedger, settleOrphanSends } from "../sms/withdrawnSends.js";
-import { recordSendOutcome } from "../sms/sendOutcomes.js";
-import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
+import type { AppConfig } from "../../src/config/schema.js";
+import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
+import { askForOtherNumber } from "./ask_for_other_number.js";
+import { cancelSms } from "./cancel_sms.js";
+import { collectPhoneNumber } from "./collect_phone_number.js";
+import { optOutSms } from "./opt_out_sms.js";
+import { recordConsent } from "./record_consent.js";
+import { sendConfirmationSms } from "./send_confirmation_sms.js";
+import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
+import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
+import { reactToSmsFailure, recordSmsFailure, RETRY_STEP } from "../../src/tasks/sms/failures.js";
+import { speakable } from "../../src/tasks/sms/numbers.js";
+import { SMS_TASK, type SmsTaskParams, type SmsTaskResult } from "../../src/tasks/sms/result.js";
+import { SmsActionGate } from "../../src/tasks/sms/smsGate.js";
+import type { SmsCallState } from "../../src/tasks/sms/state.js";
+import { NUMBER_STEPS, STEP } from "../../src/tasks/sms/stepNames.js";
+import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../../src/tasks/sms/types.js";
+import { SMS_TASK_ENTRY, startSms } from "../../src/tasks/sms/start.js";
+import { recallFromLedger, settleOrphanSends } from "../../src/tasks/sms/withdrawnSends.js";
+import { recordSendOutcome } from "../../src/tasks/sms/sendOutcomes.js";
+import { overtakenSend, recheckDone, treatAsNo } from "../../src/tasks/sms/overtaken.js";
 
 /**
  * The SMS consent-and-send flow as a task any flow can include (the PolyAI recipe mapped onto
