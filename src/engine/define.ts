@@ -64,21 +64,11 @@ export interface TaskRef<P, R> {
   readonly types?: { params: P; result: R };
 }
 
-/** Start a task (`next: startTask(SMS_TASK, { slots })`): see src/engine/tasks.ts. */
-export interface TaskStart {
-  readonly kind: "start_task";
-  readonly task: string;
-  readonly params: unknown;
-  /** The step the task returns to. Default: the step that started it. */
-  readonly returnTo?: string;
-}
+/** Start a task (`next: startTask(SMS_TASK, { slots })`), back to `returnTo` (default: the step that started it). See tasks.ts. */
+export type TaskStart = { readonly kind: "start_task"; readonly task: string; readonly params: unknown; readonly returnTo?: string };
 
 /** Finish the running task with its result (`next: finish(SMS_TASK, { status: "handed_over", … })`). */
-export interface TaskFinish {
-  readonly kind: "finish_task";
-  readonly task: string;
-  readonly result: unknown;
-}
+export type TaskFinish = { readonly kind: "finish_task"; readonly task: string; readonly result: unknown };
 
 /** Where the flow goes: a step, a task started, or the running task finished. */
 export type Next = Transition | TaskStart | TaskFinish;
