@@ -1,18 +1,21 @@
-// The layering of src/ and tools/ (issue 12, points 1 and 2), checked by `npm run lint:deps`,
-// which `npm test` (and so CI) runs before the tests. Bottom to top:
+// The layering of src/ and tools/ (issue 12, points 1 and 2; issue 19, point 2), checked by
+// `npm run lint:deps`, which `npm test` (and so CI) runs before the tests. Bottom to top:
 //
 //   src/aiflow     the wire protocol; imports nothing of ours
 //   src/core       types every layer shares (call state, turn record, errors); only src/aiflow below
 //   src/config, src/phone, src/store, src/llm, src/ledger, src/metrics, src/outbox   infrastructure; know no flow
-//   src/engine     the generic flow engine and call pipeline; knows no flow, no task, no app config
-//   src/tasks/*    a task's rules (sms: state slice, gate, claim check, start, result); knows no agent and no tool
-//   tools/*        one file per tool; a tool group uses only its own task's rules
-//   src/tasks/composed/<task>.ts   a task as a flow part: its steps, built from its own tools (issue 13)
-//   src/agents/*   flows composed from tools and tasks; src/server, the transports, beside them
-//   src/main.ts, src/service.ts, src/cli/   the composition root; nothing below imports it
+//   src/engine     the generic flow engine (it runs tasks) and call pipeline; knows no flow, no task, no app config
+//   src/tasks/<name>    a task's rules (sms: state slice, gate, claim check, start, result); knows no agent and no tool
+//   src/agents/<name>   an agent's rules (callback: state slice, read-back, report); knows no tool
+//   tools/<name>/  one file per tool of task or agent <name>, using only its own rules; and the
+//                  definitions that list those tools: tools/<task>/task.ts, tools/<agent>/agent.ts
+//   src/main.ts, src/service.ts, src/cli/   the composition root: picks an agent (tools/*/agent.ts)
 //
-// src/guards and src/flow are the pre-issue-12 names of src/tasks and src/agents; the rules still
-// name them so that neither comes back under its old name as a way around them.
+// So a task or agent is one name in parallel folders (src/tasks/<name> or src/agents/<name>,
+// tools/<name>, prompts/), and src/tasks and src/agents never import tools: no folder cycle.
+// src/guards and src/flow are the pre-issue-12 names of src/tasks and src/agents, src/tasks/composed
+// the pre-issue-19 home of task definitions; the rules still name them so that none comes back
+// under its old name as a way around them.
 //
 // Type-only imports count like any other (tsPreCompilationDeps): a layer that needs another
 // layer's types depends on it. A rule that fails names the file and the import; fix the import
@@ -125,46 +128,78 @@ module.exports = {
       },
     },
 
-    // ---- tasks, tools, agents, server ----------------------------------------------------------
+    // ---- tasks, agents, tools, server ----------------------------------------------------------
     {
       name: "tasks-know-no-agent-tool-or-server",
       comment:
-        "A task (src/tasks/<task>: state slice, gate, claim check, rules) is composed into agents " +
-        "through tools; it must not know the agents that use it, the tools built on it, or the server.",
+        "A task's rules (src/tasks/<task>: state slice, gate, claim check, start, result) are composed " +
+        "into agents through tools/<task>/task.ts; they must not know the agents that use them, the " +
+        "tools built on them, or the server.",
       severity: "error",
-      from: { path: "^src/tasks/", pathNot: "^src/tasks/composed/" },
-      to: { path: "^src/(agents|server|cli)/|^tools/|^src/tasks/composed/|^src/(main|service)\\.ts$" },
+      from: { path: "^src/tasks/" },
+      to: { path: "^src/(agents|server|cli)/|^tools/|^src/(main|service)\\.ts$" },
     },
     {
-      name: "composed-task-uses-only-its-own-tools",
+      name: "no-composed-folder",
       comment:
-        "src/tasks/composed/<task>.ts puts the task's steps together from its own rules " +
-        "(src/tasks/<task>), its own tools (tools/<task>) and shared ones (tools/common); like the rest " +
-        "of the task it knows no agent and no server.",
+        "A task's definition (its steps, built from its tools) lives in tools/<task>/task.ts (issue 19, " +
+        "point 2), never again in src/tasks/composed, which sat above the tools it imported.",
       severity: "error",
-      from: { path: "^src/tasks/composed/([^/.]+)\\.ts$" },
-      to: { path: "^src/(agents|server|cli)/|^tools/|^src/tasks/(?!$1/|composed/)|^src/(main|service)\\.ts$", pathNot: "^tools/($1|common)/" },
+      from: { path: "^src/tasks/composed/" },
+      to: {},
     },
     {
-      name: "tools-know-no-agent-or-server",
+      name: "agent-rules-know-no-tool-or-server",
       comment:
-        "A tool is one reusable step of work; agents pick tools, not the other way round, and a tool " +
-        "runs inside the engine, never against the transport.",
+        "An agent's rules (src/agents/<agent>: its state slice, read-back, report) are used by its own " +
+        "tools; they import no tool (the agent's definition, tools/<agent>/agent.ts, lists the tools), " +
+        "no other agent, no server and no composition root.",
+      severity: "error",
+      from: { path: "^src/agents/([^/]+)/" },
+      to: { path: "^tools/|^src/(server|cli)/|^src/(main|service)\\.ts$|^src/agents/(?!$1/)" },
+    },
+    {
+      name: "below-agents-knows-no-agent",
+      comment: "Nothing below the agents (engine, tasks, infrastructure, server) uses an agent's rules.",
+      severity: "error",
+      from: { path: OURS, pathNot: ROOT + "|^tools/|^src/agents/" },
+      to: { path: "^src/agents/" },
+    },
+    {
+      name: "tools-know-no-server",
+      comment: "A tool runs inside the engine, never against the transport; agents pick tools, not the other way round.",
       severity: "error",
       from: { path: "^tools/" },
-      to: { path: "^src/(agents|server|cli)/|^src/(main|service)\\.ts$" },
+      to: { path: "^src/(server|cli)/|^src/(main|service)\\.ts$" },
     },
     {
-      name: "tool-group-uses-only-its-own-task",
+      name: "tool-group-uses-only-its-own-rules",
       comment:
-        "tools/<group> may use src/tasks/<group> and no other task (tools/sms -> src/tasks/sms; " +
-        "tools/common uses no task at all), so a task can be left out of an agent with its tools (and " +
-        "never src/tasks/composed, which is built from the tools). The one door into another task is " +
-        "its start module (src/tasks/<task>/start.ts): a tool may start a task (tools/callback starts " +
-        "the SMS task), and then depends on it.",
+        "A tool of tools/<name> may use src/tasks/<name> or src/agents/<name> and no other task's or " +
+        "agent's rules (tools/sms -> src/tasks/sms; tools/common uses none), so a task can be left out " +
+        "of an agent with its tools. The one door into another task is its start module " +
+        "(src/tasks/<task>/start.ts: SMS_TASK, what a starting tool declares). Definitions (task.ts, " +
+        "agent.ts) compose, so they may use any task's rules (its state slice, its types).",
       severity: "error",
-      from: { path: "^tools/([^/]+)/" },
-      to: { path: "^src/tasks/", pathNot: "^src/tasks/($1/|[^/]+/start\\.ts$)" },
+      from: { path: "^tools/([^/]+)/", pathNot: "^tools/[^/]+/(task|agent)\\.ts$" },
+      to: { path: "^src/(tasks|agents)/", pathNot: "^src/(tasks|agents)/($1/|[^/]+/start\\.ts$)" },
+    },
+    {
+      name: "definitions-use-only-their-own-agent",
+      comment: "A task's or agent's definition uses its own agent's rules only (src/agents/<name>).",
+      severity: "error",
+      from: { path: "^tools/([^/]+)/(task|agent)\\.ts$" },
+      to: { path: "^src/agents/", pathNot: "^src/agents/$1/" },
+    },
+    {
+      name: "a-tool-uses-only-its-own-group",
+      comment:
+        "A tool uses the tools of its own group and the shared ones (tools/common), nothing of another " +
+        "group; a task's definition (task.ts) lists only its own tools and shared ones. An agent's " +
+        "definition (agent.ts) composes: any group's tools and task definitions.",
+      severity: "error",
+      from: { path: "^tools/([^/]+)/", pathNot: "^tools/[^/]+/agent\\.ts$" },
+      to: { path: "^tools/", pathNot: "^tools/($1|common)/" },
     },
     {
       name: "server-knows-no-flow",
@@ -178,11 +213,12 @@ module.exports = {
     {
       name: "only-the-composition-root-picks-an-agent",
       comment:
-        "Agents sit on top of tasks and tools; only src/service.ts, src/main.ts and src/cli/ choose " +
-        "and wire one, and nothing below imports the composition root.",
+        "An agent's definition (tools/<agent>/agent.ts) sits on top of tasks and tools; only " +
+        "src/service.ts, src/main.ts and src/cli/ choose and wire one, and nothing below imports the " +
+        "composition root.",
       severity: "error",
       from: { path: OURS, pathNot: ROOT },
-      to: { path: "^src/agents/|" + ROOT },
+      to: { path: "^tools/[^/]+/agent\\.ts$|" + ROOT },
     },
 
     // ---- issue 20: OpenTelemetry stays behind one module ---------------------------------------

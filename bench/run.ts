@@ -10,7 +10,7 @@ import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { initialCallState } from "../src/tasks/sms/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
-import { receptionFlow } from "../src/agents/reception/flow.js";
+import { receptionFlow } from "../tools/reception/agent.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { NumberHasher } from "../src/ledger/numberHash.js";

@@ -2,7 +2,7 @@ import { pino } from "pino";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import { parseEvent, type AiFlowEvent } from "../src/aiflow/events.js";
 import type { AppConfig } from "../src/config/schema.js";
-import { receptionFlow, type ReceptionFlowTypes } from "../src/agents/reception/flow.js";
+import { receptionFlow, type ReceptionFlowTypes } from "../tools/reception/agent.js";
 import { CallPipeline } from "../src/engine/callPipeline.js";
 import { Engine } from "../src/engine/engine.js";
 import type { PromptLibrary } from "../src/engine/promptLibrary.js";

@@ -133,7 +133,7 @@ describe("RedisCallStore across instances", () => {
 });
 
 describe("RedisCallStore keys", () => {
-  it("carry the layout version v3 and a call's hash tag, and every key of a call expires", async () => {
+  it("carry the layout version v4 and a call's hash tag, and every key of a call expires", async () => {
     const { prefix, s1 } = pair();
     const c = "keys";
     for (const k of ["k1", "k2"]) await s1.arrive(c, { key: k, event: speak(c, k), via: "http", holdingFollowUp: false });
@@ -144,9 +144,9 @@ describe("RedisCallStore keys", () => {
 
     const names = ["state", "queue", "seq", "processed", "outbox", "hold", "lease", "replies"];
     const keys = (await a.keys(`${prefix}*`)).sort();
-    expect(keys).toEqual([`${prefix}v3:calls`, ...names.map((k) => `${prefix}v3:call:{${c}}:${k}`)].sort());
+    expect(keys).toEqual([`${prefix}v4:calls`, ...names.map((k) => `${prefix}v4:call:{${c}}:${k}`)].sort());
     for (const k of keys.filter((k) => k.includes(":call:"))) expect(await a.pttl(k), k).toBeGreaterThan(0);
-    expect(await a.pttl(`${prefix}v3:call:{${c}}:state`)).toBeLessThanOrEqual(600_000);
+    expect(await a.pttl(`${prefix}v4:call:{${c}}:state`)).toBeLessThanOrEqual(600_000);
 
     // After the call ended, what is left (queue, counters, how far answers gave up) expires too.
     await s1.collect(c, http(undefined));
@@ -154,7 +154,7 @@ describe("RedisCallStore keys", () => {
     await s1.nextEvent(c, "A");
     expect(await s1.commit(c, "A", { seq: 2, state: null, ttlSeconds: 600, droppable: false })).toBe("committed");
     await s1.releaseLease(c, "A");
-    const left = await a.keys(`${prefix}v3:call:*`);
+    const left = await a.keys(`${prefix}v4:call:*`);
     expect(left.length).toBeGreaterThan(0);
     for (const k of left) expect(await a.pttl(k), k).toBeGreaterThan(0);
     expect(await s1.size()).toBe(0);

@@ -5,7 +5,7 @@ import { OutboxUnavailableError } from "../src/outbox/outbox.js";
 import { speakable } from "../src/tasks/sms/numbers.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
-import type { CallbackReport } from "../src/tasks/callback/report.js";
+import type { CallbackReport } from "../src/agents/callback/report.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { callbackTestConfig, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisOutbox } from "../src/outbox/redisOutbox.js";
 import { verifySignature } from "../src/outbox/signing.js";
 import { RedisCallStore } from "../src/store/redisCallStore.js";
-import type { CallbackReport } from "../src/tasks/callback/report.js";
+import type { CallbackReport } from "../src/agents/callback/report.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { callbackTestConfig, startTestService, type TestService } from "./support/harness.js";

@@ -216,7 +216,7 @@ describe("two instances on one Redis: a holder that lost its lease writes nothin
     await gate.arrived;
     // A stalls (a partition, a frozen process): its lease runs out and B, with the call's next
     // event, takes over and runs the interrupted turn again.
-    await redis.del(`${prefix}v3:call:{${id}}:lease`);
+    await redis.del(`${prefix}v4:call:{${id}}:lease`);
     const onB = post(1, ev.timeout(id));
     await until(async () => fake.requests.length >= 3);
     await until(async () => (await instances[1]!.store.progress(id)).processed >= 4);

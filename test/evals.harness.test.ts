@@ -11,8 +11,8 @@ import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { mermaidDiagram } from "../src/engine/diagram.js";
-import { receptionFlow } from "../src/agents/reception/flow.js";
-import { callbackFlow } from "../src/agents/callback/flow.js";
+import { receptionFlow } from "../tools/reception/agent.js";
+import { callbackFlow } from "../tools/callback/agent.js";
 import { describeMissing, findChromium, missingTestPrograms } from "./support/testPrograms.js";
 
 const allScenarios = loadScenarios("evals/scenarios");
@@ -289,7 +289,7 @@ describe("npm run chat and npm run flow:diagram", () => {
     expect(reception).toContain('confirm_consent -- "record_consent" --> send_sms');
     expect(reception).toContain('any_step -- "event sms_failed" --> confirm_consent');
     // The callback agent reaches the same SMS task, drawn as a subgraph.
-    expect(callback).toContain('subgraph sms_task["task: sms_task"]');
+    expect(callback).toContain('subgraph sms["task: sms"]');
     expect(callback).toContain('offer_sms -- "offer_sms_confirmation" --> confirm_consent');
     const cli = execFileSync(TSX, ["src/cli/flowDiagram.ts"], { encoding: "utf8" });
     expect(cli.trim()).toBe(`%% agent: reception\n${reception}\n\n%% agent: callback\n${callback}`);

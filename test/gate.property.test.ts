@@ -83,9 +83,16 @@ const gate = new SmsActionGate();
 /** A turn on its own: the gate's only way to see state, services and the ledger. */
 function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateLimiter): Turn<SmsFlowTypes> {
   const record = emptyTurnRecord("gate", "user_speak");
-  const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config, ledger, limiter, hasher: NumberHasher.full() }, engineOptions(config), prompts, pino({ level: "silent" }), record, () => 0, {
-    invokeTool: async () => "",
-    review: (actions) => gate.review(actions, turn),
+  const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>({
+    state,
+    event: { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false },
+    services: { config, ledger, limiter, hasher: NumberHasher.full() },
+    options: engineOptions(config),
+    prompts,
+    log: pino({ level: "silent" }),
+    record,
+    now: () => 0,
+    engine: { invokeTool: async () => "", review: (actions) => gate.review(actions, turn) },
   });
   return turn;
 }
@@ -163,9 +170,16 @@ describe("the action gate alone", () => {
     const state = stateWith(c, "4915112345678", false, [], 0, "address");
     const ledger = new MemoryLedger();
     const record = emptyTurnRecord("gate", "user_speak");
-    const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>(state, { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false }, { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0), hasher: NumberHasher.full() }, engineOptions(wide), prompts, pino({ level: "silent" }), record, () => 0, {
-      invokeTool: async () => "",
-      review: (list) => gate.review(list, turn),
+    const turn: Turn<SmsFlowTypes> = new Turn<SmsFlowTypes>({
+      state,
+      event: { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false },
+      services: { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0), hasher: NumberHasher.full() },
+      options: engineOptions(wide),
+      prompts,
+      log: pino({ level: "silent" }),
+      record,
+      now: () => 0,
+      engine: { invokeTool: async () => "", review: (list) => gate.review(list, turn) },
     });
     const first = await gate.review([actions.sendSms("gate", "4915112345678", GOOD_TEXT)], turn);
     expect(first.allowed).toHaveLength(1);

@@ -1,9 +1,8 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
-import { receptionFlow, type ReceptionFlowTypes } from "../src/agents/reception/flow.js";
-import type { ActionOutcome } from "../src/engine/define.js";
-import { defineFlow } from "../src/engine/defineFlow.js";
+import { receptionFlow, type ReceptionFlowTypes } from "../tools/reception/agent.js";
+import type { ActionOutcome, FlowDef } from "../src/engine/define.js";
 import { Engine } from "../src/engine/engine.js";
 import { CallPipeline } from "../src/engine/callPipeline.js";
 import { ManualClock } from "../src/engine/clock.js";
@@ -28,14 +27,14 @@ import { testConfig } from "./support/harness.js";
 
 const outcomes: ActionOutcome[] = [];
 // The composed reception flow, its outcomes recorded on the way to the SMS task's own handler.
-const flow = defineFlow<ReceptionFlowTypes>({
+// Already composed (its tasks folded in, kept for the engine's task stack): copied, not composed again.
+const flow: FlowDef<ReceptionFlowTypes> = {
   ...receptionFlow,
-  tasks: undefined,
   onOutcome: async (o, services, state, now) => {
     outcomes.push(o);
     await receptionFlow.onOutcome?.(o, services, state, now);
   },
-});
+};
 const fake = new FakeOpenAIServer();
 const ledger = new MemoryLedger();
 const clock = new ManualClock();

@@ -249,7 +249,7 @@ afterAll(async () => {
 describe(`README "${SECTION}"`, () => {
   it("every block names its file inside the project; blocks that do not fail naming the block", () => {
     expect(blocks.map((b) => `${b.append ? "append to " : ""}${b.path}`)).toEqual(
-      expect.arrayContaining(["append to prompts/tools.md", "append to prompts/model-notes.md", RUN_IT, "src/agents/pharmacy/flow.ts"]),
+      expect.arrayContaining(["append to prompts/tools.md", "append to prompts/model-notes.md", RUN_IT, "tools/pharmacy/agent.ts"]),
     );
     // The guide's new agent lives only in the README, never in the real project.
     for (const b of blocks.filter((x) => !x.append)) expect(existsSync(join(ROOT, b.path)), `${b.path} exists in the real project`).toBe(false);
@@ -283,14 +283,17 @@ describe(`README "${SECTION}"`, () => {
     expect(out.code, `${RUN_IT} failed:\n${out.stderr}${out.stdout}`).toBe(0);
 
     type Action = { type: string; text?: string; phone_number?: string; message?: string };
-    const lines = out.stdout.trim().split("\n").map((l) => JSON.parse(l) as { event?: string; step?: string; actions?: Action[]; pharmacy?: { pickupSms?: string }; ledger?: string[] });
+    const lines = out.stdout.trim().split("\n").map((l) => JSON.parse(l) as { event?: string; step?: string; actions?: Action[]; pharmacy?: { pickupSms?: string }; tasks?: unknown[]; ledger?: string[] });
     const turns = lines.slice(0, -1);
     const said = (t: (typeof turns)[number]) => (t.actions ?? []).filter((a) => a.type === "speak").map((a) => a.text ?? "");
     const sends = (t: (typeof turns)[number]) => (t.actions ?? []).filter((a) => a.type === "send_sms");
     expect(turns.map((t) => [t.event, t.step]), `${RUN_IT} printed:\n${out.stdout}`).toEqual([
       ["session_start", "desk"],
-      ["user_speak", "desk"],
+      // A ready prescription starts the prescription task: its pickup step.
+      ["user_speak", "pickup"],
+      // Its pickup step starts the SMS task (nested): the consent question.
       ["user_speak", "confirm_consent"],
+      // The SMS task's result finished the prescription task, whose result reached the desk.
       ["user_speak", "desk"],
     ]);
     const [greeting, status, question, yes] = turns as [(typeof turns)[number], (typeof turns)[number], (typeof turns)[number], (typeof turns)[number]];
@@ -303,16 +306,20 @@ describe(`README "${SECTION}"`, () => {
       expect.objectContaining({ phone_number: "4915112345678", message: "Apotheke am Markt: Abholzeiten: Mo-Fr 8-18:30 Uhr, Sa 9-13 Uhr. Marktplatz 3, Düsseldorf. Antworten auf diese SMS werden nicht gelesen." }),
     ]);
     expect(said(yes).join(" ")).toMatch(/abgeschickt/);
-    // The task's typed result reached the flow's onResult; the evidence was written.
+    // The SMS task's typed result reached the pickup step, which finished the prescription task with
+    // it; that result reached the desk's onResult (the only place pickupSms is set); no task is left running.
     const final = lines.at(-1)!;
     expect(final.pharmacy).toEqual({ pickupSms: "handed_over" });
+    expect(final.tasks).toEqual([]);
     expect(final.ledger).toContain("sms_approved");
 
     // What the model was given: the step's prompt (placeholders filled) and only its tools, described from prompts/tools.md.
     expect(fake.requests).toHaveLength(3);
     const first = fake.requests[0]!;
     // The SMS task brings opt_out_sms into every LLM step of a flow that includes it.
-    expect(fake.toolsOffered(0)).toEqual(["check_prescription", "text_pickup_hours", "end_call", "opt_out_sms"]);
+    expect(fake.toolsOffered(0)).toEqual(["check_prescription", "end_call", "opt_out_sms"]);
+    // The prescription task's own step offers its own tools.
+    expect(fake.toolsOffered(1)).toEqual(["text_pickup_hours", "prescription_done", "opt_out_sms"]);
     expect(first.tools![0]!.function.description).toMatch(/^Look up whether the caller's prescription is ready/);
     expect(first.tools![0]!.function.parameters).toMatchObject({ properties: { pickup_code: { type: "string", description: expect.stringContaining("pickup code") } } });
     const system = first.messages[0]!.content ?? "";

@@ -51,7 +51,7 @@ describe("versioned call state across a rolling deploy", () => {
       // The old release's key is untouched, and this release wrote only versioned keys.
       expect(JSON.parse((await a.get(`${prefix}call:${id}`))!)).toEqual(old);
       const written = await a.keys(`${prefix}*`);
-      expect(written.filter((k) => !k.startsWith(`${prefix}v3:`) && !k.startsWith(`${prefix}limit:`))).toEqual([`${prefix}call:${id}`]);
+      expect(written.filter((k) => !k.startsWith(`${prefix}v4:`) && !k.startsWith(`${prefix}limit:`))).toEqual([`${prefix}call:${id}`]);
     } finally {
       await svc.close();
       await fake.close();

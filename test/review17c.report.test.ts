@@ -5,7 +5,7 @@ import { StoreUnavailableError, type CallStore, type NotedEntry, type OutboxEntr
 import { MemoryOutbox } from "../src/outbox/memoryOutbox.js";
 import type { Outbox } from "../src/outbox/outbox.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
-import type { CallbackReport } from "../src/tasks/callback/report.js";
+import type { CallbackReport } from "../src/agents/callback/report.js";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { callbackTestConfig, spoken, startTestService, type TestService } from "./support/harness.js";

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { actions, type AiFlowAction } from "../src/aiflow/actions.js";
 import { parseEvent } from "../src/aiflow/events.js";
 import type { CallState } from "../src/core/callState.js";
-import { defineStep, defineTool, type Keys } from "../src/engine/define.js";
+import { defineStep, defineTool, finish, hostTask, startTask, type Keys, type StepDef } from "../src/engine/define.js";
 import { defineFlow } from "../src/engine/defineFlow.js";
 import { Engine } from "../src/engine/engine.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
@@ -16,27 +16,28 @@ import { NumberHasher } from "../src/ledger/numberHash.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
 import type { RateLimiter } from "../src/store/rateLimiter.js";
-import { smsTask } from "../src/tasks/composed/sms.js";
-import type { SmsFailureNotice } from "../src/tasks/sms/failures.js";
-import type { SmsTaskResult } from "../src/tasks/sms/result.js";
-import { SMS_TASK_ENTRY, startSmsTask } from "../src/tasks/sms/start.js";
+import { smsTask } from "../tools/sms/task.js";
+import type { SmsFailureNotice, SmsTaskResult } from "../src/tasks/sms/result.js";
+import { SMS_TASK, SMS_TASK_ENTRY } from "../src/tasks/sms/start.js";
 import { initialSmsSlice, type SmsSlice } from "../src/tasks/sms/state.js";
 import type { SmsContext, SmsFlowTypes, SmsLineKey, SmsServices } from "../src/tasks/sms/types.js";
 import type { TurnContext } from "../src/engine/turnContext.js";
+import type { TurnRecord } from "../src/core/turnRecord.js";
 import { endCall } from "../tools/common/end_call.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
 
 /**
- * The SMS consent-and-send flow as a reusable task (issue 13, point 1), seen from a host flow
- * written here, in the test, only from the public parts: the host starts the task with its own
- * parameters (what to send, which number to offer first), gets a typed result back in the step
- * that started it, hears about a later sms_failed after it moved on, and cannot get a send_sms
- * past the task's gate, whatever its own code does.
+ * The SMS consent-and-send flow as a reusable task (issue 13, point 1; issue 19, point 1), seen
+ * from a host flow written here, in the test, only from the public parts: the host starts the task
+ * with its own parameters (what to send, which number to offer first), gets a typed result back in
+ * the step that started it (its onResult), hears about a later sms_failed after it moved on (its
+ * onNotice), and cannot get a send_sms past the task's gate, whatever its own code does.
  */
 
 interface HostSlice extends SmsSlice {
+  /** `startedBy`: the step whose onResult heard the result (every host step records its own name). */
   desk: { results: Array<{ result: SmsTaskResult; startedBy: string }>; failures: SmsFailureNotice[] };
 }
 interface HostTypes extends SmsFlowTypes {
@@ -56,10 +57,7 @@ const offerAddressSms = defineTool<HostTypes>()({
   name: "offer_address_sms",
   transitions: [...SMS_TASK_ENTRY],
   parameters: () => z.object({}),
-  execute(ctx) {
-    const start = startSmsTask(ctx, { slots: { info: "address" }, offerNumber });
-    return start.status === "started" ? { result: start.note, next: start.next } : start.note;
-  },
+  execute: () => ({ next: startTask(SMS_TASK, { slots: { info: "address" }, offerNumber }) }),
 });
 
 const goElsewhere = defineTool<HostTypes>()({
@@ -80,20 +78,28 @@ const rogueSend = defineTool<HostTypes>()({
   },
 });
 
+/** A host tool that finishes the SMS task where none runs: a flow definition error, never a silent jump. */
+const finishNothing = defineTool<HostTypes>()({
+  name: "finish_nothing",
+  transitions: ["exit"],
+  parameters: () => z.object({}),
+  execute: () => ({ next: finish(SMS_TASK, { status: "cancelled" }) }),
+});
+
 const step = defineStep<HostTypes>();
+/** Each host step hears what reaches it under its own name. */
+const hears = (name: string): Pick<StepDef<HostTypes>, "onResult" | "onNotice"> => ({
+  onResult: (ctx, done) => void ctx.state.desk.results.push({ result: done.result, startedBy: name }),
+  onNotice: (ctx, n) => void ctx.state.desk.failures.push(n.notice),
+});
 const hostFlow = defineFlow<HostTypes>({
   name: "host",
   initialStep: "desk",
   steps: [
-    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, endCall] }),
-    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall] }),
+    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, finishNothing, endCall], ...hears("desk") }),
+    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall], ...hears("elsewhere") }),
   ],
-  tasks: [
-    smsTask<HostTypes>({
-      onResult: (ctx, result, startedBy) => void ctx.state.desk.results.push({ result, startedBy }),
-      onFailed: (ctx, failure) => void ctx.state.desk.failures.push(failure),
-    }),
-  ],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), desk: { results: [], failures: [] } }),
   lines: [],
   notes: [],
@@ -106,7 +112,7 @@ const hostFlow = defineFlow<HostTypes>({
 // The host's tools need descriptions like any tool: a copy of prompts/ with three more.
 const promptsDir = mkdtempSync(join(tmpdir(), "host-prompts-"));
 cpSync(PROMPTS_DIR, promptsDir, { recursive: true });
-appendFileSync(join(promptsDir, "tools.md"), "\n## offer_address_sms\nOffer the address by SMS.\n\n## go_elsewhere\nMove on.\n\n## rogue_send\nA host tool that sends an SMS itself.\n");
+appendFileSync(join(promptsDir, "tools.md"), "\n## offer_address_sms\nOffer the address by SMS.\n\n## go_elsewhere\nMove on.\n\n## rogue_send\nA host tool that sends an SMS itself.\n\n## finish_nothing\nFinishes a task that is not running.\n");
 
 const fake = new FakeOpenAIServer();
 const ledger = new MemoryLedger();
@@ -148,15 +154,20 @@ beforeEach(() => {
 /** One call driven through the engine turn by turn, as the pipeline would. */
 function call(id: string) {
   let state: CallState<HostSlice> | undefined;
+  let last: TurnRecord | undefined;
   return {
     get state() {
       return state!;
+    },
+    get record() {
+      return last!;
     },
     async send(event: unknown): Promise<AiFlowAction[]> {
       clock += 1000;
       const p = parseEvent(event);
       if (p.kind !== "event") throw new Error("not an event");
       const out = await engine.runTurn(state, p.event);
+      last = out.record;
       if (out.next.kind === "save") state = out.next.state;
       return out.record.actions;
     },
@@ -259,6 +270,23 @@ describe("the SMS task in a host flow", () => {
     await c.send(ev.smsFailed(c.id, "insufficient_balance", "491701234567"));
     expect(c.state.desk.failures.at(-1)).toEqual({ reason: "insufficient_balance", number: "491701234567", retrying: false });
     expect(c.state.step).toBe("elsewhere");
+  });
+
+  it("the engine keeps the task stack: nothing runs after the task ended, and finishing a task that does not run is a flow definition error", async () => {
+    const c = call("task-stack");
+    await c.send(ev.start(c.id));
+    fake.enqueue(reply.tool("offer_address_sms"));
+    await c.send(ev.speak(c.id, "SMS bitte."));
+    // Started by the desk, back to the desk: one frame while the question is open.
+    expect(c.state.tasks).toEqual([{ task: "sms", startedBy: "desk", returnTo: "desk" }]);
+    fake.enqueue(reply.tool("record_consent", { consented: true }));
+    await c.send(ev.speak(c.id, "Ja."));
+    expect(c.state.tasks).toEqual([]);
+    fake.enqueue(reply.tool("finish_nothing"));
+    const out = await c.send(ev.speak(c.id, "Und jetzt?"));
+    expect(c.record.guardDecisions).toContainEqual(expect.objectContaining({ reason: "internal_error", detail: expect.stringMatching(/tool finish_nothing finished task sms, but no task is running/) }));
+    expect(said(out)).toHaveLength(1); // the apology, nothing else
+    expect(c.state.step).toBe("desk");
   });
 
   it("the gate holds at the action boundary: a host tool that emits send_sms itself gets nothing out", async () => {

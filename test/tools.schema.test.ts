@@ -15,15 +15,15 @@ import { NumberHasher } from "../src/ledger/numberHash.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import type { SmsServices } from "../src/tasks/sms/types.js";
-import type { ReceptionFlowTypes } from "../src/agents/reception/flow.js";
+import type { ReceptionFlowTypes } from "../tools/reception/agent.js";
 import { engineOptions } from "../src/service.js";
 import { pino } from "pino";
 import { readSections } from "../src/engine/markdownSections.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { initialCallState, type SmsCallState as CallState } from "../src/tasks/sms/state.js";
-import { receptionFlow } from "../src/agents/reception/flow.js";
-import { callbackFlow } from "../src/agents/callback/flow.js";
-import { initialCallbackSlice } from "../src/tasks/callback/state.js";
+import { receptionFlow } from "../tools/reception/agent.js";
+import { callbackFlow } from "../tools/callback/agent.js";
+import { initialCallbackSlice } from "../src/agents/callback/state.js";
 import type { FlowDef, FlowTypes } from "../src/engine/define.js";
 
 /** Both shipped agents: every tool file must be used by one of them. */
@@ -34,9 +34,10 @@ import { testConfig } from "./support/harness.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-/** Every tool file under tools/ (one tool per file), loaded as the flow would. */
+/** Every tool file under tools/ (one tool per file), loaded as the flow would; a task's or agent's definition (task.ts, agent.ts) lists tools and is none. */
 function toolFiles(dir = join(ROOT, "tools")): string[] {
-  return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : f.endsWith(".ts") ? [join(dir, f)] : []));
+  const isTool = (f: string) => f.endsWith(".ts") && f !== "task.ts" && f !== "agent.ts";
+  return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : isTool(f) ? [join(dir, f)] : []));
 }
 const exportedTools: ToolDef<ReceptionFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<ReceptionFlowTypes>[]))).flat();
 /** Every LLM step of both agents (the SMS task's steps once: both include the same task). */

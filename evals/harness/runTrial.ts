@@ -13,7 +13,7 @@ import { personaLine } from "./personaCaller.js";
 import type { CallerRule, Expectation, Scenario } from "./scenario.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { Outbox } from "../../src/outbox/outbox.js";
-import type { CallbackReport } from "../../src/tasks/callback/report.js";
+import type { CallbackReport } from "../../src/agents/callback/report.js";
 
 /** What the scripted caller did in one step, and what the agent answered. */
 export interface TranscriptEntry {

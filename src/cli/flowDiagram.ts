@@ -1,5 +1,5 @@
-import { callbackFlow } from "../agents/callback/flow.js";
-import { receptionFlow } from "../agents/reception/flow.js";
+import { callbackFlow } from "../../tools/callback/agent.js";
+import { receptionFlow } from "../../tools/reception/agent.js";
 import { mermaidDiagram } from "../engine/diagram.js";
 import { AGENTS, type AgentName } from "../config/schema.js";
 

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { RedisOutbox } from "../outbox/redisOutbox.js";
+import { AgentError } from "../core/errors.js";
 
 const USAGE = `usage: npm run outbox -- dead-letters [--bodies]
        npm run outbox -- redrive KEY
@@ -16,7 +17,9 @@ Reads the outbox in Redis: REDIS_URL (and REDIS_PREFIX, default aiflow:) as the 
 Without Redis the outbox lives in the service's memory and dies with it. Exit codes: 0 done;
 1 failed (Redis unreachable, no such dead letter); 2 bad usage.`;
 
-class UsageError extends Error {}
+class UsageError extends AgentError {
+  readonly code = "usage";
+}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;

@@ -6,6 +6,7 @@ import { packageRoot } from "./paths.js";
 import { disclosureProblems } from "./disclosure.js";
 import { callbackEndpointFromEnv } from "./callbackEnv.js";
 import { configSchema, type AppConfig } from "./schema.js";
+import { AgentError } from "../core/errors.js";
 
 /** The checked-in config, relative to the package root (not the working directory). */
 export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
@@ -13,11 +14,8 @@ export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
 const LOG_LEVELS: readonly string[] = configSchema.innerType().shape.logLevel.removeDefault().options;
 
 /** A config problem, worded so the operator knows which field to fix. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
+export class ConfigError extends AgentError {
+  readonly code = "config_invalid";
 }
 
 function describe(err: z.ZodError, source: string): string {

@@ -22,6 +22,13 @@ export type HistoryMessage =
 export const LANGUAGES = ["de-DE", "en-US"] as const;
 export type Language = (typeof LANGUAGES)[number];
 
+/** One running task: which, the step that started it (its result goes to that step's onResult), the step it returns to. */
+export interface TaskFrame {
+  task: string;
+  startedBy: string;
+  returnTo: string;
+}
+
 /** What every call has, whatever its flow. */
 export interface CallCore {
   sessionId: string;
@@ -31,14 +38,18 @@ export interface CallCore {
   callerNumber?: string;
   language: Language;
   step: string;
-  /** Where an "exit" transition returns to. */
-  returnStep?: string;
+  /** The tasks running now, innermost last (see src/engine/tasks.ts): where each returns, whose result it is. */
+  tasks?: TaskFrame[];
+  /** Each task that ran in this call, by name: the step that started it last (its later events go there). */
+  taskStarters?: Record<string, string>;
   /** Caller turns so far (spoken answers and keyed-in numbers). */
   turn: number;
   /** Lines spoken to the caller so far (a repeated line does not count again). */
   spoken: number;
   /** `spoken` when the current caller turn began: tells what the caller was answering. */
   spokenBeforeTurn: number;
+  /** `spoken` at the caller's latest barge-in: lines through it may not have been heard in full (see src/engine/heard.ts). */
+  bargedIn?: number;
   /** History index where the current step began (for steps that only see their own part). */
   stepHistoryStart?: number;
   /** The last line spoken that was not a repeat: what a re-prompt after silence repeats. */

@@ -33,21 +33,64 @@ export interface FlowTypes {
   notes: Keys<never>;
   /** Reason codes of its guard decisions. */
   reasons: Keys<never>;
+  /**
+   * The tasks its steps may start, by name: each one's typed result and the later notices it sends
+   * its starter (`{ sms: { result: SmsTaskResult; notice: SmsFailureNotice } }`).
+   */
+  tasks: object;
 }
+
+/** What a step's `onResult` receives: which task ended, and its typed result. */
+export type TaskResultOf<F extends FlowTypes> = {
+  [K in keyof F["tasks"] & string]: { task: K; result: F["tasks"][K] extends { result: infer R } ? R : never };
+}[keyof F["tasks"] & string];
+
+/** What a step's `onNotice` receives: a later event of a task it started, after the task ended (an SMS it handed over failed). */
+export type TaskNoticeOf<F extends FlowTypes> = {
+  [K in keyof F["tasks"] & string]: { task: K; notice: F["tasks"][K] extends { notice: infer N } ? N : never };
+}[keyof F["tasks"] & string];
 
 export type LineKey<F extends FlowTypes> = KeyOf<F["lines"]>;
 export type NoteKey<F extends FlowTypes> = KeyOf<F["notes"]>;
 export type ReasonKey<F extends FlowTypes> = KeyOf<F["reasons"]>;
 
-/** A step name, or "exit": back to the step that entered the sub-flow. */
+/** A step name, or "exit": the running task is finished (declared by whatever may finish it). */
 export type Transition = string;
+
+/** A task, as a tool or step names it to start or finish it: its name and, for the compiler, its parameters and result. */
+export interface TaskRef<P, R> {
+  readonly name: string;
+  /** Never set: carries the types. */
+  readonly types?: { params: P; result: R };
+}
+
+/** Start a task (`next: startTask(SMS_TASK, { slots })`), back to `returnTo` (default: the step that started it). See tasks.ts. */
+export type TaskStart = { readonly kind: "start_task"; readonly task: string; readonly params: unknown; readonly returnTo?: string };
+
+/** Finish the running task with its result (`next: finish(SMS_TASK, { status: "handed_over", … })`). */
+export type TaskFinish = { readonly kind: "finish_task"; readonly task: string; readonly result: unknown };
+
+/** Where the flow goes: a step, a task started, or the running task finished. */
+export type Next = Transition | TaskStart | TaskFinish;
+
+export function taskRef<P, R>(name: string): TaskRef<P, R> {
+  return { name };
+}
+
+export function startTask<P, R>(task: TaskRef<P, R>, params: P, opts: { returnTo?: string } = {}): TaskStart {
+  return { kind: "start_task", task: task.name, params, ...(opts.returnTo !== undefined ? { returnTo: opts.returnTo } : {}) };
+}
+
+export function finish<R>(task: TaskRef<unknown, R>, result: R): TaskFinish {
+  return { kind: "finish_task", task: task.name, result };
+}
 
 /**
  * What a tool returns: the text the model sees, and where the flow goes next. The transition is
  * the tool's result, applied by the engine after the call (checked against `transitions`), not
- * a side effect a later call could overwrite.
+ * a side effect a later call could overwrite. A task started this way adds its own note to `result`.
  */
-export type ToolOutcome = string | { result: string; next?: Transition };
+export type ToolOutcome = string | { result?: string; next?: Next };
 
 /**
  * A tool: one declaration with a zod argument schema and an implementation. Its JSON schema is
@@ -79,6 +122,15 @@ interface StepBase<F extends FlowTypes> {
   onEnter?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** Replaces the generic "are you still there?" re-prompt after silence in this step. */
   onTimeout?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
+   * A task this step started ended (or could not start): its typed result, right after the flow is
+   * back in the step the task returns to. It may move the flow on, only where `resultTransitions`
+   * says ("exit": finish the task this step belongs to, e.g. with a result built from the inner one's).
+   */
+  onResult?: (ctx: TurnContext<F>, done: TaskResultOf<F>) => Promise<Next | void> | Next | void;
+  resultTransitions?: readonly Transition[];
+  /** A later event of a task this step started, also after the task ended (an SMS it handed over failed). */
+  onNotice?: (ctx: TurnContext<F>, notice: TaskNoticeOf<F>) => Promise<void> | void;
 }
 
 /** A step answered by one LLM request with the step's own prompt and only its tools. */
@@ -104,7 +156,7 @@ export interface CodeStep<F extends FlowTypes = FlowTypes> extends StepBase<F> {
 export type StepDef<F extends FlowTypes = FlowTypes> = LlmStep<F> | CodeStep<F>;
 
 /** What an event hook did: handled the event (the engine does nothing more), and where the flow goes. */
-export type HookOutcome = boolean | { handled: boolean; next?: Transition };
+export type HookOutcome = boolean | { handled: boolean; next?: Next };
 
 /** Bookkeeping for an event, whatever the call is doing: no speech, no transition. */
 export type Observer<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, event: AiFlowEvent) => Promise<void> | void;
@@ -238,14 +290,20 @@ export type ActionOutcome =
   | { status: "rerun_done"; callId: string; seq: number; reason: RerunReason; entries?: OutcomeEntry[] }
   | { status: "not_sent_noted"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] };
 
+/** How a task begins for its parameters: at a step (the tool that started it tells the model `note`), or over at once with its result. */
+export type TaskEntry<R> = { step: string; note: string } | { result: R; note: string };
+
 /**
- * A reusable part of a flow (the SMS consent-and-send task): its own steps, entered from a host
- * step by a tool's transition and left with "exit" (back to the step that entered it), and the
- * hooks, observers, gate and checks that come with them. `defineFlow` composes a flow's tasks
- * into it, so the engine runs one flat flow and knows no task.
+ * A reusable part of a flow with a typed result (the SMS consent-and-send task): a step starts it
+ * (`next: startTask(task, params)`), the engine keeps it on the call's task stack, runs its steps,
+ * and when it finishes (`next: finish(task, result)`) returns to the step that started it and
+ * calls that step's `onResult`. Its hooks, observers, gate and checks come with it; `defineFlow`
+ * composes them into the flow (see src/engine/tasks.ts).
  */
-export interface TaskDef<F extends FlowTypes = FlowTypes> {
+export interface TaskDef<F extends FlowTypes = FlowTypes, P = unknown, R = unknown> extends TaskRef<P, R> {
   name: string;
+  /** Where the task begins for `params` (one of `entrySteps`), or its result at once. */
+  start(ctx: TurnContext<F>, params: P): TaskEntry<R>;
   steps: StepDef<F>[];
   /** The step tools enter the task at (drawn in diagrams). */
   entrySteps: readonly string[];
@@ -260,7 +318,7 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
   neverReplay?: readonly AiFlowAction["type"][];
   /** See FlowDef.onOutcome. */
   onOutcome?: (outcome: ActionOutcome, services: F["services"], state: CallState<F["state"]> | undefined, now: number) => Promise<void> | void;
-  /** Runs at the end of every turn, after the event was handled: a task hands its result to the flow that started it here. */
+  /** Runs at the end of every turn, after the event was handled (the SMS task: words that overtook a send). */
   afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
   /** See FlowDef.onUnevaluated. */
   onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
@@ -279,8 +337,8 @@ export interface TaskDef<F extends FlowTypes = FlowTypes> {
  * TaskDef<H>; TypeScript cannot evaluate a generic `H`'s key sets to see it, so a task factory
  * generic over its host uses this one widening instead of casts of its own.
  */
-export function hostTask<T extends FlowTypes, H extends T>(task: TaskDef<T>): TaskDef<H> {
-  return task as unknown as TaskDef<H>;
+export function hostTask<T extends FlowTypes, H extends T, P, R>(task: TaskDef<T, P, R>): TaskDef<H, P, R> {
+  return task as unknown as TaskDef<H, P, R>;
 }
 
 export function defineStep<F extends FlowTypes>() {

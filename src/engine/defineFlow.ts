@@ -115,7 +115,8 @@ function chainHooks<F extends FlowTypes>(type: AiFlowEvent["type"], parts: Array
       const outcome = await part.hook(ctx, event);
       const { handled, next } = typeof outcome === "boolean" ? { handled: outcome, next: undefined } : outcome;
       // Checked per part: one part's hook may not borrow another's declared transitions.
-      if (next !== undefined && !part.declared.includes(next)) throw new FlowDefinitionError(`${part.name}'s ${type} hook moved the flow to "${next}", which it does not declare`);
+      // (A task started or finished is checked where it is applied: its entry step is known only then.)
+      if (typeof next === "string" && !part.declared.includes(next)) throw new FlowDefinitionError(`${part.name}'s ${type} hook moved the flow to "${next}", which it does not declare`);
       if (handled || next !== undefined) return { handled: true, next };
     }
     return false;

@@ -297,24 +297,25 @@ export class Engine<F extends FlowTypes = FlowTypes> {
 
   private turn(state: CallState<F["state"]>, event: AiFlowEvent, record: TurnRecord, stream: TurnStream): Turn<F> {
     const { deps } = this;
-    return new Turn<F>(
+    return new Turn<F>({
       state,
       event,
-      deps.services,
-      deps.options,
-      deps.prompts,
-      deps.log,
+      services: deps.services,
+      options: deps.options,
+      prompts: deps.prompts,
+      log: deps.log,
       record,
-      deps.now,
-      {
+      now: deps.now,
+      engine: {
         invokeTool: (turn, tool: ToolDef<F>, args) => this.tools.runFromCode(turn, tool, args),
         review: (actions, turn) => this.review(actions, turn),
+        tasks: (turn) => this.transitions.taskControl(turn),
       },
-      stream.sink,
-      stream.signal,
-      stream.stillOwner,
-      { heard: stream.heard, barged: stream.barged, pendingSends: stream.pendingSends ?? [], seq: stream.seq },
-    );
+      sink: stream.sink,
+      signal: stream.signal,
+      ownership: stream.stillOwner,
+      delivery: { heard: stream.heard, barged: stream.barged, pendingSends: stream.pendingSends ?? [], seq: stream.seq },
+    });
   }
 
   private newState(event: AiFlowEvent): CallState<F["state"]> {

@@ -37,12 +37,14 @@ export class EventRouter<F extends FlowTypes> {
       turn.hangupNow();
       return;
     }
+    // The one place a barge-in is noted: every "was this an answer?" check reads it (heard.ts).
+    if (event.type === "user_speak" && event.barged_in) state.bargedIn = state.spoken;
     const hook = this.flow.hooks[event.type];
     if (hook) {
       const handled = await this.transitions.collecting(turn, async () => {
         const outcome = await hook(turn, event);
         const { handled, next } = typeof outcome === "boolean" ? { handled: outcome, next: undefined } : outcome;
-        if (next !== undefined) this.transitions.apply(turn, { label: `${event.type} hook`, declared: this.flow.hookTransitions[event.type] ?? [] }, next);
+        if (next !== undefined) await this.transitions.apply(turn, { label: `${event.type} hook`, declared: this.flow.hookTransitions[event.type] ?? [] }, next);
         return handled;
       });
       if (handled) return;

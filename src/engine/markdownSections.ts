@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { AgentError } from "../core/errors.js";
 
 /**
  * Reads a markdown file made of `## key` sections into a map of key → text.
@@ -26,10 +27,10 @@ export function readSections(path: string): Record<string, string> {
   return out;
 }
 
-export class MissingTemplateValueError extends Error {
+export class MissingTemplateValueError extends AgentError {
+  readonly code = "template_value_missing";
   constructor(name: string, where: string) {
     super(`template ${where} uses {${name}} but no value was given`);
-    this.name = "MissingTemplateValueError";
   }
 }
 

@@ -146,7 +146,8 @@ export class ToolRunner<F extends FlowTypes> {
     const { result, next } = typeof outcome === "string" ? { result: outcome, next: undefined } : outcome;
     // A "no" must outlive a given-up answer: the pipeline commits such a turn whatever happens.
     if (tool.withdraws?.(args)) turn.record.withdrawal = true;
-    if (next !== undefined) this.transitions.apply(turn, { label: `tool ${tool.name}`, declared: tool.transitions }, next);
-    return { ok: true, result, args: rawArgs };
+    // A task started here tells the model how it began (its own note), after the tool's.
+    const started = next === undefined ? undefined : await this.transitions.apply(turn, { label: `tool ${tool.name}`, declared: tool.transitions }, next);
+    return { ok: true, result: [result, started].filter((r) => r).join("\n"), args: rawArgs };
   }
 }

@@ -1,34 +1,53 @@
-import type { FlowDef, FlowTypes, StepDef, Transition } from "./define.js";
+import type { FlowDef, FlowTypes, Next, StepDef } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
+import { TaskStack, type Mover, type TaskControl } from "./tasks.js";
 import type { Turn } from "./turnContext.js";
 
 /** Upper bound on step transitions in one turn, so a mis-wired flow cannot spin forever. */
 const MAX_TRANSITIONS_PER_TURN = 10;
 
-/** Who moved the flow, and where it declared it may go (the diagram is drawn from these). */
-export interface Mover {
-  label: string;
-  declared: readonly Transition[];
-}
+export type { Mover } from "./tasks.js";
 
 /**
- * Step transitions. A tool or hook returns where the flow goes; this checks that against what
- * it declared, changes the step, and enters the new step once the code that moved it is done
- * (a step's fixed line comes after the tool results of the batch that led there).
+ * Step transitions. A tool or hook returns where the flow goes (a step, a task started, the
+ * running task finished); this checks that against what it declared, changes the step, and enters
+ * the new step once the code that moved it is done (a step's fixed line comes after the tool
+ * results of the batch that led there). Tasks: see tasks.ts.
  */
 export class Transitions<F extends FlowTypes> {
+  private readonly tasks: TaskStack<F>;
+
   constructor(
     private readonly flow: FlowDef<F>,
     private readonly steps: ReadonlyMap<string, StepDef<F>>,
-  ) {}
+  ) {
+    this.tasks = new TaskStack(
+      flow,
+      steps,
+      (turn, by, next) => this.apply(turn, by, next),
+      (turn, by, step, checked) => this.move(turn, by, step, checked),
+      (turn, work) => this.collecting(turn, work),
+    );
+  }
 
-  apply(turn: Turn<F>, by: Mover, next: Transition): void {
-    if (!by.declared.includes(next)) throw new FlowDefinitionError(`${by.label} moved the flow to "${next}", which it does not declare in its transitions`);
-    let target = next;
-    if (next === "exit") {
-      target = turn.state.returnStep ?? this.flow.initialStep;
-      turn.state.returnStep = undefined;
+  /** Apply `next`; returns the note of a task it started (for the tool's result). */
+  async apply(turn: Turn<F>, by: Mover, next: Next): Promise<string | undefined> {
+    if (typeof next !== "string") {
+      if (next.kind === "start_task") return this.tasks.start(turn, by, next);
+      await this.tasks.finish(turn, by, next);
+      return undefined;
     }
+    if (next === "exit") throw new FlowDefinitionError(`${by.label} returned "exit": finish the running task with finish(task, result)`);
+    this.move(turn, by, next, true);
+    return undefined;
+  }
+
+  taskControl(turn: Turn<F>): TaskControl {
+    return this.tasks.control(turn);
+  }
+
+  private move(turn: Turn<F>, by: Mover, target: string, checked: boolean): void {
+    if (checked && !by.declared.includes(target)) throw new FlowDefinitionError(`${by.label} moved the flow to "${target}", which it does not declare in its transitions`);
     if (!this.steps.has(target)) throw new FlowDefinitionError(`flow ${this.flow.name} has no step ${target}`);
     const scope = turn.enterScopes.at(-1);
     if (!scope) throw new FlowDefinitionError(`${by.label} moved the flow outside engine-run code`);

@@ -9,6 +9,7 @@ import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { telemetry } from "../core/telemetry.js";
 import { speakOptions } from "./speech.js";
+import type { TaskControl } from "./tasks.js";
 
 type Values = Record<string, string | number>;
 
@@ -56,6 +57,8 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   hangupNow(): void;
   /** Run a tool from code (code steps, hooks): in history as a call/result pair like a model's; its transition applies. */
   invokeTool(tool: ToolDef<F>, args?: Record<string, unknown>): Promise<string>;
+  /** The call's running tasks, beyond starting and finishing them (src/engine/tasks.ts). */
+  readonly tasks: TaskControl;
   /** Whether this instance still owns the call, asked right before an irreversible step (an SMS approved). */
   stillOwner(): Promise<boolean>;
   /**
@@ -100,6 +103,29 @@ export interface TurnDelivery {
 export interface TurnEngine<F extends FlowTypes> {
   invokeTool(turn: Turn<F>, tool: ToolDef<F>, args: Record<string, unknown>): Promise<string>;
   review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+  /** The turn's view of the task stack (absent: a turn built without an engine, e.g. for a gate test). */
+  tasks?(turn: Turn<F>): TaskControl;
+}
+
+/** What a turn is made of: the call, the event, what the flow and engine lend it, and how the transport takes part. */
+export interface TurnOptions<F extends FlowTypes> {
+  state: CallState<F["state"]>;
+  event: AiFlowEvent;
+  services: F["services"];
+  options: EngineOptions;
+  prompts: PromptLibrary;
+  log: Logger;
+  record: TurnRecord;
+  /** The engine's clock (epoch ms). */
+  now: () => number;
+  engine: TurnEngine<F>;
+  /** Streaming transports get the model's speech the moment it exists. */
+  sink?: (action: AiFlowAction) => void;
+  /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
+  signal?: AbortSignal;
+  /** Whether this instance still owns the call (default: it does). */
+  ownership?: () => Promise<boolean>;
+  delivery?: TurnDelivery;
 }
 
 /**
@@ -130,23 +156,35 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   /** Seqs of the pending entries this turn took back. */
   readonly withdrawnSeqs: number[] = [];
 
-  constructor(
-    readonly state: CallState<F["state"]>,
-    readonly event: AiFlowEvent,
-    readonly services: F["services"],
-    readonly options: EngineOptions,
-    readonly prompts: PromptLibrary,
-    readonly log: Logger,
-    readonly record: TurnRecord,
-    private readonly now: () => number,
-    private readonly engine: TurnEngine<F>,
-    /** Streaming transports get the model's speech the moment it exists. */
-    readonly sink?: (action: AiFlowAction) => void,
-    /** Aborted when the caller starts speaking, or the turn lost its lease or was given up: stop generating. */
-    readonly signal?: AbortSignal,
-    private readonly ownership?: () => Promise<boolean>,
-    private readonly delivery: TurnDelivery = { pendingSends: [] },
-  ) {}
+  readonly state: CallState<F["state"]>;
+  readonly event: AiFlowEvent;
+  readonly services: F["services"];
+  readonly options: EngineOptions;
+  readonly prompts: PromptLibrary;
+  readonly log: Logger;
+  readonly record: TurnRecord;
+  readonly sink?: (action: AiFlowAction) => void;
+  readonly signal?: AbortSignal;
+  private readonly now: () => number;
+  private readonly engine: TurnEngine<F>;
+  private readonly ownership?: () => Promise<boolean>;
+  private readonly delivery: TurnDelivery;
+
+  constructor(o: TurnOptions<F>) {
+    this.state = o.state;
+    this.event = o.event;
+    this.services = o.services;
+    this.options = o.options;
+    this.prompts = o.prompts;
+    this.log = o.log;
+    this.record = o.record;
+    this.now = o.now;
+    this.engine = o.engine;
+    this.sink = o.sink;
+    this.signal = o.signal;
+    this.ownership = o.ownership;
+    this.delivery = o.delivery ?? { pendingSends: [] };
+  }
 
   get sessionId(): string {
     return this.state.sessionId;
@@ -252,6 +290,11 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
 
   invokeTool(tool: ToolDef<F>, args: Record<string, unknown> = {}): Promise<string> {
     return this.engine.invokeTool(this, tool, args);
+  }
+
+  get tasks(): TaskControl {
+    if (!this.engine.tasks) throw new Error("this turn runs without an engine: it has no tasks");
+    return this.engine.tasks(this);
   }
 
   async emitChecked(action: AiFlowAction): Promise<GuardDecision> {

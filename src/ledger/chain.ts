@@ -3,6 +3,7 @@ import type { CountryCode } from "libphonenumber-js/max";
 import { redactNumber } from "../phone/redact.js";
 import type { LedgerRecord, LedgerRecordInput } from "./ledger.js";
 import type { NumberHasher } from "./numberHash.js";
+import { AgentError } from "../core/errors.js";
 
 /**
  * The hash chain (in the manner of Certificate Transparency's append-only logs): every record
@@ -59,11 +60,8 @@ export function sha256(text: string): string {
 }
 
 /** Thrown for a record the ledger will not write (a bad timestamp): the gate then refuses the send. */
-export class LedgerRecordError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "LedgerRecordError";
-  }
+export class LedgerRecordError extends AgentError {
+  readonly code = "ledger_record";
 }
 
 /** How personal text is stored with hashed numbers: the number replaced by `{number}`. */

@@ -7,6 +7,7 @@ import { NumberHasher } from "./numberHash.js";
 import { applyOptOut, entriesOf, isListed, optOutRecord } from "./optOut.js";
 import { OptOutFile, optOutPathOf } from "./optOutFile.js";
 import { parseLedgerText } from "./readLedger.js";
+import { AgentError } from "../core/errors.js";
 
 /**
  * The ledger holds phone numbers and what callers said: only its owner may read it. The modes
@@ -18,11 +19,8 @@ export const LEDGER_DIR_MODE = 0o700;
 const octal = (mode: number) => "0" + (mode & 0o7777).toString(8);
 
 /** The ledger file is open to others and this process cannot change that: start-up must stop. */
-export class LedgerPermissionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "LedgerPermissionError";
-  }
+export class LedgerPermissionError extends AgentError {
+  readonly code = "ledger_permission";
 }
 
 export interface FileLedgerOptions {

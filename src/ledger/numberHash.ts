@@ -1,4 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { AgentError } from "../core/errors.js";
 
 /**
  * Keyed hashing of phone numbers (`ledger.numbers: hashed`). A plain SHA-256 of a number is
@@ -23,11 +24,8 @@ export interface HashKey {
   secret: string;
 }
 
-export class HashKeyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "HashKeyError";
-  }
+export class HashKeyError extends AgentError {
+  readonly code = "hash_key";
 }
 
 function parseKey(variable: string, text: string): HashKey {

@@ -1,4 +1,5 @@
 import type { LedgerRecord, LedgerRecordInput, OptOutBy, OptOutChange, OptOutEntry } from "./ledger.js";
+import { AgentError } from "../core/errors.js";
 
 /**
  * The do-not-text list, as every ledger keeps it: numbers callers (or an operator) asked never to
@@ -10,11 +11,8 @@ import type { LedgerRecord, LedgerRecordInput, OptOutBy, OptOutChange, OptOutEnt
 export const OPT_OUT_KINDS = ["opt_out_added", "opt_out_removed"] as const;
 
 /** The list could not be read or written: the gate refuses the send, the tool tells the caller. */
-export class OptOutListError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "OptOutListError";
-  }
+export class OptOutListError extends AgentError {
+  readonly code = "opt_out_list";
 }
 
 /** The chained record of a change. */

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { LEDGER_KINDS, type LedgerRecord } from "./ledger.js";
+import { AgentError } from "../core/errors.js";
 
 /**
  * Reading and purging the FileLedger's JSON Lines file (the `npm run ledger` CLI).
@@ -70,11 +71,8 @@ export interface ParsedLine {
   problem?: string;
 }
 
-export class LedgerFileError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "LedgerFileError";
-  }
+export class LedgerFileError extends AgentError {
+  readonly code = "ledger_file";
 }
 
 function parseRecord(text: string): { record?: LedgerRecord; problem?: string } {

@@ -47,6 +47,7 @@ export interface ChatModel {
 
 /** No model could answer (after retries and fallbacks, or for good): the caller hears an apology. */
 export class ModelError extends AgentError {
+  readonly code = "model_unavailable";
   constructor(
     message: string,
     readonly causeError?: unknown,

@@ -25,7 +25,7 @@ const NEVER_AGAIN = /\b(nie wieder|keine sms mehr|never (text|send)|no more (tex
 const ARRIVED = /\b(angekommen|erhalten|arrived|received|got it)\b/i;
 /** "Bin ich mit einem Menschen verbunden?", "Sind Sie ein Roboter?", "Am I talking to a real person?" */
 const ASKS_IF_HUMAN = /\b(mensch(en)?|echte[nr]? person|roboter|maschine|computer|bot|ki|human|real person|robot|machine|an ai)\b/i;
-/** The call state line the persona shows after a "no" (src/tasks/composed/sms.ts, consentStatus). */
+/** The call state line the persona shows after a "no" (tools/sms/task.ts, consentStatus). */
 const DECLINED_STATUS = /: the caller declined or cancelled the SMS; final for this call$/m;
 /** Tool results that refuse and say to help verbally instead (prompts/model-notes.md: "Refused: …", "Not sent: …"). */
 const REFUSED_RESULT = /^(Refused|Not sent):/;

@@ -1,3 +1,4 @@
+import { AgentError } from "../core/errors.js";
 /**
  * A durable queue of webhook posts, one entry per key (a call id), shared by every instance
  * that may post it (memory for one instance, Redis for several).
@@ -116,11 +117,8 @@ export interface OutboxOptions {
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
 
 /** The outbox's store could not be reached: nothing was changed that the caller can rely on. */
-export class OutboxUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "OutboxUnavailableError";
-  }
+export class OutboxUnavailableError extends AgentError {
+  readonly code = "outbox_unavailable";
 }
 
 /** A time or duration both implementations store identically: whole ms, finite. */

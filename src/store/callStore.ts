@@ -1,6 +1,7 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
+import { AgentError } from "../core/errors.js";
 
 /**
  * Where a call lives between events, shared by every instance that may receive its events
@@ -259,9 +260,6 @@ export interface CallStore<S extends object = object> {
 }
 
 /** The store could not be reached: the event cannot be processed safely (no state, no send). */
-export class StoreUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "StoreUnavailableError";
-  }
+export class StoreUnavailableError extends AgentError {
+  readonly code = "store_unavailable";
 }

@@ -24,6 +24,7 @@ import {
   type RequestId,
   type Transport,
 } from "./callStore.js";
+import { AgentError } from "../core/errors.js";
 
 export interface RedisCallStoreOptions {
   /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tags). */
@@ -38,11 +39,12 @@ export interface RedisCallStoreOptions {
 /**
  * Layout version of the keys and of what they hold. A release that changes either uses a new
  * version (v3, ...) and never reads keys of another version: calls running during a rolling
- * upgrade stay with the instances of their own release, and old keys expire by their TTLs. A new
- * key that an older release of the same version may ignore without misreading the call (`unsent`)
+ * upgrade stay with the instances of their own release, and old keys expire by their TTLs.
+ * v4: the call state keeps a stack of running tasks (`CallState.tasks`) instead of a return step. A
+ * new key that an older release of the same version may ignore without misreading the call (`unsent`)
  * needs no new version.
  */
-const LAYOUT = "v3";
+const LAYOUT = "v4";
 
 /**
  * KEYS of every per-call script, in this order. They share the hash tag `{callId}`, so one
@@ -68,7 +70,7 @@ const KEY_NAMES = ["state", "queue", "seq", "processed", "outbox", "hold", "leas
  *                      events and actions), but for the ending commit's own reply
  *   unsent     list    "<seq>:<JSON actions>" committed and never sent, noted after their commit
  *                      (markNotSent), until a commit with a state names their seqs; TTL of the state
- * The index zset `<prefix>v3:calls` (member call id, score = state expiry in ms) counts live
+ * The index zset `<prefix>v4:calls` (member call id, score = state expiry in ms) counts live
  * calls for size(). It is in another slot, so it is updated after the commit script, not in it.
  */
 
@@ -404,7 +406,9 @@ const SCRIPTS = {
 };
 
 /** The store answered with something no script of this version returns. */
-class CorruptReplyError extends Error {}
+class CorruptReplyError extends AgentError {
+  readonly code = "store_reply_corrupt";
+}
 
 /**
  * Call store shared by every instance (see callStore.ts for the model). Every method that reads

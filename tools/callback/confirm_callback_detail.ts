@@ -1,9 +1,10 @@
 import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
-import { CALLBACK_FIELDS, missingFields } from "../../src/tasks/callback/state.js";
-import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
-import { readBack } from "../../src/tasks/callback/readBack.js";
-import type { CallbackFlowTypes } from "../../src/tasks/callback/types.js";
+import { answerTo } from "../../src/engine/heard.js";
+import { CALLBACK_FIELDS, missingFields } from "../../src/agents/callback/state.js";
+import { CALLBACK_STEP } from "../../src/agents/callback/stepNames.js";
+import { readBack } from "../../src/agents/callback/readBack.js";
+import type { CallbackFlowTypes } from "../../src/agents/callback/types.js";
 
 /**
  * The caller's answer to a read-back. A "yes" counts only as an answer to the read-back itself:
@@ -29,10 +30,9 @@ export const confirmCallbackDetail = defineTool<CallbackFlowTypes>()({
       return ctx.note("callback_detail_rejected", { field });
     }
     if (detail.confirmed) return ctx.note("callback_detail_confirmed", { field, missing: missingFields(state.callback).join(", ") || "nothing" });
-    const notAnswer = state.turn <= detail.readBackTurn || state.spokenBeforeTurn !== detail.readBackSpoken || detail.interrupted || !ctx.userText.trim();
-    if (notAnswer) {
-      // Not an answer to the read-back (same turn, something else said since, the caller cut into it,
-      // nothing understood): read it back again.
+    if (answerTo(ctx, { turn: detail.readBackTurn, spokenIndex: detail.readBackSpoken}) !== "answer") {
+      // Not an answer to the read-back (same turn, not heard yet or something else said since, the
+      // caller cut into it, nothing understood): read it back again.
       ctx.guard({ subject: "confirm_callback_detail", allowed: false, reason: "read_back_not_answered", detail: field });
       readBack(ctx, field, detail.value);
       return ctx.note("callback_read_back_repeated", { field });

@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
-import { CALLBACK_FIELDS } from "../../src/tasks/callback/state.js";
-import { readBack } from "../../src/tasks/callback/readBack.js";
-import type { CallbackFlowTypes } from "../../src/tasks/callback/types.js";
+import { CALLBACK_FIELDS } from "../../src/agents/callback/state.js";
+import { readBack } from "../../src/agents/callback/readBack.js";
+import type { CallbackFlowTypes } from "../../src/agents/callback/types.js";
 
 /**
  * The model notes one detail as the caller gave it; code reads it back with a fixed line. The

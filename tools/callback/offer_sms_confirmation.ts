@@ -1,9 +1,9 @@
 import { z } from "zod";
-import { defineTool } from "../../src/engine/define.js";
-import { SMS_TASK_ENTRY, startSmsTask } from "../../src/tasks/sms/start.js";
-import { CALLBACK_STEP } from "../../src/tasks/callback/stepNames.js";
-import type { CallbackContext, CallbackFlowTypes } from "../../src/tasks/callback/types.js";
-import { missingFields } from "../../src/tasks/callback/state.js";
+import { defineTool, startTask } from "../../src/engine/define.js";
+import { SMS_TASK, SMS_TASK_ENTRY, smsStartOutcome } from "../../src/tasks/sms/start.js";
+import { CALLBACK_STEP } from "../../src/agents/callback/stepNames.js";
+import type { CallbackContext, CallbackFlowTypes } from "../../src/agents/callback/types.js";
+import { missingFields } from "../../src/agents/callback/state.js";
 
 /**
  * Run by code once every detail is confirmed: offer the confirmation SMS through the SMS task
@@ -20,10 +20,11 @@ export const offerSmsConfirmation = defineTool<CallbackFlowTypes>()({
     const missing = missingFields(state.callback);
     if (missing.length > 0) return { result: ctx.note("callback_detail_confirmed", { field: "-", missing: missing.join(", ") }), next: CALLBACK_STEP.collectDetails };
     state.callback.smsOffered = true;
-    const start = startSmsTask(ctx, { slots: ctx.services.config.callback?.smsSlots ?? {}, returnTo: CALLBACK_STEP.wrapUp });
+    const params = { slots: ctx.services.config.callback?.smsSlots ?? {} };
     // The task's first line (the offer) comes with the next step, after this one.
-    sayRequestTaken(ctx, { questionFollows: start.status === "started" });
-    return { result: start.note, next: start.status === "started" ? start.next : CALLBACK_STEP.wrapUp };
+    sayRequestTaken(ctx, { questionFollows: smsStartOutcome(ctx, params) === undefined });
+    // Back to the wrap-up with the result (at once, when the task ends before it begins).
+    return { next: startTask(SMS_TASK, params, { returnTo: CALLBACK_STEP.wrapUp }) };
   },
 });
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../../src/engine/define.js";
+import { answerTo } from "../../src/engine/heard.js";
 import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
 import { endSmsFlow } from "../../src/tasks/sms/endSmsFlow.js";
 import { STEP } from "../../src/tasks/sms/stepNames.js";
@@ -47,11 +48,12 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       }
       return ctx.note("consent_already_recorded");
     }
-    if (state.turn <= c.askedTurn) {
+    const verdict = answerTo(ctx, { turn: c.askedTurn, spokenIndex: c.spokenIndex, interrupted: c.interrupted });
+    if (verdict === "same_turn") {
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_same_turn" });
       return ctx.note("consent_same_turn");
     }
-    if (state.spokenBeforeTurn < c.spokenIndex) {
+    if (verdict === "not_heard_yet") {
       // The reply arrived before the question reached the caller (a slow turn's lines leave with
       // this answer): it answers something earlier. The caller hears the question now, once;
       // their next reply decides. Nothing more is said, so the question stays the last line.
@@ -59,14 +61,14 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       ctx.nothingToSay();
       return ctx.note("consent_question_not_heard");
     }
-    if (state.spokenBeforeTurn !== c.spokenIndex) {
+    if (verdict === "not_last") {
       // Something else was said after the question (a refusal line, a welcome back, …):
       // the caller's words answer that, not the question. Ask the exact question again.
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_question_not_last" });
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_repeated");
     }
-    if (c.interrupted || ctx.mayHaveBeenCut(c.spokenIndex) || ctx.wordsRepeated) {
+    if (verdict === "interrupted") {
       // The caller barged in after the question reached them (over it, or over what followed):
       // it may not have been heard in full. Also when that barge-in's own turn was dropped, and for
       // words that repeat ones said before the question arrived (perhaps only redelivered).
@@ -75,7 +77,7 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_interrupted");
     }
-    if (!ctx.userText.trim()) {
+    if (verdict === "empty") {
       // Nothing was understood: silence is not consent, and there is nothing to record as the reply.
       ctx.guard({ subject: "record_consent", allowed: false, reason: "consent_empty_reply" });
       await askConsentQuestion(ctx);

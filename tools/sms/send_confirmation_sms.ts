@@ -5,7 +5,7 @@ import { consentVerdict } from "../../src/tasks/sms/consentRules.js";
 import { renderSmsText } from "../../src/tasks/sms/smsText.js";
 import { speakable } from "../../src/tasks/sms/numbers.js";
 import { smsBudget } from "../../src/tasks/sms/smsBudget.js";
-import { setSmsResult, type SmsTaskRefusal } from "../../src/tasks/sms/result.js";
+import { finishSms, type SmsTaskRefusal } from "../../src/tasks/sms/result.js";
 import type { SendRefusal, SmsFlowTypes, SmsLineKey } from "../../src/tasks/sms/types.js";
 
 /** Which fixed line explains a refused send to the caller, truthfully: one entry per refusal, checked by the compiler. */
@@ -38,13 +38,19 @@ const REFUSAL_LINE: Record<SendRefusal, SmsLineKey | ((standing: number) => SmsL
   ledger_unavailable: "sms_not_sent",
 };
 
-/** The gate's reason as a typed refusal: every SendRefusal has a line above; anything else is a malformed action. */
-function asRefusal(reason: string): SmsTaskRefusal {
-  return Object.hasOwn(REFUSAL_LINE, reason) ? (reason as SendRefusal) : "invalid_action";
+/** Whether a guard decision's reason is one of the gate's send refusals (every SendRefusal has a line above). */
+function isSendRefusal(reason: string): reason is SendRefusal {
+  return Object.hasOwn(REFUSAL_LINE, reason);
 }
 
-function refusalLine(reason: string, standing: number): SmsLineKey {
-  const line = (REFUSAL_LINE as Record<string, SmsLineKey | ((standing: number) => SmsLineKey) | undefined>)[reason] ?? "sms_not_sent";
+/** The gate's reason as a typed refusal: anything but a send refusal is a malformed action. */
+function asRefusal(reason: string): SmsTaskRefusal {
+  return isSendRefusal(reason) ? reason : "invalid_action";
+}
+
+function refusalLine(refusal: SmsTaskRefusal, standing: number): SmsLineKey {
+  if (!isSendRefusal(refusal)) return "sms_not_sent";
+  const line = REFUSAL_LINE[refusal];
   return typeof line === "function" ? line(standing) : line;
 }
 
@@ -59,20 +65,21 @@ export const sendConfirmationSms = defineTool<SmsFlowTypes>()({
     const consent = consentVerdict(state);
     if (!consent.valid) {
       ctx.guard({ subject: "send_confirmation_sms", allowed: false, reason: `consent_${consent.reason}` });
-      setSmsResult(ctx, { status: "refused", reason: `consent_${consent.reason}`, number: state.sms.number });
+      const next = finishSms(ctx, { status: "refused", reason: `consent_${consent.reason}`, number: state.sms.number });
       ctx.say("sms_not_sent");
-      return { result: ctx.note("sms_not_sent_no_consent", { reason: consent.reason }), next: "exit" };
+      return { result: ctx.note("sms_not_sent_no_consent", { reason: consent.reason }), next };
     }
     const text = renderSmsText(config, state.sms.slots);
     const decision = await ctx.emitChecked(actions.sendSms(ctx.sessionId, consent.number, text));
     if (!decision.allowed) {
-      setSmsResult(ctx, { status: "refused", reason: asRefusal(decision.reason), number: consent.number });
-      ctx.say(refusalLine(decision.reason, smsBudget(state, config).standing));
-      return { result: ctx.note("sms_refused", { reason: decision.reason }), next: "exit" };
+      const refusal = asRefusal(decision.reason);
+      const next = finishSms(ctx, { status: "refused", reason: refusal, number: consent.number });
+      ctx.say(refusalLine(refusal, smsBudget(state, config).standing));
+      return { result: ctx.note("sms_refused", { reason: decision.reason }), next };
     }
-    setSmsResult(ctx, { status: "handed_over", number: consent.number });
+    const next = finishSms(ctx, { status: "handed_over", number: consent.number });
     const spoken = speakable(consent.number, config.homeCountry);
     ctx.say("sms_sent", { number: spoken });
-    return { result: ctx.note("sms_sent", { number: spoken }), next: "exit" };
+    return { result: ctx.note("sms_sent", { number: spoken }), next };
   },
 });

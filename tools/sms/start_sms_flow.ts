@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { defineTool } from "../../src/engine/define.js";
-import { SMS_TASK_ENTRY, startSmsTask } from "../../src/tasks/sms/start.js";
+import { defineTool, startTask } from "../../src/engine/define.js";
+import { SMS_TASK, SMS_TASK_ENTRY } from "../../src/tasks/sms/start.js";
 import type { SmsFlowTypes, SmsServices } from "../../src/tasks/sms/types.js";
 
 /** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
@@ -18,8 +18,5 @@ export const startSmsFlow = defineTool<SmsFlowTypes>()({
   name: "start_sms_flow",
   transitions: [...SMS_TASK_ENTRY],
   parameters: slotParameters,
-  execute(ctx, slots) {
-    const start = startSmsTask(ctx, { slots: slots as Record<string, string> });
-    return start.status === "started" ? { result: start.note, next: start.next } : start.note;
-  },
+  execute: (_ctx, slots) => ({ next: startTask(SMS_TASK, { slots: slots as Record<string, string> }) }),
 });

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { CallbackReport, CallReports } from "../../tasks/callback/report.js";
+import type { CallbackReport, CallReports } from "./report.js";
 
 /** The message of the log line that carries a demo's report (README and tests name it). */
 export const LOGGED_REPORT_MESSAGE = "callback report (demo: logged, not posted; set CALLBACK_URL and CALLBACK_SIGNING_SECRET to post it)";

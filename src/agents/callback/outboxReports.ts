@@ -1,5 +1,5 @@
 import type { Outbox } from "../../outbox/outbox.js";
-import type { CallbackReport, CallReports } from "../../tasks/callback/report.js";
+import type { CallbackReport, CallReports } from "./report.js";
 
 /** After a call's state expires, its snapshot is posted this much later (the store's TTL is not to the millisecond). */
 const EXPIRY_GRACE_MS = 60_000;

@@ -8,11 +8,14 @@ import { NumberHasher } from "../../ledger/numberHash.js";
 import { PostgresLedger } from "../../ledger/postgresLedger.js";
 import type { LedgerLineProblem } from "../../ledger/readLedger.js";
 import { parseCallerNumber } from "../../phone/number.js";
+import { AgentError } from "../../core/errors.js";
 
 /** Helpers every `npm run ledger` subcommand shares. */
 
 /** Bad usage: exit code 2. */
-export class UsageError extends Error {}
+export class UsageError extends AgentError {
+  readonly code = "usage";
+}
 
 export const DAY_MS = 86_400_000;
 

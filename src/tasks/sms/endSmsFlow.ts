@@ -1,5 +1,6 @@
 import type { LedgerRecordInput } from "../../ledger/ledger.js";
-import { setSmsResult } from "./result.js";
+import type { TaskFinish } from "../../engine/define.js";
+import { finishSms } from "./result.js";
 import { recordEvidence, type SmsContext } from "./types.js";
 import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
 
@@ -16,14 +17,14 @@ export async function endSmsFlow(
   ctx: SmsContext,
   line: "sms_declined" | "sms_cancelled",
   evidence: Omit<LedgerRecordInput, "callId" | "at" | "id">,
-): Promise<"exit"> {
+): Promise<TaskFinish> {
   ctx.state.sms.declined = true;
   // A send this "no" overtook never leaves (the caller never heard it announced either).
   const withdrawn = await withdrawPending(ctx, "the caller's no arrived before the send left");
-  setSmsResult(ctx, { status: line === "sms_declined" ? "declined" : "cancelled", number: evidence.number });
+  const finished = finishSms(ctx, { status: line === "sms_declined" ? "declined" : "cancelled", number: evidence.number });
   ctx.say(line);
   sayKeptLines(ctx, withdrawn);
   await recordEvidence(ctx, evidence).catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message, kind: evidence.kind }, "ledger could not record a decline"));
   // Back to the step that started the SMS task, with the result.
-  return "exit";
+  return finished;
 }

@@ -1,20 +1,14 @@
 import type { SmsFailureReason } from "../../aiflow/events.js";
 import type { AiFlowEvent } from "../../aiflow/events.js";
 import { maskNumber, normalizeAiFlowNumber } from "../../phone/number.js";
-import { STEP, TASK_STEPS } from "./stepNames.js";
+import { inSmsTask, SMS_TASK, type SmsFailureNotice } from "./result.js";
+import { STEP } from "./stepNames.js";
 import { recordEvidence, type SmsContext } from "./types.js";
 
 /** Reasons worth one retry (with a new yes); the others are account problems an operator must fix. */
 const TRANSIENT_FAILURES: ReadonlySet<SmsFailureReason> = new Set<SmsFailureReason>(["smsc_unavailable", "unknown"]);
 
-/** What the flow that started the task hears of a later sms_failed for an SMS the task handed over. */
-export interface SmsFailureNotice {
-  reason: SmsFailureReason;
-  /** The recipient (AI Flow format). */
-  number: string;
-  /** The caller is being asked again for one retry (transient failure, retry allowed). */
-  retrying: boolean;
-}
+export type { SmsFailureNotice } from "./result.js";
 
 /**
  * Bookkeeping for sms_failed, run for every such event, even while the call is hanging up:
@@ -62,10 +56,10 @@ export function reactToSmsFailure(ctx: SmsContext): SmsFailureNotice | undefined
   if (!failure?.matched || !failure.number) return undefined;
   if (failure.canRetry) {
     // The retry is a new send: the caller is asked the consent question again, then returns to
-    // where the call is now (or, mid-task, to where the task was started from).
+    // where the call is now (or, mid-task, to where the running task returns).
     state.sms.retryAllowance = 1;
     state.sms.consent = undefined;
-    if (!state.returnStep) state.returnStep = TASK_STEPS.includes(state.step) ? (state.sms.startedBy ?? state.step) : state.step;
+    if (!inSmsTask(ctx)) ctx.tasks.reopen(SMS_TASK.name);
     state.sms.number = failure.number;
     ctx.say("sms_failed_notice", {}, { expectAnswer: false });
     return { reason: failure.reason, number: failure.number, retrying: true };

@@ -2,8 +2,7 @@ import type { ToolOutcome } from "../../engine/define.js";
 import { parseCallerNumber } from "../../phone/number.js";
 import { redactNumber } from "../../phone/redact.js";
 import { speakable } from "./numbers.js";
-import { setSmsResult } from "./result.js";
-import { TASK_STEPS } from "./stepNames.js";
+import { finishSms, inSmsTask, recordSmsResult, SMS_TASK } from "./result.js";
 import { evidenceId } from "./evidenceIds.js";
 import type { SmsContext } from "./types.js";
 import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
@@ -23,12 +22,17 @@ export async function optOutOfSms(ctx: SmsContext, named: string | undefined): P
   const { config } = ctx.services;
   sms.declined = true;
   const withdrawn = await withdrawPending(ctx, "the caller asked for no more SMS before the send left");
-  const inTask = TASK_STEPS.includes(state.step);
-  if (inTask || withdrawn.some((a) => a.type === "send_sms")) setSmsResult(ctx, { status: "declined", number: sms.consent?.number ?? sms.number });
-  // Out of the task, back to the step that started it; anywhere else the call stays where it is.
+  const declined = { status: "declined", number: sms.consent?.number ?? sms.number } as const;
+  // Out of the task, back to the step that started it, with the result; anywhere else the call
+  // stays where it is (a withdrawn send's starter still hears that it was declined).
+  const finished = inSmsTask(ctx) ? finishSms(ctx, declined) : undefined;
+  if (!finished && withdrawn.some((a) => a.type === "send_sms")) {
+    recordSmsResult(ctx, declined);
+    await ctx.tasks.end(SMS_TASK.name, declined);
+  }
   const done = (result: string): ToolOutcome => {
     sayKeptLines(ctx, withdrawn);
-    return inTask ? { result, next: "exit" } : result;
+    return finished ? { result, next: finished } : result;
   };
 
   let number = state.callerNumber;

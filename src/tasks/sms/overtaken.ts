@@ -1,5 +1,5 @@
-import { setSmsResult } from "./result.js";
-import { STEP, TASK_STEPS } from "./stepNames.js";
+import { inSmsTask, recordSmsResult, SMS_TASK } from "./result.js";
+import { STEP } from "./stepNames.js";
 import { evidenceId } from "./evidenceIds.js";
 import type { SmsContext } from "./types.js";
 import { sayKeptLines, withdrawPending } from "./withdrawnSends.js";
@@ -24,12 +24,12 @@ export function overtakenSend(ctx: SmsContext): void {
   // A recheck left over from a turn that failed before its end: the call goes back first.
   if (sms.recheck) restore(ctx, sms.recheck);
   if (sms.declined || state.step === STEP.confirmConsent || ctx.pendingSends().length === 0) return;
-  sms.recheck = { step: state.step, returnStep: state.returnStep, stepHistoryStart: state.stepHistoryStart };
-  // A "no" exits the task to where the call was.
-  state.returnStep = state.step;
+  sms.recheck = { step: state.step, stepHistoryStart: state.stepHistoryStart };
+  // The task runs again for these words: a "no" finishes it back to where the call was.
+  ctx.tasks.reopen(SMS_TASK.name, state.step);
   state.step = STEP.confirmConsent;
   state.stepHistoryStart = state.history.length;
-  ctx.log.info({ sessionId: ctx.sessionId, step: sms.recheck.step }, "caller spoke before the send left: their words are the yes's verdict");
+  ctx.log.info({ sessionId: ctx.sessionId, step: state.sms.recheck?.step }, "caller spoke before the send left: their words are the yes's verdict");
 }
 
 /**
@@ -49,7 +49,7 @@ export async function recheckDone(ctx: SmsContext): Promise<void> {
   sms.recheck = undefined;
   const requests = ctx.record.llmRequests;
   if (requests.length > 0 && requests.every((x) => x.error !== undefined && x.error !== "cancelled by the caller")) {
-    if (state.step === STEP.confirmConsent) state.step = r.step;
+    // Still in the reopened task: treatAsNo ends it, back to where the call was.
     await treatAsNo(ctx);
     return;
   }
@@ -63,9 +63,10 @@ export async function recheckDone(ctx: SmsContext): Promise<void> {
 function restore(ctx: SmsContext, r: NonNullable<SmsContext["state"]["sms"]["recheck"]>): void {
   const { state } = ctx;
   state.sms.recheck = undefined;
+  // A "no" already finished the reopened task (and the call is back); else it is left as it was.
   if (state.step !== STEP.confirmConsent) return;
+  ctx.tasks.abandon(SMS_TASK.name);
   state.step = r.step;
-  state.returnStep = r.returnStep;
   state.stepHistoryStart = r.stepHistoryStart;
 }
 
@@ -77,19 +78,16 @@ function restore(ctx: SmsContext, r: NonNullable<SmsContext["state"]["sms"]["rec
 export async function treatAsNo(ctx: SmsContext): Promise<void> {
   const { state } = ctx;
   const { sms } = state;
-  const inTask = TASK_STEPS.includes(state.step);
+  const inTask = inSmsTask(ctx);
   if (sms.declined || (!inTask && ctx.pendingSends().length === 0)) return;
   sms.declined = true;
   const detail = "the caller's words were never evaluated; they count as a no";
   await withdrawPending(ctx, detail);
   const number = sms.consent?.number ?? sms.number;
-  setSmsResult(ctx, { status: "declined", number });
-  if (inTask) {
-    // Out of the task, back to where it was started.
-    state.step = state.returnStep ?? state.sms.startedBy ?? state.step;
-    state.returnStep = undefined;
-    state.stepHistoryStart = state.history.length;
-  }
+  const declined = { status: "declined", number } as const;
+  recordSmsResult(ctx, declined);
+  // Out of the task (if it runs), back to where it returns; its starter hears the result.
+  await ctx.tasks.end(SMS_TASK.name, declined);
   await ctx.services.ledger
     .append({ id: evidenceId(ctx, "consent_declined"), kind: "consent_declined", callId: ctx.sessionId, at: ctx.nowIso(), number, outcome: "declined", detail })
     .catch((e: Error) => ctx.log.error({ sessionId: ctx.sessionId, err: e.message }, "ledger could not record an unevaluated event"));

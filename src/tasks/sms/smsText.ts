@@ -1,10 +1,8 @@
 import type { AppConfig } from "../../config/schema.js";
+import { AgentError } from "../../core/errors.js";
 
-export class SmsSlotError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "SmsSlotError";
-  }
+export class SmsSlotError extends AgentError {
+  readonly code = "sms_slot_invalid";
 }
 
 /**

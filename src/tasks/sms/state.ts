@@ -43,15 +43,13 @@ export interface SmsState {
   sent: SentSms[];
   /** Extra sends allowed after transient failures (at most one retry per call). */
   retryAllowance: number;
-  /** The step that started the task last (where its result goes). */
-  startedBy?: string;
-  /** The task's latest result; `settled` once handed to the flow that started it. */
-  result?: { value: SmsTaskResult; settled: boolean };
+  /** The task's latest result (the engine hands each to the step that started the task; reports and prompts read it here). */
+  result?: { value: SmsTaskResult };
   /**
    * This turn evaluates words that overtook a yes's send (see overtaken.ts): where the call was,
    * to go back there unless the words were a "no". Only within one turn.
    */
-  recheck?: { step: string; returnStep?: string; stepHistoryStart?: number; confirmed?: boolean };
+  recheck?: { step: string; stepHistoryStart?: number; confirmed?: boolean };
   /**
    * How often this call's state was lost and started over while the ledger kept its records (0 or
    * absent: the first). Event positions start again at 1 in a new life, so record ids carry it

@@ -7,6 +7,3 @@ export const STEP = {
 
 /** Steps where the caller is giving or confirming a number (keypad entry counts here). */
 export const NUMBER_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent];
-
-/** Every step of the SMS task: leaving them (an "exit") ends the task. */
-export const TASK_STEPS: readonly string[] = [STEP.collectNumber, STEP.confirmConsent, STEP.sendSms];

@@ -9,6 +9,7 @@ import type { LimitKind } from "./abuseLimits.js";
 import type { ConsentProblem } from "./consentRules.js";
 import { evidenceId } from "./evidenceIds.js";
 import type { SmsSlice } from "./state.js";
+import type { SmsTaskIO } from "./result.js";
 
 /** What the SMS task needs from the app: its settings, the consent ledger and the shared SMS limits. */
 export interface SmsServices {
@@ -117,6 +118,7 @@ export interface SmsFlowTypes extends FlowTypes {
   lines: Keys<SmsLineKey>;
   notes: Keys<SmsNoteKey>;
   reasons: Keys<SmsReason>;
+  tasks: SmsTaskIO;
 }
 
 /**

@@ -20,7 +20,7 @@ export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedS
     const r = state.sms.result?.value;
     // Another send to that number still stands (a second SMS, handed over): the result is its.
     const standing = state.sms.sent.some((s) => s.number === send.phone_number && !s.failed);
-    if (r?.status === "handed_over" && r.number === send.phone_number && !standing) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number }, settled: true };
+    if (r?.status === "handed_over" && r.number === send.phone_number && !standing) state.sms.result = { value: { status: "refused", reason: "turn_superseded", number: r.number } };
   }
 }
 

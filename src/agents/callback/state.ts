@@ -9,8 +9,6 @@ export interface CallbackDetail {
   /** `CallState.spoken` right after the read-back: the caller's next words answer it only if nothing was said since. */
   readBackSpoken: number;
   readBackTurn: number;
-  /** The caller barged into the read-back: it may not have been heard, so it cannot be confirmed. */
-  interrupted?: boolean;
 }
 
 export interface CallbackState {

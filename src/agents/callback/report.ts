@@ -1,6 +1,6 @@
 import type { CallState } from "../../core/callState.js";
-import type { SmsSlice } from "../sms/state.js";
-import type { SmsTaskStatus } from "../sms/result.js";
+import type { SmsSlice } from "../../tasks/sms/state.js";
+import type { SmsTaskStatus } from "../../tasks/sms/result.js";
 import { missingFields, type CallbackSlice } from "./state.js";
 
 /**

@@ -1,17 +1,17 @@
-import type { CallState } from "../../core/callState.js";
-import { defineStep, type EventHook, type Observer } from "../../engine/define.js";
-import { defineFlow } from "../../engine/defineFlow.js";
+import type { CallState } from "../../src/core/callState.js";
+import { defineStep, hostTask, type Observer } from "../../src/engine/define.js";
+import { defineFlow } from "../../src/engine/defineFlow.js";
 import type { Logger } from "pino";
-import { CALLBACK_STEP } from "../../tasks/callback/stepNames.js";
-import { callbackReport } from "../../tasks/callback/report.js";
-import { initialCallbackSlice, missingFields, type CallbackSlice } from "../../tasks/callback/state.js";
-import { CALLBACK_LINES, CALLBACK_NOTES, type CallbackFlowTypes, type CallbackServices } from "../../tasks/callback/types.js";
-import { smsTask } from "../../tasks/composed/sms.js";
-import { initialSmsSlice, type SmsSlice } from "../../tasks/sms/state.js";
-import { confirmCallbackDetail } from "../../../tools/callback/confirm_callback_detail.js";
-import { noteCallbackDetail } from "../../../tools/callback/note_callback_detail.js";
-import { offerSmsConfirmation } from "../../../tools/callback/offer_sms_confirmation.js";
-import { endCall } from "../../../tools/common/end_call.js";
+import { CALLBACK_STEP } from "../../src/agents/callback/stepNames.js";
+import { callbackReport } from "../../src/agents/callback/report.js";
+import { initialCallbackSlice, missingFields, type CallbackSlice } from "../../src/agents/callback/state.js";
+import { CALLBACK_LINES, CALLBACK_NOTES, type CallbackFlowTypes, type CallbackServices } from "../../src/agents/callback/types.js";
+import { smsTask } from "../sms/task.js";
+import { initialSmsSlice, type SmsSlice } from "../../src/tasks/sms/state.js";
+import { confirmCallbackDetail } from "./confirm_callback_detail.js";
+import { noteCallbackDetail } from "./note_callback_detail.js";
+import { offerSmsConfirmation } from "./offer_sms_confirmation.js";
+import { endCall } from "../common/end_call.js";
 
 /**
  * The callback agent, built only from the public parts (steps, tools, the SMS task):
@@ -79,15 +79,6 @@ const onSessionEnd: Observer<CallbackFlowTypes> = async (ctx, event) => {
   if (event.type === "session_end") await saveReport(ctx.state, ctx.services, ctx.log, Date.parse(ctx.nowIso()), true);
 };
 
-/** A barge-in into a read-back means it may not have been heard: it cannot be confirmed by this answer. */
-const onUserSpeak: EventHook<CallbackFlowTypes> = (ctx, event) => {
-  if (event.type !== "user_speak" || !event.barged_in) return false;
-  for (const detail of Object.values(ctx.state.callback.details)) {
-    if (detail && !detail.confirmed && detail.readBackTurn === ctx.state.turn) detail.interrupted = true;
-  }
-  return false; // the caller's turn still runs
-};
-
 function promptValues(state: CallState<SmsSlice & CallbackSlice>, { config }: CallbackServices): Record<string, string> {
   const { details } = state.callback;
   const shown = (f: "name" | "reason" | "time_window") => {
@@ -109,14 +100,15 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   name: "callback",
   initialStep: collectDetails.name,
   steps: [collectDetails, offerSms, wrapUp],
-  // The SMS task's typed result is read from its state by the report (src/tasks/callback/report.ts);
+  // The SMS task's typed result is read from its state by the report (src/agents/callback/report.ts);
   // a later sms_failed needs nothing of the agent: the task's own line tells the caller.
-  tasks: [smsTask<CallbackFlowTypes>()],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), ...initialCallbackSlice() }),
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,
   promptValues,
-  hooks: { user_speak: onUserSpeak },
+  // A barge-in into a read-back needs no hook: the engine notes it, and answerTo (src/engine/heard.ts) reads it.
+  hooks: {},
   hookTransitions: {},
   observers: { session_end: onSessionEnd },
   neverReplay: [],

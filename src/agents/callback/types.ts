@@ -1,9 +1,9 @@
 import type { Keys } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
-import type { SmsFlowTypes, SmsLineKey, SmsNoteKey, SmsReason, SmsServices } from "../sms/types.js";
+import type { SmsFlowTypes, SmsLineKey, SmsNoteKey, SmsReason, SmsServices } from "../../tasks/sms/types.js";
 import type { CallReports } from "./report.js";
 import type { CallbackSlice } from "./state.js";
-import type { SmsSlice } from "../sms/state.js";
+import type { SmsSlice } from "../../tasks/sms/state.js";
 
 /** Every fixed line of the callback request (prompts/<lang>/lines.md). */
 export const CALLBACK_LINES = ["callback_read_back_name", "callback_read_back_reason", "callback_read_back_time_window", "callback_done"] as const;

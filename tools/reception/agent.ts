@@ -1,12 +1,12 @@
-import type { CallState } from "../../core/callState.js";
-import { defineStep, type EventHook, type Keys } from "../../engine/define.js";
-import { defineFlow } from "../../engine/defineFlow.js";
-import { initialSmsSlice, type SmsSlice } from "../../tasks/sms/state.js";
-import { smsTask } from "../../tasks/composed/sms.js";
-import type { SmsFlowTypes, SmsLineKey, SmsNoteKey, SmsServices } from "../../tasks/sms/types.js";
-import { startSmsFlow } from "../../../tools/sms/start_sms_flow.js";
-import { endCall } from "../../../tools/common/end_call.js";
-import { transferCall, type TransferLineKey, type TransferNoteKey, type TransferSlice } from "../../../tools/common/transfer_call.js";
+import type { CallState } from "../../src/core/callState.js";
+import { defineStep, hostTask, type EventHook, type Keys } from "../../src/engine/define.js";
+import { defineFlow } from "../../src/engine/defineFlow.js";
+import { initialSmsSlice, type SmsSlice } from "../../src/tasks/sms/state.js";
+import { smsTask } from "../sms/task.js";
+import type { SmsFlowTypes, SmsLineKey, SmsNoteKey, SmsServices } from "../../src/tasks/sms/types.js";
+import { startSmsFlow } from "../sms/start_sms_flow.js";
+import { endCall } from "../common/end_call.js";
+import { transferCall, type TransferLineKey, type TransferNoteKey, type TransferSlice } from "../common/transfer_call.js";
 
 /**
  * The reception agent: answers questions about the business, offers the information by SMS
@@ -59,7 +59,7 @@ export const receptionFlow = defineFlow<ReceptionFlowTypes>({
   name: "reception",
   initialStep: main.name,
   steps: [main],
-  tasks: [smsTask<ReceptionFlowTypes>()],
+  tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), transfer: undefined }),
   lines: TRANSFER_LINES,
   notes: TRANSFER_NOTES,

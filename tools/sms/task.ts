@@ -1,47 +1,39 @@
-import type { AppConfig } from "../../config/schema.js";
-import { defineStep, hostTask, type EventHook, type TaskDef } from "../../engine/define.js";
-import type { TurnContext } from "../../engine/turnContext.js";
-import { askForOtherNumber } from "../../../tools/sms/ask_for_other_number.js";
-import { cancelSms } from "../../../tools/sms/cancel_sms.js";
-import { collectPhoneNumber } from "../../../tools/sms/collect_phone_number.js";
-import { optOutSms } from "../../../tools/sms/opt_out_sms.js";
-import { recordConsent } from "../../../tools/sms/record_consent.js";
-import { sendConfirmationSms } from "../../../tools/sms/send_confirmation_sms.js";
-import { checkModelUtterance } from "../sms/claims.js";
-import { askConsentQuestion } from "../sms/consentQuestion.js";
-import { reactToSmsFailure, recordSmsFailure, RETRY_STEP, type SmsFailureNotice } from "../sms/failures.js";
-import { speakable } from "../sms/numbers.js";
-import type { SmsTaskResult } from "../sms/result.js";
-import { SmsActionGate } from "../sms/smsGate.js";
-import type { SmsCallState } from "../sms/state.js";
-import { NUMBER_STEPS, STEP, TASK_STEPS } from "../sms/stepNames.js";
-import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../sms/types.js";
-import { SMS_TASK_ENTRY } from "../sms/start.js";
-import { recallFromLedger, settleOrphanSends } from "../sms/withdrawnSends.js";
-import { recordSendOutcome } from "../sms/sendOutcomes.js";
-import { overtakenSend, recheckDone, treatAsNo } from "../sms/overtaken.js";
+import type { AppConfig } from "../../src/config/schema.js";
+import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
+import { askForOtherNumber } from "./ask_for_other_number.js";
+import { cancelSms } from "./cancel_sms.js";
+import { collectPhoneNumber } from "./collect_phone_number.js";
+import { optOutSms } from "./opt_out_sms.js";
+import { recordConsent } from "./record_consent.js";
+import { sendConfirmationSms } from "./send_confirmation_sms.js";
+import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
+import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
+import { reactToSmsFailure, recordSmsFailure, RETRY_STEP } from "../../src/tasks/sms/failures.js";
+import { speakable } from "../../src/tasks/sms/numbers.js";
+import { SMS_TASK, type SmsTaskParams, type SmsTaskResult } from "../../src/tasks/sms/result.js";
+import { SmsActionGate } from "../../src/tasks/sms/smsGate.js";
+import type { SmsCallState } from "../../src/tasks/sms/state.js";
+import { NUMBER_STEPS, STEP } from "../../src/tasks/sms/stepNames.js";
+import { SMS_LINES, SMS_NOTES, type SmsFlowTypes, type SmsServices } from "../../src/tasks/sms/types.js";
+import { SMS_TASK_ENTRY, startSms } from "../../src/tasks/sms/start.js";
+import { recallFromLedger, settleOrphanSends } from "../../src/tasks/sms/withdrawnSends.js";
+import { recordSendOutcome } from "../../src/tasks/sms/sendOutcomes.js";
+import { overtakenSend, recheckDone, treatAsNo } from "../../src/tasks/sms/overtaken.js";
 
 /**
  * The SMS consent-and-send flow as a task any flow can include (the PolyAI recipe mapped onto
  * AI Flow):
- *   start (startSmsTask / start_sms_flow) ──▶ confirm_consent (offered number) or collect_number
- *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ back
- *   record_consent(false) / cancel_sms ──▶ back (final for the call)
+ *   startTask(SMS_TASK, { slots }) (start_sms_flow) ──▶ confirm_consent (offered number) or collect_number
+ *   collect_number ──collect_phone_number──▶ confirm_consent ──record_consent(true)──▶ send_sms (code) ──▶ finish
+ *   record_consent(false) / cancel_sms ──▶ finish (final for the call)
  *   sms_failed (transient, once) ──▶ confirm_consent again: a retry needs a new yes
  *   opt_out_sms, offered in every LLM step of the host too ──▶ the number on the do-not-text list,
- *     no SMS in this call (back, when called inside the task)
- * Its result (`SmsTaskResult`) goes to the step that started it; a later sms_failed reaches the
- * starting flow too. Its gate holds at the action boundary whatever the host flow does: no
- * send_sms leaves without recorded consent for exactly that number, from any step.
+ *     no SMS in this call (finish, when called inside the task)
+ * Its result (`SmsTaskResult`) goes to the `onResult` of the step that started it; a later
+ * sms_failed reaches that step's `onNotice` (`SmsFailureNotice`). Its gate holds at the action
+ * boundary whatever the host flow does: no send_sms leaves without recorded consent for exactly
+ * that number, from any step.
  */
-
-/** How the flow that includes the task hears from it. `H`: the host flow's types (its state holds the SMS slice). */
-export interface SmsTaskHandlers<H extends SmsFlowTypes> {
-  /** The task ended (or could not start): back in the step that started it, at the end of the turn. */
-  onResult?: (ctx: TurnContext<H>, result: SmsTaskResult, startedBy: string) => void | Promise<void>;
-  /** A later sms_failed for an SMS the task handed over, after the task's own spoken reaction; also once the flow has moved on. */
-  onFailed?: (ctx: TurnContext<H>, failure: SmsFailureNotice) => void | Promise<void>;
-}
 
 const step = defineStep<SmsFlowTypes>();
 
@@ -86,16 +78,10 @@ const sendSms = step({
 });
 
 /**
- * A barge-in into the consent question means it may not have been heard: it does not count.
  * Words that overtook a yes's send (it has not left yet) are that yes's verdict: see overtaken.ts.
+ * (A barge-in into the consent question is the engine's to note: see src/engine/heard.ts.)
  */
-const onUserSpeak: EventHook<SmsFlowTypes> = (ctx, event) => {
-  const consent = ctx.state.sms.consent;
-  // Any open question: the caller may have cut it, or lines delivered with it, short (what they
-  // cut is not known here, so a yes after a barge-in never counts; the question is asked again).
-  if (event.type === "user_speak" && event.barged_in && consent && !consent.answer) {
-    consent.interrupted = true;
-  }
+const onUserSpeak: EventHook<SmsFlowTypes> = (ctx) => {
   overtakenSend(ctx);
   return false; // the engine (or the host's hook) still runs the caller turn
 };
@@ -136,7 +122,7 @@ function consentStatus(state: SmsCallState): string {
   const c = state.sms.consent;
   if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
   if (!c) return "not asked";
-  if (!c.answer) return c.interrupted ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  if (!c.answer) return c.interrupted || (state.bargedIn !== undefined && c.spokenIndex <= state.bargedIn) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
   return c.answer.consented ? "given" : "declined";
 }
 
@@ -156,23 +142,29 @@ function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<s
   };
 }
 
-/** The SMS task, for a host flow of types `H`. Include it in the flow's `tasks`; start it with `startSmsTask` or the `start_sms_flow` tool. */
-export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {}): TaskDef<H> {
-  const onSmsFailed: EventHook<H> = async (ctx, event) => {
-    if (event.type !== "sms_failed") return false;
-    const notice = reactToSmsFailure(ctx);
-    if (notice) await handlers.onFailed?.(ctx, notice);
-    return notice?.retrying ? { handled: true, next: RETRY_STEP } : true;
-  };
-  const task: TaskDef<SmsFlowTypes> = {
-    name: "sms_task",
+/** A later sms_failed: the caller hears it (and is asked again for one retry); the step that started the task gets the notice. */
+const onSmsFailed: EventHook<SmsFlowTypes> = async (ctx, event) => {
+  if (event.type !== "sms_failed") return false;
+  const notice = reactToSmsFailure(ctx);
+  if (notice) await ctx.tasks.notify(SMS_TASK.name, notice);
+  return notice?.retrying ? { handled: true, next: RETRY_STEP } : true;
+};
+
+/**
+ * The SMS task. Include it in a flow's `tasks` (`hostTask(smsTask)`); a step starts it with
+ * `next: startTask(SMS_TASK, { slots, offerNumber })` (the `start_sms_flow` tool does).
+ */
+export const smsTask: TaskDef<SmsFlowTypes, SmsTaskParams, SmsTaskResult> = {
+    name: SMS_TASK.name,
+    start: startSms,
     steps: [collectNumber, confirmConsent, sendSms],
     entrySteps: SMS_TASK_ENTRY,
     lines: SMS_LINES,
     notes: SMS_NOTES,
     promptValues: smsPromptValues,
     observers: { sms_failed: recordSmsFailure },
-    hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf },
+    hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
+    hookTransitions: { sms_failed: [RETRY_STEP] },
     gate: new SmsActionGate(),
     // No claim that an SMS was sent unless one stands, never that one arrived.
     checkModelText: (text, ctx) => {
@@ -187,20 +179,6 @@ export function smsTask<H extends SmsFlowTypes>(handlers: SmsTaskHandlers<H> = {
     onStateLost: recallFromLedger,
     // "Never text me again" may come in any step of any flow with the task.
     flowTools: [optOutSms],
-  };
-  const hosted = hostTask<SmsFlowTypes, H>(task);
-  return {
-    ...hosted,
-    hooks: { ...hosted.hooks, sms_failed: onSmsFailed },
-    hookTransitions: { sms_failed: [RETRY_STEP] },
-    // The result reaches the starting flow once per result, after the turn that produced it,
-    // unless the task is still running (a retry entered it again in the same turn).
-    afterTurn: async (ctx) => {
-      await recheckDone(ctx);
-      const r = ctx.state.sms.result;
-      if (!r || r.settled || TASK_STEPS.includes(ctx.state.step)) return;
-      r.settled = true;
-      await handlers.onResult?.(ctx, r.value, ctx.state.sms.startedBy ?? ctx.state.step);
-    },
-  };
-}
+    // Words that overtook a yes's send are judged once the turn is done (overtaken.ts).
+    afterTurn: recheckDone,
+};
