@@ -172,6 +172,7 @@ describe("links between the README and docs/", () => {
   it("the README links every page of docs/, and stays a README for a new user", () => {
     const readme = read("README.md");
     for (const doc of docFiles(ROOT).filter((d) => d !== "README.md")) expect(readme, doc).toContain(`](${doc}`);
-    expect(readme.split("\n").length).toBeLessThan(750);
+    // 750 until the guide built a task that starts the SMS task (issue 19): its blocks are checked code.
+    expect(readme.split("\n").length).toBeLessThan(800);
   });
 });
