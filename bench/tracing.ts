@@ -97,6 +97,7 @@ function countingTracer(): { tracing: Tracing; count: () => number } {
     event: () => void n++,
     callEvent: (e, via, key, work) => (n++, NO_TRACING.callEvent(e, via, key, work)),
     turn: (c, k, s, t, work) => (n++, NO_TRACING.turn(c, k, s, t, work)),
+    traceparent: () => (n++, undefined),
     delivered: () => void n++,
     bind: (fn) => (n++, fn),
     shutdown: async () => {},

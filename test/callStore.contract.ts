@@ -415,6 +415,19 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       await close?.();
     });
 
+    it("an event's trace (its span where it arrived) is queued with it: the lease holder's turn links to it", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      const trace = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+      await store.arrive(c, { key: "k1", event: speak(c, "ja"), via: "http", holdingFollowUp: false, trace });
+      await store.arrive(c, { key: "k2", event: speak(c, "nein"), via: "http", holdingFollowUp: false });
+      await store.acquireLease(c, "A", 5000);
+      expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 1, trace });
+      await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, droppable: true });
+      expect((await store.nextEvent(c, "A")).event?.trace).toBeUndefined();
+      await close?.();
+    });
+
     it("yieldEvent gives back the attempt a live instance counted, once, only for the head (issue 17)", async () => {
       const { store, id, close } = await make();
       const c = id();

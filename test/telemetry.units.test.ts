@@ -94,3 +94,26 @@ describe("the scrubber", () => {
     expect(scrub.text("Mo-Fr 8-12 Uhr, 3 Versuche, 2026")).toBe("Mo-Fr 8-12 Uhr, 3 Versuche, 2026");
   });
 });
+
+describe("an event that arrived at another instance", () => {
+  it("its turn links to the event's span through the traceparent queued with it (the call store carries it on both stores)", async () => {
+    const arrivalExporter = new InMemorySpanExporter();
+    const arrival = new OtelTracing(testConfig(), arrivalExporter, [], new SimpleSpanProcessor(arrivalExporter));
+    const event = { type: "user_speak", text: "Ja", session: { id: "remote-call", from_phone_number: "+4915112345678", to_phone_number: "+4921112345678" } };
+    // Instance A: the event's span, and the traceparent it queues with the event.
+    const queued = await arrival.callEvent(event, "http", "key-on-a", async () => arrival.traceparent());
+    expect(queued).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    const [eventSpan] = arrivalExporter.getFinishedSpans();
+    // Instance B (this file's tracer) never saw the event: its turn starts a trace of its own, linked.
+    exporter.reset();
+    await tracing.turn("remote-call", "key-on-a", 7, "user_speak", async () => undefined, queued);
+    const turn = exporter.getFinishedSpans().find((s) => s.name === "aiflow.turn user_speak")!;
+    expect(turn.spanContext().traceId).not.toBe(eventSpan!.spanContext().traceId);
+    expect(turn.links.map((l) => [l.context.traceId, l.context.spanId])).toEqual([[eventSpan!.spanContext().traceId, eventSpan!.spanContext().spanId]]);
+    // A traceparent that is not one is no link.
+    exporter.reset();
+    await tracing.turn("remote-call", "key-unknown", 8, "user_speak", async () => undefined, "00-garbage");
+    expect(exporter.getFinishedSpans().find((s) => s.name === "aiflow.turn user_speak")!.links).toEqual([]);
+    await arrival.shutdown();
+  });
+});

@@ -51,7 +51,9 @@ export interface Tracing {
    * trace of its own linked to the event when the event was answered already (a holding line) or
    * arrived at another instance.
    */
-  turn<T>(callId: string, key: string, seq: number, eventType: string, work: (s: SpanNote) => Promise<T>): Promise<T>;
+  turn<T>(callId: string, key: string, seq: number, eventType: string, work: (s: SpanNote) => Promise<T>, arrivedTrace?: string): Promise<T>;
+  /** The active span as a W3C traceparent (queued with an event, so a turn on another instance can link to it); undefined when off. */
+  traceparent(): string | undefined;
   /** Actions handed to sipgate with an answer or a push: one span, linked to the turns that produced them. */
   delivered(callId: string, via: "http" | "ws", entries: readonly DeliveredEntry[]): void;
   /** `fn`, run in the context active now whenever it is called later (an answer's written/lost callbacks). */
@@ -70,6 +72,7 @@ export const NO_TRACING: Tracing = {
   event() {},
   callEvent: (_event, _via, _key, work) => work(NOTE),
   turn: (_callId, _key, _seq, _type, work) => work(NOTE),
+  traceparent: () => undefined,
   delivered() {},
   bind: (fn) => fn,
   shutdown: async () => {},
@@ -94,7 +97,8 @@ export const telemetry: Tracing = {
   note: (attrs) => current.note(attrs),
   event: (name, attrs) => current.event(name, attrs),
   callEvent: (event, via, key, work) => current.callEvent(event, via, key, work),
-  turn: (callId, key, seq, type, work) => current.turn(callId, key, seq, type, work),
+  turn: (callId, key, seq, type, work, arrivedTrace) => current.turn(callId, key, seq, type, work, arrivedTrace),
+  traceparent: () => current.traceparent(),
   delivered: (callId, via, entries) => current.delivered(callId, via, entries),
   bind: (fn) => current.bind(fn),
   shutdown: () => current.shutdown(),

@@ -40,6 +40,8 @@ export interface QueuedEvent {
    * through this mark may have been cut short by the caller, whatever became of that barge-in's turn.
    */
   barged: number;
+  /** The trace of the event's span where it arrived (W3C traceparent), when traced: a turn run on another instance links to it. */
+  trace?: string;
 }
 
 /** Actions of one processed event, waiting to be collected by an answer. */
@@ -71,6 +73,8 @@ export interface Arriving {
    * so far as possibly unheard (the barged mark), so a yes in it answers no question asked before.
    */
   delayed?: boolean;
+  /** See QueuedEvent.trace. */
+  trace?: string;
 }
 
 export type Arrival =

@@ -133,7 +133,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       const seq = ++c.lastSeq;
       // The store's own copy (as Redis keeps the JSON): the caller's object may change later.
       if ((e.event.type === "user_speak" && e.event.barged_in) || e.delayed) c.barged = Math.max(c.barged, c.heard);
-      c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged });
+      c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged, ...(e.trace ? { trace: e.trace } : {}) });
       return { kind: "queued", seq };
     });
   }

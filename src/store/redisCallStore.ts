@@ -468,7 +468,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival> {
-    const body = JSON.stringify({ key: e.key, event: e.event, via: e.via });
+    const body = JSON.stringify({ key: e.key, event: e.event, via: e.via, ...(e.trace ? { trace: e.trace } : {}) });
     const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
     // A delayed event (kept through an outage) marks what was delivered as possibly unheard, as a barge-in does.
     const bargeIn = (e.event.type === "user_speak" && e.event.barged_in) || e.delayed ? "1" : "0";
@@ -590,8 +590,8 @@ function ms(n: number): number {
 function parseQueued(el: string): QueuedEvent {
   const m = /^(\d+):(\d+):[vo]:(\d+):(\d+):/.exec(el);
   if (!m) throw new CorruptReplyError(`queue element ${el.slice(0, 40)}`);
-  const body = JSON.parse(el.slice(m[0].length)) as { key: string; event: AiFlowEvent; via: Transport };
-  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]), heard: Number(m[3]), barged: Number(m[4]) };
+  const body = JSON.parse(el.slice(m[0].length)) as { key: string; event: AiFlowEvent; via: Transport; trace?: string };
+  return { seq: Number(m[1]), key: body.key, event: body.event, via: body.via, attempts: Number(m[2]), heard: Number(m[3]), barged: Number(m[4]), ...(body.trace ? { trace: body.trace } : {}) };
 }
 
 function outboxElement(e: OutboxEntry): string {

@@ -99,8 +99,14 @@ export class OtelTracing implements Tracing {
     return context.with(trace.setSpan(base, span), () => this.run(span, base, work, done));
   }
 
-  turn<T>(callId: string, key: string, seq: number, eventType: string, work: (s: SpanNote) => Promise<T>): Promise<T> {
-    const event = this.events.get(key);
+  traceparent(): string | undefined {
+    const c = trace.getSpan(context.active())?.spanContext();
+    if (!c || !trace.isSpanContextValid(c)) return undefined;
+    return `00-${c.traceId}-${c.spanId}-${(c.traceFlags & 1).toString(16).padStart(2, "0")}`;
+  }
+
+  turn<T>(callId: string, key: string, seq: number, eventType: string, work: (s: SpanNote) => Promise<T>, arrivedTrace?: string): Promise<T> {
+    const event = this.events.get(key) ?? remoteEvent(arrivedTrace);
     let base = ROOT_CONTEXT.setValue(CALL, this.tag(callId));
     const options: SpanOptions = { attributes: this.clean({ "aiflow.event.type": eventType, "aiflow.event.seq": seq }, base) };
     if (event?.open) base = trace.setSpanContext(base, event.span);
@@ -220,4 +226,12 @@ function remember<V>(map: Map<string, V>, key: string, value: V): void {
   map.delete(key);
   map.set(key, value);
   if (map.size > MAX_REMEMBERED) map.delete(map.keys().next().value!);
+}
+
+/** An event that arrived at another instance, from the traceparent queued with it: linked, never a parent (its answer left there). */
+function remoteEvent(traceparent: string | undefined): { span: SpanContext; open: boolean } | undefined {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent ?? "");
+  if (!m) return undefined;
+  const span: SpanContext = { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true };
+  return trace.isSpanContextValid(span) ? { span, open: false } : undefined;
 }

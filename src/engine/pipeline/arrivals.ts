@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { KEPT_THROUGH_OUTAGES } from "../../aiflow/eventKinds.js";
+import { telemetry } from "../../core/telemetry.js";
 import { StoreUnavailableError, type Arrival, type CallStore } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
 import { MAX_WATCH_MS, type Arriving } from "./types.js";
@@ -40,6 +41,9 @@ export class Arrivals {
 
   /** Queue an event, after the call's kept ones; one the store cannot take is kept if it must not be lost. */
   async arrive(callId: string, e: Arriving): Promise<Arrival> {
+    // Traced: the event's span goes with it, for a turn that runs on another instance.
+    const trace = telemetry.traceparent();
+    if (trace && !e.trace) e = { ...e, trace };
     try {
       // Nothing kept: straight to the store (no ordering to keep).
       if (!this.unqueued.has(callId)) return await this.store.arrive(callId, e);

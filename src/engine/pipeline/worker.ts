@@ -176,7 +176,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         if (!next.held || !next.event) break;
         let outcome: CommitResult;
         try {
-          outcome = await telemetry.turn(callId, next.event.key, next.event.seq, next.event.event.type, () => this.runQueued(callId, token, next.event!, next.pendingSends ?? [], next.notSent ?? []));
+          outcome = await telemetry.turn(callId, next.event.key, next.event.seq, next.event.event.type, () => this.runQueued(callId, token, next.event!, next.pendingSends ?? [], next.notSent ?? []), next.event.trace);
         } catch (e) {
           // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
           if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
