@@ -217,6 +217,13 @@ export const RESEND_SAFETY = {
   size: "read",
 } as const satisfies Record<StoreRequest, "request_id" | "safe_twice" | "read">;
 
+/** A subscription to a call's changes (see CallStore.subscribe). */
+export interface Subscription {
+  /** Settles once notices flow (a read after it misses no change); also when subscribing failed (waits look again after a lease's time). */
+  ready: Promise<void>;
+  close(): void;
+}
+
 /** `S`: the flows' slice of call state, carried through untouched. */
 export interface CallStore<S extends object = object> {
   /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
@@ -252,9 +259,9 @@ export interface CallStore<S extends object = object> {
    * Tell `listener` whenever a commit or put-back changes the call, whichever instance made it
    * (Redis: pub/sub; memory: in process), so a wait for another instance's progress needs no
    * polling. A hint, not a guarantee (a message may be lost while a subscriber reconnects): waits
-   * still read `progress` when woken, and look again after a lease's time. Returns the unsubscribe.
+   * still read `progress` when woken, and look again after a lease's time.
    */
-  subscribe(callId: string, listener: () => void): () => void;
+  subscribe(callId: string, listener: () => void): Subscription;
   /**
    * Answer an event from the outbox, or decide on a holding line / giving up. Atomic. Entries are
    * taken in seq order up to the first one that holds a send while a caller event queued after

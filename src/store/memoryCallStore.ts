@@ -20,6 +20,7 @@ import {
   type Progress,
   type QueuedEvent,
   type RequestId,
+  type Subscription,
   type Transport,
 } from "./callStore.js";
 
@@ -172,7 +173,10 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
 
   async releaseLease(callId: string, token: string): Promise<void> {
     const c = this.calls.get(callId);
-    if (c?.lease?.token === token) c.lease = undefined;
+    if (c?.lease?.token !== token) return;
+    c.lease = undefined;
+    // An event queued meanwhile waits for someone to take the lease.
+    this.changed(callId);
   }
 
   async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
@@ -201,13 +205,16 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     });
   }
 
-  subscribe(callId: string, listener: () => void): () => void {
+  subscribe(callId: string, listener: () => void): Subscription {
     let set = this.listeners.get(callId);
     if (!set) this.listeners.set(callId, (set = new Set()));
     set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0 && this.listeners.get(callId) === set) this.listeners.delete(callId);
+    return {
+      ready: Promise.resolve(),
+      close: () => {
+        set.delete(listener);
+        if (set.size === 0 && this.listeners.get(callId) === set) this.listeners.delete(callId);
+      },
     };
   }
 

@@ -24,6 +24,7 @@ import {
   type Progress,
   type QueuedEvent,
   type RequestId,
+  type Subscription,
   type Transport,
 } from "./callStore.js";
 
@@ -183,9 +184,13 @@ redis.call('pexpire', K_LEASE, ARGV[2])
 return {1, dt}
 `;
 
-/** ARGV: token. Compare-and-delete. */
+/** ARGV: token. Compare-and-delete; waiters are told (the call is free to take). */
 const RELEASE = `
-if holds(ARGV[1]) then redis.call('del', K_LEASE) end
+if holds(ARGV[1]) then
+  redis.call('del', K_LEASE)
+  -- An event queued meanwhile waits for someone to take the lease.
+  changed()
+end
 return 0
 `;
 
@@ -433,7 +438,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   /** Per call: the index score this instance last wrote (insertion order: oldest first). */
   private readonly indexed = new Map<string, number>();
   private sub?: Redis;
-  private readonly subscribers = new Map<string, Set<() => void>>();
+  private readonly subscribers = new Map<string, { listeners: Set<() => void>; ready: Promise<void> }>();
 
   constructor(
     private readonly redis: Redis,
@@ -577,23 +582,31 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     }
   }
 
-  subscribe(callId: string, listener: () => void): () => void {
+  subscribe(callId: string, listener: () => void): Subscription {
     const channel = this.channel(callId);
-    let set = this.subscribers.get(channel);
-    if (!set) {
-      this.subscribers.set(channel, (set = new Set()));
-      void this.subscriber()
+    let entry = this.subscribers.get(channel);
+    if (!entry) {
+      // A hint only: a failed subscription is ready too (waits look again after a lease's time).
+      const ready = this.subscriber()
         .subscribe(channel)
-        .catch(() => undefined); // A hint only: waits look again after a lease's time.
+        .then(
+          () => undefined,
+          () => undefined,
+        );
+      this.subscribers.set(channel, (entry = { listeners: new Set(), ready }));
     }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size > 0 || this.subscribers.get(channel) !== set) return;
-      this.subscribers.delete(channel);
-      void this.subscriber()
-        .unsubscribe(channel)
-        .catch(() => undefined);
+    const mine = entry;
+    mine.listeners.add(listener);
+    return {
+      ready: mine.ready,
+      close: () => {
+        mine.listeners.delete(listener);
+        if (mine.listeners.size > 0 || this.subscribers.get(channel) !== mine) return;
+        this.subscribers.delete(channel);
+        void this.subscriber()
+          .unsubscribe(channel)
+          .catch(() => undefined);
+      },
     };
   }
 
@@ -607,7 +620,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
       // Its own settings: connected now, and a subscription asked for while it connects waits for it.
       this.sub = this.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true });
       this.sub.on("error", () => undefined);
-      this.sub.on("message", (channel: string) => this.subscribers.get(channel)?.forEach((l) => l()));
+      this.sub.on("message", (channel: string) => this.subscribers.get(channel)?.listeners.forEach((l) => l()));
     }
     return this.sub;
   }
