@@ -102,8 +102,6 @@ export class CallProgress {
   /** Wait until `ready()` or the deadline (undefined: no deadline), and never past `until` (timers' time; undefined: no limit). */
   async until(callId: string, ready: () => Promise<boolean>, deadline: number | undefined, signal?: AbortSignal, until?: number): Promise<boolean> {
     const { clock, timers } = this;
-    /** Another instance's progress, announced by the store: subscribed before looking, so no notice falls between a look and the wait. */
-    let subscription: Subscription | undefined;
     /** A change came while looking: look again at once. */
     let changed = false;
     let wakeNow: (() => void) | undefined;
@@ -111,6 +109,13 @@ export class CallProgress {
       changed = true;
       wakeNow?.();
     };
+    // Listening before the first look, for the whole wait: no notice falls between a look and the wait.
+    let set = this.listeners.get(callId);
+    if (!set) this.listeners.set(callId, (set = new Set()));
+    set.add(onChange);
+    signal?.addEventListener("abort", onChange, { once: true });
+    /** Another instance's progress, announced by the store (subscribed before looking, for the same reason). */
+    let subscription: Subscription | undefined;
     try {
       for (;;) {
         if (!subscription && this.store.shared && !this.pumping(callId)) {
@@ -129,12 +134,7 @@ export class CallProgress {
         if (until !== undefined && timers.now() >= until) return false;
         if (changed) continue;
         const wake = new AbortController();
-        const onProgress = () => wake.abort(WOKEN);
-        wakeNow = onProgress;
-        let set = this.listeners.get(callId);
-        if (!set) this.listeners.set(callId, (set = new Set()));
-        set.add(onProgress);
-        signal?.addEventListener("abort", onProgress, { once: true });
+        wakeNow = () => wake.abort(WOKEN);
         try {
           const waits: Array<Promise<unknown>> = [new Promise((r) => wake.signal.addEventListener("abort", r, { once: true }))];
           if (deadline !== undefined) waits.push(clock.sleep(deadline - clock.now(), wake.signal));
@@ -145,13 +145,13 @@ export class CallProgress {
         } finally {
           wakeNow = undefined;
           wake.abort(WOKEN);
-          set.delete(onProgress);
-          if (set.size === 0) this.listeners.delete(callId);
-          signal?.removeEventListener("abort", onProgress);
         }
       }
     } finally {
       subscription?.close();
+      set.delete(onChange);
+      if (set.size === 0 && this.listeners.get(callId) === set) this.listeners.delete(callId);
+      signal?.removeEventListener("abort", onChange);
     }
   }
 
