@@ -100,7 +100,9 @@ async function benchRedis(): Promise<{ url: string; label: string; stop: () => P
 /** A server process of bench/servers.ts; resolves with its first "ready" line. */
 async function startChild(kind: string, env: Record<string, string>): Promise<{ proc: ChildProcess; port: number; line: string }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, ["--import", "tsx", "bench/servers.ts", kind, String(port)], { stdio: ["ignore", "pipe", "inherit", "ipc"], env: { ...process.env, ...env } });
+  // BENCH_CPU_PROF=DIR: the service writes a CPU profile there (node --cpu-prof) when it stops.
+  const prof = kind === "agent-redis" && process.env.BENCH_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF] : [];
+  const proc = spawn(process.execPath, [...prof, "--import", "tsx", "bench/servers.ts", kind, String(port)], { stdio: ["ignore", "pipe", "inherit", "ipc"], env: { ...process.env, ...env } });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = "";
     proc.stdout!.on("data", (c) => {
@@ -276,7 +278,7 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
 // `node --import tsx bench/concurrency.ts [calls]`: one run, printed as JSON (bench/run.ts reports it as (f)).
 if (process.argv[1]?.endsWith("concurrency.ts")) {
   const calls = Number(process.argv[2] ?? process.env.BENCH_CONCURRENT_CALLS ?? 1000);
-  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG", "BENCH_OVERLOAD"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
   concurrencyScenario({ calls, serviceEnv }).then(
     (r) => {
       console.log(JSON.stringify(r, null, 2));

@@ -10,8 +10,8 @@ import type { CallStore } from "../src/store/callStore.js";
  * Nothing here changes what the service does; it only counts.
  */
 
-type StoreOp = "arrive" | "acquireLease" | "renewLease" | "releaseLease" | "nextEvent" | "commit" | "progress" | "collect" | "get" | "size";
-const STORE_OPS: readonly StoreOp[] = ["arrive", "acquireLease", "renewLease", "releaseLease", "nextEvent", "commit", "progress", "collect", "get", "size"];
+type StoreOp = "arrive" | "arriveAndTake" | "acquireLease" | "renewLease" | "releaseLease" | "nextEvent" | "commit" | "commitAndNext" | "progress" | "collect" | "get" | "size";
+const STORE_OPS: readonly StoreOp[] = ["arrive", "arriveAndTake", "acquireLease", "renewLease", "releaseLease", "nextEvent", "commit", "commitAndNext", "progress", "collect", "get", "size"];
 
 export interface HistogramSummary {
   n: number;

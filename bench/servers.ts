@@ -69,7 +69,9 @@ if (kind === "bare") {
   });
   console.log(`ready ${fake.baseURL}`);
 } else if (kind === "agent-redis") {
-  const config = openLimits(loadConfigFile("config/agent.yaml"));
+  const shipped = openLimits(loadConfigFile("config/agent.yaml"));
+  // BENCH_OVERLOAD=off: no load limits (what the service does when it never refuses a call).
+  const config = process.env.BENCH_OVERLOAD === "off" ? { ...shipped, server: { ...shipped.server, overload: { ...shipped.server.overload, maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0 } } } : shipped;
   const prefix = process.env.BENCH_REDIS_PREFIX ?? "bench:";
   // As src/main.ts connects (plus BENCH_REDIS_AUTOPIPELINING to try ioredis' auto-pipelining).
   const redis = new Redis(process.env.BENCH_REDIS_URL!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true, enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINING === "1" });

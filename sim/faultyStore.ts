@@ -58,6 +58,8 @@ export function faultyStore<S extends object>(inner: CallStore<S>, clock: SimClo
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (prop === "shared") return true;
+      // Notifications are hints from the shared store, no request: a crashed instance hears none.
+      if (prop === "subscribe") return (callId: string, listener: () => void) => inner.subscribe(callId, () => crashed || listener());
       if (typeof v !== "function" || prop === "close") return typeof v === "function" ? v.bind(target) : v;
       const send = (args: unknown[]) => (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
       // Not async: a request without a fault reaches the store in the same tick as the caller's call.

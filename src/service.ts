@@ -22,6 +22,8 @@ import type { ConsentLedger } from "./ledger/ledger.js";
 import { HashKeyError, NumberHasher } from "./ledger/numberHash.js";
 import type { ChatModel } from "./llm/chatModel.js";
 import { buildApp } from "./server/app.js";
+import { Admission } from "./server/admission.js";
+import { LoadMonitor } from "./server/load.js";
 import type { HealthInfo } from "./server/platform.js";
 import { ConfigError } from "./config/load.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -81,7 +83,7 @@ export interface ServiceOptions {
 }
 
 /** What the transports and tests use of the running agent's pipeline, whichever agent it is. */
-export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "callerSpeaking" | "socketClosed" | "process" | "drain">;
+export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "callerSpeaking" | "socketClosed" | "process" | "drain" | "inFlightTurns">;
 
 export interface Service {
   app: FastifyInstance;
@@ -97,6 +99,8 @@ export interface Service {
   metrics: Metrics;
   /** The call review's recorder (tests wait for its appends with `flush`). */
   review: ReviewRecorder;
+  /** This instance's load against `server.overload` (tests force it over). */
+  load: LoadMonitor;
   close(): Promise<void>;
 }
 
@@ -228,7 +232,12 @@ export function createService(opts: ServiceOptions): Service {
       throw new Error(`no agent ${agent satisfies never}`);
   }
   const page = opts.adminToken ? { adminToken: opts.adminToken, store: reviewStore, listCalls: config.review.listCalls, retentionDays: config.review.retentionDays, now } : undefined;
-  const app = buildApp({ config, pipeline, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo, review: { recorder: review, page } });
+  // Over its limits the instance refuses new calls (a line and a hangup); running calls go on.
+  const overload = config.server.overload;
+  const load = new LoadMonitor(overload, () => pipeline.inFlightTurns());
+  metrics.setOverloadProvider(() => load.over());
+  const admission = new Admission(pipeline, load, prompts, options, { transferTo: overload.transferTo, callerIdName: overload.callerIdName, onRefused: (reason) => metrics.observeRefusedCall(reason) });
+  const app = buildApp({ config, pipeline: admission, store, apiToken: opts.apiToken, logger, metrics, healthInfo: opts.healthInfo, load, review: { recorder: review, page } });
   return {
     app,
     flow: config.agent,
@@ -240,7 +249,9 @@ export function createService(opts: ServiceOptions): Service {
     logger,
     metrics,
     review,
+    load,
     async close() {
+      load.close();
       // Fastify stops taking requests and waits for the ones in flight: turns finish first.
       await app.close();
       // Turns that missed their deadline still run in the background: they finish and commit first.

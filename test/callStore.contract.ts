@@ -353,6 +353,15 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
 
       // A new request id is a new request, even with the same arguments.
       expect(await store.arrive(c, arriving, `${c}-request-new`)).toEqual({ kind: "queued", seq: 3 });
+
+      // The combined requests: the lease taken once (attempts counted once), one commit, the next event once.
+      const d = id();
+      const took = await twice("arriveAndTake", (rid) => store.arriveAndTake(d, { ...arriving, event: speak(d, "ja") }, { token: "T", ttlMs: 5000 }, rid));
+      expect(took).toMatchObject({ kind: "queued", seq: 1, taken: { held: true, event: { seq: 1, attempts: 1 } } });
+      await store.arrive(d, { key: "k2", event: speak(d, "zwei"), via: "http", holdingFollowUp: false });
+      const went = await twice("commitAndNext", (rid) => store.commitAndNext(d, "T", { seq: 1, state: state(d, 1), ttlSeconds: 60, droppable: true }, rid));
+      expect(went).toMatchObject({ result: "committed", next: { event: { seq: 2, attempts: 1 } } });
+      expect(await store.progress(d)).toMatchObject({ processed: 1, queued: 2 });
       // Every request that carries a request id is covered here.
       const withIds = Object.entries(RESEND_SAFETY).filter(([, how]) => how === "request_id").map(([request]) => request);
       expect([...covered].sort()).toEqual(withIds.sort());
@@ -425,6 +434,40 @@ export function callStoreContract(name: string, make: () => Promise<{ store: Cal
       expect((await store.nextEvent(c, "A")).event).toMatchObject({ seq: 1, trace });
       await store.commit(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, droppable: true });
       expect((await store.nextEvent(c, "A")).event?.trace).toBeUndefined();
+      await close?.();
+    });
+
+    it("arriveAndTake takes an idle call's lease with its next event and state; commitAndNext goes on to the next event or releases the lease; subscribers hear of commits", async () => {
+      const { store, id, close } = await make();
+      const c = id();
+      let heard = 0;
+      const subscription = store.subscribe(c, () => heard++);
+      await subscription.ready;
+      const took = await store.arriveAndTake(c, { key: "k1", event: speak(c, "eins"), via: "http", holdingFollowUp: false }, { token: "A", ttlMs: 5000 });
+      expect(took).toMatchObject({ kind: "queued", seq: 1, taken: { held: true, event: { seq: 1, attempts: 1, key: "k1" }, pendingSends: [], current: { state: undefined } } });
+      // Held by A: the next arrival is queued, not taken.
+      expect(await store.arriveAndTake(c, { key: "k2", event: speak(c, "zwei"), via: "http", holdingFollowUp: false }, { token: "B", ttlMs: 5000 })).toEqual({ kind: "queued", seq: 2 });
+      expect(await store.acquireLease(c, "B", 5000)).toBe(false);
+      const entry = { seq: 1, via: "http" as const, actions: [say(c, "a1")] };
+      const first = await store.commitAndNext(c, "A", { seq: 1, state: state(c, 1), ttlSeconds: 60, entry, droppable: true });
+      // The next event comes with the state just committed.
+      expect(first).toMatchObject({ result: "committed", next: { held: true, event: { seq: 2, attempts: 1 }, current: { state: { turn: 1 } } } });
+      const second = await store.commitAndNext(c, "A", { seq: 2, state: state(c, 2), ttlSeconds: 60, droppable: true });
+      expect(second).toEqual({ result: "committed", released: { queued: 2 } });
+      // Released: anyone may take it now.
+      expect(await store.acquireLease(c, "B", 5000)).toBe(true);
+      expect(await store.commitAndNext(c, "A", { seq: 3, state: state(c, 3), ttlSeconds: 60, droppable: true })).toEqual({ result: "lease_lost" });
+      await store.releaseLease(c, "B");
+      expect(await store.progress(c)).toEqual({ processed: 2, queued: 2, ready: { http: 1, ws: 0 }, ended: false });
+      // A holding line's follow-up only collects: no lease taken.
+      await store.arrive(c, { key: "k3", event: speak(c, "drei"), via: "http", holdingFollowUp: false });
+      expect(await store.collect(c, http(3, { collecting: false }))).toEqual({ kind: "hold", count: 1 });
+      expect(await store.arriveAndTake(c, { key: "k4", event: timeout(c), via: "http", holdingFollowUp: true }, { token: "C", ttlMs: 5000 })).toEqual({ kind: "collect" });
+      expect(await store.acquireLease(c, "D", 5000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 50));
+      // Two commits and the release by B (an event queued meanwhile may take the free lease).
+      expect(heard).toBe(3);
+      subscription.close();
       await close?.();
     });
 

@@ -10,7 +10,7 @@ import { Engine } from "../src/engine/engine.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { engineOptions, PROMPTS_DIR } from "../src/service.js";
-import type { CommitRequest, CommitResult } from "../src/store/callStore.js";
+import type { CommitRequest, CommitResult, CommitThen } from "../src/store/callStore.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import { ev } from "./support/events.js";
 import { testConfig } from "./support/harness.js";
@@ -56,6 +56,13 @@ class FencingStore extends MemoryCallStore<{ seen: number }> {
       return "lease_lost";
     }
     return super.commit(callId, token, r);
+  }
+  override async commitAndNext(callId: string, token: string, r: CommitRequest<{ seen: number }>): Promise<CommitThen> {
+    if (this.fenceNext) {
+      this.fenceNext = false;
+      return { result: "lease_lost" };
+    }
+    return super.commitAndNext(callId, token, r);
   }
 }
 

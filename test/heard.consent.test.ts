@@ -6,6 +6,7 @@ import { atConsentQuestion, ledgerKinds, postPending, until, slowTurn } from "./
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
+import type { Arriving, CommitRequest, LeaseTake, NextEvent } from "../src/store/callStore.js";
 
 /**
  * Consent follows what the caller heard (issue 17): the four defects that broke "every SMS was
@@ -211,11 +212,25 @@ describe("4. lease losses of a live instance are no attempts; a never-evaluated 
     const inner = new MemoryCallStore<SmsSlice>();
     let poisoned: number | undefined;
     // As if the "no" had crashed three instances before: its attempts are past the limit.
+    // Every way the worker is handed an event: nextEvent, an idle call's arrival, a commit that goes on.
+    const poison = (n: NextEvent | undefined) => {
+      if (n?.event && n.event.seq === poisoned) n.event.attempts = 4;
+    };
     const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
       async nextEvent(callId: string, token: string) {
         const n = await inner.nextEvent(callId, token);
-        if (n.event && n.event.seq === poisoned) n.event.attempts = 4;
+        poison(n);
         return n;
+      },
+      async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake) {
+        const a = await inner.arriveAndTake(callId, e, lease);
+        poison(a.taken);
+        return a;
+      },
+      async commitAndNext(callId: string, token: string, c: CommitRequest<SmsSlice>) {
+        const t = await inner.commitAndNext(callId, token, c);
+        poison(t.next);
+        return t;
       },
     });
     const local = await startTestService({ config: testConfig({ server: { leaseMs: 300 } }), store });

@@ -8,7 +8,7 @@ import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { createService, type Service } from "../src/service.js";
-import { StoreUnavailableError, type CallStore, type CommitRequest, type CommitResult, type OutboxEntry } from "../src/store/callStore.js";
+import { StoreUnavailableError, type CallStore, type CommitRequest, type CommitResult, type CommitThen, type OutboxEntry } from "../src/store/callStore.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
@@ -185,6 +185,14 @@ describe("an attempt fenced out before its commit (lease lost): the event runs a
         }
         return inner.commit(callId, token, r);
       },
+      // The worker's commit: the same refusal.
+      async commitAndNext(callId: string, token: string, r: CommitRequest<SmsSlice>): Promise<CommitThen> {
+        if (state.fenced === 0 && r.entry?.actions.some((a) => a.type === "send_sms")) {
+          state.fenced++;
+          return { result: "lease_lost" };
+        }
+        return inner.commitAndNext(callId, token, r);
+      },
     });
     return { store, state };
   }
@@ -243,10 +251,11 @@ describe("an attempt whose instance died after the approval, before its commit: 
     const viewOfA = new Proxy(shared, {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof v !== "function" || prop === "close") return typeof v === "function" ? v.bind(target) : v;
+        // subscribe is no request (notices only): passed through.
+        if (typeof v !== "function" || prop === "close" || prop === "subscribe") return typeof v === "function" ? v.bind(target) : v;
         return (...args: unknown[]) => {
           if (a.buried) return Promise.reject(new StoreUnavailableError("instance A is gone"));
-          if (prop === "commit" && (args[2] as CommitRequest<SmsSlice>).entry?.actions.some((x) => x.type === "send_sms")) a.dead = true;
+          if ((prop === "commit" || prop === "commitAndNext") && (args[2] as CommitRequest<SmsSlice>).entry?.actions.some((x) => x.type === "send_sms")) a.dead = true;
           if (a.dead) return new Promise((_, reject) => hung.push(reject));
           return (v as (...x: unknown[]) => unknown).apply(target, args);
         };

@@ -6,7 +6,7 @@ import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/de
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 import { StoreUnavailableError, type CommitRequest } from "../src/store/callStore.js";
-import type { CommitResult } from "../src/store/callStore.js";
+import type { CommitThen } from "../src/store/callStore.js";
 
 /**
  * Review of issue 17 (rules 3/4: the ledger agrees with what left). A "no" that overtook a send
@@ -21,12 +21,13 @@ let svc: TestService;
 beforeAll(async () => {
   const inner = new MemoryCallStore<SmsSlice>();
   const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
-    async commit(callId: string, token: string, c: CommitRequest<SmsSlice>): Promise<CommitResult> {
+    // The worker commits with commitAndNext (the commit and the next event in one request).
+    async commitAndNext(callId: string, token: string, c: CommitRequest<SmsSlice>): Promise<CommitThen> {
       if (c.seq === failSeq) {
         failSeq = undefined;
         throw new StoreUnavailableError("scripted: the commit's connection dropped");
       }
-      return inner.commit(callId, token, c);
+      return inner.commitAndNext(callId, token, c);
     },
   });
   svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store });

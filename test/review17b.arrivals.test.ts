@@ -3,7 +3,7 @@ import { ev } from "./support/events.js";
 import { startTestService, type TestService } from "./support/harness.js";
 import { until } from "./support/deadline.js";
 import { MemoryCallStore } from "../src/store/memoryCallStore.js";
-import { StoreUnavailableError, type CallStore } from "../src/store/callStore.js";
+import { StoreUnavailableError, type CallStore, type LeaseTake } from "../src/store/callStore.js";
 import type { SmsSlice } from "../src/tasks/sms/state.js";
 
 let local: TestService | undefined;
@@ -21,18 +21,21 @@ describe("review17b: kept caller events vs. a new event racing the background re
     let gate: Promise<void> | undefined;
     let blockNextOf: string | undefined;
     const queuedTexts: string[] = [];
+    // Every way an event is queued (arrive, and arriveAndTake for an idle call): down, slow, recorded alike.
+    const queuing = async <R extends { kind: string }>(e: ArriveArg, queue: () => Promise<R>): Promise<R> => {
+      if (down) throw new StoreUnavailableError("call store: connection lost");
+      const text = e.event.type === "user_speak" ? e.event.text : e.event.type;
+      if (blockNextOf && text === blockNextOf) {
+        blockNextOf = undefined;
+        await gate;
+      }
+      const r = await queue();
+      if (r.kind === "queued") queuedTexts.push(text);
+      return r;
+    };
     const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
-      async arrive(callId: string, e: ArriveArg) {
-        if (down) throw new StoreUnavailableError("call store: connection lost");
-        const text = e.event.type === "user_speak" ? e.event.text : e.event.type;
-        if (blockNextOf && text === blockNextOf) {
-          blockNextOf = undefined;
-          await gate;
-        }
-        const r = await inner.arrive(callId, e);
-        if (r.kind === "queued") queuedTexts.push(text);
-        return r;
-      },
+      arrive: (callId: string, e: ArriveArg) => queuing(e, () => inner.arrive(callId, e)),
+      arriveAndTake: (callId: string, e: ArriveArg, lease: LeaseTake) => queuing(e, () => inner.arriveAndTake(callId, e, lease)),
     });
     local = await startTestService({ store });
     const svc = local;

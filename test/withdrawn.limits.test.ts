@@ -35,13 +35,13 @@ describe("a commit that throws after the gate approved a send", () => {
     let thrown = 0;
     // A store whose commit fails (Redis gone, say) for the turn that carries the approved send.
     const store = Object.assign(Object.create(inner) as MemoryCallStore<SmsSlice>, {
-      async commit(callId: string, token: string, r: CommitRequest<SmsSlice>) {
+      async commitAndNext(callId: string, token: string, r: CommitRequest<SmsSlice>) {
         if (failSendCommits > 0 && r.entry?.actions.some((a) => a.type === "send_sms")) {
           failSendCommits--;
           thrown++;
           throw new StoreUnavailableError("Redis call store: connection lost");
         }
-        return inner.commit(callId, token, r);
+        return inner.commitAndNext(callId, token, r);
       },
     });
     local = await startTestService({

@@ -280,6 +280,26 @@ export const configSchema = z
         holdingTimeoutSeconds: z.number().positive().max(30).default(2),
         /** A call's lease: how long an instance that stopped renewing it (died, stalled) blocks the call. */
         leaseMs: z.number().int().min(300).max(60_000).default(3000),
+        /**
+         * Over any of these limits the instance is overloaded: calls already running keep their
+         * deadline, new calls (session_start) hear the `overloaded` line and are hung up (or
+         * transferred to `transferTo`); /healthz answers 503 meanwhile, so a load balancer routes
+         * around the instance. 0 turns a limit off.
+         */
+        overload: z
+          .object({
+            /** Event-loop delay (p99 over the last second, ms) above which new calls are refused. */
+            maxEventLoopDelayMs: z.number().int().min(0).max(10_000).default(250),
+            /** CPU the process used over the last second, in cores (1 = one core busy all the time). */
+            maxCpuCores: z.number().min(0).max(256).default(0.95),
+            /** Turns running at once on this instance. */
+            maxInFlightTurns: z.number().int().min(0).default(0),
+            /** Refused calls are transferred here (E.164 digits without +) instead of hung up. */
+            transferTo: z.string().regex(/^[1-9]\d{6,14}$/, "E.164 digits without +").optional(),
+            callerIdName: z.string().min(1).default("Hotline"),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

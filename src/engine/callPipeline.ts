@@ -70,6 +70,11 @@ export class CallPipeline<F extends FlowTypes = FlowTypes> implements CallAnswer
     return this.http.process(event, key);
   }
 
+  /** Calls whose turns are running on this instance now (the overload limit `server.overload.maxInFlightTurns`). */
+  inFlightTurns(): number {
+    return this.worker.pumps.size;
+  }
+
   /** Graceful shutdown: turns still running in the background finish before the store closes. */
   drain(): Promise<void> {
     return this.worker.drain();

@@ -67,6 +67,8 @@ export class Metrics {
   private readonly guardRefusals: Counter<"subject" | "reason">;
   private readonly activeCalls: Gauge;
   private readonly answers: Counter<"kind">;
+  private readonly refusedCalls: Counter<"reason">;
+  private overloadProvider?: () => string | undefined;
   private readonly reportPosts: Counter<"outcome">;
   private readonly transfers: Counter;
   private readonly callsEnded: Counter;
@@ -95,6 +97,16 @@ export class Metrics {
     this.consent = new Counter({ name: "aiflow_consent_total", help: "Consent ledger records by outcome (asked|given|declined).", labelNames: ["outcome"], registers });
     this.guardRefusals = new Counter({ name: "aiflow_guard_refusals_total", help: "Guard decisions that refused something, by subject (action, tool, utterance) and reason.", labelNames: ["subject", "reason"], registers });
     this.answers = new Counter({ name: "aiflow_answers_total", help: "Answers to events by kind: actions, holding (a turn missed the deadline), gave_up (apology after the last holding line), nothing, store_unavailable.", labelNames: ["kind"], registers });
+    this.refusedCalls = new Counter({ name: "aiflow_calls_refused_total", help: "New calls refused while the instance was over its load limits (server.overload), by the limit: event_loop_delay, cpu, in_flight_turns.", labelNames: ["reason"], registers });
+    const overloaded = () => (this.overloadProvider?.() ? 1 : 0);
+    new Gauge({
+      name: "aiflow_overloaded",
+      help: "1 while the instance is over its load limits (server.overload) and refuses new calls, else 0.",
+      registers,
+      collect() {
+        this.set(overloaded());
+      },
+    });
     this.reportPosts = new Counter({
       name: "aiflow_callback_posts_total",
       help: "Callback report posts by outcome: delivered, superseded (posted, but a newer body or another instance took over meanwhile), retried (a failed post, tried again later), dead_lettered (given up: an operator must look), failed (the outbox could not be reached).",
@@ -192,6 +204,16 @@ export class Metrics {
     for (const ms of call.waitsUntilAnswer) this.callerWait.observe({ until: "answer" }, seconds(ms));
   }
 
+  /** Whether the instance is over its load limits now (read at each scrape). */
+  setOverloadProvider(provider: () => string | undefined): void {
+    this.overloadProvider = provider;
+  }
+
+  /** A new call refused (over the load limits), by the limit. */
+  observeRefusedCall(reason: string): void {
+    this.refusedCalls.inc({ reason });
+  }
+
   /** One cycle of the callback report poster. */
   observeReportPosts(r: { delivered: number; replaced: number; stale: number; retried: number; deadLettered: number; failed: number }): void {
     if (r.delivered) this.reportPosts.inc({ outcome: "delivered" }, r.delivered);
@@ -202,7 +224,7 @@ export class Metrics {
   }
 
   /** How an event was answered (see CallPipeline): holding lines and give-ups show a model slower than the deadline. */
-  observeAnswer(kind: "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable"): void {
+  observeAnswer(kind: "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable" | "refused"): void {
     this.answers.inc({ kind });
   }
 

@@ -6,6 +6,7 @@ import { authPlugin } from "./auth.js";
 import { callsPagePlugin, type CallsPageOptions } from "./callsPage.js";
 import type { TransportObserver } from "./transportObserver.js";
 import { logFailure, reject, type Arrival } from "./intake.js";
+import type { LoadMonitor } from "./load.js";
 import { healthPlugin, metricsPlugin, type HealthInfo, type MetricsSource } from "./platform.js";
 import { pathOf, serializeRequest } from "./requestLog.js";
 import { webhookPlugin } from "./webhook.js";
@@ -15,6 +16,8 @@ export interface AppDeps {
   config: AppConfig;
   pipeline: CallAnswerer;
   store: CallStore;
+  /** Over its limits /healthz answers 503 (a load balancer routes around the instance). */
+  load?: Pick<LoadMonitor, "over" | "last">;
   /** When set, every request must carry it in the configured header. */
   apiToken?: string;
   logger?: FastifyServerOptions["logger"] | FastifyBaseLogger;
@@ -83,7 +86,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // upgrade (req.ws) before any other runs, so a refused upgrade's socket is closed after the answer.
   app.register(websocketPlugin, { config, pipeline, observer: deps.review?.recorder });
   app.register(authPlugin, { apiToken: deps.apiToken, headerName: config.server.apiTokenHeader });
-  app.register(healthPlugin, { store, info: deps.healthInfo });
+  app.register(healthPlugin, { store, info: deps.healthInfo, load: deps.load });
   if (deps.metrics) app.register(metricsPlugin, { metrics: deps.metrics });
   app.register(webhookPlugin, { pipeline, observer: deps.review?.recorder });
   if (deps.review?.page) app.register(callsPagePlugin, deps.review.page);

@@ -146,12 +146,34 @@ export interface NextEvent {
   pendingSends?: OutboxEntry[];
   /** Committed entries that never reached sipgate, noted after their commit (`markNotSent`): the turn makes its state true for them. */
   notSent?: NotedEntry[];
+  /** The call's state as last committed, read with the event (set whenever `event` is): the turn needs no `get`. */
+  current?: { state: CallState | undefined };
 }
 
 /** A committed entry noted as never sent (see CallStore.markNotSent): the event that produced it, and its actions. */
 export type NotedEntry = Pick<OutboxEntry, "seq" | "actions">;
 
 export type CommitResult = "committed" | "dropped" | "lease_lost";
+
+/** The lease an arrival takes for the instance that queues it, when nobody holds it. */
+export interface LeaseTake {
+  token: string;
+  ttlMs: number;
+}
+
+/** `taken`: the lease was free and is now `token`'s; the call's next event, as `nextEvent` gives it. */
+export type TakingArrival = Arrival & { taken?: NextEvent };
+
+/**
+ * What a commit that goes on does next, in the same request: the call's next event (as `nextEvent`
+ * gives it) when one is queued, else the lease is released (`released`, with the highest seq queued
+ * then: an event queued later finds the lease free).
+ */
+export interface CommitThen {
+  result: CommitResult;
+  next?: NextEvent;
+  released?: { queued: number };
+}
 
 export interface Progress {
   /** Highest seq taken off the queue (processed, dropped or skipped). */
@@ -183,7 +205,7 @@ export const REPLY_TTL_MS = 300_000;
 export const REPLY_KEEP = 64;
 
 /** A store request (method), as a client sends it. */
-export type StoreRequest = Exclude<keyof CallStore, "shared" | "close">;
+export type StoreRequest = Exclude<keyof CallStore, "shared" | "close" | "subscribe">;
 
 /**
  * Why each request is safe to send twice (what a client that resends after a lost reply does):
@@ -195,6 +217,8 @@ export type StoreRequest = Exclude<keyof CallStore, "shared" | "close">;
  */
 export const RESEND_SAFETY = {
   arrive: "request_id",
+  arriveAndTake: "request_id",
+  commitAndNext: "request_id",
   nextEvent: "request_id",
   yieldEvent: "request_id",
   commit: "request_id",
@@ -209,10 +233,23 @@ export const RESEND_SAFETY = {
   size: "read",
 } as const satisfies Record<StoreRequest, "request_id" | "safe_twice" | "read">;
 
+/** A subscription to a call's changes (see CallStore.subscribe). */
+export interface Subscription {
+  /** Settles once notices flow (a read after it misses no change); also when subscribing failed (waits look again after a lease's time). */
+  ready: Promise<void>;
+  close(): void;
+}
+
 /** `S`: the flows' slice of call state, carried through untouched. */
 export interface CallStore<S extends object = object> {
   /** Queue an event (or recognise a collect-only event while a holding line is outstanding). */
   arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival>;
+  /**
+   * `arrive`, and when the event is queued and nobody holds the call's lease, take it for `lease`
+   * and the call's next event with it (attempts counted), all in one request: an instance whose
+   * event finds the call idle runs its turn without asking again.
+   */
+  arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival>;
   /** Take the call's lease with `token` if nobody holds it. */
   acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean>;
   /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */
@@ -228,7 +265,19 @@ export interface CallStore<S extends object = object> {
   yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void>;
   /** Fenced: only while `token` holds the lease. */
   commit(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult>;
+  /**
+   * `commit`, then, when it committed or dropped the event, the call's next event or (none queued)
+   * the lease released, in one request (see CommitThen). A lost lease: `{ result: "lease_lost" }`.
+   */
+  commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen>;
   progress(callId: string): Promise<Progress>;
+  /**
+   * Tell `listener` whenever a commit or put-back changes the call, whichever instance made it
+   * (Redis: pub/sub; memory: in process), so a wait for another instance's progress needs no
+   * polling. A hint, not a guarantee (a message may be lost while a subscriber reconnects): waits
+   * still read `progress` when woken, and look again after a lease's time.
+   */
+  subscribe(callId: string, listener: () => void): Subscription;
   /**
    * Answer an event from the outbox, or decide on a holding line / giving up. Atomic. Entries are
    * taken in seq order up to the first one that holds a send while a caller event queued after

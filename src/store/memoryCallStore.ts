@@ -12,12 +12,16 @@ import {
   type CollectRequest,
   type CommitRequest,
   type CommitResult,
+  type CommitThen,
+  type LeaseTake,
   type NextEvent,
   type NotedEntry,
+  type TakingArrival,
   type OutboxEntry,
   type Progress,
   type QueuedEvent,
   type RequestId,
+  type Subscription,
   type Transport,
 } from "./callStore.js";
 
@@ -70,6 +74,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   /** Per call, apart from its record (as the Redis store's replies key): they outlive a call that ends or is swept. */
   private readonly replies = new Map<string, Replies>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Per call: who is told of its commits and put-backs (see CallStore.subscribe). */
+  private readonly listeners = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -127,7 +133,19 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   }
 
   async arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival> {
-    return this.once(callId, requestId, (): Arrival => {
+    return this.once(callId, requestId, (): Arrival => this.queue(callId, e));
+  }
+
+  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival> {
+    return this.once(callId, requestId, (): TakingArrival => {
+      const arrival = this.queue(callId, e);
+      if (arrival.kind !== "queued" || !this.take(callId, lease.token, lease.ttlMs)) return arrival;
+      return { ...arrival, taken: this.next(callId, lease.token) };
+    });
+  }
+
+  private queue(callId: string, e: Arriving): Arrival {
+    {
       const c = this.call(callId);
       if (e.holdingFollowUp && c.hold.outstanding) return { kind: "collect" };
       const seq = ++c.lastSeq;
@@ -135,10 +153,14 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       if ((e.event.type === "user_speak" && e.event.barged_in) || e.delayed) c.barged = Math.max(c.barged, c.heard);
       c.queue.push({ seq, key: e.key, event: jsonCopy(e.event), via: e.via, attempts: 0, heard: c.heard, barged: c.barged, ...(e.trace ? { trace: e.trace } : {}) });
       return { kind: "queued", seq };
-    });
+    }
   }
 
   async acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.take(callId, token, ttlMs);
+  }
+
+  private take(callId: string, token: string, ttlMs: number): boolean {
     const c = this.call(callId);
     if (c.lease && c.lease.expiresAt > this.leaseNow() && c.lease.token !== token) return false;
     c.lease = { token, expiresAt: this.leaseNow() + ttlMs };
@@ -154,20 +176,56 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
 
   async releaseLease(callId: string, token: string): Promise<void> {
     const c = this.calls.get(callId);
-    if (c?.lease?.token === token) c.lease = undefined;
+    if (c?.lease?.token !== token) return;
+    c.lease = undefined;
+    // An event queued meanwhile waits for someone to take the lease.
+    this.changed(callId);
   }
 
   async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    return this.once(callId, requestId, (): NextEvent => {
+    return this.once(callId, requestId, (): NextEvent => this.next(callId, token));
+  }
+
+  private next(callId: string, token: string): NextEvent {
+    const c = this.call(callId);
+    if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
+    const head = c.queue[0];
+    if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
+    head.attempts++;
+    const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
+    const notSent = c.notSent?.length ? { notSent: jsonCopy(c.notSent) } : {};
+    return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends, ...notSent, current: { state: this.read(c) } };
+  }
+
+  async commitAndNext(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen> {
+    return this.once(callId, requestId, (): CommitThen => {
+      const result = this.commitNow(callId, token, r);
+      if (result === "lease_lost") return { result };
+      const next = this.next(callId, token);
+      if (next.event) return { result, next };
       const c = this.call(callId);
-      if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
-      const head = c.queue[0];
-      if (!head) return { droppedThrough: c.hold.droppedThrough, held: true };
-      head.attempts++;
-      const pendingSends = c.outbox.filter((e) => e.seq < head.seq && holdsSend(e.actions)).map((e) => jsonCopy(e));
-      const notSent = c.notSent?.length ? { notSent: jsonCopy(c.notSent) } : {};
-      return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends, ...notSent };
+      c.lease = undefined;
+      return { result, released: { queued: c.lastSeq } };
     });
+  }
+
+  subscribe(callId: string, listener: () => void): Subscription {
+    let set = this.listeners.get(callId);
+    if (!set) this.listeners.set(callId, (set = new Set()));
+    set.add(listener);
+    return {
+      ready: Promise.resolve(),
+      close: () => {
+        set.delete(listener);
+        if (set.size === 0 && this.listeners.get(callId) === set) this.listeners.delete(callId);
+      },
+    };
+  }
+
+  /** Tell the call's subscribers, after the request that changed it has returned (as a pub/sub message comes after the reply). */
+  private changed(callId: string): void {
+    const set = this.listeners.get(callId);
+    if (set) queueMicrotask(() => set.forEach((l) => l()));
   }
 
   async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
@@ -178,7 +236,17 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
   }
 
   async commit(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult> {
-    return this.once(callId, requestId, (): CommitResult => {
+    return this.once(callId, requestId, (): CommitResult => this.commitNow(callId, token, r));
+  }
+
+  private commitNow(callId: string, token: string, r: CommitRequest<S>): CommitResult {
+    const result = this.commitBody(callId, token, r);
+    if (result !== "lease_lost") this.changed(callId);
+    return result;
+  }
+
+  private commitBody(callId: string, token: string, r: CommitRequest<S>): CommitResult {
+    {
       const c = this.call(callId);
       if (!this.holds(c, token)) return "lease_lost";
       const head = c.queue[0];
@@ -213,7 +281,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
         else c.heard = Math.max(c.heard, r.entry.spokenThrough);
       }
       return "committed";
-    });
+    }
   }
 
   async progress(callId: string): Promise<Progress> {
@@ -262,6 +330,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       const back = entries.filter((e) => !refused.includes(e) && !c.outbox.some((o) => o.seq === e.seq && o.via === e.via));
       c.outbox = [...jsonCopy(back), ...c.outbox].sort((a, b) => a.seq - b.seq);
       c.barged = Math.max(c.barged, c.heard);
+      this.changed(callId);
       return refused;
     });
   }
@@ -277,7 +346,11 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
 
   async get(callId: string): Promise<CallState<S> | undefined> {
     const c = this.calls.get(callId);
-    if (!c?.state) return undefined;
+    return c ? this.read(c) : undefined;
+  }
+
+  private read(c: Call): CallState<S> | undefined {
+    if (!c.state) return undefined;
     if (c.expiresAt <= this.now()) {
       c.state = undefined;
       return undefined;

@@ -16,12 +16,16 @@ import {
   type CollectRequest,
   type CommitRequest,
   type CommitResult,
+  type CommitThen,
+  type LeaseTake,
   type NextEvent,
   type NotedEntry,
+  type TakingArrival,
   type OutboxEntry,
   type Progress,
   type QueuedEvent,
   type RequestId,
+  type Subscription,
   type Transport,
 } from "./callStore.js";
 import { AgentError } from "../core/errors.js";
@@ -95,6 +99,30 @@ local function hear(n, ms)
   if n > (tonumber(redis.call('get', K_HEARD) or '0') or 0) then redis.call('set', K_HEARD, n) end
   extend(K_HEARD, ms)
 end
+-- The head of the queue with its attempts counted, for the holder of token: {held 1/0, droppedThrough,
+-- head element (if any), state JSON ("" for none), outbox elements of earlier events that hold a send...}.
+local function next_event(token)
+  local dt = droppedThrough()
+  if not holds(token) then return {0, dt} end
+  local head = redis.call('lindex', K_QUEUE, 0)
+  if not head then return {1, dt} end
+  local seq, attempts, rest = string.match(head, '^(%d+):(%d+):(.*)$')
+  local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. rest
+  redis.call('lset', K_QUEUE, 0, el)
+  local reply = {1, dt, el, redis.call('get', K_STATE) or '', 0}
+  for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
+    local s, send = string.match(e, '^(%d+):%a+:%d*:(%a):')
+    if send == 's' and tonumber(s) < tonumber(seq) then reply[#reply + 1] = e end
+  end
+  -- How many pending sends; the entries noted unsent (markNotSent) follow them.
+  reply[5] = #reply - 5
+  for _, e in ipairs(redis.call('lrange', K_UNSENT, 0, -1)) do reply[#reply + 1] = e end
+  return reply
+end
+-- Whoever waits for this call's progress on another instance is told (see CallStore.subscribe).
+local function changed()
+  redis.call('publish', string.sub(K_STATE, 1, -6) .. 'changed', '1')
+end
 -- Runs act once per request id (the last ARGV): a client that sends the same script call again
 -- (ioredis after a reconnect, when the first reply was lost) gets the first run's reply, and
 -- nothing happens a second time. The last ${REPLY_KEEP} replies are kept, ${REPLY_TTL_MS} ms after the last run.
@@ -118,7 +146,8 @@ end
 `;
 
 /** ARGV: holdingFollowUp ("1"/"0"), body JSON, idle ms, kind ("v" caller verdict / "o"). Returns the seq, or 0: collect only. */
-const ARRIVE = `
+const ARRIVE_FN = `
+local function arrive_body()
 if ARGV[1] == '1' and redis.call('hget', K_HOLD, 'outstanding') == '1' then return 0 end
 local seq = redis.call('incr', K_SEQ)
 local heard = redis.call('get', K_HEARD) or '0'
@@ -131,6 +160,22 @@ extend(K_SEQ, idle)
 extend(K_QUEUE, idle)
 extend(K_PROCESSED, idle)
 return seq
+end
+`;
+
+const ARRIVE = `${ARRIVE_FN}
+return arrive_body()
+`;
+
+/**
+ * ARGV: as ARRIVE, then token, lease ttl ms. Returns {seq} (0: collect only), or {seq, next_event's
+ * reply} when the event was queued and the lease was free: it is now token's.
+ */
+const ARRIVE_TAKE = `${ARRIVE_FN}
+local seq = arrive_body()
+if seq == 0 or redis.call('exists', K_LEASE) == 1 then return {seq} end
+redis.call('set', K_LEASE, ARGV[6], 'PX', ARGV[7])
+return {seq, next_event(ARGV[6])}
 `;
 
 /** ARGV: token, ttl ms. Returns 1 when taken (or already ours: refreshed), else 0. */
@@ -149,9 +194,13 @@ redis.call('pexpire', K_LEASE, ARGV[2])
 return {1, dt}
 `;
 
-/** ARGV: token. Compare-and-delete. */
+/** ARGV: token. Compare-and-delete; waiters are told (the call is free to take). */
 const RELEASE = `
-if holds(ARGV[1]) then redis.call('del', K_LEASE) end
+if holds(ARGV[1]) then
+  redis.call('del', K_LEASE)
+  -- An event queued meanwhile waits for someone to take the lease.
+  changed()
+end
 return 0
 `;
 
@@ -160,21 +209,7 @@ return 0
  * n, then n outbox elements of earlier events that hold a send, then the elements noted unsent...}.
  */
 const NEXT = `
-local dt = droppedThrough()
-if not holds(ARGV[1]) then return {0, dt} end
-local head = redis.call('lindex', K_QUEUE, 0)
-if not head then return {1, dt} end
-local seq, attempts, rest = string.match(head, '^(%d+):(%d+):(.*)$')
-local el = seq .. ':' .. (tonumber(attempts) + 1) .. ':' .. rest
-redis.call('lset', K_QUEUE, 0, el)
-local reply = {1, dt, el, 0}
-for _, e in ipairs(redis.call('lrange', K_OUTBOX, 0, -1)) do
-  local s, send = string.match(e, '^(%d+):%a+:%d*:(%a):')
-  if send == 's' and tonumber(s) < tonumber(seq) then reply[#reply + 1] = e end
-end
-reply[4] = #reply - 4
-for _, e in ipairs(redis.call('lrange', K_UNSENT, 0, -1)) do reply[#reply + 1] = e end
-return reply
+return next_event(ARGV[1])
 `;
 
 /** ARGV: seq. Gives back the attempt counted for the head, if it is still event seq (a live instance lost its lease). */
@@ -194,7 +229,8 @@ return 1
  * now knows of (comma-separated, "" for none). Returns {"lease_lost"} | {"bad_head", head seq or ""} |
  * {"dropped"} | {"committed", 1 with state / 0 ended}.
  */
-const COMMIT = `
+const COMMIT_FN = `
+local function commit_body()
 if not holds(ARGV[1]) then return {'lease_lost'} end
 local seq = tonumber(ARGV[2])
 local head = redis.call('lindex', K_QUEUE, 0)
@@ -255,6 +291,30 @@ end
 if redis.call('exists', K_OUTBOX) == 1 then redis.call('pexpire', K_OUTBOX, ttl) end
 extend(K_HOLD, idle)
 return {'committed', 1}
+end
+`;
+
+const COMMIT = `${COMMIT_FN}
+local r = commit_body()
+if r[1] == 'committed' or r[1] == 'dropped' then changed() end
+return r
+`;
+
+/**
+ * ARGV: as COMMIT. Returns {commit reply} (lease lost, bad head), {commit reply, {"next", next_event's
+ * reply...}} or {commit reply, {"released", highest seq queued}} (nothing queued: the lease is released).
+ */
+const COMMIT_NEXT = `${COMMIT_FN}
+local r = commit_body()
+if r[1] ~= 'committed' and r[1] ~= 'dropped' then return {r} end
+changed()
+local n = next_event(ARGV[1])
+if n[3] then
+  table.insert(n, 1, 'next')
+  return {r, n}
+end
+redis.call('del', K_LEASE)
+return {r, {'released', tonumber(redis.call('get', K_SEQ) or '0')}}
 `;
 
 /** Returns {processed, queued, ready http, ready ws}. */
@@ -349,6 +409,7 @@ for i = #ARGV - 1, 2, -1 do
 end
 local heard = tonumber(redis.call('get', K_HEARD) or '0')
 if heard > tonumber(redis.call('hget', K_HOLD, 'barged') or '0') then redis.call('hset', K_HOLD, 'barged', heard) end
+changed()
 return refused
 `;
 
@@ -393,6 +454,8 @@ class Script {
 
 const SCRIPTS = {
   arrive: new Script(ARRIVE, true),
+  arriveTake: new Script(ARRIVE_TAKE, true),
+  commitNext: new Script(COMMIT_NEXT, true),
   acquire: new Script(ACQUIRE),
   renew: new Script(RENEW),
   release: new Script(RELEASE),
@@ -420,6 +483,10 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   readonly shared = true;
   private readonly prefix: string;
   private readonly idleTtlMs: number;
+  /** Per call: the index score this instance last wrote (insertion order: oldest first). */
+  private readonly indexed = new Map<string, number>();
+  private sub?: Redis;
+  private readonly subscribers = new Map<string, { listeners: Set<() => void>; ready: Promise<void> }>();
 
   constructor(
     private readonly redis: Redis,
@@ -468,12 +535,22 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async arrive(callId: string, e: Arriving, requestId?: RequestId): Promise<Arrival> {
+    const seq = Number(await this.run(SCRIPTS.arrive, callId, this.arriveArgs(e), requestId));
+    return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
+  }
+
+  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival> {
+    const [seq, next] = (await this.run(SCRIPTS.arriveTake, callId, [...this.arriveArgs(e), lease.token, ms(lease.ttlMs)], requestId)) as [number, NextReply?];
+    if (Number(seq) === 0) return { kind: "collect" };
+    return next ? { kind: "queued", seq: Number(seq), taken: parseNext(next) } : { kind: "queued", seq: Number(seq) };
+  }
+
+  private arriveArgs(e: Arriving): Array<string | number> {
     const body = JSON.stringify({ key: e.key, event: e.event, via: e.via, ...(e.trace ? { trace: e.trace } : {}) });
     const kind = CALLER_VERDICTS.has(e.event.type) ? "v" : "o";
     // A delayed event (kept through an outage) marks what was delivered as possibly unheard, as a barge-in does.
     const bargeIn = (e.event.type === "user_speak" && e.event.barged_in) || e.delayed ? "1" : "0";
-    const seq = Number(await this.run(SCRIPTS.arrive, callId, [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn], requestId));
-    return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
+    return [e.holdingFollowUp ? "1" : "0", body, this.idleTtlMs, kind, bargeIn];
   }
 
   async acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean> {
@@ -490,12 +567,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    const [held, droppedThrough, el, pending, ...elements] = (await this.run(SCRIPTS.next, callId, [token], requestId)) as [number, number, string?, number?, ...string[]];
-    if (held !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
-    if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
-    const sends = elements.slice(0, Number(pending));
-    const unsent = elements.slice(Number(pending));
-    return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox), ...(unsent.length ? { notSent: unsent.map(parseNoted) } : {}) };
+    return parseNext((await this.run(SCRIPTS.next, callId, [token], requestId)) as NextReply);
   }
 
   async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
@@ -503,14 +575,31 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async commit(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitResult> {
+    const { args, expiresAt, stateMode } = this.commitArgs(token, c);
+    const reply = (await this.run(SCRIPTS.commit, callId, args, requestId)) as CommitReply;
+    return this.committed(callId, c, reply, expiresAt, stateMode);
+  }
+
+  async commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen> {
+    const { args, expiresAt, stateMode } = this.commitArgs(token, c);
+    const [reply, then] = (await this.run(SCRIPTS.commitNext, callId, args, requestId)) as [CommitReply, (["next", ...NextReply] | ["released", number])?];
+    const result = await this.committed(callId, c, reply, expiresAt, stateMode);
+    if (!then) return { result };
+    if (then[0] === "released") return { result, released: { queued: Number(then[1]) } };
+    return { result, next: parseNext(then.slice(1) as NextReply) };
+  }
+
+  private commitArgs(token: string, c: CommitRequest<S>) {
     const ttlMs = ms(c.ttlSeconds * 1000);
     const delivers = c.state !== null && c.entry !== undefined && c.entry.actions.length > 0;
     const entry = delivers ? outboxElement(c.entry!) : "";
     const heardNow = !delivers && c.state !== null && c.entry?.spokenThrough !== undefined ? String(c.entry.spokenThrough) : "";
     const stateMode = c.state === null ? "0" : c.state === undefined ? "2" : "1";
     const args = [token, c.seq, c.droppable ? "1" : "0", stateMode, c.state ? JSON.stringify(c.state) : "", ttlMs, entry, this.idleTtlMs, heardNow, (c.withdraw ?? []).join(","), (c.notSentSeen ?? []).join(",")];
-    const expiresAt = Date.now() + ttlMs;
-    const [result, detail] = (await this.run(SCRIPTS.commit, callId, args, requestId)) as [string, string | number | undefined];
+    return { args, expiresAt: Date.now() + ttlMs, stateMode, ttlMs };
+  }
+
+  private async committed(callId: string, c: CommitRequest<S>, [result, detail]: CommitReply, expiresAt: number, stateMode: string): Promise<CommitResult> {
     switch (result) {
       case "lease_lost":
       case "dropped":
@@ -521,12 +610,67 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
       case "committed":
         // The index lives in another cluster slot, so it cannot be in the script. It only counts
         // calls (size()): the commit stands even if this update fails, and a stale member ends
-        // with its score.
-        if (stateMode !== "2") await (detail === 1 ? this.redis.zadd(this.index, expiresAt, callId) : this.redis.zrem(this.index, callId)).catch(() => undefined);
+        // with its score. A call's score is only moved on when a tenth of its TTL has passed since
+        // this instance last moved it (one ZADD per turn would be a fifth of a turn's commands).
+        if (stateMode === "0") {
+          this.indexed.delete(callId);
+          await this.redis.zrem(this.index, callId).catch(() => undefined);
+        } else if (stateMode === "1" && detail === 1) {
+          const last = this.indexed.get(callId);
+          const ttlMs = c.ttlSeconds * 1000;
+          if (last !== undefined && expiresAt - last < ttlMs / 10) return "committed";
+          this.indexed.delete(callId);
+          this.indexed.set(callId, expiresAt);
+          if (this.indexed.size > MAX_INDEXED) this.indexed.delete(this.indexed.keys().next().value!);
+          await this.redis.zadd(this.index, expiresAt, callId).catch(() => this.indexed.delete(callId));
+        }
         return "committed";
       default:
         throw new StoreUnavailableError(`Redis: unexpected commit reply ${String(result)}`);
     }
+  }
+
+  subscribe(callId: string, listener: () => void): Subscription {
+    const channel = this.channel(callId);
+    let entry = this.subscribers.get(channel);
+    if (!entry) {
+      // A hint only: a failed subscription is ready too (waits look again after a lease's time).
+      const ready = this.subscriber()
+        .subscribe(channel)
+        .then(
+          () => undefined,
+          () => undefined,
+        );
+      this.subscribers.set(channel, (entry = { listeners: new Set(), ready }));
+    }
+    const mine = entry;
+    mine.listeners.add(listener);
+    return {
+      ready: mine.ready,
+      close: () => {
+        mine.listeners.delete(listener);
+        if (mine.listeners.size > 0 || this.subscribers.get(channel) !== mine) return;
+        this.subscribers.delete(channel);
+        void this.subscriber()
+          .unsubscribe(channel)
+          .catch(() => undefined);
+      },
+    };
+  }
+
+  private channel(callId: string): string {
+    return this.key(callId, "state").slice(0, -"state".length) + "changed";
+  }
+
+  /** One connection per store for pub/sub (a subscribed connection runs no other commands); ioredis subscribes again after a reconnect. */
+  private subscriber(): Redis {
+    if (!this.sub) {
+      // Its own settings: connected now, and a subscription asked for while it connects waits for it.
+      this.sub = this.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true });
+      this.sub.on("error", () => undefined);
+      this.sub.on("message", (channel: string) => this.subscribers.get(channel)?.listeners.forEach((l) => l()));
+    }
+    return this.sub;
   }
 
   async progress(callId: string): Promise<Progress> {
@@ -578,8 +722,25 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
   }
 
   async close(): Promise<void> {
-    // The connection is shared (limiter too): its owner quits it.
+    // The connection is shared (limiter too): its owner quits it. The subscriber is the store's own.
+    this.sub?.disconnect();
+    this.sub = undefined;
   }
+}
+
+/** Calls whose index score is remembered (beyond it the oldest is forgotten: its next commit writes it again). */
+const MAX_INDEXED = 100_000;
+
+type CommitReply = [string, (string | number)?];
+type NextReply = [number, number, string?, string?, number?, ...string[]];
+
+function parseNext([held, droppedThrough, el, state, pending, ...elements]: NextReply): NextEvent {
+  if (Number(held) !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
+  if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
+  const current = { state: state ? (JSON.parse(state) as CallState) : undefined };
+  const sends = elements.slice(0, Number(pending));
+  const unsent = elements.slice(Number(pending));
+  return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox), ...(unsent.length ? { notSent: unsent.map(parseNoted) } : {}), current };
 }
 
 /** A TTL Redis accepts: whole milliseconds, at least 1 (0 or less would be an error there). */

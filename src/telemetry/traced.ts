@@ -8,7 +8,7 @@ import type { Attrs, Tracing } from "../core/telemetry.js";
  * state, the events or the actions. Reads and the lease renewals (a timer's, every few hundred
  * milliseconds) are not traced. Applied only when tracing is on: off, the store is the store.
  */
-const STORE_WRITES = new Set(["arrive", "acquireLease", "releaseLease", "nextEvent", "yieldEvent", "commit", "collect", "putBack"]);
+const STORE_WRITES = new Set(["arrive", "arriveAndTake", "acquireLease", "releaseLease", "nextEvent", "yieldEvent", "commit", "commitAndNext", "collect", "putBack", "markNotSent"]);
 
 export function tracedStore<S extends object>(store: CallStore<S>, tracing: Tracing): CallStore<S> {
   if (!tracing.enabled) return store;
@@ -16,7 +16,8 @@ export function tracedStore<S extends object>(store: CallStore<S>, tracing: Trac
     tracing.span(`store.${method}`, { "db.operation.name": method, "aiflow.store.shared": store.shared, ...storeArgs(method, args) }, async (s) => {
       const result = await run();
       if (method === "commit" && typeof result === "string") s.set({ "aiflow.commit.result": result });
-      if (method === "arrive" && result && typeof result === "object" && "kind" in result) s.set({ "aiflow.arrival.kind": String((result as { kind: unknown }).kind) });
+      if (method === "commitAndNext" && result && typeof result === "object" && "result" in result) s.set({ "aiflow.commit.result": String((result as { result: unknown }).result) });
+      if ((method === "arrive" || method === "arriveAndTake") && result && typeof result === "object" && "kind" in result) s.set({ "aiflow.arrival.kind": String((result as { kind: unknown }).kind) });
       if (method === "collect" && result && typeof result === "object" && "kind" in result) s.set({ "aiflow.collect.kind": String((result as { kind: unknown }).kind) });
       return result;
     }, "client"),
@@ -24,7 +25,7 @@ export function tracedStore<S extends object>(store: CallStore<S>, tracing: Trac
 }
 
 function storeArgs(method: string, args: unknown[]): Attrs {
-  if (method === "commit") return { "aiflow.event.seq": (args[2] as { seq?: number } | undefined)?.seq };
+  if (method === "commit" || method === "commitAndNext") return { "aiflow.event.seq": (args[2] as { seq?: number } | undefined)?.seq };
   if (method === "yieldEvent") return { "aiflow.event.seq": args[1] as number };
   return {};
 }

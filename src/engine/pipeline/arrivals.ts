@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { KEPT_THROUGH_OUTAGES } from "../../aiflow/eventKinds.js";
 import { telemetry } from "../../core/telemetry.js";
-import { StoreUnavailableError, type Arrival, type CallStore } from "../../store/callStore.js";
+import { StoreUnavailableError, type CallStore, type LeaseTake, type TakingArrival } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
 import { MAX_WATCH_MS, type Arriving } from "./types.js";
 
@@ -27,7 +27,7 @@ export class Arrivals {
   private readonly draining = new Map<string, Promise<void>>();
 
   constructor(
-    private readonly store: Pick<CallStore, "arrive">,
+    private readonly store: Pick<CallStore, "arrive" | "arriveAndTake">,
     private readonly timers: Clock,
     private readonly retryMs: number,
     private readonly log: Logger,
@@ -39,14 +39,17 @@ export class Arrivals {
     return this.unqueued.has(callId);
   }
 
-  /** Queue an event, after the call's kept ones; one the store cannot take is kept if it must not be lost. */
-  async arrive(callId: string, e: Arriving): Promise<Arrival> {
+  /**
+   * Queue an event, after the call's kept ones; one the store cannot take is kept if it must not be
+   * lost. With `lease`, an event queued straight away takes the call's lease if it is free (`taken`).
+   */
+  async arrive(callId: string, e: Arriving, lease?: LeaseTake): Promise<TakingArrival> {
     // Traced: the event's span goes with it, for a turn that runs on another instance.
     const trace = telemetry.traceparent();
     if (trace && !e.trace) e = { ...e, trace };
     try {
       // Nothing kept: straight to the store (no ordering to keep).
-      if (!this.unqueued.has(callId)) return await this.store.arrive(callId, e);
+      if (!this.unqueued.has(callId)) return await (lease ? this.store.arriveAndTake(callId, e, lease) : this.store.arrive(callId, e));
       // Words kept from an outage go first, one drain at a time: the queue keeps the order the caller spoke in.
       return await this.serial(callId, async () => {
         await this.flush(callId);

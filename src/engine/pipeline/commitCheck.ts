@@ -8,7 +8,8 @@ import type { CallStore } from "../../store/callStore.js";
 /** Whether an earlier commit that threw ran after all: its request id, sent again, gets the reply it got (a commit that never ran is refused: the queue moved on). */
 export async function ranAfterAll(store: CallStore, callId: string, token: string, unsaved: { seq: number; requestId: string }, ttlSeconds: number): Promise<boolean> {
   try {
-    return (await store.commit(callId, token, { seq: unsaved.seq, state: undefined, ttlSeconds, droppable: false }, unsaved.requestId)) === "committed";
+    // Asked as it was sent (commitAndNext): a request id is answered with its first reply.
+    return (await store.commitAndNext(callId, token, { seq: unsaved.seq, state: undefined, ttlSeconds, droppable: false }, unsaved.requestId)).result === "committed";
   } catch {
     return false;
   }

@@ -103,6 +103,7 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
       const arrival = await store.arrive(callId, { key, event, via: "http", holdingFollowUp: false });
       if (arrival.kind !== "queued") throw new Error("unreachable: process() never collects");
       const seq = arrival.seq;
+      this.worker.progress.queued(callId, seq);
       const stream: LocalStream = { pushed: new WeakSet() };
       const giveBack = this.worker.lend(callId, seq, stream);
       try {

@@ -32,7 +32,7 @@ export interface PipelineDeps<F extends FlowTypes = FlowTypes> {
   timers?: Clock;
 }
 
-export type AnswerKind = "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable";
+export type AnswerKind = "actions" | "holding" | "gave_up" | "nothing" | "store_unavailable" | "refused";
 
 export interface Answer {
   kind: AnswerKind;

@@ -3,9 +3,9 @@ import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
-import { StoreUnavailableError, type Arrival, type CommitResult, type NotedEntry, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
+import { StoreUnavailableError, type Arrival, type CommitThen, type CommitRequest, type NextEvent, type NotedEntry, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { systemClock, type Clock } from "../clock.js";
-import type { FlowTypes, OutcomeEntry } from "../define.js";
+import type { FlowTypes } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
 import { Arrivals } from "./arrivals.js";
@@ -13,6 +13,9 @@ import { ActionOutcomes } from "./outcomes.js";
 import { committedAnyway, ranAfterAll } from "./commitCheck.js";
 import { untilAnswered } from "./resend.js";
 import { CallProgress } from "./progress.js";
+import { Pumps, type TakenLease } from "./pumps.js";
+import { AfterCommits } from "./afterCommits.js";
+import { discardOutbox } from "./discard.js";
 import { MAX_WATCH_MS, type Arriving, type LocalStream, type PipelineDeps } from "./types.js";
 import { telemetry } from "../../core/telemetry.js";
 
@@ -31,16 +34,16 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   readonly outcomes: ActionOutcomes<F>;
   readonly timers: Clock;
   private readonly pollMs: number;
-  private readonly pumps = new Map<string, Promise<void>>();
+  readonly pumps: Pumps;
   /** Each call's after-commit work still running (snapshots), in turn order. */
-  private readonly afterCommits = new Map<string, Promise<void>>();
-  private readonly rekick = new Set<string>();
+  private readonly afterCommits: AfterCommits<F>;
   /** What the transports lend the turns of their events, by call and seq. */
   private readonly streams = new Map<string, LocalStream>();
   private readonly watchers = new Set<Promise<void>>();
+  /** Events (call, seq) whose call's lease another instance held when they arrived. */
+  private readonly heldElsewhere = new Set<string>();
   private closing = false;
   readonly arrivals: Arrivals;
-  /** Per call: a turn whose commit failed (the store did not answer), to be committed as it was. */
   /** Turns whose commit threw: with the request id it went out under, so the store can be asked again what became of it. */
   private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean; requestId: string }>();
 
@@ -51,11 +54,21 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   ) {
     this.pollMs = deps.pollMs ?? 20;
     this.timers = deps.timers ?? systemClock;
-    this.progress = new CallProgress(deps.store, deps.clock, this.timers, this.pollMs, (callId) => this.pumps.has(callId));
+    this.afterCommits = new AfterCommits(deps.engine, deps.log);
+    this.pumps = new Pumps(
+      (callId, taken) => this.pump(callId, taken),
+      (callId, e) => this.deps.log.error({ sessionId: callId, err: e.stack ?? e.message }, "call pump failed"),
+      (callId) => this.progress.notify(callId),
+      (callId) => this.arrivals.waiting(callId),
+    );
+    this.progress = new CallProgress(deps.store, deps.clock, this.timers, deps.options.answer.leaseMs, (callId) => this.pumps.has(callId));
     this.outcomes = new ActionOutcomes(deps, this.timers, this.pollMs, () => this.closing, (work) => this.background(work));
     this.arrivals = new Arrivals(deps.store, this.timers, Math.max(this.pollMs, 100), deps.log, {
-      queued: (callId, seq) => this.startProcessing(callId, seq),
-      settled: (callId) => void this.kick(callId),
+      queued: (callId, seq) => {
+        this.progress.queued(callId, seq);
+        this.startProcessing(callId, seq);
+      },
+      settled: (callId) => void this.pumps.kick(callId),
       closing: () => this.closing,
       background: (work) => this.background(work),
     });
@@ -72,7 +85,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   async drain(): Promise<void> {
     this.closing = true;
     while (this.pumps.size > 0 || this.watchers.size > 0 || this.afterCommits.size > 0) {
-      await Promise.allSettled([...this.pumps.values(), ...this.watchers, ...this.afterCommits.values()]);
+      await Promise.allSettled([...this.pumps.all(), ...this.watchers, ...this.afterCommits.all()]);
     }
     // Turns whose commit never went through: what they approved never leaves from here.
     for (const [callId, { seq, outcome }] of this.uncommitted) await this.outcomes.stoppedUncommitted(callId, seq, outcome.record.actions, outcome.record.event);
@@ -85,25 +98,45 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     void work.finally(() => this.watchers.delete(work));
   }
 
-  /** Queue an event (see Arrivals: words kept through a store outage go first). */
-  arrive(callId: string, e: Arriving): Promise<Arrival> {
-    return this.arrivals.arrive(callId, e);
+  /**
+   * Queue an event (see Arrivals: words kept through a store outage go first). When no pump of the
+   * call runs here, the arrival takes the call's lease if it is free, with the event to run: the
+   * turn starts without asking the store again.
+   */
+  async arrive(callId: string, e: Arriving): Promise<Arrival> {
+    const mayTake = !this.closing && !this.pumps.has(callId) && !this.arrivals.waiting(callId);
+    const lease = mayTake ? { token: randomUUID(), ttlMs: this.deps.options.answer.leaseMs } : undefined;
+    const arrival = await this.arrivals.arrive(callId, e, lease);
+    if (arrival.kind === "queued") this.progress.queued(callId, arrival.seq);
+    if (arrival.kind === "queued" && lease && !arrival.taken && this.deps.store.shared) this.heldElsewhere.add(streamKey(callId, arrival.seq));
+    if (arrival.kind === "queued" && arrival.taken && lease) {
+      // Run by startProcessing, once the transport has lent the turn its stream; at the latest after this tick.
+      this.pumps.took(callId, { token: lease.token, next: arrival.taken, seq: arrival.seq });
+      return { kind: "queued", seq: arrival.seq };
+    }
+    return arrival.kind === "queued" ? { kind: "queued", seq: arrival.seq } : arrival;
   }
 
   /**
    * Get the call's queue worked off: here, if the lease is free; otherwise by its holder. Until
-   * the event is done this instance keeps asking, so a holder that died (its lease ran out)
-   * is replaced by the next instance that has an event of the call waiting.
+   * the event is done this instance keeps watching, so a holder that died (its lease ran out) is
+   * replaced by the next instance that has an event of the call waiting. The watch asks the store
+   * nothing while this instance's own pump runs the call (it notifies); another instance's progress
+   * is announced by the store, and a dead holder shows by its lease running out, so the store is
+   * asked after a lease's time at most.
    */
   startProcessing(callId: string, seq: number): void {
-    void this.kick(callId);
+    this.pumps.start(callId);
+    // Held elsewhere when it arrived: its holder takes the event with its commit (no lease to ask for now).
+    if (!this.heldElsewhere.delete(streamKey(callId, seq))) void this.pumps.kick(callId, seq);
     if (!this.deps.store.shared) return;
     const watcher = (async () => {
       const started = this.timers.now();
-      const retryEvery = Math.max(this.pollMs, Math.floor(this.deps.options.answer.leaseMs / 4));
+      const leaseMs = this.deps.options.answer.leaseMs;
       while (!this.closing && this.timers.now() - started < MAX_WATCH_MS) {
-        // First a while: the pump kicked above has most events done by then.
-        await this.timers.sleep(retryEvery);
+        await this.progress.change(callId, leaseMs);
+        if (this.progress.doneHere(callId, seq)) return;
+        if (this.pumps.has(callId)) continue;
         try {
           const p = await this.deps.store.progress(callId);
           // Done, or the store no longer knows the event (the call's keys are gone): nothing left to get processed.
@@ -111,37 +144,17 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         } catch {
           // The store is down: try again; answers meanwhile apologize.
         }
-        void this.kick(callId);
+        void this.pumps.kick(callId, seq);
       }
     })();
     this.background(watcher);
   }
 
-  /** One pump per call and instance; a kick while it runs makes it look once more before it stops. */
-  private kick(callId: string): Promise<void> {
-    // Caller words still waiting to be queued come first: nothing of the call runs here before them.
-    if (this.arrivals.waiting(callId)) return Promise.resolve();
-    const running = this.pumps.get(callId);
-    if (running) {
-      this.rekick.add(callId);
-      return running;
-    }
-    const pump = this.pump(callId)
-      .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.stack ?? e.message }, "call pump failed"))
-      .finally(() => {
-        this.pumps.delete(callId);
-        this.progress.notify(callId);
-        if (this.rekick.delete(callId)) void this.kick(callId);
-      });
-    this.pumps.set(callId, pump);
-    return pump;
-  }
-
-  private async pump(callId: string): Promise<void> {
+  private async pump(callId: string, taken?: TakenLease): Promise<void> {
     const { store, log } = this.deps;
     const leaseMs = this.deps.options.answer.leaseMs;
-    const token = randomUUID();
-    if (!(await store.acquireLease(callId, token, leaseMs))) return;
+    const token = taken?.token ?? randomUUID();
+    if (!taken && !(await store.acquireLease(callId, token, leaseMs))) return;
     // Set when a renewal finds the lease gone (or cannot tell): the running turn still finishes
     // (a caller event is never given up on while this instance lives), but its commit is fenced
     // and the event runs again wherever the lease is now.
@@ -170,34 +183,51 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         renewOnce();
       }
     })();
+    /** The lease went with the last commit (nothing was queued): nothing to release. */
+    let released = false;
     try {
-      while (!lost.signal.aborted) {
-        const next = await store.nextEvent(callId, token);
+      let next = taken?.next ?? (await store.nextEvent(callId, token));
+      for (;;) {
         if (!next.held || !next.event) break;
-        let outcome: CommitResult;
-        try {
-          outcome = await telemetry.turn(callId, next.event.key, next.event.seq, next.event.event.type, () => this.runQueued(callId, token, next.event!, next.pendingSends ?? [], next.notSent ?? []), next.event.trace);
-        } catch (e) {
-          // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
-          if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
-          throw e;
-        }
-        this.progress.notify(callId);
-        if (outcome === "lease_lost") {
-          // Not a crash: the attempt is given back, so only turns that killed an instance count.
-          await store.yieldEvent(callId, next.event.seq).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "giving back an attempt failed"));
-          // Maybe only a blip (one failed renewal): look again once the lease is released.
-          this.rekick.add(callId);
+        if (lost.signal.aborted) {
+          // Taken with the last commit, but this instance no longer knows it owns the call: given back.
+          await store.yieldEvent(callId, next.event.seq).catch(() => undefined);
           break;
         }
+        const event = next.event;
+        this.pumps.saw(callId, event.seq);
+        let step: CommitThen;
+        try {
+          const noted = next.notSent ?? [];
+          step = await telemetry.turn(callId, event.key, event.seq, event.event.type, () => this.runQueued(callId, token, event, next.pendingSends ?? [], next.current, noted), event.trace);
+        } catch (e) {
+          // A store error is no crash of this instance: its attempt does not count (given back once the store answers).
+          if (e instanceof StoreUnavailableError) await store.yieldEvent(callId, event.seq).catch(() => undefined);
+          throw e;
+        }
+        if (step.result !== "lease_lost") this.progress.processed(callId, event.seq);
+        if (step.released) {
+          released = true;
+          this.pumps.saw(callId, step.released.queued);
+        }
+        this.progress.notify(callId);
+        if (step.result === "lease_lost") {
+          // Not a crash: the attempt is given back, so only turns that killed an instance count.
+          await store.yieldEvent(callId, event.seq).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "giving back an attempt failed"));
+          // Maybe only a blip (one failed renewal): look again once the lease is released.
+          this.pumps.again(callId);
+          break;
+        }
+        if (released) break;
+        next = step.next ?? (await store.nextEvent(callId, token));
       }
     } finally {
       stopRenewing.abort();
-      await store.releaseLease(callId, token).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "lease release failed (it expires)"));
+      if (!released) await store.releaseLease(callId, token).catch((e: Error) => log.warn({ sessionId: callId, err: e.message }, "lease release failed (it expires)"));
     }
   }
 
-  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[], noted: NotedEntry[]): Promise<CommitResult> {
+  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[], read: NextEvent["current"], noted: NotedEntry[]): Promise<CommitThen> {
     const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
     const ttlSeconds = options.limits.sessionTtlSeconds;
@@ -213,14 +243,15 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // its request id as it did then; only if it never ran did what it approved never leave.
       if (!(await ranAfterAll(this.deps.store, callId, token, unsaved, this.deps.options.limits.sessionTtlSeconds))) await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
-    const current = await store.get(callId);
+    // Read with the event (the store's own copy): no second request for it.
+    const current = read ? (read.state as CallState<F["state"]> | undefined) : await store.get(callId);
     // Sends noted as never sent after their commit: the state stops counting them (see ActionOutcomes.notesFor).
     const notSentSeen = current ? await this.outcomes.applyNoted(callId, await this.outcomes.notesFor(callId, q.event.type === "session_end", noted), current) : [];
     if (q.attempts > MAX_ATTEMPTS) {
       log.error({ sessionId: callId, event: q.event.type, attempts: q.attempts }, "event skipped: its turn crashed an instance several times; it counts as a possible no");
       if (!CONVERSATIONAL.has(q.event.type)) {
-        const skipped = await store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
-        if (skipped === "committed") await this.outcomes.rerunDone(callId, q.seq, "instance_stopped");
+        const skipped = await store.commitAndNext(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+        if (skipped.result === "committed") await this.outcomes.rerunDone(callId, q.seq, "instance_stopped");
         return skipped;
       }
       // Never evaluated is a possible "no": pending sends are withdrawn and an offer ends.
@@ -232,7 +263,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       // A late or redelivered caller event of a call that ended starts no new conversation
       // (an explicit session_start does; sms_failed still gets its bookkeeping).
       log.info({ sessionId: callId, event: q.event.type }, "event after session_end ignored");
-      return store.commit(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
+      return store.commitAndNext(callId, token, { seq: q.seq, state: undefined, ttlSeconds, droppable: false });
     }
     let outcome: Awaited<ReturnType<Engine<F>["runTurn"]>>;
     try {
@@ -245,7 +276,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       };
       // The call ends: late actions still waiting for an answer never leave; an SMS among them was
       // not sent. Taken before the turn, so the flow's last bookkeeping knows.
-      const undelivered = q.event.type === "session_end" ? await this.discardOutbox(callId) : undefined;
+      const undelivered = q.event.type === "session_end" ? await discardOutbox(store, this.timers, callId, this.takeWithheld?.(callId) ?? []) : undefined;
       outcome = await engine.runTurn(current, q.event, q.key, { sink: local?.sink, signal: local?.signal, stillOwner, undelivered, heard: q.heard, barged: q.barged, pendingSends, attempt: q.attempts, seq: q.seq });
     } catch (e) {
       // A bug outside the turn's own error handling: the queue must move on, and the caller hears an apology.
@@ -263,7 +294,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   }
 
   /** Commit a turn's outcome (fenced), and record what never left. */
-  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean, notSentSeen: number[] = []): Promise<CommitResult> {
+  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean, notSentSeen: number[] = []): Promise<CommitThen> {
     const { store, options } = this.deps;
     const { record, next } = outcome;
     // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again,
@@ -271,11 +302,11 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     const firstStillWaiting = record.duplicate && (await store.progress(callId)).ready[q.via] > 0;
     const deliver = (q.via === "ws" && record.duplicate) || firstStillWaiting ? [] : record.actions.filter((a) => !local?.pushed.has(a));
     // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
-    let result: CommitResult;
+    let then: CommitThen;
     // Sent under one request id until the store answers: a try whose reply was lost is answered as it ran.
     const requestId = randomUUID();
     try {
-      const request = {
+      const request: CommitRequest<F["state"]> = {
         seq: q.seq,
         state: next.kind === "save" ? next.state : next.kind === "delete" ? null : undefined,
         ttlSeconds: options.limits.sessionTtlSeconds,
@@ -285,7 +316,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         ...(outcome.withdrawn?.length ? { withdraw: outcome.withdrawn } : {}),
         ...(notSentSeen.length && next.kind === "save" ? { notSentSeen } : {}),
       };
-      result = await untilAnswered(this.timers, (rid) => store.commit(callId, token, request, rid), requestId);
+      then = await untilAnswered(this.timers, (rid) => store.commitAndNext(callId, token, request, rid), requestId);
     } catch (e) {
       // Nothing of the turn was written (unless the store says it was after all). The outcome is kept
       // and committed as it is when this instance takes the event up again; if the store cannot be
@@ -296,10 +327,11 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       }
       throw e;
     }
+    const result = then.result;
     const produced = [{ seq: q.seq, actions: record.actions }];
     if (result === "committed") {
       this.deps.onTurn?.(record, q.event, q.via);
-      if (next.kind === "save") this.afterCommit(callId, next.state, q.seq);
+      if (next.kind === "save") this.afterCommits.run(callId, next.state, q.seq);
     } else if (result === "dropped") await this.outcomes.notSent(callId, produced, "dropped", q.event.type);
     else {
       // Fenced out: the event runs again where the lease is now, maybe producing the same actions
@@ -309,39 +341,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     }
     // An earlier attempt died with its instance: what it left (an approval) that this result does not carry never left.
     if (result !== "lease_lost" && q.attempts > 1) await this.outcomes.rerunDone(callId, q.seq, "instance_stopped", undefined, result === "committed" && next.kind === "save" ? next.state : undefined);
-    return result;
-  }
-
-  /**
-   * The flow's after-commit work (a report snapshot) runs off the answer path: the answer and the
-   * call's next turn never wait for it. Chained per call, so snapshots are saved in turn order; on
-   * a copy of the state, which the next turn does not touch.
-   */
-  private afterCommit(callId: string, state: CallState<F["state"]>, seq: number): void {
-    if (!this.deps.engine.hasAfterCommit) return;
-    const snapshot = structuredClone(state);
-    const previous = this.afterCommits.get(callId) ?? Promise.resolve();
-    const work = previous
-      .then(() => this.deps.engine.committed(snapshot, seq))
-      .catch((e: Error) => this.deps.log.error({ sessionId: callId, err: e.message }, "after-commit work failed"))
-      .finally(() => {
-        if (this.afterCommits.get(callId) === work) this.afterCommits.delete(callId);
-      });
-    this.afterCommits.set(callId, work);
-  }
-
-  /** Take every entry still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them. */
-  private async discardOutbox(callId: string): Promise<OutcomeEntry[]> {
-    const discarded: OutcomeEntry[] = [];
-    for (const via of ["http", "ws"] as const) {
-      // Sent again under its request id until the store answers: a try whose reply was lost took them all the same.
-      const left = await untilAnswered(this.timers, (rid) => this.deps.store.collect(callId, { via, collecting: true, mayHold: false, maxHoldingLines: 0, ignoreVerdicts: true }, rid));
-      // The session_end turn tells the flow (with the call's last state).
-      if (left.kind === "actions") discarded.push(...left.entries);
-    }
-    // What a socket's collect took after session_end arrived (never pushed): not sent either.
-    discarded.push(...(this.takeWithheld?.(callId) ?? []));
-    return discarded;
+    return then;
   }
 }
 

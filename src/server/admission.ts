@@ -1,0 +1,80 @@
+import type { AiFlowAction } from "../aiflow/actions.js";
+import { actions as build } from "../aiflow/actions.js";
+import type { AiFlowEvent } from "../aiflow/events.js";
+import { flowOwnNumber } from "../aiflow/sessionNumbers.js";
+import type { Answer, CallAnswerer } from "../engine/callPipeline.js";
+import type { PromptLibrary } from "../engine/promptLibrary.js";
+import type { EngineOptions } from "../engine/options.js";
+import { speakOptions } from "../engine/speech.js";
+import type { LoadMonitor, OverloadReason } from "./load.js";
+
+/** Refused calls remembered (their later events are not the service's business); beyond it the oldest is forgotten. */
+const MAX_REFUSED = 10_000;
+
+export interface AdmissionOptions {
+  transferTo?: string;
+  callerIdName: string;
+  onRefused?: (reason: OverloadReason) => void;
+}
+
+/**
+ * Admission: while the instance is over its limits (LoadMonitor), a new call (session_start) is
+ * not taken on: the caller hears the `overloaded` line and is hung up, or transferred when
+ * `server.overload.transferTo` is set. Calls already running are never refused: their events go
+ * to the pipeline as always, so they keep their deadline. A refused call's later events (its
+ * speech ending, session_end) are answered with nothing: the call has no state here.
+ */
+export class Admission implements CallAnswerer {
+  private readonly refused = new Set<string>();
+
+  constructor(
+    private readonly inner: CallAnswerer,
+    private readonly load: LoadMonitor,
+    private readonly prompts: PromptLibrary,
+    private readonly options: EngineOptions,
+    private readonly o: AdmissionOptions,
+  ) {}
+
+  answerHttp(event: AiFlowEvent, key: string): Promise<Answer> {
+    const refusal = this.check(event);
+    return refusal ? Promise.resolve({ kind: "refused", actions: refusal }) : this.inner.answerHttp(event, key);
+  }
+
+  async handleWs(event: AiFlowEvent, key: string, push: (a: AiFlowAction) => boolean | void, signal?: AbortSignal): Promise<void> {
+    const refusal = this.check(event);
+    if (!refusal) return this.inner.handleWs(event, key, push, signal);
+    for (const a of refusal) push(a);
+  }
+
+  callerSpeaking(callId: string): void {
+    this.inner.callerSpeaking(callId);
+  }
+
+  socketClosed(callIds: Iterable<string>): void {
+    this.inner.socketClosed(callIds);
+  }
+
+  /** The actions that refuse the event's call, or undefined: the pipeline handles it. */
+  private check(event: AiFlowEvent): AiFlowAction[] | undefined {
+    const callId = event.session.id;
+    if (this.refused.has(callId)) {
+      if (event.type === "session_end") this.refused.delete(callId);
+      return [];
+    }
+    if (event.type !== "session_start") return undefined;
+    const reason = this.load.over();
+    if (!reason) return undefined;
+    this.refused.add(callId);
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.values().next().value!);
+    this.o.onRefused?.(reason);
+    const own = flowOwnNumber(event.session);
+    const speech = speakOptions(this.options.speech);
+    if (this.o.transferTo && own) {
+      return [
+        build.speak(callId, this.prompts.line("overloaded_transfer"), speech),
+        build.transfer(callId, { target_phone_number: this.o.transferTo, caller_id_name: this.o.callerIdName, caller_id_number: own }),
+      ];
+    }
+    return [build.speak(callId, this.prompts.line("overloaded"), speech), build.hangup(callId)];
+  }
+}

@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reply } from "./support/fakeOpenAI.js";
+import { ev } from "./support/events.js";
+import { spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { loadConfigFile } from "../src/config/load.js";
+import { PromptLibrary } from "../src/engine/promptLibrary.js";
+import { PROMPTS_DIR } from "../src/service.js";
+
+/**
+ * Issue 21, point 3: an instance over its load limits refuses NEW calls with a short line and a
+ * hangup (or a transfer), counted in /metrics and /healthz, while a call already running keeps
+ * being answered. The expected line comes from prompts/<lang>/lines.md.
+ */
+
+const lines = new PromptLibrary(PROMPTS_DIR, "de-DE");
+const BUSY = lines.line("overloaded");
+const BUSY_TRANSFER = lines.line("overloaded_transfer");
+
+let svc: TestService;
+beforeAll(async () => {
+  svc = await startTestService();
+});
+afterAll(async () => svc?.close());
+
+async function get(path: string) {
+  const r = await svc.app.inject({ method: "GET", url: path });
+  return { status: r.statusCode, body: r.body };
+}
+
+describe("overload: running calls go on, new calls are refused", () => {
+  it("forced over its limit: a new call hears the line and is hung up; the running call keeps being answered; /healthz 503, /metrics counts it", async () => {
+    const running = "overload-running";
+    await svc.post(ev.start(running));
+    expect((await get("/healthz")).status).toBe(200);
+
+    svc.load.force("cpu");
+    try {
+      const refused = await svc.post(ev.start("overload-new"));
+      expect(refused.actions.map((a) => a.type)).toEqual(["speak", "hangup"]);
+      expect(spoken(refused.actions)).toEqual([BUSY]);
+      // Its later events are nobody's business here: nothing is said, no state is kept.
+      expect((await svc.post(ev.assistantSpeak("overload-new", BUSY))).status).toBe(204);
+      expect((await svc.post(ev.end("overload-new"))).status).toBe(204);
+      expect(await svc.store.get("overload-new")).toBeUndefined();
+
+      // The call that was running is answered as ever, by the model.
+      svc.fake.enqueue(reply.text("Wir haben Montag bis Freitag geöffnet."));
+      const answer = await svc.post(ev.speak(running, "Wann haben Sie geöffnet?"));
+      expect(spoken(answer.actions)).toEqual(["Wir haben Montag bis Freitag geöffnet."]);
+
+      const health = await get("/healthz");
+      expect(health.status).toBe(503);
+      expect(JSON.parse(health.body)).toMatchObject({ status: "overloaded", reason: "cpu" });
+      const metrics = (await get("/metrics")).body;
+      expect(metrics).toMatch(/^aiflow_calls_refused_total\{reason="cpu"\} 1$/m);
+      expect(metrics).toMatch(/^aiflow_overloaded 1$/m);
+    } finally {
+      svc.load.force(undefined);
+    }
+    expect((await get("/healthz")).status).toBe(200);
+    expect((await get("/metrics")).body).toMatch(/^aiflow_overloaded 0$/m);
+    // Below the limit again: new calls are taken.
+    const taken = await svc.post(ev.start("overload-after"));
+    expect(taken.actions.map((a) => a.type)).toEqual(["speak"]);
+  });
+
+  it("with server.overload.transferTo, a refused call is transferred instead of hung up", async () => {
+    const local = await startTestService({ config: testConfig({ server: { overload: { transferTo: "4930123456789", callerIdName: "Zentrale" } } }) });
+    try {
+      local.load.force("in_flight_turns");
+      const refused = await local.post(ev.start("overload-transfer"));
+      expect(refused.actions).toEqual([
+        expect.objectContaining({ type: "speak", text: BUSY_TRANSFER }),
+        expect.objectContaining({ type: "transfer", target_phone_number: "4930123456789", caller_id_name: "Zentrale" }),
+      ]);
+    } finally {
+      await local.close();
+    }
+  });
+
+  it("the shipped defaults check event-loop delay and CPU; the in-flight limit is off", () => {
+    const { overload } = loadConfigFile("config/agent.yaml").server;
+    expect(overload.maxEventLoopDelayMs).toBeGreaterThan(0);
+    expect(overload.maxCpuCores).toBeGreaterThan(0);
+    expect(overload.maxInFlightTurns).toBe(0);
+  });
+});
