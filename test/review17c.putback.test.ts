@@ -98,6 +98,14 @@ describe("review17c: a lost answer's entries put back", () => {
         }
         return inner.commit(callId, token, r, requestId);
       },
+      // The pipeline commits and takes the next event in one request: the same wait.
+      async commitAndNext(callId: string, token: string, r: CommitRequest<SmsSlice>, requestId?: RequestId) {
+        if (r.state === null) {
+          endCommitArrived();
+          await done;
+        }
+        return inner.commitAndNext(callId, token, r, requestId);
+      },
     });
     svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
     await svc.app.listen({ port: 0, host: "127.0.0.1" });
