@@ -284,14 +284,16 @@ export const configSchema = z
          * Over any of these limits the instance is overloaded: calls already running keep their
          * deadline, new calls (session_start) hear the `overloaded` line and are hung up (or
          * transferred to `transferTo`); /healthz answers 503 meanwhile, so a load balancer routes
-         * around the instance. 0 turns a limit off.
+         * around the instance. 0 turns a limit off. All off by default: the limits that still admit
+         * an instance's capacity are not measured yet (issue 21's capacity row), and a limit set
+         * too low refuses calls a loaded but healthy instance could take.
          */
         overload: z
           .object({
             /** Event-loop delay (p99 over the last second, ms) above which new calls are refused. */
-            maxEventLoopDelayMs: z.number().int().min(0).max(10_000).default(250),
+            maxEventLoopDelayMs: z.number().int().min(0).max(10_000).default(0),
             /** CPU the process used over the last second, in cores (1 = one core busy all the time). */
-            maxCpuCores: z.number().min(0).max(256).default(0.95),
+            maxCpuCores: z.number().min(0).max(256).default(0),
             /** Turns running at once on this instance. */
             maxInFlightTurns: z.number().int().min(0).default(0),
             /** Refused calls are transferred here (E.164 digits without +) instead of hung up. */

@@ -25,7 +25,8 @@ export interface AdmissionOptions {
  * speech ending, session_end) are answered with nothing: the call has no state here.
  */
 export class Admission implements CallAnswerer {
-  private readonly refused = new Set<string>();
+  /** Refused calls and what their session_start was answered (a redelivery gets the same answer). */
+  private readonly refused = new Map<string, AiFlowAction[]>();
 
   constructor(
     private readonly inner: CallAnswerer,
@@ -57,24 +58,27 @@ export class Admission implements CallAnswerer {
   /** The actions that refuse the event's call, or undefined: the pipeline handles it. */
   private check(event: AiFlowEvent): AiFlowAction[] | undefined {
     const callId = event.session.id;
-    if (this.refused.has(callId)) {
+    const earlier = this.refused.get(callId);
+    if (earlier) {
       if (event.type === "session_end") this.refused.delete(callId);
-      return [];
+      // sipgate sends a session_start again when its answer was lost: the caller hears the refusal.
+      return event.type === "session_start" ? earlier : [];
     }
     if (event.type !== "session_start") return undefined;
     const reason = this.load.over();
     if (!reason) return undefined;
-    this.refused.add(callId);
-    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.values().next().value!);
     this.o.onRefused?.(reason);
     const own = flowOwnNumber(event.session);
     const speech = speakOptions(this.options.speech);
-    if (this.o.transferTo && own) {
-      return [
-        build.speak(callId, this.prompts.line("overloaded_transfer"), speech),
-        build.transfer(callId, { target_phone_number: this.o.transferTo, caller_id_name: this.o.callerIdName, caller_id_number: own }),
-      ];
-    }
-    return [build.speak(callId, this.prompts.line("overloaded"), speech), build.hangup(callId)];
+    const refusal =
+      this.o.transferTo && own
+        ? [
+            build.speak(callId, this.prompts.line("overloaded_transfer"), speech),
+            build.transfer(callId, { target_phone_number: this.o.transferTo, caller_id_name: this.o.callerIdName, caller_id_number: own }),
+          ]
+        : [build.speak(callId, this.prompts.line("overloaded"), speech), build.hangup(callId)];
+    this.refused.set(callId, refusal);
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
+    return refusal;
   }
 }
