@@ -236,14 +236,14 @@ describe("OutboxPoster", () => {
     await outbox.put("call-1", BODY, T0, { final: true });
     const p = poster(outbox, rx.url, { leaseMs: 5000 });
     expect(await p.runOnce()).toMatchObject({ claimed: 0, failed: 1 });
-    expect(logged().at(-1)).toMatchObject({ level: 40, err: "OutboxUnavailableError" });
+    expect(logged().at(-1)).toMatchObject({ level: 40, err: "outbox_unavailable" });
 
     // Claimed and posted, then the store is gone before the result is recorded.
     down = false;
     const claimDue = outbox.claimDue.bind(outbox);
     outbox.claimDue = async (...args) => claimDue(...args).finally(() => (down = true));
     expect(await p.runOnce()).toMatchObject({ claimed: 1, failed: 1, delivered: 0 });
-    expect(logged().at(-1)).toMatchObject({ level: 50, key: "call-1", err: "OutboxUnavailableError" });
+    expect(logged().at(-1)).toMatchObject({ level: 50, key: "call-1", err: "outbox_unavailable" });
     outbox.claimDue = claimDue;
     down = false;
     // Posted again once the lease ends (the receiver dedupes on the Idempotency-Key).

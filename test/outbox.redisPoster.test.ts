@@ -163,7 +163,7 @@ describe("OutboxPoster on Redis, several instances", () => {
     await server.stop();
     expect(await p.runOnce()).toMatchObject({ claimed: 0, failed: 1 });
     const warn = logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>).at(-1);
-    expect(warn).toMatchObject({ level: 40, err: "OutboxUnavailableError", msg: expect.stringContaining("next cycle") });
+    expect(warn).toMatchObject({ level: 40, err: "outbox_unavailable", msg: expect.stringContaining("next cycle") });
 
     await server.start(); // AOF: the entry survived
     await new Promise((r) => (redis.status === "ready" ? r(undefined) : redis.once("ready", r)));
