@@ -13,6 +13,9 @@ export const ENGINE_LINES = [
   "holding",
   "holding_gave_up",
   "goodbye",
+  // Said by the service's admission (src/server/admission.ts) to a new call over the load limits.
+  "overloaded",
+  "overloaded_transfer",
 ] as const;
 export type EngineLineKey = (typeof ENGINE_LINES)[number];
 
