@@ -1,7 +1,7 @@
 import type { CountryCode } from "libphonenumber-js/max";
 import { parseAiFlowNumber, parseCallerNumber } from "../phone/number.js";
 import { NUMBER_PLACEHOLDER, redactNumber } from "../phone/redact.js";
-import { isNumberPart, spokenToDialString } from "../phone/spoken.js";
+import { maskNumberRuns } from "../phone/numberRuns.js";
 
 /**
  * Numbers as the call review shows them: the country code, whether it is a landline, and the
@@ -22,15 +22,13 @@ export function reviewMask(aiflowDigits: string): string {
 /** A masked number as it appears in review text: `+49…678`, `+49(fixed)…678` for a landline, or `…678` when the country is unknown. */
 export const MASKED_NUMBER = /(\+\d{1,3})?(\(fixed\))?…(\d{3})/g;
 
-/** Letters, digits and "+", as the number parser reads them (src/phone/redact.ts). */
-const PIECE = /\p{L}+|\p{N}+|\+/gu;
 /** Digits from which a run of number words or digits counts as a number said. */
 const MIN_NUMBER_DIGITS = 6;
 
 /**
  * Masks the numbers of one call in review text: every form of each known number (AI Flow
  * digits, national, read back in groups, said in words: src/phone/redact.ts) becomes its
- * mask; any other run of number words or digits that makes six or more digits is masked too (a
+ * mask; any other run of number words or digits (across hesitations) that makes six or more digits is masked too (a
  * number no tool took, or one said before the turn that parses it ran): as its own mask when it
  * parses as a number of the home country, so it matches the mask it gets once known.
  */
@@ -61,23 +59,10 @@ export class NumberMasker {
   }
 
   private maskNumberRuns(text: string): string {
-    const pieces = [...text.matchAll(PIECE)].map((m) => ({ start: m.index, end: m.index + m[0].length, part: isNumberPart(m[0].toLowerCase()) }));
-    let out = "";
-    let copied = 0;
-    for (let i = 0; i < pieces.length; i++) {
-      if (!pieces[i]!.part) continue;
-      let j = i;
-      while (j + 1 < pieces.length && pieces[j + 1]!.part) j++;
-      const said = text.slice(pieces[i]!.start, pieces[j]!.end);
-      const dial = spokenToDialString(said);
-      if (dial.replace("+", "").length >= MIN_NUMBER_DIGITS) {
-        const parsed = parseCallerNumber(said, this.homeCountry);
-        out += text.slice(copied, pieces[i]!.start) + (parsed?.valid ? reviewMask(parsed.aiflow) : `…${dial.slice(-3)}`);
-        copied = pieces[j]!.end;
-      }
-      i = j;
-    }
-    return out + text.slice(copied);
+    return maskNumberRuns(text, MIN_NUMBER_DIGITS, (said, dial) => {
+      const parsed = parseCallerNumber(said, this.homeCountry);
+      return parsed?.valid ? reviewMask(parsed.aiflow) : `…${dial.slice(-3)}`;
+    });
   }
 
   /** Masks every string inside a JSON value (tool arguments). */
