@@ -22,7 +22,7 @@ import { postAndHangUp, until } from "./support/deadline.js";
  * a state before the report is taken, the report keeps saying handed_over:
  *  1. the lost answer is settled after the session_end turn ran (markNotSent on an ended call is a no-op);
  *  2. no further event comes (the caller is gone, the state expires): the last snapshot is what gets
- *     posted (open: nothing corrects a snapshot without a turn; the ledger holds the truth);
+ *     posted (fixed: the after-commit work runs again from the state as the note will make it);
  *  3. the store does not answer markNotSent for half a second: the note goes to the background, the
  *     ledger record is written at once, and a session_end in that window takes the old state.
  */
@@ -130,6 +130,21 @@ describe("review17c: the callback report after a lost answer's send was recorded
     const last = s.reports.filter((r) => r.report.callId === id).at(-1)!;
     expect(last.final).toBe(true);
     expect(last.report.sms.status, "the final report after the SMS never left").not.toBe("handed_over");
+  });
+
+  it("no event follows the settled lost answer: the snapshot posted at expiry must not say handed_over", async () => {
+    s = await setUp();
+    const id = `${ID_PREFIX}-no-next-turn`;
+    await yesLost(s, id);
+    // One more caller event is processed (so the send cannot go back), then the caller is gone.
+    await s.svc.post(ev.speak(id, "Hallo?"));
+    s.releasePutBack();
+    await until(notSentRecorded(s.svc, id), "sms_not_sent (connection_failed) recorded");
+    const s1 = s;
+    const last = () => s1.reports.filter((r) => r.report.callId === id).at(-1)!;
+    await until(() => last().report.sms.status !== "handed_over", "the snapshot saved again", { tries: 200, everyMs: 10 }).catch(() => undefined);
+    expect(last().final).toBe(false);
+    expect(last().report.sms.status, "the snapshot posted when the state expires").not.toBe("handed_over");
   });
 
   it("the store does not answer markNotSent for a moment and session_end comes next: the final report must not say handed_over", async () => {

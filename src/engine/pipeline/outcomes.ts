@@ -55,6 +55,26 @@ export class ActionOutcomes<F extends FlowTypes = FlowTypes> {
       await this.noteForNextTurn(callId, kept);
     }
     await this.deps.engine.outcome({ status: "not_sent", callId, actions, entries: kept, reason, ...(rerun ? { rerun } : {}) });
+    if (reason === "not_written") await this.resaveAfterCommit(callId, kept);
+  }
+
+  /**
+   * The flow's after-commit work (a report snapshot) saved again from the committed state as it
+   * will be once the note is applied: if no turn comes after (the caller is gone, the state
+   * expires), what is posted does not say "sent". Same revision as the last commit's; a later
+   * turn's snapshot replaces it.
+   */
+  private async resaveAfterCommit(callId: string, entries: OutcomeEntry[]): Promise<void> {
+    const { engine, store, log } = this.deps;
+    if (!engine.hasAfterCommit || !entries.some((e) => holdsSend(e.actions))) return;
+    try {
+      const [state, progress] = await Promise.all([store.get(callId), store.progress(callId)]);
+      if (!state) return;
+      await this.applyNoted(callId, entries, state);
+      await engine.committed(state, progress.processed);
+    } catch (e) {
+      log.warn({ sessionId: callId, err: (e as Error).message }, "after-commit work for sends not written could not run again: the next turn's does");
+    }
   }
 
   /**
