@@ -585,7 +585,9 @@ describe("the chain: PostgreSQL, several instances", () => {
     const maintenance = fc.record({ through: fc.integer(), digest: text, count: fc.nat(), before: time, ids: fc.array(text, { maxLength: 4 }) }, { requiredKeys: [] });
     const record = fc.record(
       {
-        kind: fc.constantFrom(...LEDGER_KINDS),
+        // Not an anchor: only a purge writes one, as the chain's first record (its own tests); an
+        // anchor appended here would be reported by verify as one without the purged digest.
+        kind: fc.constantFrom(...LEDGER_KINDS.filter((k) => k !== "anchor")),
         callId: text,
         at: time,
         number: text,
