@@ -14,8 +14,7 @@ import { speakable } from "./numbers.js";
  */
 export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedSend[]): void {
   for (const { approval, send } of sends) {
-    const byId = state.sms.sent.findLastIndex((s) => s.approval === approval);
-    const i = byId >= 0 ? byId : state.sms.sent.findLastIndex((s) => !s.approval && !s.failed && s.number === send.phone_number && s.message === send.message);
+    const i = countedAt(state, { approval, send });
     if (i >= 0) state.sms.sent.splice(i, 1);
     const r = state.sms.result?.value;
     // Another send to that number still stands (a second SMS, handed over): the result is its.
@@ -33,8 +32,14 @@ export function forgetWithdrawnSends(state: SmsCallState, sends: readonly NamedS
 export function forgetNotedSends(state: SmsCallState, sends: readonly NamedSend[]): void {
   forgetWithdrawnSends(
     state,
-    sends.filter(({ approval, send }) => state.sms.sent.some((s) => s.approval === approval || (!s.approval && !s.failed && s.number === send.phone_number && s.message === send.message))),
+    sends.filter((named) => countedAt(state, named) >= 0),
   );
+}
+
+/** Where the state counts this send: by its approval, or (a send recorded without one) by number and text; -1 if nowhere. */
+function countedAt(state: SmsCallState, { approval, send }: NamedSend): number {
+  const byId = state.sms.sent.findLastIndex((s) => s.approval === approval);
+  return byId >= 0 ? byId : state.sms.sent.findLastIndex((s) => !s.approval && !s.failed && s.number === send.phone_number && s.message === send.message);
 }
 
 /**
