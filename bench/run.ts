@@ -23,6 +23,8 @@ import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
 import { ledgerAppendScenario, type LedgerAppendResult } from "./ledgerAppend.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
+import { callHistoryTokens, loadTokenizer, tokenCounted } from "./tokens.js";
+import { peerCompare, peerNote, peerRows, PEER_MODEL_MS } from "./peerCompare.js";
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -157,13 +159,14 @@ async function benchWebhook() {
 }
 
 // ---------------------------------------------------------------- (b) round trips and prompt size
-const estimate = (x: unknown) => Math.ceil(JSON.stringify(x).length / 4);
-
 async function benchRoundTrips() {
+  // Tokens counted with the model family's tokenizer (tokens.ts), the same for both designs.
+  const tok = await loadTokenizer();
+  const estimate = (x: unknown) => tok.count(JSON.stringify(x));
   const scenarios = loadScenarios("evals/scenarios").filter((s) => !s.expectFailure && !s.persona);
   const configs: Record<string, AppConfig> = { "de-DE": loadConfigFile("config/agent.yaml"), "en-US": loadConfigFile("config/agent.en-US.yaml") };
   const results: Array<{ scenario: TrialResult; happy: boolean; lang: string }> = [];
-  for (const s of scenarios) results.push({ scenario: await runTrial(s, { config: configs[s.language]!, model: new ScriptedModel(), modelName: "scripted", trial: 1 }), happy: s.tags.includes("happy"), lang: s.language });
+  for (const s of scenarios) results.push({ scenario: await runTrial(s, { config: configs[s.language]!, model: tokenCounted(new ScriptedModel(), tok), modelName: "scripted", trial: 1 }), happy: s.tags.includes("happy"), lang: s.language });
 
   // The naive baseline: one monolithic prompt with every step's instructions and every tool, and
   // a second completion after every tool call (also the send, which is a code step here).
@@ -192,7 +195,7 @@ async function benchRoundTrips() {
     let maxSequential = 0;
     for (const { scenario, lang } of subset) {
       const o = overhead[lang]!;
-      for (const t of scenario.transcript) {
+      for (const [index, t] of scenario.transcript.entries()) {
         if (!t.events.some((e) => e === "user_speak" || e === "dtmf_received")) continue;
         turns++;
         oursRequests += t.llmRequests.length;
@@ -204,7 +207,7 @@ async function benchRoundTrips() {
         if (!first) continue;
         for (const r of t.llmRequests) oursTokens += r.promptTokens;
         // The whole call's history (a monolithic agent sends all of it), the monolithic prompt and every tool.
-        const history = Math.ceil((first.callHistoryChars ?? 0) / 4);
+        const history = callHistoryTokens(tok, scenario.transcript, index);
         naiveTokens += naiveHere * (history + o.monolith);
         tokenRequestsNaive += naiveHere;
       }
@@ -356,6 +359,7 @@ async function main() {
   const memory = await benchMemory();
   log("(b) LLM round trips and prompt size");
   const roundTrips = await benchRoundTrips();
+  const peer = await peerCompare({ modelMs: PEER_MODEL_MS, runs: RUNS, log });
   log("(c) time to first speech over WebSocket");
   const { result: firstSpeech, streamed } = await benchFirstSpeech();
   log("(a) webhook overhead");
@@ -373,6 +377,7 @@ async function main() {
     engineP99: { value: webhook.engineP99Ms, target: "< 5 ms", met: webhook.engineP99Ms < 5 },
     happyPathRequests: { value: roundTrips.happyPath.requestsPerTurn, target: "≤ 1.2 sequential requests per caller turn", met: roundTrips.happyPath.requestsPerTurn <= 1.2 },
     promptTokens: { value: roundTrips.suite.tokenRatio, target: "≤ ½ of the naive baseline per request", met: roundTrips.suite.tokenRatio <= 0.5 },
+    peerWallTime: { value: peer.wallRatioStopAtTools, target: "wall time per call ≤ ½ of OpenAI Agents JS's with stopAtToolNames", met: peer.wallRatioStopAtTools <= 0.5 },
     firstSpeech: { value: firstSpeech.ratio, target: "≤ 1.1× the ideal", met: firstSpeech.ratio <= 1.1 },
     memory: { value: memory.callsPerGiB, target: "≥ 10,000 calls per GiB", met: memory.callsPerGiB >= 10_000 },
     concurrency: { value: concurrency.http.p99Ms, target: `p99 answer ≤ server.answerWithinMs (${answerWithinMs} ms), no holding line, every call with its SMS, at ${concurrency.calls} calls at once on Redis`, met: concurrencyMet },
@@ -384,7 +389,7 @@ async function main() {
     tracingOff: { value: tracing.facadeRatio, target: "tracing off costs ≤ 1 % of an event's CPU", met: tracing.facadeRatio <= 0.01 },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger, tracing };
+  const results = { machine, targets, webhook, roundTrips, peer, firstSpeech, memory, deadline, concurrency, ledger, tracing };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -404,6 +409,7 @@ Every figure is compared with a baseline measured in the same run.
 | (b) LLM requests per caller turn, eval suite | ${f(roundTrips.suite.requestsPerTurn)} | naive: ${f(roundTrips.suite.naiveRequestsPerTurn)} | ${f(roundTrips.suite.requestsPerTurn / roundTrips.suite.naiveRequestsPerTurn)}× | | |
 | (b) prompt tokens per request, happy path | ${f(roundTrips.happyPath.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.happyPath.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.happyPath.tokenRatio, 3)}× | | |
 | (b) prompt tokens per request, eval suite | ${f(roundTrips.suite.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.suite.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.suite.tokenRatio, 3)}× | ≤ 0.5× | ${ok(targets.promptTokens.met)} |
+${peerRows(peer, ok(targets.peerWallTime.met))}
 | (c) time to first speech over WebSocket | ${f(firstSpeech.firstSpeechMs, 0)} ms | ideal (TTFT ${firstSpeech.ttftMs} ms + first sentence): ${firstSpeech.idealMs} ms | ${f(firstSpeech.ratio)}× | ≤ 1.1× | ${ok(targets.firstSpeech.met)} |
 | (d) memory per live call (memory store) | ${memory.bytesPerCall} bytes | | ${memory.callsPerGiB} calls/GiB | ≥ 10,000 calls/GiB | ${ok(targets.memory.met)} |
 ${deadlineRows(deadline)}
@@ -414,12 +420,13 @@ ${tracingRows(tracing, ok)}
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
 - (a) CPU per event: each server process's own CPU time (user + system) over a load run, divided by the requests it answered; "webhook intake" is the real app (token hook, body limits, secure JSON parse, event schema, redelivery hash, answer) with a pipeline that answers a fixed action at once, so the step from the bare route to it is the HTTP layer's share and the rest is the engine's (queue, lease, state, turn, gate, ledger).
-- (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine, tokens estimated at 4 characters a token for both designs. The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, and a second completion after every tool call (the send included).
+- (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine, prompt tokens counted with the o200k_base tokenizer (gpt-tokenizer) over each request's messages and tools as JSON, for both designs; the naive baseline's call history is rebuilt from the transcript (caller lines, the model's tool calls with their results, spoken lines). The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, and a second completion after every tool call (the send included).
 - (c) a local model server streaming at a set time to first token and ${firstSpeech.tokenMs} ms a word; measured from sending \`user_speak\` to receiving the first \`speak\` frame.
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
 - (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
 - (f) the real service (createService, system clock, RedisCallStore, Redis SMS limits) alone in its own process, as \`npm start\` runs it, on ${concurrency.redis}; a local model server in another process taking a random ${concurrency.model.minMs}–${concurrency.model.maxMs} ms per request; this process plays ${concurrency.calls} whole calls as in (e) over keep-alive HTTP connections (one per request in flight), started evenly within ${concurrency.rampMs / 1000} s so all are live at once, each line spoken for ${concurrency.speechMs} ms. Answer time is each webhook request from sending to its last byte; "in the service" from its headers parsed to its answer written. Where the time goes is measured inside the service: event-loop delay (perf_hooks.monitorEventLoopDelay), every Redis command it sends (ioredis sendCommand) and each call-store operation with its time, refused lease attempts, its CPU; the kernel's machine-wide TCP counters show connection attempts dropped at a full listen queue.
 - (g) each writer a process of its own (bench/ledgerWriter.ts) with the real ledger (PostgresLedger with a pool of its own, or FileLedger), appending ${ledger.appendsPerWriter} records one after another after 5 to warm up, each awaited as the gate awaits its evidence before a send_sms leaves; PostgreSQL on ${ledger.postgres.server}. "Alone" is one such process, then four start at the same moment on another table: every append locks the chain-head row in its transaction, so the four take turns, and the ratio is what that costs. The file ledger: one process, lock file, write, fsync per append, on ${tmpdir()}. Afterwards each chain is read back and verified (positions 1..N, links, no id twice).
+${peerNote(peer)}
 ${tracingNote(tracing)}
 `;
   writeFileSync(output.md, md);

@@ -9,7 +9,7 @@ describe("npm run bench", () => {
   it("measures (a) to (h) and writes results.md and results.json", () => {
     const out = mkdtempSync(join(tmpdir(), "bench-"));
     const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
-      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_OUT: out },
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_PEER_MODEL_MS: "0", BENCH_OUT: out },
       encoding: "utf8",
       timeout: 180_000,
     });
@@ -19,6 +19,9 @@ describe("npm run bench", () => {
     expect(json.webhook.ceilingRps).toBeGreaterThan(0);
     for (const k of ["ceilingCpuUs", "intakeCpuUs", "agentCpuUs"]) expect(json.webhook[k]).toBeGreaterThan(0);
     expect(json.roundTrips.happyPath.callerTurns).toBeGreaterThan(10);
+    // (b) side by side with OpenAI Agents JS: every design sent each call's SMS.
+    expect(json.peer.problems).toEqual([]);
+    expect(json.peer.peerDefault.requestsPerTurn).toBeGreaterThan(json.peer.ours.requestsPerTurn);
     expect(json.firstSpeech.samples.length).toBeGreaterThanOrEqual(5);
     expect(json.memory.calls).toBe(300);
     expect(json.deadline.webhook.map((r: { modelMs: number }) => r.modelMs)).toEqual([3000, 300]);
