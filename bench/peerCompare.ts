@@ -181,7 +181,7 @@ function figures(tok: Tokenizer, requests: ChatBody[], turns: number, passMs: nu
 
 export async function peerCompare(opts: PeerCompareOptions): Promise<PeerCompareResult> {
   const log = opts.log ?? (() => {});
-  ensurePeerDeps(log);
+  await ensurePeerDeps(log);
   const tok = await loadTokenizer();
   const calls = voiceCalls(opts.scenarioIds);
   const configs: Record<string, AppConfig> = { "de-DE": openLimits(loadConfigFile("config/agent.yaml")), "en-US": openLimits(loadConfigFile("config/agent.en-US.yaml")) };

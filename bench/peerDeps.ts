@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, rmdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -10,11 +10,32 @@ import { fileURLToPath } from "node:url";
 
 export const PEER_DIR = fileURLToPath(new URL("./peer/", import.meta.url));
 
-/** `npm ci --prefix bench/peer` when its node_modules is missing (a fresh clone, CI). */
-export function ensurePeerDeps(log: (s: string) => void = () => {}): void {
-  if (existsSync(`${PEER_DIR}node_modules/@openai/agents/package.json`) && existsSync(`${PEER_DIR}node_modules/gpt-tokenizer/package.json`)) return;
-  log("bench/peer: installing its dependencies (npm ci --prefix bench/peer)");
-  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-  const r = spawnSync(npm, ["ci", "--prefix", PEER_DIR, "--no-audit", "--no-fund"], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`npm ci --prefix bench/peer failed (${r.status}): ${r.stderr || r.error?.message}`);
+const installed = () => existsSync(`${PEER_DIR}node_modules/@openai/agents/package.json`) && existsSync(`${PEER_DIR}node_modules/gpt-tokenizer/package.json`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `npm ci --prefix bench/peer` when its node_modules is missing (a fresh clone, CI). Processes
+ * that need it at the same time (the bench test and the bench smoke test) take turns through a
+ * lock directory: one installs, the others wait for it.
+ */
+export async function ensurePeerDeps(log: (s: string) => void = () => {}): Promise<void> {
+  const lock = `${PEER_DIR}.installing`;
+  for (const started = Date.now(); !installed(); ) {
+    try {
+      mkdirSync(lock);
+    } catch {
+      if (Date.now() - started > 300_000) throw new Error(`bench/peer: ${lock} held for 5 minutes; remove it if no install is running`);
+      await sleep(500);
+      continue;
+    }
+    try {
+      if (installed()) return;
+      log("bench/peer: installing its dependencies (npm ci --prefix bench/peer)");
+      const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+      const r = spawnSync(npm, ["ci", "--prefix", PEER_DIR, "--no-audit", "--no-fund"], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`npm ci --prefix bench/peer failed (${r.status}): ${r.stderr || r.error?.message}`);
+    } finally {
+      rmdirSync(lock);
+    }
+  }
 }

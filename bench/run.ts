@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
+import { pathToFileURL } from "node:url";
 import autocannon from "autocannon";
 import { pino } from "pino";
 import { loadScenarios } from "../evals/harness/scenario.js";
@@ -159,7 +160,7 @@ async function benchWebhook() {
 }
 
 // ---------------------------------------------------------------- (b) round trips and prompt size
-async function benchRoundTrips() {
+export async function benchRoundTrips() {
   // Tokens counted with the model family's tokenizer (tokens.ts), the same for both designs.
   const tok = await loadTokenizer();
   const estimate = (x: unknown) => tok.count(JSON.stringify(x));
@@ -225,6 +226,29 @@ async function benchRoundTrips() {
     };
   };
   return { happyPath: measure(results.filter((r) => r.happy)), suite: measure(results) };
+}
+
+type RoundTrips = Awaited<ReturnType<typeof benchRoundTrips>>;
+
+export function roundTripTargets(roundTrips: RoundTrips) {
+  return {
+    happyPathRequests: { value: roundTrips.happyPath.requestsPerTurn, target: "≤ 1.2 sequential requests per caller turn", met: roundTrips.happyPath.requestsPerTurn <= 1.2 },
+    promptTokens: { value: roundTrips.suite.tokenRatio, target: "≤ ½ of the naive baseline per request", met: roundTrips.suite.tokenRatio <= 0.5 },
+  };
+}
+
+/** Row (b)'s lines of results.md (bench/roundTripsAlone.ts writes them alone too). */
+export function roundTripRows(roundTrips: RoundTrips, ok: (met: boolean) => string): string {
+  const f = (x: number, d = 2) => x.toFixed(d);
+  const t = roundTripTargets(roundTrips);
+  return `| (b) LLM requests per caller turn, happy path | ${f(roundTrips.happyPath.requestsPerTurn)} | naive: ${f(roundTrips.happyPath.naiveRequestsPerTurn)} | ${f(roundTrips.happyPath.requestsPerTurn / roundTrips.happyPath.naiveRequestsPerTurn)}× | ≤ 1.2 | ${ok(t.happyPathRequests.met)} |
+| (b) LLM requests per caller turn, eval suite | ${f(roundTrips.suite.requestsPerTurn)} | naive: ${f(roundTrips.suite.naiveRequestsPerTurn)} | ${f(roundTrips.suite.requestsPerTurn / roundTrips.suite.naiveRequestsPerTurn)}× | | |
+| (b) prompt tokens per request, happy path | ${f(roundTrips.happyPath.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.happyPath.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.happyPath.tokenRatio, 3)}× | | |
+| (b) prompt tokens per request, eval suite | ${f(roundTrips.suite.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.suite.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.suite.tokenRatio, 3)}× | ≤ 0.5× | ${ok(t.promptTokens.met)} |`;
+}
+
+export function roundTripNote(roundTrips: RoundTrips): string {
+  return `- (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine. The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, the whole call's history (rebuilt from the transcript: caller lines, the model's tool calls with their results, spoken lines), and a second completion after every tool call (the send included). Prompt tokens of both designs are counted with the o200k_base tokenizer (gpt-tokenizer, bench/tokens.ts) over each request's messages and tools as JSON.`;
 }
 
 // ---------------------------------------------------------------- (c) time to first speech (WebSocket)
@@ -375,8 +399,7 @@ async function main() {
   const targets = {
     webhookThroughput: { value: webhook.throughputRatio, target: "≥ 0.5× the bare route", met: webhook.throughputRatio >= 0.5 },
     engineP99: { value: webhook.engineP99Ms, target: "< 5 ms", met: webhook.engineP99Ms < 5 },
-    happyPathRequests: { value: roundTrips.happyPath.requestsPerTurn, target: "≤ 1.2 sequential requests per caller turn", met: roundTrips.happyPath.requestsPerTurn <= 1.2 },
-    promptTokens: { value: roundTrips.suite.tokenRatio, target: "≤ ½ of the naive baseline per request", met: roundTrips.suite.tokenRatio <= 0.5 },
+    ...roundTripTargets(roundTrips),
     peerWallTime: { value: peer.wallRatioStopAtTools, target: "wall time per call ≤ ½ of OpenAI Agents JS's with stopAtToolNames", met: peer.wallRatioStopAtTools <= 0.5 },
     firstSpeech: { value: firstSpeech.ratio, target: "≤ 1.1× the ideal", met: firstSpeech.ratio <= 1.1 },
     memory: { value: memory.callsPerGiB, target: "≥ 10,000 calls per GiB", met: memory.callsPerGiB >= 10_000 },
@@ -405,10 +428,7 @@ Every figure is compared with a baseline measured in the same run.
 | (a) latency p50 / p99 | ${f(webhook.agentP50Ms, 1)} / ${f(webhook.agentP99Ms, 1)} ms | ${f(webhook.ceilingP50Ms, 1)} / ${f(webhook.ceilingP99Ms, 1)} ms | | | |
 | (a) server CPU per event: bare route / webhook intake, fixed answer / whole service | ${f(webhook.ceilingCpuUs, 0)} / ${f(webhook.intakeCpuUs, 0)} / ${f(webhook.agentCpuUs, 0)} µs (intake alone: ${f(webhook.intakeRps, 0)} req/s) | bare Fastify route: ${f(webhook.ceilingCpuUs, 0)} µs | ${f(webhook.cpuRatio, 1)}× | | |
 | (a) engine overhead per event p50 / p99 | ${f(webhook.engineP50Ms, 3)} / ${f(webhook.engineP99Ms, 3)} ms (${webhook.turnsMeasured} events) | | | p99 < 5 ms | ${ok(targets.engineP99.met)} |
-| (b) LLM requests per caller turn, happy path | ${f(roundTrips.happyPath.requestsPerTurn)} | naive: ${f(roundTrips.happyPath.naiveRequestsPerTurn)} | ${f(roundTrips.happyPath.requestsPerTurn / roundTrips.happyPath.naiveRequestsPerTurn)}× | ≤ 1.2 | ${ok(targets.happyPathRequests.met)} |
-| (b) LLM requests per caller turn, eval suite | ${f(roundTrips.suite.requestsPerTurn)} | naive: ${f(roundTrips.suite.naiveRequestsPerTurn)} | ${f(roundTrips.suite.requestsPerTurn / roundTrips.suite.naiveRequestsPerTurn)}× | | |
-| (b) prompt tokens per request, happy path | ${f(roundTrips.happyPath.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.happyPath.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.happyPath.tokenRatio, 3)}× | | |
-| (b) prompt tokens per request, eval suite | ${f(roundTrips.suite.promptTokensPerRequest, 0)} | naive: ${f(roundTrips.suite.naivePromptTokensPerRequest, 0)} | ${f(roundTrips.suite.tokenRatio, 3)}× | ≤ 0.5× | ${ok(targets.promptTokens.met)} |
+${roundTripRows(roundTrips, ok)}
 ${peerRows(peer, ok(targets.peerWallTime.met))}
 | (c) time to first speech over WebSocket | ${f(firstSpeech.firstSpeechMs, 0)} ms | ideal (TTFT ${firstSpeech.ttftMs} ms + first sentence): ${firstSpeech.idealMs} ms | ${f(firstSpeech.ratio)}× | ≤ 1.1× | ${ok(targets.firstSpeech.met)} |
 | (d) memory per live call (memory store) | ${memory.bytesPerCall} bytes | | ${memory.callsPerGiB} calls/GiB | ≥ 10,000 calls/GiB | ${ok(targets.memory.met)} |
@@ -420,7 +440,7 @@ ${tracingRows(tracing, ok)}
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
 - (a) CPU per event: each server process's own CPU time (user + system) over a load run, divided by the requests it answered; "webhook intake" is the real app (token hook, body limits, secure JSON parse, event schema, redelivery hash, answer) with a pipeline that answers a fixed action at once, so the step from the bare route to it is the HTTP layer's share and the rest is the engine's (queue, lease, state, turn, gate, ledger).
-- (b) the offline eval suite (${roundTrips.suite.callerTurns} caller turns; happy path: ${roundTrips.happyPath.callerTurns}) through the real engine, prompt tokens counted with the o200k_base tokenizer (gpt-tokenizer) over each request's messages and tools as JSON, for both designs; the naive baseline's call history is rebuilt from the transcript (caller lines, the model's tool calls with their results, spoken lines). The naive baseline is built here from the same transcripts: one monolithic prompt with every step's instructions and all tools, and a second completion after every tool call (the send included).
+${roundTripNote(roundTrips)}
 - (c) a local model server streaming at a set time to first token and ${firstSpeech.tokenMs} ms a word; measured from sending \`user_speak\` to receiving the first \`speak\` frame.
 - (d) heap after ${memory.calls} calls in the consent step (greeting and SMS request answered), after GC, minus the heap before.
 - (e) the real service on a port with the system clock and defaults \`server.answerWithinMs\` ${deadline.webhook[0]!.server.answerWithinMs} ms, \`maxHoldingLines\` ${deadline.webhook[0]!.server.maxHoldingLines}, \`holdingTimeoutSeconds\` ${deadline.webhook[0]!.server.holdingTimeoutSeconds}; a local model server taking a set time per request over HTTP. Webhook: ${deadline.webhook[0]!.calls} whole calls per model speed, ${deadline.webhook[0]!.concurrency} at a time, played as sipgate does: greeting, SMS request (model: \`start_sms_flow\`), consent (model: \`record_consent\`), the SMS, hangup; every speak is followed by \`assistant_speak\` and, ${deadline.webhook[0]!.speechMs} ms later, \`assistant_speech_ended\`; after a holding line with nothing collected, \`user_input_timeout\` when its input timeout runs out; after an apology the caller says it once more. Answer time is every webhook request's latency; "previously" is each SMS-request and consent turn's duration, which is what the webhook answer took when the turn held it. WebSocket: as (c), the answer (${WS_ANSWER.split(" ").length} words, ${TOKEN} ms a word) streamed sentence by sentence or, with streaming off, requested whole and spoken as one frame; medians of ${wsSamples()} calls.
@@ -434,7 +454,8 @@ ${tracingNote(tracing)}
   log(`written: ${output.md}, ${output.json}${output.checkedIn ? "" : " (npm run bench -- --update writes the checked-in bench/results.*)"}`);
 }
 
-main().then(
+// Imported (bench/roundTripsAlone.ts), it only lends its parts.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) main().then(
   () => process.exit(0),
   (e) => {
     if (e instanceof BenchUsageError) {

@@ -11,7 +11,7 @@ export interface Tokenizer {
 }
 
 export async function loadTokenizer(): Promise<Tokenizer> {
-  ensurePeerDeps();
+  await ensurePeerDeps();
   // Resolved from bench/peer (node resolution walks up, so a copy in the main project would do too).
   const path = createRequire(`${PEER_DIR}package.json`).resolve("gpt-tokenizer/encoding/o200k_base");
   const mod = (await import(pathToFileURL(path).href)) as { countTokens?: (t: string) => number; default?: { countTokens: (t: string) => number } };

@@ -8,7 +8,8 @@ import { loadTokenizer } from "../bench/tokens.js";
  * CI on a fresh clone), against the local model server answering at once.
  */
 describe("bench: side by side with OpenAI Agents JS", () => {
-  it("counts tokens with the o200k_base tokenizer, not characters / 4", async () => {
+  // The first test to run may install bench/peer (npm ci, about half a minute).
+  it("counts tokens with the o200k_base tokenizer, not characters / 4", { timeout: 240_000 }, async () => {
     const tok = await loadTokenizer();
     expect(tok.encoding).toBe("o200k_base");
     expect(tok.count("hello world")).toBe(2);
