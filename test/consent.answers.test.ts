@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import { LANGUAGES } from "../src/config/schema.js";
-import { compileConsentAnswers, CONSENT_ANSWERS_FILE, matchConsentAnswer, normaliseUtterance } from "../src/tasks/sms/consentAnswers.js";
+import { compileConsentAnswers, CONSENT_ANSWERS_FILE, consentRule, matchConsentAnswer, normaliseUtterance } from "../src/tasks/sms/consentAnswers.js";
+import { recordConsent } from "../tools/sms/record_consent.js";
+import type { SmsContext } from "../src/tasks/sms/types.js";
 import type { RuleLists } from "../src/engine/define.js";
 
 /**
@@ -83,4 +85,48 @@ describe("the lists are checked at start-up", () => {
     expect(() => new PromptLibrary(dir, "de-DE").ruleLists(CONSENT_ANSWERS_FILE)).toThrow(/consent_answers.md ## yes: "Gerne." is not a list entry/);
   });
   it.each(LANGUAGES)("the shipped %s lists pass", (l) => expect(() => compileConsentAnswers(lists[l])).not.toThrow());
+});
+
+describe("when the rule may decide at all", () => {
+  // A call whose consent question (line 3, asked in turn 2) reached the caller, who now says `text` in turn 3.
+  const ctxFor = (text: string, over: { state?: Record<string, unknown>; sms?: Record<string, unknown>; consent?: Record<string, unknown>; ctx?: Record<string, unknown>; rules?: boolean } = {}) => {
+    const number = "4915112345678";
+    const consent = { number, question: "Darf ich …?", askedTurn: 2, askedAt: "", spokenIndex: 3, interrupted: false, ...over.consent };
+    const state = { step: "confirm_consent", turn: 3, spoken: 3, spokenBeforeTurn: 3, sms: { number, sent: [], declined: false, consent, ...over.sms }, ...over.state };
+    return {
+      state,
+      event: { type: "user_speak", text },
+      userText: text,
+      services: { config: { consent: { answerByRule: over.rules ?? true } } },
+      pendingSends: () => [],
+      mayHaveBeenCut: () => false,
+      wordsRepeated: false,
+      ...over.ctx,
+    } as unknown as SmsContext;
+  };
+  const rule = consentRule(recordConsent);
+  const decide = (ctx: SmsContext) => rule(ctx, lists["de-DE"]);
+
+  it("decides a clear answer to the question heard last, as the call the model would make", () => {
+    expect(decide(ctxFor("Ja, gerne."))).toEqual({ tool: recordConsent, args: { consented: true }, rule: "yes:ja gerne" });
+    expect(decide(ctxFor("Nein."))).toEqual({ tool: recordConsent, args: { consented: false }, rule: "no:nein" });
+  });
+  it.each([
+    ["'Nein.' to another line said after the question", ctxFor("Nein.", { state: { spoken: 4, spokenBeforeTurn: 4 } })],
+    ["'Ja.' before the question reached the caller", ctxFor("Ja.", { state: { spokenBeforeTurn: 2 } })],
+    ["the question's own turn", ctxFor("Ja.", { state: { turn: 2 } })],
+    ["not the first caller turn after the question", ctxFor("Ja.", { state: { turn: 4 } })],
+    ["a barge-in into the question", ctxFor("Ja.", { state: { bargedIn: 3 } })],
+    ["a barge-in seen after the question was delivered", ctxFor("Ja.", { ctx: { mayHaveBeenCut: () => true } })],
+    ["the question already marked interrupted", ctxFor("Ja.", { consent: { interrupted: true } })],
+    ["words that repeat an earlier event's", ctxFor("Ja.", { ctx: { wordsRepeated: true } })],
+    ["a send of theirs still on its way", ctxFor("Ja.", { ctx: { pendingSends: () => [{ type: "send_sms" }] } })],
+    ["a yes whose send is being rechecked", ctxFor("Nein.", { sms: { recheck: { step: "main" } } })],
+    ["an answer already recorded", ctxFor("Ja.", { consent: { answer: { consented: true, reply: "Ja.", turn: 3, at: "", spokenBeforeAnswer: 3 } } })],
+    ["a decline earlier in the call", ctxFor("Ja.", { sms: { declined: true } })],
+    ["the question named another number", ctxFor("Ja.", { consent: { number: "4915199999999" } })],
+    ["another step", ctxFor("Ja.", { state: { step: "collect_number" } })],
+    ["a keypad entry", ctxFor("Ja.", { ctx: { event: { type: "dtmf_received", digit: "1" } } })],
+    ["the switch off", ctxFor("Ja.", { rules: false })],
+  ])("goes to the model: %s", (_why, ctx) => expect(decide(ctx)).toBeUndefined());
 });
