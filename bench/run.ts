@@ -23,6 +23,7 @@ import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
 import { ledgerAppendScenario, type LedgerAppendResult } from "./ledgerAppend.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
+import { CONSENT_TURN_TARGET, consentTurnMet, consentTurnNote, consentTurnRows, consentTurnScenario } from "./consentTurn.js";
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -366,6 +367,8 @@ async function main() {
   const ledger = await benchLedgerAppend();
   log("(h) tracing cost");
   const tracing = await tracingScenario();
+  log("(m) consent turn by rule and by model");
+  const consentTurn = await consentTurnScenario({ modelMs: Number(process.env.BENCH_CONSENT_MODEL_MS ?? 300), calls: Number(process.env.BENCH_CONSENT_CALLS ?? 20) });
   const answerWithinMs = deadline.webhook[0]!.server.answerWithinMs;
   const concurrencyMet = concurrency.http.p99Ms <= answerWithinMs && concurrency.holdingLines === 0 && concurrency.completedCalls === concurrency.calls;
   const targets = {
@@ -382,9 +385,10 @@ async function main() {
       met: ledger.postgres.fourAtOnce.p99Ms <= answerWithinMs && ledger.postgres.chain.ok && ledger.file.oneWriter.p99Ms <= answerWithinMs && ledger.file.chain.ok,
     },
     tracingOff: { value: tracing.facadeRatio, target: "tracing off costs ≤ 1 % of an event's CPU", met: tracing.facadeRatio <= 0.01 },
+    consentTurn: { value: consentTurn.after.consentP50Ms / consentTurn.before.consentP50Ms, target: CONSENT_TURN_TARGET, met: consentTurnMet(consentTurn) },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger, tracing };
+  const results = { machine, targets, webhook, roundTrips, firstSpeech, memory, deadline, concurrency, ledger, tracing, consentTurn };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -410,6 +414,7 @@ ${deadlineRows(deadline)}
 ${concurrencyRows(concurrency, answerWithinMs, ok(concurrencyMet))}
 ${ledgerRows(ledger, answerWithinMs, ok)}
 ${tracingRows(tracing, ok)}
+${consentTurnRows(consentTurn, ok)}
 
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
@@ -421,6 +426,7 @@ How each row is measured:
 - (f) the real service (createService, system clock, RedisCallStore, Redis SMS limits) alone in its own process, as \`npm start\` runs it, on ${concurrency.redis}; a local model server in another process taking a random ${concurrency.model.minMs}–${concurrency.model.maxMs} ms per request; this process plays ${concurrency.calls} whole calls as in (e) over keep-alive HTTP connections (one per request in flight), started evenly within ${concurrency.rampMs / 1000} s so all are live at once, each line spoken for ${concurrency.speechMs} ms. Answer time is each webhook request from sending to its last byte; "in the service" from its headers parsed to its answer written. Where the time goes is measured inside the service: event-loop delay (perf_hooks.monitorEventLoopDelay), every Redis command it sends (ioredis sendCommand) and each call-store operation with its time, refused lease attempts, its CPU; the kernel's machine-wide TCP counters show connection attempts dropped at a full listen queue.
 - (g) each writer a process of its own (bench/ledgerWriter.ts) with the real ledger (PostgresLedger with a pool of its own, or FileLedger), appending ${ledger.appendsPerWriter} records one after another after 5 to warm up, each awaited as the gate awaits its evidence before a send_sms leaves; PostgreSQL on ${ledger.postgres.server}. "Alone" is one such process, then four start at the same moment on another table: every append locks the chain-head row in its transaction, so the four take turns, and the ratio is what that costs. The file ledger: one process, lock file, write, fsync per append, on ${tmpdir()}. Afterwards each chain is read back and verified (positions 1..N, links, no id twice).
 ${tracingNote(tracing)}
+${consentTurnNote(consentTurn)}
 `;
   writeFileSync(output.md, md);
   console.log(md);
