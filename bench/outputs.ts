@@ -12,7 +12,7 @@ export const BENCH_USAGE = `usage: npm run bench -- [--update]
   --update     overwrite the checked-in bench/results.md and bench/results.json
   --help       this text
 environment: BENCH_OUT=dir writes there instead (not with --update); BENCH_RUNS, BENCH_SECONDS, BENCH_CALLS, BENCH_DEADLINE_CALLS,
-  BENCH_CONCURRENT_CALLS, BENCH_LEDGER_APPENDS, BENCH_TRACING_CALLS, BENCH_TRACING_ROUNDS, BENCH_PEER_MODEL_MS size the run; BENCH_DATABASE_URL (or TEST_DATABASE_URL) names the PostgreSQL
+  BENCH_CONCURRENT_CALLS, BENCH_LEDGER_APPENDS, BENCH_TRACING_CALLS, BENCH_TRACING_ROUNDS, BENCH_PEER_MODEL_MS, BENCH_CONSENT_CALLS, BENCH_CONSENT_MODEL_MS size the run; BENCH_DATABASE_URL (or TEST_DATABASE_URL) names the PostgreSQL
   for the ledger row (g), else a private one with durable defaults is started`;
 
 export class BenchUsageError extends Error {

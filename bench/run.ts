@@ -26,6 +26,7 @@ import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
 import { callHistoryTokens, loadTokenizer, tokenCounted } from "./tokens.js";
 import { peerCompare, peerNote, peerRows, PEER_MODEL_MS } from "./peerCompare.js";
+import { CONSENT_TURN_TARGET, consentTurnMet, consentTurnNote, consentTurnRows, consentTurnScenario } from "./consentTurn.js";
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -394,6 +395,8 @@ async function main() {
   const ledger = await benchLedgerAppend();
   log("(h) tracing cost");
   const tracing = await tracingScenario();
+  log("(m) consent turn by rule and by model");
+  const consentTurn = await consentTurnScenario({ modelMs: Number(process.env.BENCH_CONSENT_MODEL_MS ?? 300), calls: Number(process.env.BENCH_CONSENT_CALLS ?? 20) });
   const answerWithinMs = deadline.webhook[0]!.server.answerWithinMs;
   const concurrencyMet = concurrency.http.p99Ms <= answerWithinMs && concurrency.holdingLines === 0 && concurrency.completedCalls === concurrency.calls;
   const targets = {
@@ -410,9 +413,10 @@ async function main() {
       met: ledger.postgres.fourAtOnce.p99Ms <= answerWithinMs && ledger.postgres.chain.ok && ledger.file.oneWriter.p99Ms <= answerWithinMs && ledger.file.chain.ok,
     },
     tracingOff: { value: tracing.facadeRatio, target: "tracing off costs ≤ 1 % of an event's CPU", met: tracing.facadeRatio <= 0.01 },
+    consentTurn: { value: consentTurn.after.consentP50Ms / consentTurn.before.consentP50Ms, target: CONSENT_TURN_TARGET, met: consentTurnMet(consentTurn) },
   };
   const machine = { node: process.version, cpus: (await import("node:os")).cpus().length, runs: RUNS, secondsPerLoadRun: SECONDS, connections: CONNECTIONS, date: new Date().toISOString(), durationS: Math.round((Date.now() - started) / 1000) };
-  const results = { machine, targets, webhook, roundTrips, peer, firstSpeech, memory, deadline, concurrency, ledger, tracing };
+  const results = { machine, targets, webhook, roundTrips, peer, firstSpeech, memory, deadline, concurrency, ledger, tracing, consentTurn };
   mkdirSync(output.dir, { recursive: true });
   writeFileSync(output.json, JSON.stringify(results, null, 2));
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -436,6 +440,7 @@ ${deadlineRows(deadline)}
 ${concurrencyRows(concurrency, answerWithinMs, ok(concurrencyMet))}
 ${ledgerRows(ledger, answerWithinMs, ok)}
 ${tracingRows(tracing, ok)}
+${consentTurnRows(consentTurn, ok)}
 
 How each row is measured:
 - (a) \`autocannon\` (same client workload for all) against child processes on loopback: a bare Fastify route answering a fixed action, the real app's webhook intake answering a fixed action, and the real service (webhook, validation, engine, gate, in-memory store and ledger) with an in-process model that answers at once. Each connection plays whole calls: greeting, SMS request, consent, send, goodbye, hangup. Engine overhead is each event's time outside model requests, from the turn records.
@@ -448,6 +453,7 @@ ${roundTripNote(roundTrips)}
 - (g) each writer a process of its own (bench/ledgerWriter.ts) with the real ledger (PostgresLedger with a pool of its own, or FileLedger), appending ${ledger.appendsPerWriter} records one after another after 5 to warm up, each awaited as the gate awaits its evidence before a send_sms leaves; PostgreSQL on ${ledger.postgres.server}. "Alone" is one such process, then four start at the same moment on another table: every append locks the chain-head row in its transaction, so the four take turns, and the ratio is what that costs. The file ledger: one process, lock file, write, fsync per append, on ${tmpdir()}. Afterwards each chain is read back and verified (positions 1..N, links, no id twice).
 ${peerNote(peer)}
 ${tracingNote(tracing)}
+${consentTurnNote(consentTurn)}
 `;
   writeFileSync(output.md, md);
   console.log(md);

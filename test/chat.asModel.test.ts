@@ -47,7 +47,8 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
       "start_sms_flow info=opening_hours",
       "An die null eins sieben null, eins zwei drei, vier fünf, sechs sieben.",
       'collect_phone_number phone_number="null eins sieben null, eins zwei drei, vier fünf, sechs sieben"',
-      "Ja, gerne.",
+      // Not a listed clear answer (prompts/de-DE/consent_answers.md), so the (person-)model decides.
+      "Ja, das passt mir gut.",
       "record_consent consented=ja", // not a boolean: the engine's validation answers
       'record_consent {"consented": tru', // broken JSON: caught before anything is sent
       '1 {"consented": true}',
@@ -90,7 +91,7 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
 
     // The bad argument: the engine's zod validation is the answer, and the person is asked again in the same turn.
     const retry = section(out, "model> record_consent consented=ja", "model> 1 ");
-    expect(retry).toMatch(/── model request, step confirm_consent ──\n {2}caller: "Ja, gerne\."\n {2}called: record_consent\(\{"consented":"ja"\}\)\n {2}result of record_consent: Error: invalid arguments for record_consent: consented: Expected boolean, received string\./);
+    expect(retry).toMatch(/── model request, step confirm_consent ──\n {2}caller: "Ja, das passt mir gut\."\n {2}called: record_consent\(\{"consented":"ja"\}\)\n {2}result of record_consent: Error: invalid arguments for record_consent: consented: Expected boolean, received string\./);
     // Broken JSON never reaches the engine: no extra request, the person types again.
     expect(retry).toMatch(/✗ record_consent: the arguments are not valid JSON \(.+\) \(nothing was sent; \? shows the tools\)/);
     expect(out).toContain("⛔ record_consent: invalid_arguments (consented: Expected boolean, received string)");
@@ -107,7 +108,7 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
     // The chat's ledger holds the evidence, with the person's answer recorded as the model's.
     const records = out.split("\n").filter((l) => l.startsWith("{") && l.includes('"kind"')).map((l) => JSON.parse(l) as { kind: string; number?: string; model?: string; reply?: string });
     expect(records.map((x) => x.kind)).toEqual(expect.arrayContaining(["consent_asked", "consent_given", "sms_approved"]));
-    expect(records.find((x) => x.kind === "consent_given")).toMatchObject({ number: "491701234567", reply: "Ja, gerne.", model: "person" });
+    expect(records.find((x) => x.kind === "consent_given")).toMatchObject({ number: "491701234567", reply: "Ja, das passt mir gut.", decidedBy: "model", model: "person" });
 
     // end_call: the goodbye, then the hangup once it was played; the chat ends by itself.
     expect(out).toContain("☎ the agent hung up");

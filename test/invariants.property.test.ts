@@ -164,6 +164,8 @@ function firstDecline(exchanges: ModelExchange[]): number | undefined {
  */
 interface AgentUnderTest {
   name: "reception" | "callback";
+  /** Clear consent answers decided by the listed rule (consent.answerByRule), not the model. */
+  rules: boolean;
   config: AppConfig;
   questionFor(n: string): string;
   allowedTexts: Set<string>;
@@ -171,14 +173,15 @@ interface AgentUnderTest {
   questionNumber(line: string | undefined): string | undefined;
 }
 
-function agentUnderTest(name: AgentUnderTest["name"]): AgentUnderTest {
-  const patch = { sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } };
+function agentUnderTest(name: AgentUnderTest["name"], rules = false): AgentUnderTest {
+  const patch = { sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } }, consent: { answerByRule: rules } };
   // The callback agent's reports are kept in its outbox; nothing is posted during the property run.
   const config = name === "reception" ? testConfig(patch) : callbackTestConfig("http://127.0.0.1:9/not-posted", patch);
   const questionFor = (n: string) => config.consent.question.replaceAll("{number}", speakable(n, config.homeCountry)).replaceAll("{business_name}", config.business.name);
   const slot = config.sms.slots.info!;
   return {
     name,
+    rules,
     config,
     questionFor,
     allowedTexts: new Set(Object.keys(slot.options).map((k) => renderSmsText(config, { info: k }))),
@@ -491,9 +494,11 @@ function ledgerProblems(agent: AgentUnderTest, svc: TestService, id: string, sen
   return problems;
 }
 
-for (const agent of [agentUnderTest("reception"), agentUnderTest("callback")])
-for (const transport of ["webhook", "websocket"] as const) {
-  describe(`invariants hold whatever the model does (${agent.name} agent, ${transport})`, () => {
+// The reception agent once more with the consent rule on: "Ja, gerne." / "Nein" right after the
+// question are decided by the list (no model request), everything else by the misbehaving model.
+for (const agent of [agentUnderTest("reception"), agentUnderTest("callback"), agentUnderTest("reception", true)])
+for (const transport of agent.rules ? (["webhook"] as const) : (["webhook", "websocket"] as const)) {
+  describe(`invariants hold whatever the model does (${agent.name} agent${agent.rules ? " with consent rules" : ""}, ${transport})`, () => {
     let rig: Rig;
     let runId = 0;
     let declinesSeen = 0;
@@ -555,6 +560,13 @@ for (const transport of ["webhook", "websocket"] as const) {
       console.log(`slow turns so far: ${slowStats.held}, given up: ${slowStats.gaveUp}`);
       expect(slowStats.held).toBeGreaterThan(RUNS / 20);
       if (transport === "webhook") expect(slowStats.gaveUp).toBeGreaterThan(0);
+      // With the rule on, clear answers were decided by it, yeses and noes (and the rest by the model, above).
+      if (agent.rules) {
+        const byRule = (kind: string) => ledger.filter((x) => x.kind === kind && x.decidedBy === "rule").length;
+        console.log(`consent by rule: ${byRule("consent_given")} given, ${byRule("consent_declined")} declined`);
+        expect(byRule("consent_given")).toBeGreaterThan(0);
+        expect(byRule("consent_declined")).toBeGreaterThan(0);
+      }
     });
   });
 }

@@ -166,6 +166,12 @@ export const configSchema = z
       .object({
         /** The exact question spoken; `{number}` is replaced by the number read back in digit groups. */
         question: z.string().min(1).refine((q) => q.includes("{number}"), "the consent question must name the number: include {number}"),
+        /**
+         * A clear answer to the question ("Ja, gerne.", "Nein danke."), said as one of the whole
+         * utterances listed in prompts/<lang>/consent_answers.md, is decided by that list without a
+         * model request (the same record_consent call, the same guards). Off: every answer goes to the model.
+         */
+        answerByRule: z.boolean().default(true),
       })
       .strict(),
     sms: z

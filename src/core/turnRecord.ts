@@ -16,8 +16,10 @@ export interface ToolCallRecord {
   arguments: unknown;
   ok: boolean;
   result: string;
-  /** "model" when the model asked for it, "code" when a code step or hook ran it. */
-  origin: "model" | "code";
+  /** "model" when the model asked for it, "code" when a code step or hook ran it, "rule" when a step's rule decided it (no model request). */
+  origin: "model" | "code" | "rule";
+  /** For origin "rule": which rule (`yes:ja gerne`). */
+  rule?: string;
 }
 
 export interface LlmRequestRecord {

@@ -5,6 +5,8 @@ import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
 import type { GuardDecision } from "../core/turnRecord.js";
 import type { TurnContext } from "./turnContext.js";
+import type { StepRules } from "./stepRules.js";
+export type { RuleCall, RuleLists, StepRules } from "./stepRules.js";
 
 /**
  * How a flow is declared: steps are data, tools are one declaration each, and everything a
@@ -143,6 +145,8 @@ export interface LlmStep<F extends FlowTypes = FlowTypes> extends StepBase<F> {
   context?: "call" | "step";
   /** Runs after the model answered with text only (no tool call), e.g. to repeat a fixed question. */
   afterModelText?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /** Clear answers decided by a readable rule, before (and instead of) the model request: see StepRules. */
+  rules?: StepRules<F>;
 }
 
 /** A step that runs code only, with no LLM request (e.g. the send itself). */

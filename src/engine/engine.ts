@@ -103,6 +103,8 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     };
     for (const s of flow.steps) {
       if (s.kind === "llm") attempt(`step ${s.name}`, () => prompts.stepPrompt(s.prompt));
+      const rules = s.kind === "llm" ? s.rules : undefined;
+      if (rules) attempt(`rules of step ${s.name}`, () => rules.check?.(prompts.ruleLists(rules.file)) ?? prompts.ruleLists(rules.file));
       for (const t of s.tools) attempt(`tool ${t.name}`, () => prompts.toolDescription(t.name));
     }
     for (const key of [...ENGINE_LINES, ...flow.lines]) if (!prompts.hasLine(key)) missing.push(`line ${key}: prompts/${prompts.language}/lines.md has no section "## ${key}"`);

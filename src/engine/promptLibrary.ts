@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Language } from "../core/callState.js";
+import type { RuleLists } from "./define.js";
 import { fillTemplate, readSections } from "./markdownSections.js";
 
 /**
@@ -9,6 +10,7 @@ import { fillTemplate, readSections } from "./markdownSections.js";
  */
 export class PromptLibrary {
   private readonly stepPrompts = new Map<string, string>();
+  private readonly lists = new Map<string, RuleLists>();
   readonly persona: string;
   private readonly lines: Record<string, string>;
   private readonly toolDescriptions: Record<string, string>;
@@ -33,6 +35,33 @@ export class PromptLibrary {
       this.stepPrompts.set(name, p);
     }
     return p;
+  }
+
+  /**
+   * A step's rule lists (prompts/<language>/<name>.md): each `## verdict` section a markdown list,
+   * one entry per `- ` line. Anything else in a section is an error naming the line: an entry
+   * written as prose would silently never match.
+   */
+  ruleLists(name: string): RuleLists {
+    let lists = this.lists.get(name);
+    if (lists === undefined) {
+      const file = `prompts/${this.language}/${name}.md`;
+      const sections = readSections(join(this.dir, this.language, `${name}.md`));
+      const out: Record<string, readonly string[]> = {};
+      for (const [verdict, text] of Object.entries(sections)) {
+        out[verdict] = text
+          .split(/\r?\n/)
+          .map((l) => l.trim())
+          .filter((l) => l !== "")
+          .map((l) => {
+            const m = /^[-*]\s+(.+)$/.exec(l);
+            if (!m) throw new Error(`${file} ## ${verdict}: "${l}" is not a list entry ("- …")`);
+            return m[1]!.trim();
+          });
+      }
+      this.lists.set(name, (lists = out));
+    }
+    return lists;
   }
 
   /** A fixed line the caller hears, in the call's language. */

@@ -1,4 +1,5 @@
-import type { FlowDef, FlowTypes, LlmStep, ToolDef, ToolOutcome } from "./define.js";
+import type { FlowDef, FlowTypes, LlmStep, RuleCall, ToolDef, ToolOutcome } from "./define.js";
+import type { ToolCallRecord } from "../core/turnRecord.js";
 import type { ModelToolCall, ToolSpec } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
 import { FlowDefinitionError, ToolFailure } from "./errors.js";
@@ -64,6 +65,29 @@ export class ToolRunner<F extends FlowTypes> {
     });
   }
 
+  /**
+   * The call a step's rule decided on (see StepRules): in history as a call/result pair like a
+   * model's, and run exactly as a model's call is (offered in the step, arguments parsed by the
+   * tool's schema, its guards, its transition). While it runs, `decidedBy` names the rule.
+   */
+  async runRuleCall(turn: Turn<F>, step: LlmStep<F>, call: RuleCall<F>): Promise<void> {
+    const id = `rule_${turn.state.history.length}`;
+    const modelCall = { id, name: call.tool.name, arguments: JSON.stringify(call.args) };
+    turn.pushHistory({ role: "assistant", content: null, tool_calls: [{ id, type: "function", function: { name: modelCall.name, arguments: modelCall.arguments } }] });
+    await this.transitions.collecting(turn, async () => {
+      turn.beginToolBatch();
+      turn.decidedBy = call.rule;
+      try {
+        const r = await this.traced(turn, call.tool.name, "rule", () => this.executeModelCall(turn, step, modelCall));
+        turn.record.toolCalls.push({ name: call.tool.name, arguments: r.args, ok: r.ok, result: r.result, origin: "rule", rule: call.rule });
+        turn.pushHistory({ role: "tool", tool_call_id: id, content: r.result });
+      } finally {
+        turn.decidedBy = undefined;
+        turn.endToolBatch();
+      }
+    });
+  }
+
   /** A tool run by code (code steps, hooks): recorded in history as a call/result pair like a model's. */
   async runFromCode(turn: Turn<F>, tool: ToolDef<F>, args: Record<string, unknown>): Promise<string> {
     const id = `code_${turn.state.history.length}`;
@@ -82,7 +106,7 @@ export class ToolRunner<F extends FlowTypes> {
   }
 
   /** A tool call's span (GenAI execute_tool): its outcome and the guard's reason when refused; never its arguments or result (numbers, words). */
-  private traced(turn: Turn<F>, name: string, origin: "model" | "code", run: () => Promise<{ ok: boolean; result: string; args: unknown }>) {
+  private traced(turn: Turn<F>, name: string, origin: ToolCallRecord["origin"], run: () => Promise<{ ok: boolean; result: string; args: unknown }>) {
     const guardsBefore = turn.record.guardDecisions.length;
     return telemetry.span(`execute_tool ${name}`, () => ({ "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "aiflow.tool.origin": origin }), async (span) => {
       const r = await run();

@@ -38,6 +38,8 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   readonly userText: string;
   /** The model that produced this turn's latest answer (for evidence records). */
   readonly modelUsed: string | undefined;
+  /** While a step's rule runs the call it decided (no model asked): which rule, for the evidence. */
+  readonly decidedBy: string | undefined;
   nowIso(): string;
   /** Speak text to the caller and remember it in the conversation history. */
   speak(text: string, opts?: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean }): void;
@@ -150,6 +152,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   /** Step transitions this turn (a mis-wired flow cannot spin forever). */
   transitions = 0;
   modelUsed: string | undefined;
+  decidedBy: string | undefined;
   /** Set by nothingToSay(): the turn is complete without a line of its own. */
   quiet = false;
   wordsRepeated = false;

@@ -41,6 +41,7 @@ export class TurnRunner<F extends FlowTypes> {
   ) {}
 
   async runStep(turn: Turn<F>): Promise<void> {
+    if (await this.byRule(turn)) return;
     const cap = this.options.limits.maxLlmRequestsPerTurn;
     for (let i = 0; i < cap; i++) {
       if (turn.signal?.aborted) return;
@@ -60,6 +61,20 @@ export class TurnRunner<F extends FlowTypes> {
       turn.guard({ subject: "llm", allowed: false, reason: "request_cap_reached", detail: `${cap} requests without an answer` });
       turn.say("fallback");
     }
+  }
+
+  /**
+   * A clear answer the step's rules decide (see StepRules): their tool call runs as a model's
+   * would, and no model is asked when it leaves something said (or nothing to say on purpose).
+   */
+  private async byRule(turn: Turn<F>): Promise<boolean> {
+    const step = this.steps.get(turn.state.step);
+    if (step?.kind !== "llm" || !step.rules || turn.signal?.aborted) return false;
+    const call = step.rules.decide(turn, this.prompts.ruleLists(step.rules.file));
+    if (!call) return false;
+    const before = turn.speechCount;
+    await this.tools.runRuleCall(turn, step, call);
+    return turn.speechCount > before || turn.quiet;
   }
 
   /** Never silence: an apology, and by config a transfer to a person (sipgate returns the call if nobody answers). */

@@ -68,6 +68,10 @@ export interface LedgerRecordInput {
   reply?: string;
   outcome?: string;
   model?: string;
+  /** consent_given / consent_declined: whether a listed rule (prompts/<lang>/consent_answers.md) or the model decided. */
+  decidedBy?: "rule" | "model";
+  /** With `decidedBy: "rule"`: which rule, `yes:ja gerne` (the verdict and the list entry, normalised). */
+  rule?: string;
   message?: string;
   /** For sms_approved: when the question was asked and answered. */
   consentAskedAt?: string;

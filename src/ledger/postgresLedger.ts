@@ -47,6 +47,9 @@ interface Row {
   consent_asked_at: Date | null;
   consent_answered_at: Date | null;
   detail: string | null;
+  /** Absent on a row read before the column was added in this connection's view. */
+  decided_by?: string | null;
+  rule?: string | null;
 }
 
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,55}$/;
@@ -136,7 +139,7 @@ export class PostgresLedger implements ConsentLedger {
         detail text
       )`);
       // Columns of the chained records; a table from before the chain gets them (its rows stay legacy).
-      for (const col of ["pos bigint", "id text", "prev text", "key_id text", "ref text", "reason text", "erased jsonb", "maintenance jsonb", "salt text"]) {
+      for (const col of ["pos bigint", "id text", "prev text", "key_id text", "ref text", "reason text", "erased jsonb", "maintenance jsonb", "salt text", "decided_by text", "rule text"]) {
         await client.query(`ALTER TABLE ${this.ident} ADD COLUMN IF NOT EXISTS ${col}`);
       }
       await client.query(`CREATE INDEX IF NOT EXISTS "${this.table}_at_idx" ON ${this.ident} (at)`);
@@ -256,8 +259,8 @@ export class PostgresLedger implements ConsentLedger {
   /** Writes a sealed record (inside `inChain`); `legacy`: placed among the legacy rows, at `seq`. */
   async insert(client: pg.PoolClient, r: LedgerRecord, legacy = false): Promise<void> {
     await client.query(
-      `INSERT INTO ${this.ident} (${legacy ? "seq" : "pos"}, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance, salt)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+      `INSERT INTO ${this.ident} (${legacy ? "seq" : "pos"}, id, kind, call_id, at, number, question, reply, outcome, model, message, consent_asked_at, consent_answered_at, detail, prev, key_id, ref, reason, erased, maintenance, salt, decided_by, rule)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
       [
         r.seq,
         r.id ?? null,
@@ -280,6 +283,8 @@ export class PostgresLedger implements ConsentLedger {
         r.erased ? JSON.stringify(r.erased) : null,
         r.maintenance ? JSON.stringify(r.maintenance) : null,
         r.salt ?? null,
+        r.decidedBy ?? null,
+        r.rule ?? null,
       ],
     );
   }
@@ -447,6 +452,8 @@ export function toRecord(r: Row): LedgerRecord {
   if (r.reply !== null) rec.reply = r.reply;
   if (r.outcome !== null) rec.outcome = r.outcome;
   if (r.model !== null) rec.model = r.model;
+  if (r.decided_by !== null && r.decided_by !== undefined) rec.decidedBy = r.decided_by as "rule" | "model";
+  if (r.rule !== null && r.rule !== undefined) rec.rule = r.rule;
   if (r.message !== null) rec.message = r.message;
   if (r.consent_asked_at !== null) rec.consentAskedAt = r.consent_asked_at.toISOString();
   if (r.consent_answered_at !== null) rec.consentAnsweredAt = r.consent_answered_at.toISOString();

@@ -25,6 +25,8 @@ const recordSchema = z
     reply: optionalText,
     outcome: optionalText,
     model: optionalText,
+    decidedBy: z.enum(["rule", "model"]).optional(),
+    rule: optionalText,
     message: optionalText,
     consentAskedAt: optionalText,
     consentAnsweredAt: optionalText,

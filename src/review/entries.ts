@@ -47,7 +47,7 @@ export const answerEntrySchema = z.object({
 export const toolEntrySchema = z.object({
   name: z.string(),
   ok: z.boolean(),
-  origin: z.enum(["model", "code"]),
+  origin: z.enum(["model", "code", "rule"]),
   /** Transcripts only, numbers masked. */
   args: z.unknown().optional(),
   result: z.string().optional(),

@@ -34,6 +34,9 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
       llm: { maxRetries: 0, timeoutMs: 2000 },
       logLevel: "silent",
       abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
+      // Tests script the model's answer to the consent question; the listed clear answers that skip
+      // the model (consent_answers.md) have tests of their own, which turn this on.
+      consent: { answerByRule: false },
     }),
     patch,
   );

@@ -4,7 +4,14 @@ import { answerTo } from "../../src/engine/heard.js";
 import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
 import { endSmsFlow } from "../../src/tasks/sms/endSmsFlow.js";
 import { STEP } from "../../src/tasks/sms/stepNames.js";
-import { recordEvidence, type SmsFlowTypes } from "../../src/tasks/sms/types.js";
+import { recordEvidence, type SmsContext, type SmsFlowTypes } from "../../src/tasks/sms/types.js";
+import type { LedgerRecordInput } from "../../src/ledger/ledger.js";
+
+/** Who decided the answer, for the ledger: a listed rule (no model was asked), or the model. */
+function decidedBy(ctx: SmsContext): Pick<LedgerRecordInput, "decidedBy" | "rule" | "model"> {
+  if (ctx.decidedBy) return { decidedBy: "rule", rule: ctx.decidedBy };
+  return { decidedBy: "model", model: ctx.modelUsed ?? ctx.options.llm.model };
+}
 
 export const recordConsent = defineTool<SmsFlowTypes>()({
   name: "record_consent",
@@ -29,7 +36,7 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
         question: c?.question,
         reply: ctx.userText,
         outcome: "declined",
-        model: ctx.modelUsed ?? ctx.options.llm.model,
+        ...decidedBy(ctx),
       });
       return { result: ctx.note("consent_declined"), next };
     }
@@ -91,7 +98,7 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       question: c.question,
       reply: answer.reply,
       outcome: "given",
-      model: ctx.modelUsed ?? ctx.options.llm.model,
+      ...decidedBy(ctx),
       ...(c.askedId ? { ref: c.askedId } : {}),
     });
     c.answer = answer;

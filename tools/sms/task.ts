@@ -8,6 +8,7 @@ import { recordConsent } from "./record_consent.js";
 import { sendConfirmationSms } from "./send_confirmation_sms.js";
 import { checkModelUtterance } from "../../src/tasks/sms/claims.js";
 import { askConsentQuestion } from "../../src/tasks/sms/consentQuestion.js";
+import { compileConsentAnswers, consentRule, CONSENT_ANSWERS_FILE } from "../../src/tasks/sms/consentAnswers.js";
 import { reactToSmsFailure, recordSmsFailure, RETRY_STEP } from "../../src/tasks/sms/failures.js";
 import { speakable } from "../../src/tasks/sms/numbers.js";
 import { SMS_TASK, type SmsTaskParams, type SmsTaskResult } from "../../src/tasks/sms/result.js";
@@ -54,6 +55,8 @@ const confirmConsent = step({
   // The question and the answer are all the model needs; the call facts are in the prompt.
   context: "step",
   onEnter: (ctx) => askConsentQuestion(ctx),
+  // A clear "Ja, gerne." / "Nein danke." right after the question: decided by the listed answers, no model request.
+  rules: { file: CONSENT_ANSWERS_FILE, check: (lists) => void compileConsentAnswers(lists), decide: consentRule(recordConsent) },
   // Silence after the question: ask the exact question again, so the answer is to that wording.
   onTimeout: async (ctx) => {
     ctx.say("timeout_prefix", {}, { expectAnswer: false });
