@@ -209,6 +209,26 @@ describe("review stores", () => {
     expect(await store.recent(10)).toEqual([]);
   });
 
+  it("memory: an append within a second of the last expiry scan skips it, yet an expired call is never read and the cap holds at every append", async () => {
+    let now = 1_000;
+    const store = new MemoryReviewStore(10_000, 2, () => now);
+    await store.append("a", [entry(1_000, "session_start")]);
+    // Scans (over a second since the last): "a" is 9.9 s old, kept.
+    now = 10_900;
+    await store.append("b", [entry(10_900, "session_start")]);
+    // "a" is now past its retention; this append, 0.2 s after the scan, does not look.
+    now = 11_100;
+    await store.append("b", [entry(11_100, "user_speak")]);
+    // A read always looks: "a" is never shown.
+    expect(await store.get("a")).toBeUndefined();
+    expect(await store.recent(10)).toEqual(["b"]);
+    // The cap (2 calls) is kept at every append, scanned or not: the oldest started goes first.
+    now = 11_200;
+    await store.append("x", [entry(11_200, "session_start")]);
+    await store.append("y", [entry(11_210, "session_start")]);
+    expect(await store.recent(10)).toEqual(["y", "x"]);
+  });
+
   it("Redis: shared by instances, in time order, expiring with the retention", async () => {
     const redis = await connectRedis();
     try {

@@ -20,8 +20,13 @@ function ordered(entries: ReviewEntry[]): ReviewEntry[] {
   return entries.map((e, i) => [e, i] as const).sort((a, b) => a[0].at - b[0].at || a[1] - b[1]).map(([e]) => e);
 }
 
+/** How often an append looks for calls past their retention (reads look every time). */
+const EXPIRY_SCAN_EVERY_MS = 1000;
+
 export class MemoryReviewStore implements ReviewStore {
   private readonly calls = new Map<string, { started: number; touched: number; entries: ReviewEntry[] }>();
+  /** When an append next looks for expired calls. */
+  private nextExpiryScan = -Infinity;
 
   constructor(
     private readonly retentionMs: number,
@@ -38,7 +43,11 @@ export class MemoryReviewStore implements ReviewStore {
     }
     call.touched = t;
     call.entries.push(...entries);
-    this.prune(t);
+    // Looking at every call on every append cost a few per cent of the CPU per caller event with a
+    // thousand calls live: an append looks for expired calls at most once a second (reads always
+    // do, so none is ever shown late), and keeps the cap at once.
+    if (t >= this.nextExpiryScan) this.prune(t);
+    else this.cap();
   }
 
   async recent(limit: number): Promise<string[]> {
@@ -57,6 +66,11 @@ export class MemoryReviewStore implements ReviewStore {
 
   private prune(t: number): void {
     for (const [id, c] of this.calls) if (t - c.touched > this.retentionMs) this.calls.delete(id);
+    this.nextExpiryScan = t + EXPIRY_SCAN_EVERY_MS;
+    this.cap();
+  }
+
+  private cap(): void {
     // Insertion order is start order: the oldest calls go first.
     while (this.calls.size > this.maxCalls) this.calls.delete(this.calls.keys().next().value!);
   }

@@ -1,14 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { holdsSend, REPLY_TTL_MS, replayCollect, StoreUnavailableError, type CallStore, type Collected, type CollectRequest, type OutboxEntry, type RequestId, type Transport } from "../../store/callStore.js";
-import type { Clock } from "../clock.js";
+import { Stop, type Clock } from "../clock.js";
 import type { FlowTypes } from "../define.js";
 import type { ActionOutcomes } from "./outcomes.js";
 import type { Arrivals } from "./arrivals.js";
 import { RETRY_MS, untilAnswered } from "./resend.js";
-
-/** Why the deadline timer of a collect that answered is stopped (a constant: abort() without one builds a DOMException). */
-const ANSWERED = "answered";
 
 /** What a collect took does not leave with this answer (see LostCollects.take): it went back to the outbox. */
 export const HELD_BACK = Symbol("held back");
@@ -65,8 +62,8 @@ export class LostCollects {
     let first: Collected | typeof HELD_BACK;
     if (left <= 0) first = await collecting;
     else {
-      const timer = new AbortController();
-      first = await Promise.race([collecting, this.clock.sleep(left, timer.signal).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort(ANSWERED));
+      const timer = new Stop();
+      first = await Promise.race([collecting, this.clock.sleep(left, timer).then((): typeof HELD_BACK => HELD_BACK)]).finally(() => timer.abort());
     }
     if (first === HELD_BACK) {
       this.log.warn({ sessionId: callId, via: r.via }, "collect not back by the deadline: the answer leaves without it; what it takes goes back");

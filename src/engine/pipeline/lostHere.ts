@@ -1,4 +1,4 @@
-import type { Clock } from "../clock.js";
+import { Stop, type Clock } from "../clock.js";
 import type { OutcomeEntry } from "../define.js";
 import { MAX_WATCH_MS } from "./types.js";
 
@@ -46,8 +46,8 @@ export class LostHere {
     if (ending) {
       const under = [...(this.settling.get(callId) ?? [])];
       if (under.length) {
-        const timer = new AbortController();
-        await Promise.race([Promise.allSettled(under), this.timers.sleep(END_WAITS_FOR_SETTLING_MS, timer.signal)]).finally(() => timer.abort());
+        const timer = new Stop();
+        await Promise.race([Promise.allSettled(under), this.timers.sleep(END_WAITS_FOR_SETTLING_MS, timer)]).finally(() => timer.abort());
       }
       const entries = this.lost.get(callId)?.entries ?? [];
       this.lost.delete(callId);

@@ -1,8 +1,6 @@
 import type { CallStore, Subscription } from "../../store/callStore.js";
-import type { Clock } from "../clock.js";
+import { Stop, type Clock, type StopSignal } from "../clock.js";
 
-/** Why a wait is woken: a constant, since abort() without a reason builds a DOMException (with a stack trace) every time. */
-const WOKEN = "woken";
 /** A poll still out at the deadline. */
 const LATE = Symbol("late");
 /** A poll not answered yet (raced against this, an answer already there wins). */
@@ -69,7 +67,7 @@ export class CallProgress {
   }
 
   /** Waits until the call changes (here or, on a shared store, anywhere), `ms` pass, or the signal aborts. */
-  async change(callId: string, ms: number, signal?: AbortSignal): Promise<void> {
+  async change(callId: string, ms: number, signal?: StopSignal): Promise<void> {
     await this.until(callId, async () => false, undefined, signal, this.timers.now() + ms);
   }
 
@@ -100,7 +98,7 @@ export class CallProgress {
   }
 
   /** Wait until `ready()` or the deadline (undefined: no deadline), and never past `until` (timers' time; undefined: no limit). */
-  async until(callId: string, ready: () => Promise<boolean>, deadline: number | undefined, signal?: AbortSignal, until?: number): Promise<boolean> {
+  async until(callId: string, ready: () => Promise<boolean>, deadline: number | undefined, signal?: StopSignal, until?: number): Promise<boolean> {
     const { clock, timers } = this;
     /** A change came while looking: look again at once. */
     let changed = false;
@@ -113,7 +111,7 @@ export class CallProgress {
     let set = this.listeners.get(callId);
     if (!set) this.listeners.set(callId, (set = new Set()));
     set.add(onChange);
-    signal?.addEventListener("abort", onChange, { once: true });
+    signal?.addEventListener("abort", onChange);
     /** Another instance's progress, announced by the store (subscribed before looking, for the same reason). */
     let subscription: Subscription | undefined;
     try {
@@ -121,9 +119,9 @@ export class CallProgress {
         if (!subscription && this.store.shared && !this.pumping(callId)) {
           subscription = this.store.subscribe(callId, onChange);
           // Bounded: a subscriber still connecting must not eat the answer's deadline (the recheck covers it).
-          const settle = new AbortController();
-          await Promise.race([subscription.ready, timers.sleep(SUBSCRIBE_WAIT_MS, settle.signal)]);
-          settle.abort(WOKEN);
+          const settle = new Stop();
+          await Promise.race([subscription.ready, timers.sleep(SUBSCRIBE_WAIT_MS, settle)]);
+          settle.abort();
         }
         changed = false;
         const polled = deadline === undefined ? await ready() : await this.pollBy(ready, deadline);
@@ -133,18 +131,18 @@ export class CallProgress {
         if (deadline !== undefined && clock.now() >= deadline) return false;
         if (until !== undefined && timers.now() >= until) return false;
         if (changed) continue;
-        const wake = new AbortController();
-        wakeNow = () => wake.abort(WOKEN);
+        const wake = new Stop();
+        wakeNow = () => wake.abort();
         try {
-          const waits: Array<Promise<unknown>> = [new Promise((r) => wake.signal.addEventListener("abort", r, { once: true }))];
-          if (deadline !== undefined) waits.push(clock.sleep(deadline - clock.now(), wake.signal));
+          const waits: Array<Promise<unknown>> = [new Promise<void>((r) => wake.addEventListener("abort", r))];
+          if (deadline !== undefined) waits.push(clock.sleep(deadline - clock.now(), wake));
           // Waiting on another instance: its notice is a hint, so look again after a while.
-          if (subscription) waits.push(timers.sleep(this.recheckMs, wake.signal));
-          if (until !== undefined) waits.push(timers.sleep(Math.max(0, until - timers.now()), wake.signal));
+          if (subscription) waits.push(timers.sleep(this.recheckMs, wake));
+          if (until !== undefined) waits.push(timers.sleep(Math.max(0, until - timers.now()), wake));
           await Promise.race(waits);
         } finally {
           wakeNow = undefined;
-          wake.abort(WOKEN);
+          wake.abort();
         }
       }
     } finally {
@@ -165,11 +163,11 @@ export class CallProgress {
     // Answered at once (most are; a store in memory always): no timer needed.
     const now = await Promise.race([poll, notYet]);
     if (now !== NOT_YET) return now;
-    const timer = new AbortController();
+    const timer = new Stop();
     try {
-      return await Promise.race([poll, this.clock.sleep(Math.max(0, deadline - this.clock.now()), timer.signal).then((): typeof LATE => LATE)]);
+      return await Promise.race([poll, this.clock.sleep(Math.max(0, deadline - this.clock.now()), timer).then((): typeof LATE => LATE)]);
     } finally {
-      timer.abort(WOKEN);
+      timer.abort();
       // Left behind: its failure is nobody's business any more.
       poll.catch(() => undefined);
     }

@@ -4,7 +4,7 @@ import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
 import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitThen, type CommitRequest, type NextEvent, type NotedEntry, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
-import { systemClock, type Clock } from "../clock.js";
+import { Stop, systemClock, type Clock } from "../clock.js";
 import type { FlowTypes } from "../define.js";
 import type { Engine, TurnOutcome } from "../engine.js";
 import { speakOptions } from "../speech.js";
@@ -158,8 +158,8 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     // Set when a renewal finds the lease gone (or cannot tell): the running turn still finishes
     // (a caller event is never given up on while this instance lives), but its commit is fenced
     // and the event runs again wherever the lease is now.
-    const lost = new AbortController();
-    const stopRenewing = new AbortController();
+    const lost = new Stop();
+    const stopRenewing = new Stop();
     const renewEvery = Math.max(50, Math.floor(leaseMs / 3));
     const renewOnce = () => {
       store
