@@ -34,6 +34,9 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
       llm: { maxRetries: 0, timeoutMs: 2000 },
       logLevel: "silent",
       abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
+      // Load limits off: a loaded test machine must not refuse the calls of tests about other
+      // things (test/overload.test.ts sets them, and checks the shipped defaults).
+      server: { overload: { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } },
     }),
     patch,
   );
