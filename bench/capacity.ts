@@ -51,7 +51,7 @@ export interface LevelResult {
   callDurationS: number;
   events: number;
   answer: { p50Ms: number; p99Ms: number; maxMs: number };
-  service: { cpuCores: number; cpuMsPerCall: number; cpuMsPerCallMinute: number; cpuUsPerEvent: number; redisCommandsPerEvent: number };
+  service: { cpuCores: number; cpuMsPerCall: number; cpuMsPerCallMinute: number; cpuUsPerEvent: number; redisCommandsPerEvent: number; redisScriptCallsPerEvent: number; redisCommandsPerSecond: Record<string, number> };
   callers: { cpuCores: number; eventLoopP99Ms: number; processes: number };
   kinds: Record<string, number>;
   sends: number;
@@ -86,9 +86,12 @@ function processCpuUs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
-async function redisCommands(admin: Redis): Promise<number> {
-  const info = await admin.info("stats");
-  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? 0);
+/** Commands Redis ran so far, in all and by command (INFO commandstats). */
+async function redisCommands(admin: Redis): Promise<{ total: number; by: Record<string, number> }> {
+  const info = await admin.info("commandstats");
+  const by: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) by[m[1]!] = Number(m[2]);
+  return { total: Object.values(by).reduce((a, b) => a + b, 0), by };
 }
 
 async function waitHealthy(port: number, proc: ChildProcess): Promise<void> {
@@ -248,7 +251,17 @@ export async function capacityScenario(o: CapacityOptions = CAPACITY_DEFAULTS): 
           cpuMsPerCallMinute: round((cpuUs / 1000 / windowS / Math.max(1, concurrent)) * 60),
           cpuUsPerEvent: Math.round(cpuUs / Math.max(1, inWindow.length)),
           // Less the one INFO this bench sent in the window.
-          redisCommandsPerEvent: round((cmd1 - cmd0 - 1) / Math.max(1, inWindow.length)),
+          redisCommandsPerEvent: round((cmd1.total - cmd0.total - 1) / Math.max(1, inWindow.length)),
+          // Script calls (one round trip each; the commands inside count above too).
+          redisScriptCallsPerEvent: round(((cmd1.by.evalsha ?? 0) + (cmd1.by.eval ?? 0) - (cmd0.by.evalsha ?? 0) - (cmd0.by.eval ?? 0)) / Math.max(1, inWindow.length)),
+          // The commands that ran most, a second: what the per-event figure is made of.
+          redisCommandsPerSecond: Object.fromEntries(
+            Object.entries(cmd1.by)
+              .map(([k, v]) => [k, round((v - (cmd0.by[k] ?? 0)) / windowS)] as const)
+              .filter(([, v]) => v > 0)
+              .sort((a, b) => b[1] - a[1])
+              .slice(0, 8),
+          ),
         },
         callers: { cpuCores: round(callerCpu1.reduce((a, x, i) => a + x - callerCpu0[i]!, 0) / 1e6 / windowS, 2), eventLoopP99Ms: Math.max(...runs.map((x) => x.eventLoopP99Ms)), processes: callers.length },
         kinds,
@@ -313,7 +326,7 @@ export function capacityRows(c: CapacityResult, verdict: string): string {
   return [
     `| (i) capacity at a caller's pace: most calls at once with answer p99 ≤ server.answerWithinMs, no error, every call correct | ${best} | first failing: ${failing} | | ≥ 2,000 calls at once on 2 cores | ${verdict} |`,
     b
-      ? `| (i) at that level: answer p50 / p99; service CPU per call / per call-minute / per event; Redis commands per event | ${b.answer.p50Ms} / ${b.answer.p99Ms} ms; ${b.service.cpuMsPerCall} ms / ${b.service.cpuMsPerCallMinute} ms / ${b.service.cpuUsPerEvent} µs (${b.service.cpuCores} cores); ${b.service.redisCommandsPerEvent} | callers: ${b.callers.processes} processes, ${b.callers.cpuCores} cores, event-loop p99 ${b.callers.eventLoopP99Ms} ms; ${load} | | | |`
+      ? `| (i) at that level: answer p50 / p99; service CPU per call / per call-minute / per event; Redis commands per event as Redis counts them (inside scripts too) / of them script calls | ${b.answer.p50Ms} / ${b.answer.p99Ms} ms; ${b.service.cpuMsPerCall} ms / ${b.service.cpuMsPerCallMinute} ms / ${b.service.cpuUsPerEvent} µs (${b.service.cpuCores} cores); ${b.service.redisCommandsPerEvent} / ${b.service.redisScriptCallsPerEvent ?? "–"} | callers: ${b.callers.processes} processes, ${b.callers.cpuCores} cores, event-loop p99 ${b.callers.eventLoopP99Ms} ms; ${load} | | | |`
       : `| (i) ${load} | | | | | |`,
     `| (i) consent oracle (caller's side) over every call of the run: violations / SMS / calls (yes, no, silent, barge-in) / refused | ${c.levels.reduce((a, l) => a + l.violations.length, 0)} / ${c.levels.reduce((a, l) => a + l.sends, 0)} / ${c.levels.reduce((a, l) => a + l.callsStarted, 0)} (${["yes", "no", "silent", "barge"].map((k) => c.levels.reduce((a, l) => a + (l.kinds[k] ?? 0), 0)).join(", ")}) / ${c.levels.reduce((a, l) => a + l.refused, 0)} | levels: ${c.levels.map((l) => `${l.level} ${l.passed ? "✓" : "✗"}`).join(", ")} | | no violation | ${c.levels.every((l) => l.violations.length === 0) ? "met" : "**missed**"} |`,
   ].join("\n");

@@ -89,9 +89,9 @@ if (kind === "bare") {
   });
   probe.routes(service.app);
   cpuRoute(service.app);
-  // As npm start listens (Node's default backlog, 511) unless BENCH_LISTEN_BACKLOG says otherwise.
-  const backlog = process.env.BENCH_LISTEN_BACKLOG ? Number(process.env.BENCH_LISTEN_BACKLOG) : undefined;
-  await service.app.listen({ port, host: "127.0.0.1", ...(backlog ? { backlog } : {}) });
+  // As npm start listens (server.listenBacklog) unless BENCH_LISTEN_BACKLOG says otherwise.
+  const backlog = process.env.BENCH_LISTEN_BACKLOG ? Number(process.env.BENCH_LISTEN_BACKLOG) : config.server.listenBacklog;
+  await service.app.listen({ port, host: "127.0.0.1", backlog });
 } else if (kind === "agent") {
   const base = loadConfigFile("config/agent.yaml");
   // Every bench call texts another number; the shared abuse windows would otherwise refuse most sends.

@@ -281,6 +281,13 @@ export const configSchema = z
         /** A call's lease: how long an instance that stopped renewing it (died, stalled) blocks the call. */
         leaseMs: z.number().int().min(300).max(60_000).default(3000),
         /**
+         * Connections the kernel queues while the process is busy (listen backlog; capped by
+         * net.core.somaxconn). Node's 511 overflows when a burst of calls connects at once, and a
+         * dropped connection attempt is retried only after 1 s, 3 s, 7 s: late answers, and new
+         * calls reaching admission (server.overload) long after they were placed.
+         */
+        listenBacklog: z.number().int().min(1).max(65_535).default(2048),
+        /**
          * Over any of these limits the instance is overloaded: calls already running keep their
          * deadline, new calls (session_start) hear the `overloaded` line and are hung up (or
          * transferred to `transferTo`); /healthz answers 503 meanwhile, so a load balancer routes
