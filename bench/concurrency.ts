@@ -242,7 +242,9 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
     const refusedIds = new Set(outcomes.filter((o) => o.refused).map((o) => o.id));
     const admittedMs = latencies.filter((l) => !refusedIds.has(l.call ?? "")).map((l) => l.ms);
     const off = opts.serviceEnv?.BENCH_OVERLOAD === "off";
-    const limits = off ? { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } : config.server.overload;
+    const shippedLimits = off ? { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } : config.server.overload;
+    const newCalls = opts.serviceEnv?.BENCH_MAX_NEW_CALLS;
+    const limits = newCalls ? { ...shippedLimits, maxNewCallsPerSecond: Number(newCalls) } : shippedLimits;
     return {
       calls: opts.calls,
       rampMs,
@@ -291,7 +293,7 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
 // `node --import tsx bench/concurrency.ts [calls]`: one run, printed as JSON (bench/run.ts reports it as (f)).
 if (process.argv[1]?.endsWith("concurrency.ts")) {
   const calls = Number(process.argv[2] ?? process.env.BENCH_CONCURRENT_CALLS ?? 1000);
-  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG", "BENCH_OVERLOAD"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG", "BENCH_OVERLOAD", "BENCH_MAX_NEW_CALLS"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
   concurrencyScenario({ calls, serviceEnv }).then(
     (r) => {
       console.log(JSON.stringify(r, null, 2));

@@ -71,7 +71,10 @@ if (kind === "bare") {
 } else if (kind === "agent-redis") {
   const shipped = openLimits(loadConfigFile("config/agent.yaml"));
   // BENCH_OVERLOAD=off: no load limits (what the service does when it never refuses a call).
-  const config = process.env.BENCH_OVERLOAD === "off" ? noLoadLimits(shipped) : shipped;
+  const limited = process.env.BENCH_OVERLOAD === "off" ? noLoadLimits(shipped) : shipped;
+  // BENCH_MAX_NEW_CALLS=N: another server.overload.maxNewCallsPerSecond, to try a limit against the burst.
+  const newCalls = process.env.BENCH_MAX_NEW_CALLS;
+  const config = newCalls ? { ...limited, server: { ...limited.server, overload: { ...limited.server.overload, maxNewCallsPerSecond: Number(newCalls) } } } : limited;
   const prefix = process.env.BENCH_REDIS_PREFIX ?? "bench:";
   // As src/main.ts connects (plus BENCH_REDIS_AUTOPIPELINING to try ioredis' auto-pipelining).
   const redis = new Redis(process.env.BENCH_REDIS_URL!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true, enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINING === "1" });
