@@ -48,6 +48,12 @@ export interface ConcurrencyResult {
   holdingLines: number;
   apologies: number;
   completedCalls: number;
+  /** Calls refused as overloaded at session_start (the `overloaded` line and a hangup): not failed, not admitted. */
+  refusedCalls: number;
+  /** The webhook answers of the admitted calls only (every request of a call not refused). */
+  admitted: { calls: number; n: number; p50Ms: number; p99Ms: number; maxMs: number; over800Ms: number };
+  /** server.overload of the service's config, as it ran. */
+  overload: { maxEventLoopDelayMs: number; maxCpuCores: number; maxInFlightTurns: number; maxNewCallsPerSecond: number; off: boolean };
   problems: string[];
   service: ProbeStats & { events: number; redisCommandsPerEvent: number; cpuUsPerEvent: number; storeOpsPerEvent: Record<string, number> };
   /** Connections the client opened during the run, and how long each took to be connected. */
@@ -64,7 +70,7 @@ const round = (x: number) => Math.round(x * 10) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /** A Redis for the bench: TEST_REDIS_URL or REDIS_URL if set (under a prefix of its own, removed afterwards), else a private redis-server. */
-async function benchRedis(): Promise<{ url: string; label: string; stop: () => Promise<void> }> {
+export async function benchRedis(): Promise<{ url: string; label: string; stop: () => Promise<void> }> {
   const given = process.env.TEST_REDIS_URL || process.env.REDIS_URL;
   if (given) return { url: given, label: "the Redis at TEST_REDIS_URL / REDIS_URL", stop: async () => undefined };
   const port = await freePort();
@@ -197,7 +203,7 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
     children.push(service.proc);
     const latencies: Latency[] = [];
     const connects: Connects = { ms: [] };
-    const player: CallPlayer = { post: keepAlivePost(agent, service.port, "/webhook", connects), holding: prompts.line("holding"), gaveUp: prompts.line("holding_gave_up"), speechMs, latencies };
+    const player: CallPlayer = { post: keepAlivePost(agent, service.port, "/webhook", connects), holding: prompts.line("holding"), gaveUp: prompts.line("holding_gave_up"), overloaded: prompts.line("overloaded"), speechMs, latencies };
 
     // A few calls first: code paths compiled, connections open, Lua scripts loaded.
     await Promise.all(Array.from({ length: 10 }, (_, i) => playWholeCall(player, `warm-${i}`, `49151${String(49_000_000 + i).padStart(8, "0")}`)));
@@ -233,6 +239,12 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
     const events = latencies.length;
     const sum = (f: (o: CallOutcome) => number) => outcomes.reduce((a, o) => a + f(o), 0);
     const commands = Object.values(probe.redisCommands).reduce((a, b) => a + b, 0);
+    const refusedIds = new Set(outcomes.filter((o) => o.refused).map((o) => o.id));
+    const admittedMs = latencies.filter((l) => !refusedIds.has(l.call ?? "")).map((l) => l.ms);
+    const off = opts.serviceEnv?.BENCH_OVERLOAD === "off";
+    const shippedLimits = off ? { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } : config.server.overload;
+    const newCalls = opts.serviceEnv?.BENCH_MAX_NEW_CALLS;
+    const limits = newCalls ? { ...shippedLimits, maxNewCallsPerSecond: Number(newCalls) } : shippedLimits;
     return {
       calls: opts.calls,
       rampMs,
@@ -243,6 +255,9 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
       holdingLines: sum((o) => o.holdingLines),
       apologies: sum((o) => o.apologies),
       completedCalls: outcomes.filter((o) => o.completed).length,
+      refusedCalls: refusedIds.size,
+      admitted: { calls: opts.calls - refusedIds.size, ...stats(admittedMs), over800Ms: admittedMs.filter((x) => x > 800).length },
+      overload: { maxEventLoopDelayMs: limits.maxEventLoopDelayMs, maxCpuCores: limits.maxCpuCores, maxInFlightTurns: limits.maxInFlightTurns, maxNewCallsPerSecond: limits.maxNewCallsPerSecond, off },
       problems: outcomes.filter((o) => o.problem).map((o) => `${o.id}: ${o.problem}`),
       service: {
         ...probe,
@@ -278,7 +293,7 @@ export async function concurrencyScenario(opts: ConcurrencyOptions): Promise<Con
 // `node --import tsx bench/concurrency.ts [calls]`: one run, printed as JSON (bench/run.ts reports it as (f)).
 if (process.argv[1]?.endsWith("concurrency.ts")) {
   const calls = Number(process.argv[2] ?? process.env.BENCH_CONCURRENT_CALLS ?? 1000);
-  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG", "BENCH_OVERLOAD"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  const serviceEnv = Object.fromEntries(["BENCH_REDIS_AUTOPIPELINING", "BENCH_LISTEN_BACKLOG", "BENCH_OVERLOAD", "BENCH_MAX_NEW_CALLS"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
   concurrencyScenario({ calls, serviceEnv }).then(
     (r) => {
       console.log(JSON.stringify(r, null, 2));

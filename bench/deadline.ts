@@ -25,6 +25,14 @@ export function openLimits(base: AppConfig): AppConfig {
   return parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } });
 }
 
+/**
+ * No load limits (server.overload all 0): for the benches that measure cost per event by playing
+ * calls as fast as the machine allows, where refusing calls would only measure the refusal.
+ */
+export function noLoadLimits(config: AppConfig): AppConfig {
+  return { ...config, server: { ...config.server, overload: { ...config.server.overload, maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } } };
+}
+
 /** Nearest-rank percentile (q in 0..1); 0 for no samples. */
 export function percentile(xs: number[], q: number): number {
   if (xs.length === 0) return 0;
@@ -73,6 +81,8 @@ export interface CallOutcome {
   apologies: number;
   /** Caller utterances repeated after an apology. */
   repeats: number;
+  /** Refused as overloaded at session_start (the `overloaded` line and a hangup): neither completed nor failed. */
+  refused?: boolean;
   /** From each user_speak until sipgate had the turn's real answer (not a holding line). */
   answerMs: number[];
   problem?: string;
@@ -104,6 +114,8 @@ export interface DeadlineResult {
 export interface Latency {
   type: string;
   ms: number;
+  /** The call the request belonged to. */
+  call?: string;
 }
 
 /**
@@ -117,6 +129,8 @@ export interface CallPlayer {
   post: Post;
   holding: string;
   gaveUp: string;
+  /** The `overloaded` line: a call refused with it (and a hangup) is counted as refused, not failed. */
+  overloaded?: string;
   speechMs: number;
   /** Every request's latency is appended here. */
   latencies: Latency[];
@@ -147,7 +161,7 @@ export async function playWholeCall(p: CallPlayer, id: string, caller: string): 
     const res = await p.post(JSON.stringify({ ...event, session }));
     const text = res.text;
     const at = performance.now();
-    latencies.push({ type: String(event.type), ms: res.ms ?? at - t0 });
+    latencies.push({ type: String(event.type), ms: res.ms ?? at - t0, call: id });
     if (res.status !== 200 && res.status !== 204) throw new Error(`${id}: ${String(event.type)} answered HTTP ${res.status}: ${text}`);
     const body = res.status === 200 && text ? (JSON.parse(text) as AiFlowAction | AiFlowAction[]) : [];
     const actions = Array.isArray(body) ? body : [body];
@@ -198,7 +212,14 @@ export async function playWholeCall(p: CallPlayer, id: string, caller: string): 
 
   const spoken = (a: AiFlowAction) => (a.type === "speak" ? ((a as { text?: string }).text ?? "") : "");
   try {
-    await play(await post({ type: "session_start" }));
+    const greeting = await post({ type: "session_start" });
+    if (p.overloaded && greeting.some((a) => spoken(a) === p.overloaded) && greeting.some((a) => a.type === "hangup")) {
+      // Refused: the caller hears the line and sipgate ends the call (session_end in finally).
+      await play(greeting);
+      out.refused = true;
+      return out;
+    }
+    await play(greeting);
     if (!(await say(SMS_REQUEST, (a) => spoken(a).startsWith("Darf ich Ihnen")))) out.problem = "no consent question after the SMS request";
     else if (!(await say(CONSENT, (a) => spoken(a).includes("abgeschickt")))) out.problem = "no 'sent' line after consenting";
   } finally {

@@ -12,7 +12,7 @@ import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import { RedisRateLimiter } from "../src/store/rateLimiter.js";
 import { RedisCallStore } from "../src/store/redisCallStore.js";
 import { FakeOpenAIServer } from "../test/support/fakeOpenAI.js";
-import { openLimits, scriptedByTools } from "./deadline.js";
+import { noLoadLimits, openLimits, scriptedByTools } from "./deadline.js";
 import { ServiceProbe } from "./probe.js";
 
 /**
@@ -71,7 +71,10 @@ if (kind === "bare") {
 } else if (kind === "agent-redis") {
   const shipped = openLimits(loadConfigFile("config/agent.yaml"));
   // BENCH_OVERLOAD=off: no load limits (what the service does when it never refuses a call).
-  const config = process.env.BENCH_OVERLOAD === "off" ? { ...shipped, server: { ...shipped.server, overload: { ...shipped.server.overload, maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0 } } } : shipped;
+  const limited = process.env.BENCH_OVERLOAD === "off" ? noLoadLimits(shipped) : shipped;
+  // BENCH_MAX_NEW_CALLS=N: another server.overload.maxNewCallsPerSecond, to try a limit against the burst.
+  const newCalls = process.env.BENCH_MAX_NEW_CALLS;
+  const config = newCalls ? { ...limited, server: { ...limited.server, overload: { ...limited.server.overload, maxNewCallsPerSecond: Number(newCalls) } } } : limited;
   const prefix = process.env.BENCH_REDIS_PREFIX ?? "bench:";
   // As src/main.ts connects (plus BENCH_REDIS_AUTOPIPELINING to try ioredis' auto-pipelining).
   const redis = new Redis(process.env.BENCH_REDIS_URL!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, lazyConnect: true, enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINING === "1" });
@@ -89,14 +92,15 @@ if (kind === "bare") {
   });
   probe.routes(service.app);
   cpuRoute(service.app);
-  // As npm start listens (Node's default backlog, 511) unless BENCH_LISTEN_BACKLOG says otherwise.
-  const backlog = process.env.BENCH_LISTEN_BACKLOG ? Number(process.env.BENCH_LISTEN_BACKLOG) : undefined;
-  await service.app.listen({ port, host: "127.0.0.1", ...(backlog ? { backlog } : {}) });
+  // As npm start listens (server.listenBacklog) unless BENCH_LISTEN_BACKLOG says otherwise.
+  const backlog = process.env.BENCH_LISTEN_BACKLOG ? Number(process.env.BENCH_LISTEN_BACKLOG) : config.server.listenBacklog;
+  await service.app.listen({ port, host: "127.0.0.1", backlog });
 } else if (kind === "agent") {
   const base = loadConfigFile("config/agent.yaml");
   // Every bench call texts another number; the shared abuse windows would otherwise refuse most sends.
   const open = { max: 1e9, windowSeconds: 60 };
-  const config = parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } });
+  // Calls as fast as autocannon plays them: no load limits (bench (a) measures the cost per event).
+  const config = noLoadLimits(parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } }));
   const engineMs: number[] = [];
   const service = createService({
     // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.

@@ -235,7 +235,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
   try {
-    await app.listen({ port: config.server.port, host: config.server.host });
+    await app.listen({ port: config.server.port, host: config.server.host, backlog: config.server.listenBacklog });
   } catch (e) {
     const problem = listenProblem(e, config);
     throw problem ? new ConfigError(problem) : e;

@@ -26,6 +26,13 @@ describe("npm run bench: where results go", () => {
     expect(() => benchOutput(["--updat"], {})).toThrow(/'--updat'/);
   });
 
+  it("--only names the rows measured (capacity, burst); an unknown or empty part is a usage error naming the parts", () => {
+    expect(benchOutput(["--only", "capacity,burst", "--update"], {})).toMatchObject({ dir: "bench", checkedIn: true, only: ["capacity", "burst"] });
+    expect(benchOutput([], {})?.only).toBeUndefined();
+    expect(() => benchOutput(["--only", "capacity,speed"], {})).toThrow(/unknown part speed; the parts: capacity, burst/);
+    expect(() => benchOutput(["--only", ""], {})).toThrow(BenchUsageError);
+  });
+
   it("the CLI stops on a bad flag at once with one message and exit 2, before measuring anything", () => {
     const before = readFileSync("bench/results.json", "utf8");
     const r = spawnSync(process.execPath, ["--import", "tsx", "bench/run.ts", "--nope"], { encoding: "utf8", timeout: 30_000 });

@@ -6,12 +6,14 @@ import { describe, expect, it } from "vitest";
 
 /** `npm run bench` end to end at minimum size: every part runs and reports (numbers are for bench/results.md, not asserted). */
 describe("npm run bench", () => {
-  it("measures (a) to (h) and writes results.md and results.json", () => {
+  it("measures (a) to (i) and writes results.md and results.json", () => {
     const out = mkdtempSync(join(tmpdir(), "bench-"));
     const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", "bench/run.ts"], {
-      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_PEER_MODEL_MS: "0", BENCH_CONSENT_CALLS: "2", BENCH_OUT: out },
+      env: { ...process.env, BENCH_RUNS: "1", BENCH_SECONDS: "1", BENCH_CALLS: "300", BENCH_DEADLINE_CALLS: "2", BENCH_CONCURRENT_CALLS: "20", BENCH_LEDGER_APPENDS: "10", BENCH_TRACING_CALLS: "20", BENCH_TRACING_ROUNDS: "1", BENCH_PEER_MODEL_MS: "0", BENCH_CONSENT_CALLS: "2", BENCH_OUT: out,
+        // (i): one level of 2 paced calls (a call at a caller's pace takes about half a minute).
+        BENCH_CAPACITY_FROM: "2", BENCH_CAPACITY_MAX: "2", BENCH_CAPACITY_HOLD: "1", BENCH_CAPACITY_BISECT: "0", BENCH_CAPACITY_CALLERS: "1" },
       encoding: "utf8",
-      timeout: 260_000,
+      timeout: 380_000,
     });
     expect(r.status, r.stderr).toBe(0);
     const json = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
@@ -50,8 +52,12 @@ describe("npm run bench", () => {
     expect(json.consentTurn.before.consentModelRequests).toBe(2);
     expect(json.consentTurn.after.consentModelRequests).toBe(0);
     expect(json.consentTurn.after.correct).toBe(2);
-    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "peerWallTime", "firstSpeech", "memory", "concurrency", "ledgerAppend", "tracingOff", "consentTurn"]);
+    expect(Object.keys(json.targets)).toEqual(["webhookThroughput", "engineP99", "happyPathRequests", "promptTokens", "peerWallTime", "firstSpeech", "memory", "concurrency", "capacity", "ledgerAppend", "tracingOff", "consentTurn"]);
+    // (i): the level ran, every call checked by the caller-side oracle.
+    expect(json.capacity.levels.length).toBe(1);
+    expect(json.capacity.levels[0].callsStarted).toBeGreaterThan(0);
+    expect(json.capacity.levels[0].violations).toEqual([]);
     const md = readFileSync(join(out, "results.md"), "utf8");
-    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(b) side by side: wall time per call", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event", "(g) consent-ledger append p50 / p99, PostgreSQL, 4 instances", "(g) consent-ledger append p50 / p99, file ledger", "(h) server CPU per event, tracing off / on", "(h) tracing off: the no-op tracer's share", "(m) consent turn answer p50 / p99", "(m) LLM requests per caller turn"]) expect(md).toContain(row);
-  }, 280_000);
+    for (const row of ["(a) webhook throughput", "(b) LLM requests per caller turn", "(b) side by side: wall time per call", "(c) time to first speech", "(d) memory per live call", "(e) webhook answer time", "(e) WebSocket", "(a) server CPU per event", "(f) webhook answer time", "(f) where the time goes", "(f) Redis per event", "(g) consent-ledger append p50 / p99, PostgreSQL, 4 instances", "(g) consent-ledger append p50 / p99, file ledger", "(h) server CPU per event, tracing off / on", "(h) tracing off: the no-op tracer's share", "(f) overload: admitted / refused calls", "(i) capacity at a caller's pace", "(m) consent turn answer p50 / p99", "(m) LLM requests per caller turn"]) expect(md).toContain(row);
+  }, 400_000);
 });

@@ -58,7 +58,7 @@ describe("the checked-in configs load", () => {
     expect(cfg.llm).toMatchObject({ maxTokens: 300, timeoutMs: 10000, maxRetries: 1, steps: {} });
     expect(cfg.recipients.blockedNumbers).toEqual([]);
     expect(cfg.recipients.perRecipient).toEqual({ max: 3, windowSeconds: 86400 });
-    expect(cfg.server).toEqual({ port: 8080, host: "0.0.0.0", apiTokenHeader: "X-API-TOKEN", allowNoToken: false, maxBodyBytes: 65536, wsPath: "/ws", answerWithinMs: 800, maxHoldingLines: 2, holdingTimeoutSeconds: 2, leaseMs: 3000, overload: { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, callerIdName: "Hotline" } });
+    expect(cfg.server).toEqual({ port: 8080, host: "0.0.0.0", apiTokenHeader: "X-API-TOKEN", allowNoToken: false, maxBodyBytes: 65536, wsPath: "/ws", answerWithinMs: 800, maxHoldingLines: 2, holdingTimeoutSeconds: 2, leaseMs: 3000, listenBacklog: 2048, overload: { maxEventLoopDelayMs: 500, maxCpuCores: 0, maxInFlightTurns: 1000, maxNewCallsPerSecond: 100, callerIdName: "Hotline" } });
     expect(cfg.limits.maxLlmRequestsPerTurn).toBe(3);
     expect(cfg.ledger).toEqual({ path: "data/consent-ledger.jsonl", numbers: "full", retentionDays: 1826, optOutList: true });
     expect(cfg.abuse.perPrefix).toEqual({ max: 10, windowSeconds: 3600, prefixDigits: 3 });

@@ -118,8 +118,11 @@ describe("figures the docs quote come from the checked-in results", () => {
     // Each quote in the notes under the table, with the part of the results it comes from.
     const noted: [RegExp, string][] = [
       [/24 µs for the bare route, 45 µs for\s+the intake, 364 µs for the whole service/, "a"],
-      [/about\s+1\.1 ms CPU and 18\.6 Redis commands per event in that run/, "f"],
-      [/the service answers within 636 ms \(p99\) of seeing a request, callers wait\s+up to 5\.4 s/, "f"],
+      [/830 calls were admitted\s+and 170 refused/, "f"],
+      [/calls' answers took 607 \/ 46134 ms/, "f"],
+      [/the service answered within 1436 ms/, "f"],
+      [/holds 97 calls at once/, "i"],
+      [/66\.6 ms of CPU per call/, "i"],
     ];
     for (const [pattern, letter] of noted) {
       const quote = pattern.exec(performance)?.[0];

@@ -78,9 +78,26 @@ describe("overload: running calls go on, new calls are refused", () => {
     }
   });
 
-  it("the shipped defaults are off (not yet tuned against a measured capacity): a loaded but healthy instance refuses nobody", () => {
+  it("the shipped defaults are on, at the values the capacity bench admits (docs/performance.md); the test helper turns them off", () => {
     const { overload } = loadConfigFile("config/agent.yaml").server;
-    expect(overload).toMatchObject({ maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0 });
+    expect(overload).toMatchObject({ maxEventLoopDelayMs: 500, maxCpuCores: 0, maxInFlightTurns: 1000, maxNewCallsPerSecond: 100 });
+    // Tests that are not about overload must not be refused on a loaded test machine.
+    expect(testConfig().server.overload).toMatchObject({ maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 });
+  });
+
+  it("a burst of new calls is stopped at its start: beyond maxNewCallsPerSecond in one second, a new call is refused; the next second takes calls again", async () => {
+    const local = await startTestService({ config: testConfig({ server: { overload: { maxNewCallsPerSecond: 3 } } }) });
+    try {
+      const kinds: string[][] = [];
+      for (let i = 0; i < 5; i++) kinds.push((await local.post(ev.start(`burst-${i}`))).actions.map((a) => a.type));
+      expect(kinds).toEqual([["speak"], ["speak"], ["speak"], ["speak", "hangup"], ["speak", "hangup"]]);
+      // A refused call is not taken on, so it does not count against the next second.
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await local.post(ev.start("burst-later"))).actions.map((a) => a.type)).toEqual(["speak"]);
+      expect((await local.app.inject({ method: "GET", url: "/metrics" })).body).toMatch(/^aiflow_calls_refused_total\{reason="new_calls"\} 2$/m);
+    } finally {
+      await local.close();
+    }
   });
 
   it("a redelivered session_start of a refused call gets the same refusal (its first answer may have been lost)", async () => {

@@ -287,21 +287,35 @@ export const configSchema = z
         /** A call's lease: how long an instance that stopped renewing it (died, stalled) blocks the call. */
         leaseMs: z.number().int().min(300).max(60_000).default(3000),
         /**
+         * Connections the kernel queues while the process is busy (listen backlog; capped by
+         * net.core.somaxconn). Node's 511 overflows when a burst of calls connects at once, and a
+         * dropped connection attempt is retried only after 1 s, 3 s, 7 s: late answers, and new
+         * calls reaching admission (server.overload) long after they were placed.
+         */
+        listenBacklog: z.number().int().min(1).max(65_535).default(2048),
+        /**
          * Over any of these limits the instance is overloaded: calls already running keep their
          * deadline, new calls (session_start) hear the `overloaded` line and are hung up (or
          * transferred to `transferTo`); /healthz answers 503 meanwhile, so a load balancer routes
-         * around the instance. 0 turns a limit off. All off by default: the limits that still admit
-         * an instance's capacity are not measured yet (issue 21's capacity row), and a limit set
-         * too low refuses calls a loaded but healthy instance could take.
+         * around the instance. 0 turns a limit off. The defaults admit the capacity the bench
+         * measures at a caller's pace (docs/performance.md) and stop a burst of new calls at its
+         * start: delay and CPU are sampled once a second, so they see a burst only after it was
+         * taken on; the new calls a second stop it at once.
          */
         overload: z
           .object({
-            /** Event-loop delay (p99 over the last second, ms) above which new calls are refused. */
-            maxEventLoopDelayMs: z.number().int().min(0).max(10_000).default(0),
-            /** CPU the process used over the last second, in cores (1 = one core busy all the time). */
+            /** Event-loop delay (p99 over the last second, ms) above which new calls are refused: answers are late by then. */
+            maxEventLoopDelayMs: z.number().int().min(0).max(10_000).default(500),
+            /**
+             * CPU the process used over the last second, in cores (1 = one core busy all the time).
+             * Off by default: a busy core that keeps its deadlines is no reason to refuse a call, and
+             * the event-loop delay shows when it does not.
+             */
             maxCpuCores: z.number().min(0).max(256).default(0),
-            /** Turns running at once on this instance. */
-            maxInFlightTurns: z.number().int().min(0).default(0),
+            /** Turns running at once on this instance (mostly waiting for the model). */
+            maxInFlightTurns: z.number().int().min(0).default(1000),
+            /** Calls taken on in the last second: each brings a whole call's work over the next half minute. */
+            maxNewCallsPerSecond: z.number().int().min(0).default(100),
             /** Refused calls are transferred here (E.164 digits without +) instead of hung up. */
             transferTo: z.string().regex(/^[1-9]\d{6,14}$/, "E.164 digits without +").optional(),
             callerIdName: z.string().min(1).default("Hotline"),

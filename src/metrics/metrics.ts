@@ -97,7 +97,7 @@ export class Metrics {
     this.consent = new Counter({ name: "aiflow_consent_total", help: "Consent ledger records by outcome (asked|given|declined).", labelNames: ["outcome"], registers });
     this.guardRefusals = new Counter({ name: "aiflow_guard_refusals_total", help: "Guard decisions that refused something, by subject (action, tool, utterance) and reason.", labelNames: ["subject", "reason"], registers });
     this.answers = new Counter({ name: "aiflow_answers_total", help: "Answers to events by kind: actions, holding (a turn missed the deadline), gave_up (apology after the last holding line), nothing, store_unavailable.", labelNames: ["kind"], registers });
-    this.refusedCalls = new Counter({ name: "aiflow_calls_refused_total", help: "New calls refused while the instance was over its load limits (server.overload), by the limit: event_loop_delay, cpu, in_flight_turns.", labelNames: ["reason"], registers });
+    this.refusedCalls = new Counter({ name: "aiflow_calls_refused_total", help: "New calls refused while the instance was over its load limits (server.overload), by the limit: event_loop_delay, cpu, in_flight_turns, new_calls.", labelNames: ["reason"], registers });
     const overloaded = () => (this.overloadProvider?.() ? 1 : 0);
     new Gauge({
       name: "aiflow_overloaded",

@@ -66,7 +66,10 @@ export class Admission implements CallAnswerer {
     }
     if (event.type !== "session_start") return undefined;
     const reason = this.load.over();
-    if (!reason) return undefined;
+    if (!reason) {
+      this.load.took();
+      return undefined;
+    }
     this.o.onRefused?.(reason);
     const own = flowOwnNumber(event.session);
     const speech = speakOptions(this.options.speech);

@@ -5,16 +5,19 @@ export interface LoadLimits {
   maxEventLoopDelayMs: number;
   maxCpuCores: number;
   maxInFlightTurns: number;
+  maxNewCallsPerSecond: number;
 }
 
-export type OverloadReason = "event_loop_delay" | "cpu" | "in_flight_turns";
+export type OverloadReason = "event_loop_delay" | "cpu" | "in_flight_turns" | "new_calls";
 
 /** How often the load is sampled: each sample covers the time since the last one. */
 const SAMPLE_MS = 1000;
 
 /**
- * This instance's load: event-loop delay (p99) and CPU over the last second, and the turns
- * running now. Sampled once a second off the request path; `over()` is a field read.
+ * This instance's load: event-loop delay (p99) and CPU over the last second, the turns running
+ * now, and the calls taken on in the last second. Delay and CPU are sampled once a second off
+ * the request path; they see a burst only after it has been taken on, so the new calls a second
+ * are what stops a burst at its start (each call taken on brings the work of a whole call).
  */
 export class LoadMonitor {
   private readonly delay: IntervalHistogram;
@@ -22,6 +25,10 @@ export class LoadMonitor {
   private lastCpu = process.cpuUsage();
   private lastAt = performance.now();
   private sampled: OverloadReason | undefined;
+  /** Set by tests (force): wins over every measurement until cleared. */
+  private forced: OverloadReason | undefined;
+  /** When each of the calls taken on in the last second was taken on (oldest first). */
+  private readonly taken: number[] = [];
   /** The latest sample, for /healthz. */
   last = { eventLoopDelayP99Ms: 0, cpuCores: 0 };
 
@@ -38,9 +45,24 @@ export class LoadMonitor {
 
   /** Why the instance is over its limits now (undefined: it is not). */
   over(): OverloadReason | undefined {
-    const { maxInFlightTurns } = this.limits;
+    if (this.forced) return this.forced;
+    const { maxInFlightTurns, maxNewCallsPerSecond } = this.limits;
     if (maxInFlightTurns > 0 && this.inFlightTurns() > maxInFlightTurns) return "in_flight_turns";
+    if (maxNewCallsPerSecond > 0 && this.takenInLastSecond() >= maxNewCallsPerSecond) return "new_calls";
     return this.sampled;
+  }
+
+  /** A new call was taken on (admission let its session_start through). */
+  took(): void {
+    if (this.limits.maxNewCallsPerSecond > 0) this.taken.push(performance.now());
+  }
+
+  private takenInLastSecond(): number {
+    const since = performance.now() - 1000;
+    let old = 0;
+    while (old < this.taken.length && this.taken[old]! <= since) old++;
+    if (old > 0) this.taken.splice(0, old);
+    return this.taken.length;
   }
 
   private sample(): void {
@@ -57,9 +79,9 @@ export class LoadMonitor {
     this.sampled = maxEventLoopDelayMs > 0 && p99 > maxEventLoopDelayMs ? "event_loop_delay" : maxCpuCores > 0 && cores > maxCpuCores ? "cpu" : undefined;
   }
 
-  /** Tests: force a state (undefined: measured again from the next sample). */
+  /** Tests: force a state until cleared (undefined: measured again). The once-a-second sample does not undo it. */
   force(reason: OverloadReason | undefined): void {
-    this.sampled = reason;
+    this.forced = reason;
   }
 
   close(): void {

@@ -37,6 +37,9 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
       // Tests script the model's answer to the consent question; the listed clear answers that skip
       // the model (consent_answers.md) have tests of their own, which turn this on.
       consent: { answerByRule: false },
+      // Load limits off: a loaded test machine must not refuse the calls of tests about other
+      // things (test/overload.test.ts sets them, and checks the shipped defaults).
+      server: { overload: { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } },
     }),
     patch,
   );
