@@ -248,6 +248,41 @@ describe("review stores", () => {
       await redis.quit();
     }
   });
+
+  it("Redis: the appends of many calls within one batch go out in one pipeline, each call's in order", async () => {
+    const redis = await connectRedis();
+    try {
+      const prefix = uniquePrefix();
+      const store = new RedisReviewStore(redis, 60_000, prefix);
+      const t = Date.now();
+      // Count what the store writes: every command ioredis sends, and how many writes carry them.
+      const sent: string[] = [];
+      const original = redis.sendCommand.bind(redis);
+      redis.sendCommand = ((cmd: { name: string }) => {
+        sent.push(cmd.name);
+        return original(cmd as never);
+      }) as typeof redis.sendCommand;
+      // 50 calls, four entries each (arrival, answer, turn, ledger), appended one by one as an event makes them.
+      const appends: Array<Promise<void>> = [];
+      for (let i = 0; i < 4; i++) for (let c = 0; c < 50; c++) appends.push(store.append(`call-${c}`, [entry(t + i, i === 0 ? "session_start" : "user_speak")]));
+      await Promise.all(appends);
+      redis.sendCommand = original as typeof redis.sendCommand;
+      // One MULTI per append was 6 commands each (1200 here); batched: RPUSH + PEXPIRE + ZADD per call, one index prune.
+      expect(sent.length).toBe(50 * 3 + 1);
+      expect(sent.filter((n) => n === "rpush")).toHaveLength(50);
+      for (const c of [0, 17, 49]) expect((await store.get(`call-${c}`))!.map((e) => (e.kind === "arrival" ? e.event : ""))).toEqual(["session_start", "user_speak", "user_speak", "user_speak"]);
+      expect(await store.recent(100)).toHaveLength(50);
+    } finally {
+      await redis.quit();
+    }
+  });
+
+  it("Redis: an append whose batch cannot be written fails (the recorder logs it; the call is not affected)", async () => {
+    const redis = await connectRedis();
+    const store = new RedisReviewStore(redis, 60_000, uniquePrefix());
+    await redis.quit();
+    await expect(store.append("call-gone", [entry(Date.now(), "session_start")])).rejects.toThrow();
+  });
 });
 
 describe("calls over the WebSocket", () => {

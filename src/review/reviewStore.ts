@@ -76,12 +76,32 @@ export class MemoryReviewStore implements ReviewStore {
   }
 }
 
+/** How long appends wait to be written together (one pipeline for every call that had entries). */
+const REDIS_BATCH_MS = 20;
+/** How often the index drops calls past their retention (each drop is a range delete on the index). */
+const INDEX_PRUNE_EVERY_MS = 1000;
+
+/**
+ * Redis timelines. Appends are written behind: the entries of every call appended to within
+ * `REDIS_BATCH_MS` go in one pipeline (per call one RPUSH, PEXPIRE and ZADD NX), and the index is
+ * pruned at most once a second. An event makes several entries (its arrival, its answer, its turn,
+ * its ledger records); written one MULTI each, they were six commands and a socket write apiece,
+ * a large share of the service's CPU per event with hundreds of calls live. An append's promise
+ * settles once its batch is written (the recorder waits for it before reading an ended call), and a
+ * call's entries keep their order: batches go out one after another on the one connection.
+ */
 export class RedisReviewStore implements ReviewStore {
+  private buffered = new Map<string, ReviewEntry[]>();
+  private waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private nextIndexPrune = -Infinity;
+
   constructor(
     private readonly redis: Redis,
     private readonly retentionMs: number,
     private readonly prefix = "aiflow:",
     private readonly now: () => number = Date.now,
+    private readonly batchMs = REDIS_BATCH_MS,
   ) {}
 
   private index(): string {
@@ -92,17 +112,46 @@ export class RedisReviewStore implements ReviewStore {
     return `${this.prefix}review:v1:call:{${callId}}`;
   }
 
-  async append(callId: string, entries: ReviewEntry[]): Promise<void> {
-    if (!entries.length) return;
+  append(callId: string, entries: ReviewEntry[]): Promise<void> {
+    if (!entries.length) return Promise.resolve();
+    const list = this.buffered.get(callId);
+    if (list) list.push(...entries);
+    else this.buffered.set(callId, [...entries]);
+    const done = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.timer ??= setTimeout(() => this.flush(), this.batchMs);
+    return done;
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const calls = this.buffered;
+    const waiting = this.waiting;
+    this.buffered = new Map();
+    this.waiting = [];
     const t = this.now();
-    await this.redis
-      .multi()
-      .rpush(this.timeline(callId), ...entries.map((e) => JSON.stringify(e)))
-      .pexpire(this.timeline(callId), this.retentionMs)
+    const batch = this.redis.pipeline();
+    for (const [callId, entries] of calls) {
+      batch.rpush(this.timeline(callId), ...entries.map((e) => JSON.stringify(e)));
+      batch.pexpire(this.timeline(callId), this.retentionMs);
       // The call's first entry dates it in the list; later appends (another instance) leave that.
-      .zadd(this.index(), "NX", entries[0]!.at, callId)
-      .zremrangebyscore(this.index(), "-inf", t - this.retentionMs)
-      .exec();
+      batch.zadd(this.index(), "NX", entries[0]!.at, callId);
+    }
+    if (t >= this.nextIndexPrune) {
+      batch.zremrangebyscore(this.index(), "-inf", t - this.retentionMs);
+      this.nextIndexPrune = t + INDEX_PRUNE_EVERY_MS;
+    }
+    batch.exec().then(
+      (replies) => {
+        const failed = replies?.find(([e]) => e)?.[0];
+        for (const w of waiting) {
+          if (failed) w.reject(failed);
+          else w.resolve();
+        }
+      },
+      (e: Error) => {
+        for (const w of waiting) w.reject(e);
+      },
+    );
   }
 
   async recent(limit: number): Promise<string[]> {
