@@ -6,7 +6,9 @@ import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
 import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "../core/turnRecord.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import type { ActionOutcome, FlowDef, FlowTypes, OutcomeEntry, StepDef, ToolDef } from "./define.js";
+import type { FlowTypes, StepDef, ToolDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
+import type { ActionOutcome, OutcomeEntry } from "./recovery.js";
 import { FlowDefinitionError } from "./errors.js";
 import { EventRouter } from "./eventRouter.js";
 import { repairToolPairing, trimHistory } from "./history.js";
@@ -51,7 +53,7 @@ export interface TurnOutcome<S extends object = object> {
 }
 
 export interface EngineDeps<F extends FlowTypes> {
-  flow: FlowDef<F>;
+  flow: ComposedFlow<F>;
   /** The flow's services: config, ledger, limits… whatever its tools and gate use. */
   services: F["services"];
   options: EngineOptions;
@@ -86,7 +88,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     this.router = new EventRouter(flow, this.steps, deps.options, this.runner, this.transitions);
   }
 
-  get flow(): FlowDef<F> {
+  get flow(): ComposedFlow<F> {
     return this.deps.flow;
   }
 

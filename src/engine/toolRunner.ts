@@ -1,4 +1,5 @@
-import type { FlowDef, FlowTypes, LlmStep, ToolDef, ToolOutcome } from "./define.js";
+import type { FlowTypes, LlmStep, ToolDef, ToolOutcome } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import type { ModelToolCall, ToolSpec } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
 import { FlowDefinitionError, ToolFailure } from "./errors.js";
@@ -17,7 +18,7 @@ export class ToolRunner<F extends FlowTypes> {
   private readonly specCache = new Map<string, ToolSpec[]>();
 
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly services: F["services"],
     private readonly prompts: PromptLibrary,
     private readonly transitions: Transitions<F>,
