@@ -8,6 +8,8 @@ import { loadScenarios } from "../evals/harness/scenario.js";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
 import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
+import { CALLER_TURNS } from "../src/aiflow/eventKinds.js";
+
 import { initialCallState } from "../src/tasks/sms/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { receptionFlow } from "../tools/reception/agent.js";
@@ -23,6 +25,9 @@ import { concurrencyScenario, type ConcurrencyResult } from "./concurrency.js";
 import { ledgerAppendScenario, type LedgerAppendResult } from "./ledgerAppend.js";
 import { BENCH_USAGE, BenchUsageError, benchOutput } from "./outputs.js";
 import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
+
+/** The caller's turns, as the transcript names its events (strings). */
+const callerTurns: ReadonlySet<string> = CALLER_TURNS;
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -193,7 +198,7 @@ async function benchRoundTrips() {
     for (const { scenario, lang } of subset) {
       const o = overhead[lang]!;
       for (const t of scenario.transcript) {
-        if (!t.events.some((e) => e === "user_speak" || e === "dtmf_received")) continue;
+        if (!t.events.some((e) => callerTurns.has(e))) continue;
         turns++;
         oursRequests += t.llmRequests.length;
         maxSequential = Math.max(maxSequential, t.llmRequests.length);

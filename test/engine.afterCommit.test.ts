@@ -56,7 +56,7 @@ class FencingStore extends MemoryCallStore<{ seen: number }> {
     }
     return super.commit(callId, token, r);
   }
-  override async commitAndNext(callId: string, token: string, r: CommitRequest<{ seen: number }>): Promise<CommitThen> {
+  override async commitAndNext(callId: string, token: string, r: CommitRequest<{ seen: number }>): Promise<CommitThen<{ seen: number }>> {
     if (this.fenceNext) {
       this.fenceNext = false;
       return { result: "lease_lost" };

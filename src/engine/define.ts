@@ -4,6 +4,7 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
 import type { GuardDecision } from "../core/turnRecord.js";
+import type { EngineReason } from "./keys.js";
 import type { RecoveryHooks } from "./recovery.js";
 import type { TurnContext } from "./turnContext.js";
 
@@ -168,9 +169,12 @@ export type EventHook<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, e
 /** The flow's verdict on text the model wants to say (e.g. no false claim that an SMS arrived). */
 export type ModelTextVerdict<F extends FlowTypes> = { allowed: true } | { allowed: false; decision: GuardDecision<ReasonKey<F>>; correction: NoteKey<F> };
 
+/** A guard decision of flow `F`: its reason is one of the engine's or one the flow declares (`FlowTypes.reasons`), never a bare string. */
+export type Decision<F extends FlowTypes> = GuardDecision<EngineReason | ReasonKey<F>>;
+
 /** Checks every action before it leaves; the flow's own policy (the SMS gate). */
 export interface ActionGate<F extends FlowTypes = FlowTypes> {
-  review(actions: AiFlowAction[], ctx: TurnContext<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+  review(actions: AiFlowAction[], ctx: TurnContext<F>): Promise<{ allowed: AiFlowAction[]; decisions: Decision<F>[] }>;
 }
 
 /**

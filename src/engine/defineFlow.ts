@@ -1,7 +1,6 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { GuardDecision } from "../core/turnRecord.js";
-import type { EventHook, FlowDef, FlowHooks, FlowTypes, LineKey, NoteKey, Observer, StepDef, TaskDef, ToolDef, Transition } from "./define.js";
+import type { Decision, EventHook, FlowDef, FlowHooks, FlowTypes, LineKey, NoteKey, Observer, StepDef, TaskDef, ToolDef, Transition } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
 import type { RecoveryHooks } from "./recovery.js";
 
@@ -98,7 +97,7 @@ function compose<F extends FlowTypes>(flow: FlowDef<F>): ComposedFlow<F> {
       // Each gate reviews what the ones before let through: an action leaves only if every gate lets it.
       async review(actions, ctx) {
         let allowed = actions;
-        const decisions: GuardDecision[] = [];
+        const decisions: Decision<F>[] = [];
         for (const gate of gates) {
           const r = await gate.review(allowed, ctx);
           allowed = r.allowed;

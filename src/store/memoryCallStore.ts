@@ -136,8 +136,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return this.once(callId, requestId, (): Arrival => this.queue(callId, e));
   }
 
-  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival> {
-    return this.once(callId, requestId, (): TakingArrival => {
+  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival<S>> {
+    return this.once(callId, requestId, (): TakingArrival<S> => {
       const arrival = this.queue(callId, e);
       if (arrival.kind !== "queued" || !this.take(callId, lease.token, lease.ttlMs)) return arrival;
       return { ...arrival, taken: this.next(callId, lease.token) };
@@ -182,11 +182,11 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     this.changed(callId);
   }
 
-  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    return this.once(callId, requestId, (): NextEvent => this.next(callId, token));
+  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent<S>> {
+    return this.once(callId, requestId, (): NextEvent<S> => this.next(callId, token));
   }
 
-  private next(callId: string, token: string): NextEvent {
+  private next(callId: string, token: string): NextEvent<S> {
     const c = this.call(callId);
     if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
     const head = c.queue[0];
@@ -197,8 +197,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends, ...notSent, current: { state: this.read(c) } };
   }
 
-  async commitAndNext(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen> {
-    return this.once(callId, requestId, (): CommitThen => {
+  async commitAndNext(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen<S>> {
+    return this.once(callId, requestId, (): CommitThen<S> => {
       const result = this.commitNow(callId, token, r);
       if (result === "lease_lost") return { result };
       const next = this.next(callId, token);

@@ -1,5 +1,6 @@
 import type { AppConfig } from "../../src/config/schema.js";
 import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
+import { spokenOver } from "../../src/engine/heard.js";
 import { askForOtherNumber } from "./ask_for_other_number.js";
 import { cancelSms } from "./cancel_sms.js";
 import { collectPhoneNumber } from "./collect_phone_number.js";
@@ -122,7 +123,7 @@ function consentStatus(state: SmsCallState): string {
   const c = state.sms.consent;
   if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
   if (!c) return "not asked";
-  if (!c.answer) return c.interrupted || (state.bargedIn !== undefined && c.spokenIndex <= state.bargedIn) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  if (!c.answer) return c.interrupted || spokenOver(state, c.spokenIndex) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
   return c.answer.consented ? "given" : "declined";
 }
 
