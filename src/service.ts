@@ -39,6 +39,7 @@ import { ReviewRecorder } from "./review/recorder.js";
 import { MemoryReviewStore, type ReviewStore } from "./review/reviewStore.js";
 import { NO_TRACING, installTracing, type Tracing } from "./core/telemetry.js";
 import { tracedLedger, tracedStore } from "./telemetry/traced.js";
+import { InvariantError } from "./core/errors.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -230,7 +231,7 @@ export function createService(opts: ServiceOptions): Service {
       break;
     }
     default:
-      throw new Error(`no agent ${agent satisfies never}`);
+      throw new InvariantError(`no agent ${agent satisfies never}`);
   }
   const page = opts.adminToken ? { adminToken: opts.adminToken, store: reviewStore, listCalls: config.review.listCalls, retentionDays: config.review.retentionDays, now } : undefined;
   // Over its limits the instance refuses new calls (a line and a hangup); running calls go on.

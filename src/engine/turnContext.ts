@@ -10,6 +10,7 @@ import type { PromptLibrary } from "./promptLibrary.js";
 import { telemetry } from "../core/telemetry.js";
 import { speakOptions } from "./speech.js";
 import type { TaskControl } from "./tasks.js";
+import { InvariantError } from "../core/errors.js";
 
 type Values = Record<string, string | number>;
 
@@ -293,7 +294,7 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   }
 
   get tasks(): TaskControl {
-    if (!this.engine.tasks) throw new Error("this turn runs without an engine: it has no tasks");
+    if (!this.engine.tasks) throw new InvariantError("this turn runs without an engine: it has no tasks");
     return this.engine.tasks(this);
   }
 

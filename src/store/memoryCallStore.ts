@@ -24,6 +24,7 @@ import {
   type Subscription,
   type Transport,
 } from "./callStore.js";
+import { InvariantError } from "../core/errors.js";
 
 interface Hold {
   /** A holding line was the last answer: its follow-up events only collect. */
@@ -250,7 +251,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       const c = this.call(callId);
       if (!this.holds(c, token)) return "lease_lost";
       const head = c.queue[0];
-      if (!head || head.seq !== r.seq) throw new Error(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
+      if (!head || head.seq !== r.seq) throw new InvariantError(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
       c.queue.shift();
       c.processed = r.seq;
       if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";

@@ -28,7 +28,7 @@ import {
   type Subscription,
   type Transport,
 } from "./callStore.js";
-import { AgentError } from "../core/errors.js";
+import { AgentError, InvariantError } from "../core/errors.js";
 
 export interface RedisCallStoreOptions {
   /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tags). */
@@ -606,7 +606,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
         return result;
       case "bad_head":
         // A programming error of the caller, not an unavailable store.
-        throw new Error(`commit of event ${c.seq} for call ${callId}, but the queue head is ${detail === "" ? undefined : detail}`);
+        throw new InvariantError(`commit of event ${c.seq} for call ${callId}, but the queue head is ${detail === "" ? undefined : detail}`);
       case "committed":
         // The index lives in another cluster slot, so it cannot be in the script. It only counts
         // calls (size()): the commit stands even if this update fails, and a stale member ends
