@@ -77,7 +77,8 @@ function compose<F extends FlowTypes>(flow: FlowDef<F>): ComposedFlow<F> {
   const gates = all((p) => hooksOf(p).gate);
   const textChecks = all((p) => hooksOf(p).checkModelText);
   const promptValues = all((p) => hooksOf(p).promptValues);
-  const flowTools = [...new Map(parts.flatMap((p) => p.tools ?? []).map((t) => [t.name, t])).values()];
+  // A tool two parts offer by the same name is the first part's.
+  const flowTools = parts.flatMap((p) => p.tools ?? []).filter((t, i, all) => all.findIndex((o) => o.name === t.name) === i);
   const steps = [...flow.steps, ...tasks.flatMap((t) => t.steps)].map((s) => offerFlowTools(s, flowTools));
   return {
     name: flow.name,
