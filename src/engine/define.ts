@@ -12,6 +12,13 @@ import type { TurnContext } from "./turnContext.js";
  * How a flow is declared: steps are data, tools are one declaration each, and everything a
  * flow's policy needs (its slice of state, its services, its gate, its check on model text) it
  * brings itself. The engine that runs it knows no flow.
+ *
+ * What a flow author writes, in one place: `FlowDef` (name, steps, initial step, state, lines,
+ * notes, tasks, tools offered everywhere, hooks), `TaskDef` (the same parts, with a start and a
+ * typed result), `FlowHooks` (the optional hooks of either, and the one rule that composes a flow
+ * with its tasks). The engine-facing hooks a part that keeps evidence outside the call store
+ * needs sit in `FlowHooks.recovery` (src/engine/recovery.ts); what the engine runs is the flat
+ * `ComposedFlow` that `defineFlow` builds (src/engine/defineFlow.ts).
  */
 
 /**
