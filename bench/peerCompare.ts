@@ -81,11 +81,11 @@ function peerAgent(config: AppConfig): { instructions: string; tools: PeerToolSp
   const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
   const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() };
   const state = initialCallState({ sessionId: "peer", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" });
-  const values = { ...receptionFlow.promptValues(state, services), ...smsTask.promptValues!(state as never, services) };
+  const values = { ...receptionFlow.promptValues(state, services), ...(smsTask.hooks?.promptValues?.(state as never, services) ?? {}) };
   const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
   const steps = [...receptionFlow.steps, ...smsTask.steps];
   const instructions = [prompts.persona, ...steps.filter((s) => s.kind === "llm").map((s) => prompts.stepPrompt(s.prompt!))].map(fill).join("\n\n");
-  const tools = [...steps.flatMap((s) => s.tools), ...(smsTask.flowTools ?? [])].filter((t, i, a) => a.findIndex((x) => x.name === t.name) === i);
+  const tools = [...steps.flatMap((s) => s.tools), ...(smsTask.tools ?? [])].filter((t, i, a) => a.findIndex((x) => x.name === t.name) === i);
   return { instructions, tools: tools.map((t) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services as never), true)) };
 }
 

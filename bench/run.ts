@@ -9,6 +9,8 @@ import { loadScenarios } from "../evals/harness/scenario.js";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
 import { loadConfigFile } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
+import { CALLER_TURNS } from "../src/aiflow/eventKinds.js";
+
 import { initialCallState } from "../src/tasks/sms/state.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { receptionFlow } from "../tools/reception/agent.js";
@@ -30,6 +32,9 @@ import { tracingNote, tracingRows, tracingScenario } from "./tracing.js";
 import { callHistoryTokens, loadTokenizer, tokenCounted } from "./tokens.js";
 import { peerCompare, peerNote, peerRows, PEER_MODEL_MS } from "./peerCompare.js";
 import { CONSENT_TURN_TARGET, consentTurnMet, consentTurnNote, consentTurnRows, consentTurnScenario } from "./consentTurn.js";
+
+/** The caller's turns, as the transcript names its events (strings). */
+const callerTurns: ReadonlySet<string> = CALLER_TURNS;
 
 /**
  * `npm run bench`: every figure is a ratio against a baseline measured in the same run, and
@@ -201,7 +206,7 @@ export async function benchRoundTrips() {
     for (const { scenario, lang } of subset) {
       const o = overhead[lang]!;
       for (const [index, t] of scenario.transcript.entries()) {
-        if (!t.events.some((e) => e === "user_speak" || e === "dtmf_received")) continue;
+        if (!t.events.some((e) => callerTurns.has(e))) continue;
         turns++;
         oursRequests += t.llmRequests.length;
         maxSequential = Math.max(maxSequential, t.llmRequests.length);

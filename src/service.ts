@@ -11,7 +11,8 @@ import { callbackFlow } from "../tools/callback/agent.js";
 import { OutboxReports } from "./agents/callback/outboxReports.js";
 import { LoggedReports } from "./agents/callback/loggedReports.js";
 import type { SmsSlice } from "./tasks/sms/state.js";
-import type { FlowDef, FlowTypes } from "./engine/define.js";
+import type { FlowTypes } from "./engine/define.js";
+import type { ComposedFlow } from "./engine/defineFlow.js";
 import type { EngineOptions } from "./engine/options.js";
 import { MemoryOutbox } from "./outbox/memoryOutbox.js";
 import type { Outbox } from "./outbox/outbox.js";
@@ -38,6 +39,7 @@ import { ReviewRecorder } from "./review/recorder.js";
 import { MemoryReviewStore, type ReviewStore } from "./review/reviewStore.js";
 import { NO_TRACING, installTracing, type Tracing } from "./core/telemetry.js";
 import { tracedLedger, tracedStore } from "./telemetry/traced.js";
+import { InvariantError } from "./core/errors.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -88,7 +90,7 @@ export type AgentPipeline = Pick<CallPipeline, "answerHttp" | "handleWs" | "call
 export interface Service {
   app: FastifyInstance;
   /** The agent `agent:` picked (its flow drawn by `npm run flow:diagram`). */
-  flow: FlowDef<FlowTypes>["name"];
+  flow: ComposedFlow<FlowTypes>["name"];
   pipeline: AgentPipeline;
   store: CallStore<SmsSlice>;
   /** The callback agent's report poster (undefined for other agents). */
@@ -162,7 +164,7 @@ export function createService(opts: ServiceOptions): Service {
   const prompts = new PromptLibrary(opts.promptsDir ?? PROMPTS_DIR, config.language);
   const options = engineOptions(config);
   /** The engine and pipeline for one agent's flow: the only part that differs between agents. */
-  const wire = <F extends FlowTypes>(flow: FlowDef<F>, services: F["services"]): CallPipeline<F> => {
+  const wire = <F extends FlowTypes>(flow: ComposedFlow<F>, services: F["services"]): CallPipeline<F> => {
     const engine = new Engine<F>({ flow, services, options, prompts, model: opts.model, log: logger, now });
     return new CallPipeline<F>({
       engine,
@@ -229,7 +231,7 @@ export function createService(opts: ServiceOptions): Service {
       break;
     }
     default:
-      throw new Error(`no agent ${agent satisfies never}`);
+      throw new InvariantError(`no agent ${agent satisfies never}`);
   }
   const page = opts.adminToken ? { adminToken: opts.adminToken, store: reviewStore, listCalls: config.review.listCalls, retentionDays: config.review.retentionDays, now } : undefined;
   // Over its limits the instance refuses new calls (a line and a hangup); running calls go on.

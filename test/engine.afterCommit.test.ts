@@ -36,14 +36,13 @@ const flow = defineFlow<Counted>({
   initialState: () => ({ seen: 0 }),
   lines: [],
   notes: [],
-  promptValues: () => ({ business_name: "B", business_purpose: "P", business_facts: "F" }),
-  hooks: {},
-  hookTransitions: {},
-  neverReplay: [],
-  afterTurn: (ctx) => void ctx.state.seen++,
-  afterCommit: async (state: CallState<{ seen: number }>) => {
-    await slow;
-    committed.push({ sessionId: state.sessionId, seen: state.seen, turn: state.turn });
+  hooks: {
+    promptValues: () => ({ business_name: "B", business_purpose: "P", business_facts: "F" }),
+    afterTurn: (ctx) => void ctx.state.seen++,
+    afterCommit: async (state: CallState<{ seen: number }>) => {
+      await slow;
+      committed.push({ sessionId: state.sessionId, seen: state.seen, turn: state.turn });
+    },
   },
 });
 
@@ -57,7 +56,7 @@ class FencingStore extends MemoryCallStore<{ seen: number }> {
     }
     return super.commit(callId, token, r);
   }
-  override async commitAndNext(callId: string, token: string, r: CommitRequest<{ seen: number }>): Promise<CommitThen> {
+  override async commitAndNext(callId: string, token: string, r: CommitRequest<{ seen: number }>): Promise<CommitThen<{ seen: number }>> {
     if (this.fenceNext) {
       this.fenceNext = false;
       return { result: "lease_lost" };

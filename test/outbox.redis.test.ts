@@ -5,6 +5,7 @@ import { OutboxUnavailableError } from "../src/outbox/outbox.js";
 import { RedisOutbox } from "../src/outbox/redisOutbox.js";
 import { outboxContract } from "./outbox.contract.js";
 import { PrivateRedis, connectRedis, freePort, uniquePrefix } from "./support/redis.js";
+import { InvalidArgumentError } from "../src/core/errors.js";
 
 let a: Redis;
 let b: Redis;
@@ -50,7 +51,7 @@ describe("RedisOutbox keys", () => {
   });
 
   it("refuses a prefix with a hash tag of its own", () => {
-    expect(() => new RedisOutbox(a, { prefix: "x{y}:" })).toThrow(RangeError);
+    expect(() => new RedisOutbox(a, { prefix: "x{y}:" })).toThrow(InvalidArgumentError);
   });
 });
 

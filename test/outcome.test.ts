@@ -2,7 +2,8 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import { receptionFlow, type ReceptionFlowTypes } from "../tools/reception/agent.js";
-import type { ActionOutcome, FlowDef } from "../src/engine/define.js";
+import type { ComposedFlow } from "../src/engine/defineFlow.js";
+import type { ActionOutcome } from "../src/engine/recovery.js";
 import { Engine } from "../src/engine/engine.js";
 import { CallPipeline } from "../src/engine/callPipeline.js";
 import { ManualClock } from "../src/engine/clock.js";
@@ -28,7 +29,7 @@ import { testConfig } from "./support/harness.js";
 const outcomes: ActionOutcome[] = [];
 // The composed reception flow, its outcomes recorded on the way to the SMS task's own handler.
 // Already composed (its tasks folded in, kept for the engine's task stack): copied, not composed again.
-const flow: FlowDef<ReceptionFlowTypes> = {
+const flow: ComposedFlow<ReceptionFlowTypes> = {
   ...receptionFlow,
   onOutcome: async (o, services, state, now) => {
     outcomes.push(o);

@@ -103,10 +103,7 @@ const hostFlow = defineFlow<HostTypes>({
   initialState: () => ({ ...initialSmsSlice(), desk: { results: [], failures: [] } }),
   lines: [],
   notes: [],
-  promptValues: (_s, { config }) => ({ business_name: config.business.name, business_purpose: config.business.purpose, business_facts: config.business.facts }),
-  hooks: {},
-  hookTransitions: {},
-  neverReplay: [],
+  hooks: { promptValues: (_s, { config }) => ({ business_name: config.business.name, business_purpose: config.business.purpose, business_facts: config.business.facts }) },
 });
 
 // The host's tools need descriptions like any tool: a copy of prompts/ with three more.

@@ -24,10 +24,11 @@ import { initialCallState, type SmsCallState as CallState } from "../src/tasks/s
 import { receptionFlow } from "../tools/reception/agent.js";
 import { callbackFlow } from "../tools/callback/agent.js";
 import { initialCallbackSlice } from "../src/agents/callback/state.js";
-import type { FlowDef, FlowTypes } from "../src/engine/define.js";
+import type { FlowTypes } from "../src/engine/define.js";
+import type { ComposedFlow } from "../src/engine/defineFlow.js";
 
 /** Both shipped agents: every tool file must be used by one of them. */
-const AGENTS = [receptionFlow, callbackFlow] as unknown as FlowDef<FlowTypes>[];
+const AGENTS = [receptionFlow, callbackFlow] as unknown as ComposedFlow<FlowTypes>[];
 import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import { testConfig } from "./support/harness.js";
@@ -151,7 +152,7 @@ describe("the tool set", () => {
   });
 
   it("each agent has the expected LLM steps and tools per step", () => {
-    const perStep = (f: FlowDef<FlowTypes>) => Object.fromEntries(f.steps.filter((s) => s.kind === "llm").map((s) => [s.name, s.tools.map((t) => t.name)]));
+    const perStep = (f: ComposedFlow<FlowTypes>) => Object.fromEntries(f.steps.filter((s) => s.kind === "llm").map((s) => [s.name, s.tools.map((t) => t.name)]));
     // opt_out_sms is the SMS task's flow-wide tool: last in every LLM step of every flow that includes the task.
     const smsTask = {
       collect_number: ["collect_phone_number", "cancel_sms", "opt_out_sms"],
@@ -448,7 +449,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
       ["de-DE", testConfig({}, "config/callback.yaml")],
       ["en-US", testConfig({ agent: "callback", callback: { endpoint: { url: "https://receiver.example/hook" }, smsSlots: { info: "opening_hours" } } }, "config/agent.en-US.yaml")],
     ];
-    const agents: Array<[FlowDef<FlowTypes>, Array<[string, AppConfig]>, object]> = [
+    const agents: Array<[ComposedFlow<FlowTypes>, Array<[string, AppConfig]>, object]> = [
       [AGENTS[0]!, configs, {}],
       [AGENTS[1]!, callbackConfigs, initialCallbackSlice()],
     ];

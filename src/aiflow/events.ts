@@ -57,7 +57,7 @@ export const SMS_FAILURE_REASONS = [
 ] as const;
 export type SmsFailureReason = (typeof SMS_FAILURE_REASONS)[number];
 
-function isSmsFailureReason(v: unknown): v is SmsFailureReason {
+export function isSmsFailureReason(v: unknown): v is SmsFailureReason {
   return (SMS_FAILURE_REASONS as readonly unknown[]).includes(v);
 }
 
@@ -144,7 +144,7 @@ const smsFailed = z
       type: "sms_failed" as const,
       session: e.session,
       recipient: e.recipient ?? "",
-      reason: known ? (e.reason as SmsFailureReason) : ("unknown" as const),
+      reason: isSmsFailureReason(e.reason) ? e.reason : ("unknown" as const),
       rawReason: known || e.reason === undefined || e.reason === null ? undefined : rawText(e.reason),
       message: e.message ?? "",
     };

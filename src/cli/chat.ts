@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import type { AiFlowAction } from "../aiflow/actions.js";
-import { SMS_FAILURE_REASONS, type SmsFailureReason } from "../aiflow/events.js";
+import { isSmsFailureReason, SMS_FAILURE_REASONS, type SmsFailureReason } from "../aiflow/events.js";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
 import type { TurnRecord } from "../core/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
@@ -244,13 +244,13 @@ function stepLabel(turn: TurnRecord): string {
 /** `/sms_failed [reason] [number]`: the event's fields, or a line saying what is wrong. */
 function smsFailure(words: string[], defaultRecipient: string, homeCountry: Parameters<typeof parseCallerNumber>[1]): { reason: SmsFailureReason; recipient: string } | { error: string } {
   const [reason = "unknown", ...numberWords] = words;
-  if (!(SMS_FAILURE_REASONS as readonly string[]).includes(reason)) return { error: `unknown sms_failed reason "${reason}"; one of ${SMS_FAILURE_REASONS.join(", ")}` };
-  if (numberWords.length === 0) return { reason: reason as SmsFailureReason, recipient: defaultRecipient };
+  if (!isSmsFailureReason(reason)) return { error: `unknown sms_failed reason "${reason}"; one of ${SMS_FAILURE_REASONS.join(", ")}` };
+  if (numberWords.length === 0) return { reason, recipient: defaultRecipient };
   const text = numberWords.join(" ");
   // Digits in AI Flow format (4917…) would read as a national number without their "+".
   const number = parseCallerNumber(/^[1-9]\d{6,14}$/.test(text) ? `+${text}` : text, homeCountry);
   if (!number) return { error: `"${text}" is not a phone number` };
-  return { reason: reason as SmsFailureReason, recipient: number.aiflow };
+  return { reason, recipient: number.aiflow };
 }
 
 main().catch((e) => {

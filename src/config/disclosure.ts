@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "./paths.js";
 import type { AppConfig, Language } from "./schema.js";
+import { ConfigError } from "../core/errors.js";
 
 /**
  * Callers must learn at the start of the call that they speak with an AI (EU AI Act Art. 50).
@@ -28,7 +29,7 @@ export function aiDisclosureTerms(language: Language): string[] {
   if (!words) {
     const text = readFileSync(disclosureFile(language), "utf8");
     words = [...text.matchAll(/^- (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase()).filter(Boolean);
-    if (words.length === 0) throw new Error(`${disclosureFile(language)} lists no terms ("- term" lines)`);
+    if (words.length === 0) throw new ConfigError(`${disclosureFile(language)} lists no terms ("- term" lines)`);
     wordsByLanguage.set(language, words);
   }
   return words;

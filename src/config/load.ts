@@ -6,17 +6,14 @@ import { packageRoot } from "./paths.js";
 import { disclosureProblems } from "./disclosure.js";
 import { callbackEndpointFromEnv } from "./callbackEnv.js";
 import { configSchema, type AppConfig } from "./schema.js";
-import { AgentError } from "../core/errors.js";
+import { ConfigError } from "../core/errors.js";
 
 /** The checked-in config, relative to the package root (not the working directory). */
 export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
 
 const LOG_LEVELS: readonly string[] = configSchema.innerType().shape.logLevel.removeDefault().options;
 
-/** A config problem, worded so the operator knows which field to fix. */
-export class ConfigError extends AgentError {
-  readonly code = "config_invalid";
-}
+export { ConfigError } from "../core/errors.js";
 
 function describe(err: z.ZodError, source: string): string {
   const lines = err.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);

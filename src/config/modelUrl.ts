@@ -34,17 +34,23 @@ export function modelUrlProblem(value: string): string | undefined {
  */
 export function redactUrl(value: string): string {
   try {
+    // Not a URL with a scheme: cut like any value that is no URL.
+    if (!SCHEME.test(value)) return cutAtCredentials(value);
     const url = new URL(value);
-    if (!SCHEME.test(value)) throw new Error("not a URL with a scheme");
     url.username = "";
     url.password = "";
     url.search = "";
     url.hash = "";
     return url.toString();
   } catch {
-    const at = value.lastIndexOf("@");
-    return (at >= 0 ? value.slice(at + 1) : value).replace(/[?#].*$/, "");
+    return cutAtCredentials(value);
   }
+}
+
+/** A value that is no URL: what follows its last "@", without a query or fragment. */
+function cutAtCredentials(value: string): string {
+  const at = value.lastIndexOf("@");
+  return (at >= 0 ? value.slice(at + 1) : value).replace(/[?#].*$/, "");
 }
 
 /** A model endpoint in the config file: an http(s) URL, or the field is named with the problem. */

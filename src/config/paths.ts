@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { InvariantError } from "../core/errors.js";
 
 let root: string | undefined;
 
@@ -15,7 +16,7 @@ export function packageRoot(): string {
   for (;;) {
     if (existsSync(join(dir, "package.json"))) return (root = dir);
     const up = dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    if (up === dir) throw new InvariantError(`no package.json above ${fileURLToPath(import.meta.url)}`);
     dir = up;
   }
 }

@@ -17,7 +17,10 @@ export type AgentErrorCode =
   | "hash_key"
   | "opt_out_list"
   | "sms_slot_invalid"
-  | "usage";
+  | "usage"
+  | "ledger_unavailable"
+  | "invariant_broken"
+  | "invalid_argument";
 
 /**
  * The root of the service's own error classes, so callers can tell the kinds apart by `code`:
@@ -33,4 +36,28 @@ export abstract class AgentError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
+}
+
+/**
+ * The flow definition is wrong: a missing step, prompt, line or description, an undeclared
+ * transition, a tool schema that does not convert. Fix the flow. (Here, below every layer, so the
+ * model layer can name a tool's schema; src/engine/errors.ts exports it too.)
+ */
+export class FlowDefinitionError extends AgentError {
+  readonly code = "flow_definition";
+}
+
+/** A config problem, worded so the operator knows which field or file to fix (src/config/load.ts exports it too). */
+export class ConfigError extends AgentError {
+  readonly code = "config_invalid";
+}
+
+/** A state the code rules out happened: a bug of the caller, never a fault of the outside world (not retried, not an outage). */
+export class InvariantError extends AgentError {
+  readonly code = "invariant_broken";
+}
+
+/** A function was called with a value outside its contract (a negative lease, an empty secret): the caller's bug, named in the message. */
+export class InvalidArgumentError extends AgentError {
+  readonly code = "invalid_argument";
 }

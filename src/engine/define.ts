@@ -4,6 +4,8 @@ import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState } from "../core/callState.js";
 import type { GuardDecision } from "../core/turnRecord.js";
+import type { EngineReason } from "./keys.js";
+import type { RecoveryHooks } from "./recovery.js";
 import type { TurnContext } from "./turnContext.js";
 import type { StepRules } from "./stepRules.js";
 export type { RuleCall, RuleLists, StepRules } from "./stepRules.js";
@@ -12,6 +14,13 @@ export type { RuleCall, RuleLists, StepRules } from "./stepRules.js";
  * How a flow is declared: steps are data, tools are one declaration each, and everything a
  * flow's policy needs (its slice of state, its services, its gate, its check on model text) it
  * brings itself. The engine that runs it knows no flow.
+ *
+ * What a flow author writes, in one place: `FlowDef` (name, steps, initial step, state, lines,
+ * notes, tasks, tools offered everywhere, hooks), `TaskDef` (the same parts, with a start and a
+ * typed result), `FlowHooks` (the optional hooks of either, and the one rule that composes a flow
+ * with its tasks). The engine-facing hooks a part that keeps evidence outside the call store
+ * needs sit in `FlowHooks.recovery` (src/engine/recovery.ts); what the engine runs is the flat
+ * `ComposedFlow` that `defineFlow` builds (src/engine/defineFlow.ts).
  */
 
 /**
@@ -171,11 +180,65 @@ export type EventHook<F extends FlowTypes = FlowTypes> = (ctx: TurnContext<F>, e
 /** The flow's verdict on text the model wants to say (e.g. no false claim that an SMS arrived). */
 export type ModelTextVerdict<F extends FlowTypes> = { allowed: true } | { allowed: false; decision: GuardDecision<ReasonKey<F>>; correction: NoteKey<F> };
 
+/** A guard decision of flow `F`: its reason is one of the engine's or one the flow declares (`FlowTypes.reasons`), never a bare string. */
+export type Decision<F extends FlowTypes> = GuardDecision<EngineReason | ReasonKey<F>>;
+
 /** Checks every action before it leaves; the flow's own policy (the SMS gate). */
 export interface ActionGate<F extends FlowTypes = FlowTypes> {
-  review(actions: AiFlowAction[], ctx: TurnContext<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+  review(actions: AiFlowAction[], ctx: TurnContext<F>): Promise<{ allowed: AiFlowAction[]; decisions: Decision<F>[] }>;
 }
 
+/**
+ * An event hook, and the steps it may move the flow to (enforced like a tool's transitions, and
+ * drawn in the diagram). A hook that only handles the event, or starts or finishes a task, is the
+ * bare function.
+ */
+export type EventHandler<F extends FlowTypes = FlowTypes> = EventHook<F> | { handle: EventHook<F>; transitions: readonly Transition[] };
+
+/**
+ * The hooks a flow or a task may bring, all optional, the same set for both. A flow is composed
+ * with its tasks by ONE rule (src/engine/defineFlow.ts): the parts run in order, its tasks first
+ * (as listed), then the flow itself, and the first part that decides wins: the first event hook
+ * that handles an event ends it, the first gate or text check that refuses ends the action or
+ * the text, the first part that sets a placeholder sets it. Hooks that decide nothing (observers,
+ * afterTurn, afterCommit, the recovery hooks) all run, in that order.
+ */
+export interface FlowHooks<F extends FlowTypes = FlowTypes> {
+  /** Values for `{placeholders}` in step prompts, computed from state. */
+  promptValues?: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
+  /** Events the flow handles itself (dtmf_received, sms_failed, …); the engine handles the rest generically. */
+  on?: Partial<Record<AiFlowEvent["type"], EventHandler<F>>>;
+  /**
+   * Bookkeeping that must happen for an event whatever the call is doing (also while it hangs
+   * up, also after hangup, also for a call no longer known): no speech here.
+   */
+  observe?: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
+  /** The gate every outgoing action passes; without one, actions are only schema-checked. */
+  gate?: ActionGate<F>;
+  /** The check on the model's text before it is spoken. */
+  checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
+  /** Runs at the end of every turn, after the event was handled. */
+  afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
+  /**
+   * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
+   * instance lost the call: side effects outside the call store that must match what is stored
+   * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
+   * `seq`: the committed event's place in the call's queue, increasing across instances (orders
+   * writes that may arrive late).
+   */
+  afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger; seq: number }) => Promise<void>;
+  /**
+   * What the engine asks of a part that keeps evidence outside the call store, when a call does not
+   * go as written (an answer never sent, a crash, lost state). A flow that keeps no such evidence
+   * leaves it out: see src/engine/recovery.ts.
+   */
+  recovery?: RecoveryHooks<F>;
+}
+
+/**
+ * A flow: what its author decides. `defineFlow` composes its tasks in (see FlowHooks for the
+ * one rule) into the flat flow the engine runs (ComposedFlow).
+ */
 export interface FlowDef<F extends FlowTypes = FlowTypes> {
   name: string;
   initialStep: string;
@@ -185,114 +248,15 @@ export interface FlowDef<F extends FlowTypes = FlowTypes> {
   /** Every line and note key the flow uses: checked against prompts/ at start-up. */
   lines: readonly LineKey<F>[];
   notes: readonly NoteKey<F>[];
-  /** Values for `{placeholders}` in step prompts, computed from state. */
-  promptValues: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
-  /** Events the flow handles itself (dtmf_received, sms_failed, …). */
-  hooks: Partial<Record<AiFlowEvent["type"], EventHook<F>>>;
-  /** Steps a hook may move the flow to, by event type (for the diagram; enforced like tool transitions). */
-  hookTransitions: Partial<Record<AiFlowEvent["type"], Transition[]>>;
-  /**
-   * Bookkeeping that must happen for an event whatever the call is doing (also while it hangs
-   * up, also after hangup, also for a call no longer known): no speech here.
-   */
-  observers?: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
-  /** The gate every outgoing action passes; without one, actions are only schema-checked. */
-  gate?: ActionGate<F>;
-  /** The check on the model's text before it is spoken. */
-  checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
-  /** Action types a redelivered event never gets again (a second send_sms could double the SMS). */
-  neverReplay: readonly AiFlowAction["type"][];
-  /**
-   * What became of a turn's actions, once known: handed to sipgate (an answer written, a frame
-   * sent) or not sent, with the reason, and what an attempt whose result was never committed left
-   * once its event is done (see ActionOutcome). The one way a flow hears it (its evidence: the SMS
-   * task's sms_handed_over and sms_not_sent). `state`: the call's last state when the outcome is
-   * known inside a turn (the call ends with actions never collected): the flow makes it true before
-   * its last bookkeeping (a report must not say an SMS was handed over that never was); for
-   * `rerun_done`, the call's state after the event. `now`: the engine's clock (epoch ms), for the records' times.
-   */
-  onOutcome?: (outcome: ActionOutcome, services: F["services"], state: CallState<F["state"]> | undefined, now: number) => Promise<void> | void;
-  /** Runs at the end of every turn, after the event was handled (and after the tasks' own). */
-  afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /**
-   * A caller event that will never be evaluated (its turn crashed instances too often): it may
-   * have been a "no", so a flow that guards a "yes" treats it as one (no speech here).
-   */
-  onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /**
-   * An event runs again after an earlier attempt ended with its instance (a crash mid-turn): what
-   * that attempt did outside the call store (a ledger record of an approved send) never took
-   * effect, and the flow settles it (the send never left) before the event runs again.
-   */
-  onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /**
-   * A caller event of a call whose state is gone (the store lost it mid-call; no session_start
-   * began it): the call starts over, and the flow recovers what must hold for the whole call from
-   * outside the store (the SMS task: a "no" or a send already in the ledger ends the offer).
-   */
-  onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /**
-   * Runs once a turn's new state is committed (fenced by the call's lease), never for a turn whose
-   * instance lost the call: side effects outside the call store that must match what is stored
-   * (the callback agent's report snapshot). Its errors are logged, never the caller's problem.
-   * `seq`: the committed event's place in the call's queue, increasing across instances (orders
-   * writes that may arrive late).
-   */
-  afterCommit?: (state: CallState<F["state"]>, services: F["services"], env: { now: number; log: Logger; seq: number }) => Promise<void>;
-  /** Reusable parts this flow includes (their steps, hooks, gate…); `defineFlow` composes them in. */
+  /** Reusable parts this flow includes: their steps, tools and hooks come with them. */
   tasks?: readonly TaskDef<F>[];
   /**
-   * Tools offered in every LLM step, after the step's own (`defineFlow` adds them to each step):
-   * for what a caller may say anywhere in the call ("never text me again"). Keep them few.
+   * Tools offered in every LLM step, after the step's own: for what a caller may say anywhere in
+   * the call ("never text me again"). Keep them few.
    */
-  flowTools?: readonly ToolDef<F>[];
+  tools?: readonly ToolDef<F>[];
+  hooks?: FlowHooks<F>;
 }
-
-/**
- * Why a turn's actions never reached sipgate: an answer gave up on it ("dropped"), its instance lost
- * the call's lease ("lease_lost"), the store failed to commit it ("commit_failed": the turn wrote
- * nothing), the call ended before they were collected ("call_ended"), or the transport could not
- * write them and they could not go back to the outbox ("not_written": a closed socket, an answer
- * whose request was gone).
- */
-export type NotSentReason = "dropped" | "lease_lost" | "commit_failed" | "call_ended" | "not_written";
-
-/** Why an attempt at an event ended without its result committed (`rerun_done`). */
-export type RerunReason = "lease_lost" | "commit_failed" | "instance_stopped";
-
-/**
- * Actions of one event's turn (its outbox entry): `seq` is the event's position in the call's
- * queue, which the turn that produced them saw as `TurnContext.eventSeq`, so a flow can name each
- * action by the event that produced it and its place among the entry's actions.
- */
-export interface OutcomeEntry {
-  seq: number;
-  actions: AiFlowAction[];
-}
-
-/**
- * What became of actions a turn produced (see FlowDef.onOutcome). `actions`: every action of
- * `entries`, in order.
- *
- * - `handed_over`: written into an answer or a frame sent.
- * - `not_sent`: never reached sipgate, for `reason`. With `rerun`, the attempt that produced them
- *   was never committed and its event runs again (maybe producing the same actions once more): give
- *   back what they held, record nothing yet; `rerun_done` follows once the event is done.
- * - `rerun_done`: event `seq`, which an earlier attempt left uncommitted (`reason`), is done now
- *   (committed, dropped or skipped by a later attempt): whatever that attempt produced that the
- *   event's final result does not carry never left. `entries`: what the attempt produced, when this
- *   instance ran it; absent when its instance stopped (the flow looks up what it left, its ledger).
- * - `not_sent_noted`: actions the call's committed state still counts were reported `not_sent`
- *   ("not_written") outside any turn, where no state could be changed (an answer lost after its
- *   commit). The next turn gets them with its state, to make the state true (the SMS it says was
- *   handed over was not); their record and limits were settled with the `not_sent`. May come again
- *   for the same entries: only what the state still counts changes.
- */
-export type ActionOutcome =
-  | { status: "handed_over"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] }
-  | { status: "not_sent"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[]; reason: NotSentReason; rerun?: boolean }
-  | { status: "rerun_done"; callId: string; seq: number; reason: RerunReason; entries?: OutcomeEntry[] }
-  | { status: "not_sent_noted"; callId: string; actions: AiFlowAction[]; entries: OutcomeEntry[] };
 
 /** How a task begins for its parameters: at a step (the tool that started it tells the model `note`), or over at once with its result. */
 export type TaskEntry<R> = { step: string; note: string } | { result: R; note: string };
@@ -301,37 +265,21 @@ export type TaskEntry<R> = { step: string; note: string } | { result: R; note: s
  * A reusable part of a flow with a typed result (the SMS consent-and-send task): a step starts it
  * (`next: startTask(task, params)`), the engine keeps it on the call's task stack, runs its steps,
  * and when it finishes (`next: finish(task, result)`) returns to the step that started it and
- * calls that step's `onResult`. Its hooks, observers, gate and checks come with it; `defineFlow`
- * composes them into the flow (see src/engine/tasks.ts).
+ * calls that step's `onResult`. Its tools and hooks come with it; `defineFlow` composes them into
+ * the flow (see FlowHooks, and src/engine/tasks.ts).
  */
 export interface TaskDef<F extends FlowTypes = FlowTypes, P = unknown, R = unknown> extends TaskRef<P, R> {
   name: string;
   /** Where the task begins for `params` (one of `entrySteps`), or its result at once. */
   start(ctx: TurnContext<F>, params: P): TaskEntry<R>;
   steps: StepDef<F>[];
-  /** The step tools enter the task at (drawn in diagrams). */
+  /** The steps the task may begin at (drawn in diagrams). */
   entrySteps: readonly string[];
   lines: readonly LineKey<F>[];
   notes: readonly NoteKey<F>[];
-  promptValues?: (state: CallState<F["state"]>, services: F["services"]) => Record<string, string>;
-  hooks?: Partial<Record<AiFlowEvent["type"], EventHook<F>>>;
-  hookTransitions?: Partial<Record<AiFlowEvent["type"], Transition[]>>;
-  observers?: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
-  gate?: ActionGate<F>;
-  checkModelText?: (text: string, ctx: TurnContext<F>) => ModelTextVerdict<F>;
-  neverReplay?: readonly AiFlowAction["type"][];
-  /** See FlowDef.onOutcome. */
-  onOutcome?: (outcome: ActionOutcome, services: F["services"], state: CallState<F["state"]> | undefined, now: number) => Promise<void> | void;
-  /** Runs at the end of every turn, after the event was handled (the SMS task: words that overtook a send). */
-  afterTurn?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /** See FlowDef.onUnevaluated. */
-  onUnevaluated?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /** See FlowDef.onRetry. */
-  onRetry?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /** See FlowDef.onStateLost. */
-  onStateLost?: (ctx: TurnContext<F>) => Promise<void> | void;
-  /** Tools the task offers in every LLM step of the flow that includes it, the host's steps too (see FlowDef.flowTools). */
-  flowTools?: readonly ToolDef<F>[];
+  /** Tools the task offers in every LLM step of the flow that includes it, the host's steps too (see FlowDef.tools). */
+  tools?: readonly ToolDef<F>[];
+  hooks?: FlowHooks<F>;
 }
 
 /**

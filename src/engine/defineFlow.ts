@@ -1,15 +1,36 @@
 import type { AiFlowAction } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { GuardDecision } from "../core/turnRecord.js";
-import type { ActionGate, EventHook, FlowDef, FlowTypes, Observer, TaskDef, Transition } from "./define.js";
+import type { Decision, EventHook, FlowDef, FlowHooks, FlowTypes, LineKey, NoteKey, Observer, StepDef, TaskDef, ToolDef, Transition } from "./define.js";
 import { FlowDefinitionError } from "./errors.js";
+import type { RecoveryHooks } from "./recovery.js";
+
+/**
+ * The flat flow the engine runs: a FlowDef with its tasks folded in by the one rule (see
+ * FlowHooks): one chained hook per event, one gate, one text check, one of each recovery hook.
+ * Flow authors write FlowDef; only the engine reads this.
+ */
+export interface ComposedFlow<F extends FlowTypes = FlowTypes>
+  extends Omit<FlowDef<F>, "tasks" | "tools" | "hooks">,
+    Required<Pick<FlowHooks<F>, "promptValues">>,
+    Omit<FlowHooks<F>, "promptValues" | "on" | "observe" | "recovery">,
+    Omit<RecoveryHooks<F>, "neverReplay"> {
+  /** The tasks it includes, kept for the task stack and the diagram. */
+  tasks: readonly TaskDef<F>[];
+  /** The flow-wide tools (the flow's and its tasks'), already offered in every LLM step; kept for the diagram. */
+  flowTools: readonly ToolDef<F>[];
+  hooks: Partial<Record<AiFlowEvent["type"], EventHook<F>>>;
+  /** Steps a hook may move the flow to, by event type (for the diagram; enforced per part). */
+  hookTransitions: Partial<Record<AiFlowEvent["type"], Transition[]>>;
+  observers: Partial<Record<AiFlowEvent["type"], Observer<F>>>;
+  neverReplay: readonly AiFlowAction["type"][];
+}
 
 /**
  * Composes the flow's tasks into it and checks the shape at definition time: unique steps, a
  * known initial step, declared transitions that exist.
  */
-export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): FlowDef<F> {
-  const flow = offerFlowTools(composeTasks(definition));
+export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): ComposedFlow<F> {
+  const flow = compose(definition);
   const names = new Set<string>();
   for (const s of flow.steps) {
     if (names.has(s.name)) throw new FlowDefinitionError(`flow ${flow.name}: duplicate step name ${s.name}`);
@@ -21,53 +42,71 @@ export function defineFlow<F extends FlowTypes>(definition: FlowDef<F>): FlowDef
   return flow;
 }
 
+/** One part of a composed flow: a task, or the flow itself (last). */
+interface Part<F extends FlowTypes> {
+  name: string;
+  steps: StepDef<F>[];
+  lines: readonly LineKey<F>[];
+  notes: readonly NoteKey<F>[];
+  tools?: readonly ToolDef<F>[];
+  hooks?: FlowHooks<F>;
+}
+
 /**
- * A flow with its tasks folded in, so the engine runs one flat flow:
- * - steps, lines, notes and never-replayed actions: the union;
- * - hooks: the tasks' first, then the flow's; the first that handles the event wins, and each
- *   may only move the flow where it declared;
- * - observers, after-turn work, unevaluated-event handling and action outcomes: all of them, tasks first;
- * - gates: chained, an action leaves only if every gate lets it through;
- * - the check on model text: refused if any part refuses;
- * - prompt values: the tasks', overridden by the flow's own.
+ * A flow with its tasks folded in, by the one rule (FlowHooks): parts in order, tasks first, then
+ * the flow; lists are joined; the first part that decides wins; hooks that decide nothing all run.
  */
-function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
+function compose<F extends FlowTypes>(flow: FlowDef<F>): ComposedFlow<F> {
   const tasks = flow.tasks ?? [];
-  if (tasks.length === 0) return flow;
-  const parts: Array<TaskDef<F> | FlowDef<F>> = [...tasks, flow];
-  const eventTypes = new Set<AiFlowEvent["type"]>(parts.flatMap((p) => Object.keys(p.hooks ?? {}) as AiFlowEvent["type"][]));
-  const hooks: FlowDef<F>["hooks"] = {};
-  const hookTransitions: FlowDef<F>["hookTransitions"] = {};
-  for (const type of eventTypes) {
-    hooks[type] = chainHooks(type, parts);
-    hookTransitions[type] = [...new Set(parts.flatMap((p) => p.hookTransitions?.[type] ?? []))];
+  const parts: Part<F>[] = [...tasks, flow];
+  const hooksOf = (p: Part<F>): FlowHooks<F> => p.hooks ?? {};
+  const recoveryOf = (p: Part<F>): RecoveryHooks<F> => hooksOf(p).recovery ?? {};
+  const all = <T>(pick: (p: Part<F>) => T | undefined): T[] => parts.map(pick).filter((x): x is T => x !== undefined);
+  const eventTypes = (pick: (h: FlowHooks<F>) => object | undefined) => [...new Set(parts.flatMap((p) => Object.keys(pick(hooksOf(p)) ?? {}) as AiFlowEvent["type"][]))];
+
+  const hooks: ComposedFlow<F>["hooks"] = {};
+  const hookTransitions: ComposedFlow<F>["hookTransitions"] = {};
+  for (const type of eventTypes((h) => h.on)) {
+    const chain = all((p) => handlerOf(p, type));
+    hooks[type] = firstThatHandles(type, chain);
+    hookTransitions[type] = [...new Set(chain.flatMap((c) => c.declared))];
   }
-  const observerTypes = new Set<AiFlowEvent["type"]>(parts.flatMap((p) => Object.keys(p.observers ?? {}) as AiFlowEvent["type"][]));
-  const observers: NonNullable<FlowDef<F>["observers"]> = {};
-  for (const type of observerTypes) {
-    const all = parts.map((p) => p.observers?.[type]).filter((o): o is Observer<F> => !!o);
-    observers[type] = async (ctx, event) => {
-      for (const o of all) await o(ctx, event);
-    };
-  }
-  const gates = parts.map((p) => p.gate).filter((g): g is ActionGate<F> => !!g);
-  const textChecks = parts.map((p) => p.checkModelText).filter((c): c is NonNullable<FlowDef<F>["checkModelText"]> => !!c);
-  const outcomes = parts.map((p) => p.onOutcome).filter((u): u is NonNullable<FlowDef<F>["onOutcome"]> => !!u);
-  const afterTurn = parts.map((p) => p.afterTurn).filter((a): a is NonNullable<FlowDef<F>["afterTurn"]> => !!a);
-  const unevaluated = parts.map((p) => p.onUnevaluated).filter((a): a is NonNullable<FlowDef<F>["onUnevaluated"]> => !!a);
-  const retried = parts.map((p) => p.onRetry).filter((a): a is NonNullable<FlowDef<F>["onRetry"]> => !!a);
-  const stateLost = parts.map((p) => p.onStateLost).filter((a): a is NonNullable<FlowDef<F>["onStateLost"]> => !!a);
+  const observers: ComposedFlow<F>["observers"] = {};
+  for (const type of eventTypes((h) => h.observe)) observers[type] = everyOne(all((p) => hooksOf(p).observe?.[type]));
+
+  const gates = all((p) => hooksOf(p).gate);
+  const textChecks = all((p) => hooksOf(p).checkModelText);
+  const promptValues = all((p) => hooksOf(p).promptValues);
+  // A tool two parts offer by the same name is the first part's.
+  const flowTools = parts.flatMap((p) => p.tools ?? []).filter((t, i, all) => all.findIndex((o) => o.name === t.name) === i);
+  const steps = [...flow.steps, ...tasks.flatMap((t) => t.steps)].map((s) => offerFlowTools(s, flowTools));
   return {
-    ...flow,
-    steps: [...flow.steps, ...tasks.flatMap((t) => t.steps)],
-    lines: [...new Set([...flow.lines, ...tasks.flatMap((t) => t.lines)])],
-    notes: [...new Set([...flow.notes, ...tasks.flatMap((t) => t.notes)])],
-    neverReplay: [...new Set<AiFlowAction["type"]>([...flow.neverReplay, ...tasks.flatMap((t) => t.neverReplay ?? [])])],
-    promptValues: (state, services) => Object.assign({}, ...tasks.map((t) => t.promptValues?.(state, services) ?? {}), flow.promptValues(state, services)),
+    name: flow.name,
+    initialStep: flow.initialStep,
+    initialState: flow.initialState,
+    steps,
+    lines: [...new Set(parts.flatMap((p) => p.lines))],
+    notes: [...new Set(parts.flatMap((p) => p.notes))],
+    tasks,
+    flowTools,
+    // The first part that sets a placeholder sets it: the later ones' values go in first, to be overwritten.
+    promptValues: (state, services) => Object.assign({}, ...promptValues.map((v) => v(state, services)).reverse()),
     hooks,
     hookTransitions,
     observers,
-    gate: gates.length <= 1 ? gates[0] : chainGates(gates),
+    gate: gates.length === 0 ? undefined : {
+      // Each gate reviews what the ones before let through: an action leaves only if every gate lets it.
+      async review(actions, ctx) {
+        let allowed = actions;
+        const decisions: Decision<F>[] = [];
+        for (const gate of gates) {
+          const r = await gate.review(allowed, ctx);
+          allowed = r.allowed;
+          decisions.push(...r.decisions);
+        }
+        return { allowed, decisions };
+      },
+    },
     checkModelText: textChecks.length === 0 ? undefined : (text, ctx) => {
       for (const check of textChecks) {
         const verdict = check(text, ctx);
@@ -75,41 +114,32 @@ function composeTasks<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
       }
       return { allowed: true };
     },
-    onOutcome: outcomes.length === 0 ? undefined : async (outcome, services, state, now) => {
-      for (const o of outcomes) await o(outcome, services, state, now);
-    },
-    afterTurn: afterTurn.length === 0 ? undefined : async (ctx) => {
-      for (const a of afterTurn) await a(ctx);
-    },
-    onStateLost: stateLost.length === 0 ? undefined : async (ctx) => {
-      for (const l of stateLost) await l(ctx);
-    },
-    onRetry: retried.length === 0 ? undefined : async (ctx) => {
-      for (const r of retried) await r(ctx);
-    },
-    onUnevaluated: unevaluated.length === 0 ? undefined : async (ctx) => {
-      for (const u of unevaluated) await u(ctx);
-    },
-    // Composed once: the tasks are now part of the flow (kept for diagrams).
-    tasks,
+    afterTurn: everyOne(all((p) => hooksOf(p).afterTurn)),
+    afterCommit: everyOne(all((p) => hooksOf(p).afterCommit)),
+    neverReplay: [...new Set(parts.flatMap((p) => recoveryOf(p).neverReplay ?? []))],
+    onOutcome: everyOne(all((p) => recoveryOf(p).onOutcome)),
+    onUnevaluated: everyOne(all((p) => recoveryOf(p).onUnevaluated)),
+    onRetry: everyOne(all((p) => recoveryOf(p).onRetry)),
+    onStateLost: everyOne(all((p) => recoveryOf(p).onStateLost)),
   };
 }
 
-/**
- * Every LLM step offers the flow-wide tools (the flow's and its tasks') after its own. Steps are
- * copied, not changed: a task's steps are shared by every flow that includes it.
- */
-function offerFlowTools<F extends FlowTypes>(flow: FlowDef<F>): FlowDef<F> {
-  const flowTools = [...new Map([...(flow.flowTools ?? []), ...(flow.tasks ?? []).flatMap((t) => t.flowTools ?? [])].map((t) => [t.name, t])).values()];
-  if (flowTools.length === 0) return flow;
-  const steps = flow.steps.map((s) => (s.kind === "llm" ? { ...s, tools: [...s.tools, ...flowTools.filter((t) => !s.tools.some((own) => own.name === t.name))] } : s));
-  return { ...flow, steps, flowTools };
+/** A hook that decides nothing: every part's runs, in order; absent when no part brings one. */
+function everyOne<A extends unknown[]>(fns: Array<(...args: A) => Promise<void> | void>): ((...args: A) => Promise<void>) | undefined {
+  if (fns.length === 0) return undefined;
+  return async (...args) => {
+    for (const f of fns) await f(...args);
+  };
 }
 
-function chainHooks<F extends FlowTypes>(type: AiFlowEvent["type"], parts: Array<TaskDef<F> | FlowDef<F>>): EventHook<F> {
-  const chain = parts
-    .map((p) => ({ name: p.name, hook: p.hooks?.[type], declared: p.hookTransitions?.[type] ?? ([] as Transition[]) }))
-    .filter((p): p is { name: string; hook: EventHook<F>; declared: Transition[] } => !!p.hook);
+function handlerOf<F extends FlowTypes>(part: Part<F>, type: AiFlowEvent["type"]): { name: string; hook: EventHook<F>; declared: readonly Transition[] } | undefined {
+  const h = part.hooks?.on?.[type];
+  if (!h) return undefined;
+  return typeof h === "function" ? { name: part.name, hook: h, declared: [] } : { name: part.name, hook: h.handle, declared: h.transitions };
+}
+
+/** The first part's hook that handles the event (or moves the flow) ends it; each may move the flow only where it declared. */
+function firstThatHandles<F extends FlowTypes>(type: AiFlowEvent["type"], chain: Array<{ name: string; hook: EventHook<F>; declared: readonly Transition[] }>): EventHook<F> {
   return async (ctx, event) => {
     for (const part of chain) {
       const outcome = await part.hook(ctx, event);
@@ -123,17 +153,11 @@ function chainHooks<F extends FlowTypes>(type: AiFlowEvent["type"], parts: Array
   };
 }
 
-function chainGates<F extends FlowTypes>(gates: ActionGate<F>[]): ActionGate<F> {
-  return {
-    async review(actions, ctx) {
-      let allowed = actions;
-      const decisions: GuardDecision[] = [];
-      for (const gate of gates) {
-        const r = await gate.review(allowed, ctx);
-        allowed = r.allowed;
-        decisions.push(...r.decisions);
-      }
-      return { allowed, decisions };
-    },
-  };
+/**
+ * An LLM step offers the flow-wide tools after its own. Steps are copied, not changed: a task's
+ * steps are shared by every flow that includes it.
+ */
+function offerFlowTools<F extends FlowTypes>(s: StepDef<F>, flowTools: readonly ToolDef<F>[]): StepDef<F> {
+  if (s.kind !== "llm" || flowTools.length === 0) return s;
+  return { ...s, tools: [...s.tools, ...flowTools.filter((t) => !s.tools.some((own) => own.name === t.name))] };
 }

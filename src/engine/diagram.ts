@@ -1,4 +1,5 @@
-import type { FlowDef, FlowTypes, StepDef } from "./define.js";
+import type { FlowTypes, StepDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 
 /**
  * A Mermaid flowchart drawn from the flow definition itself: steps, the tools each offers, the
@@ -6,7 +7,7 @@ import type { FlowDef, FlowTypes, StepDef } from "./define.js";
  * includes as a subgraph that is left "back" to the step that started it. Flow-wide tools (offered
  * in every LLM step) are drawn once, from "every LLM step", not in each step.
  */
-export function mermaidDiagram<F extends FlowTypes>(flow: FlowDef<F>): string {
+export function mermaidDiagram<F extends FlowTypes>(flow: ComposedFlow<F>): string {
   const lines = ["flowchart LR"];
   const tasks = flow.tasks ?? [];
   const taskOf = new Map<string, string>();

@@ -4,9 +4,11 @@ import type { AiFlowEvent } from "../aiflow/events.js";
 import { REDELIVERY_CHECKED, STARTS_CALL } from "../aiflow/eventKinds.js";
 import { remotePartyNumber } from "../aiflow/sessionNumbers.js";
 import { initialCallCore, type CallState } from "../core/callState.js";
-import { emptyTurnRecord, type GuardDecision, type TurnRecord } from "../core/turnRecord.js";
+import { emptyTurnRecord, type TurnRecord } from "../core/turnRecord.js";
 import type { ChatModel } from "../llm/chatModel.js";
-import type { ActionOutcome, FlowDef, FlowTypes, OutcomeEntry, StepDef, ToolDef } from "./define.js";
+import type { Decision, FlowTypes, StepDef, ToolDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
+import type { ActionOutcome, OutcomeEntry } from "./recovery.js";
 import { FlowDefinitionError } from "./errors.js";
 import { EventRouter } from "./eventRouter.js";
 import { repairToolPairing, trimHistory } from "./history.js";
@@ -51,7 +53,7 @@ export interface TurnOutcome<S extends object = object> {
 }
 
 export interface EngineDeps<F extends FlowTypes> {
-  flow: FlowDef<F>;
+  flow: ComposedFlow<F>;
   /** The flow's services: config, ledger, limits… whatever its tools and gate use. */
   services: F["services"];
   options: EngineOptions;
@@ -86,7 +88,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     this.router = new EventRouter(flow, this.steps, deps.options, this.runner, this.transitions);
   }
 
-  get flow(): FlowDef<F> {
+  get flow(): ComposedFlow<F> {
     return this.deps.flow;
   }
 
@@ -285,11 +287,11 @@ export class Engine<F extends FlowTypes = FlowTypes> {
   }
 
   /** Actions leave only through the flow's gate; without one they are still checked against the protocol. */
-  private async review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }> {
+  private async review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: Decision<F>[] }> {
     const gate = this.deps.flow.gate;
     if (gate) return gate.review(actions, turn);
     const allowed: AiFlowAction[] = [];
-    const decisions: GuardDecision[] = [];
+    const decisions: Decision<F>[] = [];
     for (const a of actions) {
       if (checkAction(a).success) allowed.push(a);
       else decisions.push({ subject: a.type, allowed: false, reason: "invalid_action" });

@@ -1,9 +1,6 @@
 import { AgentError } from "../core/errors.js";
 
-/** The flow definition is wrong: a missing step, prompt, line or description, an undeclared transition. Fix the flow. */
-export class FlowDefinitionError extends AgentError {
-  readonly code = "flow_definition";
-}
+export { FlowDefinitionError } from "../core/errors.js";
 
 /** A tool threw while it ran. The model is told the tool failed and may try another way. */
 export class ToolFailure extends AgentError {

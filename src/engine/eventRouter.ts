@@ -1,5 +1,6 @@
 import type { AiFlowEvent } from "../aiflow/events.js";
-import type { FlowDef, FlowTypes, StepDef } from "./define.js";
+import type { FlowTypes, StepDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import type { EngineOptions } from "./options.js";
 import type { Transitions } from "./transitions.js";
 import type { Turn } from "./turnContext.js";
@@ -12,7 +13,7 @@ import type { TurnRunner } from "./turnRunner.js";
  */
 export class EventRouter<F extends FlowTypes> {
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly steps: ReadonlyMap<string, StepDef<F>>,
     private readonly options: EngineOptions,
     private readonly runner: TurnRunner<F>,

@@ -1,3 +1,4 @@
+import type { CallState } from "../core/callState.js";
 import type { FlowTypes } from "./define.js";
 import type { TurnContext } from "./turnContext.js";
 
@@ -42,6 +43,13 @@ export function answerTo<F extends FlowTypes>(ctx: TurnContext<F>, line: AskedLi
  * after it was delivered (whatever became of that barge-in's turn).
  */
 export function wasBargedInto<F extends FlowTypes>(ctx: TurnContext<F>, spokenIndex: number): boolean {
-  const mark = ctx.state.bargedIn;
-  return (mark !== undefined && spokenIndex <= mark) || ctx.mayHaveBeenCut(spokenIndex);
+  return spokenOver(ctx.state, spokenIndex) || ctx.mayHaveBeenCut(spokenIndex);
+}
+
+/**
+ * What the state alone says (outside a turn, e.g. a prompt's status line): the caller spoke over
+ * line `spokenIndex` (the engine's barge-in mark, `CallState.bargedIn`).
+ */
+export function spokenOver(state: Pick<CallState, "bargedIn">, spokenIndex: number): boolean {
+  return state.bargedIn !== undefined && spokenIndex <= state.bargedIn;
 }

@@ -32,6 +32,8 @@ export const ENGINE_NOTES = [
 export type EngineNoteKey = (typeof ENGINE_NOTES)[number];
 
 export type EngineReason =
+  /** Passed, with no reason of its own (an action no gate looked at, text with no claim in it). */
+  | "ok"
   | "tool_not_offered"
   | "unknown_tool"
   | "invalid_json"

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Language } from "../core/callState.js";
 import type { RuleLists } from "./define.js";
 import { fillTemplate, readSections } from "./markdownSections.js";
+import { FlowDefinitionError } from "./errors.js";
 
 /**
  * Everything the model reads and every fixed line the caller hears, loaded from prompts/.
@@ -21,7 +22,7 @@ export class PromptLibrary {
     readonly language: Language,
   ) {
     const langDir = join(dir, language);
-    if (!existsSync(langDir)) throw new Error(`no prompts for language ${language}: ${langDir} does not exist`);
+    if (!existsSync(langDir)) throw new FlowDefinitionError(`no prompts for language ${language}: ${langDir} does not exist`);
     this.persona = readFileSync(join(langDir, "persona.md"), "utf8").trim();
     this.lines = readSections(join(langDir, "lines.md"));
     this.toolDescriptions = readSections(join(dir, "tools.md"));
@@ -67,20 +68,20 @@ export class PromptLibrary {
   /** A fixed line the caller hears, in the call's language. */
   line(key: string, values: Record<string, string | number> = {}): string {
     const t = this.lines[key];
-    if (t === undefined) throw new Error(`prompts/${this.language}/lines.md has no section "## ${key}"`);
+    if (t === undefined) throw new FlowDefinitionError(`prompts/${this.language}/lines.md has no section "## ${key}"`);
     return fillTemplate(t, values, `lines.md#${key}`);
   }
 
   /** A note only the model reads (tool results, call facts). */
   note(key: string, values: Record<string, string | number> = {}): string {
     const t = this.notes[key];
-    if (t === undefined) throw new Error(`prompts/model-notes.md has no section "## ${key}"`);
+    if (t === undefined) throw new FlowDefinitionError(`prompts/model-notes.md has no section "## ${key}"`);
     return fillTemplate(t, values, `model-notes.md#${key}`);
   }
 
   toolDescription(name: string): string {
     const d = this.toolDescriptions[name];
-    if (d === undefined) throw new Error(`prompts/tools.md has no description "## ${name}"`);
+    if (d === undefined) throw new FlowDefinitionError(`prompts/tools.md has no description "## ${name}"`);
     return d;
   }
 

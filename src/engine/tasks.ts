@@ -1,5 +1,6 @@
 import type { TaskFrame } from "../core/callState.js";
-import type { FlowDef, FlowTypes, Next, StepDef, TaskDef, TaskFinish, TaskResultOf, TaskNoticeOf, TaskStart, Transition } from "./define.js";
+import type { FlowTypes, Next, StepDef, TaskDef, TaskFinish, TaskResultOf, TaskNoticeOf, TaskStart, Transition } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import { FlowDefinitionError } from "./errors.js";
 import type { Turn } from "./turnContext.js";
 
@@ -47,7 +48,7 @@ export class TaskStack<F extends FlowTypes> {
   private readonly byName = new Map<string, TaskDef<F>>();
 
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly steps: ReadonlyMap<string, StepDef<F>>,
     /** Applies a step's onResult transition (Transitions.apply). */
     private readonly apply: (turn: Turn<F>, by: Mover, next: Next) => Promise<string | undefined>,

@@ -1,4 +1,5 @@
-import type { FlowDef, FlowTypes, LlmStep, RuleCall, ToolDef, ToolOutcome } from "./define.js";
+import type { FlowTypes, LlmStep, RuleCall, ToolDef, ToolOutcome } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import type { ToolCallRecord } from "../core/turnRecord.js";
 import type { ModelToolCall, ToolSpec } from "../llm/chatModel.js";
 import { nullsToUndefined, toolSpec } from "../llm/toolSchema.js";
@@ -18,7 +19,7 @@ export class ToolRunner<F extends FlowTypes> {
   private readonly specCache = new Map<string, ToolSpec[]>();
 
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly services: F["services"],
     private readonly prompts: PromptLibrary,
     private readonly transitions: Transitions<F>,

@@ -1,4 +1,5 @@
-import type { FlowDef, FlowTypes, Next, StepDef } from "./define.js";
+import type { FlowTypes, Next, StepDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import { FlowDefinitionError } from "./errors.js";
 import { TaskStack, type Mover, type TaskControl } from "./tasks.js";
 import type { Turn } from "./turnContext.js";
@@ -18,7 +19,7 @@ export class Transitions<F extends FlowTypes> {
   private readonly tasks: TaskStack<F>;
 
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly steps: ReadonlyMap<string, StepDef<F>>,
   ) {
     this.tasks = new TaskStack(

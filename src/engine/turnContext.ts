@@ -2,14 +2,15 @@ import type { Logger } from "pino";
 import { actions, type AiFlowAction, type SpeakOptions } from "../aiflow/actions.js";
 import type { AiFlowEvent } from "../aiflow/events.js";
 import type { CallState, HistoryMessage } from "../core/callState.js";
-import type { GuardDecision, TurnRecord } from "../core/turnRecord.js";
-import type { FlowTypes, LineKey, NoteKey, ReasonKey, ToolDef } from "./define.js";
-import type { EngineLineKey, EngineNoteKey, EngineReason } from "./keys.js";
+import type { TurnRecord } from "../core/turnRecord.js";
+import type { Decision, FlowTypes, LineKey, NoteKey, ToolDef } from "./define.js";
+import type { EngineLineKey, EngineNoteKey } from "./keys.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { telemetry } from "../core/telemetry.js";
 import { speakOptions } from "./speech.js";
 import type { TaskControl } from "./tasks.js";
+import { InvariantError } from "../core/errors.js";
 
 type Values = Record<string, string | number>;
 
@@ -49,11 +50,11 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   note(key: EngineNoteKey | NoteKey<F>, values?: Values): string;
   /** The caller said or keyed something: a new turn, answering whatever was spoken last. */
   beginCallerTurn(historyText: string): void;
-  guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void;
+  guard(decision: Decision<F>): void;
   /** Queue an action built with the typed builders; it passes the flow's gate at the end of the turn. */
   emit(action: AiFlowAction): void;
   /** Put an action through the gate now, so the caller of this knows whether it will leave. */
-  emitChecked(action: AiFlowAction): Promise<GuardDecision>;
+  emitChecked(action: AiFlowAction): Promise<Decision<F>>;
   /** Say goodbye, then hang up once it has been played (or on the next event). */
   goodbye(key: EngineLineKey | LineKey<F>): void;
   hangupNow(): void;
@@ -104,7 +105,7 @@ export interface TurnDelivery {
 /** What the engine lends a turn: how to run a tool from code, and the gate. */
 export interface TurnEngine<F extends FlowTypes> {
   invokeTool(turn: Turn<F>, tool: ToolDef<F>, args: Record<string, unknown>): Promise<string>;
-  review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }>;
+  review(actions: AiFlowAction[], turn: Turn<F>): Promise<{ allowed: AiFlowAction[]; decisions: Decision<F>[] }>;
   /** The turn's view of the task stack (absent: a turn built without an engine, e.g. for a gate test). */
   tasks?(turn: Turn<F>): TaskControl;
 }
@@ -296,18 +297,18 @@ export class Turn<F extends FlowTypes = FlowTypes> implements TurnContext<F> {
   }
 
   get tasks(): TaskControl {
-    if (!this.engine.tasks) throw new Error("this turn runs without an engine: it has no tasks");
+    if (!this.engine.tasks) throw new InvariantError("this turn runs without an engine: it has no tasks");
     return this.engine.tasks(this);
   }
 
-  async emitChecked(action: AiFlowAction): Promise<GuardDecision> {
+  async emitChecked(action: AiFlowAction): Promise<Decision<F>> {
     const { allowed, decisions } = await this.engine.review([action], this);
     this.record.guardDecisions.push(...decisions);
     for (const a of allowed) this.out(a, true);
     return decisions[0] ?? { subject: action.type, allowed: allowed.length > 0, reason: "ok" };
   }
 
-  guard(decision: GuardDecision<EngineReason | ReasonKey<F>>): void {
+  guard(decision: Decision<F>): void {
     this.record.guardDecisions.push(decision);
     telemetry.event("guard", () => ({ "aiflow.guard.subject": decision.subject, "aiflow.guard.allowed": decision.allowed, "aiflow.guard.reason": decision.reason, "aiflow.guard.detail": decision.detail }));
     if (!decision.allowed) this.log.warn({ sessionId: this.sessionId, guard: decision }, "guard refused");

@@ -2,7 +2,8 @@ import { actions } from "../aiflow/actions.js";
 import { flowOwnNumber } from "../aiflow/sessionNumbers.js";
 import type { ChatModel, ChatRequest, ChatResponse } from "../llm/chatModel.js";
 import type { GuardDecision } from "../core/turnRecord.js";
-import type { FlowDef, FlowTypes, LlmStep, ModelTextVerdict, ReasonKey, StepDef } from "./define.js";
+import type { FlowTypes, LlmStep, ModelTextVerdict, ReasonKey, StepDef } from "./define.js";
+import type { ComposedFlow } from "./defineFlow.js";
 import type { EngineOptions } from "./options.js";
 import type { PromptLibrary } from "./promptLibrary.js";
 import { StreamedSpeech } from "./streamedSpeech.js";
@@ -30,7 +31,7 @@ export class TurnRunner<F extends FlowTypes> {
   private readonly compiled = new Map<string, Compiled>();
 
   constructor(
-    private readonly flow: FlowDef<F>,
+    private readonly flow: ComposedFlow<F>,
     private readonly steps: ReadonlyMap<string, StepDef<F>>,
     private readonly services: F["services"],
     private readonly options: EngineOptions,

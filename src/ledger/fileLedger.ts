@@ -2,7 +2,7 @@ import { mkdir, open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
 import { lockPathOf, withFileLock } from "./fileLock.js";
-import type { ConsentLedger, LedgerRecord, LedgerRecordInput, OptOutChange, OptOutEntry, OptOutResult } from "./ledger.js";
+import { LedgerUnavailableError, type ConsentLedger, type LedgerRecord, type LedgerRecordInput, type OptOutChange, type OptOutEntry, type OptOutResult } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
 import { applyOptOut, entriesOf, isListed, optOutRecord } from "./optOut.js";
 import { OptOutFile, optOutPathOf } from "./optOutFile.js";
@@ -173,7 +173,7 @@ export class FileLedger implements ConsentLedger {
     let offset = 0;
     while (offset < data.length) {
       const { bytesWritten } = await fh.write(data, offset, data.length - offset);
-      if (bytesWritten <= 0) throw new Error(`ledger write made no progress (${offset} of ${data.length} bytes)`);
+      if (bytesWritten <= 0) throw new LedgerUnavailableError(`ledger write made no progress (${offset} of ${data.length} bytes)`);
       offset += bytesWritten;
     }
   }
@@ -187,7 +187,7 @@ export class FileLedger implements ConsentLedger {
       await this.handle;
     } catch (e) {
       if (e instanceof LedgerPermissionError) throw e;
-      throw new Error(`consent ledger ${this.path} is not writable: ${(e as Error).message}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.path} is not writable: ${(e as Error).message}`);
     }
     await this.locked(async () => {
       await this.current();

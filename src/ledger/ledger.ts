@@ -1,3 +1,4 @@
+import { AgentError } from "../core/errors.js";
 /**
  * The consent ledger: evidence that every SMS was wanted. Append-only and hash-chained: every
  * record carries the digest of the record before it (see chain.ts), so a record changed or
@@ -179,4 +180,12 @@ export interface ConsentLedger {
   /** The list as stored (`npm run ledger -- optout list`). */
   optOutEntries?(): Promise<OptOutEntry[]>;
   close(): Promise<void>;
+}
+
+/**
+ * The ledger could not be reached, or did not take or answer a request: nothing is known to be
+ * written, so the gate refuses a send that needs a record (fail closed) and the CLI exits non-zero.
+ */
+export class LedgerUnavailableError extends AgentError {
+  readonly code = "ledger_unavailable";
 }

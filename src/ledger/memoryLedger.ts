@@ -1,5 +1,5 @@
 import { digestOf, GENESIS, prepareRecord, sealRecord } from "./chain.js";
-import type { ConsentLedger, LedgerRecord, LedgerRecordInput, OptOutChange, OptOutEntry, OptOutResult } from "./ledger.js";
+import { LedgerUnavailableError, type ConsentLedger, type LedgerRecord, type LedgerRecordInput, type OptOutChange, type OptOutEntry, type OptOutResult } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
 import { applyOptOut, entriesOf, isListed, optOutRecord, type OptOutMap } from "./optOut.js";
 
@@ -23,7 +23,7 @@ export class MemoryLedger implements ConsentLedger {
 
   /** Seals and keeps the record; undefined when its id is already stored. */
   private write(rec: LedgerRecordInput): LedgerRecord | undefined {
-    if (this.failWrites) throw new Error("ledger unavailable (simulated)");
+    if (this.failWrites) throw new LedgerUnavailableError("ledger unavailable (simulated)");
     const prepared = prepareRecord(rec, this.hasher);
     if (this.ids.has(rec.id)) return undefined;
     this.ids.add(rec.id);
@@ -34,7 +34,7 @@ export class MemoryLedger implements ConsentLedger {
   }
 
   async optedOut(number: string): Promise<boolean> {
-    if (this.failWrites) throw new Error("ledger unavailable (simulated)");
+    if (this.failWrites) throw new LedgerUnavailableError("ledger unavailable (simulated)");
     return isListed(this.optOuts, this.hasher.formsOf(number));
   }
 

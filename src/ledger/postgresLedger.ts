@@ -1,7 +1,8 @@
 import pg from "pg";
-import { digestOf, GENESIS, prepareRecord, sealRecord, type Redactor } from "./chain.js";
+import { ConfigError } from "../core/errors.js";
+import { digestOf, GENESIS, LedgerRecordError, prepareRecord, sealRecord, type Redactor } from "./chain.js";
 import { planErasure, planPurge } from "./maintenance.js";
-import type { ConsentLedger, LedgerKind, LedgerRecord, LedgerRecordInput, MaintenanceFacts, OptOutBy, OptOutChange, OptOutEntry, OptOutResult } from "./ledger.js";
+import { LedgerUnavailableError, type ConsentLedger, type LedgerKind, type LedgerRecord, type LedgerRecordInput, type MaintenanceFacts, type OptOutBy, type OptOutChange, type OptOutEntry, type OptOutResult } from "./ledger.js";
 import { NumberHasher } from "./numberHash.js";
 import { optOutRecord } from "./optOut.js";
 
@@ -75,7 +76,7 @@ export class PostgresLedger implements ConsentLedger {
 
   constructor(opts: PostgresLedgerOptions) {
     const table = opts.table ?? DEFAULT_LEDGER_TABLE;
-    if (!TABLE_NAME.test(table)) throw new Error(`invalid ledger table name "${table}": use letters, digits and _ (at most 56)`);
+    if (!TABLE_NAME.test(table)) throw new ConfigError(`invalid ledger table name "${table}": use letters, digits and _ (at most 56)`);
     this.table = table;
     this.hasher = opts.hasher ?? NumberHasher.full();
     this.redact = opts.redact;
@@ -107,11 +108,11 @@ export class PostgresLedger implements ConsentLedger {
 
   /** Connects and creates the table and its indexes if missing; safe to run from several instances at once. */
   ready(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error(`consent ledger ${this.target} is closed`));
+    if (this.closed) return Promise.reject(new LedgerUnavailableError(`consent ledger ${this.target} is closed`));
     if (!this.init) {
       this.init = this.createSchema().catch((e: unknown) => {
         this.init = undefined; // a later ready() / append() tries again
-        throw new Error(`consent ledger ${this.target} is not available: ${errorText(e)}`);
+        throw new LedgerUnavailableError(`consent ledger ${this.target} is not available: ${errorText(e)}`);
       });
     }
     return this.init;
@@ -183,7 +184,7 @@ export class PostgresLedger implements ConsentLedger {
         await this.moveHead(client, sealed);
       });
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: record not written: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: record not written: ${errorText(e)}`);
     }
   }
 
@@ -193,7 +194,7 @@ export class PostgresLedger implements ConsentLedger {
     try {
       await client.query("BEGIN");
       const h = await client.query<{ pos: string; digest: string }>(`SELECT pos, digest FROM ${this.headIdent} FOR UPDATE`);
-      if (!h.rows[0]) throw new Error(`chain head ${this.table}_head is missing`);
+      if (!h.rows[0]) throw new LedgerRecordError(`chain head ${this.table}_head is missing`);
       const out = await work(client, { pos: Number(h.rows[0].pos), digest: h.rows[0].digest });
       await client.query("COMMIT");
       return out;
@@ -215,7 +216,7 @@ export class PostgresLedger implements ConsentLedger {
       const res = await this.pool.query(`SELECT 1 FROM ${this.optOutIdent} WHERE number = ANY($1) LIMIT 1`, [this.hasher.formsOf(number)]);
       return (res.rowCount ?? 0) > 0;
     } catch (e) {
-      throw new Error(`do-not-text list ${this.target}_optout: lookup failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`do-not-text list ${this.target}_optout: lookup failed: ${errorText(e)}`);
     }
   }
 
@@ -244,7 +245,7 @@ export class PostgresLedger implements ConsentLedger {
         return { written: true, wasListed };
       });
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: do-not-text list not changed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: do-not-text list not changed: ${errorText(e)}`);
     }
   }
 
@@ -308,7 +309,7 @@ export class PostgresLedger implements ConsentLedger {
       const res = await this.pool.query<Row>(sql, params);
       return res.rows.map(toRecord);
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
     }
   }
 
@@ -319,7 +320,7 @@ export class PostgresLedger implements ConsentLedger {
       const res = await this.pool.query<Row>(`SELECT * FROM ${this.ident} WHERE call_id = $1 ORDER BY ${ORDER}`, [callId]);
       return res.rows.map(toRecord);
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
     }
   }
 
@@ -329,7 +330,7 @@ export class PostgresLedger implements ConsentLedger {
    */
   private async existingTable(): Promise<void> {
     const res = await this.pool.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [this.ident]);
-    if (!res.rows[0]?.t) throw new Error(`relation "${this.table}" does not exist`);
+    if (!res.rows[0]?.t) throw new LedgerUnavailableError(`relation "${this.table}" does not exist`);
     await this.ready();
   }
 
@@ -361,7 +362,7 @@ export class PostgresLedger implements ConsentLedger {
         pos = Number(res.rows.at(-1)!.pos);
       }
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: query failed: ${errorText(e)}`);
     }
   }
 
@@ -394,7 +395,7 @@ export class PostgresLedger implements ConsentLedger {
         return { deleted: n, through: lastRemoved.seq };
       });
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: purge failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: purge failed: ${errorText(e)}`);
     }
   }
 
@@ -427,7 +428,7 @@ export class PostgresLedger implements ConsentLedger {
         return { erased: plan.tombstones.length, erasureId: plan.erasure.id, unknownKeys };
       });
     } catch (e) {
-      throw new Error(`consent ledger ${this.target}: erasure failed: ${errorText(e)}`);
+      throw new LedgerUnavailableError(`consent ledger ${this.target}: erasure failed: ${errorText(e)}`);
     }
   }
 

@@ -1,3 +1,4 @@
+import { ModelError } from "./chatModel.js";
 /**
  * Whether the model endpoint answers, checked at start-up and again in the background, for
  * /healthz and the log.
@@ -87,7 +88,7 @@ export class EndpointMonitor {
       const deadline = new Promise<never>((_, reject) => {
         bound = setTimeout(() => {
           controller.abort();
-          reject(new Error(`no answer within ${this.opts.timeoutMs} ms`));
+          reject(new ModelError(`no answer within ${this.opts.timeoutMs} ms`));
         }, this.opts.timeoutMs);
       });
       await Promise.race([this.opts.check(this.opts.timeoutMs, controller.signal), deadline]);

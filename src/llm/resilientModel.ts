@@ -1,6 +1,7 @@
 import { ModelError, type ChatModel, type ChatRequest, type ChatResponse } from "./chatModel.js";
 import { isTransientOpenAIError } from "./openaiChatModel.js";
 import { telemetry } from "../core/telemetry.js";
+import { ConfigError } from "../core/errors.js";
 
 /** One model endpoint the resilient model may use, in order of preference. */
 export interface ModelRoute {
@@ -91,7 +92,7 @@ export class ResilientModel implements ChatModel {
     private readonly routes: ModelRoute[],
     private readonly opts: ResilienceOptions,
   ) {
-    if (routes.length === 0) throw new Error("ResilientModel needs at least one route");
+    if (routes.length === 0) throw new ConfigError("ResilientModel needs at least one route (model.endpoints)");
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }

@@ -1,6 +1,7 @@
 import { zodToJsonSchema } from "zod-to-json-schema";
 import type { z } from "zod";
 import type { ToolSpec } from "./chatModel.js";
+import { FlowDefinitionError } from "../core/errors.js";
 
 /**
  * Derive the JSON schema the model sees from a tool's zod schema. In strict mode every
@@ -12,7 +13,7 @@ export function toolJsonSchema(parameters: z.ZodObject<z.ZodRawShape>, strict: b
   delete schema.$schema;
   if (schema.type !== "object" || typeof schema.properties !== "object") {
     // zod-to-json-schema returns an empty schema, silently, for schemas it cannot read (zod 4 objects).
-    throw new Error("tool parameters did not convert to a JSON object schema; use the zod 3 API");
+    throw new FlowDefinitionError("tool parameters did not convert to a JSON object schema; use the zod 3 API");
   }
   if (strict) schema.additionalProperties = false;
   return schema;

@@ -1,4 +1,4 @@
-import { AgentError } from "../core/errors.js";
+import { AgentError, InvalidArgumentError } from "../core/errors.js";
 /**
  * A durable queue of webhook posts, one entry per key (a call id), shared by every instance
  * that may post it (memory for one instance, Redis for several).
@@ -123,7 +123,7 @@ export class OutboxUnavailableError extends AgentError {
 
 /** A time or duration both implementations store identically: whole ms, finite. */
 export function wholeMs(n: number, what: string): number {
-  if (!Number.isFinite(n)) throw new RangeError(`outbox: ${what} must be a finite number of ms, got ${n}`);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`outbox: ${what} must be a finite number of ms, got ${n}`);
   return Math.floor(n);
 }
 
@@ -136,6 +136,6 @@ export function retention(opts: OutboxOptions): { tombstoneMs: number; deadLette
 }
 
 export function checkLimit(limit: number, leaseMs: number): void {
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`outbox: claim limit must be a positive integer, got ${limit}`);
-  if (!(leaseMs > 0)) throw new RangeError(`outbox: lease must be positive, got ${leaseMs}`);
+  if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError(`outbox: claim limit must be a positive integer, got ${limit}`);
+  if (!(leaseMs > 0)) throw new InvalidArgumentError(`outbox: lease must be positive, got ${leaseMs}`);
 }

@@ -13,6 +13,7 @@ import {
   type PutResult,
   type SettleResult,
 } from "./outbox.js";
+import { InvalidArgumentError } from "../core/errors.js";
 
 export interface RedisOutboxOptions extends OutboxOptions {
   /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tag). */
@@ -221,7 +222,7 @@ export class RedisOutbox implements Outbox {
     opts: RedisOutboxOptions = {},
   ) {
     const prefix = opts.prefix ?? "aiflow:";
-    if (prefix.includes("{")) throw new RangeError(`outbox: the Redis key prefix must not contain "{" (the keys' hash tag): ${prefix}`);
+    if (prefix.includes("{")) throw new InvalidArgumentError(`outbox: the Redis key prefix must not contain "{" (the keys' hash tag): ${prefix}`);
     this.base = `${prefix}outbox:${LAYOUT}:{outbox}:`;
     this.now = opts.now ?? Date.now;
     ({ tombstoneMs: this.tombstoneMs, deadLetterMs: this.deadLetterMs } = retention(opts));
@@ -259,7 +260,7 @@ export class RedisOutbox implements Outbox {
   async put(key: string, body: string, dueAt: number, opts: PutOptions = {}): Promise<PutResult> {
     const due = wholeMs(dueAt, "dueAt");
     const revision = Math.floor(opts.revision ?? 0);
-    if (!Number.isFinite(revision)) throw new RangeError(`outbox: revision must be a finite number, got ${opts.revision}`);
+    if (!Number.isFinite(revision)) throw new InvalidArgumentError(`outbox: revision must be a finite number, got ${opts.revision}`);
     const reply = String(await this.run(SCRIPTS.put, this.perKey(key), [key, body, due, opts.final === true ? "1" : "0", this.now(), revision]));
     if (!PUT_RESULTS.has(reply)) throw new OutboxUnavailableError(`Redis outbox: unexpected put reply ${reply}`);
     return reply as PutResult;

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { InvalidArgumentError } from "../core/errors.js";
 
 /**
  * Webhook signatures, Stripe-style: the receiver recomputes an HMAC over the timestamp and the raw
@@ -17,7 +18,7 @@ const SCHEME = "sha256=";
 
 /** `sha256=<hex>` over `${timestampSeconds}.${rawBody}`. */
 export function signBody(secret: string, timestampSeconds: number, rawBody: string | Buffer): string {
-  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) throw new RangeError(`signBody: timestamp must be whole unix seconds, got ${timestampSeconds}`);
+  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) throw new InvalidArgumentError(`signBody: timestamp must be whole unix seconds, got ${timestampSeconds}`);
   return SCHEME + hmac(secret, String(timestampSeconds), rawBody).toString("hex");
 }
 

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { backoffDelay, retryAfterMs, type BackoffOptions } from "./backoff.js";
 import type { Claim, Outbox, SettleResult } from "./outbox.js";
 import { IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER, SIGNATURE_TIMESTAMP_HEADER, signBody } from "./signing.js";
+import { InvalidArgumentError } from "../core/errors.js";
 
 export interface OutboxPosterOptions {
   outbox: Outbox;
@@ -77,10 +78,10 @@ export class OutboxPoster {
   private cycle: Promise<CycleReport> | undefined;
 
   constructor(opts: OutboxPosterOptions) {
-    if (!opts.secret) throw new RangeError("OutboxPoster: secret must not be empty");
-    if (!(opts.leaseMs > opts.timeoutMs)) throw new RangeError(`OutboxPoster: leaseMs (${opts.leaseMs}) must exceed timeoutMs (${opts.timeoutMs}), or a slow post's entry is claimed and posted again meanwhile`);
-    if (!Number.isInteger(opts.maxAttempts) || opts.maxAttempts < 1) throw new RangeError(`OutboxPoster: maxAttempts must be a positive integer, got ${opts.maxAttempts}`);
-    if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new RangeError(`OutboxPoster: batch must be a positive integer, got ${opts.batch}`);
+    if (!opts.secret) throw new InvalidArgumentError("OutboxPoster: secret must not be empty");
+    if (!(opts.leaseMs > opts.timeoutMs)) throw new InvalidArgumentError(`OutboxPoster: leaseMs (${opts.leaseMs}) must exceed timeoutMs (${opts.timeoutMs}), or a slow post's entry is claimed and posted again meanwhile`);
+    if (!Number.isInteger(opts.maxAttempts) || opts.maxAttempts < 1) throw new InvalidArgumentError(`OutboxPoster: maxAttempts must be a positive integer, got ${opts.maxAttempts}`);
+    if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new InvalidArgumentError(`OutboxPoster: batch must be a positive integer, got ${opts.batch}`);
     this.o = opts;
     // A caller that names the component (the service: "callback-poster") keeps its name; a second
     // binding would write the key twice in every line, which strict JSON log pipelines reject.

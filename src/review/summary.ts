@@ -1,3 +1,4 @@
+import { CALLER_TURNS } from "../aiflow/eventKinds.js";
 import type { ReviewEntry } from "./entries.js";
 
 /** What a call came to, one label each (a call may have several: an SMS handed over, then transferred). */
@@ -35,8 +36,6 @@ export interface CallSummary {
   ended: boolean;
 }
 
-/** The caller's turns that wait for an answer. */
-const CALLER_TURNS = new Set(["user_speak", "dtmf_received"]);
 /** Answers that are an apology rather than the call's own answer. */
 const APOLOGY_ANSWERS = new Set(["gave_up", "store_unavailable"]);
 /** Guard reasons that make the caller hear an apology (a failed model, a failed turn). */
@@ -66,7 +65,7 @@ export function summarize(callId: string, entries: ReviewEntry[]): CallSummary {
       case "arrival":
         if (e.agent) s.agent = e.agent;
         if (e.caller) s.caller = e.caller;
-        if (CALLER_TURNS.has(e.event)) waiting = { at: e.at, held: false };
+        if (callerTurn(e.event)) waiting = { at: e.at, held: false };
         if (e.event === "session_end") {
           s.ended = true;
           if (!agentHungUp) outcomes.add("caller_hung_up");
@@ -131,4 +130,10 @@ export function summarize(callId: string, entries: ReviewEntry[]): CallSummary {
   if (s.waitsUntilHolding.length) s.maxWaitUntilHoldingMs = Math.max(...s.waitsUntilHolding);
   if (s.waitsUntilAnswer.length) s.maxWaitUntilAnswerMs = Math.max(...s.waitsUntilAnswer);
   return s;
+}
+
+/** A review entry's event (a string: the review also records what it could not parse) is one of the caller's turns. */
+function callerTurn(event: string): boolean {
+  const turns: ReadonlySet<string> = CALLER_TURNS;
+  return turns.has(event);
 }

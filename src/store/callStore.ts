@@ -139,7 +139,7 @@ export interface CommitRequest<S extends object = object> {
   notSentSeen?: number[];
 }
 
-export interface NextEvent {
+export interface NextEvent<S extends object = object> {
   event?: QueuedEvent;
   droppedThrough: number;
   held: boolean;
@@ -147,7 +147,7 @@ export interface NextEvent {
   /** Committed entries that never reached sipgate, noted after their commit (`markNotSent`): the turn makes its state true for them. */
   notSent?: NotedEntry[];
   /** The call's state as last committed, read with the event (set whenever `event` is): the turn needs no `get`. */
-  current?: { state: CallState | undefined };
+  current?: { state: CallState<S> | undefined };
 }
 
 /** A committed entry noted as never sent (see CallStore.markNotSent): the event that produced it, and its actions. */
@@ -162,16 +162,16 @@ export interface LeaseTake {
 }
 
 /** `taken`: the lease was free and is now `token`'s; the call's next event, as `nextEvent` gives it. */
-export type TakingArrival = Arrival & { taken?: NextEvent };
+export type TakingArrival<S extends object = object> = Arrival & { taken?: NextEvent<S> };
 
 /**
  * What a commit that goes on does next, in the same request: the call's next event (as `nextEvent`
  * gives it) when one is queued, else the lease is released (`released`, with the highest seq queued
  * then: an event queued later finds the lease free).
  */
-export interface CommitThen {
+export interface CommitThen<S extends object = object> {
   result: CommitResult;
-  next?: NextEvent;
+  next?: NextEvent<S>;
   released?: { queued: number };
 }
 
@@ -249,7 +249,7 @@ export interface CallStore<S extends object = object> {
    * and the call's next event with it (attempts counted), all in one request: an instance whose
    * event finds the call idle runs its turn without asking again.
    */
-  arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival>;
+  arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival<S>>;
   /** Take the call's lease with `token` if nobody holds it. */
   acquireLease(callId: string, token: string, ttlMs: number): Promise<boolean>;
   /** Extend our lease; `held: false` if it was lost. Also tells how far answers gave up (to abort a dropped turn early). */
@@ -260,7 +260,7 @@ export interface CallStore<S extends object = object> {
    * undelivered outbox entries of earlier events that hold a send (`pendingSends`): this event
    * overtook them, so they wait for its verdict.
    */
-  nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent>;
+  nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent<S>>;
   /** A live instance lost the lease mid-turn: the attempt it counted for event `seq` is given back (unfenced; only while `seq` is still the head). */
   yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void>;
   /** Fenced: only while `token` holds the lease. */
@@ -269,7 +269,7 @@ export interface CallStore<S extends object = object> {
    * `commit`, then, when it committed or dropped the event, the call's next event or (none queued)
    * the lease released, in one request (see CommitThen). A lost lease: `{ result: "lease_lost" }`.
    */
-  commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen>;
+  commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen<S>>;
   progress(callId: string): Promise<Progress>;
   /**
    * Tell `listener` whenever a commit or put-back changes the call, whichever instance made it

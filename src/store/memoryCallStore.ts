@@ -24,6 +24,7 @@ import {
   type Subscription,
   type Transport,
 } from "./callStore.js";
+import { InvariantError } from "../core/errors.js";
 
 interface Hold {
   /** A holding line was the last answer: its follow-up events only collect. */
@@ -136,8 +137,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return this.once(callId, requestId, (): Arrival => this.queue(callId, e));
   }
 
-  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival> {
-    return this.once(callId, requestId, (): TakingArrival => {
+  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival<S>> {
+    return this.once(callId, requestId, (): TakingArrival<S> => {
       const arrival = this.queue(callId, e);
       if (arrival.kind !== "queued" || !this.take(callId, lease.token, lease.ttlMs)) return arrival;
       return { ...arrival, taken: this.next(callId, lease.token) };
@@ -182,11 +183,11 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     this.changed(callId);
   }
 
-  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    return this.once(callId, requestId, (): NextEvent => this.next(callId, token));
+  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent<S>> {
+    return this.once(callId, requestId, (): NextEvent<S> => this.next(callId, token));
   }
 
-  private next(callId: string, token: string): NextEvent {
+  private next(callId: string, token: string): NextEvent<S> {
     const c = this.call(callId);
     if (!this.holds(c, token)) return { held: false, droppedThrough: c.hold.droppedThrough };
     const head = c.queue[0];
@@ -197,8 +198,8 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
     return { event: { ...head, event: jsonCopy(head.event) }, droppedThrough: c.hold.droppedThrough, held: true, pendingSends, ...notSent, current: { state: this.read(c) } };
   }
 
-  async commitAndNext(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen> {
-    return this.once(callId, requestId, (): CommitThen => {
+  async commitAndNext(callId: string, token: string, r: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen<S>> {
+    return this.once(callId, requestId, (): CommitThen<S> => {
       const result = this.commitNow(callId, token, r);
       if (result === "lease_lost") return { result };
       const next = this.next(callId, token);
@@ -250,7 +251,7 @@ export class MemoryCallStore<S extends object = object> implements CallStore<S> 
       const c = this.call(callId);
       if (!this.holds(c, token)) return "lease_lost";
       const head = c.queue[0];
-      if (!head || head.seq !== r.seq) throw new Error(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
+      if (!head || head.seq !== r.seq) throw new InvariantError(`commit of event ${r.seq} for call ${callId}, but the queue head is ${head?.seq}`);
       c.queue.shift();
       c.processed = r.seq;
       if (r.droppable && r.seq <= c.hold.droppedThrough) return "dropped";

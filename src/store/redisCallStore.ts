@@ -28,7 +28,7 @@ import {
   type Subscription,
   type Transport,
 } from "./callStore.js";
-import { AgentError } from "../core/errors.js";
+import { AgentError, InvariantError } from "../core/errors.js";
 
 export interface RedisCallStoreOptions {
   /** Prepended to every key (default "aiflow:"). Must not contain "{" (the keys' hash tags). */
@@ -539,10 +539,10 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     return seq > 0 ? { kind: "queued", seq } : { kind: "collect" };
   }
 
-  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival> {
+  async arriveAndTake(callId: string, e: Arriving, lease: LeaseTake, requestId?: RequestId): Promise<TakingArrival<S>> {
     const [seq, next] = (await this.run(SCRIPTS.arriveTake, callId, [...this.arriveArgs(e), lease.token, ms(lease.ttlMs)], requestId)) as [number, NextReply?];
     if (Number(seq) === 0) return { kind: "collect" };
-    return next ? { kind: "queued", seq: Number(seq), taken: parseNext(next) } : { kind: "queued", seq: Number(seq) };
+    return next ? { kind: "queued", seq: Number(seq), taken: parseNext<S>(next) } : { kind: "queued", seq: Number(seq) };
   }
 
   private arriveArgs(e: Arriving): Array<string | number> {
@@ -566,8 +566,8 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     await this.run(SCRIPTS.release, callId, [token]);
   }
 
-  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent> {
-    return parseNext((await this.run(SCRIPTS.next, callId, [token], requestId)) as NextReply);
+  async nextEvent(callId: string, token: string, requestId?: RequestId): Promise<NextEvent<S>> {
+    return parseNext<S>((await this.run(SCRIPTS.next, callId, [token], requestId)) as NextReply);
   }
 
   async yieldEvent(callId: string, seq: number, requestId?: RequestId): Promise<void> {
@@ -580,13 +580,13 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
     return this.committed(callId, c, reply, expiresAt, stateMode);
   }
 
-  async commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen> {
+  async commitAndNext(callId: string, token: string, c: CommitRequest<S>, requestId?: RequestId): Promise<CommitThen<S>> {
     const { args, expiresAt, stateMode } = this.commitArgs(token, c);
     const [reply, then] = (await this.run(SCRIPTS.commitNext, callId, args, requestId)) as [CommitReply, (["next", ...NextReply] | ["released", number])?];
     const result = await this.committed(callId, c, reply, expiresAt, stateMode);
     if (!then) return { result };
     if (then[0] === "released") return { result, released: { queued: Number(then[1]) } };
-    return { result, next: parseNext(then.slice(1) as NextReply) };
+    return { result, next: parseNext<S>(then.slice(1) as NextReply) };
   }
 
   private commitArgs(token: string, c: CommitRequest<S>) {
@@ -606,7 +606,7 @@ export class RedisCallStore<S extends object = object> implements CallStore<S> {
         return result;
       case "bad_head":
         // A programming error of the caller, not an unavailable store.
-        throw new Error(`commit of event ${c.seq} for call ${callId}, but the queue head is ${detail === "" ? undefined : detail}`);
+        throw new InvariantError(`commit of event ${c.seq} for call ${callId}, but the queue head is ${detail === "" ? undefined : detail}`);
       case "committed":
         // The index lives in another cluster slot, so it cannot be in the script. It only counts
         // calls (size()): the commit stands even if this update fails, and a stale member ends
@@ -734,10 +734,11 @@ const MAX_INDEXED = 100_000;
 type CommitReply = [string, (string | number)?];
 type NextReply = [number, number, string?, string?, number?, ...string[]];
 
-function parseNext([held, droppedThrough, el, state, pending, ...elements]: NextReply): NextEvent {
+/** The store's reply, with the call's state as this store keeps it (`S`, written by its own commits). */
+function parseNext<S extends object>([held, droppedThrough, el, state, pending, ...elements]: NextReply): NextEvent<S> {
   if (Number(held) !== 1) return { held: false, droppedThrough: Number(droppedThrough) };
   if (el === undefined) return { droppedThrough: Number(droppedThrough), held: true };
-  const current = { state: state ? (JSON.parse(state) as CallState) : undefined };
+  const current = { state: state ? (JSON.parse(state) as CallState<S>) : undefined };
   const sends = elements.slice(0, Number(pending));
   const unsent = elements.slice(Number(pending));
   return { event: parseQueued(el), droppedThrough: Number(droppedThrough), held: true, pendingSends: sends.map(parseOutbox), ...(unsent.length ? { notSent: unsent.map(parseNoted) } : {}), current };

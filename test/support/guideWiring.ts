@@ -19,7 +19,7 @@ export function wireGuideAgent(root: string, guidePart: string): void {
   edit("src/config/schema.ts", /export const AGENTS = \[[^\]]*\] as const;/, (s) => s.replace("] as const", ', "pharmacy"] as const'));
   edit("src/service.ts", 'import { callbackFlow } from "../tools/callback/agent.js";\n', (s) => `${s}import { pharmacyFlow } from "../tools/pharmacy/agent.js";\n`);
   // `prescriptions: <your lookup>`: the demo's, where only pickup code 4711 is ready.
-  edit("src/service.ts", /\n {4}default:\n {6}throw new Error\(`no agent/, (s) =>
+  edit("src/service.ts", /\n {4}default:\n {6}throw new InvariantError\(`no agent/, (s) =>
     `\n    case "pharmacy":\n      pipeline = wire(pharmacyFlow, { config, ledger, limiter, hasher, prescriptions: { status: async (code) => (code === "4711" ? { ready: true } : undefined) } });\n      break;${s}`,
   );
   edit("src/cli/flowDiagram.ts", 'import { receptionFlow } from "../../tools/reception/agent.js";\n', (s) => `${s}import { pharmacyFlow } from "../../tools/pharmacy/agent.js";\n`);

@@ -106,12 +106,11 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
   initialState: () => ({ ...initialSmsSlice(), ...initialCallbackSlice() }),
   lines: CALLBACK_LINES,
   notes: CALLBACK_NOTES,
-  promptValues,
   // A barge-in into a read-back needs no hook: the engine notes it, and answerTo (src/engine/heard.ts) reads it.
-  hooks: {},
-  hookTransitions: {},
-  observers: { session_end: onSessionEnd },
-  neverReplay: [],
-  // Every committed turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
-  afterCommit: (state, services, { now, log, seq }) => saveReport(state, services, log, now, false, seq),
+  hooks: {
+    promptValues,
+    observe: { session_end: onSessionEnd },
+    // Every committed turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
+    afterCommit: (state, services, { now, log, seq }) => saveReport(state, services, log, now, false, seq),
+  },
 });

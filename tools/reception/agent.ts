@@ -63,8 +63,5 @@ export const receptionFlow = defineFlow<ReceptionFlowTypes>({
   initialState: () => ({ ...initialSmsSlice(), transfer: undefined }),
   lines: TRANSFER_LINES,
   notes: TRANSFER_NOTES,
-  promptValues,
-  hookTransitions: {},
-  hooks: { session_start: onSessionStart },
-  neverReplay: [],
+  hooks: { promptValues, on: { session_start: onSessionStart } },
 });

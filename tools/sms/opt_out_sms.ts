@@ -9,7 +9,7 @@ const MAX_SPOKEN_NUMBER_CHARS = 200;
 /**
  * The caller never wants SMS from us again: the number goes on the do-not-text list (checked on
  * every later send, in every call), and no SMS leaves in this call. Offered in every LLM step of
- * every flow with the SMS task (its `flowTools`), since a caller may say it anywhere.
+ * every flow with the SMS task (its `tools`), since a caller may say it anywhere.
  */
 export const optOutSms = defineTool<SmsFlowTypes>()({
   name: "opt_out_sms",

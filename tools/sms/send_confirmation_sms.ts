@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { actions } from "../../src/aiflow/actions.js";
-import { defineTool } from "../../src/engine/define.js";
+import { defineTool, type Decision } from "../../src/engine/define.js";
 import { consentVerdict } from "../../src/tasks/sms/consentRules.js";
 import { renderSmsText } from "../../src/tasks/sms/smsText.js";
 import { speakable } from "../../src/tasks/sms/numbers.js";
@@ -39,12 +39,12 @@ const REFUSAL_LINE: Record<SendRefusal, SmsLineKey | ((standing: number) => SmsL
 };
 
 /** Whether a guard decision's reason is one of the gate's send refusals (every SendRefusal has a line above). */
-function isSendRefusal(reason: string): reason is SendRefusal {
+function isSendRefusal(reason: Decision<SmsFlowTypes>["reason"] | SmsTaskRefusal): reason is SendRefusal {
   return Object.hasOwn(REFUSAL_LINE, reason);
 }
 
 /** The gate's reason as a typed refusal: anything but a send refusal is a malformed action. */
-function asRefusal(reason: string): SmsTaskRefusal {
+function asRefusal(reason: Decision<SmsFlowTypes>["reason"]): SmsTaskRefusal {
   return isSendRefusal(reason) ? reason : "invalid_action";
 }
 

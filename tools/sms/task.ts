@@ -1,5 +1,6 @@
 import type { AppConfig } from "../../src/config/schema.js";
 import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
+import { spokenOver } from "../../src/engine/heard.js";
 import { askForOtherNumber } from "./ask_for_other_number.js";
 import { cancelSms } from "./cancel_sms.js";
 import { collectPhoneNumber } from "./collect_phone_number.js";
@@ -125,7 +126,7 @@ function consentStatus(state: SmsCallState): string {
   const c = state.sms.consent;
   if (state.sms.declined) return "the caller declined or cancelled the SMS; final for this call";
   if (!c) return "not asked";
-  if (!c.answer) return c.interrupted || (state.bargedIn !== undefined && c.spokenIndex <= state.bargedIn) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
+  if (!c.answer) return c.interrupted || spokenOver(state, c.spokenIndex) ? "question interrupted, asked again" : "asked, waiting for the caller's answer";
   return c.answer.consented ? "given" : "declined";
 }
 
@@ -158,30 +159,34 @@ const onSmsFailed: EventHook<SmsFlowTypes> = async (ctx, event) => {
  * `next: startTask(SMS_TASK, { slots, offerNumber })` (the `start_sms_flow` tool does).
  */
 export const smsTask: TaskDef<SmsFlowTypes, SmsTaskParams, SmsTaskResult> = {
-    name: SMS_TASK.name,
-    start: startSms,
-    steps: [collectNumber, confirmConsent, sendSms],
-    entrySteps: SMS_TASK_ENTRY,
-    lines: SMS_LINES,
-    notes: SMS_NOTES,
+  name: SMS_TASK.name,
+  start: startSms,
+  steps: [collectNumber, confirmConsent, sendSms],
+  entrySteps: SMS_TASK_ENTRY,
+  lines: SMS_LINES,
+  notes: SMS_NOTES,
+  // "Never text me again" may come in any step of any flow with the task.
+  tools: [optOutSms],
+  hooks: {
     promptValues: smsPromptValues,
-    observers: { sms_failed: recordSmsFailure },
-    hooks: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: onSmsFailed },
-    hookTransitions: { sms_failed: [RETRY_STEP] },
+    on: { user_speak: onUserSpeak, dtmf_received: onDtmf, sms_failed: { handle: onSmsFailed, transitions: [RETRY_STEP] } },
+    observe: { sms_failed: recordSmsFailure },
     gate: new SmsActionGate(),
     // No claim that an SMS was sent unless one stands, never that one arrived.
     checkModelText: (text, ctx) => {
       const d = checkModelUtterance(text, ctx.state, ctx.state.language);
       return d.allowed || d.reason === "ok" ? { allowed: true } : { allowed: false, decision: { ...d, reason: d.reason }, correction: d.reason };
     },
-    // A redelivered event whose answer sent an SMS is not answered again.
-    neverReplay: ["send_sms"],
-    onOutcome: recordSendOutcome,
-    onUnevaluated: treatAsNo,
-    onRetry: settleOrphanSends,
-    onStateLost: recallFromLedger,
-    // "Never text me again" may come in any step of any flow with the task.
-    flowTools: [optOutSms],
     // Words that overtook a yes's send are judged once the turn is done (overtaken.ts).
     afterTurn: recheckDone,
+    // The consent ledger is evidence outside the call store: kept true when a call goes wrong.
+    recovery: {
+      // A redelivered event whose answer sent an SMS is not answered again.
+      neverReplay: ["send_sms"],
+      onOutcome: recordSendOutcome,
+      onUnevaluated: treatAsNo,
+      onRetry: settleOrphanSends,
+      onStateLost: recallFromLedger,
+    },
+  },
 };

@@ -20,14 +20,14 @@ interface ArrivalHooks {
  * and queued again, in the order they came, once the store answers; until then the call's turns
  * do not run on this instance (`waiting`), so no send this instance delivers can overtake them.
  */
-export class Arrivals {
+export class Arrivals<S extends object = object> {
   /** Per call: events the store could not take, oldest first. */
   private readonly unqueued = new Map<string, Arriving[]>();
   /** Per call: the drain of its kept events running now (one at a time). */
   private readonly draining = new Map<string, Promise<void>>();
 
   constructor(
-    private readonly store: Pick<CallStore, "arrive" | "arriveAndTake">,
+    private readonly store: Pick<CallStore<S>, "arrive" | "arriveAndTake">,
     private readonly timers: Clock,
     private readonly retryMs: number,
     private readonly log: Logger,
@@ -43,7 +43,7 @@ export class Arrivals {
    * Queue an event, after the call's kept ones; one the store cannot take is kept if it must not be
    * lost. With `lease`, an event queued straight away takes the call's lease if it is free (`taken`).
    */
-  async arrive(callId: string, e: Arriving, lease?: LeaseTake): Promise<TakingArrival> {
+  async arrive(callId: string, e: Arriving, lease?: LeaseTake): Promise<TakingArrival<S>> {
     // Traced: the event's span goes with it, for a turn that runs on another instance.
     const trace = telemetry.traceparent();
     if (trace && !e.trace) e = { ...e, trace };

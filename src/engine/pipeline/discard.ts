@@ -1,6 +1,6 @@
 import type { CallStore } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
-import type { OutcomeEntry } from "../define.js";
+import type { OutcomeEntry } from "../recovery.js";
 import { untilAnswered } from "./resend.js";
 
 /** Take every entry still waiting in the call's outbox, for a call that ends: none of it will be said. Returns them, with what a socket took and never pushed (`withheld`). */

@@ -8,6 +8,7 @@ import { HELD_BACK, LostCollects, STORE_ROUND_TRIP_MS } from "./lostCollects.js"
 import { MAX_WATCH_MS, type Answer, type LocalStream, type PipelineDeps } from "./types.js";
 import type { CallWorker } from "./worker.js";
 import { telemetry } from "../../core/telemetry.js";
+import { InvariantError } from "../../core/errors.js";
 
 /**
  * The webhook's answerer: one event in, its answer within the deadline (`server.answerWithinMs`):
@@ -101,7 +102,7 @@ export class HttpAnswerer<F extends FlowTypes = FlowTypes> {
     const { store } = this.deps;
     try {
       const arrival = await store.arrive(callId, { key, event, via: "http", holdingFollowUp: false });
-      if (arrival.kind !== "queued") throw new Error("unreachable: process() never collects");
+      if (arrival.kind !== "queued") throw new InvariantError("unreachable: process() never collects");
       const seq = arrival.seq;
       this.worker.progress.queued(callId, seq);
       const stream: LocalStream = { pushed: new WeakSet() };

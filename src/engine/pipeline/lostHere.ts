@@ -1,5 +1,5 @@
 import { Stop, type Clock } from "../clock.js";
-import type { OutcomeEntry } from "../define.js";
+import type { OutcomeEntry } from "../recovery.js";
 import { MAX_WATCH_MS } from "./types.js";
 
 /** How long the call's end waits for this instance's lost answers still being settled (its last word, a report, waits with it). */

@@ -3,13 +3,14 @@ import type { AiFlowAction } from "../../aiflow/actions.js";
 import type { CallState } from "../../core/callState.js";
 import { holdsSend, type NotedEntry } from "../../store/callStore.js";
 import type { Clock } from "../clock.js";
-import type { FlowTypes, NotSentReason, OutcomeEntry, RerunReason } from "../define.js";
+import type { FlowTypes } from "../define.js";
+import type { NotSentReason, OutcomeEntry, RerunReason } from "../recovery.js";
 import { LostHere } from "./lostHere.js";
 import { RETRY_MS, untilAnswered } from "./resend.js";
 import { MAX_WATCH_MS, type PipelineDeps } from "./types.js";
 
 /**
- * What became of a call's actions, as the flow hears it (FlowDef.onOutcome): handed over, not sent,
+ * What became of a call's actions, as the flow hears it (RecoveryHooks.onOutcome): handed over, not sent,
  * and, for an attempt whose result was never committed, what it left once its event is done. Each
  * action is named by the event that produced it (its outbox entry's seq), so the flow's records of
  * it (the SMS task's sms_handed_over / sms_not_sent) name the approval they answer.

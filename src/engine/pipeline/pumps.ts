@@ -1,9 +1,9 @@
 import type { NextEvent } from "../../store/callStore.js";
 
 /** A lease an arrival took for this instance, with the event to run first. */
-export interface TakenLease {
+export interface TakenLease<S extends object = object> {
   token: string;
-  next: NextEvent;
+  next: NextEvent<S>;
   seq: number;
 }
 
@@ -14,18 +14,18 @@ export interface TakenLease {
  * takes with its commit (or that an arrival took the lease for) costs no second pump, which would
  * take the lease and look at the queue again for nothing.
  */
-export class Pumps {
+export class Pumps<S extends object = object> {
   private readonly running = new Map<string, Promise<void>>();
   /** Per call, while its pump runs: the highest seq a kick asked for (Infinity: anything). */
   private readonly wanted = new Map<string, number>();
   /** Per call, while its pump runs: the highest seq it knows was queued when it looked. */
   private readonly covered = new Map<string, number>();
   /** Per call: a lease an arrival took, until its pump starts. */
-  private readonly taken = new Map<string, TakenLease>();
+  private readonly taken = new Map<string, TakenLease<S>>();
 
   constructor(
     /** Runs the call's turns (with a lease an arrival took, or taking it). */
-    private readonly pump: (callId: string, taken?: TakenLease) => Promise<void>,
+    private readonly pump: (callId: string, taken?: TakenLease<S>) => Promise<void>,
     private readonly failed: (callId: string, e: Error) => void,
     /** The pump stopped (the call's waits are told). */
     private readonly stopped: (callId: string) => void,
@@ -46,7 +46,7 @@ export class Pumps {
   }
 
   /** An arrival took the call's lease: its pump starts at `start` (once the transport lent the turn its stream), at the latest after this tick. */
-  took(callId: string, lease: TakenLease): void {
+  took(callId: string, lease: TakenLease<S>): void {
     this.taken.set(callId, lease);
     setImmediate(() => this.start(callId));
   }
@@ -80,7 +80,7 @@ export class Pumps {
     this.wanted.set(callId, Infinity);
   }
 
-  private run(callId: string, lease?: TakenLease): Promise<void> {
+  private run(callId: string, lease?: TakenLease<S>): Promise<void> {
     const before = this.running.get(callId);
     if (lease) this.saw(callId, lease.seq);
     const pump: Promise<void> = (before ?? Promise.resolve())

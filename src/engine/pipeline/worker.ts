@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { actions as build } from "../../aiflow/actions.js";
 import { CONVERSATIONAL } from "../../aiflow/eventKinds.js";
-import type { CallState } from "../../core/callState.js";
 import { emptyTurnRecord } from "../../core/turnRecord.js";
 import { StoreUnavailableError, type Arrival, type CommitThen, type CommitRequest, type NextEvent, type NotedEntry, type OutboxEntry, type QueuedEvent } from "../../store/callStore.js";
 import { Stop, systemClock, type Clock } from "../clock.js";
@@ -34,7 +33,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   readonly outcomes: ActionOutcomes<F>;
   readonly timers: Clock;
   private readonly pollMs: number;
-  readonly pumps: Pumps;
+  readonly pumps: Pumps<F["state"]>;
   /** Each call's after-commit work still running (snapshots), in turn order. */
   private readonly afterCommits: AfterCommits<F>;
   /** What the transports lend the turns of their events, by call and seq. */
@@ -43,7 +42,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   /** Events (call, seq) whose call's lease another instance held when they arrived. */
   private readonly heldElsewhere = new Set<string>();
   private closing = false;
-  readonly arrivals: Arrivals;
+  readonly arrivals: Arrivals<F["state"]>;
   /** Turns whose commit threw: with the request id it went out under, so the store can be asked again what became of it. */
   private readonly uncommitted = new Map<string, { seq: number; outcome: TurnOutcome<F["state"]>; droppable: boolean; requestId: string }>();
 
@@ -150,7 +149,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     this.background(watcher);
   }
 
-  private async pump(callId: string, taken?: TakenLease): Promise<void> {
+  private async pump(callId: string, taken?: TakenLease<F["state"]>): Promise<void> {
     const { store, log } = this.deps;
     const leaseMs = this.deps.options.answer.leaseMs;
     const token = taken?.token ?? randomUUID();
@@ -196,7 +195,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
         }
         const event = next.event;
         this.pumps.saw(callId, event.seq);
-        let step: CommitThen;
+        let step: CommitThen<F["state"]>;
         try {
           const noted = next.notSent ?? [];
           step = await telemetry.turn(callId, event.key, event.seq, event.event.type, () => this.runQueued(callId, token, event, next.pendingSends ?? [], next.current, noted), event.trace);
@@ -227,7 +226,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     }
   }
 
-  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[], read: NextEvent["current"], noted: NotedEntry[]): Promise<CommitThen> {
+  private async runQueued(callId: string, token: string, q: QueuedEvent, pendingSends: OutboxEntry[], read: NextEvent<F["state"]>["current"], noted: NotedEntry[]): Promise<CommitThen<F["state"]>> {
     const { store, engine, options, log } = this.deps;
     const droppable = CONVERSATIONAL.has(q.event.type);
     const ttlSeconds = options.limits.sessionTtlSeconds;
@@ -244,7 +243,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
       if (!(await ranAfterAll(this.deps.store, callId, token, unsaved, this.deps.options.limits.sessionTtlSeconds))) await this.outcomes.commitFailedDone(callId, unsaved.seq, unsaved.outcome.record.actions, q.event.type);
     }
     // Read with the event (the store's own copy): no second request for it.
-    const current = read ? (read.state as CallState<F["state"]> | undefined) : await store.get(callId);
+    const current = read ? read.state : await store.get(callId);
     // Sends noted as never sent after their commit: the state stops counting them (see ActionOutcomes.notesFor).
     const notSentSeen = current ? await this.outcomes.applyNoted(callId, await this.outcomes.notesFor(callId, q.event.type === "session_end", noted), current) : [];
     if (q.attempts > MAX_ATTEMPTS) {
@@ -294,7 +293,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
   }
 
   /** Commit a turn's outcome (fenced), and record what never left. */
-  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean, notSentSeen: number[] = []): Promise<CommitThen> {
+  private async commitOutcome(callId: string, token: string, q: QueuedEvent, outcome: TurnOutcome<F["state"]>, local: LocalStream | undefined, droppable: boolean, notSentSeen: number[] = []): Promise<CommitThen<F["state"]>> {
     const { store, options } = this.deps;
     const { record, next } = outcome;
     // A redelivery over the socket pushes nothing twice; over HTTP the lost answer is given again,
@@ -302,7 +301,7 @@ export class CallWorker<F extends FlowTypes = FlowTypes> {
     const firstStillWaiting = record.duplicate && (await store.progress(callId)).ready[q.via] > 0;
     const deliver = (q.via === "ws" && record.duplicate) || firstStillWaiting ? [] : record.actions.filter((a) => !local?.pushed.has(a));
     // The store decides, atomically: committed, dropped (an answer gave up on it) or lease_lost (fenced).
-    let then: CommitThen;
+    let then: CommitThen<F["state"]>;
     // Sent under one request id until the store answers: a try whose reply was lost is answered as it ran.
     const requestId = randomUUID();
     try {

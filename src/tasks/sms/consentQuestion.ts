@@ -1,5 +1,6 @@
 import { recordEvidence, type SmsContext } from "./types.js";
 import { speakable } from "./numbers.js";
+import { InvariantError } from "../../core/errors.js";
 
 /**
  * Put the configured consent question, naming the current number, to the caller and
@@ -9,7 +10,7 @@ export async function askConsentQuestion(ctx: SmsContext): Promise<void> {
   const { state } = ctx;
   const { config } = ctx.services;
   const number = state.sms.number;
-  if (!number) throw new Error("askConsentQuestion without a number");
+  if (!number) throw new InvariantError("askConsentQuestion without a number");
   // Defence in depth: after a "no" the question is never put again, whoever asks for it.
   if (state.sms.declined) {
     ctx.guard({ subject: "consent_question", allowed: false, reason: "declined" });

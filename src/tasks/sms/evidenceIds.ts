@@ -1,5 +1,5 @@
 import type { AiFlowAction } from "../../aiflow/actions.js";
-import type { OutcomeEntry } from "../../engine/define.js";
+import type { OutcomeEntry } from "../../engine/recovery.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 
 /**

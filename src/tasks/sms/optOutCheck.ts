@@ -1,4 +1,5 @@
 import type { SendRefusal, SmsContext } from "./types.js";
+import { OptOutListError } from "../../ledger/optOut.js";
 
 /**
  * Why the gate refuses a send to this number because of the list, or undefined. A list that is on
@@ -9,7 +10,7 @@ export async function optOutRefusal(ctx: SmsContext, number: string): Promise<{ 
   if (!ctx.services.config.ledger.optOutList) return undefined;
   const { ledger } = ctx.services;
   try {
-    if (!ledger.optedOut) throw new Error("this consent ledger keeps no do-not-text list");
+    if (!ledger.optedOut) throw new OptOutListError("this consent ledger keeps no do-not-text list");
     return (await ledger.optedOut(number)) ? { reason: "recipient_opted_out", detail: "the number is on the do-not-text list" } : undefined;
   } catch (e) {
     return { reason: "opt_out_list_unavailable", detail: (e as Error).message };

@@ -1,4 +1,4 @@
-import type { ActionOutcome, NotSentReason, RerunReason } from "../../engine/define.js";
+import type { ActionOutcome, NotSentReason, RerunReason } from "../../engine/recovery.js";
 import type { SmsNotSentReason } from "../../ledger/ledger.js";
 import { approvalPrefix, approvedSends } from "./evidenceIds.js";
 import { answeredApprovals, recordHandedOver, recordNotSent } from "./sendRecords.js";
@@ -26,7 +26,7 @@ const DETAIL: Record<NotSentReason | RerunReason, string> = {
 };
 
 /**
- * What became of the task's sends, as the transport reports it (FlowDef.onOutcome):
+ * What became of the task's sends, as the transport reports it (RecoveryHooks.onOutcome):
  * - handed over: one sms_handed_over per send, naming its approval;
  * - not sent: one sms_not_sent with the reason, the rate-limit hits back and, where the outcome is
  *   known inside a turn (the call ended), the state stops saying it was sent;

@@ -15,15 +15,18 @@ import { telemetry } from "../../core/telemetry.js";
 /** The detail of an sms_withdrawn the gate writes instead of approving (no sms_sent precedes it). */
 export const SUPERSEDED_DETAIL = "the turn's answer can no longer leave (lease lost or answer given up)";
 
+/** The gate's decisions: a send refused for a typed reason, a malformed action, a send with consent. */
+type GateDecision = GuardDecision<SendRefusal | "invalid_action" | "consent_recorded">;
+
 /**
  * The one gate every outgoing action passes. It re-derives every SMS rule from state and
  * config, independent of what the tool that built the action believed, so neither a tool
  * bug nor a lying model can send an SMS without recorded consent for exactly that number.
  */
 export class SmsActionGate implements ActionGate<SmsFlowTypes> {
-  async review(actions: AiFlowAction[], ctx: SmsContext): Promise<{ allowed: AiFlowAction[]; decisions: GuardDecision[] }> {
+  async review(actions: AiFlowAction[], ctx: SmsContext): Promise<{ allowed: AiFlowAction[]; decisions: GateDecision[] }> {
     const allowed: AiFlowAction[] = [];
-    const decisions: GuardDecision[] = [];
+    const decisions: GateDecision[] = [];
     for (const action of actions) {
       // The protocol schema (a builder-made action was checked when built and is frozen since);
       // every SMS rule below is re-derived for every send_sms, builder-made or not.
@@ -48,13 +51,13 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     return { allowed, decisions };
   }
 
-  private refuse(ctx: SmsContext, subject: string, reason: SendRefusal | "invalid_action", detail?: string): GuardDecision {
-    const d: GuardDecision = { subject, allowed: false, reason, ...(detail ? { detail } : {}) };
+  private refuse(ctx: SmsContext, subject: string, reason: SendRefusal | "invalid_action", detail?: string): GateDecision {
+    const d: GateDecision = { subject, allowed: false, reason, ...(detail ? { detail } : {}) };
     ctx.log.warn({ sessionId: ctx.sessionId, step: ctx.state.step, guard: d }, "action refused");
     return d;
   }
 
-  private async reviewSend(action: SendSmsAction, ctx: SmsContext): Promise<GuardDecision> {
+  private async reviewSend(action: SendSmsAction, ctx: SmsContext): Promise<GateDecision> {
     const { state } = ctx;
     const { config } = ctx.services;
     const { sms } = state;
