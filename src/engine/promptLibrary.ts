@@ -56,7 +56,7 @@ export class PromptLibrary {
           .filter((l) => l !== "")
           .map((l) => {
             const m = /^[-*]\s+(.+)$/.exec(l);
-            if (!m) throw new Error(`${file} ## ${verdict}: "${l}" is not a list entry ("- …")`);
+            if (!m) throw new FlowDefinitionError(`${file} ## ${verdict}: "${l}" is not a list entry ("- …")`);
             return m[1]!.trim();
           });
       }

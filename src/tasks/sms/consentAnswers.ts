@@ -3,6 +3,7 @@ import { answerTo } from "../../engine/heard.js";
 import { STEP } from "./stepNames.js";
 import type { SmsContext, SmsFlowTypes } from "./types.js";
 import type { ToolDef } from "../../engine/define.js";
+import { FlowDefinitionError } from "../../core/errors.js";
 
 /**
  * The consent turn without model time: a clear "yes" or "no" to the consent question, said as one
@@ -53,25 +54,25 @@ export function compileConsentAnswers(lists: RuleLists, file = CONSENT_ANSWERS_F
   const known = compiled.get(lists);
   if (known) return known;
   for (const section of Object.keys(lists)) {
-    if (section !== "yes" && section !== "no" && section !== "never") throw new Error(`${file}: unknown section "## ${section}" (use yes, no, never)`);
+    if (section !== "yes" && section !== "no" && section !== "never") throw new FlowDefinitionError(`${file}: unknown section "## ${section}" (use yes, no, never)`);
   }
   const never = new Set((lists.never ?? []).map(normaliseUtterance));
-  for (const w of never) if (w.includes(" ") || w === "") throw new Error(`${file} ## never: "${w}" must be a single word`);
+  for (const w of never) if (w.includes(" ") || w === "") throw new FlowDefinitionError(`${file} ## never: "${w}" must be a single word`);
   const build = (verdict: ConsentVerdictWord): Set<string> => {
     const entries = lists[verdict];
-    if (!entries || entries.length === 0) throw new Error(`${file}: section "## ${verdict}" is missing or empty`);
+    if (!entries || entries.length === 0) throw new FlowDefinitionError(`${file}: section "## ${verdict}" is missing or empty`);
     const set = new Set<string>();
     for (const raw of entries) {
       const entry = normaliseUtterance(raw);
       const why = entry === "" ? "is empty" : QUESTION.test(raw) ? "is a question" : NUMBER.test(raw) ? "has a number" : entry.split(" ").find((w) => never.has(w)) ? "has a word of ## never" : undefined;
-      if (why) throw new Error(`${file} ## ${verdict}: "${raw}" ${why}; such answers are the model's`);
-      if (set.has(entry)) throw new Error(`${file} ## ${verdict}: "${raw}" is listed twice`);
+      if (why) throw new FlowDefinitionError(`${file} ## ${verdict}: "${raw}" ${why}; such answers are the model's`);
+      if (set.has(entry)) throw new FlowDefinitionError(`${file} ## ${verdict}: "${raw}" is listed twice`);
       set.add(entry);
     }
     return set;
   };
   const c: Compiled = { yes: build("yes"), no: build("no"), never };
-  for (const e of c.yes) if (c.no.has(e)) throw new Error(`${file}: "${e}" is listed as both yes and no`);
+  for (const e of c.yes) if (c.no.has(e)) throw new FlowDefinitionError(`${file}: "${e}" is listed as both yes and no`);
   compiled.set(lists, c);
   return c;
 }
