@@ -150,7 +150,9 @@ export async function capacityScenario(o: CapacityOptions = CAPACITY_DEFAULTS): 
     });
     const port = await freePort();
     // As `npm start` runs it (without npm in between, so the pid is the service's own).
-    const service = spawn(process.execPath, ["--enable-source-maps", MAIN], {
+    // BENCH_CPU_PROF=DIR: the service writes a CPU profile there (node --cpu-prof) when it stops.
+    const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF] : [];
+    const service = spawn(process.execPath, [...prof, "--enable-source-maps", MAIN], {
       stdio: ["ignore", "ignore", "inherit"],
       env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? "/tmp", CONFIG: join(dir, "agent.json"), REDIS_URL: redis.url, REDIS_PREFIX: "cap:", OPENAI_BASE_URL: modelUrl, OPENAI_API_KEY: "bench", PORT: String(port), HOST: "127.0.0.1" },
     });
