@@ -66,6 +66,8 @@ describe("the lists are checked at start-up", () => {
   it("an entry the matcher would never accept, or one that means both, is refused", () => {
     expect(bad({ yes: ["Ja?"], no: ["Nein."] })).toThrow(/"Ja\?" is a question/);
     expect(bad({ yes: ["Ja, an die 2."], no: ["Nein."] })).toThrow(/has a number/);
+    expect(bad({ yes: ["Ja？"], no: ["Nein."] })).toThrow(/"Ja？" has a character other than letters and plain punctuation/);
+    expect(bad({ yes: ["Ja 👍"], no: ["Nein."] })).toThrow(/has a character other than letters/);
     expect(bad({ yes: ["Ja, aber gern."], no: ["Nein."], never: ["aber"] })).toThrow(/has a word of ## never/);
     expect(bad({ yes: ["Okay."], no: ["okay"] })).toThrow(/both yes and no/);
     expect(bad({ yes: ["Ja.", "ja"], no: ["Nein."] })).toThrow(/listed twice/);

@@ -45,6 +45,12 @@ export function normaliseUtterance(text: string): string {
 /** Never a rule's business: a question, a number (digits or a keypad entry). */
 const QUESTION = /[?¿]/;
 const NUMBER = /\p{N}/u;
+/**
+ * The only characters a clear answer is made of: letters, spaces and the punctuation of a plain
+ * statement. Anything else (a question mark of another script such as "？" or "؟", "‽", a symbol
+ * or emoji) may change what the words mean, and normalising would drop it: such words are the model's.
+ */
+const PLAIN = /^[\p{L}\p{M}\s.,!;:…'’‘`´"„“”‚«»‹›\-–—]*$/u;
 
 const compiled = new WeakMap<RuleLists, Compiled>();
 
@@ -63,7 +69,7 @@ export function compileConsentAnswers(lists: RuleLists, file = CONSENT_ANSWERS_F
     const set = new Set<string>();
     for (const raw of entries) {
       const entry = normaliseUtterance(raw);
-      const why = entry === "" ? "is empty" : QUESTION.test(raw) ? "is a question" : NUMBER.test(raw) ? "has a number" : entry.split(" ").find((w) => never.has(w)) ? "has a word of ## never" : undefined;
+      const why = entry === "" ? "is empty" : QUESTION.test(raw) ? "is a question" : NUMBER.test(raw) ? "has a number" : !PLAIN.test(raw) ? "has a character other than letters and plain punctuation" : entry.split(" ").find((w) => never.has(w)) ? "has a word of ## never" : undefined;
       if (why) throw new Error(`${file} ## ${verdict}: "${raw}" ${why}; such answers are the model's`);
       if (set.has(entry)) throw new Error(`${file} ## ${verdict}: "${raw}" is listed twice`);
       set.add(entry);
@@ -79,7 +85,7 @@ export function compileConsentAnswers(lists: RuleLists, file = CONSENT_ANSWERS_F
 /** The verdict of the lists on a whole utterance, or undefined: the model decides. */
 export function matchConsentAnswer(text: string, lists: RuleLists): ConsentMatch | undefined {
   const c = compileConsentAnswers(lists);
-  if (QUESTION.test(text) || NUMBER.test(text)) return undefined;
+  if (QUESTION.test(text) || NUMBER.test(text) || !PLAIN.test(text)) return undefined;
   const said = normaliseUtterance(text);
   if (said === "" || said.split(" ").some((w) => c.never.has(w))) return undefined;
   if (c.yes.has(said)) return { verdict: "yes", entry: said };
