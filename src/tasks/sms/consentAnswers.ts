@@ -9,8 +9,11 @@ import type { ToolDef } from "../../engine/define.js";
  * of the whole utterances listed in prompts/<lang>/consent_answers.md, is decided by that list.
  * Everything else (more words, a number, a question, a "but") goes to the model as before.
  *
- * The file has three sections: `## yes` and `## no`, the whole utterances that are a clear answer,
- * and `## never`, words that send any utterance to the model whatever else it says.
+ * The file has four sections: `## yes` and `## no`, the whole utterances that are a clear answer,
+ * `## never`, words that send any utterance to the model whatever else it says, and `## questions`,
+ * the consent questions (`consent.question` as configured) the answers were written for. A "Ja." is
+ * a yes only to a question that asks for one ("Haben Sie etwas dagegen, …?" turns it into a no):
+ * with any other question every answer goes to the model.
  */
 export const CONSENT_ANSWERS_FILE = "consent_answers";
 
@@ -26,7 +29,11 @@ interface Compiled {
   yes: ReadonlySet<string>;
   no: ReadonlySet<string>;
   never: ReadonlySet<string>;
+  questions: ReadonlySet<string>;
 }
+
+/** A configured question as the lists name it: the template with `{number}`, whitespace collapsed. */
+const questionKey = (q: string) => q.replace(/\s+/g, " ").trim();
 
 /**
  * Case, punctuation and whitespace only: "Ja, gerne!" and "ja gerne" are the same answer. An
@@ -59,7 +66,7 @@ export function compileConsentAnswers(lists: RuleLists, file = CONSENT_ANSWERS_F
   const known = compiled.get(lists);
   if (known) return known;
   for (const section of Object.keys(lists)) {
-    if (section !== "yes" && section !== "no" && section !== "never") throw new Error(`${file}: unknown section "## ${section}" (use yes, no, never)`);
+    if (section !== "yes" && section !== "no" && section !== "never" && section !== "questions") throw new Error(`${file}: unknown section "## ${section}" (use yes, no, never, questions)`);
   }
   const never = new Set((lists.never ?? []).map(normaliseUtterance));
   for (const w of never) if (w.includes(" ") || w === "") throw new Error(`${file} ## never: "${w}" must be a single word`);
@@ -76,8 +83,13 @@ export function compileConsentAnswers(lists: RuleLists, file = CONSENT_ANSWERS_F
     }
     return set;
   };
-  const c: Compiled = { yes: build("yes"), no: build("no"), never };
-  for (const e of c.yes) if (c.no.has(e)) throw new Error(`${file}: "${e}" is listed as both yes and no`);
+  const yes = build("yes");
+  const no = build("no");
+  for (const e of yes) if (no.has(e)) throw new Error(`${file}: "${e}" is listed as both yes and no`);
+  const questions = new Set((lists.questions ?? []).map(questionKey));
+  if (questions.size === 0) throw new Error(`${file}: section "## questions" (the consent questions these answers are to, as in consent.question) is missing or empty`);
+  for (const q of questions) if (!q.includes("{number}")) throw new Error(`${file} ## questions: "${q}" has no {number}; list consent.question as configured`);
+  const c: Compiled = { yes, no, never, questions };
   compiled.set(lists, c);
   return c;
 }
@@ -103,7 +115,10 @@ export function consentRule(recordConsent: ToolDef<SmsFlowTypes>) {
   return (ctx: SmsContext, lists: RuleLists): RuleCall<SmsFlowTypes> | undefined => {
     const { state } = ctx;
     const { sms } = state;
-    if (!ctx.services.config.consent.answerByRule) return undefined;
+    const { consent } = ctx.services.config;
+    if (!consent.answerByRule) return undefined;
+    // The lists answer the questions they were written for; another wording is the model's to read.
+    if (!compileConsentAnswers(lists).questions.has(questionKey(consent.question))) return undefined;
     if (ctx.event.type !== "user_speak" || state.step !== STEP.confirmConsent) return undefined;
     const c = sms.consent;
     if (!c || c.answer || sms.declined || sms.recheck || c.number !== sms.number || ctx.pendingSends().length > 0) return undefined;
