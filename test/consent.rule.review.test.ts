@@ -56,6 +56,20 @@ describe("review: question marks of any script, signs the normalising would drop
   });
 });
 
+describe("review: keys pressed between the question and the 'Ja.'", () => {
+  it("'Ja.' after the caller started keying another number is not the first caller event after the question: the model decides", async () => {
+    const id = "rev-dtmf";
+    await atConsentQuestion(svc, id);
+    svc.fake.reset();
+    for (const d of "0170") await svc.post(ev.dtmf(id, d));
+    svc.fake.enqueue(reply.text("Möchten Sie die SMS an eine andere Nummer? Dann tippen Sie sie bitte ein und drücken Sie die Raute."));
+    const r = await svc.post(ev.speak(id, "Ja."));
+    expect(svc.fake.requests).toHaveLength(1);
+    expect(smsActions(r.actions)).toEqual([]);
+    expect(ledgerKinds(svc, id)).not.toContain("consent_given");
+  });
+});
+
 describe("review: words that overtake a rule's yes (its turn held in the ledger write)", () => {
   let held: TestService;
   const ledger = new HeldLedger();

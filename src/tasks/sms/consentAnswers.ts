@@ -108,7 +108,7 @@ export function matchConsentAnswer(text: string, lists: RuleLists): ConsentMatch
 /**
  * The rule of the consent step: only the caller's first words after the question reached them,
  * heard in full and last (no holding line, no other line in between, no barge-in, no repeated
- * words), with no send of theirs still on its way. Its verdict becomes the call the model would
+ * words, no keys pressed since), with no send of theirs still on its way. Its verdict becomes the call the model would
  * make, record_consent(true/false), which keeps every guard of a model's yes; a "no" is final.
  */
 export function consentRule(recordConsent: ToolDef<SmsFlowTypes>) {
@@ -121,7 +121,7 @@ export function consentRule(recordConsent: ToolDef<SmsFlowTypes>) {
     if (!compileConsentAnswers(lists).questions.has(questionKey(consent.question))) return undefined;
     if (ctx.event.type !== "user_speak" || state.step !== STEP.confirmConsent) return undefined;
     const c = sms.consent;
-    if (!c || c.answer || sms.declined || sms.recheck || c.number !== sms.number || ctx.pendingSends().length > 0) return undefined;
+    if (!c || c.answer || c.keyed || sms.declined || sms.recheck || c.number !== sms.number || ctx.pendingSends().length > 0) return undefined;
     // The first caller turn after the question's own turn: an earlier reply went to the model.
     if (state.turn !== c.askedTurn + 1) return undefined;
     if (answerTo(ctx, { turn: c.askedTurn, spokenIndex: c.spokenIndex, interrupted: c.interrupted }) !== "answer") return undefined;
