@@ -66,11 +66,15 @@ describe("the lists are checked at start-up", () => {
   it("an entry the matcher would never accept, or one that means both, is refused", () => {
     expect(bad({ yes: ["Ja?"], no: ["Nein."] })).toThrow(/"Ja\?" is a question/);
     expect(bad({ yes: ["Ja, an die 2."], no: ["Nein."] })).toThrow(/has a number/);
+    expect(bad({ yes: ["Ja？"], no: ["Nein."] })).toThrow(/"Ja？" has a character other than letters and plain punctuation/);
+    expect(bad({ yes: ["Ja 👍"], no: ["Nein."] })).toThrow(/has a character other than letters/);
     expect(bad({ yes: ["Ja, aber gern."], no: ["Nein."], never: ["aber"] })).toThrow(/has a word of ## never/);
     expect(bad({ yes: ["Okay."], no: ["okay"] })).toThrow(/both yes and no/);
     expect(bad({ yes: ["Ja.", "ja"], no: ["Nein."] })).toThrow(/listed twice/);
     expect(bad({ yes: ["Ja."], no: ["Nein."], maybe: ["Hm."] })).toThrow(/unknown section "## maybe"/);
     expect(bad({ yes: ["Ja."], no: ["Nein."], never: ["aber doch"] })).toThrow(/single word/);
+    expect(bad({ yes: ["Ja."], no: ["Nein."] })).toThrow(/"## questions" .* is missing or empty/);
+    expect(bad({ yes: ["Ja."], no: ["Nein."], questions: ["Darf ich Ihnen eine SMS schicken?"] })).toThrow(/has no \{number\}/);
   });
   it("a section that is not a markdown list names the line", async () => {
     const { mkdtempSync, mkdirSync, writeFileSync } = await import("node:fs");
@@ -97,7 +101,7 @@ describe("when the rule may decide at all", () => {
       state,
       event: { type: "user_speak", text },
       userText: text,
-      services: { config: { consent: { answerByRule: over.rules ?? true } } },
+      services: { config: { consent: { answerByRule: over.rules ?? true, question: "Darf ich Ihnen die Informationen per SMS an die Nummer {number} schicken?" } } },
       pendingSends: () => [],
       mayHaveBeenCut: () => false,
       wordsRepeated: false,

@@ -48,7 +48,7 @@ function parseCsv(text: string): string[][] {
   return rows;
 }
 
-const HEADER = ["seq", "kind", "callId", "at", "number", "question", "reply", "outcome", "model", "message", "consentAskedAt", "consentAnsweredAt", "detail"];
+const HEADER = ["seq", "kind", "callId", "at", "number", "question", "reply", "outcome", "model", "decidedBy", "rule", "message", "consentAskedAt", "consentAnsweredAt", "detail"];
 const QUESTION = "Darf ich Ihnen die Informationen per SMS an die Nummer 0 1 5 1 1, 2 3 4, 5 6, 7 8 schicken?";
 
 /** Records as a ledger writes them: positions 1.., each linked to the digest of the one before. */

@@ -47,6 +47,8 @@ export const CSV_COLUMNS = [
   "reply",
   "outcome",
   "model",
+  "decidedBy",
+  "rule",
   "message",
   "consentAskedAt",
   "consentAnsweredAt",

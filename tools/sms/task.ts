@@ -100,6 +100,9 @@ const MAX_DTMF_DIGITS = 20;
 const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
   if (event.type !== "dtmf_received" || !NUMBER_STEPS.includes(ctx.state.step)) return false;
   const { state } = ctx;
+  // A key after the consent question is a caller event too: the words that follow are no first answer (consentRule).
+  const c = state.sms.consent;
+  if (state.step === STEP.confirmConsent && c && !c.answer) c.keyed = true;
   for (const key of event.digit) {
     if (key >= "A" && key <= "D") continue;
     if (key === "*") state.dtmf = "";

@@ -59,15 +59,22 @@ export function forThePerson(records: readonly LedgerRecord[], number: string, c
 const time = (iso: string | undefined) => (iso ? iso.replace("T", " ").replace(/\.\d{3}Z$/, "Z") : "");
 const quote = (s: string | undefined) => (s === undefined ? "" : `"${s}"`);
 
+/** Who judged the answer: a listed rule (no model asked) or the model; nothing for older records. */
+function decider(r: LedgerRecord): string {
+  if (r.decidedBy === "rule") return ` (rule ${r.rule ?? "?"})`;
+  if (r.decidedBy === "model") return r.model ? ` (model ${r.model})` : " (model)";
+  return "";
+}
+
 /** One line per record: what happened, in words an auditor or the person reads. */
 export function describeRecord(r: LedgerRecord): string {
   switch (r.kind) {
     case "consent_asked":
       return `asked        ${quote(r.question)}`;
     case "consent_given":
-      return `consent      given: ${quote(r.reply)}`;
+      return `consent      given: ${quote(r.reply)}${decider(r)}`;
     case "consent_declined":
-      return `consent      declined${r.reply ? `: ${quote(r.reply)}` : ""}${r.detail ? ` (${r.detail})` : ""}`;
+      return `consent      declined${r.reply ? `: ${quote(r.reply)}` : ""}${decider(r)}${r.detail ? ` (${r.detail})` : ""}`;
     case "sms_approved":
     case "sms_sent":
       return `approved     SMS ${quote(r.message)}${r.model ? ` (model ${r.model})` : ""}${r.kind === "sms_sent" ? " [legacy record: approved and, unless withdrawn, sent]" : ""}`;

@@ -14,6 +14,8 @@ export interface ConsentState {
   spokenIndex: number;
   /** The caller barged into the question, so it may not have been heard in full. */
   interrupted: boolean;
+  /** Keys were pressed after the question (a keypad entry begun): the caller's next words are not their first reaction to it, so no rule decides them. */
+  keyed?: boolean;
   answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
   /** When the gate approved the send this yes covered: one yes, one SMS. */
   usedAt?: string;
