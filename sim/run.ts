@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { parseConfig } from "../src/config/load.js";
+import { parseConfig } from "../src/appConfig.js";
 import { packageRoot } from "../src/config/paths.js";
-import type { AppConfig } from "../src/config/schema.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import type { Transport } from "../src/store/callStore.js";
@@ -43,7 +43,7 @@ export async function runSeed(seed: number, transport: Transport): Promise<SeedR
     return { config, prompts: new PromptLibrary(PROMPTS_DIR, config.language) };
   })();
   const transcript = await runScenario(scenarioOf(seed, transport), shared.config, shared.prompts);
-  const violations = check(transcript, { answerWithinMs: shared.config.server.answerWithinMs, maxPerCall: shared.config.sms.maxPerCall });
+  const violations = check(transcript, { answerWithinMs: shared.config.server.answerWithinMs, maxPerCall: shared.config.tasks.sms.maxPerCall });
   return { seed, transport, violations, transcript };
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { toolSignature } from "../src/llm/toolSpecText.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { aiDisclosureTerms, disclosesAi, openingLine } from "../src/config/disclosure.js";
-import { ConfigError, applyEnv, loadConfigFile } from "../src/config/load.js";
+import { ConfigError, applyEnv, loadConfigFile } from "../src/appConfig.js";
 import { LANGUAGES, type Language } from "../src/config/schema.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";

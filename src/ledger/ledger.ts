@@ -163,7 +163,7 @@ export interface ConsentLedger {
    */
   recordsOf?(callId: string): Promise<LedgerRecord[]>;
   /**
-   * The do-not-text list (callers' own wishes; `recipients.blockedNumbers` is the operator's static
+   * The do-not-text list (callers' own wishes; `tasks.sms.recipients.blockedNumbers` is the operator's static
    * list). Whether the number is on it, under any form it may be stored in (`NumberHasher.formsOf`:
    * also a form written before a key rotation). Rejects when the list cannot be read: the gate then
    * refuses the send (fail closed). Optional for a ledger that keeps no list; the service refuses to

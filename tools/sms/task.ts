@@ -1,4 +1,5 @@
-import type { AppConfig } from "../../src/config/schema.js";
+import { smsConfig, type SmsConfig, type SmsTaskConfig } from "../../src/tasks/sms/config.js";
+import type { AgentHost } from "../common/agentDef.js";
 import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
 import { askForOtherNumber } from "./ask_for_other_number.js";
 import { cancelSms } from "./cancel_sms.js";
@@ -111,7 +112,7 @@ const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
   return true;
 };
 
-function smsStatus(state: SmsCallState, config: AppConfig): string {
+function smsStatus(state: SmsCallState, config: SmsConfig): string {
   const last = state.sms.sent[state.sms.sent.length - 1];
   if (!last) return "none sent in this call";
   const to = speakable(last.number, config.homeCountry);
@@ -128,7 +129,7 @@ function consentStatus(state: SmsCallState): string {
 
 /** The `{placeholders}` the task's prompts (and any host prompt) may use. */
 function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<string, string> {
-  const options = Object.entries(config.sms.slots)
+  const options = Object.entries(config.slots)
     .map(([slot, s]) => `- ${slot} (${s.description}): ${Object.keys(s.options).join(", ")}`)
     .join("\n");
   const result = state.sms.result?.value;
@@ -182,3 +183,8 @@ export const smsTask: TaskDef<SmsFlowTypes, SmsTaskParams, SmsTaskResult> = {
     // Words that overtook a yes's send are judged once the turn is done (overtaken.ts).
     afterTurn: recheckDone,
 };
+
+/** The SMS task's services, from what the service hands an agent (every agent with the task builds them so). */
+export function smsServices(host: AgentHost<{ sms: SmsTaskConfig }>): SmsServices {
+  return { config: smsConfig(host.tasks.sms, host.app), ledger: host.ledger, limiter: host.limiter, hasher: host.hasher };
+}

@@ -6,7 +6,7 @@ import type { SendRefusal, SmsContext } from "./types.js";
  * a caller's "never again" must not depend on a lookup working.
  */
 export async function optOutRefusal(ctx: SmsContext, number: string): Promise<{ reason: SendRefusal; detail: string } | undefined> {
-  if (!ctx.services.config.ledger.optOutList) return undefined;
+  if (!ctx.services.config.optOutList) return undefined;
   const { ledger } = ctx.services;
   try {
     if (!ledger.optedOut) throw new Error("this consent ledger keeps no do-not-text list");
