@@ -1,3 +1,4 @@
+import { smsConfigOf } from "./support/harness.js";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,7 +29,7 @@ const chat = (args: string[], lines: string[]) =>
 const config = loadConfigFile("config/agent.yaml");
 const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
 /** The signature the person is shown, derived here from the tool's zod schema the same way the engine derives the model's. */
-const signature = (tool: ToolDef<SmsFlowTypes>) => toolSignature(toolSpec(tool.name, prompts.toolDescription(tool.name), tool.parameters({ config } as never), config.llm.strictTools));
+const signature = (tool: ToolDef<SmsFlowTypes>) => toolSignature(toolSpec(tool.name, prompts.toolDescription(tool.name), tool.parameters({ config: smsConfigOf(config) } as never), config.llm.strictTools));
 
 /** The stdout from `from` on, up to the next line that starts with `until`. */
 function section(out: string, from: string, until: string): string {
