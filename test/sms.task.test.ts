@@ -96,8 +96,8 @@ const hostFlow = defineFlow<HostTypes>({
   name: "host",
   initialStep: "desk",
   steps: [
-    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, finishNothing, endCall], ...hears("desk") }),
-    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall], ...hears("elsewhere") }),
+    step({ name: "desk", kind: "llm", prompt: "reception/main", tools: [offerAddressSms, goElsewhere, rogueSend, finishNothing, endCall], ...hears("desk") }),
+    step({ name: "elsewhere", kind: "llm", prompt: "reception/main", tools: [endCall], ...hears("elsewhere") }),
   ],
   tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), desk: { results: [], failures: [] } }),

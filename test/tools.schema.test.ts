@@ -1,3 +1,5 @@
+import { SMS_LINES } from "../src/tasks/sms/types.js";
+import { CALLBACK_LINES } from "../src/agents/callback/types.js";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -410,8 +412,24 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
     expect(a).toEqual(b);
   });
 
+  /** Every lines.md of a language: the shared one and each task's and agent's folder's (issue 19, point 2). */
+  const allLines = (lang: Language): Record<string, string> => {
+    const dir = join(PROMPTS_DIR, lang);
+    const folders = readdirSync(dir).filter((f) => statSync(join(dir, f)).isDirectory() && existsSync(join(dir, f, "lines.md")));
+    return Object.assign(readSections(join(dir, "lines.md")), ...folders.map((f) => readSections(join(dir, f, "lines.md"))));
+  };
+
+  it("each task's and agent's lines are in its own folder, the engine's in the shared lines.md", () => {
+    const keys = (path: string) => Object.keys(readSections(join(PROMPTS_DIR, path)));
+    for (const lang of LANGUAGES) {
+      expect(sorted(keys(`${lang}/sms/lines.md`))).toEqual(sorted(SMS_LINES));
+      expect(sorted(keys(`${lang}/callback/lines.md`))).toEqual(sorted(CALLBACK_LINES));
+      expect(sorted(keys(`${lang}/lines.md`))).toEqual(sorted(ENGINE_LINES));
+    }
+  });
+
   it("each line uses the same placeholders in both languages", () => {
-    const sections = LANGUAGES.map((l) => readSections(join(PROMPTS_DIR, l, "lines.md")));
+    const sections = LANGUAGES.map((l) => allLines(l));
     for (const key of Object.keys(sections[0]!)) {
       expect({ key, placeholders: placeholders(sections[1]![key] ?? "") }).toEqual({ key, placeholders: placeholders(sections[0]![key]!) });
     }
@@ -419,7 +437,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
 
   it("no line or note is empty", () => {
     for (const lang of LANGUAGES) {
-      for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, lang, "lines.md")))) expect({ lang, key, empty: text === "" }).toEqual({ lang, key, empty: false });
+      for (const [key, text] of Object.entries(allLines(lang))) expect({ lang, key, empty: text === "" }).toEqual({ lang, key, empty: false });
     }
     for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, "model-notes.md")))) expect({ key, empty: text === "" }).toEqual({ key, empty: false });
   });

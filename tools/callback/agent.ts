@@ -32,7 +32,7 @@ const step = defineStep<CallbackFlowTypes>();
 const collectDetails = step({
   name: CALLBACK_STEP.collectDetails,
   kind: "llm",
-  prompt: "callback_collect",
+  prompt: "callback/collect",
   tools: [noteCallbackDetail, confirmCallbackDetail, endCall],
 });
 
@@ -49,7 +49,7 @@ const offerSms = step({
 const wrapUp = step({
   name: CALLBACK_STEP.wrapUp,
   kind: "llm",
-  prompt: "callback_wrap_up",
+  prompt: "callback/wrap_up",
   // A caller may still correct a detail after the SMS offer. The caller heard that the request is
   // taken with the offer (offer_sms_confirmation), so the SMS outcome's "anything else?" is the
   // last thing they hear here, never followed by the thanks.

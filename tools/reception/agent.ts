@@ -42,7 +42,7 @@ export interface ReceptionFlowTypes extends SmsFlowTypes {
 
 const step = defineStep<ReceptionFlowTypes>();
 
-const main = step({ name: "main", kind: "llm", prompt: "main", tools: [startSmsFlow, transferCall, endCall] });
+const main = step({ name: "main", kind: "llm", prompt: "reception/main", tools: [startSmsFlow, transferCall, endCall] });
 
 /**
  * A session_start for a call that was handed to a person: nobody answered (sipgate gives the

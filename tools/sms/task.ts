@@ -41,7 +41,7 @@ const step = defineStep<SmsFlowTypes>();
 const collectNumber = step({
   name: STEP.collectNumber,
   kind: "llm",
-  prompt: "collect_number",
+  prompt: "sms/collect_number",
   tools: [collectPhoneNumber, cancelSms],
   context: "step",
   onEnter: (ctx) => void ctx.say("ask_number"),
@@ -50,7 +50,7 @@ const collectNumber = step({
 const confirmConsent = step({
   name: STEP.confirmConsent,
   kind: "llm",
-  prompt: "confirm_consent",
+  prompt: "sms/confirm_consent",
   tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
   // The question and the answer are all the model needs; the call facts are in the prompt.
   context: "step",

@@ -6,7 +6,7 @@ import type { CallReports } from "./report.js";
 import type { CallbackSlice } from "./state.js";
 import type { SmsSlice } from "../../tasks/sms/state.js";
 
-/** Every fixed line of the callback request (prompts/<lang>/lines.md). */
+/** Every fixed line of the callback request (prompts/<lang>/callback/lines.md). */
 export const CALLBACK_LINES = ["callback_read_back_name", "callback_read_back_reason", "callback_read_back_time_window", "callback_done"] as const;
 export type CallbackLineKey = (typeof CALLBACK_LINES)[number];
 

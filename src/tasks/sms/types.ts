@@ -23,7 +23,7 @@ export interface SmsServices {
   hasher: NumberHasher;
 }
 
-/** Every fixed line the SMS task speaks (prompts/<lang>/lines.md). */
+/** Every fixed line the SMS task speaks (prompts/<lang>/sms/lines.md). */
 export const SMS_LINES = [
   "ask_number",
   "number_invalid",
