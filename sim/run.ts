@@ -15,13 +15,13 @@ import { runScenario, scenarioOf } from "./world.js";
 export function simConfig(): AppConfig {
   const raw = parseYaml(readFileSync(join(packageRoot(), "config/agent.yaml"), "utf8")) as Record<string, unknown>;
   const open = { max: 1_000_000, windowSeconds: 60 };
+  const sms = (raw.tasks as { sms: Record<string, unknown> }).sms;
   return parseConfig(
     {
       ...raw,
       logLevel: "silent",
       llm: { ...(raw.llm as object), maxRetries: 0 },
-      recipients: { ...(raw.recipients as object), perRecipient: open },
-      abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
+      tasks: { sms: { ...sms, recipients: { ...(sms.recipients as object), perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } } },
     },
     "simulation config",
   );
