@@ -10,6 +10,7 @@
 //   tools/<name>/  one file per tool of task or agent <name>, using only its own rules; and the
 //                  definitions that list those tools: tools/<task>/task.ts, tools/<agent>/agent.ts
 //   src/main.ts, src/service.ts, src/cli/   the composition root: picks an agent (tools/*/agent.ts)
+//   src/registry.ts, src/appConfig.ts       its registry of tasks and agents, and the config composed from it
 //
 // So a task or agent is one name in parallel folders (src/tasks/<name> or src/agents/<name>,
 // tools/<name>, prompts/), and src/tasks and src/agents never import tools: no folder cycle.
@@ -24,7 +25,7 @@
 /** A module of ours, in src/ or tools/ (npm packages and node: modules are never matched). */
 const OURS = "^(src|tools)/";
 /** The composition root: the only code that picks an agent and wires the app together. */
-const ROOT = "^src/(main|service)\\.ts$|^src/cli/";
+const ROOT = "^src/(main|service|registry|appConfig)\\.ts$|^src/cli/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -91,7 +92,7 @@ module.exports = {
       to: {
         path:
           "^src/(config|tasks|agents|guards|flow|phone|ledger|server|metrics|outbox|cli)/|^tools/|" +
-          "^src/store/(memoryCallStore|redisCallStore|rateLimiter)\\.ts$|^src/(main|service)\\.ts$",
+          "^src/store/(memoryCallStore|redisCallStore|rateLimiter)\\.ts$|" + ROOT,
         reachable: true,
       },
     },
@@ -124,7 +125,7 @@ module.exports = {
       severity: "error",
       from: { path: "^src/(config|phone|store|llm|ledger|metrics|outbox)/" },
       to: {
-        path: "^src/(engine|tasks|agents|guards|flow|server|cli)/|^tools/|^src/(main|service)\\.ts$",
+        path: "^src/(engine|tasks|agents|guards|flow|server|cli)/|^tools/|^src/(main|service|registry|appConfig)\\.ts$",
       },
     },
 
@@ -137,7 +138,7 @@ module.exports = {
         "tools built on them, or the server.",
       severity: "error",
       from: { path: "^src/tasks/" },
-      to: { path: "^src/(agents|server|cli)/|^tools/|^src/(main|service)\\.ts$" },
+      to: { path: "^src/(agents|server|cli)/|^tools/|^src/(main|service|registry|appConfig)\\.ts$" },
     },
     {
       name: "no-composed-folder",
@@ -156,7 +157,7 @@ module.exports = {
         "no other agent, no server and no composition root.",
       severity: "error",
       from: { path: "^src/agents/([^/]+)/" },
-      to: { path: "^tools/|^src/(server|cli)/|^src/(main|service)\\.ts$|^src/agents/(?!$1/)" },
+      to: { path: "^tools/|^src/(server|cli)/|^src/(main|service|registry|appConfig)\\.ts$|^src/agents/(?!$1/)" },
     },
     {
       name: "below-agents-knows-no-agent",
@@ -170,7 +171,7 @@ module.exports = {
       comment: "A tool runs inside the engine, never against the transport; agents pick tools, not the other way round.",
       severity: "error",
       from: { path: "^tools/" },
-      to: { path: "^src/(server|cli)/|^src/(main|service)\\.ts$" },
+      to: { path: "^src/(server|cli)/|^src/(main|service|registry|appConfig)\\.ts$" },
     },
     {
       name: "tool-group-uses-only-its-own-rules",
@@ -208,7 +209,7 @@ module.exports = {
         "pipeline; which agent, task or tool runs is the composition root's choice, not the transport's.",
       severity: "error",
       from: { path: "^src/server/" },
-      to: { path: "^src/(tasks|agents|guards|flow|cli)/|^tools/|^src/(main|service)\\.ts$" },
+      to: { path: "^src/(tasks|agents|guards|flow|cli)/|^tools/|^src/(main|service|registry|appConfig)\\.ts$" },
     },
     {
       name: "only-the-composition-root-picks-an-agent",

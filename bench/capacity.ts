@@ -4,7 +4,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import { MAIN, buildDist } from "../test/support/serverProcess.js";
@@ -184,7 +184,7 @@ export async function capacityScenario(o: CapacityOptions = CAPACITY_DEFAULTS): 
         holding: prompts.line("holding"),
         gaveUp: prompts.line("holding_gave_up"),
         overloaded: prompts.line("overloaded"),
-        consentQuestion: config.consent.question,
+        consentQuestion: config.tasks.sms.consent.question,
         businessName: config.business.name,
       };
       log(`level ${level}: ${total} calls over ${round(arrivalMs / 1000)} s (${round(total / (arrivalMs / 1000))}/s, a call ~${round(callDurationS)} s), measured over the last ${o.holdS} s`);

@@ -4,8 +4,8 @@ import { pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 import { pino } from "pino";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
@@ -72,7 +72,7 @@ async function side(config: AppConfig, modelMs: number, calls: number): Promise<
   try {
     for (let i = 0; i < calls; i++) {
       const caller = `49151${String(40_000_000 + i).padStart(8, "0")}`;
-      const session = { id: `consent-turn-${config.consent.answerByRule}-${i}`, account_id: "bench", phone_number: "4921112345678", direction: "inbound", from_phone_number: caller, to_phone_number: "4921112345678" };
+      const session = { id: `consent-turn-${config.tasks.sms.consent.answerByRule}-${i}`, account_id: "bench", phone_number: "4921112345678", direction: "inbound", from_phone_number: caller, to_phone_number: "4921112345678" };
       const post = async (event: Record<string, unknown>) => {
         const t0 = performance.now();
         const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...event, session }) });
@@ -106,7 +106,7 @@ async function suite(answerByRule: boolean) {
   const configs: Record<string, AppConfig> = {};
   for (const [lang, file] of [["de-DE", "config/agent.yaml"], ["en-US", "config/agent.en-US.yaml"]] as const) {
     const base = loadConfigFile(file);
-    configs[lang] = parseConfig({ ...base, consent: { ...base.consent, answerByRule } });
+    configs[lang] = parseConfig({ ...base, tasks: { ...base.tasks, sms: { ...base.tasks.sms, consent: { ...base.tasks.sms.consent, answerByRule } } } });
   }
   let turns = 0;
   let requests = 0;
@@ -125,7 +125,7 @@ async function suite(answerByRule: boolean) {
 
 export async function consentTurnScenario(opts: { modelMs: number; calls: number }): Promise<ConsentTurnResult> {
   const base = openLimits(loadConfigFile("config/agent.yaml"));
-  const withRule = (on: boolean) => parseConfig({ ...base, consent: { ...base.consent, answerByRule: on } });
+  const withRule = (on: boolean) => parseConfig({ ...base, tasks: { ...base.tasks, sms: { ...base.tasks.sms, consent: { ...base.tasks.sms.consent, answerByRule: on } } } });
   const before = { ...(await side(withRule(false), opts.modelMs, opts.calls)), ...(await suite(false)) };
   const after = { ...(await side(withRule(true), opts.modelMs, opts.calls)), ...(await suite(true)) };
   return { modelMs: opts.modelMs, calls: opts.calls, before, after };

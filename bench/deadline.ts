@@ -3,8 +3,8 @@ import { performance } from "node:perf_hooks";
 import { pino } from "pino";
 import { WebSocket } from "ws";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
@@ -22,7 +22,7 @@ import { FakeOpenAIServer, type ChatBody, type ScriptedReply } from "../test/sup
 /** Every bench call texts another number: recipient and abuse windows wide open. */
 export function openLimits(base: AppConfig): AppConfig {
   const open = { max: 1e9, windowSeconds: 60 };
-  return parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } });
+  return parseConfig({ ...base, logLevel: "silent", tasks: { sms: { ...base.tasks.sms, recipients: { ...base.tasks.sms.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } } } });
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { burstTarget, concurrencyRows } from "./burstRows.js";
 import { capacityOptionsFrom, capacityRows, capacityScenario, type CapacityResult } from "./capacity.js";
 import { concurrencyScenario } from "./concurrency.js";

@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { pino } from "pino";
 import { loadScenarios, type Scenario } from "../evals/harness/scenario.js";
-import { loadConfigFile } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { ManualClock } from "../src/engine/clock.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
@@ -11,6 +11,7 @@ import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { speakable } from "../src/tasks/sms/numbers.js";
 import { initialCallState } from "../src/tasks/sms/state.js";
+import { smsConfig } from "../src/tasks/sms/config.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { PROMPTS_DIR, createService } from "../src/service.js";
 import { receptionFlow } from "../tools/reception/agent.js";
@@ -79,7 +80,7 @@ function voiceCalls(ids?: string[]): Array<{ scenario: Scenario; turns: string[]
 /** The peer's one agent per language: persona and every step prompt as instructions, every tool of the flow. */
 function peerAgent(config: AppConfig): { instructions: string; tools: PeerToolSpec[] } {
   const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
-  const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() };
+  const services = { config: smsConfig(config.tasks.sms, config), ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full(), transfer: config.agents.reception!.transfer };
   const state = initialCallState({ sessionId: "peer", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" });
   const values = { ...receptionFlow.promptValues(state, services), ...(smsTask.hooks?.promptValues?.(state as never, services) ?? {}) };
   const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
@@ -93,7 +94,7 @@ function peerAgent(config: AppConfig): { instructions: string; tools: PeerToolSp
 function peerOutputs(config: AppConfig, callerNumber: string): Record<string, string> {
   const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
   const number = speakable(callerNumber, config.homeCountry);
-  const question = config.consent.question.replaceAll("{number}", number).replaceAll("{business_name}", config.business.name);
+  const question = config.tasks.sms.consent.question.replaceAll("{number}", number).replaceAll("{business_name}", config.business.name);
   const v = { number, business_name: config.business.name };
   return {
     start_sms_flow: question,

@@ -1,3 +1,4 @@
+import { smsConfig } from "../src/tasks/sms/config.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -7,8 +8,8 @@ import autocannon from "autocannon";
 import { pino } from "pino";
 import { loadScenarios } from "../evals/harness/scenario.js";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
-import { loadConfigFile } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { CALLER_TURNS } from "../src/aiflow/eventKinds.js";
 
 import { initialCallState } from "../src/tasks/sms/state.js";
@@ -184,7 +185,7 @@ export async function benchRoundTrips() {
     const config = configs[lang]!;
     const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
     // Tool schemas and prompt values read only the config; the ledger and limits are not touched here.
-    const services = { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() };
+    const services = { config: smsConfig(config.tasks.sms, config), ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full(), transfer: config.agents.reception!.transfer };
     const values = receptionFlow.promptValues(initialCallState({ sessionId: "b", direction: "inbound", language: config.language, step: "main", callerNumber: "4915112345678" }), services);
     const fill = (t: string) => t.replace(/\{([a-z_]+)\}/g, (m, k: string) => values[k] ?? m);
     const spec = (t: (typeof receptionFlow.steps)[number]["tools"][number]) => toolSpec(t.name, prompts.toolDescription(t.name), t.parameters(services), true);

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { Redis } from "ioredis";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
@@ -100,7 +100,7 @@ if (kind === "bare") {
   // Every bench call texts another number; the shared abuse windows would otherwise refuse most sends.
   const open = { max: 1e9, windowSeconds: 60 };
   // Calls as fast as autocannon plays them: no load limits (bench (a) measures the cost per event).
-  const config = noLoadLimits(parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } }));
+  const config = noLoadLimits(parseConfig({ ...base, logLevel: "silent", tasks: { sms: { ...base.tasks.sms, recipients: { ...base.tasks.sms.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } } } }));
   const engineMs: number[] = [];
   const service = createService({
     // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.

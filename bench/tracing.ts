@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
 import { pino } from "pino";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { NO_TRACING, installTracing, telemetry, type Tracing } from "../src/core/telemetry.js";
 import { ManualClock } from "../src/engine/clock.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
@@ -49,7 +49,7 @@ function benchConfig(): AppConfig {
   const base = loadConfigFile("config/agent.yaml");
   const open = { max: 1e9, windowSeconds: 60 };
   // Calls as fast as the machine allows: no load limits (the cost per event is measured, not refusals).
-  return noLoadLimits(parseConfig({ ...base, logLevel: "silent", recipients: { ...base.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } }));
+  return noLoadLimits(parseConfig({ ...base, logLevel: "silent", tasks: { sms: { ...base.tasks.sms, recipients: { ...base.tasks.sms.recipients, perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } } } }));
 }
 
 let played = 0;

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { parseConfig } from "../src/config/load.js";
+import { parseConfig } from "../src/appConfig.js";
 import { packageRoot } from "../src/config/paths.js";
-import type { AppConfig } from "../src/config/schema.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 import type { Transport } from "../src/store/callStore.js";
@@ -15,13 +15,13 @@ import { runScenario, scenarioOf } from "./world.js";
 export function simConfig(): AppConfig {
   const raw = parseYaml(readFileSync(join(packageRoot(), "config/agent.yaml"), "utf8")) as Record<string, unknown>;
   const open = { max: 1_000_000, windowSeconds: 60 };
+  const sms = (raw.tasks as { sms: Record<string, unknown> }).sms;
   return parseConfig(
     {
       ...raw,
       logLevel: "silent",
       llm: { ...(raw.llm as object), maxRetries: 0 },
-      recipients: { ...(raw.recipients as object), perRecipient: open },
-      abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
+      tasks: { sms: { ...sms, recipients: { ...(sms.recipients as object), perRecipient: open }, abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open } } },
     },
     "simulation config",
   );
@@ -43,7 +43,7 @@ export async function runSeed(seed: number, transport: Transport): Promise<SeedR
     return { config, prompts: new PromptLibrary(PROMPTS_DIR, config.language) };
   })();
   const transcript = await runScenario(scenarioOf(seed, transport), shared.config, shared.prompts);
-  const violations = check(transcript, { answerWithinMs: shared.config.server.answerWithinMs, maxPerCall: shared.config.sms.maxPerCall });
+  const violations = check(transcript, { answerWithinMs: shared.config.server.answerWithinMs, maxPerCall: shared.config.tasks.sms.maxPerCall });
   return { seed, transport, violations, transcript };
 }
 

@@ -1,7 +1,8 @@
+import { smsConfig } from "../src/tasks/sms/config.js";
 import { pino } from "pino";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
 import { parseEvent, type AiFlowEvent } from "../src/aiflow/events.js";
-import type { AppConfig } from "../src/config/schema.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { receptionFlow, type ReceptionFlowTypes } from "../tools/reception/agent.js";
 import { CallPipeline } from "../src/engine/callPipeline.js";
 import { Engine } from "../src/engine/engine.js";
@@ -125,7 +126,7 @@ export async function runScenario(s: Scenario, config: AppConfig, prompts: Promp
       },
       trace: (line) => trace(`i${i} ${line}`),
     });
-    const engine = new Engine<ReceptionFlowTypes>({ flow: receptionFlow, services: { config, ledger, limiter, hasher: NumberHasher.full() }, options, prompts, model, log: silent, now });
+    const engine = new Engine<ReceptionFlowTypes>({ flow: receptionFlow, services: { config: smsConfig(config.tasks.sms, config), ledger, limiter, hasher: NumberHasher.full(), transfer: config.agents.reception!.transfer }, options, prompts, model, log: silent, now });
     // A dead process's timers die with it: nothing of a crashed instance runs again.
     const timers = { now: () => clock.now(), sleep: (ms: number, signal?: AbortSignal) => (inst.alive ? clock.sleep(ms, signal) : new Promise<void>(() => undefined)) };
     inst.pipeline = new CallPipeline<ReceptionFlowTypes>({ engine, store, options, prompts, log: silent, clock: timers, timers });

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "./config/load.js";
-import type { AppConfig } from "./config/schema.js";
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "./appConfig.js";
+import type { AppConfig } from "./appConfig.js";
 import { createLedger, describeLedger, optOutListProblem } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
 import { MemoryLedger } from "./ledger/memoryLedger.js";
@@ -53,12 +53,12 @@ Environment (wins over the config file):
   ADMIN_TOKEN                      the call review at /calls (login form, or Authorization: Bearer); off without it
   REDIS_URL, REDIS_PREFIX          call state, locks, SMS limits and the callback outbox in Redis, shared by instances
   CALLBACK_SIGNING_SECRET          agent: callback: the HMAC secret of the report posts (the variable
-                                   callback.endpoint.secretEnv names)
-  CALLBACK_URL                     overrides callback.endpoint.url (the receiver of the report posts);
+                                   agents.callback.endpoint.secretEnv names)
+  CALLBACK_URL                     overrides agents.callback.endpoint.url (the receiver of the report posts);
                                    with --offline, reports are posted only when it is set
   CALLBACK_SECRET_ENV, CALLBACK_TIMEOUT_MS, CALLBACK_MAX_ATTEMPTS, CALLBACK_POLL_MS,
   CALLBACK_BACKOFF_INITIAL_MS, CALLBACK_BACKOFF_MAX_MS, CALLBACK_BACKOFF_FACTOR
-                                   override callback.endpoint.secretEnv, .timeoutMs, .maxAttempts,
+                                   override agents.callback.endpoint.secretEnv, .timeoutMs, .maxAttempts,
                                    .pollMs, .backoff.initialMs, .backoff.maxMs, .backoff.factor
   DATABASE_URL, LEDGER_TABLE       consent ledger in PostgreSQL instead of the ledger.path file
   OTEL_EXPORTER_OTLP_ENDPOINT      OpenTelemetry traces over OTLP/HTTP (off without it); OTEL_SERVICE_NAME,
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
   // ledger.numbers: hashed without a valid LEDGER_HASH_KEY stops start-up here, before anything connects.
   const hasher = demo ? demoHasher(config) : numberHasher(config, env);
   // The callback agent's reports: a demo's test calls reach only a receiver named in CALLBACK_URL.
-  const reports = config.agent === "callback" ? reportDestination(config, env, { testCalls: demo }) : undefined;
+  const reports = config.agent === "callback" ? reportDestination(config.agents.callback!, env, { testCalls: demo }) : undefined;
 
   const metrics = new Metrics();
   // Failed requests are counted from each turn's record; fallbacks only the model knows.

@@ -1,22 +1,20 @@
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
-import type { AgentName, AppConfig } from "./config/schema.js";
+import type { AppConfig } from "./appConfig.js";
+import type { BaseConfig } from "./config/schema.js";
 import { packageRoot } from "./config/paths.js";
 import { Engine } from "./engine/engine.js";
 import type { TurnRecord } from "./core/turnRecord.js";
 import { PromptLibrary } from "./engine/promptLibrary.js";
-import { receptionFlow } from "../tools/reception/agent.js";
-import { callbackFlow } from "../tools/callback/agent.js";
-import { OutboxReports } from "./agents/callback/outboxReports.js";
-import { LoggedReports } from "./agents/callback/loggedReports.js";
+import { AGENTS, type TaskConfigs } from "./registry.js";
+import type { AgentDef } from "../tools/common/agentDef.js";
 import type { SmsSlice } from "./tasks/sms/state.js";
 import type { FlowTypes } from "./engine/define.js";
 import type { ComposedFlow } from "./engine/defineFlow.js";
 import type { EngineOptions } from "./engine/options.js";
-import { MemoryOutbox } from "./outbox/memoryOutbox.js";
 import type { Outbox } from "./outbox/outbox.js";
-import { OutboxPoster } from "./outbox/webhookPoster.js";
+import type { OutboxPoster } from "./outbox/webhookPoster.js";
 import { openingLine } from "./config/disclosure.js";
 import { createLedger } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
@@ -39,7 +37,6 @@ import { ReviewRecorder } from "./review/recorder.js";
 import { MemoryReviewStore, type ReviewStore } from "./review/reviewStore.js";
 import { NO_TRACING, installTracing, type Tracing } from "./core/telemetry.js";
 import { tracedLedger, tracedStore } from "./telemetry/traced.js";
-import { InvariantError } from "./core/errors.js";
 
 // From the package root, not this file: the same code runs from src/ and from dist/src/.
 export const PROMPTS_DIR = join(packageRoot(), "prompts");
@@ -66,12 +63,12 @@ export interface ServiceOptions {
   closeAlso?: Array<() => Promise<unknown>>;
   /** The callback agent's durable outbox (Redis when instances share one; default in memory). */
   outbox?: Outbox;
-  /** The callback agent's signing secret (default: the environment variable `callback.endpoint.secretEnv` names). */
+  /** The callback agent's signing secret (default: the environment variable `agents.callback.endpoint.secretEnv` names). */
   callbackSecret?: string;
   /** Post due callback reports in the background (default true; tests drive the poster themselves). */
   startPoster?: boolean;
   /**
-   * Where the callback agent's reports go: "post" (default) to `callback.endpoint.url` through the
+   * Where the callback agent's reports go: "post" (default) to `agents.callback.endpoint.url` through the
    * outbox and its poster; "log": one log line per ended call, no outbox, no poster, no secret
    * needed (the offline demo without a receiver).
    */
@@ -107,7 +104,7 @@ export interface Service {
 }
 
 /** What the engine needs of the app config, and nothing of any flow. */
-export function engineOptions(config: AppConfig): EngineOptions {
+export function engineOptions(config: BaseConfig): EngineOptions {
   const { llm, limits, speech, server } = config;
   return {
     language: config.language,
@@ -124,7 +121,7 @@ export function engineOptions(config: AppConfig): EngineOptions {
  * LEDGER_HASH_KEY (and LEDGER_HASH_KEYS_OLD). Read once, by whoever starts the service (and the
  * CLIs that build one); a missing or malformed key is a ConfigError naming the variable.
  */
-export function numberHasher(config: AppConfig, env: NodeJS.ProcessEnv): NumberHasher {
+export function numberHasher(config: BaseConfig, env: NodeJS.ProcessEnv): NumberHasher {
   try {
     return NumberHasher.fromConfig(config.ledger.numbers, env);
   } catch (e) {
@@ -192,47 +189,12 @@ export function createService(opts: ServiceOptions): Service {
       },
     });
   };
-  let pipeline: AgentPipeline;
-  let poster: OutboxPoster | undefined;
-  let outbox: Outbox | undefined;
-  // One case per agent in AGENTS (src/config/schema.ts): a new agent without one does not compile.
-  const agent: AgentName = config.agent;
-  switch (agent) {
-    case "reception":
-      pipeline = wire(receptionFlow, { config, ledger, limiter, hasher });
-      break;
-    case "callback": {
-      const callback = config.callback!;
-      if (opts.callbackReports === "log") {
-        pipeline = wire(callbackFlow, { config, ledger, limiter, hasher, reports: new LoggedReports(logger.child({ component: "callback-reports" })) });
-        break;
-      }
-      const secret = opts.callbackSecret ?? process.env[callback.endpoint.secretEnv];
-      if (!secret) throw new ConfigError(`callback.endpoint.secretEnv: the environment variable ${callback.endpoint.secretEnv} holds no signing secret`);
-      outbox = opts.outbox ?? new MemoryOutbox(now);
-      pipeline = wire(callbackFlow, { config, ledger, limiter, hasher, reports: new OutboxReports(outbox, now) });
-      const e = callback.endpoint;
-      poster = new OutboxPoster({
-        outbox,
-        url: e.url,
-        secret,
-        timeoutMs: e.timeoutMs,
-        maxAttempts: e.maxAttempts,
-        backoff: e.backoff,
-        pollMs: e.pollMs,
-        batch: 20,
-        // A claim outlives a post that runs into its timeout; an instance that died leaves its claims this long.
-        leaseMs: Math.max(30_000, e.timeoutMs * 3),
-        log: logger.child({ component: "callback-poster" }),
-        now,
-        onCycle: (r) => metrics.observeReportPosts(r),
-      });
-      if (opts.startPoster ?? true) poster.start();
-      break;
-    }
-    default:
-      throw new InvariantError(`no agent ${agent satisfies never}`);
-  }
+  // The agent `agent:` picks, from the one registry (src/registry.ts): its services, and what it runs beside the calls.
+  const agent = AGENTS[config.agent] as unknown as AgentDef<FlowTypes, unknown, TaskConfigs>;
+  const own = (config.agents as Record<string, unknown>)[config.agent];
+  const host = { app: config, tasks: config.tasks, ledger, limiter, hasher, logger, metrics, now, run: { outbox: opts.outbox, callbackSecret: opts.callbackSecret, startPoster: opts.startPoster, callbackReports: opts.callbackReports } };
+  const { services, poster, outbox } = agent.start(host, own);
+  const pipeline: AgentPipeline = wire(agent.flow, services);
   const page = opts.adminToken ? { adminToken: opts.adminToken, store: reviewStore, listCalls: config.review.listCalls, retentionDays: config.review.retentionDays, now } : undefined;
   // Over its limits the instance refuses new calls (a line and a hangup); running calls go on.
   const overload = config.server.overload;

@@ -17,7 +17,7 @@ let svc: TestService;
 let port: number;
 beforeAll(async () => {
   // No deadline: the answer waits for the turn, so the client can hang up before it is written.
-  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
   await svc.app.listen({ port: 0, host: "127.0.0.1" });
   port = (svc.app.server.address() as AddressInfo).port;
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConsentQuestion, consentViolations, type CallerEntry } from "../bench/consentOracle.js";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 
@@ -11,11 +11,11 @@ import { PROMPTS_DIR } from "../src/service.js";
  */
 
 const config = loadConfigFile("config/agent.yaml");
-const question = new ConsentQuestion(config.consent.question, config.business.name);
+const question = new ConsentQuestion(config.tasks.sms.consent.question, config.business.name);
 const lines = new PromptLibrary(PROMPTS_DIR, "de-DE");
 const CALLER = "4915112345678";
 /** The question as the service speaks it: the number read out in digit groups. */
-const asked = (spoken: string) => config.consent.question.replace("{number}", spoken);
+const asked = (spoken: string) => config.tasks.sms.consent.question.replace("{number}", spoken);
 const heard = (text: string, complete = true): CallerEntry => ({ kind: "heard", text, complete });
 const said = (text: string): CallerEntry => ({ kind: "said", text });
 const sms = (to = CALLER): CallerEntry => ({ kind: "sms", to });

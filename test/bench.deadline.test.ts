@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deadlineScenario, openLimits } from "../bench/deadline.js";
-import { loadConfigFile, parseConfig } from "../src/config/load.js";
+import { loadConfigFile, parseConfig } from "../src/appConfig.js";
 
 /**
  * Bench (e)'s call player at minimum size: whole calls over real HTTP, played as sipgate does

@@ -8,7 +8,7 @@ import { parseEvent } from "../src/aiflow/events.js";
 let svc: TestService;
 beforeAll(async () => {
   // Many calls here text the same caller; the per-recipient limit has its own test.
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -194,7 +194,7 @@ describe("each sms_failed reason", () => {
   });
 
   it("with retries switched off, a transient failure is apologized for once, without 'again'", async () => {
-    const noRetry = await startTestService({ config: testConfig({ sms: { retryTransientFailures: false } }) });
+    const noRetry = await startTestService({ config: testConfig({ tasks: { sms: { retryTransientFailures: false } } }) });
     try {
       const id = "failed-no-retry";
       await noRetry.post(ev.start(id));

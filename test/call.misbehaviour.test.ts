@@ -9,7 +9,7 @@ import { engineTurn, smsActions, spoken, startTestService, testConfig, type Test
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -222,7 +222,7 @@ describe("fail closed", () => {
   });
 
   it("per-recipient rate limit across calls", async () => {
-    const limited = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } }) });
+    const limited = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } } } }) });
     try {
       for (const [i, expected] of [
         [1, 1],

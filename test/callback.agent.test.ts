@@ -356,14 +356,14 @@ describe("review findings (each one a defect found by an adversarial review)", (
 
 describe("callback config is checked at start-up", () => {
   it("slot and option names are own keys only: toString and constructor are config errors naming the field, not texts", () => {
-    expect(() => callbackTestConfig(receiver.url, { callback: { smsSlots: { info: "toString" } } })).toThrow(/callback\.smsSlots\.info.*not an option/s);
-    expect(() => callbackTestConfig(receiver.url, { callback: { smsSlots: { constructor: "x", info: "callback_confirmed" } } })).toThrow(/callback\.smsSlots\.constructor.*not a slot/s);
+    expect(() => callbackTestConfig(receiver.url, { agents: { callback: { smsSlots: { info: "toString" } } } })).toThrow(/agents\.callback\.smsSlots\.info.*not an option/s);
+    expect(() => callbackTestConfig(receiver.url, { agents: { callback: { smsSlots: { constructor: "x", info: "callback_confirmed" } } } })).toThrow(/agents\.callback\.smsSlots\.constructor.*not a slot/s);
   });
 
   it("the endpoint must be https (plain http only to localhost); agent: callback needs its section", () => {
-    expect(() => callbackTestConfig("http://crm.example.com/hook")).toThrow(/callback\.endpoint\.url.*https/s);
+    expect(() => callbackTestConfig("http://crm.example.com/hook")).toThrow(/agents\.callback\.endpoint\.url.*https/s);
     expect(() => callbackTestConfig("https://crm.example.com/hook")).not.toThrow();
-    expect(() => testConfig({ agent: "callback" })).toThrow(/callback.*needs a callback section/s);
+    expect(() => testConfig({ agent: "callback" })).toThrow(/agents\.callback: agent: callback needs an agents\.callback section/);
   });
 });
 
@@ -416,7 +416,7 @@ describe("review findings, second pass", () => {
 
 describe("callback endpoint URL", () => {
   it("a value that is not a URL is a config error naming the field, not a crash", () => {
-    expect(() => callbackTestConfig("crm.example.com/hook")).toThrow(/callback\.endpoint\.url/);
+    expect(() => callbackTestConfig("crm.example.com/hook")).toThrow(/agents\.callback\.endpoint\.url/);
     expect(() => callbackTestConfig("http://localhost:8080/hook")).not.toThrow();
     expect(() => callbackTestConfig("http://[::1]:8080/hook")).not.toThrow();
   });

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOGGED_REPORT_MESSAGE } from "../src/agents/callback/loggedReports.js";
 import { describeDestination, reportDestination } from "../src/agents/callback/reportDestination.js";
-import { CALLBACK_ENDPOINT_ENV } from "../src/config/callbackEnv.js";
-import { applyEnv, loadConfigFile } from "../src/config/load.js";
+import { CALLBACK_ENDPOINT_ENV } from "../src/agents/callback/env.js";
+import { applyEnv, loadConfigFile } from "../src/appConfig.js";
 import { signBody } from "../src/outbox/signing.js";
 import { ev } from "./support/events.js";
 import { freePort, isRunning, waitGone } from "./support/processes.js";
@@ -15,7 +15,7 @@ import { MAIN, ROOT, baseEnv, buildDist, startProcess, stopAll, type RunningProc
 /**
  * Issue 22, point 4 ("must work" 3): the callback agent's offline demo posts its report to a
  * receiver named in CALLBACK_URL and otherwise says where the report went (ready line, --help, the
- * log); every callback.endpoint setting comes from the environment too; the README's receiver
+ * log); every agents.callback.endpoint setting comes from the environment too; the README's receiver
  * example runs as written in plain Node, and takes a real signed post from the running demo.
  */
 
@@ -77,7 +77,7 @@ async function callThrough(port: number, id: string): Promise<void> {
 beforeAll(() => buildDist(), 120_000);
 afterAll(() => stopAll());
 
-describe("every callback.endpoint setting from the environment", () => {
+describe("every agents.callback.endpoint setting from the environment", () => {
   const file = loadConfigFile(CALLBACK_CONFIG);
 
   it("each variable overrides its setting, and wins over the file", () => {
@@ -90,10 +90,10 @@ describe("every callback.endpoint setting from the environment", () => {
       CALLBACK_BACKOFF_MAX_MS: "9000",
       CALLBACK_BACKOFF_FACTOR: "1.5",
       CALLBACK_POLL_MS: "50",
-    }).callback!.endpoint;
+    }).agents.callback!.endpoint;
     expect(e).toEqual({ url: "https://receiver.example/hook", secretEnv: "MY_SECRET", timeoutMs: 2500, maxAttempts: 4, backoff: { initialMs: 100, maxMs: 9000, factor: 1.5 }, pollMs: 50 });
     // Unset or empty: the file's values stay.
-    expect(applyEnv(file, { CALLBACK_URL: "" }).callback!.endpoint).toEqual(file.callback!.endpoint);
+    expect(applyEnv(file, { CALLBACK_URL: "" }).agents.callback!.endpoint).toEqual(file.agents.callback!.endpoint);
   });
 
   it("a bad value stops start-up with one line naming the variable and the setting it overrides", () => {
@@ -105,21 +105,21 @@ describe("every callback.endpoint setting from the environment", () => {
       }
       return "accepted";
     };
-    expect(problem({ CALLBACK_TIMEOUT_MS: "soon" })).toBe('invalid environment: CALLBACK_TIMEOUT_MS (callback.endpoint.timeoutMs): must be a number, got "soon"');
-    expect(problem({ CALLBACK_POLL_MS: "5" })).toMatch(/^invalid environment: CALLBACK_POLL_MS \(callback\.endpoint\.pollMs\): Number must be greater than or equal to 10$/);
-    expect(problem({ CALLBACK_URL: "http://crm.example.com/hook" })).toMatch(/^invalid environment: CALLBACK_URL \(callback\.endpoint\.url\): must be an https:\/\/ URL/);
-    expect(problem({ CALLBACK_SECRET_ENV: "lower-case" })).toMatch(/^invalid environment: CALLBACK_SECRET_ENV \(callback\.endpoint\.secretEnv\): an environment variable name/);
+    expect(problem({ CALLBACK_TIMEOUT_MS: "soon" })).toBe('invalid environment: CALLBACK_TIMEOUT_MS (agents.callback.endpoint.timeoutMs): must be a number, got "soon"');
+    expect(problem({ CALLBACK_POLL_MS: "5" })).toMatch(/^invalid environment: CALLBACK_POLL_MS \(agents\.callback\.endpoint\.pollMs\): Number must be greater than or equal to 10$/);
+    expect(problem({ CALLBACK_URL: "http://crm.example.com/hook" })).toMatch(/^invalid environment: CALLBACK_URL \(agents\.callback\.endpoint\.url\): must be an https:\/\/ URL/);
+    expect(problem({ CALLBACK_SECRET_ENV: "lower-case" })).toMatch(/^invalid environment: CALLBACK_SECRET_ENV \(agents\.callback\.endpoint\.secretEnv\): an environment variable name/);
     // Two at once: one line each.
     expect(problem({ CALLBACK_MAX_ATTEMPTS: "0", CALLBACK_BACKOFF_FACTOR: "20" }).split("\n")).toEqual([
       "invalid environment:",
-      expect.stringMatching(/^ {2}CALLBACK_MAX_ATTEMPTS \(callback\.endpoint\.maxAttempts\): /),
-      expect.stringMatching(/^ {2}CALLBACK_BACKOFF_FACTOR \(callback\.endpoint\.backoff\.factor\): /),
+      expect.stringMatching(/^ {2}CALLBACK_MAX_ATTEMPTS \(agents\.callback\.endpoint\.maxAttempts\): /),
+      expect.stringMatching(/^ {2}CALLBACK_BACKOFF_FACTOR \(agents\.callback\.endpoint\.backoff\.factor\): /),
     ]);
   });
 
   it("the reception agent's config (no callback section) ignores them", () => {
     const reception = loadConfigFile(join(ROOT, "config/agent.yaml"));
-    expect(applyEnv(reception, { CALLBACK_URL: "not a url", CALLBACK_TIMEOUT_MS: "x" }).callback).toBeUndefined();
+    expect(applyEnv(reception, { CALLBACK_URL: "not a url", CALLBACK_TIMEOUT_MS: "x" }).agents.callback).toBeUndefined();
   });
 
   it("the README's variable list and npm start -- --help name every one of them", () => {
@@ -139,14 +139,14 @@ describe("where the reports go", () => {
   const env = { CALLBACK_URL: "https://user:pw@receiver.example/hook?token=abc", CALLBACK_SIGNING_SECRET: "s" };
 
   it("the service posts to the configured receiver; test calls only to one named in CALLBACK_URL", () => {
-    expect(reportDestination(file, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: false })).toMatchObject({ kind: "post", url: file.callback!.endpoint.url });
-    expect(reportDestination(file, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: true })).toEqual({ kind: "shown" });
-    expect(reportDestination(applyEnv(file, env), env, { testCalls: true })).toMatchObject({ kind: "post", url: env.CALLBACK_URL, secret: "s" });
-    for (const testCalls of [false, true]) expect(() => reportDestination(applyEnv(file, env), { CALLBACK_URL: env.CALLBACK_URL }, { testCalls })).toThrow(/^callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /);
+    expect(reportDestination(file.agents.callback!, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: false })).toMatchObject({ kind: "post", url: file.agents.callback!.endpoint.url });
+    expect(reportDestination(file.agents.callback!, { CALLBACK_SIGNING_SECRET: "s" }, { testCalls: true })).toEqual({ kind: "shown" });
+    expect(reportDestination(applyEnv(file, env).agents.callback!, env, { testCalls: true })).toMatchObject({ kind: "post", url: env.CALLBACK_URL, secret: "s" });
+    for (const testCalls of [false, true]) expect(() => reportDestination(applyEnv(file, env).agents.callback!, { CALLBACK_URL: env.CALLBACK_URL }, { testCalls })).toThrow(/^agents\.callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /);
   });
 
   it("is described without the URL's credentials or query (they may carry a token)", () => {
-    const d = reportDestination(applyEnv(file, env), env, { testCalls: true });
+    const d = reportDestination(applyEnv(file, env).agents.callback!, env, { testCalls: true });
     expect(describeDestination(d, "logged")).toBe("posted to https://receiver.example/hook?…, signed with CALLBACK_SIGNING_SECRET");
   });
 });
@@ -182,11 +182,11 @@ describe("npm start -- --offline with the callback agent", () => {
     expect(await stop(p)).toBe("0");
   }, 60_000);
 
-  it("with CALLBACK_URL but no signing secret: exit 1, one line naming callback.endpoint.secretEnv", async () => {
+  it("with CALLBACK_URL but no signing secret: exit 1, one line naming agents.callback.endpoint.secretEnv", async () => {
     const p = demo({ PORT: String(await freePort()), CALLBACK_URL: "http://127.0.0.1:9/callback-requests" });
     expect((await p.exited).code).toBe(1);
     expect(p.out()).toBe("");
-    expect(p.err().trim().split("\n")).toEqual(["aiflow-sms-agent: callback.endpoint.secretEnv: set CALLBACK_SIGNING_SECRET to the signing secret the receiver checks the X-Signature header with"]);
+    expect(p.err().trim().split("\n")).toEqual(["aiflow-sms-agent: agents.callback.endpoint.secretEnv: set CALLBACK_SIGNING_SECRET to the signing secret the receiver checks the X-Signature header with"]);
   }, 30_000);
 
   it("with CALLBACK_URL and the secret: the README receiver gets the call's report, signed; the ready line names it", async () => {
@@ -235,7 +235,7 @@ describe("npm run chat -- --offline with the callback agent", () => {
 
     const missing = chat({ CALLBACK_URL: rx.url });
     expect(missing.status).toBe(1);
-    expect(missing.stderr.trim()).toBe("chat: callback.endpoint.secretEnv: set CALLBACK_SIGNING_SECRET to the signing secret the receiver checks the X-Signature header with");
+    expect(missing.stderr.trim()).toBe("chat: agents.callback.endpoint.secretEnv: set CALLBACK_SIGNING_SECRET to the signing secret the receiver checks the X-Signature header with");
     expect(await stop(rx.p)).toBe("SIGTERM"); // the example has no handler: the signal ends it
   }, 90_000);
 });

@@ -1,10 +1,11 @@
+import { smsConfigOf } from "./support/harness.js";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { toolSpec } from "../src/llm/toolSchema.js";
 import { toolSignature } from "../src/llm/toolSpecText.js";
@@ -28,7 +29,7 @@ const chat = (args: string[], lines: string[]) =>
 const config = loadConfigFile("config/agent.yaml");
 const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
 /** The signature the person is shown, derived here from the tool's zod schema the same way the engine derives the model's. */
-const signature = (tool: ToolDef<SmsFlowTypes>) => toolSignature(toolSpec(tool.name, prompts.toolDescription(tool.name), tool.parameters({ config } as never), config.llm.strictTools));
+const signature = (tool: ToolDef<SmsFlowTypes>) => toolSignature(toolSpec(tool.name, prompts.toolDescription(tool.name), tool.parameters({ config: smsConfigOf(config) } as never), config.llm.strictTools));
 
 /** The stdout from `from` on, up to the next line that starts with `until`. */
 function section(out: string, from: string, until: string): string {
@@ -47,7 +48,7 @@ describe("npm run chat -- --as-model: the person plays the model", () => {
       "start_sms_flow info=opening_hours",
       "An die null eins sieben null, eins zwei drei, vier fünf, sechs sieben.",
       'collect_phone_number phone_number="null eins sieben null, eins zwei drei, vier fünf, sechs sieben"',
-      // Not a listed clear answer (prompts/de-DE/consent_answers.md), so the (person-)model decides.
+      // Not a listed clear answer (prompts/de-DE/sms/consent_answers.md), so the (person-)model decides.
       "Ja, das passt mir gut.",
       "record_consent consented=ja", // not a boolean: the engine's validation answers
       'record_consent {"consented": tru', // broken JSON: caught before anything is sent

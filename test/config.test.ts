@@ -4,8 +4,8 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, DEFAULT_CONFIG_PATH, applyEnv, configPathFrom, loadConfigFile, parseConfig } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { ConfigError, DEFAULT_CONFIG_PATH, applyEnv, configPathFrom, loadConfigFile, parseConfig } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DE_FILE = join(ROOT, "config/agent.yaml");
@@ -40,10 +40,10 @@ describe("the checked-in configs load", () => {
     expect(cfg.business.name).toBe("Praxis Dr. Muster");
     expect(cfg.llm).toMatchObject({ model: "gpt-4o-mini", temperature: 0.2, strictTools: true });
     expect(cfg.llm.steps.confirm_consent).toEqual({ temperature: 0 });
-    expect(cfg.consent.question).toContain("{number}");
-    expect(Object.keys(cfg.sms.slots)).toEqual(["info"]);
-    expect(Object.keys(cfg.sms.slots.info!.options)).toEqual(["opening_hours", "address", "booking_link"]);
-    expect(cfg.recipients).toMatchObject({ allowedCountries: ["DE", "AT", "CH"], allowedNumberTypes: ["MOBILE"], blockedNumbers: [] });
+    expect(cfg.tasks.sms.consent.question).toContain("{number}");
+    expect(Object.keys(cfg.tasks.sms.slots)).toEqual(["info"]);
+    expect(Object.keys(cfg.tasks.sms.slots.info!.options)).toEqual(["opening_hours", "address", "booking_link"]);
+    expect(cfg.tasks.sms.recipients).toMatchObject({ allowedCountries: ["DE", "AT", "CH"], allowedNumberTypes: ["MOBILE"], blockedNumbers: [] });
     expect(cfg.server).toMatchObject({ port: 8080, host: "0.0.0.0" });
   });
 
@@ -51,20 +51,20 @@ describe("the checked-in configs load", () => {
     const cfg = loadConfigFile(EN_FILE);
     expect(cfg.language).toBe("en-US");
     expect(cfg.homeCountry).toBe("US");
-    expect(cfg.recipients.allowedCountries).toEqual(["US", "CA"]);
-    expect(cfg.recipients.allowedNumberTypes).toEqual(["MOBILE", "FIXED_LINE_OR_MOBILE"]);
-    expect(Object.keys(cfg.sms.slots.info!.options)).toEqual(["opening_hours", "address", "booking_link"]);
+    expect(cfg.tasks.sms.recipients.allowedCountries).toEqual(["US", "CA"]);
+    expect(cfg.tasks.sms.recipients.allowedNumberTypes).toEqual(["MOBILE", "FIXED_LINE_OR_MOBILE"]);
+    expect(Object.keys(cfg.tasks.sms.slots.info!.options)).toEqual(["opening_hours", "address", "booking_link"]);
     // Not in the file: schema defaults.
     expect(cfg.llm).toMatchObject({ maxTokens: 300, timeoutMs: 10000, maxRetries: 1, steps: {} });
-    expect(cfg.recipients.blockedNumbers).toEqual([]);
-    expect(cfg.recipients.perRecipient).toEqual({ max: 3, windowSeconds: 86400 });
+    expect(cfg.tasks.sms.recipients.blockedNumbers).toEqual([]);
+    expect(cfg.tasks.sms.recipients.perRecipient).toEqual({ max: 3, windowSeconds: 86400 });
     expect(cfg.server).toEqual({ port: 8080, host: "0.0.0.0", apiTokenHeader: "X-API-TOKEN", allowNoToken: false, maxBodyBytes: 65536, wsPath: "/ws", answerWithinMs: 800, maxHoldingLines: 2, holdingTimeoutSeconds: 2, leaseMs: 3000, listenBacklog: 2048, overload: { maxEventLoopDelayMs: 500, maxCpuCores: 0, maxInFlightTurns: 1000, maxNewCallsPerSecond: 100, callerIdName: "Hotline" } });
     expect(cfg.limits.maxLlmRequestsPerTurn).toBe(3);
     expect(cfg.ledger).toEqual({ path: "data/consent-ledger.jsonl", numbers: "full", retentionDays: 1826, optOutList: true });
-    expect(cfg.abuse.perPrefix).toEqual({ max: 10, windowSeconds: 3600, prefixDigits: 3 });
+    expect(cfg.tasks.sms.abuse.perPrefix).toEqual({ max: 10, windowSeconds: 3600, prefixDigits: 3 });
     expect(cfg.logLevel).toBe("info");
     expect(cfg.speech.userInputTimeoutSeconds).toBe(8);
-    expect(cfg.transfer).toEqual({ targets: {}, timeoutSeconds: 30 });
+    expect(cfg.agents.reception!.transfer).toEqual({ targets: {}, timeoutSeconds: 30 });
   });
 
   it("loadConfigFile resolves relative paths against the working directory", () => {
@@ -108,72 +108,72 @@ describe("parseConfig errors name the field path", () => {
   });
 
   it("transfer.targets.<key>.number not in E.164 digits without +", () => {
-    const msg = configError((r) => (r.transfer = { targets: { reception: { number: "+49 211 1234567", description: "reception desk" } } })).message;
-    expect(msg).toContain("transfer.targets.reception.number");
+    const msg = configError((r) => (r.agents = { reception: { transfer: { targets: { reception: { number: "+49 211 1234567", description: "reception desk" } } } } })).message;
+    expect(msg).toContain("agents.reception.transfer.targets.reception.number");
     expect(msg).toContain("E.164");
   });
 
   it("transfer.targets with an unknown key in a target, and transfer.timeoutSeconds out of range", () => {
-    expect(configError((r) => (r.transfer = { targets: { reception: { number: "4921112345600", description: "d", phone: "x" } } })).message).toContain("phone");
-    expect(configError((r) => (r.transfer = { timeoutSeconds: 1 })).message).toContain("transfer.timeoutSeconds");
+    expect(configError((r) => (r.agents = { reception: { transfer: { targets: { reception: { number: "4921112345600", description: "d", phone: "x" } } } } })).message).toContain("phone");
+    expect(configError((r) => (r.agents = { reception: { transfer: { timeoutSeconds: 1 } } })).message).toContain("agents.reception.transfer.timeoutSeconds");
   });
 
   it("consent.question without {number}", () => {
-    expect(configError((r) => (r.consent.question = "Darf ich Ihnen eine SMS schicken?")).message).toContain("consent.question");
+    expect(configError((r) => (r.tasks.sms.consent.question = "Darf ich Ihnen eine SMS schicken?")).message).toContain("tasks.sms.consent.question");
   });
 
   it("consent.question with an unknown placeholder", () => {
-    const msg = configError((r) => (r.consent.question = "An {number} für {kunde}?")).message;
-    expect(msg).toContain("consent.question");
+    const msg = configError((r) => (r.tasks.sms.consent.question = "An {number} für {kunde}?")).message;
+    expect(msg).toContain("tasks.sms.consent.question");
     expect(msg).toContain("{kunde}");
   });
 
   it("consent.question may use {business_name}", () => {
     const raw = rawDe();
-    raw.consent.question = "Darf {business_name} Ihnen an {number} schreiben?";
-    expect(parseConfig(raw).consent.question).toBe("Darf {business_name} Ihnen an {number} schreiben?");
+    raw.tasks.sms.consent.question = "Darf {business_name} Ihnen an {number} schreiben?";
+    expect(parseConfig(raw).tasks.sms.consent.question).toBe("Darf {business_name} Ihnen an {number} schreiben?");
   });
 
   it("sms.template with an undeclared placeholder {foo}", () => {
-    const msg = configError((r) => (r.sms.template = "{business_name}: {info} {foo}")).message;
-    expect(msg).toContain("sms.template");
+    const msg = configError((r) => (r.tasks.sms.template = "{business_name}: {info} {foo}")).message;
+    expect(msg).toContain("tasks.sms.template");
     expect(msg).toContain("{foo}");
   });
 
   it("sms.template referring to a slot that is not declared", () => {
-    const msg = configError((r) => (r.sms.slots = {})).message;
-    expect(msg).toContain("sms.template");
+    const msg = configError((r) => (r.tasks.sms.slots = {})).message;
+    expect(msg).toContain("tasks.sms.template");
     expect(msg).toContain("{info}");
   });
 
   it('recipients.allowedCountries ["XX"]', () => {
-    const msg = configError((r) => (r.recipients.allowedCountries = ["XX"])).message;
-    expect(msg).toContain("recipients.allowedCountries");
+    const msg = configError((r) => (r.tasks.sms.recipients.allowedCountries = ["XX"])).message;
+    expect(msg).toContain("tasks.sms.recipients.allowedCountries");
     expect(msg).toContain("XX");
   });
 
   it("recipients.allowedCountries empty", () => {
-    expect(configError((r) => (r.recipients.allowedCountries = [])).message).toContain("recipients.allowedCountries");
+    expect(configError((r) => (r.tasks.sms.recipients.allowedCountries = [])).message).toContain("tasks.sms.recipients.allowedCountries");
   });
 
   it("recipients.allowedNumberTypes with an unknown type", () => {
-    expect(configError((r) => (r.recipients.allowedNumberTypes = ["CELL"])).message).toContain("recipients.allowedNumberTypes");
+    expect(configError((r) => (r.tasks.sms.recipients.allowedNumberTypes = ["CELL"])).message).toContain("tasks.sms.recipients.allowedNumberTypes");
   });
 
   it("recipients.blockedNumbers with '+'", () => {
-    expect(configError((r) => (r.recipients.blockedNumbers = ["+4915112345678"])).message).toContain("recipients.blockedNumbers");
+    expect(configError((r) => (r.tasks.sms.recipients.blockedNumbers = ["+4915112345678"])).message).toContain("tasks.sms.recipients.blockedNumbers");
   });
 
   it("sms slot option keys must be lower_snake_case", () => {
-    expect(configError((r) => (r.sms.slots.info.options = { "Opening-Hours": "x" })).message).toContain("sms.slots.info.options");
+    expect(configError((r) => (r.tasks.sms.slots.info.options = { "Opening-Hours": "x" })).message).toContain("tasks.sms.slots.info.options");
   });
 
   it("a slot without options", () => {
-    expect(configError((r) => (r.sms.slots.info.options = {})).message).toContain("sms.slots.info.options");
+    expect(configError((r) => (r.tasks.sms.slots.info.options = {})).message).toContain("tasks.sms.slots.info.options");
   });
 
   it("sms.maxPerCall 0", () => {
-    expect(configError((r) => (r.sms.maxPerCall = 0)).message).toContain("sms.maxPerCall");
+    expect(configError((r) => (r.tasks.sms.maxPerCall = 0)).message).toContain("tasks.sms.maxPerCall");
   });
 
   it("speech.bargeIn.minimum_characters 0", () => {
@@ -202,6 +202,46 @@ describe("parseConfig errors name the field path", () => {
   it("a non-object config", () => {
     expect(() => parseConfig(null)).toThrow(ConfigError);
     expect(() => parseConfig("language: de-DE")).toThrow(ConfigError);
+  });
+});
+
+describe("each task and agent brings its own section (issue 19, point 3)", () => {
+  it("the SMS task's settings sit under tasks.sms, the agents' under agents.<name>", () => {
+    const cfg = loadConfigFile(DE_FILE);
+    expect(Object.keys(cfg.tasks)).toEqual(["sms"]);
+    expect(cfg.tasks.sms.template).toContain("{info}");
+    expect(cfg.agents.reception!.transfer.targets).toEqual({});
+    expect(cfg.agents.callback).toBeUndefined();
+  });
+
+  it.each([
+    ["sms", { template: "x" }, "tasks.sms (template, slots, maxPerCall and retryTransientFailures sit directly under tasks.sms)"],
+    ["consent", { question: "An {number}?" }, "tasks.sms.consent"],
+    ["recipients", { allowedCountries: ["DE"] }, "tasks.sms.recipients"],
+    ["abuse", {}, "tasks.sms.abuse"],
+    ["transfer", { targets: {} }, "agents.reception.transfer"],
+    ["callback", { endpoint: { url: "https://x.example/hook" } }, "agents.callback"],
+  ])("a config still using the old top-level key %s is told where it went, never ignored", (key, value, to) => {
+    const err = configError((r) => (r[key] = value));
+    expect(err.message).toContain(`  ${key}: moved to ${to}`);
+  });
+
+  it("every old key in one config is named, one line each", () => {
+    const err = configError((r) => Object.assign(r, { sms: {}, consent: {} }));
+    expect(err.message.split("\n").filter((l) => l.includes("moved to"))).toHaveLength(2);
+  });
+
+  it("an unknown task or agent section is a config error naming it", () => {
+    expect(configError((r) => (r.tasks.fax = {})).message).toMatch(/tasks: Unrecognized key\(s\) in object: 'fax'/);
+    expect(configError((r) => (r.agents = { pharmacy: {} })).message).toMatch(/agents: Unrecognized key\(s\) in object: 'pharmacy'/);
+  });
+
+  it("agent: callback without its section names agents.callback", () => {
+    expect(configError((r) => (r.agent = "callback")).message).toContain("agents.callback: agent: callback needs an agents.callback section");
+  });
+
+  it("agent: names only agents of the registry", () => {
+    expect(configError((r) => (r.agent = "pharmacy")).message).toMatch(/agent: Invalid enum value\. Expected 'reception' \| 'callback'/);
   });
 });
 

@@ -8,7 +8,7 @@ import type { SmsContext } from "../src/tasks/sms/types.js";
 import type { RuleLists } from "../src/engine/define.js";
 
 /**
- * The consent turn's rule lists (prompts/<lang>/consent_answers.md): a whole utterance, after case,
+ * The consent turn's rule lists (prompts/<lang>/sms/consent_answers.md): a whole utterance, after case,
  * punctuation and whitespace only, decides; anything else is the model's. Expectations are the
  * words a caller says, never the lists' own contents read back.
  */
@@ -81,11 +81,11 @@ describe("the lists are checked at start-up", () => {
     const { join } = await import("node:path");
     const { tmpdir } = await import("node:os");
     const dir = mkdtempSync(join(tmpdir(), "rules-"));
-    mkdirSync(join(dir, "de-DE"));
+    mkdirSync(join(dir, "de-DE", "sms"), { recursive: true });
     for (const f of ["persona.md", "lines.md"]) writeFileSync(join(dir, "de-DE", f), "");
     writeFileSync(join(dir, "tools.md"), "");
     writeFileSync(join(dir, "model-notes.md"), "");
-    writeFileSync(join(dir, "de-DE", "consent_answers.md"), "## yes\n- Ja.\nGerne.\n## no\n- Nein.\n");
+    writeFileSync(join(dir, "de-DE", "sms", "consent_answers.md"), "## yes\n- Ja.\nGerne.\n## no\n- Nein.\n");
     expect(() => new PromptLibrary(dir, "de-DE").ruleLists(CONSENT_ANSWERS_FILE)).toThrow(/consent_answers.md ## yes: "Gerne." is not a list entry/);
   });
   it.each(LANGUAGES)("the shipped %s lists pass", (l) => expect(() => compileConsentAnswers(lists[l])).not.toThrow());

@@ -12,7 +12,7 @@ import { smsActions, spoken, startTestService, testConfig, type TestService } fr
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => {

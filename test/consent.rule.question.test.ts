@@ -12,7 +12,7 @@ const OBJECTION = "Haben Sie etwas dagegen, wenn ich Ihnen die Informationen per
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ consent: { question: OBJECTION, answerByRule: true } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { consent: { question: OBJECTION, answerByRule: true } } } }) });
 });
 afterAll(async () => svc.close());
 

@@ -38,7 +38,7 @@ class HeldLedger extends MemoryLedger {
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -74,7 +74,7 @@ describe("review: words that overtake a rule's yes (its turn held in the ledger 
   let held: TestService;
   const ledger = new HeldLedger();
   beforeAll(async () => {
-    held = await startTestService({ ledger, config: testConfig({ consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+    held = await startTestService({ ledger, config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
   });
   afterAll(async () => held.close());
 
@@ -125,7 +125,7 @@ describe("review: who decided, as the ledger CLI shows and exports it", () => {
   writeFileSync(configPath, stringifyYaml(raw));
 
   it("a call whose yes the rule decided, and one whose no the model decided: verify passes, show and the CSV export name who decided", async () => {
-    const file = await startTestService({ ledger: new FileLedger(ledgerPath), config: testConfig({ consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+    const file = await startTestService({ ledger: new FileLedger(ledgerPath), config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
     try {
       await atConsentQuestion(file, "cli-rule");
       await file.post(ev.speak("cli-rule", "Ja, gerne."));

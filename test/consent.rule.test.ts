@@ -17,7 +17,7 @@ const DECLINE_LINE = /^Alles klar, dann schicke ich Ihnen keine SMS/;
 let svc: TestService;
 const turns: TurnRecord[] = [];
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), onTurn: (t) => turns.push(t) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), onTurn: (t) => turns.push(t) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => {
@@ -179,8 +179,8 @@ describe("only the first caller event after the heard question, with nothing in 
 });
 
 describe("the switch", () => {
-  it("consent.answerByRule: false sends every answer to the model", async () => {
-    const off = await startTestService({ config: testConfig({ consent: { answerByRule: false } }) });
+  it("tasks.sms.consent.answerByRule: false sends every answer to the model", async () => {
+    const off = await startTestService({ config: testConfig({ tasks: { sms: { consent: { answerByRule: false } } } }) });
     try {
       await atConsentQuestion(off, "rule-off");
       off.fake.reset();

@@ -26,7 +26,7 @@ const QUESTION = /^Darf ich Ihnen die Informationen per SMS/;
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -178,7 +178,7 @@ describe("two instances on one Redis: a holder that lost its lease writes nothin
   beforeAll(async () => {
     await fake.start();
     redis = await connectRedis();
-    const config = testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } });
+    const config = testConfig({ server: { leaseMs: 300 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } });
     instances = clocks.map((clock) =>
       createService({
         config,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { aiDisclosureTerms, disclosesAi, openingLine } from "../src/config/disclosure.js";
-import { ConfigError, applyEnv, loadConfigFile } from "../src/config/load.js";
+import { ConfigError, applyEnv, loadConfigFile } from "../src/appConfig.js";
 import { LANGUAGES, type Language } from "../src/config/schema.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
@@ -134,7 +134,7 @@ describe("asked whether a human is on the line, the agent says truthfully that i
     const persona = prompts.persona;
     expect(persona).toMatch(language === "de-DE" ? /Du bist eine KI, kein Mensch/ : /You are an AI, not a human/);
     // The system prompt of the step that answers questions: persona + main step prompt.
-    const system = `${persona}\n\n${prompts.stepPrompt("main")}`;
+    const system = `${persona}\n\n${prompts.stepPrompt("reception/main")}`;
     const reply = await new ScriptedModel().complete({
       model: "scripted",
       temperature: 0,
@@ -145,6 +145,6 @@ describe("asked whether a human is on the line, the agent says truthfully that i
     });
     expect(reply.toolCalls).toEqual([]);
     expect(reply.text).toMatch(answer);
-    expect(prompts.stepPrompt("main")).toContain(reply.text);
+    expect(prompts.stepPrompt("reception/main")).toContain(reply.text);
   });
 });

@@ -32,7 +32,7 @@ const step = defineStep<Counted>();
 const flow = defineFlow<Counted>({
   name: "counted",
   initialStep: "main",
-  steps: [step({ name: "main", kind: "llm", prompt: "main", tools: [] })],
+  steps: [step({ name: "main", kind: "llm", prompt: "reception/main", tools: [] })],
   initialState: () => ({ seen: 0 }),
   lines: [],
   notes: [],

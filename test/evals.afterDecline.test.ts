@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { runTrial, type TrialResult } from "../evals/harness/runTrial.js";
 import { loadScenarios, type Scenario } from "../evals/harness/scenario.js";
-import { loadConfigFile } from "../src/config/load.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { loadConfigFile } from "../src/appConfig.js";
+import type { AppConfig } from "../src/appConfig.js";
 import type { ChatModel, ChatRequest, ChatResponse } from "../src/llm/chatModel.js";
 import { OpenAIChatModel } from "../src/llm/openaiChatModel.js";
 import { SCRIPTED_APOLOGY, ScriptedModel } from "../src/llm/scriptedModel.js";
@@ -25,7 +25,7 @@ const trial = (s: Scenario, model: ChatModel, config = configs[s.language]!) => 
 const spokenLines = (r: TrialResult) => r.transcript.flatMap((t) => t.actions).flatMap((a) => (a.type === "speak" && a.text ? [a.text] : []));
 const sends = (r: TrialResult) => r.transcript.flatMap((t) => t.actions).filter((a) => a.type === "send_sms");
 /** The example answer the main prompt gives for an SMS request after a "no" (the "> " line after the rule). */
-const afterNoLine = (language: "de-DE" | "en-US") => /abgelehnt.*\n> (.+)|declined.*\n> (.+)/.exec(readFileSync(`prompts/${language}/main.md`, "utf8"))!.slice(1).find(Boolean)!;
+const afterNoLine = (language: "de-DE" | "en-US") => /abgelehnt.*\n> (.+)|declined.*\n> (.+)/.exec(readFileSync(`prompts/${language}/reception/main.md`, "utf8"))!.slice(1).find(Boolean)!;
 
 /**
  * The scripted model as it was before issue 22: after a "no" it starts the SMS flow again when

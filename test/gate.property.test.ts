@@ -13,14 +13,15 @@ import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { NumberHasher } from "../src/ledger/numberHash.js";
 import { PROMPTS_DIR, engineOptions } from "../src/service.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
-import { testConfig } from "./support/harness.js";
+import { smsConfigOf, testConfig } from "./support/harness.js";
 
 /**
  * The action gate on its own, against arbitrary state a buggy tool could leave behind and
  * arbitrary send_sms actions: it lets an SMS through only when every rule holds.
  */
 
-const config = testConfig({ sms: { maxPerCall: 1 }, recipients: { perRecipient: { max: 2, windowSeconds: 3600 } } });
+const app = testConfig({ tasks: { sms: { maxPerCall: 1, recipients: { perRecipient: { max: 2, windowSeconds: 3600 } } } } });
+const config = smsConfigOf(app);
 const prompts = new PromptLibrary(PROMPTS_DIR, "de-DE");
 const NUMBERS = ["4915112345678", "491701234567", "499001234567", "493012345678", "447911123456", "436641234567"];
 const GOOD_TEXT = renderSmsText(config, { info: "address" });
@@ -87,7 +88,7 @@ function contextFor(state: CallState, ledger: MemoryLedger, limiter: MemoryRateL
     state,
     event: { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false },
     services: { config, ledger, limiter, hasher: NumberHasher.full() },
-    options: engineOptions(config),
+    options: engineOptions(app),
     prompts,
     log: pino({ level: "silent" }),
     record,
@@ -165,7 +166,8 @@ describe("the action gate alone", () => {
   });
 
   it("one yes covers one SMS, also where more SMS per call are allowed: a later send needs a new answer", async () => {
-    const wide = testConfig({ sms: { maxPerCall: 2 } });
+    const wideApp = testConfig({ tasks: { sms: { maxPerCall: 2 } } });
+    const wide = smsConfigOf(wideApp);
     const c: ConsentState = { number: "4915112345678", question: "q", askedTurn: 1, askedAt: "2026-12-07T09:00:03.000Z", spokenIndex: 2, interrupted: false, answer: { consented: true, reply: "Ja", turn: 2, at: "2026-12-07T09:00:07.000Z", spokenBeforeAnswer: 2 } };
     const state = stateWith(c, "4915112345678", false, [], 0, "address");
     const ledger = new MemoryLedger();
@@ -174,7 +176,7 @@ describe("the action gate alone", () => {
       state,
       event: { type: "user_speak", session: { id: "gate" }, text: "Ja", barged_in: false },
       services: { config: wide, ledger, limiter: new MemoryRateLimiter(() => 0), hasher: NumberHasher.full() },
-      options: engineOptions(wide),
+      options: engineOptions(wideApp),
       prompts,
       log: pino({ level: "silent" }),
       record,

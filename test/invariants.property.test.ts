@@ -11,8 +11,8 @@ import { parseAiFlowNumber } from "../src/phone/number.js";
 import { checkRecipient } from "../src/phone/policy.js";
 import type { ChatBody, ScriptedReply, ScriptedToolCall } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { callbackTestConfig, startTestService, testConfig, type TestService } from "./support/harness.js";
-import type { AppConfig } from "../src/config/schema.js";
+import { callbackTestConfig, smsConfigOf, startTestService, testConfig, type TestService } from "./support/harness.js";
+import type { AppConfig } from "../src/appConfig.js";
 import { pastDeadline, until as waitUntil } from "./support/deadline.js";
 
 /**
@@ -174,17 +174,17 @@ interface AgentUnderTest {
 }
 
 function agentUnderTest(name: AgentUnderTest["name"], rules = false): AgentUnderTest {
-  const patch = { sms: { maxPerCall: MAX_PER_CALL }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } }, consent: { answerByRule: rules } };
+  const patch = { tasks: { sms: { maxPerCall: MAX_PER_CALL, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } }, consent: { answerByRule: rules } } } };
   // The callback agent's reports are kept in its outbox; nothing is posted during the property run.
   const config = name === "reception" ? testConfig(patch) : callbackTestConfig("http://127.0.0.1:9/not-posted", patch);
-  const questionFor = (n: string) => config.consent.question.replaceAll("{number}", speakable(n, config.homeCountry)).replaceAll("{business_name}", config.business.name);
-  const slot = config.sms.slots.info!;
+  const questionFor = (n: string) => config.tasks.sms.consent.question.replaceAll("{number}", speakable(n, config.homeCountry)).replaceAll("{business_name}", config.business.name);
+  const slot = config.tasks.sms.slots.info!;
   return {
     name,
     rules,
     config,
     questionFor,
-    allowedTexts: new Set(Object.keys(slot.options).map((k) => renderSmsText(config, { info: k }))),
+    allowedTexts: new Set(Object.keys(slot.options).map((k) => renderSmsText(smsConfigOf(config), { info: k }))),
     questionNumber: (line) => (line === undefined ? undefined : KNOWN_NUMBERS.find((n) => line === questionFor(n) || line.endsWith(" " + questionFor(n)))),
   };
 }
@@ -260,7 +260,7 @@ function violations(agent: AgentUnderTest, transport: Transport, observed: Obser
         // Invariant 4: text from the template only.
         if (!allowedTexts.has(a.message)) fail(i, `SMS text not from template: ${a.message}`);
         // Invariant 5: recipient policy.
-        if (!checkRecipient(parseAiFlowNumber(a.phone_number), config.recipients).ok) fail(i, `recipient fails policy: ${a.phone_number}`);
+        if (!checkRecipient(parseAiFlowNumber(a.phone_number), config.tasks.sms.recipients).ok) fail(i, `recipient fails policy: ${a.phone_number}`);
         // Invariant 6: evidence is durable before the send; a failing ledger means no send.
         if (o.ledgerDown) fail(i, "send_sms while the ledger was failing");
       }

@@ -73,7 +73,7 @@ describe("the outbox poster's log lines", () => {
 
   it("each parses as JSON with every key once: delivered, retried, dead-lettered, through the service's poster", async () => {
     let now = Date.UTC(2026, 10, 23, 9, 0, 0);
-    const config = callbackTestConfig(receiver.url, { logLevel: "debug", callback: { endpoint: { maxAttempts: 2 } } });
+    const config = callbackTestConfig(receiver.url, { logLevel: "debug", agents: { callback: { endpoint: { maxAttempts: 2 } } } });
     const { service, lines } = loggedService(config, fake, () => now);
     try {
       // Three calls, each ended: the first report is refused once (500), then taken; the second

@@ -105,7 +105,7 @@ describe("what became of an approved send, over the webhook", () => {
         return inner.putBack(callId, entries, processedAtCollect);
       },
     });
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } }), store });
     await svc.app.listen({ port: 0, host: "127.0.0.1" });
     const port = (svc.app.server.address() as AddressInfo).port;
     const id = "handover-lost-answer";
@@ -131,7 +131,7 @@ describe("what became of an approved send, over the webhook", () => {
   });
 
   it("the caller's 'no' overtakes the pending send: sms_not_sent, withdrawn_by_no", async () => {
-    svc = await startTestService({ config: testConfig({ recipients: { perRecipient: OPEN } }) });
+    svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: OPEN } } } }) });
     const id = "handover-no-overtakes";
     await atConsentQuestion(svc, id);
     svc.fake.reset();
@@ -150,7 +150,7 @@ describe("what became of an approved send, over the webhook", () => {
   });
 
   it("session_end with the send still waiting: sms_not_sent, call_ended", async () => {
-    svc = await startTestService({ config: testConfig({ recipients: { perRecipient: OPEN } }) });
+    svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: OPEN } } } }) });
     const id = "handover-call-ended";
     await atConsentQuestion(svc, id);
     svc.fake.reset();
@@ -199,7 +199,7 @@ describe("an attempt fenced out before its commit (lease lost): the event runs a
 
   it("the rerun approves the same send again: one sms_approved, its handover, no sms_not_sent", async () => {
     const { store, state } = fencedOnce();
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } } } }), store });
     const id = "handover-rerun-same";
     await atConsentQuestion(svc, id);
     svc.fake.reset();
@@ -219,7 +219,7 @@ describe("an attempt fenced out before its commit (lease lost): the event runs a
 
   it("the rerun does not approve it again (the model heard a 'no'): the first approval gets sms_not_sent, lease_lost", async () => {
     const { store, state } = fencedOnce();
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } }), store });
     const id = "handover-rerun-other";
     await atConsentQuestion(svc, id);
     svc.fake.reset();
@@ -263,7 +263,7 @@ describe("an attempt whose instance died after the approval, before its commit: 
     }) as CallStore<SmsSlice>;
     const ledger = new MemoryLedger();
     const limiter = new MemoryRateLimiter();
-    const config = testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } });
+    const config = testConfig({ server: { leaseMs: 300 }, tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } } } });
     const make = (store: CallStore<SmsSlice>) =>
       createService({ config, clock: new ManualClock(), model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }), ledger, limiter, store, logger: pino({ level: "silent" }) });
     const A = make(viewOfA);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { createLedger, describeLedger } from "../src/ledger/createLedger.js";
 import { digestOf, GENESIS } from "../src/ledger/chain.js";
 import { FileLedger } from "../src/ledger/fileLedger.js";

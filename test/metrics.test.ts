@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AiFlowAction } from "../src/aiflow/actions.js";
-import type { AppConfig } from "../src/config/schema.js";
+import type { AppConfig } from "../src/appConfig.js";
 import type { TurnRecord } from "../src/core/turnRecord.js";
 import { emptyTurnRecord } from "../src/core/turnRecord.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
@@ -117,7 +117,7 @@ describe("metrics from real calls", () => {
   beforeAll(async () => {
     await fake.start();
     // One SMS per recipient per day, so a second call to the same caller is refused at the gate.
-    svc = await startMetered(fake, testConfig({ recipients: { perRecipient: { max: 1, windowSeconds: 86400 } } }));
+    svc = await startMetered(fake, testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 86400 } } } } }));
 
     // 1. Happy path to a sent SMS, then sipgate reports it failed (no_sms_extension: no retry).
     await svc.post(ev.start("m-happy"));

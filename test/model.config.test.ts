@@ -74,7 +74,7 @@ describe("model selection through config", () => {
 describe("English (en-US)", () => {
   let svc: TestService;
   beforeAll(async () => {
-    svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 100, windowSeconds: 60 } } }, "config/agent.en-US.yaml") });
+    svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 100, windowSeconds: 60 } } } } }, "config/agent.en-US.yaml") });
   });
   afterAll(async () => svc.close());
 

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../src/config/load.js";
+import { ConfigError } from "../src/appConfig.js";
 import { modelUrlProblem, redactUrl } from "../src/config/modelUrl.js";
 import { EndpointMonitor, type ModelEndpointStatus } from "../src/llm/endpointMonitor.js";
 import { createEndpointMonitor, createModel } from "../src/llm/createModel.js";

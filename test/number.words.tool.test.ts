@@ -14,7 +14,7 @@ const SAID = "Meine Handynummer ist null eins fünf eins, zwölf, vierunddreißi
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());

@@ -1,10 +1,11 @@
+import { smsConfigOf } from "./support/harness.js";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { NumberHasher } from "../src/ledger/numberHash.js";
 import { abuseLimits, smsHolder } from "../src/tasks/sms/abuseLimits.js";
 import { ev } from "./support/events.js";
@@ -188,7 +189,7 @@ describe("the shared store with hashed numbers (real Redis)", () => {
     expect(sent.filter((a) => a.type === "send_sms")).toEqual([expect.objectContaining({ phone_number: RECIPIENT })]);
 
     // The limits counted this SMS, under the keyed hashes of the numbers (and of the range's prefix).
-    const limits = abuseLimits(loadConfigFile(join(outside, "redis.yaml")), hasher, RECIPIENT, "DE", CALLER);
+    const limits = abuseLimits(smsConfigOf(loadConfigFile(join(outside, "redis.yaml"))), hasher, RECIPIENT, "DE", CALLER);
     for (const { kind, spec } of limits) {
       expect(await redis.zcard(`${prefix}limit:${spec.key}`), `${kind} window ${spec.key}`).toBe(1);
     }
@@ -215,18 +216,18 @@ describe("the shared store with hashed numbers (real Redis)", () => {
   it("abuseLimits and smsHolder with ledger.numbers: full keep the numbers as they are", () => {
     const config = loadConfigFile(join(ROOT, "config/agent.yaml"));
     const full = NumberHasher.full();
-    expect(abuseLimits(config, full, RECIPIENT, "DE", CALLER).map((l) => l.spec.key)).toEqual([
+    expect(abuseLimits(smsConfigOf(config), full, RECIPIENT, "DE", CALLER).map((l) => l.spec.key)).toEqual([
       `sms:to:${RECIPIENT}`,
       `sms:from:${CALLER}`,
-      `sms:range:${RECIPIENT.slice(0, -config.abuse.perPrefix.prefixDigits)}`,
+      `sms:range:${RECIPIENT.slice(0, -config.tasks.sms.abuse.perPrefix.prefixDigits)}`,
       "sms:country:DE",
       "sms:global",
     ]);
     expect(smsHolder("call-1", RECIPIENT, full)).toBe(`sms:call-1:${RECIPIENT}`);
-    expect(abuseLimits(config, hasher, RECIPIENT, "DE", undefined).map((l) => l.spec.key)).toEqual([
+    expect(abuseLimits(smsConfigOf(config), hasher, RECIPIENT, "DE", undefined).map((l) => l.spec.key)).toEqual([
       `sms:to:${hasher.storeKey(RECIPIENT)}`,
       "sms:from:anonymous",
-      `sms:range:${hasher.storeKey(RECIPIENT.slice(0, -config.abuse.perPrefix.prefixDigits))}`,
+      `sms:range:${hasher.storeKey(RECIPIENT.slice(0, -config.tasks.sms.abuse.perPrefix.prefixDigits))}`,
       "sms:country:DE",
       "sms:global",
     ]);

@@ -17,7 +17,7 @@ import { MemoryCallStore } from "../src/store/memoryCallStore.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { testConfig } from "./support/harness.js";
+import { receptionServicesOf, testConfig } from "./support/harness.js";
 
 /**
  * Issue 17, point 8: each action's outcome reaches the flow through one callback (`onOutcome`):
@@ -50,7 +50,7 @@ beforeAll(async () => {
   const log = pino({ level: "silent" });
   const engine = new Engine<ReceptionFlowTypes>({
     flow,
-    services: { config, ledger, limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() },
+    services: receptionServicesOf(config, { ledger, limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() }),
     options,
     prompts,
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 2000, maxRetries: 0 }),

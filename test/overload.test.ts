@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
 import { spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { PromptLibrary } from "../src/engine/promptLibrary.js";
 import { PROMPTS_DIR } from "../src/service.js";
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { loadConfigFile } from "../src/config/load.js";
+import { loadConfigFile } from "../src/appConfig.js";
 import { parseCallerNumber } from "../src/phone/number.js";
 import { NUMBER_PLACEHOLDER, redactNumber } from "../src/phone/redact.js";
 import { speakable } from "../src/tasks/sms/numbers.js";
@@ -199,7 +199,7 @@ describe("redactNumber: the texts a ledger record holds", () => {
       ["config/agent.en-US.yaml", "12015550123"],
     ] as const) {
       const config = loadConfigFile(file);
-      const template = config.consent.question.replaceAll("{business_name}", config.business.name);
+      const template = config.tasks.sms.consent.question.replaceAll("{business_name}", config.business.name);
       const asked = template.replaceAll("{number}", speakable(number, config.homeCountry));
       expect(asked).not.toBe(template);
       expect(redactNumber(asked, number, config.homeCountry)).toBe(template);

@@ -149,7 +149,7 @@ describe("SMS abuse limits", () => {
     const s = createService({
     // Deadlines (server.answerWithinMs) move only when told: no answer depends on machine speed.
     clock: new ManualClock(),
-      config: testConfig({ abuse }),
+      config: testConfig({ tasks: { sms: { abuse } } }),
       model: new OpenAIChatModel({ apiKey: "k", baseURL: local.baseURL, timeoutMs: 5000, maxRetries: 0 }),
       ledger: new MemoryLedger(),
       logger: pino({ level: "silent" }),

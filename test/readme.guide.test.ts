@@ -314,7 +314,7 @@ describe(`README "${SECTION}"`, () => {
     expect(final.ledger).toContain("sms_approved");
 
     // What the model was given: the step's prompt (placeholders filled) and only its tools, described from prompts/tools.md.
-    // Two: the consent turn's "Ja, gerne." is a clear yes of prompts/de-DE/consent_answers.md, decided without the model.
+    // Two: the consent turn's "Ja, gerne." is a clear yes of prompts/de-DE/sms/consent_answers.md, decided without the model.
     expect(fake.requests).toHaveLength(2);
     const first = fake.requests[0]!;
     // The SMS task brings opt_out_sms into every LLM step of a flow that includes it.

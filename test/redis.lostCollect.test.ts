@@ -41,7 +41,7 @@ beforeAll(async () => {
   const store = Object.assign(Object.create(main) as RedisCallStore<SmsSlice>, {
     collect: (callId: string, r: CollectRequest, requestId?: string) => collects.collect(callId, r, requestId),
   });
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), store });
 });
 
 afterAll(async () => {

@@ -11,7 +11,7 @@ import { engineTurn, smsActions, spoken, startTestService, testConfig, type Test
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -156,7 +156,7 @@ describe("F6 [medium] sms_failed that matches no SMS still in flight must not an
 
 describe("F6b [medium] with retries disabled, the first failure is not announced as a repeated one", () => {
   it("retryTransientFailures: false → no 'auch diesmal' on the first and only failure", async () => {
-    const noRetry = await startTestService({ config: testConfig({ sms: { retryTransientFailures: false }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+    const noRetry = await startTestService({ config: testConfig({ tasks: { sms: { retryTransientFailures: false, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
     try {
       const id = "rv-failed-no-retry";
       await noRetry.post(ev.start(id));

@@ -6,7 +6,7 @@ import { atConsentQuestion, ledgerKinds, pastDeadline, until } from "./support/d
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -69,7 +69,7 @@ it("after session_end a late or redelivered user_speak starts no new conversatio
 });
 
 it("a turn already given up on approves no send, so it uses up no SMS limit: the caller's repeated 'yes' sends", async () => {
-  const s2 = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1, windowSeconds: 86400 } } }) });
+  const s2 = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 86400 } } } } }) });
   try {
     const id = "rv-ratelimit";
     await s2.post(ev.start(id));

@@ -10,7 +10,7 @@ let svc: TestService;
 let redis: Redis;
 beforeAll(async () => {
   redis = await connectRedis();
-  svc = await startTestService({ config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store: new RedisCallStore(redis, { prefix: uniquePrefix() }) });
+  svc = await startTestService({ config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), store: new RedisCallStore(redis, { prefix: uniquePrefix() }) });
 });
 afterAll(async () => {
   await svc.close();

@@ -38,7 +38,7 @@ let url: string;
 beforeAll(async () => {
   await fake.start();
   svc = createService({
-    config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }),
+    config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }),
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
     ledger,
     logger: pino({ level: "silent" }),

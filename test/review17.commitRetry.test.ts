@@ -30,7 +30,7 @@ beforeAll(async () => {
       return inner.commitAndNext(callId, token, c);
     },
   });
-  svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store });
+  svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), store });
 });
 afterAll(async () => svc.close());
 

@@ -31,7 +31,7 @@ beforeAll(async () => {
       return inner.putBack(callId, entries, processedAtCollect);
     },
   });
-  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }), store });
+  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), store });
   await svc.app.listen({ port: 0, host: "127.0.0.1" });
   port = (svc.app.server.address() as AddressInfo).port;
 });

@@ -17,7 +17,7 @@ const SENT = /abgeschickt|unterwegs|verschickt|geschickt\./;
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ server: { leaseMs: 300 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());

@@ -16,7 +16,7 @@ import { ledgerKinds, until, postAndHangUp } from "./support/deadline.js";
 let svc: TestService;
 let port: number;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
   await svc.app.listen({ port: 0, host: "127.0.0.1" });
   port = (svc.app.server.address() as AddressInfo).port;
 });

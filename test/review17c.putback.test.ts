@@ -45,7 +45,7 @@ describe("review17c: a lost answer's entries put back", () => {
         return refused;
       },
     });
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } }), store });
     await svc.app.listen({ port: 0, host: "127.0.0.1" });
     const port = (svc.app.server.address() as AddressInfo).port;
     const id = "review17c-putback-reply-lost";
@@ -107,7 +107,7 @@ describe("review17c: a lost answer's entries put back", () => {
         return inner.commitAndNext(callId, token, r, requestId);
       },
     });
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } }), store });
     await svc.app.listen({ port: 0, host: "127.0.0.1" });
     const port = (svc.app.server.address() as AddressInfo).port;
     const id = "review17c-putback-behind-end";

@@ -20,7 +20,7 @@ import { atConsentQuestion, postAndHangUp, until } from "./support/deadline.js";
  */
 
 const OPEN = { max: 1000, windowSeconds: 60 };
-const config = () => testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } });
+const config = () => testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } });
 
 describe("review18b: evidence ids after the call's state was lost", () => {
   const services: TestService[] = [];

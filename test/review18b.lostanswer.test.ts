@@ -52,7 +52,7 @@ describe.each(STORES)("review18b: a lost answer's send, not put back (%s)", (_na
         return inner.putBack(callId, entries, processedAtCollect);
       },
     });
-    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, recipients: { perRecipient: OPEN } }), store });
+    svc = await startTestService({ config: testConfig({ server: { answerWithinMs: 0 }, tasks: { sms: { recipients: { perRecipient: OPEN } } } }), store });
     await svc.app.listen({ port: 0, host: "127.0.0.1" });
     const port = (svc.app.server.address() as AddressInfo).port;
     const id = "review18b-lost-answer-state";

@@ -26,7 +26,7 @@ import type { TurnRecord } from "../src/core/turnRecord.js";
 import { endCall } from "../tools/common/end_call.js";
 import { FakeOpenAIServer, reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { testConfig } from "./support/harness.js";
+import { smsConfigOf, testConfig } from "./support/harness.js";
 
 /**
  * The SMS consent-and-send flow as a reusable task (issue 13, point 1; issue 19, point 1), seen
@@ -96,8 +96,8 @@ const hostFlow = defineFlow<HostTypes>({
   name: "host",
   initialStep: "desk",
   steps: [
-    step({ name: "desk", kind: "llm", prompt: "main", tools: [offerAddressSms, goElsewhere, rogueSend, finishNothing, endCall], ...hears("desk") }),
-    step({ name: "elsewhere", kind: "llm", prompt: "main", tools: [endCall], ...hears("elsewhere") }),
+    step({ name: "desk", kind: "llm", prompt: "reception/main", tools: [offerAddressSms, goElsewhere, rogueSend, finishNothing, endCall], ...hears("desk") }),
+    step({ name: "elsewhere", kind: "llm", prompt: "reception/main", tools: [endCall], ...hears("elsewhere") }),
   ],
   tasks: [hostTask(smsTask)],
   initialState: () => ({ ...initialSmsSlice(), desk: { results: [], failures: [] } }),
@@ -127,7 +127,7 @@ let clock = Date.UTC(2026, 10, 28, 9, 0, 0);
 beforeAll(async () => {
   await fake.start();
   const config = testConfig();
-  const services: SmsServices = { config, ledger, limiter, hasher: NumberHasher.full() };
+  const services: SmsServices = { config: smsConfigOf(config), ledger, limiter, hasher: NumberHasher.full() };
   engine = new Engine<HostTypes>({
     flow: hostFlow,
     services,

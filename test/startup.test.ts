@@ -262,7 +262,7 @@ describe("npm start -- --offline: the real webhook on the built-in scripted mode
       );
       const missing = node({ HOST: "127.0.0.1", OPENAI_BASE_URL: fake.baseURL }, ["--config", config]);
       expect((await missing.exited).code).toBe(1);
-      expect(missing.err().trim().split("\n")).toEqual([expect.stringMatching(/^aiflow-sms-agent: callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /)]);
+      expect(missing.err().trim().split("\n")).toEqual([expect.stringMatching(/^aiflow-sms-agent: agents\.callback\.endpoint\.secretEnv: set CALLBACK_SIGNING_SECRET /)]);
 
       const port = await freePort();
       const p = node({ HOST: "127.0.0.1", PORT: String(port), OPENAI_BASE_URL: fake.baseURL, OPENAI_API_KEY: "k", CALLBACK_SIGNING_SECRET: "s3cret" }, ["--config", config]);

@@ -20,7 +20,7 @@ let svc: TestService;
 beforeAll(async () => {
   redis = await connectRedis();
   store = new RedisCallStore<SmsSlice>(redis, { prefix: uniquePrefix() });
-  svc = await startTestService({ store, config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }) });
+  svc = await startTestService({ store, config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
 });
 afterAll(async () => {
   await svc.close();

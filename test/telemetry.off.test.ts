@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigError } from "../src/config/load.js";
+import { ConfigError } from "../src/appConfig.js";
 import { NO_TRACING, telemetry } from "../src/core/telemetry.js";
 import { startTracing, tracingWanted } from "../src/telemetry/start.js";
 import { reply } from "./support/fakeOpenAI.js";

@@ -1,3 +1,5 @@
+import { SMS_LINES } from "../src/tasks/sms/types.js";
+import { CALLBACK_LINES } from "../src/agents/callback/types.js";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -5,7 +7,8 @@ import { z } from "zod";
 import { z as z4 } from "zod/v4";
 import { zodToJsonSchema } from "zod-to-json-schema";
 import { describe, expect, it } from "vitest";
-import { LANGUAGES, type AppConfig, type Language } from "../src/config/schema.js";
+import { LANGUAGES, type Language } from "../src/config/schema.js";
+import { type AppConfig } from "../src/appConfig.js";
 import type { LlmStep, ToolDef } from "../src/engine/define.js";
 import { Engine } from "../src/engine/engine.js";
 import { FlowDefinitionError } from "../src/engine/errors.js";
@@ -14,7 +17,6 @@ import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import { NumberHasher } from "../src/ledger/numberHash.js";
 import { ScriptedModel } from "../src/llm/scriptedModel.js";
 import { MemoryRateLimiter } from "../src/store/rateLimiter.js";
-import type { SmsServices } from "../src/tasks/sms/types.js";
 import type { ReceptionFlowTypes } from "../tools/reception/agent.js";
 import { engineOptions } from "../src/service.js";
 import { pino } from "pino";
@@ -31,13 +33,14 @@ import type { ComposedFlow } from "../src/engine/defineFlow.js";
 const AGENTS = [receptionFlow, callbackFlow] as unknown as ComposedFlow<FlowTypes>[];
 import { nullsToUndefined, toolJsonSchema, toolSpec } from "../src/llm/toolSchema.js";
 import { PROMPTS_DIR } from "../src/service.js";
-import { testConfig } from "./support/harness.js";
+import { receptionServicesOf, testConfig } from "./support/harness.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** Every tool file under tools/ (one tool per file), loaded as the flow would; a task's or agent's definition (task.ts, agent.ts) lists tools and is none. */
 function toolFiles(dir = join(ROOT, "tools")): string[] {
-  const isTool = (f: string) => f.endsWith(".ts") && f !== "task.ts" && f !== "agent.ts";
+  // A tool's file is named like the tool (snake_case); camelCase files are a group's shared definitions (tools/common/agentDef.ts, transferConfig.ts).
+  const isTool = (f: string) => /^[a-z0-9_]+\.ts$/.test(f) && f !== "task.ts" && f !== "agent.ts";
   return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? toolFiles(join(dir, f)) : isTool(f) ? [join(dir, f)] : []));
 }
 const exportedTools: ToolDef<ReceptionFlowTypes>[] = (await Promise.all(toolFiles().map(async (f) => Object.values(await import(f)) as ToolDef<ReceptionFlowTypes>[]))).flat();
@@ -48,7 +51,12 @@ const llmSteps: LlmStep<ReceptionFlowTypes>[] = [
 const stepTools: ToolDef<ReceptionFlowTypes>[] = llmSteps.flatMap((s) => s.tools);
 /** Every distinct tool: a file in tools/ or offered by an LLM step. */
 const allTools: ToolDef<ReceptionFlowTypes>[] = [...new Map([...exportedTools, ...stepTools].map((t) => [t.name, t])).values()];
-const servicesFor = (config: AppConfig): SmsServices => ({ config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() });
+/** The services an agent gets: the SMS task's, the transfer tool's, and the callback agent's (each reads its own). */
+const servicesFor = (config: AppConfig) => ({
+  ...receptionServicesOf(config, { ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() }),
+  callback: config.agents.callback ?? { endpoint: { url: "https://x.example", secretEnv: "X", timeoutMs: 1, maxAttempts: 1, backoff: { initialMs: 1, maxMs: 1, factor: 1 }, pollMs: 10 }, smsSlots: {} },
+  sessionTtlSeconds: config.limits.sessionTtlSeconds,
+});
 
 const configs: Array<[string, AppConfig]> = [
   ["de-DE", testConfig()],
@@ -223,12 +231,14 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
   it("two slots give two enum properties, all required in strict mode", () => {
     const config: AppConfig = {
       ...base,
-      sms: {
-        ...base.sms,
-        template: "{business_name}: {info} {branch}",
-        slots: {
-          ...base.sms.slots,
-          branch: { description: "which branch", options: { north: "Nord", south: "Süd" } },
+      tasks: {
+        sms: {
+          ...base.tasks.sms,
+          template: "{business_name}: {info} {branch}",
+          slots: {
+            ...base.tasks.sms.slots,
+            branch: { description: "which branch", options: { north: "Nord", south: "Süd" } },
+          },
         },
       },
     };
@@ -240,7 +250,7 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
   });
 
   it("no slots give an empty object schema", () => {
-    const config: AppConfig = { ...base, sms: { ...base.sms, template: "{business_name}", slots: {} } };
+    const config: AppConfig = { ...base, tasks: { sms: { ...base.tasks.sms, template: "{business_name}", slots: {} } } };
     const schema = toolJsonSchema(start.parameters(servicesFor(config)), true);
     expect(schema.type).toBe("object");
     expect(schema.properties).toEqual({});
@@ -257,10 +267,14 @@ describe("start_sms_flow parameters follow the configured SMS slots", () => {
 describe("transfer_call parameters follow the configured transfer targets", () => {
   const transfer = exportedTools.find((t) => t.name === "transfer_call")!;
   const config = testConfig({
-    transfer: {
-      targets: {
-        reception: { number: "4921112345600", description: "reception desk, for appointments", name: "dem Empfang" },
-        billing: { number: "4921112345601", description: "billing questions" },
+    agents: {
+      reception: {
+        transfer: {
+          targets: {
+            reception: { number: "4921112345600", description: "reception desk, for appointments", name: "dem Empfang" },
+            billing: { number: "4921112345601", description: "billing questions" },
+          },
+        },
       },
     },
   });
@@ -399,8 +413,24 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
     expect(a).toEqual(b);
   });
 
+  /** Every lines.md of a language: the shared one and each task's and agent's folder's (issue 19, point 2). */
+  const allLines = (lang: Language): Record<string, string> => {
+    const dir = join(PROMPTS_DIR, lang);
+    const folders = readdirSync(dir).filter((f) => statSync(join(dir, f)).isDirectory() && existsSync(join(dir, f, "lines.md")));
+    return Object.assign(readSections(join(dir, "lines.md")), ...folders.map((f) => readSections(join(dir, f, "lines.md"))));
+  };
+
+  it("each task's and agent's lines are in its own folder, the engine's in the shared lines.md", () => {
+    const keys = (path: string) => Object.keys(readSections(join(PROMPTS_DIR, path)));
+    for (const lang of LANGUAGES) {
+      expect(sorted(keys(`${lang}/sms/lines.md`))).toEqual(sorted(SMS_LINES));
+      expect(sorted(keys(`${lang}/callback/lines.md`))).toEqual(sorted(CALLBACK_LINES));
+      expect(sorted(keys(`${lang}/lines.md`))).toEqual(sorted(ENGINE_LINES));
+    }
+  });
+
   it("each line uses the same placeholders in both languages", () => {
-    const sections = LANGUAGES.map((l) => readSections(join(PROMPTS_DIR, l, "lines.md")));
+    const sections = LANGUAGES.map((l) => allLines(l));
     for (const key of Object.keys(sections[0]!)) {
       expect({ key, placeholders: placeholders(sections[1]![key] ?? "") }).toEqual({ key, placeholders: placeholders(sections[0]![key]!) });
     }
@@ -408,7 +438,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
 
   it("no line or note is empty", () => {
     for (const lang of LANGUAGES) {
-      for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, lang, "lines.md")))) expect({ lang, key, empty: text === "" }).toEqual({ lang, key, empty: false });
+      for (const [key, text] of Object.entries(allLines(lang))) expect({ lang, key, empty: text === "" }).toEqual({ lang, key, empty: false });
     }
     for (const [key, text] of Object.entries(readSections(join(PROMPTS_DIR, "model-notes.md")))) expect({ key, empty: text === "" }).toEqual({ key, empty: false });
   });
@@ -431,7 +461,7 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
       () =>
         new Engine({
           flow: broken,
-          services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() },
+          services: servicesFor(config),
           options: engineOptions(config),
           prompts: libraries["de-DE"],
           model: new ScriptedModel(),
@@ -440,14 +470,14 @@ describe("prompts/ cover every tool, step, line and note the code uses", () => {
         }),
     ).toThrow(FlowDefinitionError);
     expect(() =>
-      new Engine({ flow: broken, services: { config, ledger: new MemoryLedger(), limiter: new MemoryRateLimiter(), hasher: NumberHasher.full() }, options: engineOptions(config), prompts: libraries["de-DE"], model: new ScriptedModel(), log: pino({ level: "silent" }), now: Date.now }),
+      new Engine({ flow: broken, services: servicesFor(config), options: engineOptions(config), prompts: libraries["de-DE"], model: new ScriptedModel(), log: pino({ level: "silent" }), now: Date.now }),
     ).toThrow(/line no_such_line/);
   });
 
   it("every {placeholder} in persona.md and the step prompts has a value from its agent's promptValues", () => {
     const callbackConfigs: Array<[string, AppConfig]> = [
       ["de-DE", testConfig({}, "config/callback.yaml")],
-      ["en-US", testConfig({ agent: "callback", callback: { endpoint: { url: "https://receiver.example/hook" }, smsSlots: { info: "opening_hours" } } }, "config/agent.en-US.yaml")],
+      ["en-US", testConfig({ agent: "callback", agents: { callback: { endpoint: { url: "https://receiver.example/hook" }, smsSlots: { info: "opening_hours" } } } }, "config/agent.en-US.yaml")],
     ];
     const agents: Array<[ComposedFlow<FlowTypes>, Array<[string, AppConfig]>, object]> = [
       [AGENTS[0]!, configs, {}],

@@ -22,12 +22,16 @@ let svc: TestService;
 beforeAll(async () => {
   svc = await startTestService({
     config: testConfig({
-      transfer: {
-        timeoutSeconds: 25,
-        callerIdName: "Praxis Hotline",
-        targets: {
-          reception: { number: RECEPTION, description: "Empfang / reception desk, for appointments", name: "dem Empfang" },
-          billing: { number: BILLING, description: "billing questions" },
+      agents: {
+        reception: {
+          transfer: {
+            timeoutSeconds: 25,
+            callerIdName: "Praxis Hotline",
+            targets: {
+              reception: { number: RECEPTION, description: "Empfang / reception desk, for appointments", name: "dem Empfang" },
+              billing: { number: BILLING, description: "billing questions" },
+            },
+          },
         },
       },
     }),

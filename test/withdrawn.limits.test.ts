@@ -45,7 +45,7 @@ describe("a commit that throws after the gate approved a send", () => {
       },
     });
     local = await startTestService({
-      config: testConfig({ server: { leaseMs: 300 }, recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } }),
+      config: testConfig({ server: { leaseMs: 300 }, tasks: { sms: { recipients: { perRecipient: { max: 1, windowSeconds: 3600 } } } } }),
       store,
     });
     const svc = local;

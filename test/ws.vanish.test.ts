@@ -100,7 +100,7 @@ async function start(kind: "memory" | "redis"): Promise<Running> {
     redisStore = new SlowRedisStore(redis, { prefix });
   }
   const svc = createService({
-    config: testConfig({ recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } }),
+    config: testConfig({ tasks: { sms: { recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }),
     model: new OpenAIChatModel({ apiKey: "k", baseURL: fake.baseURL, timeoutMs: 10_000, maxRetries: 0 }),
     ledger,
     logger: pino({ level: "silent" }),

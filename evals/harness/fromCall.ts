@@ -1,5 +1,6 @@
 import { stringify } from "yaml";
-import type { AgentName, Language } from "../../src/config/schema.js";
+import type { Language } from "../../src/config/schema.js";
+import type { AgentName } from "../../src/registry.js";
 import { parseAiFlowNumber } from "../../src/phone/number.js";
 import type { ReviewEntry } from "../../src/review/entries.js";
 import { MASKED_NUMBER } from "../../src/review/masking.js";

@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import type { AiFlowAction } from "../../src/aiflow/actions.js";
-import type { AppConfig } from "../../src/config/schema.js";
+import type { AppConfig } from "../../src/appConfig.js";
 import { initialCallState } from "../../src/tasks/sms/state.js";
 import type { TurnRecord } from "../../src/core/turnRecord.js";
 import { checkModelUtterance } from "../../src/tasks/sms/claims.js";

@@ -3,7 +3,8 @@ import { basename, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { SMS_FAILURE_REASONS } from "../../src/aiflow/events.js";
-import { AGENTS, LANGUAGES } from "../../src/config/schema.js";
+import { LANGUAGES } from "../../src/config/schema.js";
+import { AGENT_NAMES } from "../../src/registry.js";
 
 /**
  * A scenario: who calls, a scripted caller made of reactive rules, and what must (not) happen.
@@ -107,7 +108,7 @@ export const scenarioSchema = z
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "ids are lower-case words joined by -"),
     description: z.string().min(1),
     /** The agent the scenario is for; `npm run eval` runs the scenarios of the config's `agent`. */
-    agent: z.enum(AGENTS).default("reception"),
+    agent: z.enum(AGENT_NAMES).default("reception"),
     language: z.enum(LANGUAGES),
     tags: z.array(z.string()).default([]),
     caller: z

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import type { AiFlowAction } from "../aiflow/actions.js";
 import { isSmsFailureReason, SMS_FAILURE_REASONS, type SmsFailureReason } from "../aiflow/events.js";
-import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../config/load.js";
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../appConfig.js";
 import type { TurnRecord } from "../core/turnRecord.js";
 import { MemoryLedger } from "../ledger/memoryLedger.js";
 import type { ChatModel } from "../llm/chatModel.js";
@@ -15,7 +15,7 @@ import { npmTookOffline } from "./npmOffline.js";
 import { ManualClock } from "../engine/clock.js";
 import { TerminalLines } from "./terminalLines.js";
 import { describeDestination, reportDestination, shownUrl, type ReportDestination } from "../agents/callback/reportDestination.js";
-import type { AppConfig } from "../config/schema.js";
+import type { AppConfig } from "../appConfig.js";
 import type { Outbox } from "../outbox/outbox.js";
 import { OutboxPoster } from "../outbox/webhookPoster.js";
 
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     model = createModel(config, process.env);
   }
   // A chat's calls are test calls: their report reaches only a receiver named in CALLBACK_URL.
-  const reports = config.agent === "callback" ? reportDestination(config, process.env, { testCalls: true }) : undefined;
+  const reports = config.agent === "callback" ? reportDestination(config.agents.callback!, process.env, { testCalls: true }) : undefined;
   const ledger = new MemoryLedger();
   const seen: { turn?: TurnRecord } = {};
   const service = createService({
@@ -212,7 +212,7 @@ async function showReport(outbox: Outbox, key: string, reports: ReportDestinatio
     const entry = (await outbox.claimDue(Number.MAX_SAFE_INTEGER, 10, 1000)).find((c) => c.key === key);
     return `  ⇪ report (Idempotency-Key ${key}) ${describeDestination(reports, "shown here")}${shown(entry?.body)}`;
   }
-  const e = config.callback!.endpoint;
+  const e = config.agents.callback!.endpoint;
   let posted: string | undefined;
   const poster = new OutboxPoster({
     outbox,

@@ -2,7 +2,7 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { LedgerRecord } from "../ledger/ledger.js";
-import type { AppConfig } from "../config/schema.js";
+import type { AppConfig } from "../appConfig.js";
 import { unknownKeyIds } from "../ledger/maintenance.js";
 import { filterByTime, readLedgerFile } from "../ledger/readLedger.js";
 import { accessText, allRecords, callPage, forThePerson, recordsAbout } from "./ledger/access.js";

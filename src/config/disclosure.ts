@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "./paths.js";
-import type { AppConfig, Language } from "./schema.js";
+import type { BaseConfig, Language } from "./schema.js";
 import { ConfigError } from "../core/errors.js";
 
 /**
@@ -44,7 +44,7 @@ export function disclosesAi(text: string, language: Language): boolean {
 }
 
 /** Config fields that break the rule, with the reason; empty when the config discloses. */
-export function disclosureProblems(cfg: AppConfig): Array<{ path: string; message: string }> {
+export function disclosureProblems(cfg: BaseConfig): Array<{ path: string; message: string }> {
   const problems: Array<{ path: string; message: string }> = [];
   const where = `none of the terms in prompts/${cfg.language}/disclosure.md`;
   const line = cfg.disclosure.line;
@@ -58,7 +58,7 @@ export function disclosureProblems(cfg: AppConfig): Array<{ path: string; messag
 }
 
 /** What the caller hears first: the greeting, after the disclosure line when the greeting does not disclose. */
-export function openingLine(cfg: AppConfig): string {
+export function openingLine(cfg: BaseConfig): string {
   const fill = (t: string) => t.replaceAll("{business_name}", cfg.business.name);
   const line = cfg.disclosure.line;
   if (line === undefined || disclosesAi(cfg.greeting, cfg.language)) return fill(cfg.greeting);

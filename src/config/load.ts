@@ -4,14 +4,13 @@ import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { packageRoot } from "./paths.js";
 import { disclosureProblems } from "./disclosure.js";
-import { callbackEndpointFromEnv } from "./callbackEnv.js";
-import { configSchema, type AppConfig } from "./schema.js";
+import { baseConfigSchema, type BaseConfig } from "./schema.js";
 import { ConfigError } from "../core/errors.js";
 
 /** The checked-in config, relative to the package root (not the working directory). */
 export const DEFAULT_CONFIG_PATH = "config/agent.yaml";
 
-const LOG_LEVELS: readonly string[] = configSchema.innerType().shape.logLevel.removeDefault().options;
+const LOG_LEVELS: readonly string[] = baseConfigSchema.shape.logLevel.removeDefault().options;
 
 export { ConfigError } from "../core/errors.js";
 
@@ -20,18 +19,26 @@ function describe(err: z.ZodError, source: string): string {
   return `invalid config ${source}:\n${lines.join("\n")}`;
 }
 
-/** Validate an already-parsed config object (tests build configs in code). */
-/** Settings that were replaced: a config still using one is told what to use instead. */
+/** Settings that were replaced inside the service's own sections: a config still using one is told what to use instead. */
 const REPLACED: Array<{ path: [string, string]; use: string }> = [
   { path: ["speech", "fillerAfterMs"], use: "server.answerWithinMs (one deadline for webhook and WebSocket)" },
 ];
 
-export function parseConfig(raw: unknown, source = "(inline)"): AppConfig {
+/**
+ * Validate an already-parsed config object against `schema` (the app's, composed in
+ * src/appConfig.ts). `moved`: top-level keys that moved (to a task's or agent's section), each
+ * with its new place; a config using one fails naming the key and where it went, never ignored.
+ */
+export function parseConfigWith<T extends BaseConfig>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, raw: unknown, source: string, moved: Record<string, string>): T {
+  const top = raw && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
+  const old: string[] = [];
+  for (const [key, to] of Object.entries(moved)) if (top && Object.hasOwn(top, key)) old.push(`  ${key}: moved to ${to}`);
   for (const { path, use } of REPLACED) {
-    const section = (raw as Record<string, unknown> | null | undefined)?.[path[0]];
-    if (section && typeof section === "object" && path[1] in section) throw new ConfigError(`invalid config ${source}:\n  ${path.join(".")}: was replaced by ${use}`);
+    const section = top?.[path[0]];
+    if (section && typeof section === "object" && path[1] in section) old.push(`  ${path.join(".")}: was replaced by ${use}`);
   }
-  const r = configSchema.safeParse(raw);
+  if (old.length > 0) throw new ConfigError(`invalid config ${source}:\n${old.join("\n")}`);
+  const r = schema.safeParse(raw);
   if (!r.success) throw new ConfigError(describe(r.error, source));
   // Here rather than in the schema: the rule reads its terms from prompts/, and every entry point parses through here.
   const undisclosed = disclosureProblems(r.data);
@@ -39,31 +46,26 @@ export function parseConfig(raw: unknown, source = "(inline)"): AppConfig {
   return r.data;
 }
 
-/** Environment overrides named in the README; applied after the file is validated, then validated again. */
-export function applyEnv(cfg: AppConfig, env: NodeJS.ProcessEnv): AppConfig {
+/** The environment overrides of the service's own settings named in the README (a task's or agent's come with it). */
+export function applyBaseEnv<T extends BaseConfig>(cfg: T, env: NodeJS.ProcessEnv): T {
   const out = structuredClone(cfg);
   if (env.LLM_MODEL) out.llm.model = env.LLM_MODEL;
   if (env.HOST) out.server.host = env.HOST;
   if (env.LOG_LEVEL) {
     // Checked here so the message names the variable, not the config field it overrides.
     if (!LOG_LEVELS.includes(env.LOG_LEVEL)) throw new ConfigError(`invalid environment: LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${env.LOG_LEVEL}"`);
-    out.logLevel = env.LOG_LEVEL as AppConfig["logLevel"];
+    out.logLevel = env.LOG_LEVEL as BaseConfig["logLevel"];
   }
   if (env.PORT !== undefined && env.PORT !== "") {
     const port = Number(env.PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid environment: PORT must be an integer 0-65535, got "${env.PORT}"`);
     out.server.port = port;
   }
-  // Only where the config has a callback section: another agent's deployment may share the variables.
-  if (out.callback) {
-    const r = callbackEndpointFromEnv(out.callback.endpoint, env);
-    if ("problems" in r) throw new ConfigError(`invalid environment:${r.problems.length === 1 ? ` ${r.problems[0]}` : r.problems.map((p) => `\n  ${p}`).join("")}`);
-    out.callback.endpoint = r.endpoint;
-  }
-  return parseConfig(out, "after environment overrides");
+  return out;
 }
 
-export function loadConfigFile(path: string): AppConfig {
+/** The parsed YAML of a config file (not validated yet); an unreadable file or bad YAML is a ConfigError naming the file. */
+export function readConfigFile(path: string): { raw: unknown; full: string } {
   const full = resolve(path);
   let text: string;
   try {
@@ -71,13 +73,11 @@ export function loadConfigFile(path: string): AppConfig {
   } catch (e) {
     throw new ConfigError(`cannot read config file ${full}: ${(e as Error).message}`);
   }
-  let raw: unknown;
   try {
-    raw = parseYaml(text);
+    return { raw: parseYaml(text), full };
   } catch (e) {
     throw new ConfigError(`config file ${full} is not valid YAML: ${(e as Error).message}`);
   }
-  return parseConfig(raw, full);
 }
 
 /**

@@ -2,30 +2,16 @@ import { isSupportedCountry, type CountryCode } from "libphonenumber-js/max";
 import { z } from "zod";
 import { bargeInConfigSchema, ttsSchema, vadSchema } from "../aiflow/actions.js";
 
-/** The single checked-in config file, validated at start-up. Types are derived from this schema. */
+/** The service's part of the config file; the whole file's schema is composed in src/appConfig.ts. Types are derived from the schemas. */
 
 import { LANGUAGES, type Language } from "../core/callState.js";
 import { modelUrlSchema } from "./modelUrl.js";
 export { LANGUAGES, type Language };
 
-const countryCode = z
+export const countryCode = z
   .string()
   .refine((c) => isSupportedCountry(c), (c) => ({ message: `"${c}" is not a supported two-letter country code (e.g. DE)` }))
   .transform((c) => c as CountryCode);
-const NUMBER_TYPES = [
-  "MOBILE",
-  "FIXED_LINE",
-  "FIXED_LINE_OR_MOBILE",
-  "PREMIUM_RATE",
-  "TOLL_FREE",
-  "SHARED_COST",
-  "VOIP",
-  "PERSONAL_NUMBER",
-  "PAGER",
-  "UAN",
-  "VOICEMAIL",
-] as const;
-
 const stepLlmOverride = z
   .object({
     model: z.string().min(1).optional(),
@@ -34,71 +20,8 @@ const stepLlmOverride = z
   })
   .strict();
 
-const placeholderName = /^[a-z][a-z0-9_]*$/;
-
-export const smsSlotSchema = z
+export const baseConfigSchema = z
   .object({
-    description: z.string().min(1),
-    /** The model picks one key; the SMS gets the configured text. The model never writes SMS text itself. */
-    options: z.record(z.string().regex(placeholderName, "option keys are lower_snake_case"), z.string().min(1)).refine(
-      (o) => Object.keys(o).length > 0,
-      "a slot needs at least one option",
-    ),
-  })
-  .strict();
-
-/** The agents this service ships; `agent:` in the config picks one. */
-export const AGENTS = ["reception", "callback"] as const;
-export type AgentName = (typeof AGENTS)[number];
-
-/** The callback agent: where the collected request goes after the call, and the SMS it offers. */
-export const callbackConfigSchema = z
-  .object({
-    /** The company's receiver: each call's request is POSTed there as JSON, signed, with an idempotency key. */
-    endpoint: z
-      .object({
-        // Reports carry personal data: https, or plain http only to this machine (a local relay, tests).
-        url: z
-          .string()
-          .url()
-          .refine((u) => {
-            let url: URL;
-            try {
-              url = new URL(u);
-            } catch {
-              return true; // not a URL at all: .url() above says so
-            }
-            return url.protocol === "https:" || (url.protocol === "http:" && ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname));
-          }, "must be an https:// URL (reports carry personal data); plain http:// only to localhost"),
-        /** Name of the environment variable that holds the HMAC-SHA-256 signing secret (never the secret itself). */
-        secretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name, e.g. CALLBACK_SIGNING_SECRET").default("CALLBACK_SIGNING_SECRET"),
-        timeoutMs: z.number().int().min(100).max(60_000).default(5000),
-        /** Attempts before the post is dead-lettered (kept for an operator, logged as an error). */
-        maxAttempts: z.number().int().min(1).max(100).default(10),
-        backoff: z
-          .object({
-            initialMs: z.number().int().min(10).default(2000),
-            maxMs: z.number().int().min(10).default(600_000),
-            factor: z.number().min(1).max(10).default(2),
-          })
-          .strict()
-          .default({}),
-        /** How often each instance looks for due posts. */
-        pollMs: z.number().int().min(10).max(60_000).default(1000),
-      })
-      .strict(),
-    /**
-     * The SMS confirmation the agent offers once the request is confirmed: for each slot of
-     * `sms.slots`, the option to send. A fixed text: nothing the caller said goes into an SMS.
-     */
-    smsSlots: z.record(z.string(), z.string()).default({}),
-  })
-  .strict();
-
-export const configSchema = z
-  .object({
-    /** Which agent answers calls: reception (questions, SMS, transfer) or callback (callback requests). */
-    agent: z.enum(AGENTS).default("reception"),
     language: z.enum(LANGUAGES),
     homeCountry: countryCode.default("DE"),
     business: z
@@ -162,82 +85,6 @@ export const configSchema = z
           .default({}),
       })
       .strict(),
-    consent: z
-      .object({
-        /** The exact question spoken; `{number}` is replaced by the number read back in digit groups. */
-        question: z.string().min(1).refine((q) => q.includes("{number}"), "the consent question must name the number: include {number}"),
-        /**
-         * A clear answer to the question ("Ja, gerne.", "Nein danke."), said as one of the whole
-         * utterances listed in prompts/<lang>/consent_answers.md, is decided by that list without a
-         * model request (the same record_consent call, the same guards). Off: every answer goes to the model.
-         */
-        answerByRule: z.boolean().default(true),
-      })
-      .strict(),
-    sms: z
-      .object({
-        /** SMS body. `{business_name}` and the declared slots are the only placeholders. */
-        template: z.string().min(1),
-        slots: z.record(z.string().regex(placeholderName, "slot names are lower_snake_case"), smsSlotSchema).default({}),
-        maxPerCall: z.number().int().min(1).max(10).default(1),
-        /** One extra send after an sms_failed with a transient reason (smsc_unavailable, unknown). */
-        retryTransientFailures: z.boolean().default(true),
-      })
-      .strict(),
-    /**
-     * Transfer to a person (the transfer_call tool): the model picks a target by key; each target's
-     * description tells it when. No targets: the tool answers that no transfer is possible.
-     */
-    transfer: z
-      .object({
-        targets: z
-          .record(
-            z.string().regex(placeholderName, "target keys are lower_snake_case"),
-            z
-              .object({
-                /** E.164 digits without +, as AI Flow's transfer action wants it. */
-                number: z.string().regex(/^[1-9]\d{6,14}$/, "E.164 digits without + (e.g. 4921112345678)"),
-                /** What the model reads to choose this target: who answers there and for what. */
-                description: z.string().min(1),
-                /** What the caller hears: "Ich verbinde Sie mit {name}." Without it, a line without a name. */
-                name: z.string().min(1).optional(),
-              })
-              .strict(),
-          )
-          .default({}),
-        /** Seconds the target rings before sipgate gives the call back (a new session_start). */
-        timeoutSeconds: z.number().int().min(5).max(120).default(30),
-        /** Caller ID name shown to the target; default business.name. */
-        callerIdName: z.string().min(1).optional(),
-      })
-      .strict()
-      .default({}),
-    recipients: z
-      .object({
-        allowedCountries: z.array(countryCode).min(1),
-        allowedNumberTypes: z.array(z.enum(NUMBER_TYPES)).min(1).default(["MOBILE"]),
-        blockedNumbers: z.array(z.string().regex(/^[1-9]\d{6,14}$/, "blocked numbers are E.164 digits without +")).default([]),
-        /** SMS to one recipient across all calls. */
-        perRecipient: z
-          .object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) })
-          .strict()
-          .default({ max: 3, windowSeconds: 86400 }),
-      })
-      .strict(),
-    /** SMS pumping protection: windows shared by all calls (and instances, with Redis). */
-    abuse: z
-      .object({
-        perCaller: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 3, windowSeconds: 86400 }),
-        /** Destinations sharing a number range: the number without its last `prefixDigits` digits. */
-        perPrefix: z
-          .object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1), prefixDigits: z.number().int().min(1).max(8).default(3) })
-          .strict()
-          .default({ max: 10, windowSeconds: 3600, prefixDigits: 3 }),
-        perCountry: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 500, windowSeconds: 3600 }),
-        global: z.object({ max: z.number().int().min(1), windowSeconds: z.number().int().min(1) }).strict().default({ max: 2000, windowSeconds: 3600 }),
-      })
-      .strict()
-      .default({}),
     speech: z
       .object({
         tts: ttsSchema.optional(),
@@ -364,8 +211,6 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    /** Settings of the callback agent; required when `agent: callback`. */
-    callback: callbackConfigSchema.optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** OpenTelemetry traces: on when OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set; see docs/observability.md. */
     telemetry: z
@@ -395,30 +240,25 @@ export const configSchema = z
       )
       .default([]),
   })
-  .strict()
-  .superRefine((cfg, ctx) => {
-    // Every {placeholder} in a configured text must be one the code fills, or callers hear it verbatim.
-    const check = (text: string, allowed: string[], path: string[], hint: string) => {
-      for (const m of text.matchAll(/\{([^}]*)\}/g)) {
-        if (!allowed.includes(m[1]!)) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `placeholder {${m[1]}} ${hint}` });
-      }
-    };
-    check(cfg.sms.template, ["business_name", ...Object.keys(cfg.sms.slots)], ["sms", "template"], "is neither {business_name} nor a declared slot in sms.slots");
-    check(cfg.greeting, ["business_name"], ["greeting"], "is unknown; only {business_name} is filled");
-    if (cfg.disclosure.line) check(cfg.disclosure.line, ["business_name"], ["disclosure", "line"], "is unknown; only {business_name} is filled");
-    check(cfg.consent.question, ["number", "business_name"], ["consent", "question"], "is unknown; use {number} or {business_name}");
-    if (cfg.agent === "callback" && !cfg.callback) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback"], message: "agent: callback needs a callback section (at least callback.endpoint.url)" });
-    for (const [slot, option] of Object.entries(cfg.callback?.smsSlots ?? {})) {
-      const declared = Object.hasOwn(cfg.sms.slots, slot) ? cfg.sms.slots[slot] : undefined;
-      if (!declared) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `is not a slot declared in sms.slots` });
-      else if (!Object.hasOwn(declared.options, option)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots", slot], message: `"${option}" is not an option of sms.slots.${slot}` });
-    }
-    if (cfg.agent === "callback") {
-      for (const slot of Object.keys(cfg.sms.slots)) {
-        if (!Object.hasOwn(cfg.callback?.smsSlots ?? {}, slot)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["callback", "smsSlots"], message: `names no option for sms.slots.${slot}: the confirmation SMS could not be rendered` });
-      }
-    }
-  });
+  .strict();
 
-export type AppConfig = z.infer<typeof configSchema>;
-export type ConfigInput = z.input<typeof configSchema>;
+/** Every `{placeholder}` in a configured text must be one the code fills, or callers hear it verbatim. */
+export function checkPlaceholders(ctx: z.RefinementCtx, text: string, allowed: string[], path: Array<string | number>, hint: string): void {
+  for (const m of text.matchAll(/\{([^}]*)\}/g)) {
+    if (!allowed.includes(m[1]!)) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `placeholder {${m[1]}} ${hint}` });
+  }
+}
+
+/** The checks of the service's own settings that need more than one field. */
+export function checkBaseConfig(cfg: BaseConfig, ctx: z.RefinementCtx): void {
+  checkPlaceholders(ctx, cfg.greeting, ["business_name"], ["greeting"], "is unknown; only {business_name} is filled");
+  if (cfg.disclosure.line) checkPlaceholders(ctx, cfg.disclosure.line, ["business_name"], ["disclosure", "line"], "is unknown; only {business_name} is filled");
+}
+
+/**
+ * The service's own settings: what every agent shares (the business and how calls open, the
+ * model, speech, the engine's limits, server, ledger, review, alerts, telemetry, evals). A task's
+ * or agent's settings are not here: each brings its schema, merged under `tasks.<name>` and
+ * `agents.<name>` by the registry (src/registry.ts, src/appConfig.ts).
+ */
+export type BaseConfig = z.infer<typeof baseConfigSchema>;

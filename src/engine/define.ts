@@ -38,7 +38,7 @@ export interface FlowTypes {
   state: object;
   /** What its tools, hooks and gate use: config, ledger, limits… */
   services: object;
-  /** Keys of prompts/<lang>/lines.md the flow speaks: a typo is a compile error. */
+  /** Keys of the lines.md files of prompts/<lang>/ the flow speaks: a typo is a compile error. */
   lines: Keys<never>;
   /** Keys of prompts/model-notes.md its tools answer with. */
   notes: Keys<never>;

@@ -109,7 +109,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
       if (rules) attempt(`rules of step ${s.name}`, () => rules.check?.(prompts.ruleLists(rules.file)) ?? prompts.ruleLists(rules.file));
       for (const t of s.tools) attempt(`tool ${t.name}`, () => prompts.toolDescription(t.name));
     }
-    for (const key of [...ENGINE_LINES, ...flow.lines]) if (!prompts.hasLine(key)) missing.push(`line ${key}: prompts/${prompts.language}/lines.md has no section "## ${key}"`);
+    for (const key of [...ENGINE_LINES, ...flow.lines]) if (!prompts.hasLine(key)) missing.push(`line ${key}: no lines.md of prompts/${prompts.language}/ (shared, or a task's or agent's folder) has a section "## ${key}"`);
     for (const key of [...ENGINE_NOTES, ...flow.notes]) if (!prompts.hasNote(key)) missing.push(`note ${key}: prompts/model-notes.md has no section "## ${key}"`);
     if (missing.length) throw new FlowDefinitionError(`flow ${flow.name} cannot run:\n  ${missing.join("\n  ")}`);
   }

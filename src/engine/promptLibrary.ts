@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Language } from "../core/callState.js";
 import type { RuleLists } from "./define.js";
@@ -8,6 +8,11 @@ import { FlowDefinitionError } from "./errors.js";
 /**
  * Everything the model reads and every fixed line the caller hears, loaded from prompts/.
  * Loaded once at start-up; a missing file or section is a start-up error, not a mid-call one.
+ *
+ * Per language, each task and agent has its own folder (prompts/<lang>/<name>/: its step prompts,
+ * named by steps as "<name>/<prompt>", and its lines.md); the lines shared by every flow (the
+ * engine's) and persona.md sit in prompts/<lang>/ itself. All lines.md files form one set of
+ * keys: a key in two of them is a start-up error naming both.
  */
 export class PromptLibrary {
   private readonly stepPrompts = new Map<string, string>();
@@ -24,14 +29,16 @@ export class PromptLibrary {
     const langDir = join(dir, language);
     if (!existsSync(langDir)) throw new FlowDefinitionError(`no prompts for language ${language}: ${langDir} does not exist`);
     this.persona = readFileSync(join(langDir, "persona.md"), "utf8").trim();
-    this.lines = readSections(join(langDir, "lines.md"));
+    this.lines = readLines(langDir);
     this.toolDescriptions = readSections(join(dir, "tools.md"));
     this.notes = readSections(join(dir, "model-notes.md"));
   }
 
+  /** A step's prompt: prompts/<lang>/<name>.md, `name` usually "<task or agent>/<prompt>". */
   stepPrompt(name: string): string {
     let p = this.stepPrompts.get(name);
     if (p === undefined) {
+      if (!/^[a-z0-9_]+(\/[a-z0-9_]+)?$/.test(name)) throw new FlowDefinitionError(`step prompt "${name}": a name is "<folder>/<prompt>" or "<prompt>" in lower_snake_case`);
       p = readFileSync(join(this.dir, this.language, `${name}.md`), "utf8").trim();
       this.stepPrompts.set(name, p);
     }
@@ -68,7 +75,7 @@ export class PromptLibrary {
   /** A fixed line the caller hears, in the call's language. */
   line(key: string, values: Record<string, string | number> = {}): string {
     const t = this.lines[key];
-    if (t === undefined) throw new FlowDefinitionError(`prompts/${this.language}/lines.md has no section "## ${key}"`);
+    if (t === undefined) throw new FlowDefinitionError(`no lines.md of prompts/${this.language}/ has a section "## ${key}"`);
     return fillTemplate(t, values, `lines.md#${key}`);
   }
 
@@ -97,4 +104,24 @@ export class PromptLibrary {
   noteKeys(): string[] {
     return Object.keys(this.notes);
   }
+}
+
+/** The lines of prompts/<lang>/lines.md and of every prompts/<lang>/<folder>/lines.md, as one set of keys. */
+function readLines(langDir: string): Record<string, string> {
+  const files = [join(langDir, "lines.md")];
+  for (const entry of readdirSync(langDir).sort()) {
+    const file = join(langDir, entry, "lines.md");
+    if (statSync(join(langDir, entry)).isDirectory() && existsSync(file)) files.push(file);
+  }
+  const lines: Record<string, string> = {};
+  const from = new Map<string, string>();
+  for (const file of files) {
+    for (const [key, text] of Object.entries(readSections(file))) {
+      const earlier = from.get(key);
+      if (earlier) throw new FlowDefinitionError(`line "${key}" is in both ${earlier} and ${file}: a line belongs to one task, agent or the shared lines.md`);
+      from.set(key, file);
+      lines[key] = text;
+    }
+  }
+  return lines;
 }

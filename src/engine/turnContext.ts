@@ -44,7 +44,7 @@ export interface TurnContext<F extends FlowTypes = FlowTypes> {
   nowIso(): string;
   /** Speak text to the caller and remember it in the conversation history. */
   speak(text: string, opts?: { expectAnswer?: boolean; fromModel?: boolean; repeat?: boolean }): void;
-  /** Speak a fixed line from prompts/<language>/lines.md. */
+  /** Speak a fixed line from a lines.md of prompts/<language>/ (shared, or the task's or agent's folder). */
   say(key: EngineLineKey | LineKey<F>, values?: Values, opts?: { expectAnswer?: boolean }): string;
   /** A note only the model reads (tool results), from prompts/model-notes.md. */
   note(key: EngineNoteKey | NoteKey<F>, values?: Values): string;

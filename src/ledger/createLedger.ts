@@ -1,4 +1,4 @@
-import type { AppConfig } from "../config/schema.js";
+import type { BaseConfig } from "../config/schema.js";
 import { FileLedger } from "./fileLedger.js";
 import type { ConsentLedger } from "./ledger.js";
 import { numberRedactor } from "./chain.js";
@@ -11,7 +11,7 @@ import { PostgresLedger } from "./postgresLedger.js";
  * with `hashed` the keys come from LEDGER_HASH_KEY (a HashKeyError, one line, without them).
  * Nothing connects or opens here beyond what the constructors do; call `ready()` to fail fast.
  */
-export function createLedger(config: AppConfig, env: NodeJS.ProcessEnv, hasher = NumberHasher.fromConfig(config.ledger.numbers, env)): FileLedger | PostgresLedger {
+export function createLedger(config: BaseConfig, env: NodeJS.ProcessEnv, hasher = NumberHasher.fromConfig(config.ledger.numbers, env)): FileLedger | PostgresLedger {
   const redact = numberRedactor(config.homeCountry);
   const url = env.DATABASE_URL?.trim();
   if (url) return new PostgresLedger({ connectionString: url, hasher, redact, table: env.LEDGER_TABLE?.trim() || undefined });
@@ -32,7 +32,7 @@ export function describeLedger(ledger: ConsentLedger): string {
  * instances share calls (several may run), and then only PostgreSQL (`DATABASE_URL`) is a ledger
  * every instance shares.
  */
-export function optOutListProblem(config: AppConfig, env: NodeJS.ProcessEnv, sharedCalls: boolean): string | undefined {
+export function optOutListProblem(config: BaseConfig, env: NodeJS.ProcessEnv, sharedCalls: boolean): string | undefined {
   if (!config.ledger.optOutList || !sharedCalls || env.DATABASE_URL?.trim()) return undefined;
   return `ledger.optOutList: REDIS_URL is set, so several instances may share calls, but the consent ledger is the file ${config.ledger.path} of each instance; the do-not-text list needs a ledger every instance shares: set DATABASE_URL, or set ledger.optOutList: false`;
 }

@@ -69,7 +69,7 @@ export interface LedgerRecordInput {
   reply?: string;
   outcome?: string;
   model?: string;
-  /** consent_given / consent_declined: whether a listed rule (prompts/<lang>/consent_answers.md) or the model decided. */
+  /** consent_given / consent_declined: whether a listed rule (prompts/<lang>/sms/consent_answers.md) or the model decided. */
   decidedBy?: "rule" | "model";
   /** With `decidedBy: "rule"`: which rule, `yes:ja gerne` (the verdict and the list entry, normalised). */
   rule?: string;
@@ -168,7 +168,7 @@ export interface ConsentLedger {
    */
   recordsOf?(callId: string): Promise<LedgerRecord[]>;
   /**
-   * The do-not-text list (callers' own wishes; `recipients.blockedNumbers` is the operator's static
+   * The do-not-text list (callers' own wishes; `tasks.sms.recipients.blockedNumbers` is the operator's static
    * list). Whether the number is on it, under any form it may be stored in (`NumberHasher.formsOf`:
    * also a form written before a key rotation). Rejects when the list cannot be read: the gate then
    * refuses the send (fail closed). Optional for a ledger that keeps no list; the service refuses to

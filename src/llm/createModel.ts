@@ -1,12 +1,12 @@
 import { ConfigError } from "../config/load.js";
 import { modelUrlProblem } from "../config/modelUrl.js";
-import type { AppConfig } from "../config/schema.js";
+import type { BaseConfig } from "../config/schema.js";
 import { EndpointMonitor, MODEL_CHECK_INTERVAL_MS, MODEL_CHECK_TIMEOUT_MS } from "./endpointMonitor.js";
 import { OpenAIChatModel } from "./openaiChatModel.js";
 import { ResilientModel, type ModelRoute, type ResilienceOptions } from "./resilientModel.js";
 
 /** The client for one endpoint, as every route uses it. */
-function endpointClient(config: AppConfig, baseURL: string | undefined, apiKey: string | undefined): OpenAIChatModel {
+function endpointClient(config: BaseConfig, baseURL: string | undefined, apiKey: string | undefined): OpenAIChatModel {
   return new OpenAIChatModel({
     // Local servers (Ollama, vLLM) ignore the key, but the client needs one.
     apiKey: apiKey || "unused",
@@ -32,7 +32,7 @@ function checkBaseUrl(env: NodeJS.ProcessEnv): void {
  * configured fallbacks (each may have its own endpoint and key variable), behind timeouts,
  * retries with backoff and a circuit breaker.
  */
-export function createModel(config: AppConfig, env: NodeJS.ProcessEnv, hooks: Pick<ResilienceOptions, "onFallback" | "onError"> = {}): ResilientModel {
+export function createModel(config: BaseConfig, env: NodeJS.ProcessEnv, hooks: Pick<ResilienceOptions, "onFallback" | "onError"> = {}): ResilientModel {
   checkBaseUrl(env);
   const primary = endpointClient(config, env.OPENAI_BASE_URL, env.OPENAI_API_KEY);
   const routes: ModelRoute[] = [{ name: config.llm.model, model: primary, endpoint: primary.endpoint }];
@@ -55,7 +55,7 @@ export function createModel(config: AppConfig, env: NodeJS.ProcessEnv, hooks: Pi
  * Watches the endpoint every call tries first (OPENAI_BASE_URL, or OpenAI's own) with its models
  * list: at start-up, bounded by a few seconds, then every 30 s, for /healthz and the log.
  */
-export function createEndpointMonitor(config: AppConfig, env: NodeJS.ProcessEnv): EndpointMonitor {
+export function createEndpointMonitor(config: BaseConfig, env: NodeJS.ProcessEnv): EndpointMonitor {
   checkBaseUrl(env);
   const client = endpointClient(config, env.OPENAI_BASE_URL, env.OPENAI_API_KEY);
   return new EndpointMonitor({

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from "fastify";
-import type { AppConfig } from "../config/schema.js";
+import type { BaseConfig } from "../config/schema.js";
 import type { CallAnswerer } from "../engine/callPipeline.js";
 import type { CallStore } from "../store/callStore.js";
 import { authPlugin } from "./auth.js";
@@ -13,7 +13,7 @@ import { webhookPlugin } from "./webhook.js";
 import { websocketPlugin } from "./websocket.js";
 
 export interface AppDeps {
-  config: AppConfig;
+  config: BaseConfig;
   pipeline: CallAnswerer;
   store: CallStore;
   /** Over its limits /healthz answers 503 (a load balancer routes around the instance). */

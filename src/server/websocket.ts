@@ -3,13 +3,13 @@ import type { FastifyBaseLogger } from "fastify";
 import fp from "fastify-plugin";
 import type { RawData, WebSocket } from "ws";
 import type { AiFlowAction } from "../aiflow/actions.js";
-import type { AppConfig } from "../config/schema.js";
+import type { BaseConfig } from "../config/schema.js";
 import type { CallAnswerer } from "../engine/callPipeline.js";
 import type { TransportObserver } from "./transportObserver.js";
 import { handleSafely, reject, takeIn, type Arrival } from "./intake.js";
 
 export interface WebSocketOptions {
-  config: AppConfig;
+  config: BaseConfig;
   pipeline: CallAnswerer;
   /** The call review: events as they arrive, frames as they are pushed. */
   observer?: TransportObserver;

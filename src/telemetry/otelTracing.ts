@@ -7,7 +7,7 @@ import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@open
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
 import { ConfigError } from "../config/load.js";
-import type { AppConfig } from "../config/schema.js";
+import type { BaseConfig } from "../config/schema.js";
 import { Scrubber } from "./scrub.js";
 import { tracingWanted } from "./wanted.js";
 import { NO_TRACING, type Attrs, type DeliveredEntry, type LazyAttrs, type SpanNote, type TracedEvent, type Tracing } from "../core/telemetry.js";
@@ -29,7 +29,7 @@ const MAX_REMEMBERED = 10_000;
  * OTEL_EXPORTER_OTLP(_TRACES)_PROTOCOL picks http/protobuf (the default) or http/json.
  * `secrets` are removed from every attribute (the AI Flow token, the model key).
  */
-export function tracingFromEnv(config: AppConfig, env: NodeJS.ProcessEnv, secrets: ReadonlyArray<string | undefined>): Tracing {
+export function tracingFromEnv(config: BaseConfig, env: NodeJS.ProcessEnv, secrets: ReadonlyArray<string | undefined>): Tracing {
   if (!tracingWanted(env)) return NO_TRACING;
   const variable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
   const protocol = (env[variable] || "http/protobuf").trim();
@@ -56,7 +56,7 @@ export class OtelTracing implements Tracing {
   /** By call: its numbers, from the events that carried them. */
   private readonly numbers = new Map<string, string[]>();
 
-  constructor(config: AppConfig, exporter: SpanExporter, secrets: ReadonlyArray<string | undefined>, processor?: SpanProcessor) {
+  constructor(config: BaseConfig, exporter: SpanExporter, secrets: ReadonlyArray<string | undefined>, processor?: SpanProcessor) {
     this.scrub = new Scrubber(secrets, config.homeCountry);
     this.transcript = config.telemetry.transcript;
     const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: "aiflow-sms-agent" }).merge(detectResources({ detectors: [envDetector] }));

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { pino } from "pino";
-import { parseConfig } from "../../src/config/load.js";
-import type { AppConfig, ConfigInput } from "../../src/config/schema.js";
+import { parseConfig } from "../../src/appConfig.js";
+import type { AppConfig, ConfigInput } from "../../src/appConfig.js";
 import type { ConsentLedger } from "../../src/ledger/ledger.js";
 import { MemoryLedger } from "../../src/ledger/memoryLedger.js";
 import { OpenAIChatModel } from "../../src/llm/openaiChatModel.js";
@@ -14,12 +14,16 @@ import { FakeOpenAIServer } from "./fakeOpenAI.js";
 import { ManualClock } from "../../src/engine/clock.js";
 import type { CallStore } from "../../src/store/callStore.js";
 import type { SmsSlice } from "../../src/tasks/sms/state.js";
+import { smsConfig, type SmsConfig } from "../../src/tasks/sms/config.js";
+import type { ReceptionServices } from "../../tools/reception/agent.js";
+import type { RateLimiter } from "../../src/store/rateLimiter.js";
+import type { NumberHasher } from "../../src/ledger/numberHash.js";
 import type { Tracing } from "../../src/core/telemetry.js";
 
 /** The callback agent's checked-in config, with test-friendly limits, and the endpoint a test's receiver listens on. */
 export function callbackTestConfig(url: string, patch: Record<string, unknown> = {}): AppConfig {
   // Many tests text the same caller: the per-recipient window is open unless a test sets it.
-  const base = { callback: { endpoint: { url, backoff: { initialMs: 1000, maxMs: 60_000 } } }, recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } };
+  const base = { agents: { callback: { endpoint: { url, backoff: { initialMs: 1000, maxMs: 60_000 } } } }, tasks: { sms: { recipients: { perRecipient: { max: 1_000_000, windowSeconds: 60 } } } } };
   return testConfig(deepMerge(base, patch), "config/callback.yaml");
 }
 
@@ -33,10 +37,9 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
     deepMerge(base as Record<string, unknown>, {
       llm: { maxRetries: 0, timeoutMs: 2000 },
       logLevel: "silent",
-      abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open },
       // Tests script the model's answer to the consent question; the listed clear answers that skip
-      // the model (consent_answers.md) have tests of their own, which turn this on.
-      consent: { answerByRule: false },
+      // the model (sms/consent_answers.md) have tests of their own, which turn this on.
+      tasks: { sms: { abuse: { perCaller: open, perPrefix: { ...open, prefixDigits: 3 }, perCountry: open, global: open }, consent: { answerByRule: false } } },
       // Load limits off: a loaded test machine must not refuse the calls of tests about other
       // things (test/overload.test.ts sets them, and checks the shipped defaults).
       server: { overload: { maxEventLoopDelayMs: 0, maxCpuCores: 0, maxInFlightTurns: 0, maxNewCallsPerSecond: 0 } },
@@ -44,6 +47,14 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
     patch,
   );
   return parseConfig(merged, "test config");
+}
+
+/** The SMS task's view of an app config: what its tools, gate and rules get. */
+export const smsConfigOf = (app: AppConfig): SmsConfig => smsConfig(app.tasks.sms, app);
+
+/** The reception agent's services for an app config, as the service builds them (tests that run an engine without the service). */
+export function receptionServicesOf(app: AppConfig, deps: { ledger: ConsentLedger; limiter: RateLimiter; hasher: NumberHasher }): ReceptionServices {
+  return { config: smsConfigOf(app), ...deps, transfer: app.agents.reception!.transfer };
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {

@@ -9,7 +9,7 @@
  * With DATABASE_URL (and LEDGER_TABLE) set, the ledger is PostgreSQL instead of the file.
  */
 import { pino } from "pino";
-import { loadConfigFile } from "../../src/config/load.js";
+import { loadConfigFile } from "../../src/appConfig.js";
 import { createLedger } from "../../src/ledger/createLedger.js";
 import { ScriptedModel } from "../../src/llm/scriptedModel.js";
 import { createService } from "../../src/service.js";

@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import type { CallState } from "../../src/core/callState.js";
 import { defineStep, hostTask, type Observer } from "../../src/engine/define.js";
 import { defineFlow } from "../../src/engine/defineFlow.js";
@@ -12,6 +13,12 @@ import { confirmCallbackDetail } from "./confirm_callback_detail.js";
 import { noteCallbackDetail } from "./note_callback_detail.js";
 import { offerSmsConfirmation } from "./offer_sms_confirmation.js";
 import { endCall } from "../common/end_call.js";
+import { defineAgent } from "../common/agentDef.js";
+import { smsServices } from "../sms/task.js";
+import type { SmsTaskConfig } from "../../src/tasks/sms/config.js";
+import { CALLBACK_REPLACED_KEYS, callbackConfigProblems, callbackConfigSchema } from "../../src/agents/callback/config.js";
+import { callbackEndpointFromEnv } from "../../src/agents/callback/env.js";
+import { startReporting } from "../../src/agents/callback/reporting.js";
 
 /**
  * The callback agent, built only from the public parts (steps, tools, the SMS task):
@@ -25,7 +32,7 @@ const step = defineStep<CallbackFlowTypes>();
 const collectDetails = step({
   name: CALLBACK_STEP.collectDetails,
   kind: "llm",
-  prompt: "callback_collect",
+  prompt: "callback/collect",
   tools: [noteCallbackDetail, confirmCallbackDetail, endCall],
 });
 
@@ -42,7 +49,7 @@ const offerSms = step({
 const wrapUp = step({
   name: CALLBACK_STEP.wrapUp,
   kind: "llm",
-  prompt: "callback_wrap_up",
+  prompt: "callback/wrap_up",
   // A caller may still correct a detail after the SMS offer. The caller heard that the request is
   // taken with the offer (offer_sms_confirmation), so the SMS outcome's "anything else?" is the
   // last thing they hear here, never followed by the thanks.
@@ -57,11 +64,11 @@ const FINAL_SAVE_RETRY_MS = [100, 500];
  * session_end. A snapshot is saved after each committed turn (so a stalled instance whose turn was
  * never stored cannot overwrite a newer one), the final report on session_end.
  */
-async function saveReport(state: CallState<SmsSlice & CallbackSlice>, { config, reports }: CallbackServices, log: Logger, now: number, final: boolean, revision?: number): Promise<void> {
+async function saveReport(state: CallState<SmsSlice & CallbackSlice>, { config, reports, sessionTtlSeconds }: CallbackServices, log: Logger, now: number, final: boolean, revision?: number): Promise<void> {
   const report = callbackReport(state, config.business.name, final ? "session_end" : "state_expired", now);
   for (let attempt = 0; ; attempt++) {
     try {
-      await reports.save(report, { final, expiresAt: now + config.limits.sessionTtlSeconds * 1000, revision });
+      await reports.save(report, { final, expiresAt: now + sessionTtlSeconds * 1000, revision });
       return;
     } catch (e) {
       // A snapshot is never the caller's problem: the next turn saves again. The final report is the
@@ -112,5 +119,28 @@ export const callbackFlow = defineFlow<CallbackFlowTypes>({
     observe: { session_end: onSessionEnd },
     // Every committed turn keeps the latest snapshot, so a call whose session_end never comes is still reported.
     afterCommit: (state, services, { now, log, seq }) => saveReport(state, services, log, now, false, seq),
+  },
+});
+
+/**
+ * The agent as the registry (src/registry.ts) knows it: its flow, its settings (`agents.callback`,
+ * required with `agent: callback`), their environment overrides (CALLBACK_URL, …) and how the
+ * service starts it (its reports and their poster).
+ */
+export const callbackAgent = defineAgent<CallbackFlowTypes, z.infer<typeof callbackConfigSchema>, { sms: SmsTaskConfig }>({
+  flow: callbackFlow,
+  config: callbackConfigSchema,
+  required: "agent: callback needs an agents.callback section (at least agents.callback.endpoint.url)",
+  replaces: CALLBACK_REPLACED_KEYS,
+  // The confirmation SMS names an option of every slot (checked whenever the section is there, complete when the agent runs).
+  check: (own, tasks, picked) => callbackConfigProblems(own, tasks.sms).filter((p) => picked || p.path.length > 1),
+  env: (own, env) => {
+    const r = callbackEndpointFromEnv(own.endpoint, env);
+    return "problems" in r ? r : { config: { ...own, endpoint: r.endpoint } };
+  },
+  start: (host, own) => {
+    const { run } = host;
+    const { reports, poster, outbox } = startReporting({ endpoint: own.endpoint, mode: run.callbackReports, secret: run.callbackSecret, outbox: run.outbox, startPoster: run.startPoster, logger: host.logger, metrics: host.metrics, now: host.now });
+    return { services: { ...smsServices(host), callback: own, reports, sessionTtlSeconds: host.app.limits.sessionTtlSeconds }, poster, outbox };
   },
 });

@@ -7,7 +7,7 @@ import { missingFields } from "../../src/agents/callback/state.js";
 
 /**
  * Run by code once every detail is confirmed: offer the confirmation SMS through the SMS task
- * (its consent question is the offer). The text is fixed by config (`callback.smsSlots`):
+ * (its consent question is the offer). The text is fixed by config (`agents.callback.smsSlots`):
  * nothing the caller said goes into an SMS. The task returns to the wrap-up with its result.
  */
 export const offerSmsConfirmation = defineTool<CallbackFlowTypes>()({
@@ -20,7 +20,7 @@ export const offerSmsConfirmation = defineTool<CallbackFlowTypes>()({
     const missing = missingFields(state.callback);
     if (missing.length > 0) return { result: ctx.note("callback_detail_confirmed", { field: "-", missing: missing.join(", ") }), next: CALLBACK_STEP.collectDetails };
     state.callback.smsOffered = true;
-    const params = { slots: ctx.services.config.callback?.smsSlots ?? {} };
+    const params = { slots: ctx.services.callback.smsSlots };
     // The task's first line (the offer) comes with the next step, after this one.
     sayRequestTaken(ctx, { questionFollows: smsStartOutcome(ctx, params) === undefined });
     // Back to the wrap-up with the result (at once, when the task ends before it begins).

@@ -1,11 +1,12 @@
 import { z } from "zod";
 import { actions } from "../../src/aiflow/actions.js";
 import { flowOwnNumber } from "../../src/aiflow/sessionNumbers.js";
-import type { AppConfig } from "../../src/config/schema.js";
 import { defineTool, type FlowTypes, type Keys } from "../../src/engine/define.js";
+import type { TransferConfig } from "./transferConfig.js";
 
 /**
- * Any flow may offer it: hand the call to a person at one of the configured `transfer.targets`.
+ * Any flow may offer it: hand the call to a person at one of the configured transfer targets
+ * (transferConfig.ts; the reception agent's `agents.reception.transfer`).
  * The caller hears a fixed announcement, then AI Flow's `transfer` leaves with the flow's own
  * number as caller ID. When nobody answers, sipgate sends a new `session_start` for the same call;
  * the flow's session_start hook then says `transfer_failed` and clears the pending mark.
@@ -20,17 +21,23 @@ export interface TransferSlice {
 export type TransferLineKey = "transfer_announce" | "transfer_announce_unnamed" | "transfer_failed";
 export type TransferNoteKey = "transfer_started" | "transfer_unavailable";
 
-/** What the tool needs from the flow offering it: the transfer settings, a place for the pending mark, its lines and notes. */
+/** What the tool needs from the flow offering it: the transfer settings (and the business, the default caller ID), a place for the pending mark, its lines and notes. */
 export interface TransferFlowTypes extends FlowTypes {
   state: TransferSlice;
-  services: { config: AppConfig };
+  services: TransferServices;
   lines: Keys<TransferLineKey>;
   notes: Keys<TransferNoteKey>;
 }
 
+/** The services a flow offering the tool provides. */
+export interface TransferServices {
+  transfer: TransferConfig;
+  config: { business: { name: string } };
+}
+
 /** One enum of the configured target keys, their descriptions in the parameter's description. */
-function targetParameters({ config }: { config: AppConfig }): z.ZodObject<{ target: z.ZodType<string> }> {
-  const targets = Object.entries(config.transfer.targets);
+function targetParameters({ transfer }: TransferServices): z.ZodObject<{ target: z.ZodType<string> }> {
+  const targets = Object.entries(transfer.targets);
   if (targets.length === 0) {
     return z.object({ target: z.string().describe("no transfer targets are configured: a transfer is not possible") });
   }
@@ -44,7 +51,7 @@ export const transferCall = defineTool<TransferFlowTypes>()({
   transitions: [],
   parameters: targetParameters,
   execute(ctx, { target }) {
-    const { transfer, business } = ctx.services.config;
+    const { transfer, config } = ctx.services;
     const to = transfer.targets[target];
     const own = flowOwnNumber(ctx.event.session);
     if (!to || !own) {
@@ -56,7 +63,7 @@ export const transferCall = defineTool<TransferFlowTypes>()({
     ctx.emit(
       actions.transfer(ctx.sessionId, {
         target_phone_number: to.number,
-        caller_id_name: transfer.callerIdName ?? business.name,
+        caller_id_name: transfer.callerIdName ?? config.business.name,
         caller_id_number: own,
         timeout: transfer.timeoutSeconds,
       }),

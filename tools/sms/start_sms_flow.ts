@@ -6,7 +6,7 @@ import type { SmsFlowTypes, SmsServices } from "../../src/tasks/sms/types.js";
 /** One enum parameter per configured SMS slot: the model chooses what to send, never writes it. */
 function slotParameters({ config }: SmsServices) {
   const shape: Record<string, z.ZodTypeAny> = {};
-  for (const [name, slot] of Object.entries(config.sms.slots)) {
+  for (const [name, slot] of Object.entries(config.slots)) {
     const keys = Object.keys(slot.options) as [string, ...string[]];
     shape[name] = z.enum(keys).describe(slot.description);
   }

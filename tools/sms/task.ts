@@ -1,4 +1,5 @@
-import type { AppConfig } from "../../src/config/schema.js";
+import { smsConfig, type SmsConfig, type SmsTaskConfig } from "../../src/tasks/sms/config.js";
+import type { AgentHost } from "../common/agentDef.js";
 import { defineStep, type EventHook, type TaskDef } from "../../src/engine/define.js";
 import { spokenOver } from "../../src/engine/heard.js";
 import { askForOtherNumber } from "./ask_for_other_number.js";
@@ -42,7 +43,7 @@ const step = defineStep<SmsFlowTypes>();
 const collectNumber = step({
   name: STEP.collectNumber,
   kind: "llm",
-  prompt: "collect_number",
+  prompt: "sms/collect_number",
   tools: [collectPhoneNumber, cancelSms],
   context: "step",
   onEnter: (ctx) => void ctx.say("ask_number"),
@@ -51,7 +52,7 @@ const collectNumber = step({
 const confirmConsent = step({
   name: STEP.confirmConsent,
   kind: "llm",
-  prompt: "confirm_consent",
+  prompt: "sms/confirm_consent",
   tools: [recordConsent, collectPhoneNumber, askForOtherNumber],
   // The question and the answer are all the model needs; the call facts are in the prompt.
   context: "step",
@@ -118,7 +119,7 @@ const onDtmf: EventHook<SmsFlowTypes> = async (ctx, event) => {
   return true;
 };
 
-function smsStatus(state: SmsCallState, config: AppConfig): string {
+function smsStatus(state: SmsCallState, config: SmsConfig): string {
   const last = state.sms.sent[state.sms.sent.length - 1];
   if (!last) return "none sent in this call";
   const to = speakable(last.number, config.homeCountry);
@@ -135,7 +136,7 @@ function consentStatus(state: SmsCallState): string {
 
 /** The `{placeholders}` the task's prompts (and any host prompt) may use. */
 function smsPromptValues(state: SmsCallState, { config }: SmsServices): Record<string, string> {
-  const options = Object.entries(config.sms.slots)
+  const options = Object.entries(config.slots)
     .map(([slot, s]) => `- ${slot} (${s.description}): ${Object.keys(s.options).join(", ")}`)
     .join("\n");
   const result = state.sms.result?.value;
@@ -193,3 +194,8 @@ export const smsTask: TaskDef<SmsFlowTypes, SmsTaskParams, SmsTaskResult> = {
     },
   },
 };
+
+/** The SMS task's services, from what the service hands an agent (every agent with the task builds them so). */
+export function smsServices(host: AgentHost<{ sms: SmsTaskConfig }>): SmsServices {
+  return { config: smsConfig(host.tasks.sms, host.app), ledger: host.ledger, limiter: host.limiter, hasher: host.hasher };
+}

@@ -1,4 +1,4 @@
-import type { AppConfig } from "../../config/schema.js";
+import type { AppConfig } from "../../appConfig.js";
 import type { LedgerRecord } from "../../ledger/ledger.js";
 import type { NumberHasher } from "../../ledger/numberHash.js";
 import { readLedgerFile } from "../../ledger/readLedger.js";

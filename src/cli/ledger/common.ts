@@ -1,7 +1,7 @@
 import { chmod, mkdir, open } from "node:fs/promises";
 import { dirname } from "node:path";
-import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../../config/load.js";
-import type { AppConfig } from "../../config/schema.js";
+import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "../../appConfig.js";
+import type { AppConfig } from "../../appConfig.js";
 import { numberHasher } from "../../service.js";
 import { numberRedactor } from "../../ledger/chain.js";
 import { NumberHasher } from "../../ledger/numberHash.js";

@@ -1,4 +1,4 @@
-import type { AppConfig } from "../../config/schema.js";
+import type { SmsConfig } from "./config.js";
 import type { NumberHasher } from "../../ledger/numberHash.js";
 import type { LimitSpec } from "../../store/rateLimiter.js";
 
@@ -11,7 +11,7 @@ export type LimitKind = "recipient" | "caller" | "prefix" | "country" | "global"
  * keys as `hasher` stores them: keyed-hashed with `ledger.numbers: hashed`, so the shared store
  * holds no number a limit was counted for.
  */
-export function abuseLimits(config: AppConfig, hasher: NumberHasher, recipient: string, country: string, caller: string | undefined): Array<{ kind: LimitKind; spec: LimitSpec }> {
+export function abuseLimits(config: SmsConfig, hasher: NumberHasher, recipient: string, country: string, caller: string | undefined): Array<{ kind: LimitKind; spec: LimitSpec }> {
   const a = config.abuse;
   const win = (w: { max: number; windowSeconds: number }) => ({ max: w.max, windowMs: w.windowSeconds * 1000 });
   return [

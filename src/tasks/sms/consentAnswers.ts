@@ -7,7 +7,7 @@ import { FlowDefinitionError } from "../../core/errors.js";
 
 /**
  * The consent turn without model time: a clear "yes" or "no" to the consent question, said as one
- * of the whole utterances listed in prompts/<lang>/consent_answers.md, is decided by that list.
+ * of the whole utterances listed in prompts/<lang>/sms/consent_answers.md, is decided by that list.
  * Everything else (more words, a number, a question, a "but") goes to the model as before.
  *
  * The file has four sections: `## yes` and `## no`, the whole utterances that are a clear answer,
@@ -16,7 +16,7 @@ import { FlowDefinitionError } from "../../core/errors.js";
  * a yes only to a question that asks for one ("Haben Sie etwas dagegen, …?" turns it into a no):
  * with any other question every answer goes to the model.
  */
-export const CONSENT_ANSWERS_FILE = "consent_answers";
+export const CONSENT_ANSWERS_FILE = "sms/consent_answers";
 
 export type ConsentVerdictWord = "yes" | "no";
 

@@ -35,8 +35,8 @@ export async function recordSmsFailure(ctx: SmsContext, event: AiFlowEvent): Pro
     return;
   }
   sent.failed = event.reason;
-  const wasRetry = state.sms.sent.indexOf(sent) >= config.sms.maxPerCall;
-  const canRetry = transient && config.sms.retryTransientFailures && state.sms.retryAllowance === 0 && !state.sms.declined;
+  const wasRetry = state.sms.sent.indexOf(sent) >= config.maxPerCall;
+  const canRetry = transient && config.retryTransientFailures && state.sms.retryAllowance === 0 && !state.sms.declined;
   state.sms.lastFailure = { reason: event.reason, matched: true, wasRetry, canRetry, number: sent.number };
   if (!transient) ctx.log.error(logFields, "SMS failed: account problem, needs an operator");
   else ctx.log.warn(logFields, "SMS failed: transient");

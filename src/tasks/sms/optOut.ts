@@ -66,7 +66,7 @@ function callerMeant(ctx: SmsContext, number: string): boolean {
 /** Puts the number on the list with its record; false when the list is off or cannot be written (logged). */
 async function saveOptOut(ctx: SmsContext, number: string, named: boolean): Promise<boolean> {
   const { config, ledger } = ctx.services;
-  if (!config.ledger.optOutList || !ledger.setOptOut) {
+  if (!config.optOutList || !ledger.setOptOut) {
     ctx.log.warn({ sessionId: ctx.sessionId }, "a caller asked never to be texted again, but the do-not-text list is off (ledger.optOutList: false): only this call sends no SMS");
     return false;
   }

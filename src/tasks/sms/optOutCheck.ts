@@ -7,7 +7,7 @@ import { OptOutListError } from "../../ledger/optOut.js";
  * a caller's "never again" must not depend on a lookup working.
  */
 export async function optOutRefusal(ctx: SmsContext, number: string): Promise<{ reason: SendRefusal; detail: string } | undefined> {
-  if (!ctx.services.config.ledger.optOutList) return undefined;
+  if (!ctx.services.config.optOutList) return undefined;
   const { ledger } = ctx.services;
   try {
     if (!ledger.optedOut) throw new OptOutListError("this consent ledger keeps no do-not-text list");

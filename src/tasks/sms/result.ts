@@ -4,7 +4,7 @@ import type { SendRefusal, SmsContext } from "./types.js";
 
 /** What a flow starts the SMS task with (`startTask(SMS_TASK, params)`). */
 export interface SmsTaskParams {
-  /** What the SMS says: for each configured slot (`sms.slots`), the option key to send. */
+  /** What the SMS says: for each configured slot (`tasks.sms.slots`), the option key to send. */
   slots: Record<string, string>;
   /**
    * The number the consent question offers first, as the caller said it or in AI Flow format.

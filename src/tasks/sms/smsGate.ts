@@ -67,7 +67,7 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
     const consent = consentVerdict(state, n);
     if (!consent.valid) return refuse(`consent_${consent.reason}`, `recipient ${maskNumber(n)}`);
 
-    if (!smsBudget(state, config).canSend) return refuse("sms_limit_per_call", `${sms.sent.length} sent, limit ${config.sms.maxPerCall}`);
+    if (!smsBudget(state, config).canSend) return refuse("sms_limit_per_call", `${sms.sent.length} sent, limit ${config.maxPerCall}`);
 
     let expected: string;
     try {
@@ -122,7 +122,7 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
         consentAnsweredAt: c.answer!.at,
         message: action.message,
         outcome: "approved",
-        model: ctx.modelUsed ?? config.llm.model,
+        model: ctx.modelUsed ?? config.model,
         ...(c.givenId ? { ref: c.givenId } : {}),
       });
     } catch (e) {

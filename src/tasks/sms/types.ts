@@ -1,4 +1,4 @@
-import type { AppConfig } from "../../config/schema.js";
+import type { SmsConfig } from "./config.js";
 import type { FlowTypes, Keys } from "../../engine/define.js";
 import type { TurnContext } from "../../engine/turnContext.js";
 import type { ConsentLedger, LedgerRecordInput } from "../../ledger/ledger.js";
@@ -13,7 +13,7 @@ import type { SmsTaskIO } from "./result.js";
 
 /** What the SMS task needs from the app: its settings, the consent ledger and the shared SMS limits. */
 export interface SmsServices {
-  config: AppConfig;
+  config: SmsConfig;
   ledger: ConsentLedger;
   limiter: RateLimiter;
   /**
@@ -23,7 +23,7 @@ export interface SmsServices {
   hasher: NumberHasher;
 }
 
-/** Every fixed line the SMS task speaks (prompts/<lang>/lines.md). */
+/** Every fixed line the SMS task speaks (prompts/<lang>/sms/lines.md). */
 export const SMS_LINES = [
   "ask_number",
   "number_invalid",

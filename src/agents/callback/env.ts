@@ -1,9 +1,9 @@
-import { callbackConfigSchema, type AppConfig } from "./schema.js";
+import { callbackConfigSchema, type CallbackConfig } from "./config.js";
 
-type Endpoint = NonNullable<AppConfig["callback"]>["endpoint"];
+type Endpoint = CallbackConfig["endpoint"];
 
 /**
- * Every `callback.endpoint` setting as an environment variable (wins over the file), so one
+ * Every `agents.callback.endpoint` setting as an environment variable (wins over the file), so one
  * image serves several receivers. The README's variable list and `npm start -- --help` name them
  * all (test/callback.demo.test.ts checks). The signing secret itself only ever comes from the
  * environment: from CALLBACK_SIGNING_SECRET, or the variable CALLBACK_SECRET_ENV names.
@@ -21,7 +21,7 @@ export const CALLBACK_ENDPOINT_ENV = [
 
 /**
  * `endpoint` with the variables set in `env` applied, or the problems, each naming the variable
- * and the setting it overrides (`CALLBACK_TIMEOUT_MS (callback.endpoint.timeoutMs): …`).
+ * and the setting it overrides (`CALLBACK_TIMEOUT_MS (agents.callback.endpoint.timeoutMs): …`).
  */
 export function callbackEndpointFromEnv(endpoint: Endpoint, env: NodeJS.ProcessEnv): { endpoint: Endpoint } | { problems: string[] } {
   const out = structuredClone(endpoint) as Record<string, unknown>;
@@ -51,4 +51,4 @@ export function callbackEndpointFromEnv(endpoint: Endpoint, env: NodeJS.ProcessE
   };
 }
 
-const fieldName = (path: ReadonlyArray<string | number>) => ["callback", "endpoint", ...path].join(".");
+const fieldName = (path: ReadonlyArray<string | number>) => ["agents", "callback", "endpoint", ...path].join(".");
