@@ -118,11 +118,11 @@ describe("figures the docs quote come from the checked-in results", () => {
     // Each quote in the notes under the table, with the part of the results it comes from.
     const noted: [RegExp, string][] = [
       [/24 µs for the bare route, 45 µs for\s+the intake, 364 µs for the whole service/, "a"],
-      [/830 calls were admitted\s+and 170 refused/, "f"],
-      [/calls' answers took 607 \/ 46134 ms/, "f"],
-      [/the service answered within 1436 ms/, "f"],
-      [/holds 97 calls at once/, "i"],
-      [/66\.6 ms of CPU per call/, "i"],
+      [/241 calls were admitted and 759\s+refused/, "f"],
+      [/calls' answers took\s+26 \/ 1792 ms/, "f"],
+      [/the service answered within 470 ms/, "f"],
+      [/holds 785 calls at once/, "i"],
+      [/36\.9 ms of CPU per call/, "i"],
     ];
     for (const [pattern, letter] of noted) {
       const quote = pattern.exec(performance)?.[0];
