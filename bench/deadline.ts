@@ -26,6 +26,14 @@ export function openLimits(base: AppConfig): AppConfig {
 }
 
 /**
+ * Every consent answer to the model (`tasks.sms.consent.answerByRule` off): row (e) measures turns
+ * that wait for the model against the deadline; a "Ja, gerne." decided by rule (row (m)) needs none.
+ */
+function modelDecidesConsent(c: AppConfig): AppConfig {
+  return parseConfig({ ...c, tasks: { ...c.tasks, sms: { ...c.tasks.sms, consent: { ...c.tasks.sms.consent, answerByRule: false } } } });
+}
+
+/**
  * No load limits (server.overload all 0): for the benches that measure cost per event by playing
  * calls as fast as the machine allows, where refusing calls would only measure the refusal.
  */
@@ -237,7 +245,7 @@ export async function playWholeCall(p: CallPlayer, id: string, caller: string): 
 export async function deadlineScenario(opts: DeadlineOptions): Promise<DeadlineResult> {
   const speechMs = opts.speechMs ?? 300;
   const concurrency = opts.concurrency ?? 5;
-  const config = opts.config ?? openLimits(loadConfigFile("config/agent.yaml"));
+  const config = modelDecidesConsent(opts.config ?? openLimits(loadConfigFile("config/agent.yaml")));
   const prompts = new PromptLibrary(PROMPTS_DIR, config.language);
   const HOLDING = prompts.line("holding");
   const GAVE_UP = prompts.line("holding_gave_up");

@@ -61,7 +61,10 @@ function expectEvidence(records: LedgerRecord[], callId: string, number: string)
   expect(call.slice(0, 3).map((r) => r.kind)).toEqual(["consent_asked", "consent_given", "sms_approved"]);
   expect(call.slice(3).map((r) => r.kind)).toEqual(call.length > 3 ? ["sms_handed_over"] : []);
   const sent = call[2]!;
-  expect(sent).toMatchObject({ kind: "sms_approved", number, question: QUESTION, reply: "Ja, gerne.", message: MESSAGE, outcome: "approved", model: "scripted-careful" });
+  // "Ja, gerne." right after the heard question is a listed clear yes (prompts/de-DE/sms/consent_answers.md):
+  // the approval names that rule, and no model, since none was asked.
+  expect(sent).toMatchObject({ kind: "sms_approved", number, question: QUESTION, reply: "Ja, gerne.", message: MESSAGE, outcome: "approved", decidedBy: "rule", rule: "yes:ja gerne" });
+  expect(sent.model).toBeUndefined();
   // Self-contained evidence: when the question was asked and answered, in order.
   expect(Date.parse(sent.consentAskedAt!)).toBeLessThanOrEqual(Date.parse(sent.consentAnsweredAt!));
   expect(Date.parse(sent.consentAnsweredAt!)).toBeLessThanOrEqual(Date.parse(sent.at));

@@ -92,7 +92,8 @@ async function killBetweenApprovalAndHandover(id: string, env: Record<string, st
   expect(question.at(-1)?.text).toMatch(/^Darf ich Ihnen die Informationen per SMS/);
   // The yes's model request is held: A answers within the second with the holding line.
   const gate = fake.block();
-  const yes = post(A, ev.speak(id, "Ja, gerne.")); // 3
+  // Not a listed clear answer (prompts/de-DE/sms/consent_answers.md), so the model decides it, and its request can be held.
+  const yes = post(A, ev.speak(id, "Ja, das passt mir gut.")); // 3
   await gate.arrived;
   expect((await yes).map((a) => a.text)).toEqual([HOLDING]);
   gate.release();
@@ -147,7 +148,7 @@ describe("the server killed between a send's approval and its handover", () => {
     // Killed with the send still waiting: approved, and nothing more (an outcome nobody knows yet).
     expect(afterKill.map((r) => r.kind)).toEqual(["consent_asked", "consent_given", "sms_approved"]);
     const approval = afterKill[2]!;
-    expect(approval).toMatchObject({ id: `${id}:e3:sms_approved:0`, ref: `${id}:e3:consent_given:0`, number: CALLER, reply: "Ja, gerne." });
+    expect(approval).toMatchObject({ id: `${id}:e3:sms_approved:0`, ref: `${id}:e3:consent_given:0`, number: CALLER, reply: "Ja, das passt mir gut." });
     // B collected it: its handover names the approval A wrote.
     expect(afterHandover.map((r) => r.kind)).toEqual(["consent_asked", "consent_given", "sms_approved", "sms_handed_over"]);
     expect(afterHandover[3]).toMatchObject({ id: `${approval.id}:sms_handed_over`, ref: approval.id, number: CALLER, outcome: "handed_over" });
@@ -174,7 +175,7 @@ describe("the server killed between a send's approval and its handover", () => {
       };
       const { afterKill, afterHandover } = await killBetweenApprovalAndHandover("kill-handover-pg", env, read);
       expect(afterKill.map((r) => r.kind)).toEqual(["consent_asked", "consent_given", "sms_approved"]);
-      expect(afterKill[2]).toMatchObject({ number: CALLER, reply: "Ja, gerne.", message: expect.stringMatching(/^Praxis Dr\. Muster: Adresse/) });
+      expect(afterKill[2]).toMatchObject({ number: CALLER, reply: "Ja, das passt mir gut.", message: expect.stringMatching(/^Praxis Dr\. Muster: Adresse/) });
       expect(afterHandover.map((r) => r.kind)).toEqual(["consent_asked", "consent_given", "sms_approved", "sms_handed_over"]);
       expect(afterHandover[3]).toMatchObject({ number: CALLER, outcome: "handed_over" });
       // The table keeps what it has columns for; where it keeps ids, the handover names the approval.

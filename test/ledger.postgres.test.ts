@@ -97,6 +97,9 @@ describe("PostgresLedger", () => {
       ["erased", "jsonb"],
       ["maintenance", "jsonb"],
       ["salt", "text"],
+      // Who judged a consent answer: a listed rule or the model (issue 21, point 4).
+      ["decided_by", "text"],
+      ["rule", "text"],
     ]);
     const idx = await sql<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE tablename = $1", [table]);
     expect(idx.some((i) => /\(at\)/.test(i.indexdef))).toBe(true);

@@ -132,7 +132,8 @@ describe("two instances on one Redis", () => {
     expect(String(q.actions[0]!.text)).toMatch(/^Darf ich/);
     // The caller says yes; C's model request is in flight (held by the model server) when C dies.
     const gate = fake.block();
-    const lost = post(C, ev.speak(id, "Ja, gerne.", false, caller)).catch((e: Error) => e);
+    // Not a listed clear answer (prompts/de-DE/sms/consent_answers.md): the model decides it, so its request can be held.
+    const lost = post(C, ev.speak(id, "Ja, das passt mir gut.", false, caller)).catch((e: Error) => e);
     try {
       await gate.arrived;
       C.proc.child.kill("SIGKILL");
@@ -142,7 +143,7 @@ describe("two instances on one Redis", () => {
       expect(await lost).toBeInstanceOf(Error);
       // sipgate goes on with the call on B: every event is answered within the deadline (800 ms;
       // the bound below leaves room for a loaded machine, the old design took 10 s), and once
-      // C's lease has run out B runs the interrupted turn again: the "Ja, gerne." is not lost.
+      // C's lease has run out B runs the interrupted turn again: the yes is not lost.
       const answers: Array<{ event: string; ms: number; actions: Array<{ type: string; [k: string]: unknown }> }> = [];
       for (let i = 0; i < 12 && !answers.some((a) => sms(a).length); i++) {
         const event = i % 2 === 0 ? ev.timeout(id) : ev.speechEnded(id);

@@ -90,7 +90,7 @@ export const recordConsent = defineTool<SmsFlowTypes>()({
       await askConsentQuestion(ctx);
       return ctx.note("consent_question_repeated");
     }
-    const answer = { consented: true, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn };
+    const answer = { consented: true, reply: ctx.userText, turn: state.turn, at: ctx.nowIso(), spokenBeforeAnswer: state.spokenBeforeTurn, ...(ctx.decidedBy ? { rule: ctx.decidedBy } : {}) };
     // Evidence before state: if the ledger cannot write, consent is not recorded.
     c.givenId = await recordEvidence(ctx, {
       kind: "consent_given",

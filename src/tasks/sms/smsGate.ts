@@ -122,7 +122,8 @@ export class SmsActionGate implements ActionGate<SmsFlowTypes> {
         consentAnsweredAt: c.answer!.at,
         message: action.message,
         outcome: "approved",
-        model: ctx.modelUsed ?? config.model,
+        // The consent this send rests on was judged by a listed rule (no model was asked) or by the model.
+        ...(c.answer!.rule ? { decidedBy: "rule" as const, rule: c.answer!.rule } : { model: ctx.modelUsed ?? config.model }),
         ...(c.givenId ? { ref: c.givenId } : {}),
       });
     } catch (e) {

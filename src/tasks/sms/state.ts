@@ -16,7 +16,8 @@ export interface ConsentState {
   interrupted: boolean;
   /** Keys were pressed after the question (a keypad entry begun): the caller's next words are not their first reaction to it, so no rule decides them. */
   keyed?: boolean;
-  answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number };
+  /** `rule`: the listed answer that decided it (no model was asked), e.g. "yes:ja gerne". */
+  answer?: { consented: boolean; reply: string; turn: number; at: string; spokenBeforeAnswer: number; rule?: string };
   /** When the gate approved the send this yes covered: one yes, one SMS. */
   usedAt?: string;
   /** Ledger ids of the question's consent_asked and of the yes's consent_given (the records that follow name them in `ref`). */
