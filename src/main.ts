@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ConfigError, applyEnv, configPathFrom, loadConfigFile } from "./appConfig.js";
+import { FlowDefinitionError } from "./core/errors.js";
 import type { AppConfig } from "./appConfig.js";
 import { createLedger, describeLedger, optOutListProblem } from "./ledger/createLedger.js";
 import type { ConsentLedger } from "./ledger/ledger.js";
@@ -273,8 +274,9 @@ function demoHasher(config: AppConfig): NumberHasher {
 
 
 main().catch((e) => {
-  // One clear line for configuration problems; a stack only for real bugs.
-  if (e instanceof ConfigError) console.error(`aiflow-sms-agent: ${e.message}`);
+  // One clear line for configuration problems and for prompts or flows that cannot run (a prompt
+  // file missing from a deployment names the file); a stack only for real bugs.
+  if (e instanceof ConfigError || e instanceof FlowDefinitionError) console.error(`aiflow-sms-agent: ${e.message}`);
   else console.error(e);
   process.exit(1);
 });
