@@ -112,4 +112,31 @@ describe("overload: running calls go on, new calls are refused", () => {
       svc.load.force(undefined);
     }
   });
+
+  it("a redelivered session_start of an admitted call is never refused, even over the limit, and counts as one new call", async () => {
+    const local = await startTestService({ config: testConfig({ server: { overload: { maxNewCallsPerSecond: 2 } } }) });
+    try {
+      const first = await local.post(ev.start("admitted-redelivered"));
+      expect(first.actions.map((a) => a.type)).toEqual(["speak"]);
+      // Its answer was lost: sipgate sends the session_start again. Not a second new call.
+      const again = await local.post(ev.start("admitted-redelivered"));
+      expect(spoken(again.actions)).not.toContain(BUSY);
+      expect(again.actions.map((a) => a.type)).not.toContain("hangup");
+      // One more new call fits in this second (2 a second): the redelivery did not take its place.
+      expect((await local.post(ev.start("admitted-second"))).actions.map((a) => a.type)).toEqual(["speak"]);
+      // Over the limit now (and forced): the admitted call's session_start, redelivered once more, is still not refused.
+      local.load.force("cpu");
+      const late = await local.post(ev.start("admitted-redelivered"));
+      expect(late.actions.map((a) => a.type)).not.toContain("hangup");
+      expect(spoken(late.actions)).not.toContain(BUSY);
+      // A new call is.
+      expect(spoken((await local.post(ev.start("admitted-third"))).actions)).toEqual([BUSY]);
+      local.load.force(undefined);
+      // After its session_end the id is forgotten: the same id later is a new call again.
+      expect((await local.post(ev.end("admitted-redelivered"))).status).toBe(204);
+    } finally {
+      local.load.force(undefined);
+      await local.close();
+    }
+  });
 });

@@ -27,6 +27,12 @@ export interface AdmissionOptions {
 export class Admission implements CallAnswerer {
   /** Refused calls and what their session_start was answered (a redelivery gets the same answer). */
   private readonly refused = new Map<string, AiFlowAction[]>();
+  /**
+   * Calls this instance admitted, until their session_end: sipgate sends a session_start again when
+   * its answer was lost, and that call is running, so it is never refused (even if the instance is
+   * over its limits by now) and not counted as a new call a second time.
+   */
+  private readonly admitted = new Set<string>();
 
   constructor(
     private readonly inner: CallAnswerer,
@@ -64,10 +70,14 @@ export class Admission implements CallAnswerer {
       // sipgate sends a session_start again when its answer was lost: the caller hears the refusal.
       return event.type === "session_start" ? earlier : [];
     }
-    if (event.type !== "session_start") return undefined;
+    if (event.type === "session_end") this.admitted.delete(callId);
+    if (event.type !== "session_start" || this.admitted.has(callId)) return undefined;
     const reason = this.load.over();
     if (!reason) {
       this.load.took();
+      this.admitted.add(callId);
+      // Bounded like `refused`: a call whose session_end never came here (it ended on another instance) goes first.
+      if (this.admitted.size > MAX_REFUSED) this.admitted.delete(this.admitted.values().next().value!);
       return undefined;
     }
     this.o.onRefused?.(reason);
