@@ -7,11 +7,10 @@ import { ledgerCli } from "./support/ledgerCli.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { ev } from "./support/events.js";
-import { smsActions, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { consentRuleConfig, smsActions, spoken, startTestService, type TestService } from "./support/harness.js";
 import { atConsentQuestion, ledgerKinds, postPending, until } from "./support/deadline.js";
 import { MemoryLedger } from "../src/ledger/memoryLedger.js";
 import type { LedgerRecordInput } from "../src/ledger/ledger.js";
-import { spoken } from "./support/harness.js";
 
 /** A ledger whose consent_given write waits until released (a slow PostgreSQL, say): the rule's turn is held inside record_consent. */
 class HeldLedger extends MemoryLedger {
@@ -38,7 +37,7 @@ class HeldLedger extends MemoryLedger {
 
 let svc: TestService;
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
+  svc = await startTestService({ config: consentRuleConfig() });
 });
 afterAll(async () => svc.close());
 beforeEach(() => svc.fake.reset());
@@ -74,7 +73,7 @@ describe("review: words that overtake a rule's yes (its turn held in the ledger 
   let held: TestService;
   const ledger = new HeldLedger();
   beforeAll(async () => {
-    held = await startTestService({ ledger, config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
+    held = await startTestService({ ledger, config: consentRuleConfig() });
   });
   afterAll(async () => held.close());
 
@@ -125,7 +124,7 @@ describe("review: who decided, as the ledger CLI shows and exports it", () => {
   writeFileSync(configPath, stringifyYaml(raw));
 
   it("a call whose yes the rule decided, and one whose no the model decided: verify passes, show and the CSV export name who decided", async () => {
-    const file = await startTestService({ ledger: new FileLedger(ledgerPath), config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }) });
+    const file = await startTestService({ ledger: new FileLedger(ledgerPath), config: consentRuleConfig() });
     try {
       await atConsentQuestion(file, "cli-rule");
       await file.post(ev.speak("cli-rule", "Ja, gerne."));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { reply } from "./support/fakeOpenAI.js";
 import { CALLER, ev } from "./support/events.js";
-import { smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
+import { consentRuleConfig, smsActions, spoken, startTestService, testConfig, type TestService } from "./support/harness.js";
 import { atConsentQuestion, ledgerKinds, postPending, slowTurn } from "./support/deadline.js";
 import type { TurnRecord } from "../src/core/turnRecord.js";
 
@@ -17,7 +17,7 @@ const DECLINE_LINE = /^Alles klar, dann schicke ich Ihnen keine SMS/;
 let svc: TestService;
 const turns: TurnRecord[] = [];
 beforeAll(async () => {
-  svc = await startTestService({ config: testConfig({ tasks: { sms: { consent: { answerByRule: true }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } }), onTurn: (t) => turns.push(t) });
+  svc = await startTestService({ config: consentRuleConfig(), onTurn: (t) => turns.push(t) });
 });
 afterAll(async () => svc.close());
 beforeEach(() => {

@@ -106,6 +106,7 @@ export class Engine<F extends FlowTypes = FlowTypes> {
     for (const s of flow.steps) {
       if (s.kind === "llm") attempt(`step ${s.name}`, () => prompts.stepPrompt(s.prompt));
       const rules = s.kind === "llm" ? s.rules : undefined;
+      // The lists are read (and so checked for form) whether or not the step checks their content.
       if (rules) attempt(`rules of step ${s.name}`, () => rules.check?.(prompts.ruleLists(rules.file)) ?? prompts.ruleLists(rules.file));
       for (const t of s.tools) attempt(`tool ${t.name}`, () => prompts.toolDescription(t.name));
     }

@@ -9,7 +9,7 @@ import { speakOptions } from "../engine/speech.js";
 import type { LoadMonitor, OverloadReason } from "./load.js";
 
 /** Refused calls remembered (their later events are not the service's business); beyond it the oldest is forgotten. */
-const MAX_REFUSED = 10_000;
+const MAX_REMEMBERED_CALLS = 10_000;
 
 export interface AdmissionOptions {
   transferTo?: string;
@@ -76,8 +76,8 @@ export class Admission implements CallAnswerer {
     if (!reason) {
       this.load.took();
       this.admitted.add(callId);
-      // Bounded like `refused`: a call whose session_end never came here (it ended on another instance) goes first.
-      if (this.admitted.size > MAX_REFUSED) this.admitted.delete(this.admitted.values().next().value!);
+      // Bounded as `refused` is: a call whose session_end never came here (it ended on another instance) goes first.
+      if (this.admitted.size > MAX_REMEMBERED_CALLS) this.admitted.delete(this.admitted.values().next().value!);
       return undefined;
     }
     this.o.onRefused?.(reason);
@@ -91,7 +91,7 @@ export class Admission implements CallAnswerer {
           ]
         : [build.speak(callId, this.prompts.line("overloaded"), speech), build.hangup(callId)];
     this.refused.set(callId, refusal);
-    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
+    if (this.refused.size > MAX_REMEMBERED_CALLS) this.refused.delete(this.refused.keys().next().value!);
     return refusal;
   }
 }

@@ -50,6 +50,14 @@ export function testConfig(patch: Record<string, unknown> = {}, file = "config/a
 }
 
 /** The SMS task's view of an app config: what its tools, gate and rules get. */
+/**
+ * testConfig with the listed clear consent answers on (tasks.sms.consent.answerByRule; testConfig
+ * turns it off) and the per-recipient limit open: the consent rule's own tests.
+ */
+export function consentRuleConfig(consent: Record<string, unknown> = {}): AppConfig {
+  return testConfig({ tasks: { sms: { consent: { answerByRule: true, ...consent }, recipients: { perRecipient: { max: 1000, windowSeconds: 60 } } } } });
+}
+
 export const smsConfigOf = (app: AppConfig): SmsConfig => smsConfig(app.tasks.sms, app);
 
 /** The reception agent's services for an app config, as the service builds them (tests that run an engine without the service). */
